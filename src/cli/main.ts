@@ -1,0 +1,128 @@
+// transformer-dynamics: the same engine and analyses as the extension, from a terminal.
+//   transformer-dynamics analyze --model <dir> (--text <s> | --text-file <f|->) [--top-k 5]
+//                                [--max-tokens N] [--threads N] [--no-patterns]
+//                                [--json <out.json|->] [--csv <out.csv>]
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Engine } from '../engine/engine';
+import { EngineError } from '../engine/errors';
+import { analysisToCsv, analysisToJson } from '../shared/export';
+import type { Analysis } from '../shared/analysis';
+
+export const BUNDLED_MODEL_DIR = path.resolve(__dirname, '..', 'media', 'models', 'td-mini');
+
+const USAGE = `Usage: transformer-dynamics analyze [options]
+
+Runs a causal language model on a text and writes every layer's logit lens,
+residual-stream norms, trajectories and repetition measures.
+
+Options:
+  --model <dir>        Hugging Face model folder (config.json, model.safetensors,
+                       tokenizer.json). Default: the bundled model (td-mini).
+  --text <string>      The text to analyse.
+  --text-file <file>   Read the text from a file ("-" for stdin).
+  --top-k <n>          Top tokens per lens cell (default 5).
+  --max-tokens <n>     Analyse at most n tokens (default: the model's context).
+  --threads <n>        onnxruntime intra-op threads (default: CPU cores).
+  --no-patterns        Skip attention patterns (less memory on long inputs).
+  --json <file|->      Write the analysis as JSON ("-" for stdout).
+  --csv <file>         Write the lens table as CSV (one row per layer × position).
+  -h, --help           Show this help.
+`;
+
+function positiveInt(name: string, v: string | undefined, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new EngineError('BAD_REQUEST', `--${name} must be a positive integer, got "${v}".`);
+  return n;
+}
+
+function readText(values: { text?: string; 'text-file'?: string }): string {
+  if (values.text !== undefined && values['text-file'] !== undefined) throw new EngineError('BAD_REQUEST', 'Give either --text or --text-file, not both.');
+  if (values.text !== undefined) return values.text;
+  const file = values['text-file'];
+  if (file === undefined) throw new EngineError('BAD_REQUEST', 'Give the text with --text "<string>" or --text-file <file>.');
+  try {
+    return fs.readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (e) {
+    throw new EngineError('NOT_FOUND', `Cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+function summary(a: Analysis): string {
+  const T = a.lens.pos;
+  const last = a.lens.rows - 1;
+  const lines = [
+    `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab})`,
+    `${T} tokens${a.truncation ? ` (truncated from ${a.truncation.total})` : ''} in ${a.timings.totalMs.toFixed(0)} ms ` +
+      `(forward ${a.timings.forwardMs.toFixed(0)} ms, lens ${a.timings.lensMs.toFixed(0)} ms, metrics ${a.timings.metricsMs.toFixed(0)} ms)`,
+  ];
+  let bits = 0;
+  for (let p = 0; p < T - 1; p++) bits += -a.lens.nextLogprob[last * T + p]! / Math.LN2;
+  if (T > 1) lines.push(`mean surprisal ${(bits / (T - 1)).toFixed(3)} bits/token`);
+  const next = a.lastLogitsTop.slice(0, 5).map((t) => `${JSON.stringify(a.vocab[t.id] ?? '')} ${(t.prob * 100).toFixed(1)}%`);
+  lines.push(`next token: ${next.join(', ')}`);
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      text: { type: 'string' },
+      'text-file': { type: 'string' },
+      'top-k': { type: 'string' },
+      'max-tokens': { type: 'string' },
+      threads: { type: 'string' },
+      'no-patterns': { type: 'boolean' },
+      json: { type: 'string' },
+      csv: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help || positionals.length === 0) {
+    process.stdout.write(USAGE);
+    return values.help ? 0 : 2;
+  }
+  if (positionals[0] !== 'analyze') throw new EngineError('BAD_REQUEST', `Unknown command "${positionals[0]}". Try --help.`);
+  const text = readText(values);
+  const engine = new Engine();
+  try {
+    const info = await engine.load({
+      dir: values.model ?? BUNDLED_MODEL_DIR,
+      threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, (await import('node:os')).availableParallelism()))),
+      executionProvider: 'cpu',
+      patterns: !values['no-patterns'],
+    });
+    const analysis = await engine.analyze({
+      text,
+      topK: positiveInt('top-k', values['top-k'], 5),
+      maxTokens: positiveInt('max-tokens', values['max-tokens'], info.max_positions),
+      patterns: !values['no-patterns'],
+    });
+    if (values.json !== undefined) {
+      const json = JSON.stringify(analysisToJson(analysis));
+      if (values.json === '-') process.stdout.write(json + '\n');
+      else fs.writeFileSync(values.json, json);
+    }
+    if (values.csv !== undefined) fs.writeFileSync(values.csv, analysisToCsv(analysis));
+    if (values.json !== '-') process.stderr.write(summary(analysis) + '\n');
+    return 0;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+      const msg = e instanceof EngineError ? e.message : e instanceof Error ? `${e.message}` : String(e);
+      process.stderr.write(`transformer-dynamics: ${msg}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,189 @@
+// PCA of the walk (METRICS.md "PCA trajectories"): fitted on every point shown (all
+// positions × all rows), centred; one basis for every token so paths are comparable.
+
+export interface Pca {
+  /** Component vectors [k, d], unit length. */
+  components: Float32Array;
+  /** Fraction of total variance per component [k]. */
+  explained: number[];
+  mean: Float32Array; // [d]
+  k: number;
+  d: number;
+}
+
+/** Mean [d] and covariance X_cᵀX_c / (n−1) [d, d] of row-major points [n, d] (reference). */
+export function covariance(points: Float32Array, n: number, d: number): { mean: Float64Array; cov: Float64Array } {
+  const mean = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j]! += points[i * d + j]!;
+  for (let j = 0; j < d; j++) mean[j]! /= n;
+  const cov = new Float64Array(d * d);
+  const row = new Float64Array(d);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < d; j++) row[j] = points[i * d + j]! - mean[j]!;
+    for (let a = 0; a < d; a++) {
+      const ra = row[a]!;
+      if (ra === 0) continue;
+      const off = a * d;
+      for (let b = a; b < d; b++) cov[off + b]! += ra * row[b]!;
+    }
+  }
+  const div = Math.max(1, n - 1);
+  for (let a = 0; a < d; a++) {
+    for (let b = a; b < d; b++) {
+      const v = cov[a * d + b]! / div;
+      cov[a * d + b] = v;
+      cov[b * d + a] = v;
+    }
+  }
+  return { mean, cov };
+}
+
+/** A small deterministic PRNG (mulberry32) so PCA is reproducible run to run. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Orthonormalises the k columns of Q [d, k] in place (modified Gram–Schmidt). */
+function orthonormalize(Q: Float64Array, d: number, k: number): void {
+  for (let c = 0; c < k; c++) {
+    for (let p = 0; p < c; p++) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += Q[i * k + c]! * Q[i * k + p]!;
+      for (let i = 0; i < d; i++) Q[i * k + c]! -= s * Q[i * k + p]!;
+    }
+    let n = 0;
+    for (let i = 0; i < d; i++) n += Q[i * k + c]! ** 2;
+    n = Math.sqrt(n) || 1;
+    for (let i = 0; i < d; i++) Q[i * k + c]! /= n;
+  }
+}
+
+/** Eigen-decomposition of a small symmetric matrix (cyclic Jacobi). */
+export function symmetricEigen(A: Float64Array, n: number): { values: number[]; vectors: Float64Array } {
+  const a = Float64Array.from(A);
+  const v = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) v[i * n + i] = 1;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += a[p * n + q]! ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < n; p++) {
+      for (let q = p + 1; q < n; q++) {
+        const apq = a[p * n + q]!;
+        if (Math.abs(apq) < 1e-300) continue;
+        const theta = (a[q * n + q]! - a[p * n + p]!) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let k = 0; k < n; k++) {
+          const akp = a[k * n + p]!;
+          const akq = a[k * n + q]!;
+          a[k * n + p] = c * akp - s * akq;
+          a[k * n + q] = s * akp + c * akq;
+        }
+        for (let k = 0; k < n; k++) {
+          const apk = a[p * n + k]!;
+          const aqk = a[q * n + k]!;
+          a[p * n + k] = c * apk - s * aqk;
+          a[q * n + k] = s * apk + c * aqk;
+        }
+        for (let k = 0; k < n; k++) {
+          const vkp = v[k * n + p]!;
+          const vkq = v[k * n + q]!;
+          v[k * n + p] = c * vkp - s * vkq;
+          v[k * n + q] = s * vkp + c * vkq;
+        }
+      }
+    }
+  }
+  return { values: Array.from({ length: n }, (_, i) => a[i * n + i]!), vectors: v };
+}
+
+/**
+ * Top-k principal components from a covariance matrix [d, d] by subspace iteration with a
+ * Rayleigh–Ritz step. Signs are fixed so each component's largest-magnitude entry is positive.
+ */
+export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float32Array, d: number, k: number): Pca {
+  const kk = Math.min(k, d);
+  const m = Math.min(d, kk + 4); // oversampling speeds convergence
+  const rand = mulberry32(1234);
+  let Q = new Float64Array(d * m);
+  for (let i = 0; i < Q.length; i++) Q[i] = rand() - 0.5;
+  orthonormalize(Q, d, m);
+  const W = new Float64Array(d * m);
+  for (let it = 0; it < 300; it++) {
+    W.fill(0);
+    for (let i = 0; i < d; i++) {
+      for (let j = 0; j < d; j++) {
+        const c = cov[i * d + j]!;
+        if (c === 0) continue;
+        for (let col = 0; col < m; col++) W[i * m + col]! += c * Q[j * m + col]!;
+      }
+    }
+    orthonormalize(W, d, m);
+    let change = 0;
+    for (let col = 0; col < kk; col++) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += W[i * m + col]! * Q[i * m + col]!;
+      change = Math.max(change, 1 - Math.abs(s));
+    }
+    Q = Float64Array.from(W);
+    if (change < 1e-12 && it > 5) break;
+  }
+  // Rayleigh–Ritz: B = Qᵀ C Q (m × m)
+  const CQ = new Float64Array(d * m);
+  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) for (let col = 0; col < m; col++) CQ[i * m + col]! += cov[i * d + j]! * Q[j * m + col]!;
+  const B = new Float64Array(m * m);
+  for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let i = 0; i < d; i++) B[a * m + b]! += Q[i * m + a]! * CQ[i * m + b]!;
+  const { values, vectors } = symmetricEigen(B, m);
+  const order = values.map((v, i) => [v, i] as const).sort((x, y) => y[0] - x[0]);
+  let total = 0;
+  for (let i = 0; i < d; i++) total += cov[i * d + i]!;
+  const components = new Float32Array(kk * d);
+  const explained: number[] = [];
+  for (let c = 0; c < kk; c++) {
+    const [val, idx] = order[c]!;
+    let maxAbs = 0;
+    let sign = 1;
+    const vec = new Float64Array(d);
+    for (let i = 0; i < d; i++) {
+      let s = 0;
+      for (let j = 0; j < m; j++) s += Q[i * m + j]! * vectors[j * m + idx]!;
+      vec[i] = s;
+      if (Math.abs(s) > maxAbs) {
+        maxAbs = Math.abs(s);
+        sign = s < 0 ? -1 : 1;
+      }
+    }
+    for (let i = 0; i < d; i++) components[c * d + i] = sign * vec[i]!;
+    explained.push(total > 0 ? Math.max(0, val) / total : 0);
+  }
+  return { components, explained, mean: Float32Array.from(mean), k: kk, d };
+}
+
+/** Projects points [n, d] onto the components → [n, k]. */
+export function project(points: Float32Array, n: number, pca: Pca): Float32Array {
+  const { d, k } = pca;
+  const out = new Float32Array(n * k);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < k; c++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += (points[i * d + j]! - pca.mean[j]!) * pca.components[c * d + j]!;
+      out[i * k + c] = s;
+    }
+  }
+  return out;
+}
+
+/** PCA of points [n, d] in one call (reference path; the engine computes the covariance in onnxruntime). */
+export function pca(points: Float32Array, n: number, d: number, k: number): Pca {
+  const { mean, cov } = covariance(points, n, d);
+  return pcaFromCovariance(cov, mean, d, k);
+}

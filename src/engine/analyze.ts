@@ -1,0 +1,254 @@
+// One analysis run: tokenize → forward (every residual stream, optional attention
+// patterns) → logit lens in chunks of positions → plain typed arrays.
+import { EngineError } from './errors';
+import { hook } from './graph/forward';
+import type { LoadedModel } from './model';
+import type { NamedTensor } from './runtime/ort';
+import type { ActivationCache, Analysis, LensTable, Token, WalkMetrics } from '../shared/analysis';
+import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
+import { pca, project } from './analysis/pca';
+import { repeatedNgrams } from './analysis/repetition';
+
+export interface AnalyzeRequest {
+  /** The text to analyse (tokenized with the model's tokenizer). */
+  text?: string;
+  /** Or token ids directly (tests, goldens). */
+  ids?: number[];
+  /** How many top tokens per lens cell. */
+  topK: number;
+  /** Cap on tokens (the model's context window is a cap too). */
+  maxTokens: number;
+  /** Compute attention patterns (memory grows with pos²). */
+  patterns: boolean;
+}
+
+/** Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates. */
+const LENS_CHUNK_BYTES = 192 * 1024 * 1024;
+
+export class Cancelled extends EngineError {
+  constructor() {
+    super('CANCELLED', 'The analysis was cancelled.');
+  }
+}
+
+function checkCancel(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new Cancelled();
+}
+
+export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: string; tokens: Token[]; truncation: Analysis['truncation'] } {
+  const tk = model.tokenizer;
+  let text: string;
+  let tokens: Token[];
+  if (req.ids) {
+    for (const id of req.ids) {
+      if (!Number.isInteger(id) || id < 0 || id >= model.spec.dVocab) throw new EngineError('BAD_REQUEST', `Token id ${id} is outside the vocabulary (0..${model.spec.dVocab - 1}).`);
+    }
+    text = req.ids.map((id) => tk.tokenText(id)).join('');
+    let at = 0;
+    tokens = req.ids.map((id) => {
+      const t = tk.tokenText(id);
+      const tok = { id, text: t, start: at, end: at + t.length, special: tk.isSpecial(id) };
+      at += t.length;
+      return tok;
+    });
+  } else {
+    text = req.text ?? '';
+    if (text.length === 0) throw new EngineError('EMPTY_INPUT', 'Nothing to analyse: the text is empty. Select some text first.');
+    tokens = tk.encode(text);
+  }
+  if (tokens.length === 0) throw new EngineError('EMPTY_INPUT', 'Nothing to analyse: the text produced no tokens.');
+  const cap = Math.min(req.maxTokens, model.spec.maxPositions);
+  let truncation: Analysis['truncation'] = null;
+  if (tokens.length > cap) {
+    truncation = { kept: cap, total: tokens.length };
+    tokens = tokens.slice(0, cap);
+  }
+  return { text, tokens, truncation };
+}
+
+export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
+  const t0 = performance.now();
+  if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100) throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
+  const { text, tokens, truncation } = tokenize(model, req);
+  const t1 = performance.now();
+  checkCancel(signal);
+  const cache = await forwardCache(model, tokens.map((t) => t.id), req.patterns);
+  const t2 = performance.now();
+  checkCancel(signal);
+  const { lens, lastLogitsTop } = await logitLens(model, cache, tokens.map((t) => t.id), req.topK, signal);
+  const t3 = performance.now();
+  const walk = walkMetrics(cache.cache, tokens.map((t) => t.id), cache.cache.n_layers);
+  const vocab: Record<number, string> = {};
+  for (const t of tokens) vocab[t.id] = t.text;
+  for (const id of lens.topIds) vocab[id] ??= model.tokenizer.tokenText(id);
+  for (const t of lastLogitsTop) vocab[t.id] ??= model.tokenizer.tokenText(t.id);
+  const t4 = performance.now();
+  return {
+    model: model.info,
+    text,
+    tokens,
+    truncation,
+    cache: cache.cache,
+    lens,
+    walk,
+    vocab,
+    lastLogitsTop,
+    timings: { tokenizeMs: t1 - t0, forwardMs: t2 - t1, lensMs: t3 - t2, metricsMs: t4 - t3, totalMs: t4 - t0 },
+  };
+}
+
+interface ForwardResult {
+  cache: ActivationCache;
+  logits: Float32Array; // [d_vocab] at the last position
+}
+
+export function emptyPast(model: LoadedModel, batch = 1): Record<string, NamedTensor> {
+  const s = model.spec;
+  const feeds: Record<string, NamedTensor> = {};
+  const dims = [batch, s.nKvHeads, 0, s.headDim];
+  for (let L = 0; L < s.nLayers; L++) {
+    feeds[hook.pastKey(L)] = { data: new Float32Array(0), dims };
+    feeds[hook.pastValue(L)] = { data: new Float32Array(0), dims };
+  }
+  return feeds;
+}
+
+async function forwardCache(model: LoadedModel, ids: number[], patterns: boolean): Promise<ForwardResult> {
+  const s = model.spec;
+  const T = ids.length;
+  const d = s.dModel;
+  const hasPatterns = patterns && model.forward.outputNames.includes(hook.pattern(0));
+  const fetches = [hook.residPre(0), 'logits'];
+  for (let L = 0; L < s.nLayers; L++) {
+    fetches.push(hook.residMid(L), hook.residPost(L));
+    if (hasPatterns) fetches.push(hook.pattern(L));
+  }
+  const out = await model.forward.run(
+    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, T] }, ...emptyPast(model) },
+    fetches,
+  );
+  const get = (name: string) => out[name]!.data as Float32Array;
+  const resid = new Float32Array((s.nLayers + 1) * T * d);
+  const residMid = new Float32Array(s.nLayers * T * d);
+  resid.set(get(hook.residPre(0)), 0);
+  for (let L = 0; L < s.nLayers; L++) {
+    resid.set(get(hook.residPost(L)), (L + 1) * T * d);
+    residMid.set(get(hook.residMid(L)), L * T * d);
+  }
+  let pat: Float32Array | null = null;
+  if (hasPatterns) {
+    const per = s.nHeads * T * T;
+    pat = new Float32Array(s.nLayers * per);
+    for (let L = 0; L < s.nLayers; L++) pat.set(get(hook.pattern(L)), L * per);
+  }
+  return {
+    cache: { n_layers: s.nLayers, pos: T, d_model: d, n_heads: s.nHeads, resid, residMid, patterns: pat },
+    logits: get('logits'),
+  };
+}
+
+function softmaxTop(logits: Float32Array, k: number): { id: number; prob: number }[] {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const idx = Array.from(logits.keys())
+    .sort((a, b) => logits[b]! - logits[a]!)
+    .slice(0, k);
+  return idx.map((id) => ({ id, prob: Math.exp(logits[id]! - max) / sum }));
+}
+
+/** Runs the lens graph over every row of the walk in chunks of positions. */
+async function logitLens(
+  model: LoadedModel,
+  fwd: ForwardResult,
+  ids: number[],
+  k: number,
+  signal?: AbortSignal,
+): Promise<{ lens: LensTable; lastLogitsTop: { id: number; prob: number }[] }> {
+  const s = model.spec;
+  const { resid } = fwd.cache;
+  const T = ids.length;
+  const d = s.dModel;
+  const V = s.dVocab;
+  const rows = s.nLayers + 1;
+  const kk = Math.min(k, V);
+  const chunk = Math.max(1, Math.min(T, Math.floor(LENS_CHUNK_BYTES / (rows * V * 4 * 4))));
+  const lens: LensTable = {
+    rows,
+    pos: T,
+    k: kk,
+    topIds: new Int32Array(rows * T * kk),
+    topProbs: new Float32Array(rows * T * kk),
+    entropy: new Float32Array(rows * T),
+    nextLogprob: new Float32Array(rows * T),
+    nextRank: new Int32Array(rows * T),
+    klToFinal: new Float32Array(rows * T),
+    copyMass: new Float32Array(rows * T),
+    cosNext: new Float32Array(rows * T),
+    cosPred: new Float32Array(rows * T),
+  };
+  const seenSoFar = new Uint8Array(V);
+  for (let c0 = 0; c0 < T; c0 += chunk) {
+    checkCancel(signal);
+    const C = Math.min(chunk, T - c0);
+    const x = new Float32Array(rows * C * d);
+    for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0) * d, (r * T + c0 + C) * d), r * C * d);
+    const next = new BigInt64Array(C);
+    const seen = new Float32Array(C * V);
+    for (let c = 0; c < C; c++) {
+      const p = c0 + c;
+      next[c] = BigInt(p + 1 < T ? ids[p + 1]! : 0);
+      seenSoFar[ids[p]!] = 1;
+      const row = seen.subarray(c * V, (c + 1) * V);
+      for (let v = 0; v < V; v++) if (seenSoFar[v]) row[v] = 1;
+    }
+    const out = await model.lens.run(
+      {
+        resid: { data: x, dims: [rows, C, d] },
+        next_ids: { data: next, dims: [C] },
+        seen: { data: seen, dims: [C, V] },
+        k: { data: BigInt64Array.of(BigInt(kk)), dims: [1] },
+      },
+      ['top_ids', 'top_probs', 'entropy', 'next_logprob', 'next_rank', 'kl_to_final', 'copy_mass', 'cos_next', 'cos_pred'],
+    );
+    const f = (n: string) => out[n]!.data as Float32Array;
+    const topIds = out.top_ids!.data as BigInt64Array;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < C; c++) {
+        const src = r * C + c;
+        const dst = r * T + c0 + c;
+        const last = c0 + c === T - 1;
+        for (let j = 0; j < kk; j++) {
+          lens.topIds[dst * kk + j] = Number(topIds[src * kk + j]!);
+          lens.topProbs[dst * kk + j] = f('top_probs')[src * kk + j]!;
+        }
+        lens.entropy[dst] = f('entropy')[src]!;
+        lens.nextLogprob[dst] = last ? NaN : f('next_logprob')[src]!;
+        lens.nextRank[dst] = last ? -1 : Math.round(f('next_rank')[src]!);
+        lens.klToFinal[dst] = Math.max(0, f('kl_to_final')[src]!);
+        lens.copyMass[dst] = f('copy_mass')[src]!;
+        lens.cosNext[dst] = last ? NaN : f('cos_next')[src]!;
+        lens.cosPred[dst] = f('cos_pred')[src]!;
+      }
+    }
+  }
+  return { lens, lastLogitsTop: softmaxTop(fwd.logits, kk) };
+}
+
+/** The derived measures every view needs (METRICS.md). */
+export function walkMetrics(cache: ActivationCache, ids: number[], row: number): WalkMetrics {
+  const shape = { rows: cache.n_layers + 1, pos: cache.pos, d: cache.d_model };
+  const n = shape.rows * shape.pos;
+  const basis = pca(cache.resid, n, shape.d, Math.min(3, shape.d));
+  const st = steps(cache.resid, shape);
+  return {
+    norms: norms(cache.resid, shape),
+    stepSize: st.size,
+    stepCos: st.cos,
+    cosToFinal: cosToFinal(cache.resid, shape),
+    pca: { coords: project(cache.resid, n, basis), explained: basis.explained },
+    similarity: { row, matrix: similarityMatrix(cache.resid, shape, row) },
+    ngrams: repeatedNgrams(ids, 1, 8),
+  };
+}

@@ -1,0 +1,156 @@
+// EngineClient: the extension host's handle on the engine worker process. Requests are
+// matched to replies by id; a crashed worker fails its pending requests with a clear
+// error and is restarted (with the last model reloaded) on the next request.
+import { fork, type ChildProcess } from 'node:child_process';
+import { EngineError, deserializeError } from './errors';
+import { isWorkerReply, type WorkerReply, type WorkerRequest, type WorkerStats } from './ipc';
+import type { AnalyzeRequest } from './analyze';
+import type { EngineLoadRequest } from './engine';
+import type { Analysis, ModelInfo } from '../shared/analysis';
+
+interface Pending {
+  resolve: (r: WorkerReply) => void;
+  reject: (e: Error) => void;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+export interface EngineClientOptions {
+  workerPath: string;
+  /** Extra environment for the worker. */
+  env?: NodeJS.ProcessEnv;
+  log?: (line: string) => void;
+}
+
+export class EngineClient {
+  private child: ChildProcess | null = null;
+  private ready: Promise<void> | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private lastLoad: EngineLoadRequest | null = null;
+  private loadedKey = '';
+  private disposed = false;
+  /** Called when the worker dies unexpectedly. */
+  onCrash: ((why: string) => void) | null = null;
+
+  constructor(private readonly opts: EngineClientOptions) {}
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private start(): Promise<void> {
+    if (this.ready) return this.ready;
+    const child = fork(this.opts.workerPath, [], {
+      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: { ...process.env, ...this.opts.env, ELECTRON_RUN_AS_NODE: '1' },
+      execArgv: ['--max-old-space-size=8192'],
+    });
+    this.child = child;
+    this.loadedKey = '';
+    child.stdout?.on('data', (d: Buffer) => this.opts.log?.(`[engine] ${d.toString().trimEnd()}`));
+    child.stderr?.on('data', (d: Buffer) => this.opts.log?.(`[engine] ${d.toString().trimEnd()}`));
+    this.ready = new Promise<void>((resolve, reject) => {
+      const onEarlyExit = (code: number | null, signal: string | null) => reject(new EngineError('ENGINE_CRASHED', `The engine process failed to start (exit ${code ?? signal}).`));
+      child.once('exit', onEarlyExit);
+      child.on('message', (raw: unknown) => {
+        if (!isWorkerReply(raw)) {
+          this.opts.log?.('dropped a malformed message from the engine');
+          return;
+        }
+        if (raw.kind === 'ready') {
+          child.off('exit', onEarlyExit);
+          resolve();
+          return;
+        }
+        const p = this.pending.get(raw.id);
+        if (!p) return;
+        this.pending.delete(raw.id);
+        if (raw.kind === 'error') p.reject(deserializeError(raw.error));
+        else p.resolve(raw);
+      });
+    });
+    child.on('exit', (code, signal) => {
+      if (this.child !== child) return;
+      this.child = null;
+      this.ready = null;
+      this.loadedKey = '';
+      const why = `The engine process stopped unexpectedly (${signal ?? `exit code ${code}`}).`;
+      for (const p of this.pending.values()) p.reject(new EngineError('ENGINE_CRASHED', `${why} It will restart on the next run.`));
+      this.pending.clear();
+      if (!this.disposed) {
+        this.opts.log?.(why);
+        this.onCrash?.(why);
+      }
+    });
+    return this.ready;
+  }
+
+  private async request(msg: DistributiveOmit<WorkerRequest, 'id'>, id = this.nextId++): Promise<WorkerReply> {
+    if (this.disposed) throw new EngineError('BAD_REQUEST', 'The engine has been shut down.');
+    await this.start();
+    const child = this.child;
+    if (!child) throw new EngineError('ENGINE_CRASHED', 'The engine process is not running.');
+    return new Promise<WorkerReply>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      child.send({ ...msg, id } as WorkerRequest);
+    });
+  }
+
+  async load(req: EngineLoadRequest): Promise<{ info: ModelInfo; loadMs: number }> {
+    this.lastLoad = req;
+    const reply = await this.request({ kind: 'load', request: req });
+    if (reply.kind !== 'loaded') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+    this.loadedKey = JSON.stringify(req);
+    return { info: reply.info, loadMs: reply.loadMs };
+  }
+
+  /** Ensures the last requested model is loaded (after a crash/restart). */
+  private async ensureLoaded(): Promise<void> {
+    if (!this.lastLoad) throw new EngineError('BAD_REQUEST', 'No model has been selected.');
+    if (this.child && this.loadedKey === JSON.stringify(this.lastLoad)) return;
+    await this.load(this.lastLoad);
+  }
+
+  async analyze(req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
+    await this.ensureLoaded();
+    if (signal?.aborted) throw new EngineError('CANCELLED', 'The analysis was cancelled.');
+    const id = this.nextId++;
+    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const reply = await this.request({ kind: 'analyze', request: req }, id);
+      if (reply.kind !== 'analysis') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+      return reply.analysis;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async stats(): Promise<WorkerStats> {
+    const reply = await this.request({ kind: 'stats' });
+    if (reply.kind !== 'stats') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+    return reply.stats;
+  }
+
+  /** Kills the worker (tests of crash recovery; a stuck run). */
+  kill(): void {
+    this.child?.kill('SIGKILL');
+  }
+
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    const child = this.child;
+    if (!child) return;
+    await Promise.race([
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.send({ kind: 'shutdown', id: 0 } satisfies WorkerRequest);
+      }),
+      new Promise<void>((resolve) => setTimeout(resolve, 2000)),
+    ]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+    this.child = null;
+  }
+}

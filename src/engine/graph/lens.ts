@@ -1,0 +1,89 @@
+// The logit-lens graph: for a chunk of positions and a stack of residual streams it applies
+// ln_final and W_U and reduces [layers, chunk, d_vocab] to a few numbers per cell inside
+// onnxruntime, so the vocabulary-sized tensor never reaches JavaScript.
+//
+// Inputs
+//   resid     [layers, chunk, d_model]  the LAST slice must be the final layer's resid_post
+//   next_ids  [chunk] int64             the actual next token (any id at the last position)
+//   seen      [chunk, d_vocab] float    1 where the token occurs at positions ≤ this one
+//   k         [1] int64                 how many top tokens to return
+// Outputs (all [layers, chunk] unless noted)
+//   top_ids [layers, chunk, k] int64, top_probs [layers, chunk, k], entropy (nats),
+//   next_logprob, next_rank (number of tokens with a strictly larger logit),
+//   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
+//   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1])
+import { GraphBuilder } from '../onnx/builder';
+import type { ModelSpec } from '../arch/spec';
+import type { GlobalWeights } from '../arch/weights';
+import { normNode, unembed } from './forward';
+
+export const LENS_OUTPUTS = [
+  'top_ids',
+  'top_probs',
+  'entropy',
+  'next_logprob',
+  'next_rank',
+  'kl_to_final',
+  'copy_mass',
+  'cos_next',
+  'cos_pred',
+] as const;
+
+export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights): GraphBuilder {
+  const g = new GraphBuilder(`${spec.modelType}-lens`);
+  const V = spec.dVocab;
+  const resid = g.input('resid', 'float32', ['layers', 'chunk', spec.dModel]);
+  const nextIds = g.input('next_ids', 'int64', ['chunk']);
+  const seen = g.input('seen', 'float32', ['chunk', V]);
+  const k = g.input('k', 'int64', [1]);
+
+  const normed = normNode(g, spec, resid, globals.lnFinal, 'ln_final'); // [L, C, d]
+  const flat = g.op('Reshape', [normed, g.ints([-1, spec.dModel])]);
+  const wE = g.initializer('W_E', globals.embed, [V, spec.dModel]);
+  const logits2d = unembed(g, spec, globals, flat, globals.unembed === globals.embed ? wE : null);
+  // [L, C, V]: take L and C from the input's shape
+  const lc = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]);
+  const logits = g.op('Reshape', [logits2d, g.op('Concat', [lc, g.ints([V])], { axis: 0 })]);
+
+  const logp = g.op('LogSoftmax', [logits], { axis: -1 });
+  const p = g.op('Exp', [logp]);
+  const entropy = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [p, logp]), g.ints([-1])], { keepdims: 0 })]);
+
+  const [topVals, topIds] = g.opN('TopK', [logp, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
+  const topProbs = g.op('Exp', [topVals]);
+
+  // log-prob and rank of the actual next token: gather along the vocabulary axis.
+  const nextIdx = g.op('Expand', [g.op('Unsqueeze', [g.op('Unsqueeze', [nextIds, g.ints([0])]), g.ints([2])]), g.op('Concat', [lc, g.ints([1])], { axis: 0 })]);
+  const nextLogp = g.op('GatherElements', [logp, nextIdx], { axis: 2 }); // [L, C, 1]
+  const nextLogit = g.op('GatherElements', [logits, nextIdx], { axis: 2 });
+  const above = g.op('Cast', [g.op('Greater', [logits, nextLogit])], { to: 1 });
+  const nextRank = g.op('ReduceSum', [above, g.ints([-1])], { keepdims: 0 });
+
+  // KL(p_final || p_L) with the last slice as the final layer.
+  const logpFinal = g.op('Slice', [logp, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])]); // [1, C, V]
+  const pFinal = g.op('Exp', [logpFinal]);
+  const kl = g.op('ReduceSum', [g.op('Mul', [pFinal, g.op('Sub', [logpFinal, logp])]), g.ints([-1])], { keepdims: 0 });
+
+  const copyMass = g.op('ReduceSum', [g.op('Mul', [p, seen]), g.ints([-1])], { keepdims: 0 });
+
+  // Angular proximity: cos(ln_final(x_L), W_E[t]) for t = next token and final top-1.
+  const unit = (x: string) => g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 })])]);
+  const normedUnit = unit(normed); // [L, C, d]
+  const eNext = unit(g.op('Gather', [wE, nextIds], { axis: 0 })); // [C, d]
+  const finalTop1 = g.op('Squeeze', [g.op('Slice', [topIds, g.ints([-1, 0]), g.ints([2 ** 31 - 1, 1]), g.ints([0, 2])]), g.ints([0, 2])]); // [C]
+  const ePred = unit(g.op('Gather', [wE, finalTop1], { axis: 0 }));
+  const cosNext = g.op('ReduceSum', [g.op('Mul', [normedUnit, eNext]), g.ints([-1])], { keepdims: 0 });
+  const cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
+
+  const LC = ['layers', 'chunk'];
+  g.output('top_ids', topIds, 'int64', [...LC, 'k']);
+  g.output('top_probs', topProbs, 'float32', [...LC, 'k']);
+  g.output('entropy', entropy, 'float32', LC);
+  g.output('next_logprob', g.op('Squeeze', [nextLogp, g.ints([2])]), 'float32', LC);
+  g.output('next_rank', nextRank, 'float32', LC);
+  g.output('kl_to_final', kl, 'float32', LC);
+  g.output('copy_mass', copyMass, 'float32', LC);
+  g.output('cos_next', cosNext, 'float32', LC);
+  g.output('cos_pred', cosPred, 'float32', LC);
+  return g;
+}

@@ -1,0 +1,46 @@
+// Messages between the extension host (EngineClient) and the engine worker process.
+// Sent with Node's "advanced" serialization, so typed arrays cross intact.
+import type { AnalyzeRequest } from './analyze';
+import type { EngineLoadRequest } from './engine';
+import type { SerializedError } from './errors';
+import type { Analysis, ModelInfo } from '../shared/analysis';
+
+export type WorkerRequest =
+  | { kind: 'load'; id: number; request: EngineLoadRequest }
+  | { kind: 'analyze'; id: number; request: AnalyzeRequest }
+  | { kind: 'cancel'; id: number }
+  | { kind: 'stats'; id: number }
+  | { kind: 'shutdown'; id: number };
+
+export interface WorkerStats {
+  rssBytes: number;
+  heapUsedBytes: number;
+  liveSessions: number;
+  model: ModelInfo | null;
+}
+
+export type WorkerReply =
+  | { kind: 'ready' }
+  | { kind: 'loaded'; id: number; info: ModelInfo; loadMs: number }
+  | { kind: 'analysis'; id: number; analysis: Analysis }
+  | { kind: 'stats'; id: number; stats: WorkerStats }
+  | { kind: 'done'; id: number }
+  | { kind: 'error'; id: number; error: SerializedError };
+
+const REQUEST_KINDS = new Set(['load', 'analyze', 'cancel', 'stats', 'shutdown']);
+const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'done', 'error']);
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
+}
+
+export function isWorkerRequest(v: unknown): v is WorkerRequest {
+  if (!isObj(v) || typeof v.kind !== 'string' || !REQUEST_KINDS.has(v.kind) || typeof v.id !== 'number') return false;
+  if (v.kind === 'load' || v.kind === 'analyze') return isObj(v.request);
+  return true;
+}
+
+export function isWorkerReply(v: unknown): v is WorkerReply {
+  if (!isObj(v) || typeof v.kind !== 'string' || !REPLY_KINDS.has(v.kind)) return false;
+  return v.kind === 'ready' || typeof v.id === 'number';
+}

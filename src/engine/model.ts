@@ -1,0 +1,85 @@
+// Loading a model: checkpoint folder → spec → tokenizer → instrumented graphs → sessions.
+import * as path from 'node:path';
+import { openCheckpoint } from './checkpoint/hf';
+import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
+import { weightReader } from './arch/weights';
+import { buildForwardGraph } from './graph/forward';
+import { buildLensGraph } from './graph/lens';
+import { createSession, type RuntimeOptions, type Session } from './runtime/ort';
+import { TextTokenizer } from './tokenizer';
+import { EngineError } from './errors';
+import type { ModelInfo } from '../shared/analysis';
+
+export interface LoadedModel {
+  dir: string;
+  info: ModelInfo;
+  spec: ModelSpec;
+  tokenizer: TextTokenizer;
+  forward: Session;
+  lens: Session;
+  loadMs: number;
+  release(): Promise<void>;
+}
+
+export interface LoadOptions extends RuntimeOptions {
+  /** Display name; defaults to the folder name. */
+  name?: string;
+  /** Output attention patterns from the forward graph. */
+  patterns?: boolean;
+}
+
+export function modelInfo(name: string, spec: ModelSpec): ModelInfo {
+  return {
+    name,
+    architecture: spec.modelType,
+    family: spec.family,
+    n_layers: spec.nLayers,
+    d_model: spec.dModel,
+    d_vocab: spec.dVocab,
+    n_heads: spec.nHeads,
+    n_kv_heads: spec.nKvHeads,
+    d_head: spec.headDim,
+    max_positions: spec.maxPositions,
+    params: paramCount(spec),
+    tied_embeddings: spec.tiedEmbeddings,
+  };
+}
+
+export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedModel> {
+  const t0 = performance.now();
+  const ckpt = openCheckpoint(dir);
+  const spec = specFromConfig(ckpt.config);
+  const tokenizer = new TextTokenizer(ckpt.tokenizerJson, ckpt.tokenizerConfig);
+  if (tokenizer.vocabSize > spec.dVocab) {
+    throw new EngineError(
+      'BAD_TOKENIZER',
+      `tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${spec.dVocab}: they belong to different models.`,
+    );
+  }
+  const reader = weightReader(spec, ckpt.weights);
+  const forwardBytes = buildForwardGraph(spec, reader, { patterns: opts.patterns ?? true }).encode();
+  const lensBytes = buildLensGraph(spec, reader.globals()).encode();
+  const forward = await createSession(forwardBytes, opts);
+  let lens: Session;
+  try {
+    lens = await createSession(lensBytes, opts);
+  } catch (e) {
+    await forward.release();
+    throw e;
+  }
+  if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
+  if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
+  return {
+    dir,
+    info: modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec),
+    spec,
+    tokenizer,
+    forward,
+    lens,
+    loadMs: performance.now() - t0,
+    async release() {
+      await forward.release();
+      await lens.release();
+    },
+  };
+}

@@ -1,0 +1,192 @@
+// Tokenization through @huggingface/tokenizers (no hand-written BPE), plus what the library
+// does not give: each token's bytes and its character span in the input, so the editor can
+// tint exactly the text a token covers.
+import { Tokenizer } from '@huggingface/tokenizers';
+import { EngineError } from './errors';
+import type { Token } from '../shared/analysis';
+
+export type TokenSpan = Token;
+
+type Scheme = 'bytelevel' | 'sentencepiece' | 'plain';
+
+/** GPT-2's byte ↔ printable-unicode table used by ByteLevel tokenizers. */
+function byteLevelDecoder(): Map<string, number> {
+  const bs: number[] = [];
+  for (let b = 33; b <= 126; b++) bs.push(b);
+  for (let b = 161; b <= 172; b++) bs.push(b);
+  for (let b = 174; b <= 255; b++) bs.push(b);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
+  }
+  const map = new Map<string, number>();
+  bs.forEach((b, i) => map.set(String.fromCodePoint(cs[i]!), b));
+  return map;
+}
+
+function typesIn(node: unknown, out: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(node)) node.forEach((n) => typesIn(n, out));
+  else if (node && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    if (typeof o.type === 'string') out.add(o.type);
+    for (const v of Object.values(o)) if (v && typeof v === 'object') typesIn(v, out);
+  }
+  return out;
+}
+
+const utf8 = new TextEncoder();
+const lossy = new TextDecoder('utf-8');
+
+export class TextTokenizer {
+  private readonly tok: Tokenizer;
+  private readonly scheme: Scheme;
+  private readonly byteMap = byteLevelDecoder();
+  private readonly specialIds = new Set<number>();
+  private readonly bytesCache = new Map<number, Uint8Array>();
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosIds: number[];
+
+  constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
+    const model = tokenizerJson.model as Record<string, unknown> | undefined;
+    if (!model || typeof model !== 'object') throw new EngineError('BAD_TOKENIZER', 'tokenizer.json has no "model" section.');
+    try {
+      this.tok = new Tokenizer(tokenizerJson, tokenizerConfig);
+      this.tok.encode('probe');
+    } catch (e) {
+      throw new EngineError('BAD_TOKENIZER', `tokenizer.json could not be loaded: ${(e as Error).message}`);
+    }
+    const types = typesIn([tokenizerJson.pre_tokenizer, tokenizerJson.decoder]);
+    if (types.has('ByteLevel')) this.scheme = 'bytelevel';
+    else if (model.byte_fallback === true || types.has('Metaspace') || types.has('ByteFallback') || types.has('Replace')) this.scheme = 'sentencepiece';
+    else this.scheme = 'plain';
+    for (const [id, t] of this.tok.get_added_tokens_decoder()) if (t.special) this.specialIds.add(id);
+    const vocab = this.tok.get_vocab(true);
+    let maxId = -1;
+    for (const id of vocab.values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    const idOf = (v: unknown): number | null => {
+      const content = typeof v === 'string' ? v : v && typeof v === 'object' ? (v as { content?: unknown }).content : undefined;
+      return typeof content === 'string' ? (this.tok.token_to_id(content) ?? null) : null;
+    };
+    this.bosId = idOf(tokenizerConfig.bos_token);
+    const eos = idOf(tokenizerConfig.eos_token);
+    this.eosIds = eos === null ? [] : [eos];
+  }
+
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+
+  piece(id: number): string {
+    return this.tok.id_to_token(id) ?? `<${id}>`;
+  }
+
+  /** The bytes a token stands for in the text. */
+  tokenBytes(id: number): Uint8Array {
+    const hit = this.bytesCache.get(id);
+    if (hit) return hit;
+    const piece = this.piece(id);
+    let bytes: Uint8Array;
+    if (this.specialIds.has(id)) bytes = utf8.encode(piece);
+    else if (this.scheme === 'bytelevel') {
+      const out: number[] = [];
+      for (const ch of piece) {
+        const b = this.byteMap.get(ch);
+        if (b === undefined) out.push(...utf8.encode(ch));
+        else out.push(b);
+      }
+      bytes = Uint8Array.from(out);
+    } else if (this.scheme === 'sentencepiece') {
+      const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+      bytes = m ? Uint8Array.of(parseInt(m[1]!, 16)) : utf8.encode(piece.replace(/\u2581/g, ' '));
+    } else bytes = utf8.encode(piece);
+    this.bytesCache.set(id, bytes);
+    return bytes;
+  }
+
+  tokenText(id: number): string {
+    return lossy.decode(this.tokenBytes(id));
+  }
+
+  decode(ids: number[]): string {
+    return this.tok.decode(ids, { skip_special_tokens: false });
+  }
+
+  /** ids for `text`, with special tokens (BOS…) added as the tokenizer's post-processor says. */
+  encodeIds(text: string, addSpecialTokens = true): number[] {
+    try {
+      return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    } catch (e) {
+      throw new EngineError('BAD_TOKENIZER', `The tokenizer failed on this text: ${(e as Error).message}`);
+    }
+  }
+
+  encode(text: string, addSpecialTokens = true): TokenSpan[] {
+    return this.spans(text, this.encodeIds(text, addSpecialTokens));
+  }
+
+  /** Character spans of `ids` in `text` (ids must come from encoding `text`). */
+  spans(text: string, ids: number[]): TokenSpan[] {
+    return alignTokens(text, ids.map((id) => ({ id, bytes: this.tokenBytes(id), special: this.specialIds.has(id) }))).map((s, i) => ({
+      id: ids[i]!,
+      text: this.tokenText(ids[i]!),
+      start: s.start,
+      end: s.end,
+      special: this.specialIds.has(ids[i]!),
+    }));
+  }
+}
+
+function startsWithAt(hay: Uint8Array, at: number, needle: Uint8Array, from = 0): boolean {
+  if (at + needle.length - from > hay.length) return false;
+  for (let i = from; i < needle.length; i++) if (hay[at + i - from] !== needle[i]) return false;
+  return true;
+}
+
+/**
+ * Maps token byte strings onto the text. Tolerates what tokenizers add (a BOS that is not
+ * in the text, SentencePiece's dummy-prefix space) and falls back to byte lengths where a
+ * normalizer changed the text.
+ */
+export function alignTokens(text: string, tokens: { bytes: Uint8Array; special: boolean }[]): { start: number; end: number }[] {
+  const tb = utf8.encode(text);
+  // UTF-16 index of the character each byte belongs to, and where that character ends.
+  const charStart = new Int32Array(tb.length + 1);
+  const charEnd = new Int32Array(tb.length + 1);
+  let b = 0;
+  let u = 0;
+  for (const ch of text) {
+    const n = utf8.encode(ch).length;
+    for (let i = 0; i < n; i++) {
+      charStart[b + i] = u;
+      charEnd[b + i] = u + ch.length;
+    }
+    b += n;
+    u += ch.length;
+  }
+  charStart[tb.length] = u;
+  charEnd[tb.length] = u;
+  const toStart = (byte: number) => charStart[Math.min(byte, tb.length)]!;
+  const toEnd = (byteEnd: number) => (byteEnd <= 0 ? 0 : charEnd[Math.min(byteEnd, tb.length) - 1]!);
+
+  const out: { start: number; end: number }[] = [];
+  let bp = 0;
+  for (const t of tokens) {
+    let from = 0;
+    if (startsWithAt(tb, bp, t.bytes)) from = 0;
+    else if (t.special) {
+      out.push({ start: toStart(bp), end: toStart(bp) });
+      continue;
+    } else if (t.bytes[0] === 0x20 && tb[bp] !== 0x20 && startsWithAt(tb, bp, t.bytes, 1)) from = 1;
+    const len = Math.max(0, t.bytes.length - from);
+    const end = Math.min(tb.length, bp + len);
+    out.push({ start: len === 0 ? toStart(bp) : toStart(bp), end: len === 0 ? toStart(bp) : toEnd(end) });
+    bp = end;
+  }
+  return out;
+}

@@ -1,0 +1,73 @@
+// Entry point of the engine worker process (forked by EngineClient). It owns the
+// onnxruntime sessions, so a crash or a runaway allocation never takes the editor down.
+import { Engine } from './engine';
+import { serializeError } from './errors';
+import { isWorkerRequest, type WorkerReply, type WorkerRequest } from './ipc';
+import { liveSessionCount } from './runtime/ort';
+
+const engine = new Engine();
+const running = new Map<number, AbortController>();
+let queue: Promise<void> = Promise.resolve();
+
+function send(msg: WorkerReply): void {
+  process.send?.(msg);
+}
+
+async function handle(msg: WorkerRequest): Promise<void> {
+  switch (msg.kind) {
+    case 'load': {
+      const info = await engine.load(msg.request);
+      send({ kind: 'loaded', id: msg.id, info, loadMs: engine.current?.loadMs ?? 0 });
+      return;
+    }
+    case 'analyze': {
+      const ctl = running.get(msg.id) ?? new AbortController();
+      try {
+        const analysis = await engine.analyze(msg.request, ctl.signal);
+        send({ kind: 'analysis', id: msg.id, analysis });
+      } finally {
+        running.delete(msg.id);
+      }
+      return;
+    }
+    case 'stats': {
+      const mem = process.memoryUsage();
+      send({
+        kind: 'stats',
+        id: msg.id,
+        stats: { rssBytes: mem.rss, heapUsedBytes: mem.heapUsed, liveSessions: liveSessionCount(), model: engine.current?.info ?? null },
+      });
+      return;
+    }
+    case 'shutdown':
+      await engine.dispose();
+      send({ kind: 'done', id: msg.id });
+      process.exit(0);
+    // eslint-disable-next-line no-fallthrough
+    case 'cancel':
+      return;
+  }
+}
+
+process.on('message', (raw: unknown) => {
+  if (!isWorkerRequest(raw)) {
+    process.stderr.write(`engine worker: dropped malformed message\n`);
+    return;
+  }
+  const msg = raw;
+  if (msg.kind === 'cancel') {
+    // Cancels a running or still-queued analysis.
+    running.get(msg.id)?.abort();
+    return;
+  }
+  if (msg.kind === 'analyze') running.set(msg.id, running.get(msg.id) ?? new AbortController());
+  queue = queue.then(() =>
+    handle(msg).catch((e: unknown) => {
+      running.delete(msg.id);
+      send({ kind: 'error', id: msg.id, error: serializeError(e) });
+    }),
+  );
+});
+
+process.on('disconnect', () => process.exit(0));
+send({ kind: 'ready' });

@@ -1,0 +1,116 @@
+// Data shapes shared by the engine, the extension host, the CLI and the webview.
+// Plain objects and typed arrays only, so they cross process and webview boundaries.
+// Shapes use TransformerLens vocabulary: [n_layers, pos, d_model] etc.
+
+export interface ModelInfo {
+  /** Display name (folder name or Hub id). */
+  name: string;
+  /** config.json model_type, e.g. "llama", "gpt2", "gpt_neox". */
+  architecture: string;
+  family: 'gpt2' | 'llama' | 'gpt_neox';
+  n_layers: number;
+  d_model: number;
+  d_vocab: number;
+  n_heads: number;
+  n_kv_heads: number;
+  d_head: number;
+  max_positions: number;
+  params: number;
+  tied_embeddings: boolean;
+}
+
+export interface Token {
+  id: number;
+  text: string;
+  /** UTF-16 offsets into the analysed text (start === end for tokens not in the text, e.g. BOS). */
+  start: number;
+  end: number;
+  special: boolean;
+}
+
+/**
+ * The logit lens for rows r = 0..n_layers: row 0 reads resid_pre[0] (the embeddings),
+ * row L+1 reads resid_post[L]; the last row is the model's own prediction.
+ */
+export interface LensTable {
+  rows: number;
+  pos: number;
+  k: number;
+  topIds: Int32Array; // [rows, pos, k]
+  topProbs: Float32Array; // [rows, pos, k]
+  entropy: Float32Array; // [rows, pos] nats
+  nextLogprob: Float32Array; // [rows, pos] log p(actual next token); NaN at the last position
+  nextRank: Int32Array; // [rows, pos] 0 = top-1; -1 at the last position
+  klToFinal: Float32Array; // [rows, pos] KL(p_final || p_row) nats
+  copyMass: Float32Array; // [rows, pos] probability on tokens seen at positions ≤ pos
+  cosNext: Float32Array; // [rows, pos] cos(ln_final(x), W_E[next]); NaN at the last position
+  cosPred: Float32Array; // [rows, pos] cos(ln_final(x), W_E[final top-1])
+}
+
+/** Residual streams and attention patterns, keyed like TransformerLens hooks. */
+export interface ActivationCache {
+  n_layers: number;
+  pos: number;
+  d_model: number;
+  n_heads: number;
+  /** The walk: rows 0..n_layers = resid_pre[0], resid_post[0..n_layers-1]. [n_layers+1, pos, d_model] */
+  resid: Float32Array;
+  /** resid_mid[L] [n_layers, pos, d_model] */
+  residMid: Float32Array;
+  /** blocks.{L}.attn.hook_pattern [n_layers, n_heads, pos, pos], when requested */
+  patterns: Float32Array | null;
+}
+
+export interface RepeatedNgram {
+  n: number;
+  ids: number[];
+  /** Start positions of every occurrence. */
+  positions: number[];
+}
+
+/** Derived measures of the walk (METRICS.md), computed by the engine after a run. */
+export interface WalkMetrics {
+  norms: Float32Array; // [rows, pos] ||x||
+  stepSize: Float32Array; // [n_layers, pos] ||resid_post[L] − resid_pre[L]||
+  stepCos: Float32Array; // [n_layers, pos] cos(resid_pre[L], resid_post[L])
+  cosToFinal: Float32Array; // [rows, pos]
+  /** PCA of all rows × positions, 3 components: coords [rows, pos, 3]. */
+  pca: { coords: Float32Array; explained: number[] };
+  /** Token × token cosine similarity at one row (default: the last). [pos, pos] */
+  similarity: { row: number; matrix: Float32Array };
+  ngrams: RepeatedNgram[];
+}
+
+export interface Timings {
+  tokenizeMs: number;
+  forwardMs: number;
+  lensMs: number;
+  metricsMs: number;
+  totalMs: number;
+}
+
+export interface Analysis {
+  model: ModelInfo;
+  text: string;
+  tokens: Token[];
+  /** Set when the input was cut to fit the context window or the token cap. */
+  truncation: { kept: number; total: number } | null;
+  cache: ActivationCache;
+  lens: LensTable;
+  walk: WalkMetrics;
+  /** Text of every token id that appears anywhere in this analysis (id → decoded text). */
+  vocab: Record<number, string>;
+  /** The model's own final logits at the last position: top-k, for the built-in lens check. */
+  lastLogitsTop: { id: number; prob: number }[];
+  timings: Timings;
+}
+
+/** Hook name → row of `resid` (TransformerLens naming). */
+export function residRow(hookName: string, nLayers: number): number | null {
+  if (hookName === 'blocks.0.hook_resid_pre') return 0;
+  const m = /^blocks\.(\d+)\.hook_resid_(pre|post)$/.exec(hookName);
+  if (!m) return null;
+  const L = Number(m[1]);
+  if (L >= nLayers) return null;
+  return m[2] === 'pre' ? L : L + 1;
+}

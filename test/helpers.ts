@@ -1,0 +1,57 @@
+// Shared test helpers: repository paths and small numeric assertions.
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** Repository root (tests run from out/test/...). */
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+export const SHARED_DATA = path.resolve(ROOT, '..', 'shared', 'data');
+export const BUNDLED_MODEL = path.join(ROOT, 'media', 'models', 'td-mini');
+
+export function tmpDir(prefix = 'td-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function readJson<T = Record<string, unknown>>(file: string): T {
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as T;
+}
+
+/** max |a - b| over two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length, `length ${a.length} vs ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what: string): number {
+  const d = maxAbsDiff(actual, expected);
+  assert.ok(d <= tol, `${what}: max abs diff ${d.toExponential(3)} > ${tol}`);
+  return d;
+}
+
+/** Flattens nested number arrays. */
+export function flat(x: unknown): number[] {
+  const out: number[] = [];
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else out.push(v as number);
+  };
+  walk(x);
+  return out;
+}
+
+/** Rejects with an error whose message matches. */
+export async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string, re: RegExp): Promise<void> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    const err = e as { code?: string; message: string };
+    assert.equal(err.code, code, `expected code ${code}, got ${err.code}: ${err.message}`);
+    assert.match(err.message, re);
+    return;
+  }
+  assert.fail(`expected an error ${code} matching ${re}`);
+}

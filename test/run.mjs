@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// The project's test command (`npm test`): unit + integration tests with node's test
+// runner, then the real-client end-to-end tests in code-server + Chromium.
+// Flags: --unit (only unit), --e2e (only e2e). Prints one closing summary line for CI.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const args = new Set(process.argv.slice(2));
+const runUnit = !args.has('--e2e');
+const runE2e = !args.has('--unit') && process.env.TD_SKIP_E2E !== '1';
+
+function findTests(dir) {
+  if (!existsSync(dir)) return [];
+  const out = [];
+  for (const name of readdirSync(dir).sort()) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...findTests(p));
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+function nodeTest(files, label) {
+  if (files.length === 0) {
+    console.error(`${label}: no test files found (did the build run?)`);
+    return { ok: false, summary: `${label}: no tests` };
+  }
+  const res = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-concurrency=1', ...files], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  process.stdout.write(res.stdout ?? '');
+  const count = (k) => Number(new RegExp(`ℹ ${k} (\\d+)`).exec(res.stdout ?? '')?.[1] ?? NaN);
+  return { ok: res.status === 0, summary: `${label}: ${count('tests')} tests, ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped` };
+}
+
+const results = [];
+if (runUnit) results.push(nodeTest(findTests('out/test/unit'), 'unit'));
+if (runE2e) {
+  const setup = spawnSync('bash', ['tools/e2e/setup.sh'], { stdio: 'inherit' });
+  if (setup.status !== 0) results.push({ ok: false, summary: 'e2e: setup failed' });
+  else results.push(nodeTest(findTests('out/test/e2e'), 'e2e'));
+}
+const ok = results.every((r) => r.ok);
+console.log(`\nTEST SUMMARY: ${ok ? 'PASS' : 'FAIL'} — ${results.map((r) => r.summary).join('; ')}`);
+process.exit(ok ? 0 : 1);
