@@ -33,7 +33,10 @@ function nodeTest(files, label) {
   });
   process.stdout.write(res.stdout ?? '');
   const count = (k) => Number(new RegExp(`ℹ ${k} (\\d+)`).exec(res.stdout ?? '')?.[1] ?? NaN);
-  return { ok: res.status === 0, summary: `${label}: ${count('tests')} tests, ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped` };
+  return {
+    ok: res.status === 0,
+    summary: `${label}: ${count('tests')} tests, ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`,
+  };
 }
 
 const results = [];

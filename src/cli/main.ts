@@ -39,7 +39,8 @@ function positiveInt(name: string, v: string | undefined, fallback: number): num
 }
 
 function readText(values: { text?: string; 'text-file'?: string }): string {
-  if (values.text !== undefined && values['text-file'] !== undefined) throw new EngineError('BAD_REQUEST', 'Give either --text or --text-file, not both.');
+  if (values.text !== undefined && values['text-file'] !== undefined)
+    throw new EngineError('BAD_REQUEST', 'Give either --text or --text-file, not both.');
   if (values.text !== undefined) return values.text;
   const file = values['text-file'];
   if (file === undefined) throw new EngineError('BAD_REQUEST', 'Give the text with --text "<string>" or --text-file <file>.');

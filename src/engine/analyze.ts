@@ -41,7 +41,8 @@ export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: strin
   let tokens: Token[];
   if (req.ids) {
     for (const id of req.ids) {
-      if (!Number.isInteger(id) || id < 0 || id >= model.spec.dVocab) throw new EngineError('BAD_REQUEST', `Token id ${id} is outside the vocabulary (0..${model.spec.dVocab - 1}).`);
+      if (!Number.isInteger(id) || id < 0 || id >= model.spec.dVocab)
+        throw new EngineError('BAD_REQUEST', `Token id ${id} is outside the vocabulary (0..${model.spec.dVocab - 1}).`);
     }
     text = req.ids.map((id) => tk.tokenText(id)).join('');
     let at = 0;
@@ -68,16 +69,31 @@ export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: strin
 
 export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
   const t0 = performance.now();
-  if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100) throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
+  if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100)
+    throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
   const { text, tokens, truncation } = tokenize(model, req);
   const t1 = performance.now();
   checkCancel(signal);
-  const cache = await forwardCache(model, tokens.map((t) => t.id), req.patterns);
+  const cache = await forwardCache(
+    model,
+    tokens.map((t) => t.id),
+    req.patterns,
+  );
   const t2 = performance.now();
   checkCancel(signal);
-  const { lens, lastLogitsTop } = await logitLens(model, cache, tokens.map((t) => t.id), req.topK, signal);
+  const { lens, lastLogitsTop } = await logitLens(
+    model,
+    cache,
+    tokens.map((t) => t.id),
+    req.topK,
+    signal,
+  );
   const t3 = performance.now();
-  const walk = walkMetrics(cache.cache, tokens.map((t) => t.id), cache.cache.n_layers);
+  const walk = walkMetrics(
+    cache.cache,
+    tokens.map((t) => t.id),
+    cache.cache.n_layers,
+  );
   const vocab: Record<number, string> = {};
   for (const t of tokens) vocab[t.id] = t.text;
   for (const id of lens.topIds) vocab[id] ??= model.tokenizer.tokenText(id);

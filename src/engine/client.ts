@@ -52,7 +52,8 @@ export class EngineClient {
     child.stdout?.on('data', (d: Buffer) => this.opts.log?.(`[engine] ${d.toString().trimEnd()}`));
     child.stderr?.on('data', (d: Buffer) => this.opts.log?.(`[engine] ${d.toString().trimEnd()}`));
     this.ready = new Promise<void>((resolve, reject) => {
-      const onEarlyExit = (code: number | null, signal: string | null) => reject(new EngineError('ENGINE_CRASHED', `The engine process failed to start (exit ${code ?? signal}).`));
+      const onEarlyExit = (code: number | null, signal: string | null) =>
+        reject(new EngineError('ENGINE_CRASHED', `The engine process failed to start (exit ${code ?? signal}).`));
       child.once('exit', onEarlyExit);
       child.on('message', (raw: unknown) => {
         if (!isWorkerReply(raw)) {

@@ -62,7 +62,8 @@ export class TextTokenizer {
     }
     const types = typesIn([tokenizerJson.pre_tokenizer, tokenizerJson.decoder]);
     if (types.has('ByteLevel')) this.scheme = 'bytelevel';
-    else if (model.byte_fallback === true || types.has('Metaspace') || types.has('ByteFallback') || types.has('Replace')) this.scheme = 'sentencepiece';
+    else if (model.byte_fallback === true || types.has('Metaspace') || types.has('ByteFallback') || types.has('Replace'))
+      this.scheme = 'sentencepiece';
     else this.scheme = 'plain';
     for (const [id, t] of this.tok.get_added_tokens_decoder()) if (t.special) this.specialIds.add(id);
     const vocab = this.tok.get_vocab(true);
@@ -132,7 +133,10 @@ export class TextTokenizer {
 
   /** Character spans of `ids` in `text` (ids must come from encoding `text`). */
   spans(text: string, ids: number[]): TokenSpan[] {
-    return alignTokens(text, ids.map((id) => ({ id, bytes: this.tokenBytes(id), special: this.specialIds.has(id) }))).map((s, i) => ({
+    return alignTokens(
+      text,
+      ids.map((id) => ({ id, bytes: this.tokenBytes(id), special: this.specialIds.has(id) })),
+    ).map((s, i) => ({
       id: ids[i]!,
       text: this.tokenText(ids[i]!),
       start: s.start,

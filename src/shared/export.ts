@@ -37,7 +37,8 @@ export function analysisToJson(a: Analysis): Record<string, unknown> {
       cos_pred: round(lens.cosPred[i]!),
     };
   };
-  const grid = (arr: Float32Array, rows: number) => Array.from({ length: rows }, (_, r) => Array.from(arr.subarray(r * T, (r + 1) * T), (v) => round(v)));
+  const grid = (arr: Float32Array, rows: number) =>
+    Array.from({ length: rows }, (_, r) => Array.from(arr.subarray(r * T, (r + 1) * T), (v) => round(v)));
   const rows = lens.rows;
   return {
     version: JSON_SCHEMA_VERSION,
@@ -55,7 +56,9 @@ export function analysisToJson(a: Analysis): Record<string, unknown> {
     step_cos: grid(walk.stepCos, rows - 1),
     pca: {
       explained_variance: walk.pca.explained.map((v) => round(v)),
-      coords: Array.from({ length: rows }, (_, r) => Array.from({ length: T }, (_, p) => Array.from(walk.pca.coords.subarray((r * T + p) * 3, (r * T + p) * 3 + 3), (v) => round(v)))),
+      coords: Array.from({ length: rows }, (_, r) =>
+        Array.from({ length: T }, (_, p) => Array.from(walk.pca.coords.subarray((r * T + p) * 3, (r * T + p) * 3 + 3), (v) => round(v))),
+      ),
     },
     repeated_ngrams: walk.ngrams,
     last_logits_top: a.lastLogitsTop.map((t) => ({ id: t.id, text: text(t.id), prob: round(t.prob) })),

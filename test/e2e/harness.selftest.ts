@@ -134,7 +134,7 @@ test('harness drives a real VS Code with a VSIX-installed extension', { skip, ti
 
     await s.openFile('src/sample.txt');
     const sel = await s.selectLines(2, 4);
-    assert.match(sel, /^Ln 4, Col 17 \(46 selected\)/);
+    assert.match(sel, /^Ln 4, Col 16 \(46 selected\)/);
 
     const t0 = Date.now();
     await s.runCommand('Dummy: Open Panel');
@@ -169,8 +169,14 @@ test('harness drives a real VS Code with a VSIX-installed extension', { skip, ti
     }
     const seen = s.cspViolations;
     console.log(`positive control saw:\n  ${seen.map((v) => `[${v.via}] ${v.text}`).join('\n  ')}`);
-    assert.ok(seen.some((v) => v.via === 'event' && v.blockedURI?.includes('example.invalid')), 'event channel');
-    assert.ok(seen.some((v) => v.via === 'console'), 'console channel');
+    assert.ok(
+      seen.some((v) => v.via === 'event' && v.blockedURI?.includes('example.invalid')),
+      'event channel',
+    );
+    assert.ok(
+      seen.some((v) => v.via === 'console'),
+      'console channel',
+    );
     await assert.rejects(s.assertNoCspViolations(), /CSP violation/);
     ok = true;
   } finally {

@@ -122,7 +122,12 @@ export function freePort(): Promise<number> {
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function slug(s: string): string {
-  return s.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 80) || 'x';
+  return (
+    s
+      .replace(/[^A-Za-z0-9._-]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 80) || 'x'
+  );
 }
 
 function httpGetOk(url: string, timeoutMs: number): Promise<boolean> {
@@ -156,9 +161,13 @@ export async function installVsix(
 ): Promise<string> {
   const bin = ensureCodeServer();
   const args = [
-    '--user-data-dir', dirs.userDataDir,
-    '--extensions-dir', dirs.extensionsDir,
-    '--install-extension', path.resolve(vsix), '--force',
+    '--user-data-dir',
+    dirs.userDataDir,
+    '--extensions-dir',
+    dirs.extensionsDir,
+    '--install-extension',
+    path.resolve(vsix),
+    '--force',
   ];
   return new Promise((resolve, reject) => {
     const p = spawn(bin, args, { env: childEnv(dirs.tmp, dirs.env), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -220,7 +229,7 @@ export const DEFAULT_CONSOLE_NOISE: readonly RegExp[] = [
   /ENOTFOUND/,
   /extensionquery|marketplace|gallery/i,
   /ERR_NAME_NOT_RESOLVED|ERR_INTERNET_DISCONNECTED|net::ERR_/,
-  /Failed to load resource/,
+  /Failed to load resource[\s\S]*vsda/, // Microsoft-only module, absent from code-server
   /update\.code\.visualstudio\.com|vscode-unpkg|vscode-cdn|open-vsx/i,
   /The web worker extension host is started in a same-origin iframe/i,
 ];
@@ -376,9 +385,9 @@ export class VsCodeSession {
   }
 
   /** @internal */
-  appendServerOutput(s: string): void {
+  appendServerOutput(s: string, echo = true): void {
     this.serverOutput = (this.serverOutput + s).slice(-200_000);
-    if (process.env.TD_E2E_DEBUG === '1') process.stderr.write(`[code-server] ${s}`);
+    if (echo && process.env.TD_E2E_DEBUG === '1') process.stderr.write(`[code-server] ${s}`);
   }
   /** Tail of code-server's stdout/stderr. */
   serverLog(chars = 20_000): string {
@@ -416,7 +425,7 @@ export class VsCodeSession {
   /** Console errors (type 'error') minus known offline noise, plus uncaught page errors. */
   consoleErrors(): string[] {
     const errs = this.consoleMessages
-      .filter((m) => m.type === 'error' && !this.noise.some((re) => re.test(m.text)))
+      .filter((m) => m.type === 'error' && !this.noise.some((re) => re.test(`${m.text} ${m.frameUrl}`)))
       .map((m) => `${m.text} (${m.frameUrl})`);
     return [...errs, ...this.pageErrors.map((e) => `pageerror: ${e}`)];
   }
@@ -430,11 +439,7 @@ export class VsCodeSession {
 
   /** Re-installs the CSP listener in every current frame (idempotent) and waits briefly. */
   async flushCspViolations(settleMs = 250): Promise<CspViolation[]> {
-    await Promise.all(
-      this.page.frames().map((f) =>
-        f.evaluate('window.__tdE2E && window.__tdE2E.install()').catch(() => undefined),
-      ),
-    );
+    await Promise.all(this.page.frames().map((f) => f.evaluate('window.__tdE2E && window.__tdE2E.install()').catch(() => undefined)));
     await sleep(settleMs);
     return [...this.cspViolations];
   }
@@ -469,7 +474,8 @@ export class VsCodeSession {
       } catch {
         /* page may be gone */
       }
-      const msg = `e2e step "${name}" failed after ${Date.now() - t0} ms: ${(e as Error).message}\n` +
+      const msg =
+        `e2e step "${name}" failed after ${Date.now() - t0} ms: ${(e as Error).message}\n` +
         `  screenshot: ${shot}\n  temp dir: ${this.tmpDir}`;
       throw new StepError(msg, { cause: e });
     }
@@ -531,7 +537,7 @@ export class VsCodeSession {
   }
 
   /** Waits for a quick-input row matching `text` (exact label preferred) and accepts it. */
-  private async acceptQuickPickRow(text: string, timeoutMs: number): Promise<void> {
+  private async acceptQuickPickRow(text: string, timeoutMs: number, waitHidden = true): Promise<void> {
     const rows = this.quickInput().locator('.quick-input-list .monaco-list-row');
     await rows.filter({ hasText: text }).first().waitFor({ state: 'visible', timeout: timeoutMs });
     const labels = await rows.evaluateAll((els) =>
@@ -550,7 +556,10 @@ export class VsCodeSession {
     if (idx < 0) throw new Error(`no quick-input row for "${text}"; rows: ${JSON.stringify(labels.map((l) => l.all))}`);
     if (labels[idx]?.focused) await this.page.keyboard.press('Enter');
     else await rows.nth(idx).click();
-    await this.quickInput().waitFor({ state: 'hidden', timeout: 10_000 }).catch(() => undefined);
+    if (waitHidden)
+      await this.quickInput()
+        .waitFor({ state: 'hidden', timeout: 10_000 })
+        .catch(() => undefined);
   }
 
   /** Runs a command by its palette title (e.g. "Transformer Dynamics: Analyze Selection"). */
@@ -603,11 +612,7 @@ export class VsCodeSession {
       await this.quickInput().waitFor({ state: 'hidden', timeout: 5_000 });
       for (let i = from; i < to; i++) await this.page.keyboard.press('Shift+ArrowDown');
       await this.page.keyboard.press('Shift+End');
-      const status = await this.waitForSelectionStatus();
-      if (!new RegExp(`^Ln ${to},`).test(status)) {
-        throw new Error(`selection ended at "${status}", expected line ${to}`);
-      }
-      return status;
+      return this.waitForSelectionStatus((st) => st.startsWith(`Ln ${to},`) && /selected/.test(st));
     });
   }
 
@@ -620,15 +625,22 @@ export class VsCodeSession {
     });
   }
 
-  private async waitForSelectionStatus(): Promise<string> {
-    const deadline = Date.now() + 5_000;
-    let s = '';
+  /** Waits until the selection indicator satisfies `pred` and has been stable for 300 ms. */
+  private async waitForSelectionStatus(pred: (s: string) => boolean = (s) => /selected/.test(s)): Promise<string> {
+    const deadline = Date.now() + 10_000;
+    let last = '';
+    let since = Date.now();
     while (Date.now() < deadline) {
-      s = await this.selectionStatus();
-      if (/selected/.test(s)) return s;
+      const s = await this.selectionStatus();
+      if (s !== last) {
+        last = s;
+        since = Date.now();
+      } else if (pred(s) && Date.now() - since >= 300) {
+        return s;
+      }
       await sleep(100);
     }
-    throw new Error(`no selection shown in the status bar (status: "${s}")`);
+    throw new Error(`selection status bar item did not settle as expected (last: "${last}")`);
   }
 
   // ----------------------------------------------------------------------------- webviews
@@ -699,34 +711,48 @@ export class VsCodeSession {
     return path.join(this.userDataDir, 'User', 'settings.json');
   }
 
-  /** Merges settings into the user settings.json (VS Code picks the change up live). */
+  /**
+   * Merges settings into the user settings.json. NOTE: code-server does not pick up external
+   * edits of this file live; call reloadWindow() afterwards (or prefer UI-driven changes such
+   * as setTheme()). Settings that must hold from the start belong in StartOptions.settings.
+   */
   async updateSettings(patch: Record<string, unknown>): Promise<void> {
     const cur = JSON.parse(await fsp.readFile(this.settingsPath(), 'utf8')) as Record<string, unknown>;
     await fsp.writeFile(this.settingsPath(), JSON.stringify({ ...cur, ...patch }, null, 2));
   }
 
-  /** Switches the color theme live; waits for the workbench (and visible webviews) to follow. */
+  /**
+   * Switches the color theme live through "Preferences: Color Theme" (as a user would); waits
+   * for the workbench and every visible webview (body.vscode-light / vscode-dark) to follow.
+   * `kind` is needed for theme labels other than 'light' / 'dark'.
+   */
   async setTheme(theme: 'light' | 'dark' | (string & {}), kind?: 'light' | 'dark'): Promise<void> {
     const label = themeLabel(theme);
     const k = kind ?? (theme === 'light' || theme === 'dark' ? theme : undefined);
     await this.step(`setTheme ${label}`, async () => {
-      await this.updateSettings({ 'workbench.colorTheme': label });
+      const input = await this.openQuickInput('F1');
+      await input.fill('>Preferences: Color Theme');
+      await this.acceptQuickPickRow('Preferences: Color Theme', this.timeoutMs, false);
+      // The same widget now lists themes.
+      await this.quickInput()
+        .locator('.quick-input-list .monaco-list-row')
+        .filter({ hasText: /Default (Light|Dark)/ })
+        .first()
+        .waitFor({ state: 'visible', timeout: this.timeoutMs });
+      await this.quickInput().locator('.quick-input-box input').fill(label);
+      await this.acceptQuickPickRow(label, this.timeoutMs);
       if (!k) {
-        await sleep(2_000);
+        await sleep(1_000);
         return;
       }
       const cls = k === 'light' ? 'vs' : 'vs-dark';
-      await this.page
-        .locator(`.monaco-workbench.${cls}`)
-        .waitFor({ state: 'attached', timeout: this.timeoutMs });
+      await this.page.locator(`.monaco-workbench.${cls}`).waitFor({ state: 'attached', timeout: this.timeoutMs });
       const webviews = this.page.locator('iframe.webview.ready').filter({ visible: true });
       const n = await webviews.count();
       for (let i = 0; i < n; i++) {
-        await this.webviewFrame({ index: i })
-          .locator(`body.vscode-${k}`)
-          .waitFor({ state: 'attached', timeout: this.timeoutMs });
+        await this.webviewFrame({ index: i }).locator(`body.vscode-${k}`).waitFor({ state: 'attached', timeout: this.timeoutMs });
       }
-      await sleep(300); // let transitions / re-renders settle before screenshots
+      await sleep(300); // let re-renders settle before screenshots
     });
   }
 
@@ -870,7 +896,11 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
       await installVsix(v, { userDataDir, extensionsDir, tmp, ...(options.env ? { env: options.env } : {}) });
     }
     const folders =
-      options.extensionFolders === undefined ? [] : Array.isArray(options.extensionFolders) ? options.extensionFolders : [options.extensionFolders];
+      options.extensionFolders === undefined
+        ? []
+        : Array.isArray(options.extensionFolders)
+          ? options.extensionFolders
+          : [options.extensionFolders];
     for (const f of folders) linkExtensionFolder(f, extensionsDir);
     timings.extensionsMs = Date.now() - tExt;
 
@@ -880,14 +910,19 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
     const configFile = path.join(tmp, 'code-server.yaml');
     await fsp.writeFile(configFile, `bind-addr: 127.0.0.1:${port}\nauth: none\ncert: false\n`);
     const args = [
-      '--config', configFile,
-      '--auth', 'none',
-      '--bind-addr', `127.0.0.1:${port}`,
+      '--config',
+      configFile,
+      '--auth',
+      'none',
+      '--bind-addr',
+      `127.0.0.1:${port}`,
       '--disable-telemetry',
       '--disable-update-check',
       '--disable-getting-started-override',
-      '--user-data-dir', userDataDir,
-      '--extensions-dir', extensionsDir,
+      '--user-data-dir',
+      userDataDir,
+      '--extensions-dir',
+      extensionsDir,
     ];
     if (!options.workspaceTrust) args.push('--disable-workspace-trust');
     args.push(workspaceDir);
@@ -907,7 +942,8 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
     const base = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (srv.exitCode !== null) throw new Error(`code-server exited (${srv.exitCode}) before answering /healthz:\n${serverOut.slice(-4000)}`);
+      if (srv.exitCode !== null)
+        throw new Error(`code-server exited (${srv.exitCode}) before answering /healthz:\n${serverOut.slice(-4000)}`);
       if (await httpGetOk(`${base}/healthz`, 1_000)) break;
       if (Date.now() > deadline) throw new Error(`code-server /healthz not OK within 60 s:\n${serverOut.slice(-4000)}`);
       await sleep(100);
@@ -931,7 +967,7 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
 
     session = new VsCodeSession(page, context, srv, url, port, tmp, userDataDir, extensionsDir, workspaceDir, timings, options);
     const sess = session;
-    sess.appendServerOutput(serverOut);
+    sess.appendServerOutput(serverOut, false);
     srv.stdout?.off('data', onOut);
     srv.stderr?.off('data', onOut);
     srv.stdout?.on('data', (d: Buffer) => sess.appendServerOutput(d.toString()));

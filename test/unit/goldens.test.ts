@@ -60,7 +60,8 @@ function compareToGolden(a: Analysis, g: Golden): void {
   for (let L = 0; L < nL; L++) {
     assertClose(cache.residMid.subarray(L * T * d, (L + 1) * T * d), flat(g.resid_mid[L]), TOL, `resid_mid[${L}]`);
     assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_post[L]), TOL, `resid_post[${L}]`);
-    if (L + 1 < nL) assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_pre[L + 1]), TOL, `resid_pre[${L + 1}]`);
+    if (L + 1 < nL)
+      assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_pre[L + 1]), TOL, `resid_pre[${L + 1}]`);
   }
   assert.ok(cache.patterns, 'patterns were computed');
   assertClose(cache.patterns, flat(g.pattern), TOL, 'attention patterns');
@@ -71,7 +72,11 @@ function compareToGolden(a: Analysis, g: Golden): void {
     for (let p = 0; p < T; p++) {
       const i = row * T + p;
       assert.equal(lens.topIds[i * k], gl.top_ids[p]![0], `lens top-1 at layer ${L}, pos ${p}`);
-      assert.deepEqual(Array.from(lens.topIds.subarray(i * k, i * k + Math.min(k, g.lens.k))), gl.top_ids[p]!.slice(0, k), `lens top-k ids at ${L},${p}`);
+      assert.deepEqual(
+        Array.from(lens.topIds.subarray(i * k, i * k + Math.min(k, g.lens.k))),
+        gl.top_ids[p]!.slice(0, k),
+        `lens top-k ids at ${L},${p}`,
+      );
       assertClose(lens.topProbs.subarray(i * k, i * k + k), gl.top_probs[p]!.slice(0, k), TOL, `lens top-k probs at ${L},${p}`);
       assertClose([lens.entropy[i]!], [gl.entropy[p]!], TOL, `lens entropy at ${L},${p}`);
       assertClose([lens.klToFinal[i]!], [gl.kl_to_final[p]!], TOL, `KL to final at ${L},${p}`);
@@ -141,26 +146,34 @@ for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-
     });
 
     if (name === 'stories260K') {
-      test('greedy decoding from BOS reproduces the published llama2.c sample', { skip: needsShared && 'needs ../shared/data' }, async () => {
-        const ids = [1];
-        for (let i = 0; i < 60; i++) {
-          const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] }, ...emptyPast(model) }, ['logits']);
-          const l = out.logits!.data as Float32Array;
-          let best = 0;
-          for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;
-          ids.push(best);
-        }
-        assert.deepEqual(ids.slice(1), g.greedy_ids!.slice(0, 60));
-        const text = model.tokenizer.decode(ids.slice(1));
-        const published =
-          'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with';
-        assert.ok(text.startsWith(published), `decoded: ${JSON.stringify(text)}`);
-      });
+      test(
+        'greedy decoding from BOS reproduces the published llama2.c sample',
+        { skip: needsShared && 'needs ../shared/data' },
+        async () => {
+          const ids = [1];
+          for (let i = 0; i < 60; i++) {
+            const out = await model.forward.run(
+              { input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] }, ...emptyPast(model) },
+              ['logits'],
+            );
+            const l = out.logits!.data as Float32Array;
+            let best = 0;
+            for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;
+            ids.push(best);
+          }
+          assert.deepEqual(ids.slice(1), g.greedy_ids!.slice(0, 60));
+          const text = model.tokenizer.decode(ids.slice(1));
+          const published =
+            'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with';
+          assert.ok(text.startsWith(published), `decoded: ${JSON.stringify(text)}`);
+        },
+      );
 
       test('tokenizer gives llama2.c ids', { skip: needsShared && 'needs ../shared/data' }, () => {
         assert.deepEqual(model.tokenizer.encodeIds('Once upon a time', false), g.encode_once_upon_a_time);
         assert.deepEqual(model.tokenizer.encodeIds('Once upon a time', false), [403, 407, 261, 378]);
-        for (const c of g.encode_cases ?? []) assert.deepEqual(model.tokenizer.encodeIds(c.text, false), c.ids, `encode ${JSON.stringify(c.text)}`);
+        for (const c of g.encode_cases ?? [])
+          assert.deepEqual(model.tokenizer.encodeIds(c.text, false), c.ids, `encode ${JSON.stringify(c.text)}`);
       });
     }
   });

@@ -145,8 +145,16 @@ export function toHfTensors(m: Llama2cModel): NamedTensor[] {
   for (let l = 0; l < nLayers; l++) {
     const p = `model.layers.${l}.`;
     out.push({ name: p + 'input_layernorm.weight', shape: [dim], data: layerSlice(get(m, 'rms_att'), l) });
-    out.push({ name: p + 'self_attn.q_proj.weight', shape: [dim, dim], data: permuteRotaryRows(layerSlice(get(m, 'wq'), l), nHeads, dim, dim) });
-    out.push({ name: p + 'self_attn.k_proj.weight', shape: [kvDim, dim], data: permuteRotaryRows(layerSlice(get(m, 'wk'), l), nKvHeads, kvDim, dim) });
+    out.push({
+      name: p + 'self_attn.q_proj.weight',
+      shape: [dim, dim],
+      data: permuteRotaryRows(layerSlice(get(m, 'wq'), l), nHeads, dim, dim),
+    });
+    out.push({
+      name: p + 'self_attn.k_proj.weight',
+      shape: [kvDim, dim],
+      data: permuteRotaryRows(layerSlice(get(m, 'wk'), l), nKvHeads, kvDim, dim),
+    });
     out.push({ name: p + 'self_attn.v_proj.weight', shape: [kvDim, dim], data: layerSlice(get(m, 'wv'), l) });
     out.push({ name: p + 'self_attn.o_proj.weight', shape: [dim, dim], data: layerSlice(get(m, 'wo'), l) });
     out.push({ name: p + 'post_attention_layernorm.weight', shape: [dim], data: layerSlice(get(m, 'rms_ffn'), l) });
@@ -307,7 +315,12 @@ export function buildTokenizerJson(tok: Llama2cTokenizer): Record<string, unknow
     post_processor: {
       type: 'TemplateProcessing',
       single: [bos, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [bos, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      pair: [
+        bos,
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<s>', type_id: 1 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+      ],
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
     decoder: {
@@ -370,7 +383,13 @@ export function convertLlama2c(binPath: string, tokPath: string, outDir: string)
   const files: Array<[string, string | Uint8Array]> = [
     ['config.json', JSON.stringify(buildHfConfig(model.config), null, 2) + '\n'],
     ['generation_config.json', JSON.stringify(buildGenerationConfig(), null, 2) + '\n'],
-    ['model.safetensors', encodeSafetensors(tensors, { format: 'pt', source: `llama2.c ${path.basename(binPath)} (converted, RoPE rows permuted to HF rotate_half)` })],
+    [
+      'model.safetensors',
+      encodeSafetensors(tensors, {
+        format: 'pt',
+        source: `llama2.c ${path.basename(binPath)} (converted, RoPE rows permuted to HF rotate_half)`,
+      }),
+    ],
     ['tokenizer.json', JSON.stringify(buildTokenizerJson(tok), null, 2) + '\n'],
     ['tokenizer_config.json', JSON.stringify(buildTokenizerConfig(model.config.seqLen), null, 2) + '\n'],
   ];

@@ -50,18 +50,32 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-/** Orthonormalises the k columns of Q [d, k] in place (modified Gram–Schmidt). */
-function orthonormalize(Q: Float64Array, d: number, k: number): void {
+/**
+ * Orthonormalises the k columns of Q [d, k] in place: Gram–Schmidt done twice ("twice is
+ * enough"), and a column that vanishes (lies in the span of the others) is replaced by a
+ * fresh direction, so Q stays orthonormal even when C has a null space.
+ */
+function orthonormalize(Q: Float64Array, d: number, k: number, rand: () => number = mulberry32(99)): void {
   for (let c = 0; c < k; c++) {
-    for (let p = 0; p < c; p++) {
-      let s = 0;
-      for (let i = 0; i < d; i++) s += Q[i * k + c]! * Q[i * k + p]!;
-      for (let i = 0; i < d; i++) Q[i * k + c]! -= s * Q[i * k + p]!;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      let before = 0;
+      for (let i = 0; i < d; i++) before += Q[i * k + c]! ** 2;
+      for (let pass = 0; pass < 2; pass++) {
+        for (let p = 0; p < c; p++) {
+          let s = 0;
+          for (let i = 0; i < d; i++) s += Q[i * k + c]! * Q[i * k + p]!;
+          for (let i = 0; i < d; i++) Q[i * k + c]! -= s * Q[i * k + p]!;
+        }
+      }
+      let n = 0;
+      for (let i = 0; i < d; i++) n += Q[i * k + c]! ** 2;
+      if (n > 1e-20 * Math.max(before, 1e-300) && n > 0) {
+        n = Math.sqrt(n);
+        for (let i = 0; i < d; i++) Q[i * k + c]! /= n;
+        break;
+      }
+      for (let i = 0; i < d; i++) Q[i * k + c] = rand() - 0.5;
     }
-    let n = 0;
-    for (let i = 0; i < d; i++) n += Q[i * k + c]! ** 2;
-    n = Math.sqrt(n) || 1;
-    for (let i = 0; i < d; i++) Q[i * k + c]! /= n;
   }
 }
 
@@ -139,7 +153,8 @@ export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float3
   }
   // Rayleigh–Ritz: B = Qᵀ C Q (m × m)
   const CQ = new Float64Array(d * m);
-  for (let i = 0; i < d; i++) for (let j = 0; j < d; j++) for (let col = 0; col < m; col++) CQ[i * m + col]! += cov[i * d + j]! * Q[j * m + col]!;
+  for (let i = 0; i < d; i++)
+    for (let j = 0; j < d; j++) for (let col = 0; col < m; col++) CQ[i * m + col]! += cov[i * d + j]! * Q[j * m + col]!;
   const B = new Float64Array(m * m);
   for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let i = 0; i < d; i++) B[a * m + b]! += Q[i * m + a]! * CQ[i * m + b]!;
   const { values, vectors } = symmetricEigen(B, m);

@@ -148,7 +148,10 @@ function ropeInvFreq(rotaryDim: number, theta: number, scaling: unknown, maxPos:
         inv[i] = (1 - smooth) * (f / factor) + smooth * f;
       }
     } else if (kind !== 'default' && kind !== undefined) {
-      throw new EngineError('UNSUPPORTED_ARCHITECTURE', `rope_scaling type ${JSON.stringify(kind)} is not supported (supported: linear, llama3).`);
+      throw new EngineError(
+        'UNSUPPORTED_ARCHITECTURE',
+        `rope_scaling type ${JSON.stringify(kind)} is not supported (supported: linear, llama3).`,
+      );
     }
   }
   return Float32Array.from(inv);
@@ -176,7 +179,8 @@ function gpt2Spec(cfg: Json): ModelSpec {
   const nHeads = int(cfg, ['n_head', 'num_attention_heads']);
   const act = cfg.activation_function ?? 'gelu_new';
   const actMap: Record<string, ModelSpec['act']> = { gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', gelu: 'gelu', relu: 'relu' };
-  if (typeof act !== 'string' || !actMap[act]) throw new EngineError('UNSUPPORTED_ARCHITECTURE', `GPT-2 activation ${JSON.stringify(act)} is not supported.`);
+  if (typeof act !== 'string' || !actMap[act])
+    throw new EngineError('UNSUPPORTED_ARCHITECTURE', `GPT-2 activation ${JSON.stringify(act)} is not supported.`);
   return {
     family: 'gpt2',
     modelType: 'gpt2',
@@ -209,7 +213,8 @@ function llamaSpec(cfg: Json, modelType: string): ModelSpec {
   const headDim = int(cfg, ['head_dim'], dModel / nHeads);
   const maxPositions = int(cfg, ['max_position_embeddings'], 2048, 1 << 24);
   const act = cfg.hidden_act ?? 'silu';
-  if (act !== 'silu') throw new EngineError('UNSUPPORTED_ARCHITECTURE', `hidden_act ${JSON.stringify(act)} is not supported for ${modelType} (only silu).`);
+  if (act !== 'silu')
+    throw new EngineError('UNSUPPORTED_ARCHITECTURE', `hidden_act ${JSON.stringify(act)} is not supported for ${modelType} (only silu).`);
   const qwen = modelType === 'qwen2';
   const attnBias = bool(cfg, 'attention_bias', false);
   const useSliding = modelType === 'mistral' || bool(cfg, 'use_sliding_window', false);
@@ -251,7 +256,8 @@ function neoxSpec(cfg: Json): ModelSpec {
   const rotaryDim = Math.floor(headDim * pct);
   const act = cfg.hidden_act ?? 'gelu';
   const actMap: Record<string, ModelSpec['act']> = { gelu: 'gelu', gelu_new: 'gelu_tanh', gelu_fast: 'gelu_tanh', relu: 'relu' };
-  if (typeof act !== 'string' || !actMap[act]) throw new EngineError('UNSUPPORTED_ARCHITECTURE', `GPT-NeoX activation ${JSON.stringify(act)} is not supported.`);
+  if (typeof act !== 'string' || !actMap[act])
+    throw new EngineError('UNSUPPORTED_ARCHITECTURE', `GPT-NeoX activation ${JSON.stringify(act)} is not supported.`);
   if (rotaryDim % 2 !== 0) throw bad(`rotary_pct × head_dim = ${rotaryDim} must be even`);
   const bias = bool(cfg, 'attention_bias', true);
   return {

@@ -82,7 +82,8 @@ export interface WeightReader {
 
 /** The reader for a spec's family; `globals()` is read once and memoised. */
 export function weightReader(spec: ModelSpec, store: WeightStore): WeightReader {
-  const inner = spec.family === 'gpt2' ? gpt2Reader(spec, store) : spec.family === 'llama' ? llamaReader(spec, store) : neoxReader(spec, store);
+  const inner =
+    spec.family === 'gpt2' ? gpt2Reader(spec, store) : spec.family === 'llama' ? llamaReader(spec, store) : neoxReader(spec, store);
   let globals: GlobalWeights | null = null;
   return {
     globals: () => (globals ??= inner.globals()),
@@ -103,7 +104,12 @@ function gpt2Reader(s: ModelSpec, st: WeightStore): WeightReader {
   const pre = st.has('transformer.wte.weight') ? 'transformer.' : '';
   const d = s.dModel;
   const f = (n: string, shape: number[]) => st.float32(pre + n, shape);
-  const conv = (n: string, dIn: number, dOut: number): Linear => ({ w: f(`${n}.weight`, [dIn, dOut]), b: f(`${n}.bias`, [dOut]), dIn, dOut });
+  const conv = (n: string, dIn: number, dOut: number): Linear => ({
+    w: f(`${n}.weight`, [dIn, dOut]),
+    b: f(`${n}.bias`, [dOut]),
+    dIn,
+    dOut,
+  });
   return {
     globals() {
       const embed = f('wte.weight', [s.dVocab, d]);

@@ -107,7 +107,7 @@ const PICKLE_FILES = ['pytorch_model.bin', 'pytorch_model.bin.index.json', 'mode
 export const PICKLE_MESSAGE =
   'This folder has only PyTorch pickle weights (pytorch_model.bin). Pickle files can run arbitrary code when loaded, ' +
   'so Transformer Dynamics does not open them. Convert the checkpoint to safetensors once, in a Python environment you trust: ' +
-  '`python -c "from transformers import AutoModelForCausalLM as M; M.from_pretrained(\'DIR\').save_pretrained(\'DIR-safetensors\', safe_serialization=True)"` ' +
+  "`python -c \"from transformers import AutoModelForCausalLM as M; M.from_pretrained('DIR').save_pretrained('DIR-safetensors', safe_serialization=True)\"` " +
   '(then copy tokenizer.json next to it).';
 
 /** Lists the safetensors files of a checkpoint folder, validating the shard index. */
@@ -121,13 +121,17 @@ export function weightFiles(dir: string): string[] {
     const shards = new Set<string>();
     for (const v of Object.values(map as Record<string, unknown>)) {
       if (typeof v !== 'string' || v !== path.basename(v) || !v.endsWith('.safetensors') || v.startsWith('.')) {
-        throw new EngineError('BAD_WEIGHTS', `model.safetensors.index.json names an invalid shard file ${JSON.stringify(v)?.slice(0, 80)}.`);
+        throw new EngineError(
+          'BAD_WEIGHTS',
+          `model.safetensors.index.json names an invalid shard file ${JSON.stringify(v)?.slice(0, 80)}.`,
+        );
       }
       shards.add(v);
     }
     const files = [...shards].sort().map((s) => path.join(dir, s));
     for (const f of files) {
-      if (!fs.existsSync(f)) throw new EngineError('BAD_WEIGHTS', `Shard ${path.basename(f)} listed in model.safetensors.index.json is missing.`);
+      if (!fs.existsSync(f))
+        throw new EngineError('BAD_WEIGHTS', `Shard ${path.basename(f)} listed in model.safetensors.index.json is missing.`);
     }
     return files;
   }
@@ -135,7 +139,10 @@ export function weightFiles(dir: string): string[] {
   const others = fs.readdirSync(dir).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
   if (others.length > 0) throw new EngineError('BAD_WEIGHTS', 'Sharded safetensors files were found without model.safetensors.index.json.');
   if (PICKLE_FILES.some((f) => fs.existsSync(path.join(dir, f)))) throw new EngineError('PICKLE_REFUSED', PICKLE_MESSAGE);
-  throw new EngineError('NOT_FOUND', `No model.safetensors in ${dir}. A model folder needs config.json, model.safetensors and tokenizer.json.`);
+  throw new EngineError(
+    'NOT_FOUND',
+    `No model.safetensors in ${dir}. A model folder needs config.json, model.safetensors and tokenizer.json.`,
+  );
 }
 
 export function openCheckpoint(dir: string): Checkpoint {

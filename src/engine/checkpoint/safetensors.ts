@@ -137,7 +137,10 @@ function parseEntry(name: string, raw: unknown, dataStart: number, dataSize: num
   }
   const bytes = numel * DTYPE_SIZES[dtype as SafeDType];
   if (!Number.isSafeInteger(bytes) || bytes !== end - begin) {
-    throw bad(file, `${where}: shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${bytes} bytes but data_offsets span ${end - begin}`);
+    throw bad(
+      file,
+      `${where}: shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${bytes} bytes but data_offsets span ${end - begin}`,
+    );
   }
   return { name, dtype: dtype as SafeDType, shape: shape as number[], begin: dataStart + begin, end: dataStart + end };
 }
@@ -269,7 +272,10 @@ export class SafetensorsFile {
     try {
       const st = fs.fstatSync(fd);
       if (st.size !== this.fileSize || st.mtimeMs !== this.mtimeMs) {
-        throw new EngineError('BAD_SAFETENSORS', `${path.basename(this.filePath)} changed on disk while the model was loaded; reload the model.`);
+        throw new EngineError(
+          'BAD_SAFETENSORS',
+          `${path.basename(this.filePath)} changed on disk while the model was loaded; reload the model.`,
+        );
       }
       readFully(fd, bytes, entry.begin, path.basename(this.filePath));
     } finally {

@@ -53,7 +53,10 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights): GraphBu
   const topProbs = g.op('Exp', [topVals]);
 
   // log-prob and rank of the actual next token: gather along the vocabulary axis.
-  const nextIdx = g.op('Expand', [g.op('Unsqueeze', [g.op('Unsqueeze', [nextIds, g.ints([0])]), g.ints([2])]), g.op('Concat', [lc, g.ints([1])], { axis: 0 })]);
+  const nextIdx = g.op('Expand', [
+    g.op('Unsqueeze', [g.op('Unsqueeze', [nextIds, g.ints([0])]), g.ints([2])]),
+    g.op('Concat', [lc, g.ints([1])], { axis: 0 }),
+  ]);
   const nextLogp = g.op('GatherElements', [logp, nextIdx], { axis: 2 }); // [L, C, 1]
   const nextLogit = g.op('GatherElements', [logits, nextIdx], { axis: 2 });
   const above = g.op('Cast', [g.op('Greater', [logits, nextLogit])], { to: 1 });

@@ -40,7 +40,8 @@ export async function createSession(model: Uint8Array | string, opts: RuntimeOpt
   };
   let session: ort.InferenceSession;
   try {
-    session = typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+    session =
+      typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
   } catch (e) {
     throw new EngineError('RUNTIME', `onnxruntime could not create a session: ${(e as Error).message}`);
   }

@@ -1,0 +1,136 @@
+// The pure analyses of METRICS.md on hand-made arrays with known answers.
+import { describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { cosToFinal, norms, similarityMatrix, steps } from '../../src/engine/analysis/walk';
+import { covariance, pca, pcaFromCovariance, project, symmetricEigen } from '../../src/engine/analysis/pca';
+import { distinctN, loopStart, repeatedNgrams, repetitionRate } from '../../src/engine/analysis/repetition';
+import { assertClose } from '../helpers';
+
+// rows = 3 (resid_pre[0], resid_post[0], resid_post[1]), pos = 2, d = 2
+const resid = Float32Array.of(
+  3,
+  4,
+  /**/ 1,
+  0, // row 0
+  0,
+  5,
+  /**/ 0,
+  2, // row 1
+  6,
+  8,
+  /**/ 0,
+  1, // row 2 (final)
+);
+const shape = { rows: 3, pos: 2, d: 2 };
+
+describe('walk measures', () => {
+  test('norms', () => {
+    assertClose(norms(resid, shape), [5, 1, 5, 2, 10, 1], 1e-6, 'norms');
+  });
+
+  test('steps: size and cosine between consecutive rows', () => {
+    const s = steps(resid, shape);
+    // pos 0: (3,4)→(0,5): diff (-3,1) → √10; cos = 20/25 = 0.8. (0,5)→(6,8): diff (6,3) → √45; cos = 40/50
+    assertClose(s.size, [Math.sqrt(10), Math.sqrt(5), Math.sqrt(45), 1], 1e-6, 'step size');
+    assertClose(s.cos, [0.8, 0, 0.8, 1], 1e-6, 'step cos');
+  });
+
+  test('cos_to_final', () => {
+    assertClose(cosToFinal(resid, shape), [1, 0, 0.8, 1, 1, 1], 1e-6, 'cos_to_final');
+  });
+
+  test('similarity matrix is symmetric with ones on the diagonal', () => {
+    const S = similarityMatrix(resid, shape, 0);
+    assertClose(S, [1, 0.6, 0.6, 1], 1e-6, 'similarity row 0');
+  });
+});
+
+describe('PCA', () => {
+  test('recovers the direction of largest variance and the explained variance', () => {
+    // points on a line along (1, 2, 0)/√5 plus a small orthogonal spread along z
+    const n = 50;
+    const pts = new Float32Array(n * 3);
+    for (let i = 0; i < n; i++) {
+      const t = i - n / 2;
+      pts[i * 3] = 10 + t;
+      pts[i * 3 + 1] = -3 + 2 * t;
+      pts[i * 3 + 2] = i % 2 ? 0.5 : -0.5;
+    }
+    const p = pca(pts, n, 3, 2);
+    const c0 = Array.from(p.components.subarray(0, 3));
+    assertClose(c0, [1 / Math.sqrt(5), 2 / Math.sqrt(5), 0], 1e-3, 'first component ≈ the line');
+    // exact answer: full eigen-decomposition (Jacobi) of the covariance
+    const { cov } = covariance(pts, n, 3);
+    const eig = symmetricEigen(cov, 3);
+    const order = eig.values.map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0]);
+    for (let c = 0; c < 2; c++) {
+      const idx = order[c]![1];
+      const exact = [0, 1, 2].map((r) => eig.vectors[r * 3 + idx]!);
+      const sign = Math.sign(exact[exact.map(Math.abs).indexOf(Math.max(...exact.map(Math.abs)))]!);
+      assertClose(
+        p.components.subarray(c * 3, c * 3 + 3),
+        exact.map((v) => v * sign),
+        1e-6,
+        `component ${c}`,
+      );
+      const total = cov[0]! + cov[4]! + cov[8]!;
+      assertClose([p.explained[c]!], [order[c]![0] / total], 1e-9, `explained variance ${c}`);
+    }
+    assert.ok(p.explained[0]! > 0.999);
+    const proj = project(pts, n, p);
+    let mean0 = 0;
+    for (let i = 0; i < n; i++) mean0 += proj[i * 2]!;
+    assert.ok(Math.abs(mean0 / n) < 1e-4, 'projections are centred');
+  });
+
+  test('symmetric eigen-decomposition', () => {
+    const { values, vectors } = symmetricEigen(Float64Array.of(2, 1, 1, 2), 2);
+    const sorted = [...values].sort((a, b) => b - a);
+    assertClose(sorted, [3, 1], 1e-12, 'eigenvalues');
+    const i3 = values.indexOf(Math.max(...values));
+    assertClose([Math.abs(vectors[i3]!), Math.abs(vectors[2 + i3]!)], [Math.SQRT1_2, Math.SQRT1_2], 1e-12, 'eigenvector');
+  });
+
+  test('is deterministic and sign-stable', () => {
+    const cov = Float64Array.of(4, 1, 0, 1, 3, 0, 0, 0, 1);
+    const a = pcaFromCovariance(cov, new Float64Array(3), 3, 3);
+    const b = pcaFromCovariance(cov, new Float64Array(3), 3, 3);
+    assert.deepEqual(a.components, b.components);
+    assertClose([a.explained.reduce((s, v) => s + v, 0)], [1], 1e-9, 'all variance explained');
+  });
+});
+
+describe('repetition', () => {
+  test('repeated n-grams: maximal repeats only, longest first', () => {
+    // 5 6 7 | 1 | 5 6 7 | 2 | 9
+    const found = repeatedNgrams([5, 6, 7, 1, 5, 6, 7, 2, 9], 1, 8);
+    assert.deepEqual(found, [{ n: 3, ids: [5, 6, 7], positions: [0, 4] }]);
+  });
+
+  test('repeated n-grams: a shorter repeat outside the longer one is kept', () => {
+    // "1 2" occurs at 0 and 3 and also inside nothing longer → kept; "2" also at 5 outside "1 2"
+    const found = repeatedNgrams([1, 2, 3, 1, 2, 2], 1, 8);
+    assert.deepEqual(found, [
+      { n: 2, ids: [1, 2], positions: [0, 3] },
+      { n: 1, ids: [2], positions: [1, 4, 5] },
+    ]);
+  });
+
+  test('distinct-n', () => {
+    assert.equal(distinctN([1, 2, 1, 2], 1), 0.5);
+    assert.equal(distinctN([1, 2, 1, 2], 2), 2 / 3);
+    assert.equal(distinctN([1], 2), 1);
+  });
+
+  test('repetition rate = fraction of tokens inside a repeated 4-gram', () => {
+    assert.equal(repetitionRate([1, 2, 3, 4, 9, 1, 2, 3, 4, 8]), 0.8);
+    assert.equal(repetitionRate([1, 2, 3, 4, 5, 6]), 0);
+    assert.equal(repetitionRate([]), 0);
+  });
+
+  test('loop start', () => {
+    assert.deepEqual(loopStart([9, 8, 1, 2, 3, 1, 2, 3, 1, 2, 3]), { step: 2, period: 3 });
+    assert.deepEqual(loopStart([4, 5, 7, 7, 7, 7]), { step: 2, period: 1 });
+    assert.equal(loopStart([1, 2, 3, 4, 5]), null);
+  });
+});

@@ -1,0 +1,115 @@
+// The CLI (its JSON schema) and the engine worker process used by the extension host.
+import { after, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineClient } from '../../src/engine/client';
+import { FIXTURES, ROOT, rejectsWith, tmpDir } from '../helpers';
+
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const WORKER = path.join(ROOT, 'dist', 'engine-worker.js');
+const TINY = path.join(FIXTURES, 'models', 'tiny-llama');
+
+function cli(args: string[], input?: string) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input });
+}
+
+describe('CLI', () => {
+  test('analyze writes the documented JSON', () => {
+    const out = path.join(tmpDir(), 'a.json');
+    const r = cli(['analyze', '--model', TINY, '--text', 'the cat sat on the mat. the cat sat', '--top-k', '3', '--json', out]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /tokens in \d+ ms/);
+    const j = JSON.parse(fs.readFileSync(out, 'utf8'));
+    assert.equal(j.version, 1);
+    for (const k of ['architecture', 'n_layers', 'd_model', 'd_vocab', 'n_heads']) assert.ok(k in j.model, `model.${k}`);
+    const T = j.tokens.length;
+    assert.ok(T > 5);
+    for (const t of j.tokens) for (const k of ['id', 'text', 'start', 'end']) assert.ok(k in t);
+    assert.equal(j.lens.length, j.model.n_layers);
+    assert.equal(j.norms.length, j.model.n_layers + 1);
+    assert.equal(j.logits_top.length, T);
+    for (const row of j.lens) {
+      assert.equal(row.length, T);
+      for (const [p, cell] of row.entries()) {
+        assert.equal(cell.top.length, 3);
+        assert.ok(typeof cell.entropy === 'number');
+        if (p === T - 1) assert.equal(cell.next_rank, null);
+        else assert.ok(Number.isInteger(cell.next_rank) && cell.next_rank >= 0);
+      }
+    }
+    // the last lens row is the model's own prediction
+    assert.deepEqual(
+      j.lens[j.lens.length - 1].map((c: { top: { id: number }[] }) => c.top[0]!.id),
+      j.logits_top.map((t: { id: number }[]) => t[0]!.id),
+    );
+    assert.ok(
+      j.repeated_ngrams.some((g: { n: number }) => g.n >= 3),
+      'the repeated phrase is found',
+    );
+  });
+
+  test('reads stdin and writes JSON to stdout', () => {
+    const r = cli(['analyze', '--model', TINY, '--text-file', '-', '--json', '-'], 'hello world');
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(JSON.parse(r.stdout).tokens.length > 0);
+  });
+
+  test('clear errors for bad input', () => {
+    const empty = cli(['analyze', '--model', TINY, '--text', '']);
+    assert.equal(empty.status, 1);
+    assert.match(empty.stderr, /Nothing to analyse: the text is empty/);
+    const noModel = cli(['analyze', '--model', '/nope', '--text', 'x']);
+    assert.match(noModel.stderr, /Model folder not found: \/nope/);
+    const badK = cli(['analyze', '--model', TINY, '--text', 'x', '--top-k', 'zero']);
+    assert.match(badK.stderr, /--top-k must be a positive integer/);
+    assert.equal(cli([]).status, 2);
+  });
+
+  test('truncates to --max-tokens and reports it', () => {
+    const r = cli(['analyze', '--model', TINY, '--text', 'a b c d e f g h i j k l m n o p', '--max-tokens', '4', '--json', '-']);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.tokens.length, 4);
+    assert.equal(j.truncation.kept, 4);
+    assert.ok(j.truncation.total > 4);
+  });
+});
+
+describe('engine worker process', () => {
+  const client = new EngineClient({ workerPath: WORKER });
+  after(() => client.dispose());
+
+  test('loads, analyses, and reports load errors without dying', async () => {
+    await rejectsWith(client.load({ dir: '/nope', threads: 1, executionProvider: 'cpu' }), 'NOT_FOUND', /Model folder not found/);
+    const { info } = await client.load({ dir: TINY, threads: 1, executionProvider: 'cpu' });
+    assert.equal(info.architecture, 'llama');
+    const a = await client.analyze({ text: 'hello there', topK: 5, maxTokens: 64, patterns: true });
+    assert.ok(a.lens.topIds instanceof Int32Array, 'typed arrays cross the process boundary');
+    assert.equal(a.cache.resid.length, (info.n_layers + 1) * a.tokens.length * info.d_model);
+  });
+
+  test('a cancelled analysis rejects with CANCELLED', async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    await rejectsWith(client.analyze({ text: 'hello', topK: 5, maxTokens: 64, patterns: true }, ctl.signal), 'CANCELLED', /cancelled/);
+    const ctl2 = new AbortController();
+    const p = client.analyze({ text: 'hello there '.repeat(20), topK: 5, maxTokens: 64, patterns: true }, ctl2.signal);
+    ctl2.abort();
+    await p.then(
+      () => undefined, // finished before the cancel arrived: fine
+      (e: { code: string }) => assert.equal(e.code, 'CANCELLED'),
+    );
+  });
+
+  test('a killed worker fails the run clearly and restarts on the next one', async () => {
+    const p = client.analyze({ text: 'hello there '.repeat(10), topK: 5, maxTokens: 64, patterns: true });
+    client.kill();
+    await rejectsWith(p, 'ENGINE_CRASHED', /stopped unexpectedly.*restart on the next run/);
+    const a = await client.analyze({ text: 'again', topK: 5, maxTokens: 64, patterns: false });
+    assert.ok(a.tokens.length > 0);
+    const stats = await client.stats();
+    assert.equal(stats.liveSessions, 2);
+    assert.equal(stats.model?.architecture, 'llama');
+  });
+});
