@@ -232,6 +232,9 @@ export const DEFAULT_CONSOLE_NOISE: readonly RegExp[] = [
   /Failed to load resource[\s\S]*vsda/, // Microsoft-only module, absent from code-server
   /update\.code\.visualstudio\.com|vscode-unpkg|vscode-cdn|open-vsx/i,
   /The web worker extension host is started in a same-origin iframe/i,
+  // window reload / shutdown
+  /Long running operations during shutdown are unsupported/,
+  /IndexedDB database '[^']*' is closed/,
 ];
 
 // ------------------------------------------------------------------------------------------
@@ -571,12 +574,17 @@ export class VsCodeSession {
     });
   }
 
-  /** Opens a workspace file (path relative to the workspace) with Quick Open. */
+  /**
+   * Opens a file (path relative to the workspace, or absolute) with Quick Open. The absolute
+   * path is typed: Quick Open then stats it instead of waiting for the first file search
+   * (~1.5 s instead of ~9 s on a busy machine).
+   */
   async openFile(relPath: string): Promise<void> {
-    const base = path.posix.basename(relPath.replace(/\\/g, '/'));
+    const abs = path.isAbsolute(relPath) ? relPath : path.join(this.workspaceDir, relPath);
+    const base = path.basename(abs);
     await this.step(`openFile ${relPath}`, async () => {
       const input = await this.openQuickInput('Control+P');
-      await input.fill(relPath);
+      await input.fill(abs);
       await this.acceptQuickPickRow(base, this.timeoutMs);
       await this.page
         .locator('.editor-group-container.active .tab.active', { hasText: base })
@@ -709,16 +717,6 @@ export class VsCodeSession {
 
   settingsPath(): string {
     return path.join(this.userDataDir, 'User', 'settings.json');
-  }
-
-  /**
-   * Merges settings into the user settings.json. NOTE: code-server does not pick up external
-   * edits of this file live; call reloadWindow() afterwards (or prefer UI-driven changes such
-   * as setTheme()). Settings that must hold from the start belong in StartOptions.settings.
-   */
-  async updateSettings(patch: Record<string, unknown>): Promise<void> {
-    const cur = JSON.parse(await fsp.readFile(this.settingsPath(), 'utf8')) as Record<string, unknown>;
-    await fsp.writeFile(this.settingsPath(), JSON.stringify({ ...cur, ...patch }, null, 2));
   }
 
   /**
