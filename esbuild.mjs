@@ -35,6 +35,7 @@ const builds = [
 
 mkdirSync('dist', { recursive: true });
 cpSync('webview/style.css', 'dist/webview.css');
+for (const f of ['codicon.css', 'codicon.ttf']) cpSync(`node_modules/@vscode/codicons/dist/${f}`, `dist/${f}`);
 
 if (watch) {
   for (const b of builds) await (await esbuild.context(b)).watch();

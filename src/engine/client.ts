@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { EngineError, deserializeError } from './errors';
 import { isWorkerReply, type WorkerReply, type WorkerRequest, type WorkerStats } from './ipc';
 import type { AnalyzeRequest } from './analyze';
-import type { EngineLoadRequest } from './engine';
+import type { CacheQuery, EngineLoadRequest } from './engine';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 
 interface Pending {
@@ -114,19 +114,26 @@ export class EngineClient {
     await this.load(this.lastLoad);
   }
 
-  async analyze(req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
+  /** Runs an analysis; with returnCache false the residual streams stay in the worker. */
+  async analyze(req: AnalyzeRequest, signal?: AbortSignal, returnCache = true): Promise<Analysis> {
     await this.ensureLoaded();
     if (signal?.aborted) throw new EngineError('CANCELLED', 'The analysis was cancelled.');
     const id = this.nextId++;
     const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const reply = await this.request({ kind: 'analyze', request: req }, id);
+      const reply = await this.request({ kind: 'analyze', request: req, returnCache }, id);
       if (reply.kind !== 'analysis') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
       return reply.analysis;
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  async query(q: CacheQuery): Promise<Float32Array> {
+    const reply = await this.request({ kind: 'query', query: q });
+    if (reply.kind !== 'queryResult') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+    return reply.value;
   }
 
   async stats(): Promise<WorkerStats> {

@@ -4,6 +4,11 @@ import { analyze, type AnalyzeRequest } from './analyze';
 import { EngineError } from './errors';
 import { loadModel, type LoadedModel, type LoadOptions } from './model';
 import type { Analysis, ModelInfo } from '../shared/analysis';
+import { similarityMatrix } from './analysis/walk';
+
+/** Questions about the last analysis, answered from the activation cache the engine keeps. */
+export type CacheQuery = { type: 'similarity'; row: number };
+export type CacheQueryResult = Float32Array;
 
 export interface EngineLoadRequest extends LoadOptions {
   dir: string;
@@ -13,6 +18,7 @@ export class Engine {
   private model: LoadedModel | null = null;
   private loading: Promise<LoadedModel> | null = null;
   private key = '';
+  private last: Analysis | null = null;
 
   get current(): LoadedModel | null {
     return this.model;
@@ -25,6 +31,7 @@ export class Engine {
     if (this.loading) await this.loading.catch(() => undefined);
     const previous = this.model;
     this.model = null;
+    this.last = null;
     this.key = '';
     if (previous) await previous.release();
     this.loading = loadModel(req.dir, req);
@@ -42,13 +49,28 @@ export class Engine {
     return this.model;
   }
 
-  analyze(req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
-    return analyze(this.requireModel(), req, signal);
+  async analyze(req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
+    const a = await analyze(this.requireModel(), req, signal);
+    this.last = a;
+    return a;
+  }
+
+  /** Answers a query about the last analysis (on-demand views). */
+  query(q: CacheQuery): CacheQueryResult {
+    const a = this.last;
+    if (!a) throw new EngineError('BAD_REQUEST', 'No analysis has been run yet.');
+    const c = a.cache;
+    switch (q.type) {
+      case 'similarity':
+        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
+        return similarityMatrix(c.resid, { rows: c.n_layers + 1, pos: c.pos, d: c.d_model }, q.row);
+    }
   }
 
   async dispose(): Promise<void> {
     const m = this.model;
     this.model = null;
+    this.last = null;
     if (m) await m.release();
   }
 }

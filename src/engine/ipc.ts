@@ -1,13 +1,14 @@
 // Messages between the extension host (EngineClient) and the engine worker process.
 // Sent with Node's "advanced" serialization, so typed arrays cross intact.
 import type { AnalyzeRequest } from './analyze';
-import type { EngineLoadRequest } from './engine';
+import type { CacheQuery, EngineLoadRequest } from './engine';
 import type { SerializedError } from './errors';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 
 export type WorkerRequest =
   | { kind: 'load'; id: number; request: EngineLoadRequest }
-  | { kind: 'analyze'; id: number; request: AnalyzeRequest }
+  | { kind: 'analyze'; id: number; request: AnalyzeRequest; returnCache: boolean }
+  | { kind: 'query'; id: number; query: CacheQuery }
   | { kind: 'cancel'; id: number }
   | { kind: 'stats'; id: number }
   | { kind: 'shutdown'; id: number };
@@ -24,11 +25,12 @@ export type WorkerReply =
   | { kind: 'loaded'; id: number; info: ModelInfo; loadMs: number }
   | { kind: 'analysis'; id: number; analysis: Analysis }
   | { kind: 'stats'; id: number; stats: WorkerStats }
+  | { kind: 'queryResult'; id: number; value: Float32Array }
   | { kind: 'done'; id: number }
   | { kind: 'error'; id: number; error: SerializedError };
 
-const REQUEST_KINDS = new Set(['load', 'analyze', 'cancel', 'stats', 'shutdown']);
-const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'done', 'error']);
+const REQUEST_KINDS = new Set(['load', 'analyze', 'query', 'cancel', 'stats', 'shutdown']);
+const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'queryResult', 'done', 'error']);
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
@@ -37,6 +39,7 @@ function isObj(v: unknown): v is Record<string, unknown> {
 export function isWorkerRequest(v: unknown): v is WorkerRequest {
   if (!isObj(v) || typeof v.kind !== 'string' || !REQUEST_KINDS.has(v.kind) || typeof v.id !== 'number') return false;
   if (v.kind === 'load' || v.kind === 'analyze') return isObj(v.request);
+  if (v.kind === 'query') return isObj(v.query);
   return true;
 }
 

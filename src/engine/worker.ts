@@ -24,12 +24,18 @@ async function handle(msg: WorkerRequest): Promise<void> {
       const ctl = running.get(msg.id) ?? new AbortController();
       try {
         const analysis = await engine.analyze(msg.request, ctl.signal);
-        send({ kind: 'analysis', id: msg.id, analysis });
+        // The host rarely needs the activation cache itself: the engine keeps it for queries.
+        const empty = new Float32Array(0);
+        const cache = msg.returnCache ? analysis.cache : { ...analysis.cache, resid: empty, residMid: empty, patterns: null };
+        send({ kind: 'analysis', id: msg.id, analysis: { ...analysis, cache } });
       } finally {
         running.delete(msg.id);
       }
       return;
     }
+    case 'query':
+      send({ kind: 'queryResult', id: msg.id, value: engine.query(msg.query) });
+      return;
     case 'stats': {
       const mem = process.memoryUsage();
       send({

@@ -1,0 +1,93 @@
+// Every command is a small factory over the context, registered from one table in main.ts.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { Ctx } from './ctx';
+
+export type Cmd = (...args: unknown[]) => unknown;
+
+/** Analyse the selection, or the whole document when nothing is selected. */
+export function analyzeSelection(ctx: Ctx): Cmd {
+  return async () => {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor) {
+      void vscode.window.showWarningMessage('Transformer Dynamics: open a file and select some text to analyse.');
+      return;
+    }
+    const doc = editor.document;
+    const sel = editor.selection;
+    const range = sel.isEmpty ? new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)) : new vscode.Range(sel.start, sel.end);
+    const text = doc.getText(range);
+    if (text.trim().length === 0 && text.length === 0) {
+      void vscode.window.showWarningMessage('Transformer Dynamics: the document is empty — there is nothing to analyse.');
+      return;
+    }
+    return ctx.analyze({ text, source: { uri: doc.uri.toString(), fileName: path.basename(doc.fileName), offset: doc.offsetAt(range.start) } });
+  };
+}
+
+export function openPanel(ctx: Ctx): Cmd {
+  return () => ctx.panel.show(false);
+}
+
+interface ModelPick extends vscode.QuickPickItem {
+  action: 'bundled' | 'folder' | 'recent';
+  dir?: string;
+}
+
+/** Pick the bundled model, a recent folder, or browse for a Hugging Face model folder. */
+export function selectModel(ctx: Ctx): Cmd {
+  return async () => {
+    const current = ctx.models.current();
+    const items: ModelPick[] = [
+      { label: '$(package) td-mini (bundled)', description: current.bundled ? 'current' : '', detail: 'Trained by this project on public-domain prose and Python code', action: 'bundled' },
+      ...ctx.models.recent().map<ModelPick>((dir) => ({
+        label: `$(folder) ${path.basename(dir)}`,
+        description: !current.bundled && current.dir === dir ? 'current' : '',
+        detail: dir,
+        action: 'recent',
+        dir,
+      })),
+      { label: '$(folder-opened) Open Model Folder…', detail: 'A folder with config.json, model.safetensors and tokenizer.json', action: 'folder' },
+    ];
+    const pick = await vscode.window.showQuickPick(items, { title: 'Transformer Dynamics: Select Model', placeHolder: `Current: ${current.name}` });
+    if (!pick) return;
+    let dir = '';
+    if (pick.action === 'recent' && pick.dir) dir = pick.dir;
+    if (pick.action === 'folder') {
+      const uris = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Use This Model' });
+      const chosen = uris?.[0]?.fsPath;
+      if (!chosen) return;
+      if (!fs.existsSync(path.join(chosen, 'config.json'))) {
+        void vscode.window.showErrorMessage(`Transformer Dynamics: ${chosen} has no config.json — choose a Hugging Face model folder.`);
+        return;
+      }
+      dir = chosen;
+    }
+    await ctx.config.setModelPath(dir);
+    try {
+      await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` }, () => ctx.ensureModel());
+      if (ctx.last) await ctx.rerunLast();
+    } catch (e) {
+      void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
+    }
+  };
+}
+
+export function exportAnalysis(ctx: Ctx): Cmd {
+  return () => ctx.exportAnalysis();
+}
+
+export function toggleOverlay(ctx: Ctx): Cmd {
+  return async () => {
+    await ctx.config.setOverlayEnabled(!ctx.config.overlayEnabled);
+  };
+}
+
+/** Opens the sample document shipped with the extension (prose and code). */
+export function openSample(ctx: Ctx): Cmd {
+  return async () => {
+    const doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'sample.md'));
+    await vscode.window.showTextDocument(doc, { preview: false });
+  };
+}

@@ -1,0 +1,63 @@
+// Typed access to the `transformerDynamics.*` settings (one getter per setting).
+import * as os from 'node:os';
+import * as vscode from 'vscode';
+
+export const SECTION = 'transformerDynamics';
+
+export class Config {
+  private get cfg(): vscode.WorkspaceConfiguration {
+    return vscode.workspace.getConfiguration(SECTION);
+  }
+
+  /**
+   * Model folder ("" = the bundled model). A value from workspace settings is used only in a
+   * trusted workspace: a repository must not be able to point the engine at arbitrary files.
+   */
+  get modelPath(): string {
+    const inspected = this.cfg.inspect<string>('modelPath');
+    const workspaceValue = inspected?.workspaceFolderValue ?? inspected?.workspaceValue;
+    if (workspaceValue !== undefined && !vscode.workspace.isTrusted) return (inspected?.globalValue ?? '').trim();
+    return (this.cfg.get<string>('modelPath') ?? '').trim();
+  }
+
+  async setModelPath(value: string): Promise<void> {
+    await this.cfg.update('modelPath', value, vscode.ConfigurationTarget.Global);
+  }
+
+  /** Most tokens analysed per run (the model's context window is a cap too). */
+  get maxTokens(): number {
+    return clampInt(this.cfg.get<number>('maxTokens'), 1, 1 << 20, 1024);
+  }
+
+  /** onnxruntime intra-op threads; 0 = one per CPU core (at most 8). */
+  get threads(): number {
+    const t = clampInt(this.cfg.get<number>('threads'), 0, 256, 0);
+    return t === 0 ? Math.max(1, Math.min(8, os.availableParallelism())) : t;
+  }
+
+  get lensTopK(): number {
+    return clampInt(this.cfg.get<number>('lensTopK'), 1, 20, 5);
+  }
+
+  get overlayEnabled(): boolean {
+    return this.cfg.get<boolean>('overlay.enabled') ?? true;
+  }
+
+  async setOverlayEnabled(v: boolean): Promise<void> {
+    await this.cfg.update('overlay.enabled', v, vscode.ConfigurationTarget.Global);
+  }
+
+  /** Compute attention patterns (memory grows with tokens²). */
+  get attentionPatterns(): boolean {
+    return this.cfg.get<boolean>('attentionPatterns') ?? true;
+  }
+
+  affects(e: vscode.ConfigurationChangeEvent, key?: string): boolean {
+    return e.affectsConfiguration(key ? `${SECTION}.${key}` : SECTION);
+  }
+}
+
+function clampInt(v: unknown, min: number, max: number, fallback: number): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return fallback;
+  return Math.min(max, Math.max(min, Math.round(v)));
+}

@@ -1,0 +1,309 @@
+// The extension's context object: every long-lived part (engine client, panel, overlay,
+// status bar, model registry) and the analysis runner that ties them together.
+import * as fs from 'node:fs';
+import * as vscode from 'vscode';
+import { EngineClient } from '../engine/client';
+import { EngineError } from '../engine/errors';
+import type { Analysis, ModelInfo } from '../shared/analysis';
+import { analysisToCsv, analysisToJson } from '../shared/export';
+import { analysisToPayload } from '../shared/payload';
+import type { AnalysisPayload, PersistedState, RequestMap, RequestMethod, RunState } from '../shared/protocol';
+import { Config } from './config';
+import { ModelRegistry, type ModelChoice } from './models';
+import { Overlay } from './overlay';
+import { AnalysisPanel } from './panel';
+import { StatusBar } from './statusbar';
+
+/** Above this many characters the text is cut before tokenizing (a document can be huge). */
+const MAX_CHARS = 2_000_000;
+
+export interface AnalysisSource {
+  text: string;
+  source: AnalysisPayload['source'];
+}
+
+interface LastRun {
+  analysis: Analysis;
+  payload: AnalysisPayload;
+}
+
+export class Ctx implements vscode.Disposable {
+  readonly config = new Config();
+  readonly log: vscode.LogOutputChannel;
+  readonly engine: EngineClient;
+  readonly models: ModelRegistry;
+  readonly panel: AnalysisPanel;
+  readonly overlay: Overlay;
+  readonly status = new StatusBar();
+  private readonly disposables: vscode.Disposable[] = [];
+  private runSeq = 0;
+  private running: { id: number; ctl: AbortController } | null = null;
+  private runState: RunState = { kind: 'idle' };
+  private loaded: { key: string; info: ModelInfo } | null = null;
+  last: LastRun | null = null;
+  /** The source of the last run (kept so a revived panel can re-run it). */
+  private lastSource: AnalysisSource | null = null;
+
+  constructor(readonly context: vscode.ExtensionContext) {
+    this.log = vscode.window.createOutputChannel('Transformer Dynamics', { log: true });
+    this.models = new ModelRegistry(context, this.config);
+    this.engine = new EngineClient({
+      workerPath: context.asAbsolutePath('dist/engine-worker.js'),
+      log: (line) => this.log.info(line),
+    });
+    this.engine.onCrash = (why) => {
+      this.loaded = null;
+      void vscode.window.showErrorMessage(`Transformer Dynamics: ${why} It will restart on the next run.`);
+    };
+    this.overlay = new Overlay(this.config.overlayEnabled);
+    this.panel = new AnalysisPanel(
+      context.extensionUri,
+      {
+        onReady: () => this.onPanelReady(),
+        onSelectPosition: (runId, pos) => this.revealToken(runId, pos),
+        onRequest: (method, params) => this.onPanelRequest(method, params),
+        onLog: (level, message) => this.log[level](`webview: ${message}`),
+        onRevive: (state) => this.onRevive(state),
+      },
+      this.log,
+    );
+    this.status.setModel(this.models.current().name);
+    this.disposables.push(
+      this.log,
+      this.overlay,
+      this.status,
+      this.panel,
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (this.config.affects(e, 'modelPath')) {
+          this.loaded = null;
+          this.status.setModel(this.models.current().name);
+          this.panel.post({ type: 'modelChanged', model: null, modelName: this.models.current().name });
+        }
+        if (this.config.affects(e, 'overlay.enabled')) this.overlay.setEnabled(this.config.overlayEnabled);
+        if (this.config.affects(e)) this.panel.post({ type: 'settings', settings: this.settings() });
+      }),
+      vscode.window.onDidChangeTextEditorSelection((e) => this.onEditorSelection(e)),
+    );
+  }
+
+  settings() {
+    return { lensTopK: this.config.lensTopK, overlayEnabled: this.config.overlayEnabled };
+  }
+
+  private setRunState(s: RunState): void {
+    this.runState = s;
+    this.panel.post({ type: 'runState', state: s });
+  }
+
+  private onPanelReady(): void {
+    this.panel.post({ type: 'runState', state: this.runState });
+    this.panel.post({ type: 'settings', settings: this.settings() });
+    if (this.last) this.panel.post({ type: 'analysis', payload: this.last.payload });
+  }
+
+  private onRevive(state: PersistedState | null): void {
+    if (!state || this.last || !state.text) return;
+    void this.analyze({ text: state.text, source: state.source }, { reveal: false });
+  }
+
+  /** Loads the current model into the engine unless it is loaded already. */
+  async ensureModel(): Promise<{ choice: ModelChoice; info: ModelInfo }> {
+    const choice = this.models.current();
+    const req = { dir: choice.dir, name: choice.name, threads: this.config.threads, executionProvider: 'cpu' as const, patterns: this.config.attentionPatterns };
+    const key = JSON.stringify(req);
+    if (this.loaded?.key === key) return { choice, info: this.loaded.info };
+    if (choice.bundled && !fs.existsSync(choice.dir)) {
+      throw new EngineError('NOT_FOUND', `The bundled model is missing from the extension (${choice.dir}). Reinstall the extension or select a model folder.`);
+    }
+    const { info, loadMs } = await this.engine.load(req);
+    this.log.info(`loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers) in ${loadMs.toFixed(0)} ms`);
+    this.loaded = { key, info };
+    if (!choice.bundled) await this.models.remember(choice.dir);
+    this.status.setModel(choice.name);
+    this.panel.post({ type: 'modelChanged', model: info, modelName: choice.name });
+    return { choice, info };
+  }
+
+  /** Runs one analysis; a new run cancels the one in progress. */
+  async analyze(input: AnalysisSource, opts: { reveal: boolean } = { reveal: true }): Promise<AnalysisPayload | null> {
+    this.running?.ctl.abort();
+    const id = ++this.runSeq;
+    const ctl = new AbortController();
+    this.running = { id, ctl };
+    this.lastSource = input;
+    if (opts.reveal) this.panel.show(true);
+    let text = input.text;
+    const cut = text.length > MAX_CHARS;
+    if (cut) text = text.slice(0, MAX_CHARS);
+    try {
+      return await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: 'Transformer Dynamics', cancellable: true },
+        async (progress, token) => {
+          token.onCancellationRequested(() => ctl.abort());
+          const step = (message: string) => {
+            progress.report({ message });
+            this.status.setRunning(message);
+            this.setRunState({ kind: 'running', message });
+          };
+          step(`loading ${this.models.current().name}…`);
+          const { choice } = await this.ensureModel();
+          if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'cancelled');
+          step(`analysing with ${choice.name}…`);
+          const analysis = await this.engine.analyze(
+            { text, topK: this.config.lensTopK, maxTokens: this.config.maxTokens, patterns: this.config.attentionPatterns },
+            ctl.signal,
+            false,
+          );
+          if (this.running?.id !== id) throw new EngineError('CANCELLED', 'superseded');
+          const payload = analysisToPayload({ ...analysis, model: { ...analysis.model, name: choice.name } }, id, input.source);
+          if (cut && payload.truncation === null) payload.truncation = { kept: payload.tokens.length, total: payload.tokens.length + 1 };
+          this.last = { analysis, payload };
+          this.panel.post({ type: 'analysis', payload });
+          this.overlay.show(payload);
+          this.setRunState({ kind: 'idle' });
+          this.status.setLastRun(payload.tokens.length, analysis.timings.totalMs);
+          this.log.info(`run ${id}: ${payload.tokens.length} tokens in ${analysis.timings.totalMs.toFixed(0)} ms`);
+          if (payload.truncation) {
+            void vscode.window.showInformationMessage(
+              `Transformer Dynamics analysed the first ${payload.truncation.kept} tokens` +
+                (cut ? ` of a ${input.text.length.toLocaleString()}-character text` : ` of ${payload.truncation.total}`) +
+                ` (limit: ${Math.min(this.config.maxTokens, this.loaded?.info.max_positions ?? Infinity)} tokens — the model's context window or transformerDynamics.maxTokens).`,
+            );
+          }
+          return payload;
+        },
+      );
+    } catch (e) {
+      const err = e instanceof EngineError ? e : new EngineError('RUNTIME', e instanceof Error ? e.message : String(e));
+      if (this.running?.id !== id) return null; // superseded by a newer run: stay quiet
+      if (err.code === 'CANCELLED') {
+        this.setRunState({ kind: 'cancelled' });
+        this.status.setIdle();
+        return null;
+      }
+      this.setRunState({ kind: 'error', message: err.message });
+      this.status.setIdle();
+      this.log.error(`run ${id} failed: ${err.code}: ${err.message}`);
+      if (['NOT_FOUND', 'BAD_CONFIG', 'UNSUPPORTED_ARCHITECTURE', 'PICKLE_REFUSED', 'MISSING_TOKENIZER', 'BAD_TOKENIZER', 'BAD_SAFETENSORS', 'BAD_WEIGHTS'].includes(err.code)) {
+        this.loaded = null;
+        const pick = await vscode.window.showErrorMessage(`Transformer Dynamics: ${err.message}`, 'Select Model…');
+        if (pick) void vscode.commands.executeCommand('transformerDynamics.selectModel');
+      } else {
+        void vscode.window.showErrorMessage(`Transformer Dynamics: ${err.message}`);
+      }
+      return null;
+    } finally {
+      if (this.running?.id === id) this.running = null;
+    }
+  }
+
+  rerunLast(): Promise<AnalysisPayload | null> {
+    if (!this.lastSource) return Promise.resolve(null);
+    return this.analyze(this.lastSource);
+  }
+
+  /** Panel click → select the token in the editor. */
+  private revealToken(runId: number, pos: number): void {
+    const p = this.last?.payload;
+    if (!p || p.runId !== runId || !p.source) return;
+    const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === p.source!.uri);
+    if (!editor) return;
+    const range = this.overlay.rangeOf(editor.document, pos);
+    if (!range) return;
+    this.suppressSelectionEcho = pos;
+    editor.selection = new vscode.Selection(range.start, range.end);
+    editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+  }
+
+  private suppressSelectionEcho: number | null = null;
+
+  /** Editor cursor → select the token in the panel. */
+  private onEditorSelection(e: vscode.TextEditorSelectionChangeEvent): void {
+    const p = this.last?.payload;
+    if (!p || !this.panel.visible) return;
+    const j = this.overlay.tokenAt(e.textEditor.document, e.selections[0]!.active);
+    if (j === null) return;
+    if (this.suppressSelectionEcho === j) {
+      this.suppressSelectionEcho = null;
+      return;
+    }
+    this.panel.post({ type: 'selectPosition', runId: p.runId, pos: j });
+  }
+
+  private async onPanelRequest<M extends RequestMethod>(method: M, params: RequestMap[M]['params']): Promise<RequestMap[M]['result']> {
+    switch (method) {
+      case 'similarity': {
+        const q = params as RequestMap['similarity']['params'];
+        if (!this.last || this.last.payload.runId !== q.runId) throw new Error('That analysis is no longer loaded; run it again.');
+        return (await this.engine.query({ type: 'similarity', row: q.row })) as RequestMap[M]['result'];
+      }
+      case 'exportAnalysis':
+        return (await this.exportAnalysis((params as RequestMap['exportAnalysis']['params']).format)) as RequestMap[M]['result'];
+      case 'saveImage': {
+        const q = params as RequestMap['saveImage']['params'];
+        return (await this.saveImage(q.name, q.format, q.data)) as RequestMap[M]['result'];
+      }
+    }
+    throw new Error(`unknown request ${String(method)}`);
+  }
+
+  async exportAnalysis(format?: 'json' | 'csv'): Promise<string | null> {
+    if (!this.last) {
+      void vscode.window.showWarningMessage('Transformer Dynamics: nothing to export yet — analyse some text first.');
+      return null;
+    }
+    const fmt =
+      format ??
+      ((await vscode.window.showQuickPick(
+        [
+          { label: 'JSON', description: 'every measure (documented schema)', value: 'json' as const },
+          { label: 'CSV', description: 'the lens table, one row per layer × position', value: 'csv' as const },
+        ],
+        { title: 'Export Analysis' },
+      ))?.value ?? null);
+    if (!fmt) return null;
+    const uri = await vscode.window.showSaveDialog({
+      title: 'Export Analysis',
+      defaultUri: vscode.Uri.file(`${defaultDir()}/transformer-dynamics-analysis.${fmt}`),
+      filters: fmt === 'json' ? { JSON: ['json'] } : { CSV: ['csv'] },
+    });
+    if (!uri) return null;
+    const a = { ...this.last.analysis, model: this.last.payload.model };
+    const body = fmt === 'json' ? JSON.stringify(analysisToJson(a), null, 1) : analysisToCsv(a);
+    await vscode.workspace.fs.writeFile(uri, new TextEncoder().encode(body));
+    void vscode.window.showInformationMessage(`Transformer Dynamics: analysis saved to ${uri.fsPath}`);
+    return uri.fsPath;
+  }
+
+  private async saveImage(name: string, format: 'png' | 'svg', data: string): Promise<string | null> {
+    const safe = name.replace(/[^\w.-]+/g, '-').slice(0, 80) || 'chart';
+    const uri = await vscode.window.showSaveDialog({
+      title: 'Save Chart',
+      defaultUri: vscode.Uri.file(`${defaultDir()}/${safe}.${format}`),
+      filters: format === 'png' ? { PNG: ['png'] } : { SVG: ['svg'] },
+    });
+    if (!uri) return null;
+    let bytes: Uint8Array;
+    if (format === 'png') {
+      const m = /^data:image\/png;base64,([A-Za-z0-9+/=]+)$/.exec(data);
+      if (!m) throw new Error('The chart image is not a PNG data URL.');
+      bytes = Buffer.from(m[1]!, 'base64');
+    } else {
+      const svg = data.startsWith('data:image/svg+xml,') ? decodeURIComponent(data.slice('data:image/svg+xml,'.length)) : data;
+      if (!svg.trimStart().startsWith('<svg')) throw new Error('The chart image is not SVG markup.');
+      bytes = new TextEncoder().encode(svg);
+    }
+    await vscode.workspace.fs.writeFile(uri, bytes);
+    return uri.fsPath;
+  }
+
+  dispose(): void {
+    this.running?.ctl.abort();
+    this.disposables.forEach((d) => d.dispose());
+    void this.engine.dispose();
+  }
+}
+
+function defaultDir(): string {
+  return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? process.env.HOME ?? '.';
+}

@@ -1,0 +1,101 @@
+// The editor overlay on the analysed range: a surprisal tint per token (theme-aware) and a
+// hover with the model's top-k next-token predictions.
+import * as vscode from 'vscode';
+import type { AnalysisPayload } from '../shared/protocol';
+import { BUCKET_COUNT, hoverMarkdown, overlayTokens, tokenAtOffset } from '../shared/overlay';
+
+// Orange-to-red ramp; alpha grows with surprisal. Light and dark variants keep contrast.
+const LIGHT = ['rgba(255,170,0,0.10)', 'rgba(255,160,0,0.20)', 'rgba(255,140,0,0.30)', 'rgba(255,100,0,0.38)', 'rgba(240,60,0,0.45)', 'rgba(220,0,0,0.50)'];
+const DARK = ['rgba(255,190,60,0.10)', 'rgba(255,170,50,0.18)', 'rgba(255,150,40,0.27)', 'rgba(255,120,40,0.35)', 'rgba(255,80,40,0.43)', 'rgba(255,40,40,0.50)'];
+
+export class Overlay implements vscode.Disposable {
+  private readonly types: vscode.TextEditorDecorationType[];
+  private readonly disposables: vscode.Disposable[] = [];
+  private payload: AnalysisPayload | null = null;
+  private enabled: boolean;
+
+  constructor(enabled: boolean) {
+    this.enabled = enabled;
+    this.types = Array.from({ length: BUCKET_COUNT }, (_, b) =>
+      vscode.window.createTextEditorDecorationType({
+        light: { backgroundColor: LIGHT[b] },
+        dark: { backgroundColor: DARK[b] },
+        borderRadius: '2px',
+        rangeBehavior: vscode.DecorationRangeBehavior.ClosedClosed,
+      }),
+    );
+    this.disposables.push(
+      vscode.languages.registerHoverProvider('*', { provideHover: (doc, pos) => this.hover(doc, pos) }),
+      vscode.window.onDidChangeVisibleTextEditors(() => this.render()),
+      vscode.workspace.onDidChangeTextDocument((e) => {
+        // Edits invalidate the offsets: drop the overlay of that document.
+        if (this.payload?.source && e.document.uri.toString() === this.payload.source.uri && e.contentChanges.length > 0) this.clear();
+      }),
+    );
+  }
+
+  get current(): AnalysisPayload | null {
+    return this.payload;
+  }
+
+  show(payload: AnalysisPayload): void {
+    this.payload = payload;
+    this.render();
+  }
+
+  setEnabled(on: boolean): void {
+    this.enabled = on;
+    this.render();
+  }
+
+  clear(): void {
+    this.payload = null;
+    this.render();
+  }
+
+  /** The token index at an editor position of the analysed document, if any. */
+  tokenAt(doc: vscode.TextDocument, pos: vscode.Position): number | null {
+    const p = this.payload;
+    if (!p?.source || doc.uri.toString() !== p.source.uri) return null;
+    return tokenAtOffset(p, doc.offsetAt(pos));
+  }
+
+  /** Editor range of token j. */
+  rangeOf(doc: vscode.TextDocument, j: number): vscode.Range | null {
+    const p = this.payload;
+    const t = p?.tokens[j];
+    if (!p?.source || !t) return null;
+    const start = Math.max(t.start, Math.min(t.end, t.start));
+    return new vscode.Range(doc.positionAt(p.source.offset + start), doc.positionAt(p.source.offset + t.end));
+  }
+
+  private render(): void {
+    const p = this.payload;
+    for (const editor of vscode.window.visibleTextEditors) {
+      const mine = this.enabled && p?.source && editor.document.uri.toString() === p.source.uri;
+      const buckets: vscode.Range[][] = Array.from({ length: BUCKET_COUNT }, () => []);
+      if (mine && p) {
+        for (const t of overlayTokens(p)) {
+          if (t.bucket < 0) continue;
+          buckets[t.bucket]!.push(new vscode.Range(editor.document.positionAt(t.start), editor.document.positionAt(t.end)));
+        }
+      }
+      this.types.forEach((type, b) => editor.setDecorations(type, buckets[b]!));
+    }
+  }
+
+  private hover(doc: vscode.TextDocument, pos: vscode.Position): vscode.Hover | null {
+    if (!this.enabled || !this.payload) return null;
+    const j = this.tokenAt(doc, pos);
+    if (j === null) return null;
+    const md = new vscode.MarkdownString(hoverMarkdown(this.payload, j));
+    md.isTrusted = false;
+    md.supportHtml = false;
+    return new vscode.Hover(md, this.rangeOf(doc, j) ?? undefined);
+  }
+
+  dispose(): void {
+    this.types.forEach((t) => t.dispose());
+    this.disposables.forEach((d) => d.dispose());
+  }
+}

@@ -1,0 +1,100 @@
+// Pure part of the editor overlay: which tint each token gets and what its hover says.
+// Surprisal (METRICS.md): surprisal[i] = −log2 p(token[i+1] | tokens[..i]). A token is tinted
+// by how surprising it was to the model, i.e. token j by surprisal[j−1].
+import type { AnalysisPayload } from './protocol';
+
+/** Upper bounds (bits) of the tint buckets; the last bucket is open-ended. */
+export const SURPRISAL_BUCKETS = [1, 2, 4, 6, 9] as const;
+export const BUCKET_COUNT = SURPRISAL_BUCKETS.length + 1;
+
+export function surprisalBucket(bits: number): number {
+  for (let b = 0; b < SURPRISAL_BUCKETS.length; b++) if (bits < SURPRISAL_BUCKETS[b]!) return b;
+  return SURPRISAL_BUCKETS.length;
+}
+
+/** surprisal in bits per position from the final lens row (NaN at the last position). */
+export function surprisalBits(p: AnalysisPayload): Float64Array {
+  const T = p.lens.pos;
+  const last = p.lens.rows - 1;
+  const out = new Float64Array(T);
+  for (let i = 0; i < T; i++) out[i] = i === T - 1 ? NaN : -p.lens.nextLogprob[last * T + i]! / Math.LN2;
+  return out;
+}
+
+export interface OverlayToken {
+  index: number;
+  /** Offsets in the source document (UTF-16). */
+  start: number;
+  end: number;
+  /** Bits for seeing this token (NaN for the first token). */
+  bits: number;
+  bucket: number;
+}
+
+/** Tokens with a non-empty span in the source document and their tint. */
+export function overlayTokens(p: AnalysisPayload): OverlayToken[] {
+  if (!p.source) return [];
+  const bits = surprisalBits(p);
+  const out: OverlayToken[] = [];
+  p.tokens.forEach((t, j) => {
+    if (t.end <= t.start) return;
+    const b = j === 0 ? NaN : bits[j - 1]!;
+    out.push({ index: j, start: p.source!.offset + t.start, end: p.source!.offset + t.end, bits: b, bucket: Number.isNaN(b) ? -1 : surprisalBucket(b) });
+  });
+  return out;
+}
+
+/** Index of the token covering document offset `off` (or null). */
+export function tokenAtOffset(p: AnalysisPayload, off: number): number | null {
+  if (!p.source) return null;
+  const rel = off - p.source.offset;
+  let best: number | null = null;
+  for (let j = 0; j < p.tokens.length; j++) {
+    const t = p.tokens[j]!;
+    if (t.end <= t.start) continue;
+    if (rel >= t.start && rel < t.end) return j;
+    if (rel === t.end) best = j;
+  }
+  return best;
+}
+
+/** Visible form of a token: whitespace and control characters shown. */
+export function visibleToken(text: string): string {
+  return text
+    .replace(/ /g, '·')
+    .replace(/\n/g, '↵')
+    .replace(/\t/g, '→')
+    .replace(/\r/g, '␍')
+    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    .replace(/[\u202a-\u202e\u2066-\u2069\u200e\u200f]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+}
+
+/** Markdown-safe inline code (backticks cannot break out). */
+function code(s: string): string {
+  const v = visibleToken(s) || '∅';
+  const fence = v.includes('`') ? '``' : '`';
+  return `${fence}${v.includes('`') ? ' ' : ''}${v}${v.includes('`') ? ' ' : ''}${fence}`;
+}
+
+/** The hover for token j: how surprising it was, and what the model predicts next. */
+export function hoverMarkdown(p: AnalysisPayload, j: number): string {
+  const T = p.lens.pos;
+  const k = p.lens.k;
+  const last = p.lens.rows - 1;
+  const bits = surprisalBits(p);
+  const tok = p.tokens[j]!;
+  const lines: string[] = [`**Token ${j}** ${code(tok.text)} · id ${tok.id}`];
+  if (j > 0) {
+    const b = bits[j - 1]!;
+    lines.push(`p = ${(2 ** -b * 100).toPrecision(3)}% · surprisal ${b.toFixed(2)} bits`);
+  }
+  lines.push('', `**Top ${k} predictions for the next token**`, '');
+  lines.push('| token | p |', '|---|---:|');
+  for (let r = 0; r < k; r++) {
+    const id = p.lens.topIds[(last * T + j) * k + r]!;
+    const prob = p.lens.topProbs[(last * T + j) * k + r]!;
+    lines.push(`| ${code(p.vocab[id] ?? String(id)).replace(/\|/g, '\\|')} | ${(prob * 100).toFixed(1)}% |`);
+  }
+  lines.push('', `entropy ${p.lens.entropy[last * T + j]!.toFixed(2)} nats · ${p.model.name}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,95 @@
+// Request/response bookkeeping for webview → host requests: ids, timeouts, and checking
+// each result's type before it reaches a view. Timers are injected so this stays pure.
+import type { RequestMap, RequestMethod } from '../src/shared/protocol';
+
+export interface Timers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+/** How long each method may take; dialogs (save) wait on the user. */
+export const REQUEST_TIMEOUT_MS: Record<RequestMethod, number> = {
+  similarity: 60_000,
+  exportAnalysis: 15 * 60_000,
+  saveImage: 15 * 60_000,
+};
+
+export class RequestError extends Error {
+  constructor(
+    readonly method: RequestMethod,
+    message: string,
+    readonly timedOut = false,
+  ) {
+    super(message);
+  }
+}
+
+/** Result checks per method (the protocol guard checks envelopes, not result payloads). */
+export function isResult<M extends RequestMethod>(method: M, v: unknown): v is RequestMap[M]['result'] {
+  switch (method) {
+    case 'similarity':
+      return v instanceof Float32Array;
+    case 'exportAnalysis':
+    case 'saveImage':
+      return v === null || typeof v === 'string';
+    default:
+      return false;
+  }
+}
+
+interface Pending {
+  method: RequestMethod;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+  timer: unknown;
+}
+
+export class RequestTracker {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+
+  constructor(private readonly timers: Timers) {}
+
+  /** Registers a request; `send` is called with its id. The promise settles on settle(), timeout or cancelAll(). */
+  start<M extends RequestMethod>(method: M, send: (id: number) => void, timeoutMs = REQUEST_TIMEOUT_MS[method]): Promise<RequestMap[M]['result']> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = this.timers.set(() => {
+        if (this.pending.delete(id)) reject(new RequestError(method, `The host did not answer "${method}" within ${Math.round(timeoutMs / 1000)} s.`, true));
+      }, timeoutMs);
+      this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });
+      try {
+        send(id);
+      } catch (e) {
+        this.pending.delete(id);
+        this.timers.clear(timer);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    });
+  }
+
+  /** Settles the request a response answers; false when no request has that id (late or unknown). */
+  settle(msg: { id: number; ok: boolean; result?: unknown; error?: string }): boolean {
+    const p = this.pending.get(msg.id);
+    if (!p) return false;
+    this.pending.delete(msg.id);
+    this.timers.clear(p.timer);
+    if (!msg.ok) p.reject(new RequestError(p.method, msg.error ?? 'The request failed.'));
+    else if (!isResult(p.method, msg.result)) p.reject(new RequestError(p.method, `The host sent a malformed result for "${p.method}".`));
+    else p.resolve(msg.result);
+    return true;
+  }
+
+  /** Rejects everything still waiting (e.g. a new run replaced the data). */
+  cancelAll(reason: string): void {
+    for (const [id, p] of this.pending) {
+      this.timers.clear(p.timer);
+      this.pending.delete(id);
+      p.reject(new RequestError(p.method, reason));
+    }
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+}

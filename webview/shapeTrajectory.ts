@@ -1,0 +1,106 @@
+// Layer trajectories from the PCA coordinates of the walk: one polyline per token through
+// rows 0..n_layers (coords [rows, pos, 3]), split into the selected token's path and all
+// other paths joined into one trace with NaN separators (one trace stays fast at 1024 tokens).
+import type { LensTable, Token, WalkMetrics } from '../src/shared/analysis';
+import { escapePlotly, fmt, plotlyToken, rowLabel, rowTitle } from './shapeText';
+
+export interface PathSeries {
+  x: number[];
+  y: number[];
+  z: number[];
+  /** Row of each point (−1 at separators). */
+  row: number[];
+  /** Position of each point (−1 at separators). */
+  pos: number[];
+}
+
+function emptySeries(): PathSeries {
+  return { x: [], y: [], z: [], row: [], pos: [] };
+}
+
+function pushPath(s: PathSeries, coords: Float32Array, rows: number, T: number, p: number): void {
+  for (let r = 0; r < rows; r++) {
+    const o = (r * T + p) * 3;
+    s.x.push(coords[o]!);
+    s.y.push(coords[o + 1]!);
+    s.z.push(coords[o + 2]!);
+    s.row.push(r);
+    s.pos.push(p);
+  }
+}
+
+/** The selected token's path and every other path (NaN-separated), from coords [rows, pos, 3]. */
+export function trajectorySeries(coords: Float32Array, rows: number, T: number, selected: number): { selected: PathSeries; others: PathSeries } {
+  const sel = emptySeries();
+  const others = emptySeries();
+  for (let p = 0; p < T; p++) {
+    if (p === selected) {
+      pushPath(sel, coords, rows, T, p);
+      continue;
+    }
+    if (others.x.length > 0) {
+      others.x.push(NaN);
+      others.y.push(NaN);
+      others.z.push(NaN);
+      others.row.push(-1);
+      others.pos.push(-1);
+    }
+    pushPath(others, coords, rows, T, p);
+  }
+  return { selected: sel, others };
+}
+
+/** Axis title with explained variance: "PC1 (41.3%)". `explained` holds fractions. */
+export function pcAxisTitle(i: number, explained: number[]): string {
+  const e = explained[i];
+  return e === undefined || !Number.isFinite(e) ? `PC${i + 1}` : `PC${i + 1} (${(e * 100).toFixed(1)}%)`;
+}
+
+/** Plotly hover text for each point of a series (escaped; '' at separators). */
+export function pathHover(s: PathSeries, tokens: Token[], lens: LensTable, vocab: Record<number, string>): string[] {
+  return s.row.map((r, i) => {
+    const p = s.pos[i]!;
+    if (r < 0) return '';
+    const top = lens.topIds[(r * lens.pos + p) * lens.k]!;
+    const prob = lens.topProbs[(r * lens.pos + p) * lens.k]!;
+    return (
+      `<b>${plotlyToken(tokens[p]!.text)}</b> · pos ${p}<br>` +
+      `${escapePlotly(rowTitle(r, lens.rows))}<br>` +
+      `lens top-1: ${plotlyToken(vocab[top] ?? '')} (${fmt(prob * 100, 3)}%)`
+    );
+  });
+}
+
+export interface LayerSeries {
+  /** Category labels for the x axis: emb, L0, L1, … */
+  x: string[];
+  norm: number[];
+  cosToFinal: number[];
+  cosNext: (number | null)[];
+  cosPred: number[];
+}
+
+/** Per-layer measures of one token for the line charts ([rows, pos] arrays read at column p). */
+export function layerSeries(walk: WalkMetrics, lens: LensTable, p: number): LayerSeries {
+  const T = lens.pos;
+  const x: string[] = [];
+  const norm: number[] = [];
+  const cosToFinal: number[] = [];
+  const cosNext: (number | null)[] = [];
+  const cosPred: number[] = [];
+  for (let r = 0; r < lens.rows; r++) {
+    const i = r * T + p;
+    x.push(rowLabel(r));
+    norm.push(walk.norms[i]!);
+    cosToFinal.push(walk.cosToFinal[i]!);
+    const cn = lens.cosNext[i]!;
+    cosNext.push(Number.isFinite(cn) ? cn : null);
+    cosPred.push(lens.cosPred[i]!);
+  }
+  return { x, norm, cosToFinal, cosNext, cosPred };
+}
+
+/** Whether WebGL scatter is worth it (SVG scatter slows down past a few thousand points). */
+export function useWebGl2d(rows: number, T: number): boolean {
+  return rows * T > 4000;
+}
