@@ -25,14 +25,6 @@ export function isLensColorMode(v: unknown): v is LensColorMode {
   return v === 'prob' || v === 'rank' || v === 'entropy' || v === 'kl';
 }
 
-/** The theme colour each mode's ramp goes to. */
-export const MODE_ACCENT: Record<LensColorMode, string> = {
-  prob: '--vscode-charts-blue',
-  rank: '--vscode-charts-green',
-  entropy: '--vscode-charts-orange',
-  kl: '--vscode-charts-purple',
-};
-
 /** The actual next token's id after position p, or null at the last position. */
 export function nextTokenId(tokens: Token[], p: number): number | null {
   return tokens[p + 1]?.id ?? null;

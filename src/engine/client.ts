@@ -7,10 +7,13 @@ import { isWorkerReply, type WorkerReply, type WorkerRequest, type WorkerStats }
 import type { AnalyzeRequest } from './analyze';
 import type { CacheQuery, EngineLoadRequest } from './engine';
 import type { Analysis, ModelInfo } from '../shared/analysis';
+import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
 interface Pending {
   resolve: (r: WorkerReply) => void;
   reject: (e: Error) => void;
+  /** Streamed partial results (generation steps). */
+  onStep?: (step: GenStep, index: number) => void;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -67,6 +70,10 @@ export class EngineClient {
         }
         const p = this.pending.get(raw.id);
         if (!p) return;
+        if (raw.kind === 'genStep') {
+          p.onStep?.(raw.step, raw.index);
+          return;
+        }
         this.pending.delete(raw.id);
         if (raw.kind === 'error') p.reject(deserializeError(raw.error));
         else p.resolve(raw);
@@ -88,13 +95,17 @@ export class EngineClient {
     return this.ready;
   }
 
-  private async request(msg: DistributiveOmit<WorkerRequest, 'id'>, id = this.nextId++): Promise<WorkerReply> {
+  private async request(
+    msg: DistributiveOmit<WorkerRequest, 'id'>,
+    id = this.nextId++,
+    onStep?: (step: GenStep, index: number) => void,
+  ): Promise<WorkerReply> {
     if (this.disposed) throw new EngineError('BAD_REQUEST', 'The engine has been shut down.');
     await this.start();
     const child = this.child;
     if (!child) throw new EngineError('ENGINE_CRASHED', 'The engine process is not running.');
     return new Promise<WorkerReply>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, onStep });
       child.send({ ...msg, id } as WorkerRequest);
     });
   }
@@ -125,6 +136,22 @@ export class EngineClient {
       const reply = await this.request({ kind: 'analyze', request: req, returnCache }, id);
       if (reply.kind !== 'analysis') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
       return reply.analysis;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Generates a completion, streaming each step to onStep; cancellable. */
+  async generate(req: GenerateRequest, onStep?: (step: GenStep, index: number) => void, signal?: AbortSignal): Promise<Completion> {
+    await this.ensureLoaded();
+    if (signal?.aborted) throw new EngineError('CANCELLED', 'The generation was cancelled.');
+    const id = this.nextId++;
+    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const reply = await this.request({ kind: 'generate', request: req }, id, onStep);
+      if (reply.kind !== 'completion') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+      return reply.completion;
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

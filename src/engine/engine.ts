@@ -5,6 +5,8 @@ import { EngineError } from './errors';
 import { loadModel, type LoadedModel, type LoadOptions } from './model';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 import { similarityMatrix } from './analysis/walk';
+import { generate } from './generate';
+import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
 /** Questions about the last analysis, answered from the activation cache the engine keeps. */
 export type CacheQuery = { type: 'similarity'; row: number };
@@ -55,6 +57,10 @@ export class Engine {
     return a;
   }
 
+  generate(req: GenerateRequest, onStep?: (step: GenStep, index: number) => void, signal?: AbortSignal): Promise<Completion> {
+    return generate(this.requireModel(), req, onStep, signal);
+  }
+
   /** Answers a query about the last analysis (on-demand views). */
   query(q: CacheQuery): CacheQueryResult {
     const a = this.last;
@@ -62,7 +68,8 @@ export class Engine {
     const c = a.cache;
     switch (q.type) {
       case 'similarity':
-        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
+        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers)
+          throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
         return similarityMatrix(c.resid, { rows: c.n_layers + 1, pos: c.pos, d: c.d_model }, q.row);
     }
   }

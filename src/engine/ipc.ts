@@ -4,11 +4,13 @@ import type { AnalyzeRequest } from './analyze';
 import type { CacheQuery, EngineLoadRequest } from './engine';
 import type { SerializedError } from './errors';
 import type { Analysis, ModelInfo } from '../shared/analysis';
+import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
 export type WorkerRequest =
   | { kind: 'load'; id: number; request: EngineLoadRequest }
   | { kind: 'analyze'; id: number; request: AnalyzeRequest; returnCache: boolean }
   | { kind: 'query'; id: number; query: CacheQuery }
+  | { kind: 'generate'; id: number; request: GenerateRequest }
   | { kind: 'cancel'; id: number }
   | { kind: 'stats'; id: number }
   | { kind: 'shutdown'; id: number };
@@ -26,11 +28,13 @@ export type WorkerReply =
   | { kind: 'analysis'; id: number; analysis: Analysis }
   | { kind: 'stats'; id: number; stats: WorkerStats }
   | { kind: 'queryResult'; id: number; value: Float32Array }
+  | { kind: 'genStep'; id: number; step: GenStep; index: number }
+  | { kind: 'completion'; id: number; completion: Completion }
   | { kind: 'done'; id: number }
   | { kind: 'error'; id: number; error: SerializedError };
 
-const REQUEST_KINDS = new Set(['load', 'analyze', 'query', 'cancel', 'stats', 'shutdown']);
-const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'queryResult', 'done', 'error']);
+const REQUEST_KINDS = new Set(['load', 'analyze', 'query', 'generate', 'cancel', 'stats', 'shutdown']);
+const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'queryResult', 'genStep', 'completion', 'done', 'error']);
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;
@@ -38,7 +42,7 @@ function isObj(v: unknown): v is Record<string, unknown> {
 
 export function isWorkerRequest(v: unknown): v is WorkerRequest {
   if (!isObj(v) || typeof v.kind !== 'string' || !REQUEST_KINDS.has(v.kind) || typeof v.id !== 'number') return false;
-  if (v.kind === 'load' || v.kind === 'analyze') return isObj(v.request);
+  if (v.kind === 'load' || v.kind === 'analyze' || v.kind === 'generate') return isObj(v.request);
   if (v.kind === 'query') return isObj(v.query);
   return true;
 }

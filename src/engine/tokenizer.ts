@@ -115,6 +115,7 @@ export class TextTokenizer {
   }
 
   decode(ids: number[]): string {
+    if (ids.length === 0) return '';
     return this.tok.decode(ids, { skip_special_tokens: false });
   }
 

@@ -33,6 +33,20 @@ async function handle(msg: WorkerRequest): Promise<void> {
       }
       return;
     }
+    case 'generate': {
+      const ctl = running.get(msg.id) ?? new AbortController();
+      try {
+        const completion = await engine.generate(
+          msg.request,
+          (step, index) => send({ kind: 'genStep', id: msg.id, step, index }),
+          ctl.signal,
+        );
+        send({ kind: 'completion', id: msg.id, completion });
+      } finally {
+        running.delete(msg.id);
+      }
+      return;
+    }
     case 'query':
       send({ kind: 'queryResult', id: msg.id, value: engine.query(msg.query) });
       return;
@@ -66,7 +80,7 @@ process.on('message', (raw: unknown) => {
     running.get(msg.id)?.abort();
     return;
   }
-  if (msg.kind === 'analyze') running.set(msg.id, running.get(msg.id) ?? new AbortController());
+  if (msg.kind === 'analyze' || msg.kind === 'generate') running.set(msg.id, running.get(msg.id) ?? new AbortController());
   queue = queue.then(() =>
     handle(msg).catch((e: unknown) => {
       running.delete(msg.id);

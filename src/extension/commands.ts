@@ -16,13 +16,18 @@ export function analyzeSelection(ctx: Ctx): Cmd {
     }
     const doc = editor.document;
     const sel = editor.selection;
-    const range = sel.isEmpty ? new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length)) : new vscode.Range(sel.start, sel.end);
+    const range = sel.isEmpty
+      ? new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length))
+      : new vscode.Range(sel.start, sel.end);
     const text = doc.getText(range);
     if (text.trim().length === 0 && text.length === 0) {
       void vscode.window.showWarningMessage('Transformer Dynamics: the document is empty — there is nothing to analyse.');
       return;
     }
-    return ctx.analyze({ text, source: { uri: doc.uri.toString(), fileName: path.basename(doc.fileName), offset: doc.offsetAt(range.start) } });
+    return ctx.analyze({
+      text,
+      source: { uri: doc.uri.toString(), fileName: path.basename(doc.fileName), offset: doc.offsetAt(range.start) },
+    });
   };
 }
 
@@ -40,7 +45,12 @@ export function selectModel(ctx: Ctx): Cmd {
   return async () => {
     const current = ctx.models.current();
     const items: ModelPick[] = [
-      { label: '$(package) td-mini (bundled)', description: current.bundled ? 'current' : '', detail: 'Trained by this project on public-domain prose and Python code', action: 'bundled' },
+      {
+        label: '$(package) td-mini (bundled)',
+        description: current.bundled ? 'current' : '',
+        detail: 'Trained by this project on public-domain prose and Python code',
+        action: 'bundled',
+      },
       ...ctx.models.recent().map<ModelPick>((dir) => ({
         label: `$(folder) ${path.basename(dir)}`,
         description: !current.bundled && current.dir === dir ? 'current' : '',
@@ -48,14 +58,26 @@ export function selectModel(ctx: Ctx): Cmd {
         action: 'recent',
         dir,
       })),
-      { label: '$(folder-opened) Open Model Folder…', detail: 'A folder with config.json, model.safetensors and tokenizer.json', action: 'folder' },
+      {
+        label: '$(folder-opened) Open Model Folder…',
+        detail: 'A folder with config.json, model.safetensors and tokenizer.json',
+        action: 'folder',
+      },
     ];
-    const pick = await vscode.window.showQuickPick(items, { title: 'Transformer Dynamics: Select Model', placeHolder: `Current: ${current.name}` });
+    const pick = await vscode.window.showQuickPick(items, {
+      title: 'Transformer Dynamics: Select Model',
+      placeHolder: `Current: ${current.name}`,
+    });
     if (!pick) return;
     let dir = '';
     if (pick.action === 'recent' && pick.dir) dir = pick.dir;
     if (pick.action === 'folder') {
-      const uris = await vscode.window.showOpenDialog({ canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: 'Use This Model' });
+      const uris = await vscode.window.showOpenDialog({
+        canSelectFolders: true,
+        canSelectFiles: false,
+        canSelectMany: false,
+        openLabel: 'Use This Model',
+      });
       const chosen = uris?.[0]?.fsPath;
       if (!chosen) return;
       if (!fs.existsSync(path.join(chosen, 'config.json'))) {
@@ -66,7 +88,10 @@ export function selectModel(ctx: Ctx): Cmd {
     }
     await ctx.config.setModelPath(dir);
     try {
-      await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` }, () => ctx.ensureModel());
+      await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` },
+        () => ctx.ensureModel(),
+      );
       if (ctx.last) await ctx.rerunLast();
     } catch (e) {
       void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);

@@ -109,11 +109,20 @@ export class Ctx implements vscode.Disposable {
   /** Loads the current model into the engine unless it is loaded already. */
   async ensureModel(): Promise<{ choice: ModelChoice; info: ModelInfo }> {
     const choice = this.models.current();
-    const req = { dir: choice.dir, name: choice.name, threads: this.config.threads, executionProvider: 'cpu' as const, patterns: this.config.attentionPatterns };
+    const req = {
+      dir: choice.dir,
+      name: choice.name,
+      threads: this.config.threads,
+      executionProvider: 'cpu' as const,
+      patterns: this.config.attentionPatterns,
+    };
     const key = JSON.stringify(req);
     if (this.loaded?.key === key) return { choice, info: this.loaded.info };
     if (choice.bundled && !fs.existsSync(choice.dir)) {
-      throw new EngineError('NOT_FOUND', `The bundled model is missing from the extension (${choice.dir}). Reinstall the extension or select a model folder.`);
+      throw new EngineError(
+        'NOT_FOUND',
+        `The bundled model is missing from the extension (${choice.dir}). Reinstall the extension or select a model folder.`,
+      );
     }
     const { info, loadMs } = await this.engine.load(req);
     this.log.info(`loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers) in ${loadMs.toFixed(0)} ms`);
@@ -184,7 +193,18 @@ export class Ctx implements vscode.Disposable {
       this.setRunState({ kind: 'error', message: err.message });
       this.status.setIdle();
       this.log.error(`run ${id} failed: ${err.code}: ${err.message}`);
-      if (['NOT_FOUND', 'BAD_CONFIG', 'UNSUPPORTED_ARCHITECTURE', 'PICKLE_REFUSED', 'MISSING_TOKENIZER', 'BAD_TOKENIZER', 'BAD_SAFETENSORS', 'BAD_WEIGHTS'].includes(err.code)) {
+      if (
+        [
+          'NOT_FOUND',
+          'BAD_CONFIG',
+          'UNSUPPORTED_ARCHITECTURE',
+          'PICKLE_REFUSED',
+          'MISSING_TOKENIZER',
+          'BAD_TOKENIZER',
+          'BAD_SAFETENSORS',
+          'BAD_WEIGHTS',
+        ].includes(err.code)
+      ) {
         this.loaded = null;
         const pick = await vscode.window.showErrorMessage(`Transformer Dynamics: ${err.message}`, 'Select Model…');
         if (pick) void vscode.commands.executeCommand('transformerDynamics.selectModel');
@@ -254,13 +274,16 @@ export class Ctx implements vscode.Disposable {
     }
     const fmt =
       format ??
-      ((await vscode.window.showQuickPick(
-        [
-          { label: 'JSON', description: 'every measure (documented schema)', value: 'json' as const },
-          { label: 'CSV', description: 'the lens table, one row per layer × position', value: 'csv' as const },
-        ],
-        { title: 'Export Analysis' },
-      ))?.value ?? null);
+      (
+        await vscode.window.showQuickPick(
+          [
+            { label: 'JSON', description: 'every measure (documented schema)', value: 'json' as const },
+            { label: 'CSV', description: 'the lens table, one row per layer × position', value: 'csv' as const },
+          ],
+          { title: 'Export Analysis' },
+        )
+      )?.value ??
+      null;
     if (!fmt) return null;
     const uri = await vscode.window.showSaveDialog({
       title: 'Export Analysis',

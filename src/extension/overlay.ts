@@ -5,8 +5,22 @@ import type { AnalysisPayload } from '../shared/protocol';
 import { BUCKET_COUNT, hoverMarkdown, overlayTokens, tokenAtOffset } from '../shared/overlay';
 
 // Orange-to-red ramp; alpha grows with surprisal. Light and dark variants keep contrast.
-const LIGHT = ['rgba(255,170,0,0.10)', 'rgba(255,160,0,0.20)', 'rgba(255,140,0,0.30)', 'rgba(255,100,0,0.38)', 'rgba(240,60,0,0.45)', 'rgba(220,0,0,0.50)'];
-const DARK = ['rgba(255,190,60,0.10)', 'rgba(255,170,50,0.18)', 'rgba(255,150,40,0.27)', 'rgba(255,120,40,0.35)', 'rgba(255,80,40,0.43)', 'rgba(255,40,40,0.50)'];
+const LIGHT = [
+  'rgba(255,170,0,0.10)',
+  'rgba(255,160,0,0.20)',
+  'rgba(255,140,0,0.30)',
+  'rgba(255,100,0,0.38)',
+  'rgba(240,60,0,0.45)',
+  'rgba(220,0,0,0.50)',
+];
+const DARK = [
+  'rgba(255,190,60,0.10)',
+  'rgba(255,170,50,0.18)',
+  'rgba(255,150,40,0.27)',
+  'rgba(255,120,40,0.35)',
+  'rgba(255,80,40,0.43)',
+  'rgba(255,40,40,0.50)',
+];
 
 export class Overlay implements vscode.Disposable {
   private readonly types: vscode.TextEditorDecorationType[];

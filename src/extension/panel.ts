@@ -2,7 +2,14 @@
 // with a nonce CSP, and the typed message channel to the webview app.
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import { isWebviewToHost, type HostToWebview, type PersistedState, type RequestMap, type RequestMethod, type WebviewToHost } from '../shared/protocol';
+import {
+  isWebviewToHost,
+  type HostToWebview,
+  type PersistedState,
+  type RequestMap,
+  type RequestMethod,
+  type WebviewToHost,
+} from '../shared/protocol';
 
 export const PANEL_VIEW_TYPE = 'transformerDynamics.panel';
 

@@ -39,7 +39,13 @@ export function overlayTokens(p: AnalysisPayload): OverlayToken[] {
   p.tokens.forEach((t, j) => {
     if (t.end <= t.start) return;
     const b = j === 0 ? NaN : bits[j - 1]!;
-    out.push({ index: j, start: p.source!.offset + t.start, end: p.source!.offset + t.end, bits: b, bucket: Number.isNaN(b) ? -1 : surprisalBucket(b) });
+    out.push({
+      index: j,
+      start: p.source!.offset + t.start,
+      end: p.source!.offset + t.end,
+      bits: b,
+      bucket: Number.isNaN(b) ? -1 : surprisalBucket(b),
+    });
   });
   return out;
 }

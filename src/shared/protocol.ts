@@ -16,11 +16,7 @@ export interface AnalysisPayload extends Omit<Analysis, 'cache'> {
   walk: WalkMetrics;
 }
 
-export type RunState =
-  | { kind: 'idle' }
-  | { kind: 'running'; message: string }
-  | { kind: 'cancelled' }
-  | { kind: 'error'; message: string };
+export type RunState = { kind: 'idle' } | { kind: 'running'; message: string } | { kind: 'cancelled' } | { kind: 'error'; message: string };
 
 export interface PanelSettings {
   lensTopK: number;

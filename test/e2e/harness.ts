@@ -542,7 +542,14 @@ export class VsCodeSession {
   /** Waits for a quick-input row matching `text` (exact label preferred) and accepts it. */
   private async acceptQuickPickRow(text: string, timeoutMs: number, waitHidden = true): Promise<void> {
     const rows = this.quickInput().locator('.quick-input-list .monaco-list-row');
-    await rows.filter({ hasText: text }).first().waitFor({ state: 'visible', timeout: timeoutMs });
+    try {
+      await rows.filter({ hasText: text }).first().waitFor({ state: 'visible', timeout: timeoutMs });
+    } catch (e) {
+      const shown = await rows.allInnerTexts().catch(() => []);
+      throw new Error(`no quick-input row "${text}" within ${timeoutMs} ms; rows shown: ${JSON.stringify(shown.slice(0, 10))}`, {
+        cause: e,
+      });
+    }
     const labels = await rows.evaluateAll((els) =>
       els.map((el) => {
         const e = el as unknown as {

@@ -84,9 +84,13 @@ class Attention(nn.Module):
         if rep > 1:
             k = k.repeat_interleave(rep, dim=1)
             v = v.repeat_interleave(rep, dim=1)
-        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(self.hd)) + mask
-        att = torch.softmax(att.float(), dim=-1).to(q.dtype)
-        y = (att @ v).transpose(1, 2).reshape(B, T, self.nh * self.hd)
+        # scores = mask + (q k^T) / sqrt(hd), fused into one baddbmm (cheaper on CPU)
+        att = torch.baddbmm(mask.expand(B * self.nh, T, T), q.reshape(B * self.nh, T, self.hd),
+                            k.reshape(B * self.nh, T, self.hd).transpose(1, 2),
+                            alpha=1.0 / math.sqrt(self.hd))
+        att = torch.softmax(att, dim=-1)
+        y = torch.bmm(att, v.reshape(B * self.nh, T, self.hd))
+        y = y.view(B, self.nh, T, self.hd).transpose(1, 2).reshape(B, T, self.nh * self.hd)
         return self.o_proj(y)
 
 

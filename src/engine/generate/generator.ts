@@ -1,0 +1,437 @@
+// Decoding: greedy, multinomial and beam search over a StepModel. The ORT-backed StepModel
+// keeps a KV cache (past/present key-values) so each new token costs one incremental step;
+// a full-recompute StepModel exists for tests and benchmarks.
+import { EngineError } from '../errors';
+import { hook } from '../graph/forward';
+import type { LoadedModel } from '../model';
+import type { NamedTensor } from '../runtime/ort';
+import { distinctN, loopStart, repetitionRate } from '../analysis/repetition';
+import type { Completion, CompletionMetrics, GenStep, Strategy, StopReason } from '../../shared/generation';
+import {
+  argmax,
+  frequencyPresencePenalty,
+  minP,
+  noRepeatNgram,
+  repetitionPenalty,
+  Rng,
+  sampleMultinomial,
+  shouldStop,
+  temperature,
+  topK,
+  topP,
+  type LogitsProcessor,
+  type SeqContext,
+} from './processors';
+
+/** A model seen one token step at a time, for a batch of beams. */
+export interface StepModel {
+  readonly vocabSize: number;
+  /** Runs the prompt (batch 1); returns the logits after its last token. */
+  prefill(promptIds: readonly number[]): Promise<Float32Array>;
+  /** Replicates the batch-1 state into n beams. */
+  expand(n: number): void;
+  /** Reorders beams: new beam i continues old beam `from[i]`. */
+  reorder(from: readonly number[]): void;
+  /** Feeds one token per beam; returns logits per beam. */
+  step(tokens: readonly number[]): Promise<Float32Array[]>;
+  /** Tokens in the context so far (prompt + fed tokens). */
+  readonly length: number;
+}
+
+/** The instrumented forward graph with its KV cache (present → past). */
+export class KvStepModel implements StepModel {
+  private past: Record<string, NamedTensor> = {};
+  private batch = 1;
+  length = 0;
+
+  constructor(private readonly model: LoadedModel) {}
+
+  get vocabSize(): number {
+    return this.model.spec.dVocab;
+  }
+
+  private async run(ids: BigInt64Array, batch: number, seq: number): Promise<Float32Array> {
+    const s = this.model.spec;
+    const fetches = ['logits'];
+    for (let L = 0; L < s.nLayers; L++) fetches.push(hook.presentKey(L), hook.presentValue(L));
+    const out = await this.model.forward.run({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past }, fetches);
+    const next: Record<string, NamedTensor> = {};
+    for (let L = 0; L < s.nLayers; L++) {
+      next[hook.pastKey(L)] = out[hook.presentKey(L)]!;
+      next[hook.pastValue(L)] = out[hook.presentValue(L)]!;
+    }
+    this.past = next;
+    return out.logits!.data as Float32Array;
+  }
+
+  async prefill(promptIds: readonly number[]): Promise<Float32Array> {
+    const s = this.model.spec;
+    this.batch = 1;
+    this.past = {};
+    const dims = [1, s.nKvHeads, 0, s.headDim];
+    for (let L = 0; L < s.nLayers; L++) {
+      this.past[hook.pastKey(L)] = { data: new Float32Array(0), dims };
+      this.past[hook.pastValue(L)] = { data: new Float32Array(0), dims };
+    }
+    const logits = await this.run(
+      BigInt64Array.from(promptIds, (i) => BigInt(i)),
+      1,
+      promptIds.length,
+    );
+    this.length = promptIds.length;
+    return logits;
+  }
+
+  expand(n: number): void {
+    this.reorder(Array.from({ length: n }, () => 0));
+  }
+
+  reorder(from: readonly number[]): void {
+    const same = from.length === this.batch && from.every((b, i) => b === i);
+    if (same) return;
+    const next: Record<string, NamedTensor> = {};
+    for (const [name, t] of Object.entries(this.past)) {
+      const per = t.data.length / this.batch;
+      const data = new Float32Array(per * from.length);
+      from.forEach((b, i) => data.set((t.data as Float32Array).subarray(b * per, (b + 1) * per), i * per));
+      next[name] = { data, dims: [from.length, ...t.dims.slice(1)] };
+    }
+    this.past = next;
+    this.batch = from.length;
+  }
+
+  async step(tokens: readonly number[]): Promise<Float32Array[]> {
+    if (tokens.length !== this.batch) throw new Error(`step: ${tokens.length} tokens for ${this.batch} beams`);
+    const logits = await this.run(
+      BigInt64Array.from(tokens, (i) => BigInt(i)),
+      this.batch,
+      1,
+    );
+    this.length++;
+    const V = this.vocabSize;
+    return tokens.map((_, b) => logits.subarray(b * V, (b + 1) * V));
+  }
+}
+
+/** Recomputes the whole sequence at every step (no cache): the reference for KV-cache tests. */
+export class RecomputeStepModel implements StepModel {
+  private seqs: number[][] = [];
+
+  constructor(private readonly model: LoadedModel) {}
+
+  get vocabSize(): number {
+    return this.model.spec.dVocab;
+  }
+
+  get length(): number {
+    return this.seqs[0]?.length ?? 0;
+  }
+
+  private async last(seq: number[]): Promise<Float32Array> {
+    const s = this.model.spec;
+    const past: Record<string, NamedTensor> = {};
+    for (let L = 0; L < s.nLayers; L++) {
+      past[hook.pastKey(L)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
+      past[hook.pastValue(L)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
+    }
+    const out = await this.model.forward.run(
+      { input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] }, ...past },
+      ['logits'],
+    );
+    return out.logits!.data as Float32Array;
+  }
+
+  async prefill(promptIds: readonly number[]): Promise<Float32Array> {
+    this.seqs = [[...promptIds]];
+    return this.last(this.seqs[0]!);
+  }
+
+  expand(n: number): void {
+    this.seqs = Array.from({ length: n }, () => [...this.seqs[0]!]);
+  }
+
+  reorder(from: readonly number[]): void {
+    this.seqs = from.map((b) => [...this.seqs[b]!]);
+  }
+
+  async step(tokens: readonly number[]): Promise<Float32Array[]> {
+    tokens.forEach((t, b) => this.seqs[b]!.push(t));
+    const out: Float32Array[] = [];
+    for (const s of this.seqs) out.push(await this.last(s));
+    return out;
+  }
+}
+
+// ---- strategy → processors -------------------------------------------------------
+
+export function processorsFor(s: Strategy): LogitsProcessor[] {
+  const ps: LogitsProcessor[] = [];
+  if (s.repetitionPenalty !== undefined && s.repetitionPenalty !== 1) ps.push(repetitionPenalty(s.repetitionPenalty));
+  if (s.frequencyPenalty || s.presencePenalty) ps.push(frequencyPresencePenalty(s.frequencyPenalty ?? 0, s.presencePenalty ?? 0));
+  if (s.noRepeatNgram) ps.push(noRepeatNgram(s.noRepeatNgram));
+  if (s.kind === 'sample') {
+    if (s.temperature !== undefined && s.temperature !== 1) ps.push(temperature(s.temperature));
+    if (s.topK) ps.push(topK(s.topK));
+    if (s.topP !== undefined && s.topP < 1) ps.push(topP(s.topP));
+    if (s.minP) ps.push(minP(s.minP));
+  }
+  return ps;
+}
+
+export function validateStrategy(s: Strategy): void {
+  const bad = (why: string) => new EngineError('BAD_REQUEST', `Strategy "${s.label}": ${why}`);
+  if (!['greedy', 'sample', 'beam'].includes(s.kind)) throw bad(`unknown kind ${String(s.kind)}`);
+  if (s.kind === 'beam' && (!Number.isInteger(s.beams) || s.beams! < 1 || s.beams! > 16))
+    throw bad('beams must be an integer from 1 to 16');
+  try {
+    processorsFor(s);
+  } catch (e) {
+    throw bad((e as Error).message);
+  }
+}
+
+// ---- per-step records and metrics ------------------------------------------------------
+
+/** Raw (unprocessed) statistics of a step's distribution. */
+export function stepStats(
+  raw: Float32Array,
+  chosen: number,
+  k: number,
+): { prob: number; entropy: number; top: { id: number; prob: number }[] } {
+  let max = -Infinity;
+  for (const v of raw) if (v > max) max = v;
+  let sum = 0;
+  for (const v of raw) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  let entropy = 0;
+  for (const v of raw) {
+    const lp = v - lse;
+    entropy -= Math.exp(lp) * lp;
+  }
+  const top: { id: number; prob: number }[] = [];
+  const taken = new Set<number>();
+  for (let j = 0; j < k; j++) {
+    let best = -1;
+    for (let i = 0; i < raw.length; i++) if (!taken.has(i) && (best < 0 || raw[i]! > raw[best]!)) best = i;
+    if (best < 0) break;
+    taken.add(best);
+    top.push({ id: best, prob: Math.exp(raw[best]! - lse) });
+  }
+  return { prob: Math.exp(raw[chosen]! - lse), entropy, top };
+}
+
+export function completionMetrics(steps: readonly GenStep[]): CompletionMetrics {
+  const ids = steps.map((s) => s.id);
+  const bits = steps.reduce((a, s) => a - Math.log2(Math.max(s.prob, 1e-300)), 0);
+  return {
+    distinct: [distinctN(ids, 1), distinctN(ids, 2), distinctN(ids, 3), distinctN(ids, 4)],
+    repetitionRate: repetitionRate(ids, 4),
+    meanSurprisalBits: steps.length ? bits / steps.length : 0,
+    loopStart: loopStart(ids),
+  };
+}
+
+export interface DecodeOptions {
+  strategy: Strategy;
+  promptIds: readonly number[];
+  forcedIds?: readonly number[];
+  maxNewTokens: number;
+  eosIds: readonly number[];
+  stopStrings: readonly string[];
+  topAlternatives: number;
+  /** Decodes ids to text (for stop strings and step text). */
+  decode: (ids: readonly number[]) => string;
+  tokenText: (id: number) => string;
+  onStep?: (step: GenStep, index: number) => void;
+  signal?: AbortSignal;
+}
+
+function record(o: DecodeOptions, raw: Float32Array, id: number): GenStep {
+  const st = stepStats(raw, id, o.topAlternatives);
+  return { id, text: o.tokenText(id), prob: st.prob, entropy: st.entropy, top: st.top.map((t) => ({ ...t, text: o.tokenText(t.id) })) };
+}
+
+/** Greedy or multinomial decoding (one sequence). */
+export async function decodeSingle(
+  model: StepModel,
+  o: DecodeOptions,
+): Promise<Omit<Completion, 'timings' | 'strategy'> & { firstStepMs: number }> {
+  const procs = processorsFor(o.strategy);
+  const rng = new Rng(o.strategy.seed ?? 0);
+  const t0 = performance.now();
+  let logits = await model.prefill(o.promptIds);
+  const firstStepMs = performance.now() - t0;
+  const ids = [...o.promptIds];
+  const steps: GenStep[] = [];
+  const forced = o.forcedIds ?? [];
+  let stop: StopReason | null = null;
+  while (!stop) {
+    if (o.signal?.aborted) {
+      stop = 'cancelled';
+      break;
+    }
+    const raw = logits;
+    let id: number;
+    if (steps.length < forced.length) id = forced[steps.length]!;
+    else {
+      const work = Float32Array.from(raw);
+      const ctx: SeqContext = { ids, promptLength: o.promptIds.length };
+      for (const p of procs) p.apply(work, ctx);
+      id = o.strategy.kind === 'sample' ? sampleMultinomial(work, rng) : argmax(work);
+    }
+    const step = record(o, raw, id);
+    ids.push(id);
+    steps.push(step);
+    o.onStep?.(step, steps.length - 1);
+    const newIds = ids.slice(o.promptIds.length);
+    stop = shouldStop({ maxNewTokens: o.maxNewTokens, eosIds: o.eosIds, stopStrings: o.stopStrings }, { newIds, text: o.decode(newIds) });
+    if (!stop) logits = (await model.step([id]))[0]!;
+  }
+  const newIds = ids.slice(o.promptIds.length);
+  return {
+    promptIds: [...o.promptIds],
+    steps,
+    text: o.decode(newIds),
+    stopReason: stop,
+    metrics: completionMetrics(steps),
+    score: null,
+    firstStepMs,
+  };
+}
+
+interface Beam {
+  ids: number[]; // generated ids
+  steps: GenStep[];
+  logprob: number; // sum of processed log-probs
+}
+
+function logSoftmax(x: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of x) if (v > max) max = v;
+  let sum = 0;
+  for (const v of x) if (v !== -Infinity) sum += Math.exp(v - max);
+  const lse = max + Math.log(sum);
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] === -Infinity ? -Infinity : x[i]! - lse;
+  return out;
+}
+
+/**
+ * Beam search (width B) with a length penalty: a finished hypothesis scores
+ * sum(log p) / length^lengthPenalty. Every step scores all B × V continuations, keeps the
+ * best 2B, moves those ending in EOS to the finished set and continues with the best B.
+ * earlyStopping: stop as soon as B hypotheses are finished; otherwise stop when no running
+ * beam can still beat the worst finished one.
+ */
+export async function beamSearch(
+  model: StepModel,
+  o: DecodeOptions,
+): Promise<Omit<Completion, 'timings' | 'strategy'> & { firstStepMs: number }> {
+  const B = o.strategy.beams ?? 4;
+  const lp = o.strategy.lengthPenalty ?? 1;
+  const early = o.strategy.earlyStopping ?? true;
+  const procs = processorsFor(o.strategy);
+  const forced = o.forcedIds ?? [];
+  const t0 = performance.now();
+  let logits: Float32Array[] = [await model.prefill(o.promptIds)];
+  const firstStepMs = performance.now() - t0;
+  let beams: Beam[] = [{ ids: [], steps: [], logprob: 0 }];
+  const finished: { beam: Beam; score: number }[] = [];
+  const norm = (logprob: number, len: number) => logprob / Math.max(1, len) ** lp;
+  const worstFinished = () => (finished.length < B ? -Infinity : Math.min(...finished.map((f) => f.score)));
+  const addFinished = (beam: Beam) => {
+    const score = norm(beam.logprob, beam.ids.length);
+    if (finished.length < B || score > worstFinished()) {
+      finished.push({ beam, score });
+      finished.sort((a, b) => b.score - a.score);
+      if (finished.length > B) finished.pop();
+    }
+  };
+  let stop: StopReason | null = null;
+  for (;;) {
+    if (o.signal?.aborted) {
+      stop = 'cancelled';
+      break;
+    }
+    const t = beams[0]!.ids.length; // tokens generated so far
+    const candidates: { beam: number; id: number; logprob: number; raw: Float32Array }[] = [];
+    if (t < forced.length) {
+      // forced prefix: every beam is the same single path
+      const id = forced[t]!;
+      const lsm = logSoftmax(logits[0]!);
+      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + lsm[id]!, raw: logits[0]! });
+    } else {
+      beams.forEach((beam, b) => {
+        const work = Float32Array.from(logits[b]!);
+        const ctx: SeqContext = { ids: [...o.promptIds, ...beam.ids], promptLength: o.promptIds.length };
+        for (const p of procs) p.apply(work, ctx);
+        const lsm = logSoftmax(work);
+        // the best 2B of this beam are enough to form the global best 2B
+        const idx = Array.from(lsm.keys())
+          .filter((i) => lsm[i]! > -Infinity)
+          .sort((x, y) => lsm[y]! - lsm[x]! || x - y)
+          .slice(0, 2 * B);
+        for (const id of idx) candidates.push({ beam: b, id, logprob: beam.logprob + lsm[id]!, raw: logits[b]! });
+      });
+      candidates.sort((x, y) => y.logprob - x.logprob || x.beam - y.beam || x.id - y.id);
+    }
+    const next: Beam[] = [];
+    const from: number[] = [];
+    for (let rank = 0; rank < candidates.length && next.length < B; rank++) {
+      const c = candidates[rank]!;
+      const parent = beams[c.beam]!;
+      const beam: Beam = { ids: [...parent.ids, c.id], steps: [...parent.steps, record(o, c.raw, c.id)], logprob: c.logprob };
+      const ends =
+        beam.ids.length > forced.length &&
+        (o.eosIds.includes(c.id) || o.stopStrings.some((x) => x.length > 0 && o.decode(beam.ids).includes(x)));
+      if (ends) {
+        // as in HF: a hypothesis that ends is kept only if it ranks among the best B
+        if (rank < B) addFinished(beam);
+        continue;
+      }
+      next.push(beam);
+      from.push(c.beam);
+    }
+    if (next.length === 0) {
+      stop = 'eos';
+      break;
+    }
+    beams = next;
+    o.onStep?.(beams[0]!.steps[beams[0]!.steps.length - 1]!, beams[0]!.ids.length - 1);
+    const len = beams[0]!.ids.length;
+    if (finished.length >= B) {
+      const bestRunning = norm(beams[0]!.logprob, len);
+      if (early || bestRunning <= worstFinished()) {
+        stop = 'eos';
+        break;
+      }
+    }
+    if (len >= o.maxNewTokens) {
+      stop = 'max_new_tokens';
+      break;
+    }
+    model.reorder(from); // the first step replicates the prompt's state into the beams
+    logits = await model.step(beams.map((b) => b.ids[b.ids.length - 1]!));
+  }
+  if (stop !== 'cancelled') for (const b of beams) addFinished(b);
+  const best = finished[0] ?? { beam: beams[0]!, score: norm(beams[0]!.logprob, beams[0]!.ids.length) };
+  const text = o.decode(best.beam.ids);
+  const lastId = best.beam.ids[best.beam.ids.length - 1];
+  const reason: StopReason =
+    stop === 'cancelled'
+      ? 'cancelled'
+      : lastId !== undefined && o.eosIds.includes(lastId)
+        ? 'eos'
+        : o.stopStrings.some((x) => x.length > 0 && text.includes(x))
+          ? 'stop_string'
+          : 'max_new_tokens';
+  return {
+    promptIds: [...o.promptIds],
+    steps: best.beam.steps,
+    text,
+    stopReason: reason,
+    metrics: completionMetrics(best.beam.steps),
+    score: best.score,
+    firstStepMs,
+  };
+}

@@ -1,0 +1,60 @@
+// Engine entry for generation: tokenize the prompt, fit it into the context window, and
+// decode with the requested strategy, streaming each step.
+import { EngineError } from '../errors';
+import type { LoadedModel } from '../model';
+import type { Completion, GenerateRequest, GenStep } from '../../shared/generation';
+import { beamSearch, decodeSingle, KvStepModel, validateStrategy, type StepModel } from './generator';
+
+export async function generate(
+  model: LoadedModel,
+  req: GenerateRequest,
+  onStep?: (step: GenStep, index: number) => void,
+  signal?: AbortSignal,
+  stepModel: StepModel = new KvStepModel(model),
+): Promise<Completion> {
+  validateStrategy(req.strategy);
+  if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1 || req.maxNewTokens > 4096) {
+    throw new EngineError('BAD_REQUEST', 'maxNewTokens must be an integer from 1 to 4096.');
+  }
+  const tk = model.tokenizer;
+  let promptIds = req.promptIds ? [...req.promptIds] : tk.encodeIds(req.text ?? '');
+  if (promptIds.length === 0) {
+    if (model.spec.bosTokenId === null)
+      throw new EngineError('EMPTY_INPUT', 'The prompt is empty and the model has no BOS token to start from.');
+    promptIds = [model.spec.bosTokenId];
+  }
+  for (const id of [...promptIds, ...(req.forcedIds ?? [])]) {
+    if (!Number.isInteger(id) || id < 0 || id >= model.spec.dVocab)
+      throw new EngineError('BAD_REQUEST', `Token id ${id} is outside the vocabulary.`);
+  }
+  const ctxLen = model.spec.maxPositions;
+  const forced = req.forcedIds ?? [];
+  const maxNew = Math.min(req.maxNewTokens, Math.max(1, ctxLen - Math.min(promptIds.length, ctxLen - 1)));
+  // Keep the end of a long prompt: the model continues from there.
+  if (promptIds.length + maxNew > ctxLen) promptIds = promptIds.slice(promptIds.length + maxNew - ctxLen);
+  if (forced.length >= maxNew) throw new EngineError('BAD_REQUEST', 'The forced prefix leaves no room to generate.');
+  const t0 = performance.now();
+  const opts = {
+    strategy: req.strategy,
+    promptIds,
+    forcedIds: forced,
+    maxNewTokens: maxNew,
+    eosIds: model.spec.eosTokenIds,
+    stopStrings: req.stopStrings ?? [],
+    topAlternatives: Math.min(Math.max(1, req.topAlternatives ?? 5), 20),
+    decode: (ids: readonly number[]) => tk.decode([...ids]),
+    tokenText: (id: number) => tk.tokenText(id),
+    onStep,
+    signal,
+  };
+  const result = req.strategy.kind === 'beam' ? await beamSearch(stepModel, opts) : await decodeSingle(stepModel, opts);
+  const totalMs = performance.now() - t0;
+  const { firstStepMs, ...rest } = result;
+  const n = rest.steps.length;
+  return {
+    ...rest,
+    strategy: req.strategy,
+    stopReason: rest.stopReason === 'max_new_tokens' && maxNew < req.maxNewTokens ? 'context_full' : rest.stopReason,
+    timings: { totalMs, firstStepMs, perTokenMs: n > 1 ? (totalMs - firstStepMs) / (n - 1) : 0 },
+  };
+}

@@ -1,0 +1,228 @@
+// Logits processors, samplers and stopping criteria: small composable pieces applied in
+// order (the transformers.js `generation/` idea, complete). Processors work in place on a
+// Float32Array of logits [d_vocab]; -Infinity removes a token.
+
+/** The sequence so far: prompt + generated ids. */
+export interface SeqContext {
+  ids: readonly number[];
+  promptLength: number;
+}
+
+export interface LogitsProcessor {
+  readonly name: string;
+  apply(logits: Float32Array, ctx: SeqContext): void;
+}
+
+export function temperature(t: number): LogitsProcessor {
+  if (!(t > 0) || !Number.isFinite(t)) throw new RangeError(`temperature must be > 0, got ${t}`);
+  return {
+    name: `temperature(${t})`,
+    apply(logits) {
+      if (t === 1) return;
+      for (let i = 0; i < logits.length; i++) logits[i] = logits[i]! / t;
+    },
+  };
+}
+
+/** Indices sorted by descending logit (stable for ties: lower id first). */
+export function argsortDesc(logits: Float32Array): Int32Array {
+  const idx = new Int32Array(logits.length);
+  for (let i = 0; i < idx.length; i++) idx[i] = i;
+  idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
+  return idx;
+}
+
+/** The k-th largest value (1-based), by partial selection. */
+function kthLargest(logits: Float32Array, k: number): number {
+  const finite: number[] = [];
+  for (const v of logits) if (v !== -Infinity) finite.push(v);
+  if (k >= finite.length) return -Infinity;
+  finite.sort((a, b) => b - a);
+  return finite[k - 1]!;
+}
+
+/** Keeps the k highest logits (ties at the boundary are kept, as in HF). */
+export function topK(k: number): LogitsProcessor {
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`top-k must be a positive integer, got ${k}`);
+  return {
+    name: `top_k(${k})`,
+    apply(logits) {
+      const threshold = kthLargest(logits, k);
+      for (let i = 0; i < logits.length; i++) if (logits[i]! < threshold) logits[i] = -Infinity;
+    },
+  };
+}
+
+export function softmax(logits: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) if (v > max) max = v;
+  const p = new Float64Array(logits.length);
+  if (max === -Infinity) return p;
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const e = logits[i] === -Infinity ? 0 : Math.exp(logits[i]! - max);
+    p[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < p.length; i++) p[i] = p[i]! / sum;
+  return p;
+}
+
+/** Nucleus: keeps the smallest set of most-probable tokens whose mass reaches p. */
+export function topP(p: number): LogitsProcessor {
+  if (!(p > 0 && p <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${p}`);
+  return {
+    name: `top_p(${p})`,
+    apply(logits) {
+      if (p >= 1) return;
+      const probs = softmax(logits);
+      const order = argsortDesc(logits);
+      let mass = 0;
+      let keep = 0;
+      while (keep < order.length) {
+        mass += probs[order[keep]!]!;
+        keep++;
+        if (mass >= p - 1e-12) break;
+      }
+      for (let r = keep; r < order.length; r++) logits[order[r]!] = -Infinity;
+    },
+  };
+}
+
+/** min-p: drops tokens whose probability is below min_p × the top probability. */
+export function minP(minProb: number): LogitsProcessor {
+  if (!(minProb >= 0 && minProb <= 1)) throw new RangeError(`min-p must be in [0, 1], got ${minProb}`);
+  return {
+    name: `min_p(${minProb})`,
+    apply(logits) {
+      const probs = softmax(logits);
+      let top = 0;
+      for (const v of probs) if (v > top) top = v;
+      const cut = minProb * top;
+      for (let i = 0; i < logits.length; i++) if (probs[i]! < cut) logits[i] = -Infinity;
+    },
+  };
+}
+
+/** CTRL-style repetition penalty on every token already in the sequence (prompt included). */
+export function repetitionPenalty(penalty: number): LogitsProcessor {
+  if (!(penalty > 0)) throw new RangeError(`repetition penalty must be > 0, got ${penalty}`);
+  return {
+    name: `repetition_penalty(${penalty})`,
+    apply(logits, ctx) {
+      for (const id of new Set(ctx.ids)) {
+        const v = logits[id]!;
+        logits[id] = v > 0 ? v / penalty : v * penalty;
+      }
+    },
+  };
+}
+
+/** OpenAI-style: logit −= frequency × count + presence × [count > 0], over generated tokens. */
+export function frequencyPresencePenalty(frequency: number, presence: number): LogitsProcessor {
+  return {
+    name: `frequency_presence(${frequency}, ${presence})`,
+    apply(logits, ctx) {
+      const counts = new Map<number, number>();
+      for (let i = ctx.promptLength; i < ctx.ids.length; i++) counts.set(ctx.ids[i]!, (counts.get(ctx.ids[i]!) ?? 0) + 1);
+      for (const [id, c] of counts) logits[id] = logits[id]! - frequency * c - (c > 0 ? presence : 0);
+    },
+  };
+}
+
+/** Bans any token that would complete an n-gram already present in the sequence. */
+export function noRepeatNgram(n: number): LogitsProcessor {
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`no-repeat n-gram size must be a positive integer, got ${n}`);
+  return {
+    name: `no_repeat_ngram(${n})`,
+    apply(logits, ctx) {
+      const ids = ctx.ids;
+      if (ids.length + 1 < n) return;
+      const prefix = ids.slice(ids.length - n + 1).join(',');
+      for (let i = 0; i + n <= ids.length; i++) {
+        if (n === 1 || ids.slice(i, i + n - 1).join(',') === prefix) logits[ids[i + n - 1]!] = -Infinity;
+      }
+    },
+  };
+}
+
+// ---- samplers ----------------------------------------------------------------------
+
+/** A seeded PRNG (xoshiro128**) so a seed always gives the same completion. */
+export class Rng {
+  private s: Uint32Array;
+  constructor(seed: number) {
+    // splitmix32 to spread the seed over the state
+    let x = seed >>> 0;
+    const next = () => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s = Uint32Array.of(next(), next(), next(), next());
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    const s = this.s;
+    const result = Math.imul(rotl(Math.imul(s[1]!, 5) >>> 0, 7), 9) >>> 0;
+    const t = (s[1]! << 9) >>> 0;
+    s[2] = s[2]! ^ s[0]!;
+    s[3] = s[3]! ^ s[1]!;
+    s[1] = s[1]! ^ s[2]!;
+    s[0] = s[0]! ^ s[3]!;
+    s[2] = s[2]! ^ t;
+    s[3] = rotl(s[3]!, 11);
+    return result / 4294967296;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+  return best;
+}
+
+/** Draws from softmax(logits) with the given RNG. */
+export function sampleMultinomial(logits: Float32Array, rng: Rng): number {
+  const p = softmax(logits);
+  let u = rng.next();
+  let last = -1;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i]! <= 0) continue;
+    last = i;
+    u -= p[i]!;
+    if (u < 0) return i;
+  }
+  return last >= 0 ? last : argmax(logits);
+}
+
+// ---- stopping ----------------------------------------------------------------------
+
+export interface StopContext {
+  newIds: readonly number[];
+  /** Decoded text of the new tokens. */
+  text: string;
+}
+
+export type StopReason = 'max_new_tokens' | 'eos' | 'stop_string' | 'cancelled';
+
+export interface StoppingCriteria {
+  maxNewTokens: number;
+  eosIds: readonly number[];
+  stopStrings: readonly string[];
+}
+
+export function shouldStop(c: StoppingCriteria, ctx: StopContext): StopReason | null {
+  const lastId = ctx.newIds[ctx.newIds.length - 1];
+  if (lastId !== undefined && c.eosIds.includes(lastId)) return 'eos';
+  if (c.stopStrings.some((s) => s.length > 0 && ctx.text.includes(s))) return 'stop_string';
+  if (ctx.newIds.length >= c.maxNewTokens) return 'max_new_tokens';
+  return null;
+}

@@ -1,0 +1,80 @@
+// Decoding strategies and completions: shared by the engine, the host and the webview.
+
+export type StrategyKind = 'greedy' | 'sample' | 'beam';
+
+export interface Strategy {
+  /** Label shown in the UI, e.g. "top-p 0.9, T=0.8". */
+  label: string;
+  kind: StrategyKind;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  frequencyPenalty?: number;
+  presencePenalty?: number;
+  noRepeatNgram?: number;
+  beams?: number;
+  lengthPenalty?: number;
+  earlyStopping?: boolean;
+  seed?: number;
+}
+
+/** The default presets of "Compare Completions…". */
+export const DEFAULT_STRATEGIES: Strategy[] = [
+  { label: 'greedy', kind: 'greedy' },
+  { label: 'beam 4', kind: 'beam', beams: 4, lengthPenalty: 1, earlyStopping: true },
+  { label: 'top-k 40', kind: 'sample', topK: 40, seed: 1 },
+  { label: 'top-p 0.9, T=0.8', kind: 'sample', topP: 0.9, temperature: 0.8, seed: 1 },
+  { label: 'T=1.2', kind: 'sample', temperature: 1.2, seed: 1 },
+  { label: 'greedy + repetition penalty 1.3', kind: 'greedy', repetitionPenalty: 1.3 },
+];
+
+export interface GenStep {
+  id: number;
+  text: string;
+  /** The model's probability of this token (before any processor): surprisal = −log2 prob. */
+  prob: number;
+  /** Entropy of the model's distribution at this step, nats. */
+  entropy: number;
+  /** The model's top alternatives at this step (raw probabilities). */
+  top: { id: number; text: string; prob: number }[];
+}
+
+export interface CompletionMetrics {
+  /** distinct-1..4 */
+  distinct: [number, number, number, number];
+  /** Fraction of tokens inside a repeated 4-gram. */
+  repetitionRate: number;
+  /** Mean surprisal of the generated tokens, bits. */
+  meanSurprisalBits: number;
+  /** First generation step where a loop starts (0-based), or null. */
+  loopStart: { step: number; period: number } | null;
+}
+
+export type StopReason = 'max_new_tokens' | 'eos' | 'stop_string' | 'cancelled' | 'context_full';
+
+export interface Completion {
+  strategy: Strategy;
+  promptIds: number[];
+  steps: GenStep[];
+  text: string;
+  stopReason: StopReason;
+  metrics: CompletionMetrics;
+  /** Beam search: the final score (sum of log-probs / length^penalty). */
+  score: number | null;
+  timings: { totalMs: number; firstStepMs: number; perTokenMs: number };
+}
+
+export interface GenerateRequest {
+  /** Prompt text (tokenized with the model's tokenizer) or ids. */
+  text?: string;
+  promptIds?: number[];
+  /** Tokens forced after the prompt before decoding continues (decoding-walk forks). */
+  forcedIds?: number[];
+  strategy: Strategy;
+  maxNewTokens: number;
+  stopStrings?: string[];
+  /** Alternatives recorded per step. */
+  topAlternatives?: number;
+}

@@ -1,0 +1,289 @@
+// Generation: processors and samplers on hand-made logits, beam search on a hand-built
+// model, and the KV cache against full recompute on every architecture family.
+import { describe, test, after } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import {
+  argmax,
+  frequencyPresencePenalty,
+  minP,
+  noRepeatNgram,
+  repetitionPenalty,
+  Rng,
+  sampleMultinomial,
+  shouldStop,
+  softmax,
+  temperature,
+  topK,
+  topP,
+} from '../../src/engine/generate/processors';
+import {
+  beamSearch,
+  decodeSingle,
+  KvStepModel,
+  RecomputeStepModel,
+  completionMetrics,
+  type DecodeOptions,
+  type StepModel,
+} from '../../src/engine/generate/generator';
+import { generate } from '../../src/engine/generate';
+import { loadModel, type LoadedModel } from '../../src/engine/model';
+import type { Strategy } from '../../src/shared/generation';
+import { FIXTURES, assertClose } from '../helpers';
+
+const ctx = (ids: number[], promptLength = 0) => ({ ids, promptLength });
+const kept = (x: Float32Array) => Array.from(x.keys()).filter((i) => x[i] !== -Infinity);
+const logitsOf = (probs: number[]) => Float32Array.from(probs, Math.log);
+
+describe('logits processors', () => {
+  test('temperature divides the logits', () => {
+    const x = Float32Array.of(2, -4, 1);
+    temperature(2).apply(x, ctx([]));
+    assert.deepEqual(Array.from(x), [1, -2, 0.5]);
+    assert.throws(() => temperature(0), /temperature must be > 0/);
+  });
+
+  test('top-k keeps the k highest', () => {
+    const x = Float32Array.of(1, 3, 2, 0);
+    topK(2).apply(x, ctx([]));
+    assert.deepEqual(kept(x), [1, 2]);
+  });
+
+  test('top-p keeps the smallest set reaching p', () => {
+    const probs = [0.15, 0.5, 0.05, 0.3];
+    const a = logitsOf(probs);
+    topP(0.7).apply(a, ctx([]));
+    assert.deepEqual(kept(a), [1, 3]); // 0.5 + 0.3 = 0.8 ≥ 0.7; 0.5 alone is not enough
+    const b = logitsOf(probs);
+    topP(0.5).apply(b, ctx([]));
+    assert.deepEqual(kept(b), [1]);
+    const c = logitsOf(probs);
+    topP(0.96).apply(c, ctx([]));
+    assert.deepEqual(kept(c), [0, 1, 2, 3]);
+  });
+
+  test('min-p drops tokens below min_p × top probability', () => {
+    const x = logitsOf([0.5, 0.3, 0.15, 0.05]);
+    minP(0.2).apply(x, ctx([]));
+    assert.deepEqual(kept(x), [0, 1, 2]);
+  });
+
+  test('repetition penalty divides positive and multiplies negative logits of seen tokens', () => {
+    const x = Float32Array.of(2, -2, 1, 5);
+    repetitionPenalty(2).apply(x, ctx([0, 1, 1]));
+    assert.deepEqual(Array.from(x), [1, -4, 1, 5]);
+  });
+
+  test('frequency and presence penalties count generated tokens only', () => {
+    const x = Float32Array.of(0, 0, 0);
+    frequencyPresencePenalty(0.5, 1).apply(x, ctx([2, 0, 0, 1], 1));
+    assert.deepEqual(Array.from(x), [-2, -1.5, 0]);
+  });
+
+  test('no-repeat n-gram bans completing a seen n-gram', () => {
+    const x = Float32Array.of(0, 0, 0, 0, 0, 0, 0);
+    noRepeatNgram(2).apply(x, ctx([5, 6, 3, 5]));
+    assert.deepEqual(kept(x), [0, 1, 2, 3, 4, 5]); // "5 6" seen → 6 banned after 5
+    const y = Float32Array.of(0, 0, 0, 0);
+    noRepeatNgram(3).apply(y, ctx([1, 2, 3, 1, 2]));
+    assert.deepEqual(kept(y), [0, 1, 2]);
+  });
+});
+
+describe('samplers and stopping', () => {
+  test('the seeded RNG is reproducible and uniform', () => {
+    const a = new Rng(42);
+    const b = new Rng(42);
+    const xs = Array.from({ length: 1000 }, () => a.next());
+    assert.deepEqual(
+      xs,
+      Array.from({ length: 1000 }, () => b.next()),
+    );
+    assert.notDeepEqual(
+      xs.slice(0, 10),
+      Array.from({ length: 10 }, () => new Rng(43).next()),
+    );
+    const mean = xs.reduce((s, v) => s + v, 0) / xs.length;
+    assert.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);
+    assert.ok(xs.every((v) => v >= 0 && v < 1));
+  });
+
+  test('multinomial sampling follows the distribution', () => {
+    const probs = [0.1, 0.6, 0.3];
+    const rng = new Rng(7);
+    const counts = [0, 0, 0];
+    const n = 20000;
+    for (let i = 0; i < n; i++) counts[sampleMultinomial(logitsOf(probs), rng)]!++;
+    counts.forEach((c, i) => assert.ok(Math.abs(c / n - probs[i]!) < 0.015, `token ${i}: ${c / n}`));
+    const masked = Float32Array.of(-Infinity, 0, -Infinity);
+    for (let i = 0; i < 100; i++) assert.equal(sampleMultinomial(masked, rng), 1);
+  });
+
+  test('greedy is argmax; softmax sums to 1', () => {
+    assert.equal(argmax(Float32Array.of(0.1, 5, 2)), 1);
+    const p = softmax(Float32Array.of(1, 2, -Infinity));
+    assertClose([p[0]! + p[1]! + p[2]!], [1], 1e-12, 'softmax sum');
+    assert.equal(p[2], 0);
+  });
+
+  test('stopping criteria', () => {
+    const c = { maxNewTokens: 3, eosIds: [0], stopStrings: ['\n\n'] };
+    assert.equal(shouldStop(c, { newIds: [5, 0], text: 'a' }), 'eos');
+    assert.equal(shouldStop(c, { newIds: [5, 6], text: 'a\n\nb' }), 'stop_string');
+    assert.equal(shouldStop(c, { newIds: [5, 6, 7], text: 'abc' }), 'max_new_tokens');
+    assert.equal(shouldStop(c, { newIds: [5], text: 'a' }), null);
+  });
+});
+
+/** A hand-built model: next-token probabilities depend on the last token only. */
+class ToyModel implements StepModel {
+  vocabSize = 4; // 0 = EOS, 1 = A, 2 = B, 3 = C
+  private seqs: number[][] = [];
+  constructor(private readonly table: Record<number, number[]>) {}
+  get length() {
+    return this.seqs[0]?.length ?? 0;
+  }
+  private logits(seq: number[]) {
+    return logitsOf(this.table[seq[seq.length - 1]!]!);
+  }
+  async prefill(p: readonly number[]) {
+    this.seqs = [[...p]];
+    return this.logits(this.seqs[0]!);
+  }
+  expand(n: number) {
+    this.seqs = Array.from({ length: n }, () => [...this.seqs[0]!]);
+  }
+  reorder(from: readonly number[]) {
+    this.seqs = from.map((b) => [...this.seqs[b]!]);
+  }
+  async step(tokens: readonly number[]) {
+    tokens.forEach((t, b) => this.seqs[b]!.push(t));
+    return this.seqs.map((s) => this.logits(s));
+  }
+}
+
+// start (token 3 as BOS here): A 0.55, B 0.45. After A: flat. After B: EOS 0.9.
+const TABLE = { 3: [0.0, 0.55, 0.45, 0.0 + 1e-9], 1: [0.33, 0.33, 0.0 + 1e-9, 0.34], 2: [0.9, 0.05, 0.04, 0.01], 0: [1, 1e-9, 1e-9, 1e-9] };
+
+function opts(strategy: Strategy, extra: Partial<DecodeOptions> = {}): DecodeOptions {
+  return {
+    strategy,
+    promptIds: [3],
+    maxNewTokens: 2,
+    eosIds: [0],
+    stopStrings: [],
+    topAlternatives: 2,
+    decode: (ids) => ids.map((i) => 'EABC'[i]).join(''),
+    tokenText: (i) => 'EABC'[i]!,
+    ...extra,
+  };
+}
+
+describe('beam search', () => {
+  test('finds the most probable sequence where greedy does not', async () => {
+    const greedy = await decodeSingle(new ToyModel(TABLE), opts({ label: 'greedy', kind: 'greedy' }));
+    assert.equal(greedy.text, 'AC'); // 0.55 × 0.34 = 0.187
+    const beam = await beamSearch(new ToyModel(TABLE), opts({ label: 'beam', kind: 'beam', beams: 2, lengthPenalty: 0 }));
+    assert.equal(beam.text, 'BE'); // 0.45 × 0.9 = 0.405, the true best
+    assertClose([beam.score!], [Math.log(0.45 * 0.9)], 1e-6, 'beam score');
+    // exhaustive check: no sequence of ≤ 2 tokens is more probable
+    let best = -Infinity;
+    for (const a of [0, 1, 2, 3]) {
+      const pa = TABLE[3][a]!;
+      if (a === 0) best = Math.max(best, Math.log(pa));
+      else for (const b of [0, 1, 2, 3]) best = Math.max(best, Math.log(pa * TABLE[a as 1 | 2 | 3][b]!));
+    }
+    assertClose([beam.score!], [best], 1e-6, 'beam = exhaustive best');
+    assert.equal(beam.stopReason, 'eos');
+  });
+
+  test('length penalty favours longer hypotheses and all beams are tracked', async () => {
+    const longer = await beamSearch(
+      new ToyModel(TABLE),
+      opts({ label: 'b', kind: 'beam', beams: 3, lengthPenalty: 2 }, { maxNewTokens: 3 }),
+    );
+    assert.ok(longer.steps.length >= 2);
+    assert.equal(longer.steps.length, longer.text.length);
+  });
+
+  test('records raw probabilities, alternatives and metrics', async () => {
+    const g = await decodeSingle(new ToyModel(TABLE), opts({ label: 'greedy', kind: 'greedy' }));
+    assertClose([g.steps[0]!.prob], [0.55], 1e-6, 'p(A)');
+    assert.deepEqual(
+      g.steps[0]!.top.map((t) => t.id),
+      [1, 2],
+    );
+    const m = completionMetrics([1, 2, 3, 4, 1, 2, 3, 4].map((id) => ({ id, text: '', prob: 0.5, entropy: 0, top: [] })));
+    assert.equal(m.meanSurprisalBits, 1);
+    assert.equal(m.repetitionRate, 1);
+    assert.deepEqual(m.loopStart, { step: 0, period: 4 });
+  });
+
+  test('forced prefix (decoding-walk fork) continues from the forced token', async () => {
+    const fork = await decodeSingle(new ToyModel(TABLE), opts({ label: 'greedy', kind: 'greedy' }, { forcedIds: [2] }));
+    assert.equal(fork.text, 'BE');
+  });
+});
+
+describe('KV cache equals full recompute', () => {
+  const models: LoadedModel[] = [];
+  after(async () => Promise.all(models.map((m) => m.release())));
+  for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-neox-seq']) {
+    test(name, async () => {
+      const model = await loadModel(path.join(FIXTURES, 'models', name), { threads: 1, executionProvider: 'cpu' });
+      models.push(model);
+      const kv = new KvStepModel(model);
+      const re = new RecomputeStepModel(model);
+      const prompt = [5, 17, 42, 8, 99];
+      assertClose(await kv.prefill(prompt), await re.prefill(prompt), 1e-4, 'prefill logits');
+      // 3 beams that diverge, get reordered and continue
+      kv.reorder([0, 0, 0]);
+      re.reorder([0, 0, 0]);
+      for (const [step, tokens] of [
+        [0, [3, 4, 5]],
+        [1, [6, 7, 8]],
+        [2, [9, 9, 9]],
+      ] as const) {
+        const a = await kv.step(tokens);
+        const b = await re.step(tokens);
+        for (let i = 0; i < 3; i++) assertClose(a[i]!, b[i]!, 1e-4, `step ${step} beam ${i}`);
+        kv.reorder([2, 0, 0]);
+        re.reorder([2, 0, 0]);
+      }
+      // same greedy and beam completions through both
+      const strat: Strategy = { label: 'beam', kind: 'beam', beams: 3 };
+      const viaKv = await generate(model, { promptIds: prompt, strategy: strat, maxNewTokens: 6 });
+      const viaRe = await generate(
+        model,
+        { promptIds: prompt, strategy: strat, maxNewTokens: 6 },
+        undefined,
+        undefined,
+        new RecomputeStepModel(model),
+      );
+      assert.deepEqual(
+        viaKv.steps.map((s) => s.id),
+        viaRe.steps.map((s) => s.id),
+      );
+    });
+  }
+
+  test('seeded sampling is reproducible; streaming reports every step', async () => {
+    const model = models[1]!;
+    const s: Strategy = { label: 'top-p', kind: 'sample', topP: 0.9, temperature: 0.8, seed: 5 };
+    const seen: number[] = [];
+    const a = await generate(model, { promptIds: [1, 2, 3], strategy: s, maxNewTokens: 12 }, (st) => seen.push(st.id));
+    const b = await generate(model, { promptIds: [1, 2, 3], strategy: s, maxNewTokens: 12 });
+    assert.deepEqual(
+      a.steps.map((x) => x.id),
+      b.steps.map((x) => x.id),
+    );
+    assert.deepEqual(
+      seen,
+      a.steps.map((x) => x.id),
+    );
+    const ctl = new AbortController();
+    ctl.abort();
+    const c = await generate(model, { promptIds: [1, 2, 3], strategy: s, maxNewTokens: 12 }, undefined, ctl.signal);
+    assert.equal(c.stopReason, 'cancelled');
+  });
+});

@@ -1,0 +1,49 @@
+// The panel's state in one object; views subscribe and re-render what changed.
+import type { AnalysisPayload, LensColorMode, PanelSettings, RunState } from '../src/shared/protocol';
+
+export interface AppState {
+  payload: AnalysisPayload | null;
+  runState: RunState;
+  settings: PanelSettings;
+  /** Model name from modelChanged (shown before any analysis). */
+  modelName: string | null;
+  tab: string;
+  /** Selected token position (−1 before any data). */
+  selectedPos: number;
+  /** A second position to highlight (the j of a similarity cell), or null. */
+  highlightPos: number | null;
+  lensColor: LensColorMode;
+  trajectoryDims: 2 | 3;
+  /** Row of the walk shown on the similarity heatmap. */
+  similarityRow: number;
+  /** Tint the token strip by surprisal. */
+  surprisalTint: boolean;
+  /** Bumped on every theme change so views recolour. */
+  themeVersion: number;
+}
+
+export type Key = keyof AppState;
+export type Listener = (s: Readonly<AppState>, changed: ReadonlySet<Key>) => void;
+
+export class Store {
+  private listeners: Listener[] = [];
+  constructor(private s: AppState) {}
+
+  get state(): Readonly<AppState> {
+    return this.s;
+  }
+
+  set(patch: Partial<AppState>): void {
+    const changed = new Set<Key>();
+    for (const k of Object.keys(patch) as Key[]) {
+      if (this.s[k] !== patch[k]) changed.add(k);
+    }
+    if (changed.size === 0) return;
+    this.s = { ...this.s, ...patch };
+    for (const l of this.listeners) l(this.s, changed);
+  }
+
+  subscribe(l: Listener): void {
+    this.listeners.push(l);
+  }
+}
