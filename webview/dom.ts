@@ -10,7 +10,7 @@ export interface ElOptions {
   attrs?: Attrs;
 }
 
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, opts: ElOptions = {}, children: (Node | null | undefined)[] = []): HTMLElementTagNameMap[K];
+export function el<K extends keyof HTMLElementTagNameMap>(tag: K, opts?: ElOptions, children?: (Node | null | undefined)[]): HTMLElementTagNameMap[K];
 export function el(tag: string, opts?: ElOptions, children?: (Node | null | undefined)[]): HTMLElement;
 export function el(tag: string, opts: ElOptions = {}, children: (Node | null | undefined)[] = []): HTMLElement {
   const e = document.createElement(tag);

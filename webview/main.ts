@@ -1,1 +1,153 @@
-export {};
+// The panel's webview app: wires the host bridge, the state store and the views.
+// Handshake: post `ready`; the host answers with runState, settings and the last analysis.
+import type { PersistedState } from '../src/shared/protocol';
+import { el, isEditableTarget } from './dom';
+import { Host, type HostMessage } from './host';
+import { initialPosition, initialSimilarityRow, readPersisted, stepPosition } from './shapeState';
+import { Store, type AppState } from './store';
+import { onThemeChange, readPalette, type Palette } from './theme';
+import type { ViewContext } from './views/context';
+import { createHeader } from './views/header';
+import { createTabs } from './views/tabs';
+import { createTokenStrip } from './views/tokenStrip';
+import { Tooltip } from './views/tooltip';
+
+const host = new Host();
+const restored = readPersisted(host.getState());
+const store = new Store({
+  payload: null,
+  runState: { kind: 'idle' },
+  settings: { lensTopK: 10, overlayEnabled: true },
+  modelName: null,
+  tab: restored.tab,
+  selectedPos: restored.selectedPos,
+  highlightPos: null,
+  lensColor: restored.lensColor,
+  trajectoryDims: restored.trajectoryDims,
+  similarityRow: restored.similarityRow,
+  surprisalTint: true,
+  themeVersion: 0,
+});
+
+let palette: Palette = readPalette();
+let persistedText = restored.text;
+let dataMark: number | null = null;
+
+const ctx: ViewContext = {
+  store,
+  host,
+  palette: () => palette,
+  tooltip: new Tooltip(),
+  select(pos, highlight = null) {
+    const p = store.state.payload;
+    if (!p || pos < 0 || pos >= p.tokens.length) return;
+    store.set({ selectedPos: pos, highlightPos: highlight });
+    host.post({ type: 'selectPosition', runId: p.runId, pos });
+  },
+  painted(view) {
+    if (dataMark === null) return;
+    dataMark = null;
+    // two frames: the first runs before the browser paints the new content
+    requestAnimationFrame(() =>
+      requestAnimationFrame(() => {
+        performance.mark('td:painted');
+        const m = performance.measure('td:data→painted', 'td:analysis', 'td:painted');
+        host.log('info', `Panel: ${view} drawn ${Math.round(m.duration)} ms after the analysis arrived.`);
+      }),
+    );
+  },
+};
+
+function onMessage(m: HostMessage): void {
+  switch (m.type) {
+    case 'analysis': {
+      const p = m.payload;
+      performance.mark('td:analysis');
+      dataMark = performance.now();
+      const sameText = p.text === persistedText;
+      persistedText = p.text;
+      store.set({
+        payload: p,
+        modelName: p.model.name,
+        selectedPos: initialPosition(sameText ? store.state.selectedPos : -1, p.tokens.length),
+        highlightPos: null,
+        similarityRow: initialSimilarityRow(sameText ? store.state.similarityRow : -1, p),
+      });
+      break;
+    }
+    case 'runState':
+      store.set({ runState: m.state });
+      break;
+    case 'settings':
+      store.set({ settings: m.settings });
+      break;
+    case 'selectPosition': {
+      const p = store.state.payload;
+      if (p && m.runId === p.runId && m.pos < p.tokens.length) store.set({ selectedPos: m.pos, highlightPos: null });
+      break;
+    }
+    case 'modelChanged':
+      store.set({ modelName: m.modelName });
+      break;
+  }
+}
+
+function persist(s: Readonly<AppState>): void {
+  const state: PersistedState = {
+    version: 1,
+    text: s.payload?.text ?? persistedText,
+    source: s.payload?.source ?? restored.source,
+    tab: s.tab,
+    selectedPos: s.selectedPos,
+    similarityRow: s.similarityRow,
+    lensColor: s.lensColor,
+    trajectoryDims: s.trajectoryDims,
+  };
+  host.setState(state);
+}
+
+function emptyState(): HTMLElement {
+  const box = el('div', { class: 'td-empty' }, [
+    el('span', { class: 'codicon codicon-pulse empty-icon', attrs: { 'aria-hidden': 'true' } }),
+    el('h2', { text: 'No analysis yet' }),
+    el('p', { text: 'Select text and run Transformer Dynamics: Analyze Selection.' }),
+  ]);
+  const render = (s: Readonly<AppState>) => {
+    box.hidden = !!s.payload || s.runState.kind === 'running';
+  };
+  store.subscribe((s, changed) => (changed.has('payload') || changed.has('runState')) && render(s));
+  render(store.state);
+  return box;
+}
+
+function mount(): void {
+  const app = document.getElementById('app') ?? document.body.appendChild(el('div', { attrs: { id: 'app' } }));
+  const tabs = createTabs(ctx);
+  const main = el('main', { class: 'td-main' }, [createTokenStrip(ctx), tabs]);
+  app.append(createHeader(ctx), emptyState(), main);
+  const showMain = (s: Readonly<AppState>) => (main.hidden = !s.payload);
+  showMain(store.state);
+  store.subscribe((s, changed) => {
+    if (changed.has('payload')) showMain(s);
+    if (['payload', 'tab', 'selectedPos', 'similarityRow', 'lensColor', 'trajectoryDims'].some((k) => changed.has(k as keyof AppState))) persist(s);
+  });
+
+  document.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight') return;
+    if (ev.altKey || ev.ctrlKey || ev.metaKey || isEditableTarget(ev.target)) return;
+    const p = store.state.payload;
+    if (!p) return;
+    ev.preventDefault();
+    ctx.select(stepPosition(store.state.selectedPos, ev.key === 'ArrowLeft' ? -1 : 1, p.tokens.length));
+  });
+  onThemeChange(() => {
+    palette = readPalette();
+    store.set({ themeVersion: store.state.themeVersion + 1 });
+  });
+  window.addEventListener('error', (ev) => host.log('error', `Webview error: ${ev.message}`));
+  window.addEventListener('unhandledrejection', (ev) => host.log('error', `Webview error: ${String((ev as PromiseRejectionEvent).reason)}`));
+}
+
+mount();
+host.listen(onMessage);
+host.post({ type: 'ready' });

@@ -8,6 +8,7 @@ import type { ActivationCache, Analysis, LensTable, Token, WalkMetrics } from '.
 import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
 import { pca, project } from './analysis/pca';
 import { repeatedNgrams } from './analysis/repetition';
+import { normsAfterFinal } from './queries';
 
 export interface AnalyzeRequest {
   /** The text to analyse (tokenized with the model's tokenizer). */
@@ -260,6 +261,7 @@ export function walkMetrics(cache: ActivationCache, ids: number[], row: number):
   const st = steps(cache.resid, shape);
   return {
     norms: norms(cache.resid, shape),
+    normsFinal: new Float32Array(0),
     stepSize: st.size,
     stepCos: st.cos,
     cosToFinal: cosToFinal(cache.resid, shape),

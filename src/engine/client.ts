@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { EngineError, deserializeError } from './errors';
 import { isWorkerReply, type WorkerReply, type WorkerRequest, type WorkerStats } from './ipc';
 import type { AnalyzeRequest } from './analyze';
-import type { CacheQuery, EngineLoadRequest } from './engine';
+import type { CacheQuery, CacheQueryResults, EngineLoadRequest } from './engine';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
@@ -126,14 +126,14 @@ export class EngineClient {
   }
 
   /** Runs an analysis; with returnCache false the residual streams stay in the worker. */
-  async analyze(req: AnalyzeRequest, signal?: AbortSignal, returnCache = true): Promise<Analysis> {
+  async analyze(req: AnalyzeRequest, signal?: AbortSignal, returnCache = true, runId = 0): Promise<Analysis> {
     await this.ensureLoaded();
     if (signal?.aborted) throw new EngineError('CANCELLED', 'The analysis was cancelled.');
     const id = this.nextId++;
     const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const reply = await this.request({ kind: 'analyze', request: req, returnCache }, id);
+      const reply = await this.request({ kind: 'analyze', request: req, returnCache, runId }, id);
       if (reply.kind !== 'analysis') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
       return reply.analysis;
     } finally {
@@ -157,10 +157,10 @@ export class EngineClient {
     }
   }
 
-  async query(q: CacheQuery): Promise<Float32Array> {
+  async query<Q extends CacheQuery>(q: Q): Promise<CacheQueryResults[Q['type']]> {
     const reply = await this.request({ kind: 'query', query: q });
     if (reply.kind !== 'queryResult') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
-    return reply.value;
+    return reply.value as CacheQueryResults[Q['type']];
   }
 
   async stats(): Promise<WorkerStats> {

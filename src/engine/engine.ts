@@ -3,14 +3,33 @@
 import { analyze, type AnalyzeRequest } from './analyze';
 import { EngineError } from './errors';
 import { loadModel, type LoadedModel, type LoadOptions } from './model';
-import type { Analysis, ModelInfo } from '../shared/analysis';
+import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult } from '../shared/analysis';
+import { attentionStats, clusters, headPattern, promptDiff, proximity } from './queries';
 import { similarityMatrix } from './analysis/walk';
 import { generate } from './generate';
 import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
-/** Questions about the last analysis, answered from the activation cache the engine keeps. */
-export type CacheQuery = { type: 'similarity'; row: number };
-export type CacheQueryResult = Float32Array;
+/** Questions about a recent analysis (by runId), answered from the activation cache the engine keeps. */
+export type CacheQuery =
+  | { type: 'similarity'; runId: number; row: number }
+  | { type: 'headStats'; runId: number; maxOffset?: number }
+  | { type: 'pattern'; runId: number; layer: number; head: number }
+  | { type: 'proximity'; runId: number; pos: number }
+  | { type: 'clusters'; runId: number; row: number }
+  | { type: 'diff'; runId: number; otherRunId: number };
+
+export interface CacheQueryResults {
+  similarity: Float32Array;
+  headStats: HeadStatsResult;
+  pattern: Float32Array;
+  proximity: ProximityResult;
+  clusters: ClustersResult;
+  diff: DiffResult;
+}
+export type CacheQueryResult = CacheQueryResults[keyof CacheQueryResults];
+
+/** Analyses kept for on-demand views (the panel's current run and a prompt-diff partner). */
+const KEEP_ANALYSES = 4;
 
 export interface EngineLoadRequest extends LoadOptions {
   dir: string;
@@ -20,7 +39,7 @@ export class Engine {
   private model: LoadedModel | null = null;
   private loading: Promise<LoadedModel> | null = null;
   private key = '';
-  private last: Analysis | null = null;
+  private readonly kept = new Map<number, Analysis>();
 
   get current(): LoadedModel | null {
     return this.model;
@@ -33,7 +52,7 @@ export class Engine {
     if (this.loading) await this.loading.catch(() => undefined);
     const previous = this.model;
     this.model = null;
-    this.last = null;
+    this.kept.clear();
     this.key = '';
     if (previous) await previous.release();
     this.loading = loadModel(req.dir, req);
@@ -51,9 +70,17 @@ export class Engine {
     return this.model;
   }
 
-  async analyze(req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
+  async analyze(req: AnalyzeRequest, signal?: AbortSignal, runId = 0): Promise<Analysis> {
     const a = await analyze(this.requireModel(), req, signal);
-    this.last = a;
+    this.kept.delete(runId);
+    this.kept.set(runId, a);
+    while (this.kept.size > KEEP_ANALYSES) this.kept.delete(this.kept.keys().next().value!);
+    return a;
+  }
+
+  private analysis(runId: number): Analysis {
+    const a = this.kept.get(runId);
+    if (!a) throw new EngineError('BAD_REQUEST', 'That analysis is no longer in memory; run it again.');
     return a;
   }
 
@@ -61,23 +88,31 @@ export class Engine {
     return generate(this.requireModel(), req, onStep, signal);
   }
 
-  /** Answers a query about the last analysis (on-demand views). */
-  query(q: CacheQuery): CacheQueryResult {
-    const a = this.last;
-    if (!a) throw new EngineError('BAD_REQUEST', 'No analysis has been run yet.');
+  /** Answers a query about a kept analysis (on-demand views). */
+  async query(q: CacheQuery): Promise<CacheQueryResult> {
+    const a = this.analysis(q.runId);
     const c = a.cache;
     switch (q.type) {
       case 'similarity':
-        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers)
-          throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
+        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
         return similarityMatrix(c.resid, { rows: c.n_layers + 1, pos: c.pos, d: c.d_model }, q.row);
+      case 'headStats':
+        return attentionStats(a, q.maxOffset);
+      case 'pattern':
+        return headPattern(a, q.layer, q.head);
+      case 'proximity':
+        return proximity(this.requireModel(), a, q.pos);
+      case 'clusters':
+        return clusters(a, q.row);
+      case 'diff':
+        return promptDiff(a, this.analysis(q.otherRunId));
     }
   }
 
   async dispose(): Promise<void> {
     const m = this.model;
     this.model = null;
-    this.last = null;
+    this.kept.clear();
     if (m) await m.release();
   }
 }

@@ -1,14 +1,14 @@
 // Messages between the extension host (EngineClient) and the engine worker process.
 // Sent with Node's "advanced" serialization, so typed arrays cross intact.
 import type { AnalyzeRequest } from './analyze';
-import type { CacheQuery, EngineLoadRequest } from './engine';
+import type { CacheQuery, CacheQueryResult, EngineLoadRequest } from './engine';
 import type { SerializedError } from './errors';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
 export type WorkerRequest =
   | { kind: 'load'; id: number; request: EngineLoadRequest }
-  | { kind: 'analyze'; id: number; request: AnalyzeRequest; returnCache: boolean }
+  | { kind: 'analyze'; id: number; request: AnalyzeRequest; returnCache: boolean; runId: number }
   | { kind: 'query'; id: number; query: CacheQuery }
   | { kind: 'generate'; id: number; request: GenerateRequest }
   | { kind: 'cancel'; id: number }
@@ -27,7 +27,7 @@ export type WorkerReply =
   | { kind: 'loaded'; id: number; info: ModelInfo; loadMs: number }
   | { kind: 'analysis'; id: number; analysis: Analysis }
   | { kind: 'stats'; id: number; stats: WorkerStats }
-  | { kind: 'queryResult'; id: number; value: Float32Array }
+  | { kind: 'queryResult'; id: number; value: CacheQueryResult }
   | { kind: 'genStep'; id: number; step: GenStep; index: number }
   | { kind: 'completion'; id: number; completion: Completion }
   | { kind: 'done'; id: number }

@@ -17,6 +17,11 @@ export interface LoadedModel {
   tokenizer: TextTokenizer;
   forward: Session;
   lens: Session;
+  /** ln_final weights (and bias), kept for measures computed in JS. */
+  lnFinal: { w: Float32Array; b: Float32Array | null };
+  /** ‖W_U[:, t]‖ and ‖W_E[t]‖ for every token t [d_vocab]. */
+  unembedNorms: Float32Array;
+  embedNorms: Float32Array;
   loadMs: number;
   release(): Promise<void>;
 }
@@ -58,7 +63,19 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   }
   const reader = weightReader(spec, ckpt.weights);
   const forwardBytes = buildForwardGraph(spec, reader, { patterns: opts.patterns ?? true }).encode();
-  const lensBytes = buildLensGraph(spec, reader.globals()).encode();
+  const globals = reader.globals();
+  const lensBytes = buildLensGraph(spec, globals).encode();
+  const rowNorms = (m: Float32Array) => {
+    const out = new Float32Array(spec.dVocab);
+    for (let t = 0; t < spec.dVocab; t++) {
+      let s = 0;
+      for (let i = 0; i < spec.dModel; i++) s += m[t * spec.dModel + i]! ** 2;
+      out[t] = Math.sqrt(s);
+    }
+    return out;
+  };
+  const unembedNorms = rowNorms(globals.unembed);
+  const embedNorms = globals.unembed === globals.embed ? unembedNorms : rowNorms(globals.embed);
   const forward = await createSession(forwardBytes, opts);
   let lens: Session;
   try {
@@ -76,6 +93,9 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     tokenizer,
     forward,
     lens,
+    lnFinal: { w: globals.lnFinal.w, b: globals.lnFinal.b },
+    unembedNorms,
+    embedNorms,
     loadMs: performance.now() - t0,
     async release() {
       await forward.release();

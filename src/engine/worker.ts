@@ -23,7 +23,7 @@ async function handle(msg: WorkerRequest): Promise<void> {
     case 'analyze': {
       const ctl = running.get(msg.id) ?? new AbortController();
       try {
-        const analysis = await engine.analyze(msg.request, ctl.signal);
+        const analysis = await engine.analyze(msg.request, ctl.signal, msg.runId);
         // The host rarely needs the activation cache itself: the engine keeps it for queries.
         const empty = new Float32Array(0);
         const cache = msg.returnCache ? analysis.cache : { ...analysis.cache, resid: empty, residMid: empty, patterns: null };
@@ -48,7 +48,7 @@ async function handle(msg: WorkerRequest): Promise<void> {
       return;
     }
     case 'query':
-      send({ kind: 'queryResult', id: msg.id, value: engine.query(msg.query) });
+      send({ kind: 'queryResult', id: msg.id, value: await engine.query(msg.query) });
       return;
     case 'stats': {
       const mem = process.memoryUsage();

@@ -162,6 +162,7 @@ export class Ctx implements vscode.Disposable {
             { text, topK: this.config.lensTopK, maxTokens: this.config.maxTokens, patterns: this.config.attentionPatterns },
             ctl.signal,
             false,
+            id,
           );
           if (this.running?.id !== id) throw new EngineError('CANCELLED', 'superseded');
           const payload = analysisToPayload({ ...analysis, model: { ...analysis.model, name: choice.name } }, id, input.source);
@@ -255,7 +256,7 @@ export class Ctx implements vscode.Disposable {
       case 'similarity': {
         const q = params as RequestMap['similarity']['params'];
         if (!this.last || this.last.payload.runId !== q.runId) throw new Error('That analysis is no longer loaded; run it again.');
-        return (await this.engine.query({ type: 'similarity', row: q.row })) as RequestMap[M]['result'];
+        return (await this.engine.query({ type: 'similarity', runId: q.runId, row: q.row })) as RequestMap[M]['result'];
       }
       case 'exportAnalysis':
         return (await this.exportAnalysis((params as RequestMap['exportAnalysis']['params']).format)) as RequestMap[M]['result'];

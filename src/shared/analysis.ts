@@ -71,6 +71,7 @@ export interface RepeatedNgram {
 /** Derived measures of the walk (METRICS.md), computed by the engine after a run. */
 export interface WalkMetrics {
   norms: Float32Array; // [rows, pos] ||x||
+  normsFinal: Float32Array; // [rows, pos] ||ln_final(x)|| ("the ball" after the final norm)
   stepSize: Float32Array; // [n_layers, pos] ||resid_post[L] − resid_pre[L]||
   stepCos: Float32Array; // [n_layers, pos] cos(resid_pre[L], resid_post[L])
   cosToFinal: Float32Array; // [rows, pos]
@@ -113,4 +114,49 @@ export function residRow(hookName: string, nLayers: number): number | null {
   const L = Number(m[1]);
   if (L >= nLayers) return null;
   return m[2] === 'pre' ? L : L + 1;
+}
+
+/** Attention head statistics (METRICS.md "Attention"), all laid out [n_layers, n_heads, …]. */
+export interface HeadStatsResult {
+  n_layers: number;
+  n_heads: number;
+  maxOffset: number;
+  kernel: Float32Array; // [n_layers, n_heads, maxOffset+1]
+  kernelNorm: Float32Array; // same, normalised by the uniform baseline 1/(q+1)
+  selfBias: Float32Array; // [n_layers, n_heads]
+  induction: Float32Array; // [n_layers, n_heads], NaN when the text has no repeated token
+}
+
+/** Angular proximity over the whole vocabulary at one position (final layer). */
+export interface ProximityResult {
+  pos: number;
+  logits: Float32Array; // [d_vocab]
+  cos: Float32Array; // [d_vocab] cos(ln_final(x), W_U[:, t])
+  unembedNorms: Float32Array; // [d_vocab] ‖W_U[:, t]‖
+  xNorm: number; // ‖ln_final(x)‖
+  spearman: number;
+  k: number;
+  topByLogit: number[];
+  topByCos: number[];
+  topkOverlap: number; // |top-k(logit) ∩ top-k(cos)| / k
+}
+
+export interface ClustersResult {
+  row: number;
+  similarity: Float32Array; // [pos, pos]
+  order: number[];
+  merges: { a: number; b: number; height: number; size: number }[];
+}
+
+export interface DiffResult {
+  rows: number;
+  /** cos(resid_A[r, last], resid_B[r, last]) per row */
+  cosine: Float32Array;
+  /** last-token trajectories of both runs in one PCA basis: [rows, k] each */
+  coordsA: Float32Array;
+  coordsB: Float32Array;
+  k: number;
+  explained: number[];
+  /** First row from which the two stay apart (cos < 0.9), or null. */
+  divergeRow: number | null;
 }

@@ -108,12 +108,12 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
           uirevision: `${p.runId}-3d`,
           scene: {
             bgcolor: c(pal.bg),
-            xaxis: { ...ax, title: { text: pcAxisTitle(0, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false } as Layout['scene']['xaxis'],
-            yaxis: { ...ax, title: { text: pcAxisTitle(1, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false } as Layout['scene']['yaxis'],
-            zaxis: { ...ax, title: { text: pcAxisTitle(2, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false } as Layout['scene']['zaxis'],
+            xaxis: { ...ax, title: { text: pcAxisTitle(0, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
+            yaxis: { ...ax, title: { text: pcAxisTitle(1, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
+            zaxis: { ...ax, title: { text: pcAxisTitle(2, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
             aspectmode: 'cube',
           },
-        }
+        } as Partial<Layout>
       : {
           ...base,
           uirevision: `${p.runId}-2d`,

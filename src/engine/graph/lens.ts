@@ -11,7 +11,8 @@
 //   top_ids [layers, chunk, k] int64, top_probs [layers, chunk, k], entropy (nats),
 //   next_logprob, next_rank (number of tokens with a strictly larger logit),
 //   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
-//   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1])
+//   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
+//   logits [layers, chunk, d_vocab] (fetch only for a few positions)
 import { GraphBuilder } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
@@ -88,5 +89,7 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights): GraphBu
   g.output('copy_mass', copyMass, 'float32', LC);
   g.output('cos_next', cosNext, 'float32', LC);
   g.output('cos_pred', cosPred, 'float32', LC);
+  // Full lens logits, fetched only for single-position views (angular proximity).
+  g.output('logits', logits, 'float32', [...LC, V]);
   return g;
 }

@@ -1,0 +1,46 @@
+// The panel's tabs, in order. A new view (attention, proximity, completions) is one more
+// factory here: it receives the ViewContext and returns a TabView.
+import '@vscode-elements/elements/dist/vscode-tabs/index.js';
+import '@vscode-elements/elements/dist/vscode-tab-header/index.js';
+import '@vscode-elements/elements/dist/vscode-tab-panel/index.js';
+import { el } from '../dom';
+import type { TabFactory, TabView, ViewContext } from './context';
+import { lensTab } from './lensTable';
+import { repetitionTab } from './repetition';
+import { trajectoriesTab } from './trajectories';
+
+export const TABS: TabFactory[] = [lensTab, trajectoriesTab, repetitionTab];
+
+/** Builds the vscode-tabs element; the selected tab follows the store's `tab`. */
+export function createTabs(ctx: ViewContext): HTMLElement {
+  const views: TabView[] = TABS.map((f) => f(ctx));
+  const tabs = el('vscode-tabs', { class: 'td-tabs', attrs: { panel: true } }) as HTMLElement & { selectedIndex: number };
+  for (const v of views) {
+    tabs.append(
+      el('vscode-tab-header', { text: v.title, attrs: { slot: 'header', panel: true, 'data-tab': v.id } }),
+      el('vscode-tab-panel', { class: `tab-${v.id}`, attrs: { panel: true } }, [v.el]),
+    );
+  }
+  const indexOf = (id: string) => Math.max(0, views.findIndex((v) => v.id === id));
+  let current = -1;
+  const show = (i: number) => {
+    if (i === current) return;
+    current = i;
+    ctx.tooltip.hide();
+    views.forEach((v, k) => v.setActive(k === i));
+  };
+  tabs.selectedIndex = indexOf(ctx.store.state.tab);
+  tabs.addEventListener('vsc-tabs-select', (ev) => {
+    const i = (ev as CustomEvent<{ selectedIndex: number }>).detail.selectedIndex;
+    ctx.store.set({ tab: views[i]?.id ?? views[0]!.id });
+  });
+  ctx.store.subscribe((s, changed) => {
+    if (!changed.has('tab')) return;
+    const i = indexOf(s.tab);
+    if (tabs.selectedIndex !== i) tabs.selectedIndex = i;
+    show(i);
+  });
+  // Lit renders asynchronously: activate once the panels are laid out.
+  requestAnimationFrame(() => show(indexOf(ctx.store.state.tab)));
+  return tabs;
+}
