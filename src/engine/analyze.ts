@@ -95,6 +95,7 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     tokens.map((t) => t.id),
     cache.cache.n_layers,
   );
+  walk.normsFinal = normsAfterFinal(model, cache.cache);
   const vocab: Record<number, string> = {};
   for (const t of tokens) vocab[t.id] = t.text;
   for (const id of lens.topIds) vocab[id] ??= model.tokenizer.tokenText(id);

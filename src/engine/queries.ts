@@ -32,8 +32,7 @@ export function applyLnFinal(spec: ModelSpec, ln: { w: Float32Array; b: Float32A
 }
 
 /** ‖ln_final(x)‖ for every row × position → [rows, pos] ("the ball" after the final norm). */
-export function normsAfterFinal(model: LoadedModel, a: Analysis): Float32Array {
-  const c = a.cache;
+export function normsAfterFinal(model: LoadedModel, c: Analysis['cache']): Float32Array {
   const rows = c.n_layers + 1;
   const out = new Float32Array(rows * c.pos);
   for (let i = 0; i < rows * c.pos; i++) {

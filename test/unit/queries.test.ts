@@ -40,6 +40,8 @@ describe('queries on stories260K', { skip }, () => {
       const xn = x.map((v, i) => (v / Math.sqrt(ms + 1e-5)) * normW[i]!);
       const xNorm = Math.sqrt(xn.reduce((s, v) => s + v * v, 0));
       assertClose([p.xNorm], [xNorm], 1e-4, '‖x‖');
+      const a = await engine.analyze({ ids: g.ids, topK: 5, maxTokens: 512, patterns: false }, undefined, 9);
+      assertClose([a.walk.normsFinal[g.n_layers * g.ids.length + pos]!], [xNorm], 1e-4, 'the ball: norm after ln_final');
       let worst = 0;
       for (let t = 0; t < 512; t++) {
         let dot = 0;
