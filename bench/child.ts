@@ -1,0 +1,69 @@
+// One benchmark configuration in its own process (so peak RSS is its own):
+//   node out/bench/child.js <mode> <model_dir> <ids.json> <threads> <repeats> [contexts]
+// mode "analysis": load, time to first result, then `repeats` full analyses.
+// mode "generation": per-token step time with KV cache vs full recompute at given contexts.
+import * as fs from 'node:fs';
+import { loadModel } from '../src/engine/model';
+import { analyze } from '../src/engine/analyze';
+import { KvStepModel, RecomputeStepModel } from '../src/engine/generate/generator';
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+async function main(): Promise<void> {
+  const [mode, dir, idsFile, threadsArg, repeatsArg, ctxArg] = process.argv.slice(2);
+  const ids = JSON.parse(fs.readFileSync(idsFile!, 'utf8')) as number[];
+  const threads = Number(threadsArg);
+  const repeats = Number(repeatsArg);
+  const t0 = performance.now();
+  const model = await loadModel(dir!, { threads, executionProvider: 'cpu', patterns: mode === 'analysis' });
+  const loadMs = performance.now() - t0;
+  const out: Record<string, unknown> = { loadMs };
+  if (mode === 'analysis') {
+    await analyze(model, { ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
+    out.firstResultMs = performance.now() - t0;
+    await analyze(model, { ids, topK: 5, maxTokens: 1 << 20, patterns: true }); // warm-up at full size
+    const runs = [];
+    for (let i = 0; i < repeats; i++) {
+      const a = await analyze(model, { ids, topK: 5, maxTokens: 1 << 20, patterns: true });
+      runs.push({ totalMs: a.timings.totalMs, forwardMs: a.timings.forwardMs, lensMs: a.timings.lensMs, metricsMs: a.timings.metricsMs });
+    }
+    out.runs = runs;
+    out.medianMs = median(runs.map((r) => r.totalMs));
+  } else {
+    const contexts = (ctxArg ?? '64,256,512').split(',').map(Number);
+    const rows = [];
+    for (const C of contexts) {
+      if (C + 17 > model.spec.maxPositions || C > ids.length) continue;
+      const prompt = ids.slice(0, C);
+      const kv = new KvStepModel(model);
+      await kv.prefill(prompt);
+      const steps: number[] = [];
+      for (let i = 0; i < 16; i++) {
+        const s = performance.now();
+        await kv.step([ids[C + i] ?? 1]);
+        steps.push(performance.now() - s);
+      }
+      const re = new RecomputeStepModel(model);
+      await re.prefill(prompt);
+      const full: number[] = [];
+      for (let i = 0; i < Math.max(2, Math.min(repeats, 5)); i++) {
+        const s = performance.now();
+        await re.step([ids[C + i] ?? 1]);
+        full.push(performance.now() - s);
+      }
+      rows.push({ context: C, kvStepMs: median(steps.slice(2)), recomputeStepMs: median(full) });
+    }
+    out.generation = rows;
+  }
+  out.peakRssMb = process.resourceUsage().maxRSS / 1024;
+  await model.release();
+  process.stdout.write(JSON.stringify(out));
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(String((e as Error).stack ?? e));
+  process.exit(1);
+});

@@ -1,0 +1,245 @@
+// `npm run bench`: every figure is a ratio measured in this run, on this machine.
+//  1. full analysis vs the FLOP bound (GEMM peak measured here with onnxruntime) and vs a
+//     PyTorch eager reference (time and peak RSS), at 128 / 512 / 1024 tokens;
+//  2. scaling exponents of time and memory; 3. model load vs reading the weight files;
+//  4. generation: KV-cache step vs full recompute.
+// Writes bench/results/<date>.json and .md. Options: --quick (fewer sizes/repeats),
+// --no-torch (skip the PyTorch column), --models gpt2,bundled,stories.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { GraphBuilder } from '../src/engine/onnx/builder';
+import { createSession } from '../src/engine/runtime/ort';
+import { specFromConfig, type ModelSpec } from '../src/engine/arch/spec';
+import { TextTokenizer } from '../src/engine/tokenizer';
+import { convertLlama2c } from '../tools/convert/llama2c';
+import { makeRandomGpt2 } from './checkpoints';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
+const CACHE = path.join(ROOT, '.cache', 'bench');
+const args = new Set(process.argv.slice(2));
+const quick = args.has('--quick');
+const THREADS = Math.min(os.availableParallelism(), 8);
+const PY = '/usr/bin/python3';
+
+interface ModelCase {
+  key: string;
+  label: string;
+  dir: string;
+  sizes: number[];
+}
+
+function log(s: string): void {
+  process.stderr.write(`${s}\n`);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
+
+/** GEMM rate (GFLOP/s) of onnxruntime MatMul [M,K]×[K,N] after warm-up. */
+async function gemmRate(M: number, K: number, N: number): Promise<number> {
+  const g = new GraphBuilder('gemm');
+  const a = g.input('a', 'float32', [M, K]);
+  const w = new Float32Array(K * N);
+  for (let i = 0; i < w.length; i++) w[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+  g.output('y', g.op('MatMul', [a, g.initializer('w', w, [K, N])]), 'float32', [M, N]);
+  const s = await createSession(g.encode(), { threads: THREADS, executionProvider: 'cpu' });
+  const x = new Float32Array(M * K).map((_, i) => (i % 7) / 7);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    await s.run({ a: { data: x, dims: [M, K] } }, ['y']);
+    times.push(performance.now() - t);
+  }
+  await s.release();
+  const best = Math.min(...times.slice(2));
+  return (2 * M * K * N) / (best / 1000) / 1e9;
+}
+
+/** FLOPs of one full analysis: forward (dense, full attention squares) + lens over n_layers+1 rows. */
+function analysisFlops(s: ModelSpec, T: number): { model: number; lens: number } {
+  const q = s.nHeads * s.headDim;
+  const kv = s.nKvHeads * s.headDim;
+  const perLayer = 2 * T * (s.dModel * (q + 2 * kv) + q * s.dModel) + 2 * T * s.dModel * s.dMlp * (s.gatedMlp ? 3 : 2) + 4 * T * T * q;
+  return { model: s.nLayers * perLayer + 2 * s.dModel * s.dVocab, lens: 2 * (s.nLayers + 1) * T * s.dModel * s.dVocab };
+}
+
+function child(mode: string, dir: string, idsFile: string, repeats: number, extra: string[] = []): Record<string, unknown> {
+  const r = spawnSync(process.execPath, ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) throw new Error(`bench child failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+function torchRun(dir: string, idsFile: string, repeats: number): Record<string, unknown> | null {
+  if (args.has('--no-torch')) return null;
+  const r = spawnSync(PY, [path.join(ROOT, 'bench', 'reference', 'pytorch_analysis.py'), dir, idsFile, '--threads', String(THREADS), '--repeats', String(repeats)], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0) {
+    log(`PyTorch reference unavailable (${(r.stderr || r.error?.message || '').split('\n').slice(-3).join(' ')}); install python3-torch python3-numpy libopenblas0-pthread`);
+    return null;
+  }
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+/** Fits y = c·x^e by least squares on logs; returns e. */
+function exponent(xs: number[], ys: number[]): number {
+  const lx = xs.map(Math.log);
+  const ly = ys.map(Math.log);
+  const mx = lx.reduce((a, b) => a + b) / lx.length;
+  const my = ly.reduce((a, b) => a + b) / ly.length;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < lx.length; i++) {
+    num += (lx[i]! - mx) * (ly[i]! - my);
+    den += (lx[i]! - mx) ** 2;
+  }
+  return num / den;
+}
+
+function corpusIds(dir: string, n: number): number[] {
+  const tk = new TextTokenizer(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
+  const text = fs.readFileSync(path.join(SHARED, 'moby-dick', 'moby-dick.txt'), 'utf8').slice(200000, 200000 + n * 8);
+  const ids = tk.encodeIds(text, false);
+  if (ids.length < n) throw new Error(`only ${ids.length} tokens of text`);
+  return ids.slice(0, n);
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(CACHE, { recursive: true });
+  const wanted = new Set((process.argv.find((a) => a.startsWith('--models='))?.slice(9) ?? 'gpt2,bundled,stories').split(','));
+  const cases: ModelCase[] = [];
+  if (wanted.has('gpt2')) {
+    log('preparing the GPT-2-small-shaped random checkpoint…');
+    cases.push({ key: 'gpt2-small-random', label: 'GPT-2 small shape (124 M, random weights)', dir: makeRandomGpt2(path.join(CACHE, 'gpt2-small-random'), path.join(SHARED, 'gpt2-bpe')), sizes: quick ? [128, 512] : [128, 512, 1024] });
+  }
+  const bundled = path.join(ROOT, 'media', 'models', 'td-mini');
+  if (wanted.has('bundled') && fs.existsSync(path.join(bundled, 'model.safetensors'))) cases.push({ key: 'td-mini', label: 'td-mini (bundled)', dir: bundled, sizes: quick ? [128, 512] : [128, 256, 512] });
+  if (wanted.has('stories')) {
+    const dir = path.join(CACHE, 'stories260K');
+    convertLlama2c(path.join(SHARED, 'stories260K', 'stories260K.bin'), path.join(SHARED, 'stories260K', 'tok512.bin'), dir);
+    cases.push({ key: 'stories260K', label: 'stories260K (llama2.c)', dir, sizes: quick ? [128, 512] : [128, 256, 512] });
+  }
+
+  log(`measuring onnxruntime GEMM peak with ${THREADS} threads…`);
+  const gemm = {
+    '512x768x3072': await gemmRate(512, 768, 3072),
+    '512x3072x768': await gemmRate(512, 3072, 768),
+    '512x768x8192': await gemmRate(512, 768, 8192),
+  };
+  const peak = Math.max(...Object.values(gemm));
+  log(`GEMM peak ${peak.toFixed(0)} GFLOP/s`);
+
+  const results: Record<string, unknown>[] = [];
+  for (const c of cases) {
+    const spec = specFromConfig(JSON.parse(fs.readFileSync(path.join(c.dir, 'config.json'), 'utf8')));
+    const maxT = Math.max(...c.sizes);
+    const allIds = corpusIds(c.dir, Math.min(maxT + 32, spec.maxPositions));
+    const rows: Record<string, unknown>[] = [];
+    for (const T of c.sizes) {
+      if (T > spec.maxPositions) continue;
+      const idsFile = path.join(CACHE, `${c.key}-${T}.json`);
+      fs.writeFileSync(idsFile, JSON.stringify(allIds.slice(0, T)));
+      log(`${c.key}: analysis at ${T} tokens…`);
+      const ours = child('analysis', c.dir, idsFile, quick ? 2 : 3);
+      const torch = torchRun(c.dir, idsFile, quick ? 2 : 3);
+      const flops = analysisFlops(spec, T);
+      const boundMs = ((flops.model + flops.lens) / (peak * 1e9)) * 1000;
+      const torchMs = torch ? median((torch.runs as { total_ms: number }[]).map((r) => r.total_ms)) : null;
+      rows.push({
+        tokens: T,
+        oursMs: ours.medianMs,
+        forwardMs: median((ours.runs as { forwardMs: number }[]).map((r) => r.forwardMs)),
+        lensMs: median((ours.runs as { lensMs: number }[]).map((r) => r.lensMs)),
+        boundMs,
+        vsBound: (ours.medianMs as number) / boundMs,
+        torchMs,
+        speedupVsTorch: torchMs ? torchMs / (ours.medianMs as number) : null,
+        oursRssMb: ours.peakRssMb,
+        torchRssMb: torch?.peak_rss_mb ?? null,
+        rssRatio: torch ? (ours.peakRssMb as number) / (torch.peak_rss_mb as number) : null,
+        torchBlas: torch ? { blas: torch.blas, loaded: torch.blas_libraries_loaded } : null,
+        loadMs: ours.loadMs,
+        firstResultMs: ours.firstResultMs,
+      });
+    }
+    const ts = rows.map((r) => r.tokens as number);
+    const weightFile = path.join(c.dir, 'model.safetensors');
+    const t0 = performance.now();
+    fs.readFileSync(weightFile);
+    const readMs = performance.now() - t0;
+    const genIds = path.join(CACHE, `${c.key}-gen.json`);
+    fs.writeFileSync(genIds, JSON.stringify(allIds));
+    log(`${c.key}: generation steps…`);
+    const gen = child('generation', c.dir, genIds, 3, [[64, 256, 512].filter((x) => x + 17 <= spec.maxPositions).join(',')]);
+    results.push({
+      model: c.key,
+      label: c.label,
+      params: spec.nLayers,
+      analysis: rows,
+      scaling: {
+        timeExponent: ts.length > 1 ? exponent(ts, rows.map((r) => r.oursMs as number)) : null,
+        rssExponent: ts.length > 1 ? exponent(ts, rows.map((r) => r.oursRssMb as number)) : null,
+      },
+      load: { firstResultMs: rows[0]?.firstResultMs, readWeightsMs: readMs, ratio: (rows[0]?.firstResultMs as number) / readMs },
+      generation: gen.generation,
+    });
+  }
+  const date = new Date().toISOString().slice(0, 10);
+  const out = {
+    date,
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version, threads: THREADS },
+    gemm: { ...gemm, peak },
+    results,
+  };
+  fs.mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
+  fs.writeFileSync(path.join(ROOT, 'bench', 'results', `${date}.json`), JSON.stringify(out, null, 1));
+  const md = markdown(out);
+  fs.writeFileSync(path.join(ROOT, 'bench', 'results', `${date}.md`), md);
+  process.stdout.write(md);
+}
+
+function f(x: unknown, digits = 2): string {
+  return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '—';
+}
+
+function markdown(o: { date: string; machine: Record<string, unknown>; gemm: Record<string, number>; results: Record<string, unknown>[] }): string {
+  const lines = [
+    `## Benchmarks (${o.date})`,
+    '',
+    `Machine: ${o.machine.cpus} × ${o.machine.model}, ${o.machine.memGb} GiB, Node ${o.machine.node}, onnxruntime ${o.machine.threads} threads. ` +
+      `GEMM peak measured here: ${f(o.gemm.peak, 0)} GFLOP/s.`,
+  ];
+  const torchBlas = o.results.flatMap((r) => (r.analysis as Record<string, unknown>[]).map((a) => a.torchBlas)).find((b) => b);
+  if (torchBlas) lines.push('', `PyTorch reference BLAS: ${JSON.stringify(torchBlas)}`);
+  lines.push('', '| model | tokens | ours (ms) | FLOP bound (ms) | ours / bound | PyTorch (ms) | speed-up | our RSS (MB) | PyTorch RSS (MB) | RSS ratio |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of o.results) {
+    for (const a of r.analysis as Record<string, unknown>[]) {
+      lines.push(`| ${r.model} | ${a.tokens} | ${f(a.oursMs, 0)} | ${f(a.boundMs, 0)} | ${f(a.vsBound)}× | ${f(a.torchMs, 0)} | ${f(a.speedupVsTorch)}× | ${f(a.oursRssMb, 0)} | ${f(a.torchRssMb, 0)} | ${f(a.rssRatio)} |`);
+    }
+  }
+  lines.push('', '| model | time exponent (128→max) | RSS exponent | first result (ms) | read weights (ms) | load ratio |', '|---|---:|---:|---:|---:|---:|');
+  for (const r of o.results) {
+    const s = r.scaling as Record<string, number>;
+    const l = r.load as Record<string, number>;
+    lines.push(`| ${r.model} | ${f(s.timeExponent)} | ${f(s.rssExponent)} | ${f(l.firstResultMs, 0)} | ${f(l.readWeightsMs, 0)} | ${f(l.ratio)}× |`);
+  }
+  lines.push('', '| model | context | KV-cache step (ms) | full recompute (ms) | speed-up |', '|---|---:|---:|---:|---:|');
+  for (const r of o.results) {
+    for (const g of (r.generation as Record<string, number>[]) ?? []) lines.push(`| ${r.model} | ${g.context} | ${f(g.kvStepMs)} | ${f(g.recomputeStepMs)} | ${f(g.recomputeStepMs! / g.kvStepMs!, 1)}× |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
