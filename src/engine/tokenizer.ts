@@ -54,6 +54,7 @@ export class TextTokenizer {
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
     const model = tokenizerJson.model as Record<string, unknown> | undefined;
     if (!model || typeof model !== 'object') throw new EngineError('BAD_TOKENIZER', 'tokenizer.json has no "model" section.');
+    validateIds(tokenizerJson, model);
     try {
       this.tok = new Tokenizer(tokenizerJson, tokenizerConfig);
       this.tok.encode('probe');
@@ -144,6 +145,44 @@ export class TextTokenizer {
       end: s.end,
       special: this.specialIds.has(ids[i]!),
     }));
+  }
+}
+
+/** Largest vocabulary accepted (real tokenizers have at most a few hundred thousand entries). */
+const MAX_VOCAB = 4_000_000;
+
+/**
+ * Token ids must be integers that index a plausible vocabulary: a mutated or hostile file with
+ * id 10^9 would otherwise make the tokenizer library allocate a table that large.
+ */
+function validateIds(json: Record<string, unknown>, model: Record<string, unknown>): void {
+  const ids: number[] = [];
+  const vocab = model.vocab;
+  if (Array.isArray(vocab)) ids.push(...vocab.map((_, i) => i));
+  else if (vocab && typeof vocab === 'object') {
+    for (const [piece, id] of Object.entries(vocab as Record<string, unknown>)) {
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) {
+        throw new EngineError('BAD_TOKENIZER', `tokenizer.json: token ${JSON.stringify(piece.slice(0, 40))} has an invalid id ${JSON.stringify(id)?.slice(0, 40)}.`);
+      }
+      ids.push(id);
+    }
+  } else if (vocab !== undefined) throw new EngineError('BAD_TOKENIZER', 'tokenizer.json: "model.vocab" must be an object or a list.');
+  const added = json.added_tokens;
+  if (added !== undefined && added !== null) {
+    if (!Array.isArray(added)) throw new EngineError('BAD_TOKENIZER', 'tokenizer.json: "added_tokens" must be a list.');
+    for (const t of added) {
+      const id = (t as { id?: unknown })?.id;
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) {
+        throw new EngineError('BAD_TOKENIZER', `tokenizer.json: an added token has an invalid id ${JSON.stringify(id)?.slice(0, 40)}.`);
+      }
+      ids.push(id);
+    }
+  }
+  let max = -1;
+  for (const id of ids) if (id > max) max = id;
+  // ids may have small gaps, but not a table mostly made of holes
+  if (max >= 2 * ids.length + 1024) {
+    throw new EngineError('BAD_TOKENIZER', `tokenizer.json: token id ${max} is far beyond the ${ids.length} tokens it defines.`);
   }
 }
 

@@ -175,8 +175,8 @@ function common(cfg: Json) {
 }
 
 function gpt2Spec(cfg: Json): ModelSpec {
-  const dModel = int(cfg, ['n_embd', 'hidden_size']);
-  const nHeads = int(cfg, ['n_head', 'num_attention_heads']);
+  const dModel = int(cfg, ['n_embd', 'hidden_size'], undefined, 65536);
+  const nHeads = int(cfg, ['n_head', 'num_attention_heads'], undefined, 4096);
   const act = cfg.activation_function ?? 'gelu_new';
   const actMap: Record<string, ModelSpec['act']> = { gelu_new: 'gelu_tanh', gelu_pytorch_tanh: 'gelu_tanh', gelu: 'gelu', relu: 'relu' };
   if (typeof act !== 'string' || !actMap[act])
@@ -189,7 +189,7 @@ function gpt2Spec(cfg: Json): ModelSpec {
     nHeads,
     nKvHeads: nHeads,
     headDim: dModel / nHeads,
-    dVocab: int(cfg, ['vocab_size']),
+    dVocab: int(cfg, ['vocab_size'], undefined, 4_000_000),
     dMlp: int(cfg, ['n_inner'], 4 * dModel),
     maxPositions: int(cfg, ['n_positions', 'n_ctx', 'max_position_embeddings']),
     norm: 'layernorm',
@@ -208,9 +208,9 @@ function gpt2Spec(cfg: Json): ModelSpec {
 }
 
 function llamaSpec(cfg: Json, modelType: string): ModelSpec {
-  const dModel = int(cfg, ['hidden_size']);
-  const nHeads = int(cfg, ['num_attention_heads']);
-  const headDim = int(cfg, ['head_dim'], dModel / nHeads);
+  const dModel = int(cfg, ['hidden_size'], undefined, 65536);
+  const nHeads = int(cfg, ['num_attention_heads'], undefined, 4096);
+  const headDim = int(cfg, ['head_dim'], dModel / nHeads, 4096);
   const maxPositions = int(cfg, ['max_position_embeddings'], 2048, 1 << 24);
   const act = cfg.hidden_act ?? 'silu';
   if (act !== 'silu')
@@ -227,7 +227,7 @@ function llamaSpec(cfg: Json, modelType: string): ModelSpec {
     nHeads,
     nKvHeads: int(cfg, ['num_key_value_heads'], nHeads),
     headDim,
-    dVocab: int(cfg, ['vocab_size']),
+    dVocab: int(cfg, ['vocab_size'], undefined, 4_000_000),
     dMlp: int(cfg, ['intermediate_size']),
     maxPositions,
     norm: 'rmsnorm',
@@ -246,8 +246,8 @@ function llamaSpec(cfg: Json, modelType: string): ModelSpec {
 }
 
 function neoxSpec(cfg: Json): ModelSpec {
-  const dModel = int(cfg, ['hidden_size']);
-  const nHeads = int(cfg, ['num_attention_heads']);
+  const dModel = int(cfg, ['hidden_size'], undefined, 65536);
+  const nHeads = int(cfg, ['num_attention_heads'], undefined, 4096);
   const headDim = dModel / nHeads;
   const maxPositions = int(cfg, ['max_position_embeddings'], 2048, 1 << 24);
   // Newer transformers releases name these partial_rotary_factor / rope_theta.
@@ -268,7 +268,7 @@ function neoxSpec(cfg: Json): ModelSpec {
     nHeads,
     nKvHeads: nHeads,
     headDim,
-    dVocab: int(cfg, ['vocab_size']),
+    dVocab: int(cfg, ['vocab_size'], undefined, 4_000_000),
     dMlp: int(cfg, ['intermediate_size'], 4 * dModel),
     maxPositions,
     norm: 'layernorm',

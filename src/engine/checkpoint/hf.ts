@@ -73,6 +73,21 @@ export class WeightStore {
   }
 }
 
+/** Parses untrusted JSON text that must be an object; errors name the file. */
+export function parseJsonObject(text: string, fileName: string, code: 'BAD_CONFIG' | 'BAD_TOKENIZER'): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    const why = e instanceof RangeError ? 'nested too deeply' : (e as Error).message;
+    throw new EngineError(code, `${fileName} is not valid JSON: ${why}`);
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new EngineError(code, `${fileName} must contain a JSON object.`);
+  }
+  return json as Record<string, unknown>;
+}
+
 function readJson(file: string, what: string, code: 'BAD_CONFIG' | 'BAD_TOKENIZER'): Record<string, unknown> {
   let text: string;
   try {
@@ -80,17 +95,7 @@ function readJson(file: string, what: string, code: 'BAD_CONFIG' | 'BAD_TOKENIZE
   } catch (e) {
     throw new EngineError(code, `Cannot read ${what} (${path.basename(file)}): ${(e as Error).message}`);
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    const why = e instanceof RangeError ? 'nested too deeply' : (e as Error).message;
-    throw new EngineError(code, `${path.basename(file)} is not valid JSON: ${why}`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
-    throw new EngineError(code, `${path.basename(file)} must contain a JSON object.`);
-  }
-  return json as Record<string, unknown>;
+  return parseJsonObject(text, path.basename(file), code);
 }
 
 function optionalJson(file: string): Record<string, unknown> {
