@@ -48,7 +48,7 @@ export class EngineClient {
       serialization: 'advanced',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...this.opts.env, ELECTRON_RUN_AS_NODE: '1' },
-      execArgv: ['--max-old-space-size=8192'],
+      execArgv: ['--max-old-space-size=8192', '--expose-gc'],
     });
     this.child = child;
     this.loadedKey = '';

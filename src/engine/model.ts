@@ -9,6 +9,7 @@ import { createSession, type RuntimeOptions, type Session } from './runtime/ort'
 import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
+import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
 
 export interface LoadedModel {
   dir: string;
@@ -51,6 +52,8 @@ export function modelInfo(name: string, spec: ModelSpec): ModelInfo {
 }
 
 export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedModel> {
+  // An existing ONNX export (onnx/model.onnx, no safetensors): graph surgery instead of building.
+  if (findOnnxExport(dir)) return loadOnnxExport(dir, opts);
   const t0 = performance.now();
   const ckpt = openCheckpoint(dir);
   const spec = specFromConfig(ckpt.config);

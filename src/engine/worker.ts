@@ -51,6 +51,8 @@ async function handle(msg: WorkerRequest): Promise<void> {
       send({ kind: 'queryResult', id: msg.id, value: await engine.query(msg.query) });
       return;
     case 'stats': {
+      // Measure after a full collection when available, so soak runs see live memory only.
+      (globalThis as { gc?: () => void }).gc?.();
       const mem = process.memoryUsage();
       send({
         kind: 'stats',

@@ -34,7 +34,7 @@ export async function createSession(model: Uint8Array | string, opts: RuntimeOpt
     intraOpNumThreads: opts.threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
-    enableCpuMemArena: true,
+    enableCpuMemArena: process.env.TD_ORT_ARENA === '1',
     enableMemPattern: true,
     logSeverityLevel: 3,
   };

@@ -1,0 +1,116 @@
+// `npm run soak`: many consecutive analyses in one engine worker — mixed lengths, a
+// cancellation every 7th run, a model switch every 50th — measuring the worker's RSS,
+// live onnxruntime sessions and open file handles. Passes when RSS after warm-up is flat
+// (slope < 1 MB per 100 runs), sessions stay at 2 and file handles do not grow.
+//   node out/tools/soak.js [--runs 500] [--models dirA,dirB] [--json out.json]
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { EngineClient } from '../src/engine/client';
+
+export interface SoakResult {
+  runs: number;
+  completed: number;
+  cancelled: number;
+  switches: number;
+  rssMb: number[];
+  slopeMbPer100: number;
+  sessions: number[];
+  fds: number[];
+  seconds: number;
+  pass: boolean;
+}
+
+function openFds(pid: number): number {
+  try {
+    return fs.readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return -1;
+  }
+}
+
+/** Least-squares slope of y over x. */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den > 0 ? num / den : 0;
+}
+
+const TEXT = fs.existsSync(path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'austen', 'emma.txt'))
+  ? fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'austen', 'emma.txt'), 'utf8').slice(10000, 60000)
+  : 'The quick brown fox jumps over the lazy dog. '.repeat(400);
+
+export async function soak(workerPath: string, models: string[], runs: number, log: (s: string) => void = () => undefined): Promise<SoakResult> {
+  const client = new EngineClient({ workerPath });
+  const r: SoakResult = { runs, completed: 0, cancelled: 0, switches: 0, rssMb: [], slopeMbPer100: 0, sessions: [], fds: [], seconds: 0, pass: false };
+  const t0 = performance.now();
+  let model = 0;
+  try {
+    await client.load({ dir: models[0]!, threads: 2, executionProvider: 'cpu' });
+    for (let i = 1; i <= runs; i++) {
+      if (i % 50 === 0 && models.length > 1) {
+        model = (model + 1) % models.length;
+        await client.load({ dir: models[model]!, threads: 2, executionProvider: 'cpu' });
+        r.switches++;
+      }
+      const start = (i * 7919) % (TEXT.length - 4000);
+      const len = 40 + ((i * 104729) % 1500); // mixed lengths, 40..1540 characters
+      const text = TEXT.slice(start, start + len);
+      const ctl = new AbortController();
+      const p = client.analyze({ text, topK: 5, maxTokens: 512, patterns: i % 3 !== 0 }, ctl.signal, false, i % 4);
+      if (i % 7 === 0) setTimeout(() => ctl.abort(), 1 + (i % 5));
+      try {
+        await p;
+        r.completed++;
+      } catch (e) {
+        if ((e as { code?: string }).code === 'CANCELLED') r.cancelled++;
+        else throw e;
+      }
+      if (i % 10 === 0) {
+        const s = await client.stats();
+        r.rssMb.push(s.rssBytes / 2 ** 20);
+        r.sessions.push(s.liveSessions);
+        r.fds.push(openFds(client.pid ?? -1));
+        log(`run ${i}: rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MB, sessions ${s.liveSessions}, fds ${r.fds[r.fds.length - 1]}`);
+      }
+    }
+  } finally {
+    await client.dispose();
+  }
+  r.seconds = (performance.now() - t0) / 1000;
+  // slope after warm-up (first fifth of the samples dropped), in MB per 100 runs
+  const skip = Math.max(1, Math.floor(r.rssMb.length / 5));
+  const xs = r.rssMb.map((_, k) => (k + 1) * 10).slice(skip);
+  r.slopeMbPer100 = xs.length > 2 ? slope(xs, r.rssMb.slice(skip)) * 100 : 0;
+  const fdsAfter = r.fds.slice(skip);
+  r.pass = r.slopeMbPer100 < 1 && r.sessions.every((s) => s === 2) && Math.max(...fdsAfter) - Math.min(...fdsAfter) <= 2;
+  return r;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const opt = (n: string) => {
+    const i = argv.indexOf(`--${n}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const root = path.resolve(__dirname, '..', '..');
+  const models = (opt('models') ?? [path.join(root, 'media', 'models', 'td-mini'), path.join(root, 'test', 'fixtures', 'models', 'tiny-llama')].join(',')).split(',').filter((d) => fs.existsSync(d));
+  const res = await soak(path.join(root, 'dist', 'engine-worker.js'), models, Number(opt('runs') ?? 500), (s) => process.stderr.write(s + '\n'));
+  const out = opt('json') ?? path.join(root, 'bench', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, JSON.stringify({ models: models.map((m) => path.basename(m)), ...res }, null, 1));
+  process.stdout.write(
+    `soak: ${res.runs} runs (${res.completed} completed, ${res.cancelled} cancelled, ${res.switches} model switches) in ${res.seconds.toFixed(0)} s; ` +
+      `RSS slope ${res.slopeMbPer100.toFixed(2)} MB/100 runs (${res.rssMb[0]?.toFixed(0)} → ${res.rssMb[res.rssMb.length - 1]?.toFixed(0)} MB); ` +
+      `sessions ${[...new Set(res.sessions)].join('/')}; fds ${Math.min(...res.fds)}..${Math.max(...res.fds)} → ${res.pass ? 'PASS' : 'FAIL'}\n`,
+  );
+  process.exit(res.pass ? 0 : 1);
+}
+
+if (require.main === module) void main();
