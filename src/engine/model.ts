@@ -1,6 +1,8 @@
 // Loading a model: checkpoint folder → spec → tokenizer → instrumented graphs → sessions.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
-import { openCheckpoint } from './checkpoint/hf';
+import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader } from './arch/weights';
 import { buildForwardGraph } from './graph/forward';
@@ -10,6 +12,8 @@ import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
 import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
+import { beginEntry, cacheKey, ExternalWeightFile, findCached, pruneCache, WEIGHTS_FILE, type CachedGraphPaths } from './graphcache';
+import type { GlobalWeights } from './arch/weights';
 
 export interface LoadedModel {
   dir: string;
@@ -24,6 +28,8 @@ export interface LoadedModel {
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
   loadMs: number;
+  /** How the graphs were obtained: built in memory, built into the cache, or read from it. */
+  graphSource: 'memory' | 'cache-write' | 'cache-hit';
   release(): Promise<void>;
 }
 
@@ -32,7 +38,17 @@ export interface LoadOptions extends RuntimeOptions {
   name?: string;
   /** Output attention patterns from the forward graph. */
   patterns?: boolean;
+  /**
+   * Folder for built graphs (weights as external data, reused by the next load). Without it
+   * graphs are built in memory, unless they would exceed protobuf's 2 GB limit.
+   */
+  cacheDir?: string;
+  /** Weight bytes above which graphs go to external data even without cacheDir (tests lower it). */
+  inlineLimitBytes?: number;
 }
+
+/** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
+export const INLINE_LIMIT_BYTES = 1.8e9;
 
 export function modelInfo(name: string, spec: ModelSpec): ModelInfo {
   return {
@@ -64,29 +80,18 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
       `tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${spec.dVocab}: they belong to different models.`,
     );
   }
-  const reader = weightReader(spec, ckpt.weights);
-  const forwardBytes = buildForwardGraph(spec, reader, { patterns: opts.patterns ?? true }).encode();
-  const globals = reader.globals();
-  const lensBytes = buildLensGraph(spec, globals).encode();
-  const rowNorms = (m: Float32Array) => {
-    const out = new Float32Array(spec.dVocab);
-    for (let t = 0; t < spec.dVocab; t++) {
-      let s = 0;
-      for (let i = 0; i < spec.dModel; i++) s += m[t * spec.dModel + i]! ** 2;
-      out[t] = Math.sqrt(s);
-    }
-    return out;
-  };
-  const unembedNorms = rowNorms(globals.unembed);
-  const embedNorms = globals.unembed === globals.embed ? unembedNorms : rowNorms(globals.embed);
-  const forward = await createSession(forwardBytes, opts);
+  const patterns = opts.patterns ?? true;
+  const cacheDir = graphCacheDir(spec, opts);
+  const built = cacheDir ? await graphsViaCache(dir, ckpt, spec, patterns, cacheDir) : buildInMemory(ckpt, spec, patterns);
+  const forward = await createSession(built.forward, opts);
   let lens: Session;
   try {
-    lens = await createSession(lensBytes, opts);
+    lens = await createSession(built.lens, opts);
   } catch (e) {
     await forward.release();
     throw e;
   }
+  const { lnFinal, unembedNorms, embedNorms } = built;
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
@@ -96,13 +101,124 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     tokenizer,
     forward,
     lens,
-    lnFinal: { w: globals.lnFinal.w, b: globals.lnFinal.b },
+    lnFinal,
     unembedNorms,
     embedNorms,
     loadMs: performance.now() - t0,
+    graphSource: built.source,
     async release() {
       await forward.release();
       await lens.release();
     },
   };
+}
+
+/**
+ * Where the graphs go: the given cache folder, or — when the float32 weights would not fit in
+ * one protobuf (2 GB) — a cache folder under the system temp dir; otherwise memory (undefined).
+ */
+export function graphCacheDir(spec: ModelSpec, opts: Pick<LoadOptions, 'cacheDir' | 'inlineLimitBytes'>): string | undefined {
+  if (opts.cacheDir) return opts.cacheDir;
+  return paramCount(spec) * 4 > (opts.inlineLimitBytes ?? INLINE_LIMIT_BYTES) ? path.join(os.tmpdir(), 'transformer-dynamics-graphs') : undefined;
+}
+
+interface BuiltGraphs {
+  /** Graph bytes (in memory) or a path to a cached .onnx file with external data. */
+  forward: Uint8Array | string;
+  lens: Uint8Array | string;
+  lnFinal: { w: Float32Array; b: Float32Array | null };
+  unembedNorms: Float32Array;
+  embedNorms: Float32Array;
+  source: LoadedModel['graphSource'];
+}
+
+function rowNorms(m: Float32Array, rows: number, d: number): Float32Array {
+  const out = new Float32Array(rows);
+  for (let t = 0; t < rows; t++) {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += m[t * d + i]! ** 2;
+    out[t] = Math.sqrt(s);
+  }
+  return out;
+}
+
+function jsSide(spec: ModelSpec, globals: GlobalWeights) {
+  const unembedNorms = rowNorms(globals.unembed, spec.dVocab, spec.dModel);
+  return {
+    lnFinal: { w: globals.lnFinal.w, b: globals.lnFinal.b },
+    unembedNorms,
+    embedNorms: globals.unembed === globals.embed ? unembedNorms : rowNorms(globals.embed, spec.dVocab, spec.dModel),
+  };
+}
+
+function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, patterns: boolean): BuiltGraphs {
+  const reader = weightReader(spec, ckpt.weights);
+  const forward = buildForwardGraph(spec, reader, { patterns }).encode();
+  const globals = reader.globals();
+  const lens = buildLensGraph(spec, globals).encode();
+  return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
+}
+
+/** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
+function writeNorms(file: string, side: ReturnType<typeof jsSide>): void {
+  const parts = [side.lnFinal.w, side.lnFinal.b ?? new Float32Array(0), side.unembedNorms, side.embedNorms];
+  fs.writeFileSync(file, Buffer.concat(parts.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))));
+}
+
+function readNorms(file: string, spec: ModelSpec, hasBias: boolean, tiedNorms: boolean): ReturnType<typeof jsSide> {
+  const buf = fs.readFileSync(file);
+  const all = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4).slice();
+  const d = spec.dModel;
+  const V = spec.dVocab;
+  let at = 0;
+  const take = (n: number) => all.subarray(at, (at += n));
+  const w = take(d);
+  const b = take(hasBias ? d : 0);
+  const unembedNorms = take(V);
+  const embedNorms = take(V);
+  return { lnFinal: { w, b: hasBias ? b : null }, unembedNorms, embedNorms: tiedNorms ? unembedNorms : embedNorms };
+}
+
+async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, patterns: boolean, cacheDir: string): Promise<BuiltGraphs> {
+  const key = cacheKey(
+    dir,
+    ckpt.weights.files.map((f) => f.filePath),
+    { patterns },
+  );
+  const hit = findCached(cacheDir, key);
+  if (hit) {
+    try {
+      const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
+      fs.utimesSync(hit.dir, new Date(), new Date());
+      return { forward: hit.forward, lens: hit.lens, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
+    } catch {
+      fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
+    }
+  }
+  const entry = beginEntry(cacheDir, key);
+  try {
+    const sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
+    const reader = weightReader(spec, ckpt.weights);
+    writeGraph(entry.paths, 'forward', buildForwardGraph(spec, reader, { patterns }, sink).encode());
+    const globals = reader.globals();
+    writeGraph(entry.paths, 'lens', buildLensGraph(spec, globals, sink).encode());
+    sink.close();
+    const side = jsSide(spec, globals);
+    writeNorms(entry.paths.norms, side);
+    fs.writeFileSync(entry.paths.meta, JSON.stringify({ key, model: dir, hasBias: side.lnFinal.b !== null, tiedNorms: side.embedNorms === side.unembedNorms, created: new Date().toISOString() }));
+    const final = entry.commit();
+    pruneCache(cacheDir);
+    return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
+  } catch (e) {
+    entry.abort();
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOSPC' || err.code === 'EACCES' || err.code === 'EROFS') {
+      throw new EngineError('TOO_LARGE', `Cannot write the model's graph cache in ${cacheDir} (${err.code}): free disk space or choose another cache folder.`);
+    }
+    throw e;
+  }
+}
+
+function writeGraph(paths: CachedGraphPaths, which: 'forward' | 'lens', bytes: Uint8Array): void {
+  fs.writeFileSync(which === 'forward' ? paths.forward : paths.lens, bytes);
 }

@@ -7,7 +7,7 @@
 //   blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|hook_resid_post  [batch, seq, d_model]
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, seq, past+seq]
 // One graph serves analysis (past = 0) and generation (past = KV cache).
-import { GraphBuilder } from '../onnx/builder';
+import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 
@@ -37,8 +37,8 @@ interface Shared {
   mask: string; // [seq, past+seq], 0 or -inf
 }
 
-export function buildForwardGraph(spec: ModelSpec, reader: WeightReader, opts: ForwardGraphOptions): GraphBuilder {
-  const g = new GraphBuilder(`${spec.modelType}-forward`);
+export function buildForwardGraph(spec: ModelSpec, reader: WeightReader, opts: ForwardGraphOptions, sink: WeightSink | null = null): GraphBuilder {
+  const g = new GraphBuilder(`${spec.modelType}-forward`, sink);
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const kvDims = ['batch', spec.nKvHeads, 'past', spec.headDim];
   for (let L = 0; L < spec.nLayers; L++) {

@@ -13,7 +13,7 @@
 //   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
 //   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
 //   logits [layers, chunk, d_vocab] (fetch only for a few positions)
-import { GraphBuilder } from '../onnx/builder';
+import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
 import { normNode, unembed } from './forward';
@@ -30,8 +30,8 @@ export const LENS_OUTPUTS = [
   'cos_pred',
 ] as const;
 
-export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights): GraphBuilder {
-  const g = new GraphBuilder(`${spec.modelType}-lens`);
+export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: WeightSink | null = null): GraphBuilder {
+  const g = new GraphBuilder(`${spec.modelType}-lens`, sink);
   const V = spec.dVocab;
   const resid = g.input('resid', 'float32', ['layers', 'chunk', spec.dModel]);
   const nextIds = g.input('next_ids', 'int64', ['chunk']);

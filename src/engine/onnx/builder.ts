@@ -64,6 +64,14 @@ function bytesOf(data: Float32Array | BigInt64Array | Int32Array | Uint8Array | 
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
+/** Receives large initializers and stores them outside the graph proto (external data). */
+export interface WeightSink {
+  place(name: string, bytes: Uint8Array, owner: object): ExternalRef;
+}
+
+/** Initializers at least this large go to the sink when there is one. */
+const EXTERNAL_MIN_BYTES = 1024;
+
 export class GraphBuilder {
   private readonly nodes: onnx.INodeProto[] = [];
   private readonly inputs: onnx.IValueInfoProto[] = [];
@@ -73,7 +81,10 @@ export class GraphBuilder {
   private readonly names = new Set<string>();
   private counter = 0;
 
-  constructor(readonly graphName: string) {}
+  constructor(
+    readonly graphName: string,
+    private readonly sink: WeightSink | null = null,
+  ) {}
 
   /** A fresh tensor name with a readable prefix. */
   fresh(prefix: string): string {
@@ -103,7 +114,10 @@ export class GraphBuilder {
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length) throw new Error(`initializer ${name}: ${data.length} values for shape [${dims.join(', ')}]`);
     this.names.add(name);
-    this.initializers.push({ name, type, dims, data: bytesOf(data), external: null });
+    const bytes = bytesOf(data);
+    if (this.sink && bytes.byteLength >= EXTERNAL_MIN_BYTES) {
+      this.initializers.push({ name, type, dims, data: null, external: this.sink.place(name, bytes, data) });
+    } else this.initializers.push({ name, type, dims, data: bytes, external: null });
     return name;
   }
 

@@ -408,6 +408,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       unembedNorms,
       embedNorms,
       loadMs: performance.now() - t0,
+      graphSource: 'memory',
       surgery: result.description,
       async release() {
         await fwd.release();
