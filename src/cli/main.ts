@@ -9,6 +9,7 @@ import { Engine } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import type { Analysis } from '../shared/analysis';
+import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
 
 export const BUNDLED_MODEL_DIR = path.resolve(__dirname, '..', 'media', 'models', 'td-mini');
 
@@ -26,6 +27,9 @@ Options:
   --max-tokens <n>     Analyse at most n tokens (default: the model's context).
   --threads <n>        onnxruntime intra-op threads (default: CPU cores).
   --no-patterns        Skip attention patterns (less memory on long inputs).
+  --execution-provider auto | cpu | cuda | dml | coreml (default auto: CUDA when
+                       available, else CPU; a failing provider falls back to CPU).
+  --cache-dir <dir>    Keep the built graph there and reuse it on the next run.
   --json <file|->      Write the analysis as JSON ("-" for stdout).
   --csv <file>         Write the lens table as CSV (one row per layer × position).
   -h, --help           Show this help.
@@ -36,6 +40,12 @@ function positiveInt(name: string, v: string | undefined, fallback: number): num
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new EngineError('BAD_REQUEST', `--${name} must be a positive integer, got "${v}".`);
   return n;
+}
+
+function provider(v: string | undefined): ProviderRequest {
+  if (v === undefined) return 'auto';
+  if (!(PROVIDERS as readonly string[]).includes(v)) throw new EngineError('BAD_REQUEST', `--execution-provider must be one of ${PROVIDERS.join(', ')}.`);
+  return v as ProviderRequest;
 }
 
 function readText(values: { text?: string; 'text-file'?: string }): string {
@@ -55,7 +65,7 @@ function summary(a: Analysis): string {
   const T = a.lens.pos;
   const last = a.lens.rows - 1;
   const lines = [
-    `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab})`,
+    `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab}) on ${a.model.provider}`,
     `${T} tokens${a.truncation ? ` (truncated from ${a.truncation.total})` : ''} in ${a.timings.totalMs.toFixed(0)} ms ` +
       `(forward ${a.timings.forwardMs.toFixed(0)} ms, lens ${a.timings.lensMs.toFixed(0)} ms, metrics ${a.timings.metricsMs.toFixed(0)} ms)`,
   ];
@@ -79,6 +89,8 @@ export async function main(argv: string[]): Promise<number> {
       'max-tokens': { type: 'string' },
       threads: { type: 'string' },
       'no-patterns': { type: 'boolean' },
+      'execution-provider': { type: 'string' },
+      'cache-dir': { type: 'string' },
       json: { type: 'string' },
       csv: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -95,9 +107,11 @@ export async function main(argv: string[]): Promise<number> {
     const info = await engine.load({
       dir: values.model ?? BUNDLED_MODEL_DIR,
       threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, (await import('node:os')).availableParallelism()))),
-      executionProvider: 'cpu',
+      executionProvider: provider(values['execution-provider']),
       patterns: !values['no-patterns'],
+      cacheDir: values['cache-dir'],
     });
+    if (info.provider_note) process.stderr.write(`note: ${info.provider_note}\n`);
     const analysis = await engine.analyze({
       text,
       topK: positiveInt('top-k', values['top-k'], 5),

@@ -50,7 +50,7 @@ export interface LoadOptions extends RuntimeOptions {
 /** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
 export const INLINE_LIMIT_BYTES = 1.8e9;
 
-export function modelInfo(name: string, spec: ModelSpec): ModelInfo {
+export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session, 'provider' | 'providerNote'>): ModelInfo {
   return {
     name,
     architecture: spec.modelType,
@@ -64,6 +64,8 @@ export function modelInfo(name: string, spec: ModelSpec): ModelInfo {
     max_positions: spec.maxPositions,
     params: paramCount(spec),
     tied_embeddings: spec.tiedEmbeddings,
+    provider: session?.provider ?? 'cpu',
+    provider_note: session?.providerNote ?? null,
   };
 }
 
@@ -96,7 +98,7 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
     dir,
-    info: modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec),
+    info: modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, forward),
     spec,
     tokenizer,
     forward,

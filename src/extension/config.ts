@@ -1,6 +1,7 @@
 // Typed access to the `transformerDynamics.*` settings (one getter per setting).
 import * as os from 'node:os';
 import * as vscode from 'vscode';
+import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
 
 export const SECTION = 'transformerDynamics';
 
@@ -50,6 +51,17 @@ export class Config {
   /** Compute attention patterns (memory grows with tokens²). */
   get attentionPatterns(): boolean {
     return this.cfg.get<boolean>('attentionPatterns') ?? true;
+  }
+
+  /** onnxruntime execution provider: auto picks CUDA when its binaries and a GPU are present. */
+  get executionProvider(): ProviderRequest {
+    const v = this.cfg.get<string>('executionProvider') ?? 'auto';
+    return (PROVIDERS as readonly string[]).includes(v) ? (v as ProviderRequest) : 'auto';
+  }
+
+  /** Keep built graphs (weights as external data) in the extension's storage for faster loads. */
+  get graphCache(): boolean {
+    return this.cfg.get<boolean>('graphCache') ?? true;
   }
 
   affects(e: vscode.ConfigurationChangeEvent, key?: string): boolean {

@@ -74,7 +74,7 @@ export class Ctx implements vscode.Disposable {
       this.status,
       this.panel,
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (this.config.affects(e, 'modelPath')) {
+        if (this.config.affects(e, 'modelPath') || this.config.affects(e, 'executionProvider') || this.config.affects(e, 'threads') || this.config.affects(e, 'attentionPatterns')) {
           this.loaded = null;
           this.status.setModel(this.models.current().name);
           this.panel.post({ type: 'modelChanged', model: null, modelName: this.models.current().name });
@@ -125,10 +125,11 @@ export class Ctx implements vscode.Disposable {
       );
     }
     const { info, loadMs } = await this.engine.load(req);
-    this.log.info(`loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers) in ${loadMs.toFixed(0)} ms`);
+    this.log.info(`loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers) on ${info.provider} in ${loadMs.toFixed(0)} ms`);
+    if (info.provider_note) void vscode.window.showWarningMessage(`Transformer Dynamics: ${info.provider_note}`);
     this.loaded = { key, info };
     if (!choice.bundled) await this.models.remember(choice.dir);
-    this.status.setModel(choice.name);
+    this.status.setModel(choice.name, info.provider);
     this.panel.post({ type: 'modelChanged', model: info, modelName: choice.name });
     return { choice, info };
   }

@@ -4,6 +4,7 @@ import * as vscode from 'vscode';
 export class StatusBar implements vscode.Disposable {
   private readonly item: vscode.StatusBarItem;
   private model = '';
+  private provider = '';
   private last = '';
 
   constructor() {
@@ -14,8 +15,9 @@ export class StatusBar implements vscode.Disposable {
     this.item.show();
   }
 
-  setModel(name: string): void {
+  setModel(name: string, provider = ''): void {
     this.model = name;
+    this.provider = provider;
     this.render();
   }
 
@@ -34,9 +36,12 @@ export class StatusBar implements vscode.Disposable {
   }
 
   private render(): void {
-    this.item.text = `$(pulse) ${this.model}${this.last ? ` · ${this.last}` : ''}`;
+    this.item.text = `$(pulse) ${this.model}${this.provider ? ` · ${this.provider}` : ''}${this.last ? ` · ${this.last}` : ''}`;
     this.item.tooltip = new vscode.MarkdownString(
-      `**Transformer Dynamics**\n\nModel: ${escapeMd(this.model)}${this.last ? `\n\nLast run: ${this.last}` : ''}\n\nClick to select a model.`,
+      `**Transformer Dynamics**\n\nModel: ${escapeMd(this.model)}` +
+        (this.provider ? `\n\nRuns on: ${escapeMd(this.provider)}` : '') +
+        (this.last ? `\n\nLast run: ${this.last}` : '') +
+        '\n\nClick to select a model.',
     );
   }
 

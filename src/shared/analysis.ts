@@ -17,6 +17,10 @@ export interface ModelInfo {
   max_positions: number;
   params: number;
   tied_embeddings: boolean;
+  /** onnxruntime execution provider the model runs on ("cpu", "cuda", …). */
+  provider: string;
+  /** Why the requested provider was not used, if it was not. */
+  provider_note: string | null;
 }
 
 export interface Token {

@@ -399,7 +399,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
     const name = opts.name ?? path.basename(configFile ? path.dirname(configFile) : path.resolve(dir));
     return {
       dir,
-      info: modelInfo(name, spec),
+      info: modelInfo(name, spec, fwd),
       spec,
       tokenizer,
       forward: fwd,

@@ -1,5 +1,7 @@
 // The only module that talks to onnxruntime-node. Everything above it deals in plain
 // typed arrays with shapes.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { EngineError } from '../errors';
 
@@ -10,12 +12,70 @@ export interface NamedTensor<T extends Float32Array | BigInt64Array = Float32Arr
   dims: number[];
 }
 
+export type ProviderRequest = 'auto' | 'cpu' | 'cuda' | 'dml' | 'coreml';
+export const PROVIDERS: readonly ProviderRequest[] = ['auto', 'cpu', 'cuda', 'dml', 'coreml'];
+
 export interface RuntimeOptions {
   threads: number;
-  executionProvider: 'cpu' | 'cuda';
+  executionProvider: ProviderRequest;
+}
+
+export interface ProviderEnvironment {
+  /** onnxruntime-node's listSupportedBackends() */
+  backends: { name: string; bundled: boolean }[];
+  /** CUDA provider library present next to the binding (installed by onnxruntime-node's installer). */
+  cudaLibrary: boolean;
+  /** An NVIDIA GPU is visible (/dev/nvidia0 or /proc/driver/nvidia). */
+  nvidiaGpu: boolean;
+  platform: NodeJS.Platform;
+}
+
+/**
+ * Which provider to try for a request. `auto` picks CUDA when its binaries and a GPU are
+ * present, else CPU. An explicit GPU provider is tried and falls back to CPU (with a note)
+ * if it cannot start.
+ */
+export function chooseProvider(req: ProviderRequest, env: ProviderEnvironment): { provider: Exclude<ProviderRequest, 'auto'>; note: string | null } {
+  const has = (n: string) => env.backends.some((b) => b.name === n);
+  if (req === 'auto') {
+    if (has('cuda') && env.cudaLibrary && env.nvidiaGpu) return { provider: 'cuda', note: null };
+    return { provider: 'cpu', note: null };
+  }
+  if (req === 'cpu') return { provider: 'cpu', note: null };
+  if (req === 'dml' && env.platform !== 'win32') return { provider: 'cpu', note: 'DirectML runs on Windows only; running on CPU.' };
+  if (req === 'coreml' && env.platform !== 'darwin') return { provider: 'cpu', note: 'Core ML runs on macOS only; running on CPU.' };
+  if (req === 'cuda' && !(has('cuda') && env.cudaLibrary)) {
+    return {
+      provider: 'cpu',
+      note:
+        "onnxruntime-node's CUDA binaries are not installed (they are downloaded by its installer: run `npx onnxruntime-node-install cuda12` or reinstall without ONNXRUNTIME_NODE_INSTALL=skip); running on CPU.",
+    };
+  }
+  if (req === 'cuda' && !env.nvidiaGpu) return { provider: 'cpu', note: 'No NVIDIA GPU is visible to this machine; running on CPU.' };
+  return { provider: req, note: null };
+}
+
+export function providerEnvironment(): ProviderEnvironment {
+  let bindingDir = '';
+  try {
+    bindingDir = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    /* not resolvable: no CUDA library */
+  }
+  const cudaLibrary = bindingDir !== '' && fs.existsSync(bindingDir) && fs.readdirSync(bindingDir).some((f) => /onnxruntime_providers_cuda/.test(f));
+  return {
+    backends: ort.listSupportedBackends?.() ?? [{ name: 'cpu', bundled: true }],
+    cudaLibrary,
+    nvidiaGpu: fs.existsSync('/dev/nvidia0') || fs.existsSync('/proc/driver/nvidia'),
+    platform: process.platform,
+  };
 }
 
 export interface Session {
+  /** The execution provider this session runs on. */
+  readonly provider: string;
+  /** Set when the requested provider could not be used. */
+  readonly providerNote: string | null;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(feeds: Record<string, NamedTensor>, fetches: readonly string[]): Promise<Record<string, NamedTensor>>;
@@ -28,26 +88,42 @@ export function liveSessionCount(): number {
   return liveSessions;
 }
 
-export async function createSession(model: Uint8Array | string, opts: RuntimeOptions): Promise<Session> {
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: [opts.executionProvider],
-    intraOpNumThreads: opts.threads,
+function sessionOptions(provider: string, threads: number): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [provider],
+    intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     enableCpuMemArena: process.env.TD_ORT_ARENA === '1',
     enableMemPattern: true,
     logSeverityLevel: 3,
   };
+}
+
+export async function createSession(model: Uint8Array | string, opts: RuntimeOptions): Promise<Session> {
+  const choice = chooseProvider(opts.executionProvider, providerEnvironment());
+  let provider: string = choice.provider;
+  let note = choice.note;
+  const create = (p: string) =>
+    typeof model === 'string' ? ort.InferenceSession.create(model, sessionOptions(p, opts.threads)) : ort.InferenceSession.create(model, sessionOptions(p, opts.threads));
   let session: ort.InferenceSession;
   try {
-    session =
-      typeof model === 'string' ? await ort.InferenceSession.create(model, options) : await ort.InferenceSession.create(model, options);
+    session = await create(provider);
   } catch (e) {
-    throw new EngineError('RUNTIME', `onnxruntime could not create a session: ${(e as Error).message}`);
+    if (provider === 'cpu') throw new EngineError('RUNTIME', `onnxruntime could not create a session: ${(e as Error).message}`);
+    note = `The ${provider.toUpperCase()} execution provider failed to start (${(e as Error).message.split('\n')[0]}); running on CPU.`;
+    provider = 'cpu';
+    try {
+      session = await create('cpu');
+    } catch (e2) {
+      throw new EngineError('RUNTIME', `onnxruntime could not create a session: ${(e2 as Error).message}`);
+    }
   }
   liveSessions++;
   let released = false;
   return {
+    provider,
+    providerNote: note,
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(feeds, fetches) {
