@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
+import { cachedHubModels, downloadFromHub, setToken } from './hub';
 
 export type Cmd = (...args: unknown[]) => unknown;
 
@@ -36,7 +37,7 @@ export function openPanel(ctx: Ctx): Cmd {
 }
 
 interface ModelPick extends vscode.QuickPickItem {
-  action: 'bundled' | 'folder' | 'recent';
+  action: 'bundled' | 'folder' | 'recent' | 'hub' | 'download';
   dir?: string;
 }
 
@@ -70,7 +71,12 @@ export function selectModel(ctx: Ctx): Cmd {
     });
     if (!pick) return;
     let dir = '';
-    if (pick.action === 'recent' && pick.dir) dir = pick.dir;
+    if ((pick.action === 'recent' || pick.action === 'hub') && pick.dir) dir = pick.dir;
+    if (pick.action === 'download') {
+      const got = await downloadFromHub(ctx);
+      if (!got) return;
+      dir = got;
+    }
     if (pick.action === 'folder') {
       const uris = await vscode.window.showOpenDialog({
         canSelectFolders: true,
@@ -115,4 +121,24 @@ export function openSample(ctx: Ctx): Cmd {
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'sample.md'));
     await vscode.window.showTextDocument(doc, { preview: false });
   };
+}
+
+/** Download a model from the Hugging Face Hub and switch to it. */
+export function downloadModel(ctx: Ctx): Cmd {
+  return async (repo?: unknown) => {
+    const dir = await downloadFromHub(ctx, typeof repo === 'string' ? repo : undefined);
+    if (!dir) return;
+    await ctx.config.setModelPath(dir);
+    try {
+      await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` }, () => ctx.ensureModel());
+      void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.models.current().name}.`);
+      if (ctx.last) await ctx.rerunLast();
+    } catch (e) {
+      void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
+    }
+  };
+}
+
+export function setHuggingFaceToken(ctx: Ctx): Cmd {
+  return () => setToken(ctx);
 }

@@ -64,6 +64,18 @@ export class Config {
     return this.cfg.get<boolean>('graphCache') ?? true;
   }
 
+  /** Cap on the engine's memory in GB (0 = only the free memory limits). */
+  get memoryCapGb(): number {
+    const v = this.cfg.get<number>('memoryCapGB') ?? 0;
+    return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : 0;
+  }
+
+  /** Hugging Face Hub address (a mirror, or the Hub itself). */
+  get hubEndpoint(): string {
+    const v = (this.cfg.get<string>('hubEndpoint') ?? '').trim();
+    return /^https?:\/\//.test(v) ? v.replace(/\/+$/, '') : 'https://huggingface.co';
+  }
+
   affects(e: vscode.ConfigurationChangeEvent, key?: string): boolean {
     return e.affectsConfiguration(key ? `${SECTION}.${key}` : SECTION);
   }

@@ -13,6 +13,7 @@ import { ModelRegistry, type ModelChoice } from './models';
 import { Overlay } from './overlay';
 import { AnalysisPanel } from './panel';
 import { StatusBar } from './statusbar';
+import { guardFolder } from './hub';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
@@ -118,6 +119,7 @@ export class Ctx implements vscode.Disposable {
     };
     const key = JSON.stringify(req);
     if (this.loaded?.key === key) return { choice, info: this.loaded.info };
+    if (!choice.bundled) guardFolder(this, choice.dir, choice.name);
     if (choice.bundled && !fs.existsSync(choice.dir)) {
       throw new EngineError(
         'NOT_FOUND',

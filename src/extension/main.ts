@@ -1,7 +1,7 @@
 // Extension entry point: build the context, register the commands from one table, and the
 // panel serializer that restores the panel after a window reload.
 import * as vscode from 'vscode';
-import { analyzeSelection, exportAnalysis, openPanel, openSample, selectModel, toggleOverlay, type Cmd } from './commands';
+import { analyzeSelection, downloadModel, exportAnalysis, openPanel, openSample, selectModel, setHuggingFaceToken, toggleOverlay, type Cmd } from './commands';
 import { Ctx } from './ctx';
 import { PANEL_VIEW_TYPE } from './panel';
 
@@ -12,6 +12,8 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'transformerDynamics.exportAnalysis': exportAnalysis,
   'transformerDynamics.toggleOverlay': toggleOverlay,
   'transformerDynamics.openSample': openSample,
+  'transformerDynamics.downloadModel': downloadModel,
+  'transformerDynamics.setHuggingFaceToken': setHuggingFaceToken,
 };
 
 let ctx: Ctx | null = null;

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Config } from './config';
+import { readManifest } from '../engine/hub/cache';
 
 export const BUNDLED_MODEL_NAME = 'td-mini';
 const RECENT_KEY = 'transformerDynamics.recentModels';
@@ -36,7 +37,7 @@ export class ModelRegistry {
     const p = this.config.modelPath;
     if (!p) return this.bundled();
     const dir = path.resolve(expandHome(p));
-    return { dir, name: path.basename(dir), bundled: false };
+    return { dir, name: displayName(dir), bundled: false };
   }
 
   recent(): string[] {
@@ -53,4 +54,15 @@ export class ModelRegistry {
 function expandHome(p: string): string {
   if (p === '~' || p.startsWith('~/')) return path.join(process.env.HOME ?? '', p.slice(1));
   return p;
+}
+
+/** A Hub snapshot is named by its repository; a folder by its name. */
+export function displayName(dir: string): string {
+  try {
+    const m = readManifest(dir);
+    if (m?.repo) return m.repo;
+  } catch {
+    /* not a Hub snapshot */
+  }
+  return path.basename(dir);
 }
