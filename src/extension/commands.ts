@@ -59,10 +59,24 @@ export function selectModel(ctx: Ctx): Cmd {
         action: 'recent',
         dir,
       })),
+      ...cachedHubModels(ctx)
+        .filter((m) => !ctx.models.recent().includes(m.dir))
+        .map<ModelPick>((m) => ({
+          label: `$(cloud) ${m.repo}`,
+          description: !current.bundled && current.dir === m.dir ? 'current' : 'downloaded',
+          detail: `${(m.size / 1e6).toFixed(0)} MB in the extension's storage`,
+          action: 'hub',
+          dir: m.dir,
+        })),
       {
         label: '$(folder-opened) Open Model Folder…',
         detail: 'A folder with config.json, model.safetensors and tokenizer.json',
         action: 'folder',
+      },
+      {
+        label: '$(cloud-download) Download from Hugging Face…',
+        detail: 'GPT-2, Pythia, SmolLM2, Qwen2.5 or any supported repository',
+        action: 'download',
       },
     ];
     const pick = await vscode.window.showQuickPick(items, {
