@@ -10,7 +10,11 @@ export interface ElOptions {
   attrs?: Attrs;
 }
 
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, opts?: ElOptions, children?: (Node | null | undefined)[]): HTMLElementTagNameMap[K];
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  opts?: ElOptions,
+  children?: (Node | null | undefined)[],
+): HTMLElementTagNameMap[K];
 export function el(tag: string, opts?: ElOptions, children?: (Node | null | undefined)[]): HTMLElement;
 export function el(tag: string, opts: ElOptions = {}, children: (Node | null | undefined)[] = []): HTMLElement {
   const e = document.createElement(tag);
@@ -32,7 +36,10 @@ export function icon(name: string, extra = ''): HTMLElement {
 
 /** A compact text button in the VS Code toolbar style. */
 export function toolButton(label: string, iconName: string | null, title: string, onClick: () => void): HTMLButtonElement {
-  const b = el('button', { class: 'tool-btn', title, attrs: { type: 'button' } }, [iconName ? icon(iconName) : null, label ? el('span', { text: label }) : null]);
+  const b = el('button', { class: 'tool-btn', title, attrs: { type: 'button' } }, [
+    iconName ? icon(iconName) : null,
+    label ? el('span', { text: label }) : null,
+  ]);
   b.addEventListener('click', onClick);
   return b;
 }
@@ -58,7 +65,14 @@ export function rafThrottle(fn: () => void): () => void {
 export function isEditableTarget(t: EventTarget | null): boolean {
   if (!(t instanceof HTMLElement)) return false;
   const tag = t.tagName.toLowerCase();
-  return tag === 'input' || tag === 'textarea' || tag === 'select' || tag.startsWith('vscode-') || t.isContentEditable || t.getAttribute('role') === 'tab';
+  return (
+    tag === 'input' ||
+    tag === 'textarea' ||
+    tag === 'select' ||
+    tag.startsWith('vscode-') ||
+    t.isContentEditable ||
+    t.getAttribute('role') === 'tab'
+  );
 }
 
 /**

@@ -3,6 +3,7 @@
 import type { PersistedState } from '../src/shared/protocol';
 import { el, isEditableTarget } from './dom';
 import { Host, type HostMessage } from './host';
+import { payloadProblems } from './shapePayload';
 import { initialPosition, initialSimilarityRow, readPersisted, stepPosition } from './shapeState';
 import { Store, type AppState } from './store';
 import { onThemeChange, readPalette, type Palette } from './theme';
@@ -62,6 +63,14 @@ function onMessage(m: HostMessage): void {
   switch (m.type) {
     case 'analysis': {
       const p = m.payload;
+      const problems = payloadProblems(p);
+      if (problems.length > 0) {
+        host.log('error', `Dropped a malformed analysis: ${problems.slice(0, 5).join('; ')}`);
+        store.set({
+          runState: { kind: 'error', message: 'The analysis could not be shown: its data is inconsistent (see the output log).' },
+        });
+        break;
+      }
       performance.mark('td:analysis');
       dataMark = performance.now();
       const sameText = p.text === persistedText;
@@ -90,6 +99,13 @@ function onMessage(m: HostMessage): void {
       store.set({ modelName: m.modelName });
       break;
   }
+}
+
+let persistTimer = 0;
+/** Saves the state shortly after the last change (arrow keys change the selection quickly). */
+function persistSoon(): void {
+  window.clearTimeout(persistTimer);
+  persistTimer = window.setTimeout(() => persist(store.state), 250);
 }
 
 function persist(s: Readonly<AppState>): void {
@@ -129,7 +145,8 @@ function mount(): void {
   showMain(store.state);
   store.subscribe((s, changed) => {
     if (changed.has('payload')) showMain(s);
-    if (['payload', 'tab', 'selectedPos', 'similarityRow', 'lensColor', 'trajectoryDims'].some((k) => changed.has(k as keyof AppState))) persist(s);
+    if (['payload', 'tab', 'selectedPos', 'similarityRow', 'lensColor', 'trajectoryDims'].some((k) => changed.has(k as keyof AppState)))
+      persistSoon();
   });
 
   document.addEventListener('keydown', (ev) => {
@@ -144,8 +161,11 @@ function mount(): void {
     palette = readPalette();
     store.set({ themeVersion: store.state.themeVersion + 1 });
   });
+  window.addEventListener('pagehide', () => persist(store.state));
   window.addEventListener('error', (ev) => host.log('error', `Webview error: ${ev.message}`));
-  window.addEventListener('unhandledrejection', (ev) => host.log('error', `Webview error: ${String((ev as PromiseRejectionEvent).reason)}`));
+  window.addEventListener('unhandledrejection', (ev) =>
+    host.log('error', `Webview error: ${String((ev as PromiseRejectionEvent).reason)}`),
+  );
 }
 
 mount();

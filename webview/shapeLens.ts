@@ -261,12 +261,21 @@ export function lensTableSvg(src: LensSource, mode: LensColorMode, pal: LensSvgP
       parts.push(`<rect x="${x}" y="${y}" width="${cellW}" height="${rowH}" fill="${fill}" stroke="${pal.border}" stroke-width="0.5"/>`);
       const hit = isNextMatch(src, r, p);
       const id = top1Id(lens, r, p);
-      parts.push(text(x + cellW / 2, y + rowH / 2, tokenDisplay({ text: vocab[id] ?? '' }).text, ink, hit ? ' font-weight="bold" text-decoration="underline"' : ''));
+      parts.push(
+        text(
+          x + cellW / 2,
+          y + rowH / 2,
+          tokenDisplay({ text: vocab[id] ?? '' }).text,
+          ink,
+          hit ? ' font-weight="bold" text-decoration="underline"' : '',
+        ),
+      );
     }
   }
   const yNext = headH + lens.rows * rowH + 4;
   parts.push(text(labelW / 2, yNext + rowH / 2, 'next', pal.muted));
-  for (let p = 0; p + 1 < T; p++) parts.push(text(labelW + p * cellW + cellW / 2, yNext + rowH / 2, tokenDisplay(tokens[p + 1]!).text, pal.foreground));
+  for (let p = 0; p + 1 < T; p++)
+    parts.push(text(labelW + p * cellW + cellW / 2, yNext + rowH / 2, tokenDisplay(tokens[p + 1]!).text, pal.foreground));
   parts.push('</svg>');
   return parts.join('\n');
 }

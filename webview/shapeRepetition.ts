@@ -79,6 +79,24 @@ export function runRect(run: RepeatRun): { x0: number; x1: number; y0: number; y
   return { x0: run.src - 0.5, x1: run.src + run.len - 0.5, y0: run.dst - 0.5, y1: run.dst + run.len - 0.5 };
 }
 
+/**
+ * Rectangle outlines as one polyline with null breaks (x0,y0 → x1,y0 → x1,y1 → x0,y1 → x0,y0),
+ * so hundreds of repeats cost one SVG path instead of hundreds of layout shapes.
+ */
+export function rectOutlines(rects: { x0: number; x1: number; y0: number; y1: number }[]): { x: (number | null)[]; y: (number | null)[] } {
+  const x: (number | null)[] = [];
+  const y: (number | null)[] = [];
+  for (const r of rects) {
+    if (x.length > 0) {
+      x.push(null);
+      y.push(null);
+    }
+    x.push(r.x0, r.x1, r.x1, r.x0, r.x0);
+    y.push(r.y0, r.y0, r.y1, r.y1, r.y0);
+  }
+  return { x, y };
+}
+
 /** Positions inside a later occurrence of a repeat (where copying can happen), as sorted [start, end) spans. */
 export function repeatedSpans(runs: RepeatRun[]): [number, number][] {
   const spans = runs.map((r) => [r.dst, r.dst + r.len] as [number, number]).sort((a, b) => a[0] - b[0]);

@@ -51,11 +51,16 @@ export class RequestTracker {
   constructor(private readonly timers: Timers) {}
 
   /** Registers a request; `send` is called with its id. The promise settles on settle(), timeout or cancelAll(). */
-  start<M extends RequestMethod>(method: M, send: (id: number) => void, timeoutMs = REQUEST_TIMEOUT_MS[method]): Promise<RequestMap[M]['result']> {
+  start<M extends RequestMethod>(
+    method: M,
+    send: (id: number) => void,
+    timeoutMs = REQUEST_TIMEOUT_MS[method],
+  ): Promise<RequestMap[M]['result']> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = this.timers.set(() => {
-        if (this.pending.delete(id)) reject(new RequestError(method, `The host did not answer "${method}" within ${Math.round(timeoutMs / 1000)} s.`, true));
+        if (this.pending.delete(id))
+          reject(new RequestError(method, `The host did not answer "${method}" within ${Math.round(timeoutMs / 1000)} s.`, true));
       }, timeoutMs);
       this.pending.set(id, { method, resolve: resolve as (v: unknown) => void, reject, timer });
       try {

@@ -22,7 +22,9 @@ export function readPersisted(raw: unknown): PersistedState {
   const lensColor: LensColorMode = isLensColorMode(s.lensColor) ? s.lensColor : 'prob';
   const src = s.source;
   const source =
-    src && typeof src === 'object' && typeof src.uri === 'string' && typeof src.fileName === 'string' && Number.isInteger(src.offset) ? src : null;
+    src && typeof src === 'object' && typeof src.uri === 'string' && typeof src.fileName === 'string' && Number.isInteger(src.offset)
+      ? src
+      : null;
   return {
     version: 1,
     text: s.text,

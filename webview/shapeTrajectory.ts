@@ -29,25 +29,31 @@ function pushPath(s: PathSeries, coords: Float32Array, rows: number, T: number, 
   }
 }
 
-/** The selected token's path and every other path (NaN-separated), from coords [rows, pos, 3]. */
-export function trajectorySeries(coords: Float32Array, rows: number, T: number, selected: number): { selected: PathSeries; others: PathSeries } {
-  const sel = emptySeries();
-  const others = emptySeries();
+/** One token's path through the rows, from coords [rows, pos, 3]. */
+export function tokenPath(coords: Float32Array, rows: number, T: number, p: number): PathSeries {
+  const s = emptySeries();
+  if (p >= 0 && p < T) pushPath(s, coords, rows, T, p);
+  return s;
+}
+
+/**
+ * Every token's path in one series, NaN-separated (one trace, drawn once per run; the selected
+ * path is a separate trace on top, so changing the selection leaves this one untouched).
+ */
+export function allPaths(coords: Float32Array, rows: number, T: number, except = -1): PathSeries {
+  const s = emptySeries();
   for (let p = 0; p < T; p++) {
-    if (p === selected) {
-      pushPath(sel, coords, rows, T, p);
-      continue;
+    if (p === except) continue;
+    if (s.x.length > 0) {
+      s.x.push(NaN);
+      s.y.push(NaN);
+      s.z.push(NaN);
+      s.row.push(-1);
+      s.pos.push(-1);
     }
-    if (others.x.length > 0) {
-      others.x.push(NaN);
-      others.y.push(NaN);
-      others.z.push(NaN);
-      others.row.push(-1);
-      others.pos.push(-1);
-    }
-    pushPath(others, coords, rows, T, p);
+    pushPath(s, coords, rows, T, p);
   }
-  return { selected: sel, others };
+  return s;
 }
 
 /** Axis title with explained variance: "PC1 (41.3%)". `explained` holds fractions. */
@@ -75,6 +81,8 @@ export interface LayerSeries {
   /** Category labels for the x axis: emb, L0, L1, … */
   x: string[];
   norm: number[];
+  /** ‖ln_final(x)‖ per layer, or null when the run has none. */
+  normFinal: number[] | null;
   cosToFinal: number[];
   cosNext: (number | null)[];
   cosPred: number[];
@@ -85,6 +93,8 @@ export function layerSeries(walk: WalkMetrics, lens: LensTable, p: number): Laye
   const T = lens.pos;
   const x: string[] = [];
   const norm: number[] = [];
+  const hasFinal = walk.normsFinal instanceof Float32Array && walk.normsFinal.length === lens.rows * T;
+  const normFinal: number[] | null = hasFinal ? [] : null;
   const cosToFinal: number[] = [];
   const cosNext: (number | null)[] = [];
   const cosPred: number[] = [];
@@ -92,15 +102,16 @@ export function layerSeries(walk: WalkMetrics, lens: LensTable, p: number): Laye
     const i = r * T + p;
     x.push(rowLabel(r));
     norm.push(walk.norms[i]!);
+    normFinal?.push(walk.normsFinal[i]!);
     cosToFinal.push(walk.cosToFinal[i]!);
     const cn = lens.cosNext[i]!;
     cosNext.push(Number.isFinite(cn) ? cn : null);
     cosPred.push(lens.cosPred[i]!);
   }
-  return { x, norm, cosToFinal, cosNext, cosPred };
+  return { x, norm, normFinal, cosToFinal, cosNext, cosPred };
 }
 
-/** Whether WebGL scatter is worth it (SVG scatter slows down past a few thousand points). */
-export function useWebGl2d(rows: number, T: number): boolean {
+/** Too many points for one SVG marker each (SVG scatter slows down past a few thousand). */
+export function manyPoints(rows: number, T: number): boolean {
   return rows * T > 4000;
 }

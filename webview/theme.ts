@@ -67,7 +67,9 @@ export function readPalette(): Palette {
     bg,
     fg,
     muted: v('--vscode-descriptionForeground', 'var(--vscode-foreground)'),
-    border: highContrast ? v('--vscode-contrastBorder', 'var(--vscode-foreground)') : v('--vscode-editorWidget-border', 'var(--vscode-widget-border, currentColor)'),
+    border: highContrast
+      ? v('--vscode-contrastBorder', 'var(--vscode-foreground)')
+      : v('--vscode-editorWidget-border', 'var(--vscode-widget-border, currentColor)'),
     focus: v('--vscode-focusBorder', 'var(--vscode-foreground)'),
     grid: v('--vscode-editorIndentGuide-background1', 'var(--vscode-editorWidget-border, currentColor)'),
     widgetBg: v('--vscode-editorHoverWidget-background', 'var(--vscode-editorWidget-background)'),

@@ -1,7 +1,7 @@
 // A stand-in for VS Code inside the dev page: acquireVsCodeApi (once only, as in VS Code),
 // the host's side of the protocol (ready → runState/settings/analysis; similarity, export and
 // saveImage requests), state kept in sessionStorage, and a record of everything the panel sent.
-/* global window, sessionStorage, console, setTimeout, atob, URLSearchParams, location */
+/* global window, sessionStorage, atob, URLSearchParams, location */
 (function () {
   'use strict';
   const TYPED = { Float32Array, Int32Array, Uint8Array, Float64Array };
@@ -68,7 +68,12 @@
         record.exports.push(req.params.format);
         return reply('/tmp/analysis.' + req.params.format);
       case 'saveImage':
-        record.saved.push({ name: req.params.name, format: req.params.format, length: req.params.data.length, head: req.params.data.slice(0, 40) });
+        record.saved.push({
+          name: req.params.name,
+          format: req.params.format,
+          length: req.params.data.length,
+          head: req.params.data.slice(0, 40),
+        });
         return reply('/tmp/' + req.params.name + '.' + req.params.format);
       default:
         return fail('Unknown method ' + req.method);
@@ -84,7 +89,11 @@
           run === 'running'
             ? { kind: 'running', message: 'Analysing 120 tokens with stories260K…' }
             : run === 'error'
-              ? { kind: 'error', message: 'The model could not be loaded: config.json is missing "num_hidden_layers".\nCheck the model folder in settings.' }
+              ? {
+                  kind: 'error',
+                  message:
+                    'The model could not be loaded: config.json is missing "num_hidden_layers".\nCheck the model folder in settings.',
+                }
               : run === 'cancelled'
                 ? { kind: 'cancelled' }
                 : { kind: 'idle' };

@@ -1,6 +1,7 @@
 // Payloads for the dev harness: a real analysis of stories260K (or the tiny-llama fixture),
 // a synthetic 1024-token × 33-row one for scrolling and timing, and one full of hostile token
 // text. Written as JSON with typed arrays encoded as {"$typed": "Float32Array", "b64": …}.
+/* global structuredClone */
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -98,7 +99,9 @@ function rng(seed) {
 export function syntheticPayload(T = 1024, nLayers = 32, k = 10) {
   const rand = rng(7);
   const rows = nLayers + 1;
-  const words = ' the a cat dog sat on mat and ran to park . , was big red ball Lily Tom saw said " \n it he she'.split(' ').map((w, i) => (i === 0 ? ' ' : ' ' + w));
+  const words = ' the a cat dog sat on mat and ran to park . , was big red ball Lily Tom saw said " \n it he she'
+    .split(' ')
+    .map((w, i) => (i === 0 ? ' ' : ' ' + w));
   words.push('\n', 'ing', 'ed', '\ufffd', '<0x0A>');
   const V = 32000;
   const vocab = {};
@@ -148,7 +151,8 @@ export function syntheticPayload(T = 1024, nLayers = 32, k = 10) {
       norms[i] = 2 + 40 * depth ** 2 + rand();
       cosToFinal[i] = depth + (1 - depth) * rand() * 0.3;
       const prev = r === 0 ? null : ((r - 1) * T + p) * 3;
-      for (let d = 0; d < 3; d++) coords[i * 3 + d] = prev === null ? (ids[p] % 7) - 3 + rand() : coords[prev + d] + (rand() - 0.5) * (d === 0 ? 1 + depth : 1);
+      for (let d = 0; d < 3; d++)
+        coords[i * 3 + d] = prev === null ? (ids[p] % 7) - 3 + rand() : coords[prev + d] + (rand() - 0.5) * (d === 0 ? 1 + depth : 1);
     }
   }
   for (const id of topIds) vocab[id] ??= `tok${id}`;
@@ -201,6 +205,7 @@ export function syntheticPayload(T = 1024, nLayers = 32, k = 10) {
     lens: { rows, pos: T, k, topIds, topProbs, entropy, nextLogprob, nextRank, klToFinal, copyMass, cosNext, cosPred },
     walk: {
       norms,
+      normsFinal: norms.map((_, i) => 8 + (i % 7) * 0.01),
       stepSize: new Float32Array(nLayers * T),
       stepCos: new Float32Array(nLayers * T),
       cosToFinal,

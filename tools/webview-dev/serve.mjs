@@ -15,7 +15,8 @@ const TYPES = { '.js': 'text/javascript', '.css': 'text/css', '.ttf': 'font/ttf'
 
 function shell({ origin, nonce, theme, payload }) {
   const csp = `default-src 'none'; img-src ${origin} data: blob:; style-src ${origin} 'unsafe-inline'; font-src ${origin}; script-src 'nonce-${nonce}';`;
-  const dev = payload === 'none' ? '' : `<script nonce="${nonce}" src="${origin}/dev/data.js?payload=${encodeURIComponent(payload)}"></script>`;
+  const dev =
+    payload === 'none' ? '' : `<script nonce="${nonce}" src="${origin}/dev/data.js?payload=${encodeURIComponent(payload)}"></script>`;
   return `<!DOCTYPE html><html lang="en"><head><meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
@@ -63,6 +64,8 @@ export function startServer(port = 0) {
       const s = fs.createReadStream(file);
       s.on('end', () => res.end(';\n'));
       s.pipe(res, { end: false });
+    } else if (p === '/favicon.ico') {
+      res.writeHead(204).end(); // browsers ask for one; VS Code webviews do not
     } else if (p.startsWith('/dist/')) {
       const name = path.basename(p);
       const inDist = path.join(ROOT, 'dist', name);
@@ -83,5 +86,14 @@ export function startServer(port = 0) {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const i = process.argv.indexOf('--port');
   const { origin } = await startServer(i > 0 ? Number(process.argv[i + 1]) : 5178);
-  console.log(`Panel dev server: ${origin}/?theme=dark&payload=stories   (themes: light, dark, hc; payloads: ${fs.existsSync(PAYLOAD_DIR) ? fs.readdirSync(PAYLOAD_DIR).map((f) => f.replace('.json', '')).join(', ') : 'run run.mjs first'}, none)`);
+  console.log(
+    `Panel dev server: ${origin}/?theme=dark&payload=stories   (themes: light, dark, hc; payloads: ${
+      fs.existsSync(PAYLOAD_DIR)
+        ? fs
+            .readdirSync(PAYLOAD_DIR)
+            .map((f) => f.replace('.json', ''))
+            .join(', ')
+        : 'run run.mjs first'
+    }, none)`,
+  );
 }

@@ -2,7 +2,7 @@
 // (the modebar's download cannot save from a webview, so the modebar is hidden and export goes
 // through the host's saveImage request), and resizing with the container.
 import Plotly from 'plotly.js-dist-min';
-import type { Config, Data, Layout, LayoutAxis, PlotlyHTMLElement } from 'plotly.js-dist-min';
+import type { Config, Data, Layout, LayoutAxis, PlotlyHTMLElement, PlotMouseEvent } from 'plotly.js-dist-min';
 import { toCss, mix, type Rgba } from '../shapeColor';
 import { svgFromDataUrl } from '../shapeExport';
 import { el, toolButton } from '../dom';
@@ -62,10 +62,13 @@ export class ChartCard {
   private readonly status: HTMLElement;
   private drawn = false;
   private resizeQueued = false;
+  private readonly handlers: [string, (ev: never) => void][] = [];
+  private bound = false;
+  private size: ((w: number, h: number) => { width: number; height: number }) | null = null;
 
   constructor(
     private readonly ctx: ViewContext,
-    title: string,
+    readonly title: string,
     private readonly imageName: () => string,
     className = '',
   ) {
@@ -76,7 +79,10 @@ export class ChartCard {
       toolButton('PNG', 'file-media', 'Save this chart as PNG', () => void this.export('png')),
       toolButton('SVG', 'file-code', 'Save this chart as SVG', () => void this.export('svg')),
     ]);
-    this.el = el('section', { class: `chart-card ${className}` }, [el('header', { class: 'chart-head' }, [el('h3', { text: title }), this.tools]), this.plot]);
+    this.el = el('section', { class: `chart-card ${className}` }, [
+      el('header', { class: 'chart-head' }, [el('h3', { text: title }), this.tools]),
+      this.plot,
+    ]);
     new ResizeObserver(() => this.queueResize()).observe(this.plot);
   }
 
@@ -88,12 +94,55 @@ export class ChartCard {
     return this.drawn;
   }
 
-  async draw(data: Data[], layout: Partial<Layout>): Promise<void> {
+  /** Registers a Plotly event handler (bound once the chart exists). */
+  on(event: 'plotly_click' | 'plotly_hover' | 'plotly_unhover', handler: (ev: PlotMouseEvent) => void): void {
+    this.handlers.push([event, handler as (ev: never) => void]);
+    this.bind();
+  }
+
+  /** Sizes the figure from the container's size (default: fill it). */
+  sizeWith(fn: (w: number, h: number) => { width: number; height: number }): void {
+    this.size = fn;
+  }
+
+  private figureSize(): { width: number; height: number } | null {
     const w = this.plot.clientWidth;
     const h = this.plot.clientHeight;
-    if (w === 0 || h === 0) return;
-    await Plotly.react(this.plot, data, { ...layout, width: w, height: h }, PLOT_CONFIG);
+    if (w === 0 || h === 0) return null;
+    return this.size ? this.size(w, h) : { width: w, height: h };
+  }
+
+  private bind(): void {
+    if (!this.drawn || this.bound) return;
+    this.bound = true;
+    const gd = this.gd as unknown as { on(event: string, cb: (ev: never) => void): void };
+    for (const [event, handler] of this.handlers) gd.on(event, handler);
+  }
+
+  async draw(data: Data[], layout: Partial<Layout>): Promise<void> {
+    const size = this.figureSize();
+    if (!size) return;
+    const t0 = performance.now();
+    await Plotly.react(this.plot, data, { ...layout, ...size }, PLOT_CONFIG);
+    performance.measure(`td:draw ${this.title}`, { start: t0, end: performance.now() });
     this.drawn = true;
+    this.bind();
+  }
+
+  /** Layout-only update (e.g. selection shapes) without recomputing traces. */
+  async relayout(update: Partial<Layout>): Promise<void> {
+    if (!this.drawn) return;
+    const t0 = performance.now();
+    await Plotly.relayout(this.plot, update);
+    performance.measure(`td:relayout ${this.title}`, { start: t0, end: performance.now() });
+  }
+
+  /** Replaces attributes of some traces (values wrapped per trace, as Plotly.restyle expects). */
+  async restyle(update: Record<string, unknown[]>, traces: number[]): Promise<void> {
+    if (!this.drawn) return;
+    const t0 = performance.now();
+    await Plotly.restyle(this.plot, update as Data, traces);
+    performance.measure(`td:restyle ${this.title}`, { start: t0, end: performance.now() });
   }
 
   private queueResize(): void {
@@ -101,9 +150,8 @@ export class ChartCard {
     this.resizeQueued = true;
     requestAnimationFrame(() => {
       this.resizeQueued = false;
-      const w = this.plot.clientWidth;
-      const h = this.plot.clientHeight;
-      if (w > 0 && h > 0 && this.plot.isConnected) void Plotly.relayout(this.plot, { width: w, height: h });
+      const size = this.figureSize();
+      if (size && this.plot.isConnected) void Plotly.relayout(this.plot, size);
     });
   }
 
@@ -116,9 +164,8 @@ export class ChartCard {
     if (!this.drawn) return;
     try {
       this.setStatus('Exporting…');
-      const w = this.plot.clientWidth;
-      const h = this.plot.clientHeight;
-      const url = await Plotly.toImage(this.plot, { format, width: w, height: h, scale: format === 'png' ? 2 : 1 });
+      const size = this.figureSize() ?? { width: 800, height: 600 };
+      const url = await Plotly.toImage(this.plot, { format, ...size, scale: format === 'png' ? 2 : 1 });
       const data = format === 'svg' ? svgFromDataUrl(url) : url;
       const saved = await this.ctx.host.request('saveImage', { name: this.imageName(), format, data });
       this.setStatus(saved ? 'Saved' : '');

@@ -52,7 +52,10 @@ export function createHeader(ctx: ViewContext): HTMLElement {
     clear(notice);
     notice.hidden = !p?.truncation;
     if (p?.truncation) {
-      notice.append(icon('warning'), el('span', { text: `Analysed the first ${p.truncation.kept} of ${p.truncation.total} tokens (context window or token limit).` }));
+      notice.append(
+        icon('warning'),
+        el('span', { text: `Analysed the first ${p.truncation.kept} of ${p.truncation.total} tokens (context window or token limit).` }),
+      );
     }
 
     clear(state);
@@ -61,7 +64,10 @@ export function createHeader(ctx: ViewContext): HTMLElement {
     banner.className = 'banner';
     const rs = s.runState;
     if (rs.kind === 'running') {
-      state.append(el('vscode-progress-ring', { class: 'ring', attrs: { 'aria-label': 'Running' } }), el('span', { text: rs.message || 'Running…' }));
+      state.append(
+        el('vscode-progress-ring', { class: 'ring', attrs: { 'aria-label': 'Running' } }),
+        el('span', { text: rs.message || 'Running…' }),
+      );
     } else if (rs.kind === 'error') {
       banner.hidden = false;
       banner.classList.add('error');

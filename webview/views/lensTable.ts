@@ -23,7 +23,6 @@ import {
 } from '../shapeLens';
 import { fmt, pct, rowLabel, tokenDisplay } from '../shapeText';
 import type { Palette } from '../theme';
-import type { AppState } from '../store';
 import type { TabFactory, ViewContext } from './context';
 
 const COL_W = 68;
@@ -97,7 +96,9 @@ function colours(pal: Palette, p: AnalysisPayload, mode: LensColorMode): Colours
 }
 
 export const lensTab: TabFactory = (ctx: ViewContext) => {
-  const select = el('vscode-single-select', { class: 'mode-select', attrs: { 'aria-label': 'Colour cells by' } }) as HTMLElement & { value: string };
+  const select = el('vscode-single-select', { class: 'mode-select', attrs: { 'aria-label': 'Colour cells by' } }) as HTMLElement & {
+    value: string;
+  };
   for (const m of LENS_MODES) {
     select.append(el('vscode-option', { text: m.label, attrs: { value: m.mode, selected: m.mode === ctx.store.state.lensColor } }));
   }
@@ -117,12 +118,12 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
     toolButton('SVG', 'file-code', 'Save the whole table as SVG', () => void exportTable('svg')),
   ]);
 
-  const corner = el('div', { class: 'lens-corner', text: 'layer ╲ pos' });
+  const corner = el('div', { class: 'lens-corner', text: 'layer' });
   const head = el('div', { class: 'lens-head' }, [corner]);
   const labels = el('div', { class: 'lens-labels' });
   const selCol = el('div', { class: 'lens-selcol' });
   const body = el('div', { class: 'lens-body' }, [labels, selCol]);
-  const foot = el('div', { class: 'lens-foot' }, [el('div', { class: 'lens-corner', text: 'next token' })]);
+  const foot = el('div', { class: 'lens-foot' }, [el('div', { class: 'lens-corner', text: 'next', title: 'the actual next token' })]);
   const content = el('div', { class: 'lens-content' }, [head, body, foot]);
   const scroller = el('div', { class: 'lens-scroller', attrs: { tabindex: 0, role: 'grid', 'aria-label': 'Logit lens' } }, [content]);
   const root = el('div', { class: 'view lens-view' }, [bar, scroller]);
@@ -265,10 +266,10 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
     selCol.hidden = pos < 0 || pos >= payload.lens.pos;
     selCol.style.left = `${LABEL_W + pos * COL_W}px`;
     if (!scroll || selCol.hidden) return;
+    // out of view: bring it to the middle (a jump to the edge would hide its neighbours)
     const x = pos * COL_W;
     const view = scroller.clientWidth - LABEL_W;
-    if (x < scroller.scrollLeft) scroller.scrollLeft = x;
-    else if (x + COL_W > scroller.scrollLeft + view) scroller.scrollLeft = x + COL_W - view;
+    if (x < scroller.scrollLeft || x + COL_W > scroller.scrollLeft + view) scroller.scrollLeft = Math.max(0, x - (view - COL_W) / 2);
   };
 
   const render = () => {
@@ -316,7 +317,9 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
     const stats = el('div', { class: 'tt-stats' }, [
       el('span', { text: `entropy ${fmt(info.entropy)} nats` }),
       el('span', { text: `KL to final ${fmt(info.kl)} nats` }),
-      el('span', { text: info.nextRank === null ? 'last position: no next token' : `next token rank #${info.nextRank}, p ${pct(info.nextProb ?? NaN)}` }),
+      el('span', {
+        text: info.nextRank === null ? 'last position: no next token' : `next token rank #${info.nextRank}, p ${pct(info.nextProb ?? NaN)}`,
+      }),
       el('span', { text: `copy mass ${pct(info.copyMass)}` }),
     ]);
     rows.push(stats);
@@ -346,7 +349,8 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
         muted: toCss(pal.muted),
         border: toCss(mix(pal.bg, pal.fg, 0.12, pal.bg)),
         fontFamily: pal.monoFamily,
-        cell: (t) => (t === null ? { fill: toCss(pal.bg), text: c.naInk } : { fill: c.fills[rampIndex(t, STEPS)]!, text: c.inks[rampIndex(t, STEPS)]! }),
+        cell: (t) =>
+          t === null ? { fill: toCss(pal.bg), text: c.naInk } : { fill: c.fills[rampIndex(t, STEPS)]!, text: c.inks[rampIndex(t, STEPS)]! },
       });
       const data = format === 'svg' ? svg : await svgToPng(svg);
       const name = imageName('logit-lens', p.model.name, ctx.store.state.lensColor);

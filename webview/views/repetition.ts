@@ -8,7 +8,17 @@ import type { AnalysisPayload } from '../../src/shared/protocol';
 import { clear, el, serial } from '../dom';
 import { mix, plotlyColorscale, type Rgba } from '../shapeColor';
 import { imageName } from '../shapeExport';
-import { copyMassSeries, isSimilarityMatrix, lowerTriangle, offDiagonalRange, repeatRuns, repeatedSpans, runRect, type RepeatRun } from '../shapeRepetition';
+import {
+  copyMassSeries,
+  isSimilarityMatrix,
+  lowerTriangle,
+  offDiagonalRange,
+  rectOutlines,
+  repeatRuns,
+  repeatedSpans,
+  runRect,
+  type RepeatRun,
+} from '../shapeRepetition';
 import { fmt, pct, plotlyToken, rowLabel, rowTitle, tokenDisplay, clip } from '../shapeText';
 import type { AppState } from '../store';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
@@ -23,7 +33,10 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
   const layerName = el('span', { class: 'layer-name' });
   const ring = el('vscode-progress-ring', { class: 'ring' });
   ring.hidden = true;
-  const minSelect = el('vscode-single-select', { class: 'n-select', attrs: { 'aria-label': 'Shortest repeat to outline' } }) as HTMLElement & { value: string };
+  const minSelect = el('vscode-single-select', {
+    class: 'n-select',
+    attrs: { 'aria-label': 'Shortest repeat to outline' },
+  }) as HTMLElement & { value: string };
   let minN = 2;
   for (const n of MIN_N_CHOICES) minSelect.append(el('vscode-option', { text: `${n}+ tokens`, attrs: { value: n, selected: n === minN } }));
   const runCount = el('span', { class: 'muted' });
@@ -41,12 +54,19 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
     el('span', { class: 'spacer' }),
     el('span', { class: 'hint', text: 'click a cell (i, j): select token i, highlight j' }),
   ]);
-  const name = (what: string) => () => imageName(what, ctx.store.state.payload?.model.name ?? 'model', rowLabel(ctx.store.state.similarityRow));
+  const name = (what: string) => () =>
+    imageName(what, ctx.store.state.payload?.model.name ?? 'model', rowLabel(ctx.store.state.similarityRow));
   const heat = new ChartCard(ctx, 'Cosine similarity of tokens (j ≤ i)', name('similarity'), 'rep-heat');
   const copy = new ChartCard(ctx, 'In-context copy mass', name('copy-mass'), 'rep-copy');
   const list = el('div', { class: 'ngram-list', attrs: { role: 'list' } });
-  const listCard = el('section', { class: 'chart-card rep-list' }, [el('header', { class: 'chart-head' }, [el('h3', { text: 'Repeated n-grams' })]), list]);
-  const root = el('div', { class: 'view rep-view' }, [bar, el('div', { class: 'rep-grid' }, [heat.el, el('div', { class: 'rep-col' }, [copy.el, listCard])])]);
+  const listCard = el('section', { class: 'chart-card rep-list' }, [
+    el('header', { class: 'chart-head' }, [el('h3', { text: 'Repeats (length · text · from → to)' })]),
+    list,
+  ]);
+  const root = el('div', { class: 'view rep-view' }, [
+    bar,
+    el('div', { class: 'rep-grid' }, [heat.el, el('div', { class: 'rep-col' }, [copy.el, listCard])]),
+  ]);
 
   const cache = new Map<string, Float32Array>();
   let active = false;
@@ -54,10 +74,19 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
   let paintedRun = -1;
   let runs: RepeatRun[] = [];
   let runsFor = '';
-  let bound = false;
   let fetchTimer = 0;
 
   const key = (p: AnalysisPayload, row: number) => `${p.runId}:${row}`;
+
+  // Plotly.react skips traces whose arrays are the same objects as last time, so the heavy
+  // arrays are built once per (run, row) and reused while only the selection changes.
+  const memo = new Map<string, unknown>();
+  let heatKey = '';
+  let copyKey = '';
+  function once<V>(k: string, make: () => V): V {
+    if (!memo.has(k)) memo.set(k, make());
+    return memo.get(k) as V;
+  }
 
   const matrixFor = (p: AnalysisPayload, row: number): Float32Array | null => {
     if (row === p.walk.similarity.row && isSimilarityMatrix(p.walk.similarity.matrix, p.lens.pos)) return p.walk.similarity.matrix;
@@ -89,72 +118,91 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
     void render();
   });
 
-  const bind = () => {
-    if (bound) return;
-    bound = true;
-    heat.gd.on('plotly_hover', (ev) => {
-      const p = ctx.store.state.payload;
-      const pt = ev.points[0];
-      if (!p || !pt) return;
-      const i = Number(pt.y);
-      const j = Number(pt.x);
-      if (!(j <= i)) return ctx.tooltip.hide();
-      const m = matrixFor(p, ctx.store.state.similarityRow);
-      const v = m ? m[i * p.lens.pos + j]! : NaN;
-      const a = tokenDisplay(p.tokens[i]!);
-      const b = tokenDisplay(p.tokens[j]!);
-      const mouse = ev.event as MouseEvent;
-      ctx.tooltip.show(mouse.clientX, mouse.clientY, [
-        el('div', { class: 'tt-title', text: `cos ${fmt(v, 3)} at ${rowTitle(ctx.store.state.similarityRow, p.lens.rows)}` }),
-        el('div', {}, [el('span', { class: 'muted', text: `i = ${i}  ` }), el('span', { class: 'mono', text: a.text })]),
-        el('div', {}, [el('span', { class: 'muted', text: `j = ${j}  ` }), el('span', { class: 'mono', text: b.text })]),
-      ]);
-    });
-    heat.gd.on('plotly_unhover', () => ctx.tooltip.hide());
-    heat.gd.on('plotly_click', (ev) => {
-      const pt = ev.points[0];
-      if (!pt) return;
-      const i = Number(pt.y);
-      const j = Number(pt.x);
-      if (j <= i) ctx.select(i, j === i ? null : j);
-    });
-    copy.gd.on('plotly_click', (ev) => {
-      const x = ev.points[0]?.x;
-      if (typeof x === 'number') ctx.select(x);
-    });
-  };
+  heat.on('plotly_hover', (ev) => {
+    const p = ctx.store.state.payload;
+    const pt = ev.points[0];
+    if (!p || !pt) return;
+    const i = Number(pt.y);
+    const j = Number(pt.x);
+    if (!(j <= i)) return ctx.tooltip.hide();
+    const m = matrixFor(p, ctx.store.state.similarityRow);
+    const v = m ? m[i * p.lens.pos + j]! : NaN;
+    const mouse = ev.event as MouseEvent;
+    ctx.tooltip.show(mouse.clientX, mouse.clientY, [
+      el('div', { class: 'tt-title', text: `cos ${fmt(v, 3)} at ${rowTitle(ctx.store.state.similarityRow, p.lens.rows)}` }),
+      el('div', {}, [
+        el('span', { class: 'muted', text: `i = ${i}  ` }),
+        el('span', { class: 'mono', text: tokenDisplay(p.tokens[i]!).text }),
+      ]),
+      el('div', {}, [
+        el('span', { class: 'muted', text: `j = ${j}  ` }),
+        el('span', { class: 'mono', text: tokenDisplay(p.tokens[j]!).text }),
+      ]),
+    ]);
+  });
+  heat.on('plotly_unhover', () => ctx.tooltip.hide());
+  heat.on('plotly_click', (ev) => {
+    const pt = ev.points[0];
+    if (!pt) return;
+    const i = Number(pt.y);
+    const j = Number(pt.x);
+    if (j <= i) ctx.select(i, j === i ? null : j);
+  });
+  copy.on('plotly_click', (ev) => {
+    const x = ev.points[0]?.x;
+    if (typeof x === 'number') ctx.select(x);
+  });
+  // Square cells: the figure is as wide as its height plus room for the axis and colour bar.
+  heat.sizeWith((w, h) => ({ width: Math.min(w, h + 70), height: h }));
 
   const drawHeat = async (p: AnalysisPayload, s: Readonly<AppState>, m: Float32Array) => {
     const pal = ctx.palette();
     const T = p.lens.pos;
     const [lo] = offDiagonalRange(m, T);
     const rampCols: Rgba[] = Array.from({ length: 9 }, (_, i) => mix(pal.bg, pal.blue, 0.08 + (0.92 * i) / 8, pal.bg));
-    const idx = Array.from({ length: T }, (_, i) => i);
+    const idx = once(`idx:${p.runId}`, () => Array.from({ length: T }, (_, i) => i));
     const ax = axisStyle(pal);
     const tickFor = (): Partial<Layout['xaxis']> =>
       T <= 40 ? { tickmode: 'array', tickvals: idx, ticktext: p.tokens.map((t) => plotlyToken(t.text, 8)), tickangle: -60 } : {};
-    const shapes: Shape[] = runs.map((r) => ({
-      type: 'rect',
-      xref: 'x',
-      yref: 'y',
-      ...runRect(r),
-      line: { color: c(pal.yellow), width: 1.5 },
-      fillcolor: 'rgba(0,0,0,0)',
-    }));
+    const shapes: Shape[] = [];
+    const outlines = rectOutlines(runs.map(runRect));
     const sel = s.selectedPos;
     if (sel >= 0 && sel < T) {
-      shapes.push({ type: 'rect', xref: 'x', yref: 'y', x0: -0.5, x1: sel + 0.5, y0: sel - 0.5, y1: sel + 0.5, line: { color: c(pal.focus), width: 1 }, fillcolor: 'rgba(0,0,0,0)' });
+      shapes.push({
+        type: 'rect',
+        xref: 'x',
+        yref: 'y',
+        x0: -0.5,
+        x1: sel + 0.5,
+        y0: sel - 0.5,
+        y1: sel + 0.5,
+        line: { color: c(pal.focus), width: 1 },
+        fillcolor: 'rgba(0,0,0,0)',
+      });
       if (s.highlightPos !== null && s.highlightPos <= sel) {
         const j = s.highlightPos;
-        shapes.push({ type: 'rect', xref: 'x', yref: 'y', x0: j - 0.5, x1: j + 0.5, y0: sel - 0.5, y1: sel + 0.5, line: { color: c(pal.focus), width: 2.5 }, fillcolor: 'rgba(0,0,0,0)' });
+        shapes.push({
+          type: 'rect',
+          xref: 'x',
+          yref: 'y',
+          x0: j - 0.5,
+          x1: j + 0.5,
+          y0: sel - 0.5,
+          y1: sel + 0.5,
+          line: { color: c(pal.focus), width: 2.5 },
+          fillcolor: 'rgba(0,0,0,0)',
+        });
       }
     }
+    const drawKey = `${key(p, s.similarityRow)}:${minN}:${s.themeVersion}`;
+    if (heatKey === drawKey && heat.isDrawn) return heat.relayout({ shapes }); // only the selection moved
+    heatKey = drawKey;
     const base = baseLayout(pal);
     await heat.draw(
       [
         {
           type: 'heatmap',
-          z: lowerTriangle(m, T),
+          z: once(`z:${key(p, s.similarityRow)}`, () => lowerTriangle(m, T)),
           x: idx,
           y: idx,
           zmin: Math.min(lo, 0.999),
@@ -163,7 +211,22 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
           hoverinfo: 'none',
           xgap: T <= 64 ? 1 : 0,
           ygap: T <= 64 ? 1 : 0,
-          colorbar: { thickness: 8, len: 0.9, outlinewidth: 0, tickfont: { size: 10, color: c(pal.muted) }, title: { text: 'cos', font: { size: 10, color: c(pal.muted) } } },
+          colorbar: {
+            thickness: 8,
+            len: 0.9,
+            outlinewidth: 0,
+            tickfont: { size: 10, color: c(pal.muted) },
+            title: { text: 'cos', font: { size: 10, color: c(pal.muted) } },
+          },
+        } as Data,
+        {
+          type: 'scatter',
+          mode: 'lines',
+          x: outlines.x,
+          y: outlines.y,
+          line: { color: c(pal.yellow), width: 1.5 },
+          hoverinfo: 'skip',
+          connectgaps: false,
         } as Data,
       ],
       {
@@ -171,8 +234,25 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
         margin: { l: 40, r: 8, t: 8, b: 36 },
         uirevision: `${p.runId}`,
         shapes,
-        xaxis: { ...ax, ...tickFor(), title: { text: 'j (earlier token)', font: { size: 11, color: c(pal.muted) } }, showgrid: false, zeroline: false, constrain: 'domain' },
-        yaxis: { ...ax, ...tickFor(), tickangle: 0, autorange: 'reversed', scaleanchor: 'x', showgrid: false, zeroline: false, constrain: 'domain', title: { text: 'i', font: { size: 11, color: c(pal.muted) } } },
+        xaxis: {
+          ...ax,
+          ...tickFor(),
+          title: { text: 'j (earlier token)', font: { size: 11, color: c(pal.muted) } },
+          showgrid: false,
+          zeroline: false,
+          constrain: 'domain',
+        },
+        yaxis: {
+          ...ax,
+          ...tickFor(),
+          tickangle: 0,
+          autorange: 'reversed',
+          scaleanchor: 'x',
+          showgrid: false,
+          zeroline: false,
+          constrain: 'domain',
+          title: { text: 'i', font: { size: 11, color: c(pal.muted) } },
+        },
       },
     );
   };
@@ -180,9 +260,10 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
   const drawCopy = async (p: AnalysisPayload, s: Readonly<AppState>) => {
     const pal = ctx.palette();
     const T = p.lens.pos;
-    const y = copyMassSeries(p.lens, s.similarityRow);
-    const x = Array.from({ length: T }, (_, i) => i);
-    const hover = y.map((v, i) => `pos ${i} <b>${plotlyToken(p.tokens[i]!.text)}</b><br>copy mass ${pct(v)}`);
+    const k = key(p, s.similarityRow);
+    const y = once(`copy:${k}`, () => copyMassSeries(p.lens, s.similarityRow));
+    const x = once(`idx:${p.runId}`, () => Array.from({ length: T }, (_, i) => i));
+    const hover = once(`copyhover:${k}`, () => y.map((v, i) => `pos ${i} <b>${plotlyToken(p.tokens[i]!.text)}</b><br>copy mass ${pct(v)}`));
     const shapes: Shape[] = repeatedSpans(runs).map(([a, b]) => ({
       type: 'rect',
       xref: 'x',
@@ -195,12 +276,25 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
       fillcolor: c(pal.yellow, 0.16),
       layer: 'below',
     }));
-    if (s.selectedPos >= 0) shapes.push({ type: 'line', xref: 'x', yref: 'paper', x0: s.selectedPos, x1: s.selectedPos, y0: 0, y1: 1, line: { color: c(pal.focus), width: 1.5 } });
+    if (s.selectedPos >= 0)
+      shapes.push({
+        type: 'line',
+        xref: 'x',
+        yref: 'paper',
+        x0: s.selectedPos,
+        x1: s.selectedPos,
+        y0: 0,
+        y1: 1,
+        line: { color: c(pal.focus), width: 1.5 },
+      });
+    const drawKey = `${k}:${minN}:${s.themeVersion}`;
+    if (copyKey === drawKey && copy.isDrawn) return copy.relayout({ shapes });
+    copyKey = drawKey;
     const ax = axisStyle(pal);
     await copy.draw(
       [
         {
-          type: T > 2000 ? 'scattergl' : 'scatter',
+          type: 'scatter', // not scattergl: WebGL 2D traces need eval, which the CSP forbids
           mode: T <= 200 ? 'lines+markers' : 'lines',
           x,
           y,
@@ -217,7 +311,11 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
         margin: { l: 40, r: 8, t: 6, b: 30 },
         uirevision: `${p.runId}`,
         shapes,
-        xaxis: { ...ax, title: { text: 'position (shaded: inside a later repeat)', font: { size: 10, color: c(pal.muted) } }, zeroline: false },
+        xaxis: {
+          ...ax,
+          title: { text: 'position (shaded: inside a later repeat)', font: { size: 10, color: c(pal.muted) } },
+          zeroline: false,
+        },
         yaxis: { ...ax, range: [0, 1.02], tickformat: '.0%' },
       },
     );
@@ -225,20 +323,22 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
 
   const drawList = (p: AnalysisPayload) => {
     clear(list);
-    const grams = p.walk.ngrams.filter((g) => g.n >= minN).slice(0, 200);
-    if (grams.length === 0) {
-      list.append(el('div', { class: 'muted empty-note', text: `No repeated n-grams of ${minN}+ tokens.` }));
+    if (runs.length === 0) {
+      list.append(el('div', { class: 'muted empty-note', text: `No repeats of ${minN}+ tokens.` }));
       return;
     }
-    for (const g of grams) {
-      const text = g.ids.map((_, k) => tokenDisplay(p.tokens[g.positions[0]! + k]!).text).join('');
+    for (const r of runs.slice(0, 200)) {
+      const text = p.tokens
+        .slice(r.src, r.src + r.len)
+        .map((t) => tokenDisplay(t).text)
+        .join('');
       const item = el('button', { class: 'ngram', attrs: { type: 'button', role: 'listitem' } }, [
-        el('span', { class: 'count', text: `×${g.positions.length}` }),
-        el('span', { class: 'mono', text: clip(text, 60) }),
-        el('span', { class: 'muted', text: ` n=${g.n} @ ${g.positions.slice(0, 6).join(', ')}${g.positions.length > 6 ? '…' : ''}` }),
+        el('span', { class: 'count', text: String(r.len) }),
+        el('span', { class: 'mono', text: clip(text, 80) }),
+        el('span', { class: 'muted', text: `${r.src} → ${r.dst}` }),
       ]);
-      item.title = `positions ${g.positions.join(', ')} — click: select the second occurrence`;
-      item.addEventListener('click', () => ctx.select(g.positions[1] ?? g.positions[0]!, g.positions[0]!));
+      item.title = `${r.len} tokens at ${r.src}–${r.src + r.len - 1} repeat at ${r.dst}–${r.dst + r.len - 1}. Click: select the repeat, highlight the original.`;
+      item.addEventListener('click', () => ctx.select(r.dst, r.src));
       list.append(item);
     }
   };
@@ -266,7 +366,6 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
       if (m) jobs.push(drawHeat(p, s, m));
       else fetchRow(p, row);
       await Promise.all(jobs);
-      bind();
       if (m && paintedRun !== p.runId) {
         paintedRun = p.runId;
         ctx.painted('repetition');
@@ -279,6 +378,7 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
   ctx.store.subscribe((_s, changed) => {
     if (changed.has('payload')) {
       cache.clear();
+      memo.clear();
       runsFor = '';
     }
     const relevant = ['payload', 'selectedPos', 'highlightPos', 'similarityRow', 'themeVersion'] as const;

@@ -21,7 +21,11 @@ export function createTabs(ctx: ViewContext): HTMLElement {
       el('vscode-tab-panel', { class: `tab-${v.id}`, attrs: { panel: true } }, [v.el]),
     );
   }
-  const indexOf = (id: string) => Math.max(0, views.findIndex((v) => v.id === id));
+  const indexOf = (id: string) =>
+    Math.max(
+      0,
+      views.findIndex((v) => v.id === id),
+    );
   let current = -1;
   const show = (i: number) => {
     if (i === current) return;

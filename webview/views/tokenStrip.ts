@@ -93,7 +93,10 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
     const d = tokenDisplay(tok);
     const bits = surprisalBits(p.lens, i - 1);
     const rows: Node[] = [
-      el('div', { class: 'tt-title' }, [el('span', { class: 'mono', text: d.text }), el('span', { class: 'muted', text: `  pos ${i} · id ${tok.id}` })]),
+      el('div', { class: 'tt-title' }, [
+        el('span', { class: 'mono', text: d.text }),
+        el('span', { class: 'muted', text: `  pos ${i} · id ${tok.id}` }),
+      ]),
       el('div', { class: 'muted', text: d.title }),
     ];
     if (bits !== null) rows.push(el('div', { text: `surprisal ${fmt(bits)} bits (p ${pct(2 ** -bits)} given the tokens before)` }));

@@ -4,7 +4,7 @@ import type { AnalysisPayload } from '../../src/shared/protocol';
 import { el, serial } from '../dom';
 import { mix, toCss } from '../shapeColor';
 import { imageName } from '../shapeExport';
-import { layerSeries, pathHover, pcAxisTitle, trajectorySeries, useWebGl2d } from '../shapeTrajectory';
+import { allPaths, layerSeries, manyPoints, pathHover, pcAxisTitle, tokenPath, type PathSeries } from '../shapeTrajectory';
 import { rowLabel, tokenDisplay } from '../shapeText';
 import type { AppState } from '../store';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
@@ -26,64 +26,79 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
   const main = new ChartCard(ctx, 'Trajectories through the layers', name('trajectories'), 'traj-main');
   const norms = new ChartCard(ctx, 'Norm ‖x‖ per layer', name('norms'), 'traj-side');
   const cos = new ChartCard(ctx, 'Cosines per layer', name('cosines'), 'traj-side');
-  const root = el('div', { class: 'view traj-view' }, [bar, el('div', { class: 'traj-grid' }, [main.el, el('div', { class: 'traj-col' }, [norms.el, cos.el])])]);
+  const root = el('div', { class: 'view traj-view' }, [
+    bar,
+    el('div', { class: 'traj-grid' }, [main.el, el('div', { class: 'traj-col' }, [norms.el, cos.el])]),
+  ]);
 
   let active = false;
   let dirty = true;
   let paintedRun = -1;
-  let hover: { others: string[]; selected: string[]; run: number; pos: number } | null = null;
+  // All paths, built once per run: the same arrays every draw, so Plotly.react leaves that
+  // trace alone when only the selection changes.
+  let cloud: { run: number; series: PathSeries; hover: string[] } | null = null;
+  let mainKey = '';
 
-  let clickBound = false;
-  const bindClick = () => {
-    if (clickBound) return;
-    clickBound = true;
-    main.gd.on('plotly_click', (ev) => {
-      const pt = ev.points[0];
-      const pos = pt?.customdata;
-      if (typeof pos === 'number' && pos >= 0) ctx.select(pos);
-    });
-  };
+  main.on('plotly_click', (ev) => {
+    const pos = ev.points[0]?.customdata;
+    if (typeof pos === 'number' && pos >= 0) ctx.select(pos);
+  });
 
   const drawMain = async (p: AnalysisPayload, s: Readonly<AppState>) => {
     const pal = ctx.palette();
     const rows = p.lens.rows;
     const T = p.lens.pos;
     const sel = Math.max(0, Math.min(T - 1, s.selectedPos));
-    const series = trajectorySeries(p.walk.pca.coords, rows, T, sel);
-    if (!hover || hover.run !== p.runId || hover.pos !== sel) {
-      hover = {
-        run: p.runId,
-        pos: sel,
-        others: pathHover(series.others, p.tokens, p.lens, p.vocab),
-        selected: pathHover(series.selected, p.tokens, p.lens, p.vocab),
-      };
+    if (cloud?.run !== p.runId) {
+      const series = allPaths(p.walk.pca.coords, rows, T);
+      cloud = { run: p.runId, series, hover: pathHover(series, p.tokens, p.lens, p.vocab) };
     }
+    const path = tokenPath(p.walk.pca.coords, rows, T, sel);
+    const pathText = pathHover(path, p.tokens, p.lens, p.vocab);
     const three = s.trajectoryDims === 3;
     const faded = c(mix(pal.bg, pal.fg, 0.35, pal.bg));
-    const labelEvery = Math.max(1, Math.ceil(rows / 8));
-    const selText = series.selected.row.map((r) => (r === 0 || r === rows - 1 || r % labelEvery === 0 ? rowLabel(r) : ''));
-    const markerColors = series.selected.row.map((r) => toCss(mix(pal.bg, pal.blue, 0.3 + (0.7 * r) / Math.max(1, rows - 1), pal.bg)));
-    const symbols = series.selected.row.map((r) => (r === 0 ? 'circle-open' : r === rows - 1 ? 'diamond' : 'circle'));
+    // label every layer of a shallow model; a deep one gets emb, the middle and the output
+    const mid = Math.round((rows - 1) / 2);
+    const selText = path.row.map((r) => (rows <= 9 || r === 0 || r === rows - 1 || r === mid ? rowLabel(r) : ''));
+    const markerColors = path.row.map((r) => toCss(mix(pal.bg, pal.blue, 0.3 + (0.7 * r) / Math.max(1, rows - 1), pal.bg)));
+    const symbols = path.row.map((r) => (r === 0 ? 'circle-open' : r === rows - 1 ? 'diamond' : 'circle'));
+    const drawKey = `${p.runId}:${s.trajectoryDims}:${s.themeVersion}`;
+    if (mainKey === drawKey && main.isDrawn) {
+      // only the selection moved: replace the selected trace's points, leave the cloud alone
+      const update: Record<string, unknown[]> = {
+        x: [path.x],
+        y: [path.y],
+        customdata: [path.pos],
+        hovertext: [pathText],
+        text: [selText],
+        'marker.color': [markerColors],
+      };
+      if (three) update.z = [path.z];
+      return main.restyle(update, [1]);
+    }
+    mainKey = drawKey;
     const others: Record<string, unknown> = {
-      type: three ? 'scatter3d' : useWebGl2d(rows, T) ? 'scattergl' : 'scatter',
-      mode: 'lines+markers',
-      x: series.others.x,
-      y: series.others.y,
-      customdata: series.others.pos,
-      hovertext: hover.others,
+      type: three ? 'scatter3d' : 'scatter',
+      // SVG markers for tens of thousands of points are slow; WebGL 2D (scattergl) needs eval,
+      // which the webview's CSP forbids. So many points = one SVG path without markers.
+      mode: manyPoints(rows, T) ? 'lines' : 'lines+markers',
+      x: cloud.series.x,
+      y: cloud.series.y,
+      customdata: cloud.series.pos,
+      hovertext: cloud.hover,
       hoverinfo: 'text',
       line: { color: faded, width: 1 },
       marker: { color: faded, size: three ? 1.5 : 3 },
-      opacity: three ? 0.45 : 0.55,
+      opacity: (three ? 0.45 : 0.55) * (T > 200 ? 0.5 : 1), // many paths: fade more so the selected one stands out
       name: 'other tokens',
     };
     const selected: Record<string, unknown> = {
       type: three ? 'scatter3d' : 'scatter',
       mode: 'lines+markers+text',
-      x: series.selected.x,
-      y: series.selected.y,
-      customdata: series.selected.pos,
-      hovertext: hover.selected,
+      x: path.x,
+      y: path.y,
+      customdata: path.pos,
+      hovertext: pathText,
       hoverinfo: 'text',
       text: selText,
       textposition: 'top center',
@@ -93,16 +108,19 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
         ? { color: markerColors, size: 4 }
         : { color: markerColors, size: 8, symbol: symbols, line: { color: c(pal.blue), width: 1.5 } },
       name: 'selected token',
+      // gl3d draws translucent traces after opaque ones; a (barely) translucent selected path is
+      // drawn after the faded cloud instead of disappearing behind it
+      opacity: three ? 0.99 : 1,
     };
     if (three) {
-      others.z = series.others.z;
-      selected.z = series.selected.z;
+      others.z = cloud.series.z;
+      selected.z = path.z;
     }
     const base = baseLayout(pal);
     const ax = axisStyle(pal);
     const ex = p.walk.pca.explained;
     const layout: Partial<Layout> = three
-      ? {
+      ? ({
           ...base,
           margin: { l: 0, r: 0, t: 0, b: 0 },
           uirevision: `${p.runId}-3d`,
@@ -113,7 +131,7 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
             zaxis: { ...ax, title: { text: pcAxisTitle(2, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
             aspectmode: 'cube',
           },
-        } as Partial<Layout>
+        } as Partial<Layout>)
       : {
           ...base,
           uirevision: `${p.runId}-2d`,
@@ -121,7 +139,6 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
           yaxis: { ...ax, title: { text: pcAxisTitle(1, ex), font: { size: 11, color: c(pal.fg) } } },
         };
     await main.draw([others as Data, selected as Data], layout);
-    bindClick();
   };
 
   const drawSide = async (p: AnalysisPayload, s: Readonly<AppState>) => {
@@ -141,10 +158,16 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
         marker: { color, size: 5 },
         hovertemplate: `${name}<br>%{x}: %{y:.3f}<extra></extra>`,
       }) as Data;
-    const xaxis = { ...ax, type: 'category' as const, tickangle: 0 };
-    await norms.draw([line(ls.norm, c(pal.blue), '‖x‖')], {
+    const every = Math.max(1, Math.ceil(ls.x.length / 10));
+    const ticks = ls.x.filter((_, i) => i % every === 0 || i === ls.x.length - 1);
+    const xaxis = { ...ax, type: 'category' as const, tickangle: 0, tickmode: 'array' as const, tickvals: ticks, ticktext: ticks };
+    const normTraces = [line(ls.norm, c(pal.blue), '‖x‖')];
+    if (ls.normFinal) normTraces.push(line(ls.normFinal, c(pal.purple), '‖ln_final(x)‖', 'dot'));
+    await norms.draw(normTraces, {
       ...base,
       margin: { l: 44, r: 10, t: 6, b: 28 },
+      showlegend: !!ls.normFinal,
+      legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 10, color: c(pal.fg) }, bgcolor: 'rgba(0,0,0,0)' },
       xaxis,
       yaxis: { ...ax, rangemode: 'tozero' },
     });
