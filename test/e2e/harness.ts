@@ -254,6 +254,8 @@ export interface StartOptions {
   extensionFolders?: string | string[];
   /** Extra user settings (merged over DEFAULT_SETTINGS). */
   settings?: Record<string, unknown>;
+  /** Remote (machine) settings: machine-scoped settings such as paths on the server go here. */
+  machineSettings?: Record<string, unknown>;
   /** 'light' | 'dark' | a theme label; sets workbench.colorTheme. */
   theme?: 'light' | 'dark' | (string & {});
   /** Keep workspace trust enabled (default: disabled). */
@@ -893,6 +895,11 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
     Object.assign(settings, options.settings ?? {});
     await fsp.mkdir(path.join(userDataDir, 'User'), { recursive: true });
     await fsp.writeFile(path.join(userDataDir, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
+    if (options.machineSettings) {
+      // code-server's "remote" settings: where machine-scoped settings (paths on the server) belong
+      await fsp.mkdir(path.join(userDataDir, 'Machine'), { recursive: true });
+      await fsp.writeFile(path.join(userDataDir, 'Machine', 'settings.json'), JSON.stringify(options.machineSettings, null, 2));
+    }
 
     // Extensions
     const tExt = Date.now();

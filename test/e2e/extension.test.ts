@@ -1,0 +1,223 @@
+// End-to-end in a real VS Code (code-server + Chromium, TESTING.md): install the packaged
+// VSIX, select text, run "Analyze Selection", and check what a user sees — the lens table's
+// top-1 tokens (against the engine run in this process), the plots, the editor overlay and
+// hover, the status bar, hostile text shown as text, no CSP violation, and screenshots.
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { e2eSkipReason, repoRoot, resultsDir, startVsCode, type VsCodeSession } from './harness';
+import { Engine } from '../../src/engine/engine';
+import { convertLlama2c } from '../../tools/convert/llama2c';
+import { tokenDisplay } from '../../webview/shapeText';
+import type { Analysis } from '../../src/shared/analysis';
+
+const ROOT = repoRoot();
+const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
+const BUNDLED = path.join(ROOT, 'media', 'models', 'td-mini');
+const SCREENSHOTS = path.join(ROOT, 'docs', 'screenshots');
+
+/** The VSIX under test (built once per run by tools/package.mjs). */
+function buildVsix(): string {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'tools', 'package.mjs')], { cwd: ROOT, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`packaging failed:\n${r.stdout}\n${r.stderr}`);
+  const dir = path.join(ROOT, 'dist-vsix');
+  const vsix = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.vsix') && f.includes(`${process.platform}-${process.arch}`))
+    .map((f) => path.join(dir, f))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+  if (!vsix) throw new Error('no VSIX produced');
+  return vsix;
+}
+
+/** The model the extension will use: the bundled one, or stories260K until it exists. */
+function modelForTest(tmp: string): { dir: string; settings: Record<string, unknown>; name: RegExp } {
+  if (fs.existsSync(path.join(BUNDLED, 'model.safetensors'))) return { dir: BUNDLED, settings: {}, name: /td-mini/ };
+  const dir = path.join(tmp, 'stories260K');
+  convertLlama2c(path.join(SHARED, 'stories260K', 'stories260K.bin'), path.join(SHARED, 'stories260K', 'tok512.bin'), dir);
+  return { dir, settings: { 'transformerDynamics.modelPath': dir }, name: /stories260K/ };
+}
+
+/** Elements the hostile text would create if it were parsed as HTML (VS Code's own scripts excluded). */
+async function hostileElements(frame: ReturnType<VsCodeSession['webviewFrame']>): Promise<number> {
+  const imgs = await frame.locator('img[src="x"], a[href^="javascript"]').count();
+  const scripts = await frame.locator('script').evaluateAll((els) => els.filter((e) => /alert\(/.test(e.textContent ?? '')).length);
+  return imgs + scripts;
+}
+
+const PROSE = [
+  'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.',
+  'One day, she saw a big, red ball. She wanted to play with the ball. She wanted to play with the ball.',
+  'Her mom said <img src=x onerror=alert(1)> and </script><script>alert(2)</script> were not toys.',
+];
+const FILE = [...PROSE, '', 'def fibonacci(n):', '    return n if n < 2 else fibonacci(n - 1) + fibonacci(n - 2)', ''].join('\n');
+
+describe('real VS Code: Analyze Selection', { skip: e2eSkipReason() }, () => {
+  let vs: VsCodeSession;
+  let expected: Analysis;
+  let failed = false;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'td-e2e-'));
+
+  before(async () => {
+    const vsix = buildVsix();
+    const model = modelForTest(tmp);
+    const engine = new Engine();
+    await engine.load({ dir: model.dir, threads: 2, executionProvider: 'cpu' });
+    expected = await engine.analyze({ text: PROSE.join('\n'), topK: 5, maxTokens: 1024, patterns: false });
+    await engine.dispose();
+    vs = await startVsCode({
+      name: 'extension',
+      vsix,
+      files: { 'sample.md': FILE },
+      machineSettings: model.settings,
+      theme: 'light',
+      viewport: { width: 1680, height: 1000 },
+    });
+  });
+
+  after(async () => {
+    await vs?.dispose({ failed });
+  });
+
+  test('panel, lens table, plots, overlay, hover, status bar — and hostile text stays text', async (t) => {
+    try {
+      await vs.openFile('sample.md');
+      await vs.selectLines(1, PROSE.length);
+      const t0 = Date.now();
+      await vs.runCommand('Transformer Dynamics: Analyze Selection');
+      const frame = vs.webviewFrame();
+      await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+      t.diagnostic(`command → lens table painted: ${Date.now() - t0} ms`);
+
+      // Every painted lens cell shows the top-1 token the engine computes for that layer and position.
+      const cells = await frame
+        .locator('.lens-body .lc')
+        .evaluateAll((els) =>
+          els.map((e) => ({ r: Number(e.getAttribute('data-r')), p: Number(e.getAttribute('data-p')), text: e.textContent ?? '' })),
+        );
+      assert.ok(cells.length >= 20, `only ${cells.length} cells painted`);
+      const T = expected.lens.pos;
+      const k = expected.lens.k;
+      for (const c of cells) {
+        const id = expected.lens.topIds[(c.r * T + c.p) * k]!;
+        assert.equal(c.text, tokenDisplay({ text: expected.vocab[id] ?? '' }).text, `lens cell row ${c.r}, position ${c.p}`);
+      }
+      // token strip: the tokens as the model sees them, hostile markup as text
+      const strip = (await frame.locator('.strip-tokens').textContent()) ?? '';
+      assert.ok(
+        strip.replace(/·/g, ' ').includes('<img src=x onerror=alert(1)>'),
+        `the <img onerror> markup is shown as text: ${strip.slice(0, 400)}`,
+      );
+      assert.equal(await hostileElements(frame), 0, 'no element created from the text');
+      assert.deepEqual(vs.dialogs, [], 'no alert() ran');
+
+      // header: model name and token count
+      assert.match(await frame.locator('.title-row').innerText(), new RegExp(`${expected.tokens.length} tokens`));
+
+      // Trajectories and Repetition tabs render Plotly charts with data.
+      await frame.locator('vscode-tab-header[data-tab="trajectories"]').click();
+      await vs.waitForWebview((f) => f.locator('.tab-trajectories .js-plotly-plot .scatterlayer .trace').first(), { timeoutMs: 60_000 });
+      assert.ok((await frame.locator('.tab-trajectories .js-plotly-plot').count()) >= 2, 'trajectory plot and per-layer charts');
+      await vs.screenshot('trajectories-light');
+      await frame.locator('vscode-tab-header[data-tab="repetition"]').click();
+      await vs.waitForWebview(
+        (f) => f.locator('.tab-repetition .js-plotly-plot .heatmaplayer image, .tab-repetition .js-plotly-plot .hm').first(),
+        { timeoutMs: 60_000 },
+      );
+      await vs.screenshot('repetition-light');
+      await frame.locator('vscode-tab-header[data-tab="lens"]').click();
+
+      // Editor overlay: surprisal tint decorations and a hover with predictions.
+      // the panel's column is active now: address the text editor in the first group
+      const editor = vs.page.locator('.editor-group-container .editor-instance .monaco-editor').first();
+      const decorated = editor.locator('.view-lines span[class*="ced-"], .view-overlays div[class*="ced-"]');
+      await decorated.first().waitFor({ timeout: 20_000 });
+      assert.ok((await decorated.count()) > 5, 'surprisal tint on the analysed text');
+      await editor.locator('.view-line').first().locator('span').first().hover();
+      await editor
+        .locator('.view-line')
+        .first()
+        .hover({ position: { x: 60, y: 8 } });
+      const hover = vs.page.locator('.monaco-hover:visible');
+      await hover
+        .getByText(/predictions for the next token/)
+        .first()
+        .waitFor({ timeout: 20_000 });
+
+      // Status bar: model and the last run.
+      assert.match(await vs.statusBarText(), /tok ·/);
+
+      // Selection sync: clicking a token in the panel selects it in the editor.
+      await frame.locator('.strip-tokens .tok[data-pos="5"]').click();
+      await editor.locator('.selected-text').first().waitFor({ timeout: 10_000 });
+
+      await vs.assertNoCspViolations();
+      fs.mkdirSync(SCREENSHOTS, { recursive: true });
+      fs.copyFileSync(await vs.screenshot('panel-light'), path.join(resultsDir(), 'panel-light.png'));
+      await vs.setTheme('dark');
+      await frame.locator('.lens-body .lc').first().waitFor();
+      await vs.screenshot('panel-dark');
+      await vs.assertNoCspViolations();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+
+  test('no selection: the whole document, cut to the token limit with a notice; hostile inputs', async () => {
+    try {
+      const hostile = [
+        '<script>alert("x")</script> <a href="javascript:alert(1)">link</a> <img src=x onerror=alert(1)>',
+        'bidi: \u202Eevil\u202C and \u2066isolate\u2069; NUL: \u0000; lone surrogate: \uD800 end',
+        'A'.repeat(200_000),
+      ].join('\n');
+      fs.writeFileSync(path.join(vs.workspaceDir, 'hostile.txt'), hostile);
+      // VS Code treats a file with a NUL byte as binary: open it anyway, as a user would.
+      await vs.page.keyboard.press('Control+1'); // the editor column, not the panel's
+      const quick = await vs.openQuickInput('Control+P');
+      await quick.fill(path.join(vs.workspaceDir, 'hostile.txt'));
+      await vs.page.locator('.quick-input-list .monaco-list-row').filter({ hasText: 'hostile.txt' }).first().waitFor({ timeout: 20_000 });
+      await vs.page.keyboard.press('Enter');
+      await vs.page.getByRole('button', { name: 'Open Anyway' }).click({ timeout: 20_000 });
+      await vs.page.locator('.quick-input-list .monaco-list-row').filter({ hasText: 'Text Editor' }).first().click({ timeout: 20_000 });
+      await vs.activeEditor().locator('.view-lines').waitFor({ timeout: 30_000 });
+      await vs.focusEditor();
+      await vs.page.keyboard.press('Control+Home');
+      await vs.runCommand('Transformer Dynamics: Analyze Selection');
+      const frame = vs.webviewFrame();
+      await vs.waitForWebview((f) => f.locator('.notice').filter({ hasText: /first \d+ of \d+ tokens/ }), { timeoutMs: 120_000 });
+      const strip = (await frame.locator('.strip-tokens').textContent()) ?? '';
+      assert.ok(strip.replace(/·/g, ' ').includes('<script>alert("x")</script>'), 'markup shown as text');
+      assert.ok(
+        !/[\u202a-\u202e\u2066-\u2069]/.test(strip),
+        'no raw bidi control character reaches the page (escaped or split into bytes)',
+      );
+      assert.equal(await hostileElements(frame), 0, 'no element created from the text');
+      assert.deepEqual(vs.dialogs, []);
+      await vs.assertNoCspViolations();
+      // the panel keeps working: another run replaces the result
+      await vs.page.keyboard.press('Escape');
+      await vs.page.locator('.tabs-container .tab').filter({ hasText: 'sample.md' }).first().click();
+      await vs.selectLines(1, 1);
+      await vs.runCommand('Transformer Dynamics: Analyze Selection');
+      const deadline = Date.now() + 60_000;
+      let title = '';
+      while (Date.now() < deadline) {
+        title = await vs
+          .webviewFrame()
+          .locator('.title-row')
+          .innerText()
+          .catch(() => '');
+        if (/\b\d{1,2} tokens/.test(title)) break;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.match(title, /\b\d{1,2} tokens/, 'the new, short analysis replaced the long one');
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+});
