@@ -149,7 +149,21 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   const byLogit = topIndices(logits, k);
   const byCos = topIndices(cos, k);
   const overlap = byLogit.filter((t) => byCos.includes(t)).length;
-  return { pos, logits, cos, unembedNorms: model.unembedNorms, xNorm, spearman: spearman(logits, cos), k, topByLogit: byLogit, topByCos: byCos, topkOverlap: overlap / k };
+  const labels: Record<number, string> = {};
+  for (const t of [...topIndices(logits, 40), ...topIndices(cos, 40)]) labels[t] = model.tokenizer.tokenText(t);
+  return {
+    pos,
+    logits,
+    cos,
+    unembedNorms: model.unembedNorms,
+    xNorm,
+    spearman: spearman(logits, cos),
+    k,
+    topByLogit: byLogit,
+    topByCos: byCos,
+    topkOverlap: overlap / k,
+    labels,
+  };
 }
 
 export function clusters(a: Analysis, row: number): ClustersResult {

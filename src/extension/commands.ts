@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
 import { cachedHubModels, downloadFromHub, setToken } from './hub';
+import { comparePrompts } from './diff';
 
 export type Cmd = (...args: unknown[]) => unknown;
 
@@ -144,7 +145,10 @@ export function downloadModel(ctx: Ctx): Cmd {
     if (!dir) return;
     await ctx.config.setModelPath(dir);
     try {
-      await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` }, () => ctx.ensureModel());
+      await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` },
+        () => ctx.ensureModel(),
+      );
       void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.models.current().name}.`);
       if (ctx.last) await ctx.rerunLast();
     } catch (e) {
@@ -155,4 +159,12 @@ export function downloadModel(ctx: Ctx): Cmd {
 
 export function setHuggingFaceToken(ctx: Ctx): Cmd {
   return () => setToken(ctx);
+}
+
+export function compareCompletions(ctx: Ctx): Cmd {
+  return () => ctx.completions.compareCommand();
+}
+
+export function comparePromptsCmd(ctx: Ctx): Cmd {
+  return () => comparePrompts(ctx);
 }

@@ -14,6 +14,7 @@ import { Overlay } from './overlay';
 import { AnalysisPanel } from './panel';
 import { StatusBar } from './statusbar';
 import { guardFolder } from './hub';
+import { Completions } from './completions';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
@@ -36,6 +37,7 @@ export class Ctx implements vscode.Disposable {
   readonly panel: AnalysisPanel;
   readonly overlay: Overlay;
   readonly status = new StatusBar();
+  readonly completions: Completions;
   private readonly disposables: vscode.Disposable[] = [];
   private runSeq = 0;
   private running: { id: number; ctl: AbortController } | null = null;
@@ -69,13 +71,19 @@ export class Ctx implements vscode.Disposable {
       this.log,
     );
     this.status.setModel(this.models.current().name);
+    this.completions = new Completions(this);
     this.disposables.push(
       this.log,
       this.overlay,
       this.status,
       this.panel,
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (this.config.affects(e, 'modelPath') || this.config.affects(e, 'executionProvider') || this.config.affects(e, 'threads') || this.config.affects(e, 'attentionPatterns')) {
+        if (
+          this.config.affects(e, 'modelPath') ||
+          this.config.affects(e, 'executionProvider') ||
+          this.config.affects(e, 'threads') ||
+          this.config.affects(e, 'attentionPatterns')
+        ) {
           this.loaded = null;
           this.status.setModel(this.models.current().name);
           this.panel.post({ type: 'modelChanged', model: null, modelName: this.models.current().name });
@@ -254,21 +262,50 @@ export class Ctx implements vscode.Disposable {
     this.panel.post({ type: 'selectPosition', runId: p.runId, pos: j });
   }
 
-  private async onPanelRequest<M extends RequestMethod>(method: M, params: RequestMap[M]['params']): Promise<RequestMap[M]['result']> {
-    switch (method) {
-      case 'similarity': {
-        const q = params as RequestMap['similarity']['params'];
-        if (!this.last || this.last.payload.runId !== q.runId) throw new Error('That analysis is no longer loaded; run it again.');
-        return (await this.engine.query({ type: 'similarity', runId: q.runId, row: q.row })) as RequestMap[M]['result'];
-      }
-      case 'exportAnalysis':
-        return (await this.exportAnalysis((params as RequestMap['exportAnalysis']['params']).format)) as RequestMap[M]['result'];
-      case 'saveImage': {
-        const q = params as RequestMap['saveImage']['params'];
-        return (await this.saveImage(q.name, q.format, q.data)) as RequestMap[M]['result'];
-      }
-    }
-    throw new Error(`unknown request ${String(method)}`);
+  /** One handler per request method (typed by RequestMap). */
+  private readonly handlers: { [M in RequestMethod]: (p: RequestMap[M]['params']) => Promise<RequestMap[M]['result']> } = {
+    similarity: async (q) => this.engine.query({ type: 'similarity', runId: this.keptRun(q.runId), row: q.row }),
+    exportAnalysis: (q) => this.exportAnalysis(q.format),
+    saveImage: (q) => this.saveImage(q.name, q.format, q.data),
+    headStats: async (q) => this.engine.query({ type: 'headStats', runId: this.keptRun(q.runId) }),
+    pattern: async (q) => this.engine.query({ type: 'pattern', runId: this.keptRun(q.runId), layer: q.layer, head: q.head }),
+    proximity: async (q) => this.engine.query({ type: 'proximity', runId: this.keptRun(q.runId), pos: q.pos }),
+    clusters: async (q) => this.engine.query({ type: 'clusters', runId: this.keptRun(q.runId), row: q.row }),
+    showClusters: async (q) => {
+      if (this.last?.payload.runId === q.runId) this.overlay.showClusters(q.labels);
+      return null;
+    },
+    generate: (q) => this.completions.start(q),
+    stopGeneration: async (q) => {
+      this.completions.stop(q.batchId);
+      return null;
+    },
+    insertText: (q) => this.completions.insertText(q.text),
+    analyzeText: async (q) => {
+      void this.analyze({ text: q.text, source: null });
+      return null;
+    },
+  };
+
+  /** The run id of a request, if the engine still keeps that analysis. */
+  private keptRun(runId: number): number {
+    if (!this.last || (this.last.payload.runId !== runId && !this.diffRuns.includes(runId)))
+      throw new Error('That analysis is no longer loaded; run it again.');
+    return runId;
+  }
+
+  /** Run ids of the current prompt diff (kept by the engine next to the main run). */
+  diffRuns: number[] = [];
+
+  private onPanelRequest<M extends RequestMethod>(method: M, params: RequestMap[M]['params']): Promise<RequestMap[M]['result']> {
+    const h = this.handlers[method] as ((p: RequestMap[M]['params']) => Promise<RequestMap[M]['result']>) | undefined;
+    if (!h) return Promise.reject(new Error(`unknown request ${String(method)}`));
+    return h(params);
+  }
+
+  /** A fresh run id (analyses, prompt-diff runs). */
+  nextRunId(): number {
+    return ++this.runSeq;
   }
 
   async exportAnalysis(format?: 'json' | 'csv'): Promise<string | null> {

@@ -41,7 +41,12 @@ export function guardMemory(ctx: Ctx, config: Record<string, unknown>, weightByt
   const tokens = Math.min(ctx.config.maxTokens, spec.maxPositions);
   const est = estimateMemory(spec, weightBytes, tokens, { patterns: ctx.config.attentionPatterns });
   const capGb = ctx.config.memoryCapGb;
-  checkMemory(est, { freeBytes: os.freemem(), capBytes: capGb > 0 ? capGb * 1e9 : null, modelName: name, capSetting: 'transformerDynamics.memoryCapGB' });
+  checkMemory(est, {
+    freeBytes: os.freemem(),
+    capBytes: capGb > 0 ? capGb * 1e9 : null,
+    modelName: name,
+    capSetting: 'transformerDynamics.memoryCapGB',
+  });
 }
 
 /** Memory check for a local folder before it is loaded. */
@@ -67,11 +72,12 @@ export function guardFolder(ctx: Ctx, dir: string, name: string): void {
 export async function setToken(ctx: Ctx): Promise<void> {
   const value = await vscode.window.showInputBox({
     title: 'Hugging Face Access Token',
-    prompt: 'Needed only for gated or private models. Stored in VS Code\'s secret storage, never in settings. Leave empty to remove it.',
+    prompt: "Needed only for gated or private models. Stored in VS Code's secret storage, never in settings. Leave empty to remove it.",
     password: true,
     ignoreFocusOut: true,
     placeHolder: 'hf_…',
-    validateInput: (v) => (v === '' || /^hf_[A-Za-z0-9]{10,}$/.test(v.trim()) ? null : 'A token looks like hf_ followed by letters and digits.'),
+    validateInput: (v) =>
+      v === '' || /^hf_[A-Za-z0-9]{10,}$/.test(v.trim()) ? null : 'A token looks like hf_ followed by letters and digits.',
   });
   if (value === undefined) return;
   if (value.trim() === '') {
@@ -92,10 +98,18 @@ export async function downloadFromHub(ctx: Ctx, preset?: string): Promise<string
   let input = preset;
   if (!input) {
     const items: RepoPick[] = [
-      ...SUGGESTED_MODELS.map<RepoPick>((m) => ({ label: m.label, description: `${m.repo} · ${approximateSize(m)}`, detail: m.description, repo: m.repo })),
+      ...SUGGESTED_MODELS.map<RepoPick>((m) => ({
+        label: m.label,
+        description: `${m.repo} · ${approximateSize(m)}`,
+        detail: m.description,
+        repo: m.repo,
+      })),
       { label: '$(edit) Enter a repository id…', detail: 'owner/name, optionally @revision (branch, tag or commit)' },
     ];
-    const pick = await vscode.window.showQuickPick(items, { title: 'Download a Model from Hugging Face', placeHolder: 'A suggested small model, or any repository' });
+    const pick = await vscode.window.showQuickPick(items, {
+      title: 'Download a Model from Hugging Face',
+      placeHolder: 'A suggested small model, or any repository',
+    });
     if (!pick) return null;
     input =
       pick.repo ??
@@ -145,13 +159,18 @@ export async function downloadFromHub(ctx: Ctx, preset?: string): Promise<string
         });
       },
     );
-    ctx.log.info(`hub: ${repo}@${result.sha.slice(0, 8)} ${result.fromCache ? 'from the cache' : `downloaded ${formatBytes(result.bytesDownloaded)}`} → ${result.dir}`);
-    if (result.offline) void vscode.window.showWarningMessage(`Transformer Dynamics: the Hub is unreachable; using the cached copy of ${repo}.`);
+    ctx.log.info(
+      `hub: ${repo}@${result.sha.slice(0, 8)} ${result.fromCache ? 'from the cache' : `downloaded ${formatBytes(result.bytesDownloaded)}`} → ${result.dir}`,
+    );
+    if (result.offline)
+      void vscode.window.showWarningMessage(`Transformer Dynamics: the Hub is unreachable; using the cached copy of ${repo}.`);
     return result.dir;
   } catch (e) {
     const err = e as EngineError;
     if (err.code === 'CANCELLED') {
-      void vscode.window.showInformationMessage(`Transformer Dynamics: download of ${repo} cancelled; it resumes where it stopped next time.`);
+      void vscode.window.showInformationMessage(
+        `Transformer Dynamics: download of ${repo} cancelled; it resumes where it stopped next time.`,
+      );
       return null;
     }
     const actions = err.message.includes('Set Hugging Face Token') ? ['Set Hugging Face Token'] : [];

@@ -1,7 +1,19 @@
 // Extension entry point: build the context, register the commands from one table, and the
 // panel serializer that restores the panel after a window reload.
 import * as vscode from 'vscode';
-import { analyzeSelection, downloadModel, exportAnalysis, openPanel, openSample, selectModel, setHuggingFaceToken, toggleOverlay, type Cmd } from './commands';
+import {
+  analyzeSelection,
+  compareCompletions,
+  comparePromptsCmd,
+  downloadModel,
+  exportAnalysis,
+  openPanel,
+  openSample,
+  selectModel,
+  setHuggingFaceToken,
+  toggleOverlay,
+  type Cmd,
+} from './commands';
 import { Ctx } from './ctx';
 import { PANEL_VIEW_TYPE } from './panel';
 
@@ -13,6 +25,8 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'transformerDynamics.toggleOverlay': toggleOverlay,
   'transformerDynamics.openSample': openSample,
   'transformerDynamics.downloadModel': downloadModel,
+  'transformerDynamics.compareCompletions': compareCompletions,
+  'transformerDynamics.comparePrompts': comparePromptsCmd,
   'transformerDynamics.setHuggingFaceToken': setHuggingFaceToken,
 };
 

@@ -22,8 +22,20 @@ const DARK = [
   'rgba(255,40,40,0.50)',
 ];
 
+// Soft clusters of the encoding walk: a few distinct hues, underlined so they combine with the tint.
+const CLUSTER_COLORS = ['#3b82f6', '#f59e0b', '#10b981', '#ef4444', '#8b5cf6', '#06b6d4', '#ec4899', '#84cc16'];
+
 export class Overlay implements vscode.Disposable {
   private readonly types: vscode.TextEditorDecorationType[];
+  private readonly clusterTypes = CLUSTER_COLORS.map((c) =>
+    vscode.window.createTextEditorDecorationType({
+      borderStyle: 'none none solid none',
+      borderWidth: '0 0 2px 0',
+      borderColor: c,
+      rangeBehavior: vscode.DecorationRangeBehavior.ClosedClosed,
+    }),
+  );
+  private clusterLabels: number[] | null = null;
   private readonly disposables: vscode.Disposable[] = [];
   private payload: AnalysisPayload | null = null;
   private enabled: boolean;
@@ -64,6 +76,13 @@ export class Overlay implements vscode.Disposable {
 
   clear(): void {
     this.payload = null;
+    this.clusterLabels = null;
+    this.render();
+  }
+
+  /** Coloured spans for soft clusters (a label per position), or none. */
+  showClusters(labels: number[] | null): void {
+    this.clusterLabels = labels;
     this.render();
   }
 
@@ -95,6 +114,17 @@ export class Overlay implements vscode.Disposable {
         }
       }
       this.types.forEach((type, b) => editor.setDecorations(type, buckets[b]!));
+      const clusters: vscode.Range[][] = CLUSTER_COLORS.map(() => []);
+      if (p?.source && this.clusterLabels && editor.document.uri.toString() === p.source.uri) {
+        for (const t of overlayTokens(p)) {
+          const label = this.clusterLabels[t.index];
+          if (label === undefined) continue;
+          clusters[label % CLUSTER_COLORS.length]!.push(
+            new vscode.Range(editor.document.positionAt(t.start), editor.document.positionAt(t.end)),
+          );
+        }
+      }
+      this.clusterTypes.forEach((type, c) => editor.setDecorations(type, clusters[c]!));
     }
   }
 
@@ -110,6 +140,7 @@ export class Overlay implements vscode.Disposable {
 
   dispose(): void {
     this.types.forEach((t) => t.dispose());
+    this.clusterTypes.forEach((t) => t.dispose());
     this.disposables.forEach((d) => d.dispose());
   }
 }

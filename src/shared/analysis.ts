@@ -143,6 +143,8 @@ export interface ProximityResult {
   topByLogit: number[];
   topByCos: number[];
   topkOverlap: number; // |top-k(logit) ∩ top-k(cos)| / k
+  /** Text of the tokens worth labelling (the top tokens by logit and by cosine). */
+  labels: Record<number, string>;
 }
 
 export interface ClustersResult {

@@ -66,14 +66,16 @@ export function tokenAtOffset(p: AnalysisPayload, off: number): number | null {
 
 /** Visible form of a token: whitespace and control characters shown. */
 export function visibleToken(text: string): string {
-  return text
-    .replace(/ /g, '·')
-    .replace(/\n/g, '↵')
-    .replace(/\t/g, '→')
-    .replace(/\r/g, '␍')
-    // eslint-disable-next-line no-control-regex -- control characters are exactly what we make visible
-    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
-    .replace(/[\u202a-\u202e\u2066-\u2069\u200e\u200f]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
+  return (
+    text
+      .replace(/ /g, '·')
+      .replace(/\n/g, '↵')
+      .replace(/\t/g, '→')
+      .replace(/\r/g, '␍')
+      // eslint-disable-next-line no-control-regex -- control characters are exactly what we make visible
+      .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+      .replace(/[\u202a-\u202e\u2066-\u2069\u200e\u200f]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`)
+  );
 }
 
 /** Markdown-safe inline code (backticks cannot break out). */

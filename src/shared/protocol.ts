@@ -5,7 +5,8 @@
 // Handshake: the webview posts `ready` once its script runs; the host answers with the
 // current run state and the last analysis (if any). Requests carry an id and get exactly one
 // `response` with the same id.
-import type { Analysis, ModelInfo, WalkMetrics } from './analysis';
+import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult, WalkMetrics } from './analysis';
+import type { Completion, GenStep, Strategy } from './generation';
 
 /** What the panel shows for one run: the analysis minus the heavy activation cache. */
 export interface AnalysisPayload extends Omit<Analysis, 'cache'> {
@@ -31,6 +32,46 @@ export interface RequestMap {
   exportAnalysis: { params: { format: 'json' | 'csv' }; result: string | null };
   /** Save a chart image produced in the webview (data URL for png, markup for svg). */
   saveImage: { params: { name: string; format: 'png' | 'svg'; data: string }; result: string | null };
+  /** Attention head statistics of a run (kernels, self-bias, induction). */
+  headStats: { params: { runId: number }; result: HeadStatsResult };
+  /** One head's attention pattern → [pos, pos]. */
+  pattern: { params: { runId: number; layer: number; head: number }; result: Float32Array };
+  /** Angular proximity over the vocabulary at one position. */
+  proximity: { params: { runId: number; pos: number }; result: ProximityResult };
+  /** Encoding-walk clusters at one row of the walk. */
+  clusters: { params: { runId: number; row: number }; result: ClustersResult };
+  /** Show soft clusters in the editor as coloured spans (labels per position; null clears). */
+  showClusters: { params: { runId: number; labels: number[] | null }; result: null };
+  /** Generate completions of a prompt, one per strategy; steps stream as `completionStep`. */
+  generate: { params: GenerateParams; result: { batchId: number } };
+  /** Stop a generation batch. */
+  stopGeneration: { params: { batchId: number }; result: null };
+  /** Insert text at the cursor of the editor the prompt came from (one undo step). */
+  insertText: { params: { text: string }; result: boolean };
+  /** Run the full analysis on a text (prompt + completion). */
+  analyzeText: { params: { text: string }; result: null };
+}
+
+export interface GenerateParams {
+  /** The prompt text; null = the prompt of the last "Compare Completions…". */
+  prompt: string | null;
+  strategies: Strategy[];
+  maxNewTokens: number;
+  /** Decoding-walk fork: continue after these forced tokens (same strategy, same seed). */
+  forcedIds?: number[];
+  /** Label of the completion this one forks from (for the branch display). */
+  forkOf?: { completionKey: string; step: number } | null;
+}
+
+/** A batch of completions the host starts (from the command or a request). */
+export interface CompletionBatch {
+  batchId: number;
+  prompt: string;
+  promptTokens: number;
+  strategies: Strategy[];
+  maxNewTokens: number;
+  forkOf: GenerateParams['forkOf'];
+  forcedIds: number[];
 }
 export type RequestMethod = keyof RequestMap;
 
@@ -40,6 +81,11 @@ export type HostToWebview =
   | { type: 'settings'; settings: PanelSettings }
   | { type: 'selectPosition'; runId: number; pos: number }
   | { type: 'modelChanged'; model: ModelInfo | null; modelName: string }
+  | { type: 'completionBatch'; batch: CompletionBatch }
+  | { type: 'completionStep'; batchId: number; index: number; stepIndex: number; step: GenStep }
+  | { type: 'completionDone'; batchId: number; index: number; completion: Completion }
+  | { type: 'completionError'; batchId: number; index: number; error: string }
+  | { type: 'promptDiff'; a: AnalysisPayload; b: AnalysisPayload; diff: DiffResult; labels: [string, string] }
   | { type: 'response'; id: number; ok: true; result: unknown }
   | { type: 'response'; id: number; ok: false; error: string };
 
@@ -84,9 +130,60 @@ function isParams(method: unknown, p: unknown): boolean {
       return p.format === 'json' || p.format === 'csv';
     case 'saveImage':
       return isStr(p.name, 200) && (p.format === 'png' || p.format === 'svg') && isStr(p.data, 50e6);
+    case 'headStats':
+      return isNonNegInt(p.runId);
+    case 'pattern':
+      return isNonNegInt(p.runId) && isNonNegInt(p.layer) && isNonNegInt(p.head);
+    case 'proximity':
+      return isNonNegInt(p.runId) && isNonNegInt(p.pos);
+    case 'clusters':
+      return isNonNegInt(p.runId) && isNonNegInt(p.row);
+    case 'showClusters':
+      return (
+        isNonNegInt(p.runId) &&
+        (p.labels === null || (Array.isArray(p.labels) && p.labels.length <= 1 << 20 && p.labels.every(isNonNegInt)))
+      );
+    case 'generate':
+      return isGenerateParams(p);
+    case 'stopGeneration':
+      return isNonNegInt(p.batchId);
+    case 'insertText':
+    case 'analyzeText':
+      return isStr(p.text, 1e7);
     default:
       return false;
   }
+}
+
+const STRATEGY_NUMBERS = [
+  'temperature',
+  'topK',
+  'topP',
+  'minP',
+  'repetitionPenalty',
+  'frequencyPenalty',
+  'presencePenalty',
+  'noRepeatNgram',
+  'beams',
+  'lengthPenalty',
+  'seed',
+];
+
+export function isStrategy(s: unknown): s is Strategy {
+  if (!isObj(s) || !isStr(s.label, 200) || !['greedy', 'sample', 'beam'].includes(s.kind as string)) return false;
+  for (const k of STRATEGY_NUMBERS) if (s[k] !== undefined && (typeof s[k] !== 'number' || !Number.isFinite(s[k] as number))) return false;
+  return s.earlyStopping === undefined || typeof s.earlyStopping === 'boolean';
+}
+
+function isGenerateParams(p: Obj): boolean {
+  if (!(p.prompt === null || isStr(p.prompt, 1e7))) return false;
+  if (!Array.isArray(p.strategies) || p.strategies.length < 1 || p.strategies.length > 6 || !p.strategies.every(isStrategy)) return false;
+  if (!isNonNegInt(p.maxNewTokens) || p.maxNewTokens < 1 || p.maxNewTokens > 1024) return false;
+  if (p.forcedIds !== undefined && !(Array.isArray(p.forcedIds) && p.forcedIds.length <= 4096 && p.forcedIds.every(isNonNegInt)))
+    return false;
+  if (p.forkOf !== undefined && p.forkOf !== null && !(isObj(p.forkOf) && isStr(p.forkOf.completionKey, 200) && isNonNegInt(p.forkOf.step)))
+    return false;
+  return true;
 }
 
 export function isWebviewToHost(m: unknown): m is WebviewToHost {
@@ -149,6 +246,21 @@ export function isHostToWebview(m: unknown): m is HostToWebview {
       return isNonNegInt(m.runId) && isNonNegInt(m.pos);
     case 'modelChanged':
       return (m.model === null || isObj(m.model)) && isStr(m.modelName, 1000);
+    case 'completionBatch':
+      return (
+        isObj(m.batch) &&
+        isNonNegInt((m.batch as Obj).batchId) &&
+        Array.isArray((m.batch as Obj).strategies) &&
+        isStr((m.batch as Obj).prompt, 1e7)
+      );
+    case 'completionStep':
+      return isNonNegInt(m.batchId) && isNonNegInt(m.index) && isNonNegInt(m.stepIndex) && isObj(m.step) && isNonNegInt((m.step as Obj).id);
+    case 'completionDone':
+      return isNonNegInt(m.batchId) && isNonNegInt(m.index) && isObj(m.completion) && Array.isArray((m.completion as Obj).steps);
+    case 'completionError':
+      return isNonNegInt(m.batchId) && isNonNegInt(m.index) && isStr(m.error, 10000);
+    case 'promptDiff':
+      return isPayload(m.a) && isPayload(m.b) && isObj(m.diff) && Array.isArray(m.labels) && m.labels.length === 2;
     case 'response':
       return isNonNegInt(m.id) && (m.ok === true || (m.ok === false && isStr(m.error, 10000)));
     default:

@@ -1,0 +1,84 @@
+// Prompt diff: analyse two texts (the selection and the clipboard, or two open editors) and
+// show where their last-token walks diverge.
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { analysisToPayload } from '../shared/payload';
+import type { Ctx } from './ctx';
+
+interface Side {
+  text: string;
+  label: string;
+}
+
+async function pickSides(): Promise<[Side, Side] | null> {
+  const editor = vscode.window.activeTextEditor;
+  const here: Side | null = editor
+    ? {
+        text: editor.selection.isEmpty ? editor.document.getText() : editor.document.getText(editor.selection),
+        label: path.basename(editor.document.fileName) + (editor.selection.isEmpty ? '' : ' (selection)'),
+      }
+    : null;
+  const others = vscode.window.visibleTextEditors.filter((e) => e !== editor);
+  const items: (vscode.QuickPickItem & { kind2: 'clipboard' | 'editor'; editor?: vscode.TextEditor })[] = [
+    {
+      label: '$(clippy) Selection vs clipboard',
+      detail: 'The current selection (or file) against the text on the clipboard',
+      kind2: 'clipboard',
+    },
+    ...others.map((e) => ({
+      label: `$(file) vs ${path.basename(e.document.fileName)}`,
+      detail: 'Against the selection (or whole text) of another visible editor',
+      kind2: 'editor' as const,
+      editor: e,
+    })),
+  ];
+  const pick = await vscode.window.showQuickPick(items, { title: 'Compare Prompts: where do two prompts start to diverge?' });
+  if (!pick || !here) return null;
+  if (pick.kind2 === 'clipboard') {
+    const clip = await vscode.env.clipboard.readText();
+    if (!clip.trim()) {
+      void vscode.window.showWarningMessage('Transformer Dynamics: the clipboard is empty — copy the other version of the prompt first.');
+      return null;
+    }
+    return [here, { text: clip, label: 'clipboard' }];
+  }
+  const e = pick.editor!;
+  return [
+    here,
+    { text: e.selection.isEmpty ? e.document.getText() : e.document.getText(e.selection), label: path.basename(e.document.fileName) },
+  ];
+}
+
+export async function comparePrompts(ctx: Ctx): Promise<void> {
+  const sides = await pickSides();
+  if (!sides) return;
+  ctx.panel.show(true);
+  await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: 'Transformer Dynamics: comparing prompts…', cancellable: true },
+    async (_p, cancel) => {
+      const ctl = new AbortController();
+      cancel.onCancellationRequested(() => ctl.abort());
+      try {
+        const { choice } = await ctx.ensureModel();
+        const req = (text: string) => ({ text, topK: ctx.config.lensTopK, maxTokens: ctx.config.maxTokens, patterns: false });
+        const idA = ctx.nextRunId();
+        const idB = ctx.nextRunId();
+        const a = await ctx.engine.analyze(req(sides[0].text), ctl.signal, false, idA);
+        const b = await ctx.engine.analyze(req(sides[1].text), ctl.signal, false, idB);
+        ctx.diffRuns = [idA, idB];
+        const diff = await ctx.engine.query({ type: 'diff', runId: idA, otherRunId: idB });
+        const named = (x: typeof a) => ({ ...x, model: { ...x.model, name: choice.name } });
+        ctx.panel.post({
+          type: 'promptDiff',
+          a: analysisToPayload(named(a), idA, null),
+          b: analysisToPayload(named(b), idB, null),
+          diff,
+          labels: [sides[0].label, sides[1].label],
+        });
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'CANCELLED')
+          void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
+      }
+    },
+  );
+}
