@@ -21,7 +21,8 @@ const dec = new TextDecoder();
 
 function fixture(...p: string[]): string {
   let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'test', 'fixtures'))) dir = path.dirname(dir);
+  // the repository root (out/ has a test/fixtures folder of compiled helpers too)
+  while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
   return path.join(dir, 'test', 'fixtures', ...p);
 }
 
