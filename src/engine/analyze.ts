@@ -19,8 +19,13 @@ export interface AnalyzeRequest {
   topK: number;
   /** Cap on tokens (the model's context window is a cap too). */
   maxTokens: number;
-  /** Compute attention patterns (memory grows with pos²). */
-  patterns: boolean;
+  /**
+   * Keep attention patterns (memory grows with pos²). 'auto' keeps them while they fit in
+   * PATTERN_BUDGET_FLOATS; otherwise the attention views compute them on demand.
+   */
+  patterns: boolean | 'auto';
+  /** Budget for 'auto' (floats); default PATTERN_BUDGET_FLOATS. */
+  patternBudgetFloats?: number;
 }
 
 /** Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates. */
@@ -79,6 +84,7 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     model,
     tokens.map((t) => t.id),
     req.patterns,
+    req.patternBudgetFloats,
   );
   const t2 = performance.now();
   checkCancel(signal);
@@ -131,7 +137,25 @@ export function emptyPast(model: LoadedModel, batch = 1): Record<string, NamedTe
   return feeds;
 }
 
-async function forwardCache(model: LoadedModel, ids: number[], patterns: boolean): Promise<ForwardResult> {
+/** Attention patterns kept with an analysis when `patterns: 'auto'` (floats; 256 MB). */
+export const PATTERN_BUDGET_FLOATS = 64 * 1024 * 1024;
+
+export function keepPatterns(model: LoadedModel, T: number, req: AnalyzeRequest['patterns'], budget = PATTERN_BUDGET_FLOATS): boolean {
+  if (req === 'auto') return model.spec.nLayers * model.spec.nHeads * T * T <= budget;
+  return req;
+}
+
+/** One layer's attention pattern for a sequence, recomputed (views of long inputs) → [n_heads, T, T]. */
+export async function layerPattern(model: LoadedModel, ids: number[], layer: number): Promise<Float32Array> {
+  const out = await model.forward.run(
+    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] }, ...emptyPast(model) },
+    [hook.pattern(layer)],
+  );
+  return out[hook.pattern(layer)]!.data as Float32Array;
+}
+
+async function forwardCache(model: LoadedModel, ids: number[], patternsReq: AnalyzeRequest['patterns'], budget?: number): Promise<ForwardResult> {
+  const patterns = keepPatterns(model, ids.length, patternsReq, budget);
   const s = model.spec;
   const T = ids.length;
   const d = s.dModel;

@@ -33,6 +33,8 @@ const KEEP_ANALYSES = 4;
 
 export interface EngineLoadRequest extends LoadOptions {
   dir: string;
+  /** Changes when the model's files change on disk (sizes, times): a new value reloads. */
+  fingerprint?: string;
 }
 
 export class Engine {
@@ -47,7 +49,7 @@ export class Engine {
 
   /** Loads a model (a no-op when the same folder and options are already loaded). */
   async load(req: EngineLoadRequest): Promise<ModelInfo> {
-    const key = JSON.stringify([req.dir, req.threads, req.executionProvider, req.patterns ?? true, req.name ?? '']);
+    const key = JSON.stringify([req.dir, req.threads, req.executionProvider, req.patterns ?? true, req.name ?? '', req.cacheDir ?? '', req.fingerprint ?? '']);
     if (this.model && this.key === key) return this.model.info;
     if (this.loading) await this.loading.catch(() => undefined);
     const previous = this.model;
@@ -97,9 +99,9 @@ export class Engine {
         if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
         return similarityMatrix(c.resid, { rows: c.n_layers + 1, pos: c.pos, d: c.d_model }, q.row);
       case 'headStats':
-        return attentionStats(a, q.maxOffset);
+        return attentionStats(this.requireModel(), a, q.maxOffset);
       case 'pattern':
-        return headPattern(a, q.layer, q.head);
+        return headPattern(this.requireModel(), a, q.layer, q.head);
       case 'proximity':
         return proximity(this.requireModel(), a, q.pos);
       case 'clusters':

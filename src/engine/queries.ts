@@ -5,6 +5,7 @@ import { EngineError } from './errors';
 import type { LoadedModel } from './model';
 import type { ModelSpec } from './arch/spec';
 import { headStats } from './analysis/attention';
+import { layerPattern } from './analyze';
 import { averageLinkage, cosineDistance } from './analysis/clusters';
 import { pca, project } from './analysis/pca';
 import { cosine, similarityMatrix } from './analysis/walk';
@@ -48,30 +49,53 @@ function requireCache(a: Analysis): void {
   if (a.cache.resid.length === 0) throw new EngineError('BAD_REQUEST', 'This analysis was run without keeping its activations.');
 }
 
-export function attentionStats(a: Analysis, maxOffset = 64): HeadStatsResult {
+/**
+ * Head statistics. When the analysis did not keep its patterns (long inputs), each layer's
+ * patterns are recomputed on demand, one layer at a time.
+ */
+export async function attentionStats(model: LoadedModel, a: Analysis, maxOffset = 64): Promise<HeadStatsResult> {
   const c = a.cache;
-  if (!c.patterns) throw new EngineError('BAD_REQUEST', 'Attention patterns were not computed for this run (setting transformerDynamics.attentionPatterns).');
-  const s = headStats(
-    c.patterns,
-    c.n_layers,
-    c.n_heads,
-    c.pos,
-    a.tokens.map((t) => t.id),
-    maxOffset,
-  );
-  return { n_layers: c.n_layers, n_heads: c.n_heads, ...s };
+  const ids = a.tokens.map((t) => t.id);
+  if (c.patterns) return { n_layers: c.n_layers, n_heads: c.n_heads, ...headStats(c.patterns, c.n_layers, c.n_heads, c.pos, ids, maxOffset) };
+  requirePatternsAvailable(model);
+  const parts: ReturnType<typeof headStats>[] = [];
+  for (let L = 0; L < c.n_layers; L++) parts.push(headStats(await layerPattern(model, ids, L), 1, c.n_heads, c.pos, ids, maxOffset));
+  const cat = (k: 'kernel' | 'kernelNorm' | 'selfBias' | 'induction') => {
+    const out = new Float32Array(parts.reduce((n, p) => n + p[k].length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p[k], at);
+      at += p[k].length;
+    }
+    return out;
+  };
+  return { n_layers: c.n_layers, n_heads: c.n_heads, maxOffset: parts[0]?.maxOffset ?? 0, kernel: cat('kernel'), kernelNorm: cat('kernelNorm'), selfBias: cat('selfBias'), induction: cat('induction') };
 }
 
-/** pattern[L][h] → [pos, pos] */
-export function headPattern(a: Analysis, layer: number, head: number): Float32Array {
+function requirePatternsAvailable(model: LoadedModel): void {
+  if (!model.forward.outputNames.includes('blocks.0.attn.hook_pattern')) {
+    throw new EngineError('BAD_REQUEST', 'This model\'s graph exposes no attention patterns (fused attention in an ONNX export), so the attention views are off.');
+  }
+}
+
+/** pattern[L][h] → [pos, pos] (recomputed on demand when the analysis did not keep patterns). */
+export async function headPattern(model: LoadedModel, a: Analysis, layer: number, head: number): Promise<Float32Array> {
   const c = a.cache;
-  if (!c.patterns) throw new EngineError('BAD_REQUEST', 'Attention patterns were not computed for this run.');
   if (!Number.isInteger(layer) || layer < 0 || layer >= c.n_layers || !Number.isInteger(head) || head < 0 || head >= c.n_heads) {
     throw new EngineError('BAD_REQUEST', `No head ${layer}.${head} in this model.`);
   }
   const T = c.pos;
-  const off = (layer * c.n_heads + head) * T * T;
-  return c.patterns.slice(off, off + T * T);
+  if (c.patterns) {
+    const off = (layer * c.n_heads + head) * T * T;
+    return c.patterns.slice(off, off + T * T);
+  }
+  requirePatternsAvailable(model);
+  const all = await layerPattern(
+    model,
+    a.tokens.map((t) => t.id),
+    layer,
+  );
+  return all.slice(head * T * T, (head + 1) * T * T);
 }
 
 function ranks(v: Float32Array): Float64Array {

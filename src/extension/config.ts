@@ -1,7 +1,7 @@
 // Typed access to the `transformerDynamics.*` settings (one getter per setting).
 import * as os from 'node:os';
 import * as vscode from 'vscode';
-import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
+import { PROVIDERS, type ProviderRequest } from '../engine/runtime/providers';
 
 export const SECTION = 'transformerDynamics';
 

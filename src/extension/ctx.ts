@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as vscode from 'vscode';
 import { EngineClient } from '../engine/client';
 import { EngineError } from '../engine/errors';
+import { folderFingerprint } from '../engine/fingerprint';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import { analysisToPayload } from '../shared/payload';
@@ -15,6 +16,7 @@ import { AnalysisPanel } from './panel';
 import { StatusBar } from './statusbar';
 import { guardFolder } from './hub';
 import { Completions } from './completions';
+import { LatestOnly } from '../shared/latest';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
@@ -40,7 +42,7 @@ export class Ctx implements vscode.Disposable {
   readonly completions: Completions;
   private readonly disposables: vscode.Disposable[] = [];
   private runSeq = 0;
-  private running: { id: number; ctl: AbortController } | null = null;
+  private readonly runs = new LatestOnly();
   private runState: RunState = { kind: 'idle' };
   private loaded: { key: string; info: ModelInfo } | null = null;
   last: LastRun | null = null;
@@ -146,10 +148,9 @@ export class Ctx implements vscode.Disposable {
 
   /** Runs one analysis; a new run cancels the one in progress. */
   async analyze(input: AnalysisSource, opts: { reveal: boolean } = { reveal: true }): Promise<AnalysisPayload | null> {
-    this.running?.ctl.abort();
-    const id = ++this.runSeq;
-    const ctl = new AbortController();
-    this.running = { id, ctl };
+    const ticket = this.runs.begin(++this.runSeq);
+    const id = ticket.id;
+    const ctl = { signal: ticket.signal, abort: () => this.runs.cancel() };
     this.lastSource = input;
     if (opts.reveal) this.panel.show(true);
     let text = input.text;
@@ -170,12 +171,12 @@ export class Ctx implements vscode.Disposable {
           if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'cancelled');
           step(`analysing with ${choice.name}…`);
           const analysis = await this.engine.analyze(
-            { text, topK: this.config.lensTopK, maxTokens: this.config.maxTokens, patterns: this.config.attentionPatterns },
+            { text, topK: this.config.lensTopK, maxTokens: this.config.maxTokens, patterns: this.config.attentionPatterns ? 'auto' : false },
             ctl.signal,
             false,
             id,
           );
-          if (this.running?.id !== id) throw new EngineError('CANCELLED', 'superseded');
+          if (!ticket.isCurrent()) throw new EngineError('CANCELLED', 'superseded');
           const payload = analysisToPayload({ ...analysis, model: { ...analysis.model, name: choice.name } }, id, input.source);
           if (cut && payload.truncation === null) payload.truncation = { kept: payload.tokens.length, total: payload.tokens.length + 1 };
           this.last = { analysis, payload };
@@ -196,7 +197,7 @@ export class Ctx implements vscode.Disposable {
       );
     } catch (e) {
       const err = e instanceof EngineError ? e : new EngineError('RUNTIME', e instanceof Error ? e.message : String(e));
-      if (this.running?.id !== id) return null; // superseded by a newer run: stay quiet
+      if (!ticket.isCurrent()) return null; // superseded by a newer run: stay quiet
       if (err.code === 'CANCELLED') {
         this.setRunState({ kind: 'cancelled' });
         this.status.setIdle();
@@ -225,7 +226,7 @@ export class Ctx implements vscode.Disposable {
       }
       return null;
     } finally {
-      if (this.running?.id === id) this.running = null;
+      ticket.end();
     }
   }
 
@@ -362,7 +363,7 @@ export class Ctx implements vscode.Disposable {
   }
 
   dispose(): void {
-    this.running?.ctl.abort();
+    this.runs.cancel();
     this.disposables.forEach((d) => d.dispose());
     void this.engine.dispose();
   }

@@ -2,14 +2,7 @@
 // with a nonce CSP, and the typed message channel to the webview app.
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import {
-  isWebviewToHost,
-  type HostToWebview,
-  type PersistedState,
-  type RequestMap,
-  type RequestMethod,
-  type WebviewToHost,
-} from '../shared/protocol';
+import { routeWebviewMessage, type HostToWebview, type PersistedState, type RequestMap, type RequestMethod } from '../shared/protocol';
 
 export const PANEL_VIEW_TYPE = 'transformerDynamics.panel';
 
@@ -86,33 +79,23 @@ export class AnalysisPanel implements vscode.Disposable {
   }
 
   private receive(raw: unknown): void {
-    if (!isWebviewToHost(raw)) {
-      this.log.warn(`panel: dropped a malformed message ${JSON.stringify(raw)?.slice(0, 200)}`);
-      return;
-    }
-    const m: WebviewToHost = raw;
-    switch (m.type) {
-      case 'ready': {
+    routeWebviewMessage(raw, {
+      dropped: (m) => this.log.warn(`panel: dropped a malformed message ${safeJson(m)}`),
+      ready: () => {
         this.ready = true;
         const queued = this.queue;
         this.queue = [];
         this.handlers.onReady();
         for (const q of queued) void this.panel?.webview.postMessage(q);
-        return;
-      }
-      case 'selectPosition':
-        this.handlers.onSelectPosition(m.runId, m.pos);
-        return;
-      case 'log':
-        this.handlers.onLog(m.level, m.message);
-        return;
-      case 'request':
+      },
+      selectPosition: (runId, pos) => this.handlers.onSelectPosition(runId, pos),
+      log: (level, message) => this.handlers.onLog(level, message),
+      request: (m) =>
         this.handlers.onRequest(m.method, m.params as never).then(
           (result) => this.post({ type: 'response', id: m.id, ok: true, result }),
           (e: unknown) => this.post({ type: 'response', id: m.id, ok: false, error: e instanceof Error ? e.message : String(e) }),
-        );
-        return;
-    }
+        ),
+    });
   }
 
   private html(webview: vscode.Webview): string {
@@ -135,5 +118,13 @@ export class AnalysisPanel implements vscode.Disposable {
 
   dispose(): void {
     this.panel?.dispose();
+  }
+}
+
+function safeJson(v: unknown): string {
+  try {
+    return JSON.stringify(v)?.slice(0, 200) ?? String(v);
+  } catch {
+    return '(unserialisable)';
   }
 }

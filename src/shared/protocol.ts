@@ -271,3 +271,39 @@ export function isHostToWebview(m: unknown): m is HostToWebview {
 export function isPersistedState(s: unknown): s is PersistedState {
   return isObj(s) && s.version === 1 && isStr(s.text, 1e7) && isStr(s.tab, 50) && isInt(s.selectedPos);
 }
+
+// ---- routing -------------------------------------------------------------------------
+
+export interface WebviewMessageHandlers {
+  ready(): void;
+  selectPosition(runId: number, pos: number): void;
+  request(req: WebviewRequest): void;
+  log(level: 'info' | 'warn' | 'error', message: string): void;
+  /** A message that failed validation (dropped). */
+  dropped(raw: unknown): void;
+}
+
+/** Validates one message from the webview and calls exactly one handler. Never throws. */
+export function routeWebviewMessage(raw: unknown, h: WebviewMessageHandlers): void {
+  let ok = false;
+  try {
+    ok = isWebviewToHost(raw);
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    h.dropped(raw);
+    return;
+  }
+  const m = raw as WebviewToHost;
+  switch (m.type) {
+    case 'ready':
+      return h.ready();
+    case 'selectPosition':
+      return h.selectPosition(m.runId, m.pos);
+    case 'request':
+      return h.request(m);
+    case 'log':
+      return h.log(m.level, m.message);
+  }
+}

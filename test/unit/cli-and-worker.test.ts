@@ -5,6 +5,8 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineClient } from '../../src/engine/client';
+import { LatestOnly } from '../../src/shared/latest';
+import { JSON_SCHEMA_VERSION } from '../../src/shared/export';
 import { FIXTURES, ROOT, rejectsWith, tmpDir } from '../helpers';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -22,7 +24,7 @@ describe('CLI', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /tokens in \d+ ms/);
     const j = JSON.parse(fs.readFileSync(out, 'utf8'));
-    assert.equal(j.version, 1);
+    assert.equal(j.version, JSON_SCHEMA_VERSION);
     for (const k of ['architecture', 'n_layers', 'd_model', 'd_vocab', 'n_heads']) assert.ok(k in j.model, `model.${k}`);
     const T = j.tokens.length;
     assert.ok(T > 5);
@@ -111,5 +113,38 @@ describe('engine worker process', () => {
     const stats = await client.stats();
     assert.equal(stats.liveSessions, 2);
     assert.equal(stats.model?.architecture, 'llama');
+  });
+});
+
+describe('typing-speed re-runs', () => {
+  const client = new EngineClient({ workerPath: WORKER });
+  after(() => client.dispose());
+
+  test('20 rapid re-runs end with exactly the last result shown, never an older one after a newer', async () => {
+    await client.load({ dir: TINY, threads: 1, executionProvider: 'cpu' });
+    const runs = new LatestOnly();
+    const shown: { id: number; text: string }[] = [];
+    const pending: Promise<void>[] = [];
+    const texts = Array.from({ length: 20 }, (_, i) => 'the quick brown fox jumps over the lazy dog '.slice(0, 10 + i * 2));
+    for (const [i, text] of texts.entries()) {
+      const t = runs.begin();
+      pending.push(
+        client.analyze({ text, topK: 5, maxTokens: 64, patterns: false }, t.signal, false, i).then(
+          (a) => {
+            if (t.isCurrent()) shown.push({ id: t.id, text: a.text });
+            t.end();
+          },
+          (e: { code?: string }) => {
+            assert.equal(e.code, 'CANCELLED');
+            t.end();
+          },
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 15)); // typing speed
+    }
+    await Promise.all(pending);
+    assert.ok(shown.length >= 1);
+    assert.equal(shown[shown.length - 1]!.text, texts[texts.length - 1], 'the last run is what is shown');
+    for (let k = 1; k < shown.length; k++) assert.ok(shown[k]!.id > shown[k - 1]!.id, 'no stale result after a newer one');
   });
 });

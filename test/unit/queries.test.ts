@@ -78,6 +78,20 @@ describe('queries on stories260K', { skip }, () => {
     }
   });
 
+  test('long inputs: patterns not kept are recomputed on demand, with the same numbers', async () => {
+    const text = 'Lily saw a ball. Lily saw a ball. Lily saw a';
+    const kept = await engine.analyze({ text, topK: 5, maxTokens: 512, patterns: 'auto' }, undefined, 4);
+    assert.ok(kept.cache.patterns, 'small input: patterns kept');
+    const statsKept = (await engine.query({ type: 'headStats', runId: 4, maxOffset: 8 })) as { selfBias: Float32Array; kernel: Float32Array };
+    const patKept = (await engine.query({ type: 'pattern', runId: 4, layer: 2, head: 5 })) as Float32Array;
+    const lazy = await engine.analyze({ text, topK: 5, maxTokens: 512, patterns: 'auto', patternBudgetFloats: 10 }, undefined, 5);
+    assert.equal(lazy.cache.patterns, null, 'over the budget: not kept');
+    const statsLazy = (await engine.query({ type: 'headStats', runId: 5, maxOffset: 8 })) as { selfBias: Float32Array; kernel: Float32Array };
+    assertClose(statsLazy.selfBias, statsKept.selfBias, 1e-6, 'self-bias');
+    assertClose(statsLazy.kernel, statsKept.kernel, 1e-6, 'kernels');
+    assertClose((await engine.query({ type: 'pattern', runId: 5, layer: 2, head: 5 })) as Float32Array, patKept, 1e-6, 'pattern');
+  });
+
   test('clusters and prompt diff', async () => {
     const c = (await engine.query({ type: 'clusters', runId: 2, row: 5 })) as { order: number[]; merges: unknown[] };
     assert.deepEqual([...c.order].sort((a, b) => a - b), Array.from({ length: c.order.length }, (_, i) => i));
