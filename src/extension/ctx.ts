@@ -124,8 +124,11 @@ export class Ctx implements vscode.Disposable {
       dir: choice.dir,
       name: choice.name,
       threads: this.config.threads,
-      executionProvider: 'cpu' as const,
+      executionProvider: this.config.executionProvider,
       patterns: this.config.attentionPatterns,
+      cacheDir: this.config.graphCache ? vscode.Uri.joinPath(this.context.globalStorageUri, 'graphs').fsPath : undefined,
+      // a model whose files change on disk is reloaded on the next run
+      fingerprint: folderFingerprint(choice.dir),
     };
     const key = JSON.stringify(req);
     if (this.loaded?.key === key) return { choice, info: this.loaded.info };
