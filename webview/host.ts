@@ -3,6 +3,7 @@
 import type { HostToWebview, PersistedState, RequestMap, RequestMethod, WebviewToHost } from '../src/shared/protocol';
 import { isHostToWebview } from '../src/shared/protocol';
 import { RequestTracker } from './shapeRequests';
+import { createStaticApi } from './staticHost';
 
 interface VsCodeApi {
   postMessage(message: unknown): void;
@@ -11,10 +12,18 @@ interface VsCodeApi {
 }
 declare function acquireVsCodeApi(): VsCodeApi;
 
+/** VS Code's API in the panel; in a standalone HTML report (no VS Code, data inlined) the report's stand-in. */
+function acquireApi(): VsCodeApi {
+  if (typeof acquireVsCodeApi === 'function') return acquireVsCodeApi();
+  const api = createStaticApi();
+  if (!api) throw new Error('Transformer Dynamics: not running in VS Code and no report data in the page.');
+  return api;
+}
+
 export type HostMessage = Exclude<HostToWebview, { type: 'response' }>;
 
 export class Host {
-  private readonly api: VsCodeApi = acquireVsCodeApi();
+  private readonly api: VsCodeApi = acquireApi();
   private readonly tracker = new RequestTracker({
     set: (fn, ms) => window.setTimeout(fn, ms),
     clear: (h) => window.clearTimeout(h as number),

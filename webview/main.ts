@@ -3,6 +3,7 @@
 import type { PersistedState } from '../src/shared/protocol';
 import { el, isEditableTarget } from './dom';
 import { Host, type HostMessage } from './host';
+import { EMPTY_COMPLETIONS, reduceCompletions } from './shapeCompletions';
 import { payloadProblems } from './shapePayload';
 import { initialPosition, initialSimilarityRow, readPersisted, stepPosition } from './shapeState';
 import { Store, type AppState } from './store';
@@ -28,6 +29,8 @@ const store = new Store({
   similarityRow: restored.similarityRow,
   surprisalTint: true,
   themeVersion: 0,
+  completions: EMPTY_COMPLETIONS,
+  promptDiff: null,
 });
 
 let palette: Palette = readPalette();
@@ -98,6 +101,19 @@ function onMessage(m: HostMessage): void {
     case 'modelChanged':
       store.set({ modelName: m.modelName });
       break;
+    // Completions tab: a new batch brings the tab forward; steps stream into it
+    case 'completionBatch':
+    case 'completionStep':
+    case 'completionDone':
+    case 'completionError': {
+      const completions = reduceCompletions(store.state.completions, m);
+      store.set(m.type === 'completionBatch' ? { completions, tab: 'completions' } : { completions });
+      break;
+    }
+    // Diff tab: a prompt comparison brings the tab forward
+    case 'promptDiff':
+      store.set({ promptDiff: { a: m.a, b: m.b, diff: m.diff, labels: m.labels }, tab: 'diff' });
+      break;
   }
 }
 
@@ -122,6 +138,11 @@ function persist(s: Readonly<AppState>): void {
   host.setState(state);
 }
 
+/** Completions can be shown before any analysis (Compare Completions… on a fresh panel). */
+function hasCompletions(s: Readonly<AppState>): boolean {
+  return s.completions.columns.length > 0;
+}
+
 function emptyState(): HTMLElement {
   const box = el('div', { class: 'td-empty' }, [
     el('span', { class: 'codicon codicon-pulse empty-icon', attrs: { 'aria-hidden': 'true' } }),
@@ -129,9 +150,9 @@ function emptyState(): HTMLElement {
     el('p', { text: 'Select text and run Transformer Dynamics: Analyze Selection.' }),
   ]);
   const render = (s: Readonly<AppState>) => {
-    box.hidden = !!s.payload || s.runState.kind === 'running';
+    box.hidden = !!s.payload || s.runState.kind === 'running' || hasCompletions(s) || s.promptDiff !== null;
   };
-  store.subscribe((s, changed) => (changed.has('payload') || changed.has('runState')) && render(s));
+  store.subscribe((s, changed) => (changed.has('payload') || changed.has('runState') || changed.has('completions') || changed.has('promptDiff')) && render(s));
   render(store.state);
   return box;
 }
@@ -141,10 +162,10 @@ function mount(): void {
   const tabs = createTabs(ctx);
   const main = el('main', { class: 'td-main' }, [createTokenStrip(ctx), tabs]);
   app.append(createHeader(ctx), emptyState(), main);
-  const showMain = (s: Readonly<AppState>) => (main.hidden = !s.payload);
+  const showMain = (s: Readonly<AppState>) => (main.hidden = !s.payload && !hasCompletions(s) && !s.promptDiff);
   showMain(store.state);
   store.subscribe((s, changed) => {
-    if (changed.has('payload')) showMain(s);
+    if (changed.has('payload') || changed.has('completions') || changed.has('promptDiff')) showMain(s);
     if (['payload', 'tab', 'selectedPos', 'similarityRow', 'lensColor', 'trajectoryDims'].some((k) => changed.has(k as keyof AppState)))
       persistSoon();
   });

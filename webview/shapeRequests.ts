@@ -12,6 +12,17 @@ export const REQUEST_TIMEOUT_MS: Record<RequestMethod, number> = {
   similarity: 60_000,
   exportAnalysis: 15 * 60_000,
   saveImage: 15 * 60_000,
+  // Completions tab: generate may load the model first; insertText may open the editor.
+  generate: 5 * 60_000,
+  stopGeneration: 30_000,
+  insertText: 60_000,
+  analyzeText: 60_000,
+  // dynamics views: computed on demand by the engine (the vocabulary, all heads, a clustering)
+  headStats: 120_000,
+  pattern: 60_000,
+  proximity: 120_000,
+  clusters: 120_000,
+  showClusters: 30_000,
 };
 
 export class RequestError extends Error {
@@ -32,6 +43,23 @@ export function isResult<M extends RequestMethod>(method: M, v: unknown): v is R
     case 'exportAnalysis':
     case 'saveImage':
       return v === null || typeof v === 'string';
+    // Completions tab
+    case 'generate':
+      return typeof v === 'object' && v !== null && Number.isInteger((v as { batchId?: unknown }).batchId);
+    case 'stopGeneration':
+    case 'analyzeText':
+      return v === null;
+    case 'insertText':
+      return typeof v === 'boolean';
+    // dynamics views (the views check shapes against the run's dimensions)
+    case 'headStats':
+    case 'proximity':
+    case 'clusters':
+      return typeof v === 'object' && v !== null;
+    case 'pattern':
+      return v instanceof Float32Array;
+    case 'showClusters':
+      return v === null;
     default:
       return false;
   }

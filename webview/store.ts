@@ -1,5 +1,6 @@
 // The panel's state in one object; views subscribe and re-render what changed.
-import type { AnalysisPayload, LensColorMode, PanelSettings, RunState } from '../src/shared/protocol';
+import type { AnalysisPayload, HostToWebview, LensColorMode, PanelSettings, RunState } from '../src/shared/protocol';
+import type { CompletionsState } from './shapeCompletions';
 
 export interface AppState {
   payload: AnalysisPayload | null;
@@ -20,7 +21,14 @@ export interface AppState {
   surprisalTint: boolean;
   /** Bumped on every theme change so views recolour. */
   themeVersion: number;
+  /** Completions tab: the columns and the streamed completions (shapeCompletions.ts). */
+  completions: CompletionsState;
+  /** Diff tab: the last prompt comparison from the host (Compare Prompts…), or null. */
+  promptDiff: PromptDiff | null;
 }
+
+/** A prompt comparison as the host sends it. */
+export type PromptDiff = Omit<Extract<HostToWebview, { type: 'promptDiff' }>, 'type'>;
 
 export type Key = keyof AppState;
 export type Listener = (s: Readonly<AppState>, changed: ReadonlySet<Key>) => void;

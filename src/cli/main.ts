@@ -1,7 +1,7 @@
 // transformer-dynamics: the same engine and analyses as the extension, from a terminal.
 //   transformer-dynamics analyze --model <dir> (--text <s> | --text-file <f|->) [--top-k 5]
 //                                [--max-tokens N] [--threads N] [--no-patterns]
-//                                [--json <out.json|->] [--csv <out.csv>]
+//                                [--json <out.json|->] [--csv <out.csv>] [--html <report.html>]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,6 +10,8 @@ import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import type { Analysis } from '../shared/analysis';
 import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
+import type { ClustersResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
+import { writeReport } from './report';
 
 export const BUNDLED_MODEL_DIR = path.resolve(__dirname, '..', 'media', 'models', 'td-mini');
 
@@ -32,6 +34,12 @@ Options:
   --cache-dir <dir>    Keep the built graph there and reuse it on the next run.
   --json <file|->      Write the analysis as JSON ("-" for stdout).
   --csv <file>         Write the lens table as CSV (one row per layer × position).
+  --html <file>        Write a standalone HTML report: the extension's panel with this
+                       analysis inlined (lens, trajectories, repetition, attention,
+                       proximity, the ball, clusters). One file, no network access
+                       needed; attention patterns of single heads are included when
+                       n_layers·n_heads·pos² ≤ 8e6, similarity matrices for every
+                       layer up to 512 tokens (else the last layer).
   -h, --help           Show this help.
 `;
 
@@ -77,6 +85,16 @@ function summary(a: Analysis): string {
   return lines.join('\n');
 }
 
+/** The JSON's on-demand quantities, from the engine (attention only when patterns were computed). */
+async function jsonExtras(engine: Engine, a: Analysis, runId: number) {
+  const last = a.lens.pos - 1;
+  return {
+    headStats: a.cache.patterns ? ((await engine.query({ type: 'headStats', runId })) as HeadStatsResult) : null,
+    proximityLast: last >= 0 ? ((await engine.query({ type: 'proximity', runId, pos: last })) as ProximityResult) : null,
+    clustersLast: last >= 0 ? ((await engine.query({ type: 'clusters', runId, row: a.lens.rows - 1 })) as ClustersResult) : null,
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -93,6 +111,7 @@ export async function main(argv: string[]): Promise<number> {
       'cache-dir': { type: 'string' },
       json: { type: 'string' },
       csv: { type: 'string' },
+      html: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -112,18 +131,27 @@ export async function main(argv: string[]): Promise<number> {
       cacheDir: values['cache-dir'],
     });
     if (info.provider_note) process.stderr.write(`note: ${info.provider_note}\n`);
-    const analysis = await engine.analyze({
-      text,
-      topK: positiveInt('top-k', values['top-k'], 5),
-      maxTokens: positiveInt('max-tokens', values['max-tokens'], info.max_positions),
-      patterns: !values['no-patterns'],
-    });
+    const runId = 1;
+    const analysis = await engine.analyze(
+      {
+        text,
+        topK: positiveInt('top-k', values['top-k'], 5),
+        maxTokens: positiveInt('max-tokens', values['max-tokens'], info.max_positions),
+        patterns: !values['no-patterns'],
+      },
+      undefined,
+      runId,
+    );
     if (values.json !== undefined) {
-      const json = JSON.stringify(analysisToJson(analysis));
+      const json = JSON.stringify(analysisToJson(analysis, await jsonExtras(engine, analysis, runId)));
       if (values.json === '-') process.stdout.write(json + '\n');
       else fs.writeFileSync(values.json, json);
     }
     if (values.csv !== undefined) fs.writeFileSync(values.csv, analysisToCsv(analysis));
+    if (values.html !== undefined) {
+      const bytes = await writeReport(values.html, engine, analysis, runId);
+      if (values.json !== '-') process.stderr.write(`report: ${values.html} (${(bytes / 1e6).toFixed(1)} MB)\n`);
+    }
     if (values.json !== '-') process.stderr.write(summary(analysis) + '\n');
     return 0;
   } finally {

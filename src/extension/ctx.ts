@@ -211,6 +211,7 @@ export class Ctx implements vscode.Disposable {
       this.log.error(`run ${id} failed: ${err.code}: ${err.message}`);
       if (
         [
+          'TOO_LARGE',
           'NOT_FOUND',
           'BAD_CONFIG',
           'UNSUPPORTED_ARCHITECTURE',

@@ -1,8 +1,22 @@
 // The analysis as JSON (CLI --json, "Export Analysis…") and CSV. One schema, versioned,
 // documented in the README.
-import type { Analysis } from './analysis';
+import type { Analysis, ClustersResult, HeadStatsResult, ProximityResult } from './analysis';
+import { headStats } from '../engine/analysis/attention';
+import { averageLinkage, cosineDistance } from '../engine/analysis/clusters';
+import { similarityMatrix } from '../engine/analysis/walk';
 
-export const JSON_SCHEMA_VERSION = 1;
+export const JSON_SCHEMA_VERSION = 2;
+
+/**
+ * Results of on-demand queries to include (the CLI asks the engine for them). Left out:
+ * attention and clusters are computed here from the analysis when it still has its
+ * activations; proximity needs the model, so it is null unless given.
+ */
+export interface JsonExtras {
+  headStats?: HeadStatsResult | null;
+  proximityLast?: ProximityResult | null;
+  clustersLast?: ClustersResult | null;
+}
 
 const round = (x: number, digits = 6) => (Number.isFinite(x) ? Number(x.toPrecision(digits)) : null);
 
@@ -12,7 +26,7 @@ export interface TopJson {
   prob: number | null;
 }
 
-export function analysisToJson(a: Analysis): Record<string, unknown> {
+export function analysisToJson(a: Analysis, extras: JsonExtras = {}): Record<string, unknown> {
   const { lens, walk } = a;
   const T = lens.pos;
   const k = lens.k;
@@ -62,8 +76,76 @@ export function analysisToJson(a: Analysis): Record<string, unknown> {
     },
     repeated_ngrams: walk.ngrams,
     last_logits_top: a.lastLogitsTop.map((t) => ({ id: t.id, text: text(t.id), prob: round(t.prob) })),
+    norms_final: walk.normsFinal?.length === rows * T ? grid(walk.normsFinal, rows) : null,
+    attention: attentionJson(extras.headStats === undefined ? attentionFromCache(a) : extras.headStats),
+    proximity_last: proximityJson(extras.proximityLast ?? null, (id) => extras.proximityLast?.labels[id] ?? text(id)),
+    clusters_last: clustersJson(extras.clustersLast === undefined ? clustersFromAnalysis(a) : extras.clustersLast),
     timings_ms: a.timings,
   };
+}
+
+function attentionFromCache(a: Analysis): HeadStatsResult | null {
+  const c = a.cache;
+  if (!c?.patterns || c.patterns.length !== c.n_layers * c.n_heads * c.pos * c.pos) return null;
+  const s = headStats(
+    c.patterns,
+    c.n_layers,
+    c.n_heads,
+    c.pos,
+    a.tokens.map((t) => t.id),
+  );
+  return { n_layers: c.n_layers, n_heads: c.n_heads, ...s };
+}
+
+/** Clusters of the last row: from the similarity matrix the walk carries, or from the activations. */
+function clustersFromAnalysis(a: Analysis): ClustersResult | null {
+  const T = a.lens.pos;
+  const row = a.lens.rows - 1;
+  let sim: Float32Array | null = null;
+  if (a.walk.similarity.row === row && a.walk.similarity.matrix.length === T * T) sim = a.walk.similarity.matrix;
+  else if (a.cache?.resid?.length === a.lens.rows * T * a.cache.d_model)
+    sim = similarityMatrix(a.cache.resid, { rows: a.lens.rows, pos: T, d: a.cache.d_model }, row);
+  if (!sim || T === 0) return null;
+  const d = averageLinkage(cosineDistance(sim, T), T);
+  return { row, similarity: sim, order: d.order, merges: d.merges };
+}
+
+function attentionJson(s: HeadStatsResult | null) {
+  if (!s) return null;
+  const D = s.maxOffset + 1;
+  const heads = [];
+  for (let layer = 0; layer < s.n_layers; layer++)
+    for (let head = 0; head < s.n_heads; head++) {
+      const h = layer * s.n_heads + head;
+      heads.push({
+        layer,
+        head,
+        self_bias: round(s.selfBias[h]!),
+        induction: round(s.induction[h]!),
+        kernel: Array.from(s.kernel.subarray(h * D, (h + 1) * D), (v) => round(v)),
+        kernel_norm: Array.from(s.kernelNorm.subarray(h * D, (h + 1) * D), (v) => round(v)),
+      });
+    }
+  return { max_offset: s.maxOffset, heads };
+}
+
+function proximityJson(r: ProximityResult | null, text: (id: number) => string) {
+  if (!r) return null;
+  const tok = (id: number) => ({ id, text: text(id), logit: round(r.logits[id]!), cos: round(r.cos[id]!) });
+  return {
+    pos: r.pos,
+    spearman: round(r.spearman),
+    k: r.k,
+    topk_overlap: round(r.topkOverlap),
+    x_norm: round(r.xNorm),
+    top_by_logit: r.topByLogit.map(tok),
+    top_by_cos: r.topByCos.map(tok),
+  };
+}
+
+function clustersJson(c: ClustersResult | null) {
+  if (!c) return null;
+  return { row: c.row, order: c.order, merges: c.merges.map((m) => ({ a: m.a, b: m.b, height: round(m.height), size: m.size })) };
 }
 
 function csvField(v: string | number | null): string {

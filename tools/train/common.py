@@ -30,6 +30,11 @@ def tune_malloc():
         pass
 
 
+def threads():
+    """torch threads for the eval/export scripts (TD_THREADS, default 1: the cores are shared)."""
+    return int(os.environ.get("TD_THREADS", "1"))
+
+
 def load_sources():
     with open(os.path.join(WORK, "corpus", "splits.json")) as f:
         return json.load(f)["sources"]

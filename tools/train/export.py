@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import WORK, EXPORT_DIR, tune_malloc  # noqa: E402
+from common import WORK, EXPORT_DIR, tune_malloc, threads  # noqa: E402
 from model import Config, LlamaLM  # noqa: E402
 import safetensors_io  # noqa: E402
 
@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--tokenizer", default=os.path.join(WORK, "tokenizer"))
     args = ap.parse_args()
     tune_malloc()
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads())
     state = torch.load(args.ckpt, map_location="cpu")
     cfg = Config(**state["config"])
     model = LlamaLM(cfg)

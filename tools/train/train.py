@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
-"""Step 4: train td-mini (Llama-style, ~6.5 M parameters) on 2 CPU cores.
+"""Step 4: train td-mini (Llama-style, ~6.5 M parameters) on 2 CPU cores within a wall-time budget.
 
-Schedule: STEPS optimizer steps of 4096 tokens each. Phase 1 (steps < PHASE2_START) uses
-16 sequences x 256 tokens, phase 2 (the final part) uses 8 sequences x 512 tokens, i.e. the full
-context of max_position_embeddings = 512. AdamW (betas 0.9/0.95, weight decay 0.1 on matrices),
-linear warmup then cosine decay to 10% of the peak LR, gradient clipping at 1.0.
+Schedule ("warmup-stable-decay", every step = 4096 tokens):
+  * warmup: LR rises linearly to LR_MAX over WARMUP steps;
+  * phase 1 (stable): constant LR_MAX, batches of 16 sequences x 256 tokens;
+  * phase 2 (final part): PHASE2_STEPS steps of 8 sequences x 512 tokens (the full context,
+    max_position_embeddings = 512) while the LR decays (cosine) from LR_MAX to LR_MIN.
+Phase 2 starts at the first step where (elapsed training time + estimated phase-2 time) reaches the
+budget (--budget-min), the estimate being PHASE2_STEPS x the recent phase-1 step time x
+PHASE2_COST_RATIO. This fits the run to the budget on a machine whose speed is unknown or shared.
+The chosen phase-2 start step is logged and stored in the checkpoint; pass --phase2-start N to fix
+it instead (then the whole run is a pure function of the seed: same batches, same updates).
+AdamW (betas 0.9/0.95, weight decay 0.1 on matrices), gradient clipping at 1.0.
 
 Batches: each sequence picks a source with the mix weights (prepare_corpus.SOURCES) and a uniformly
 random window of that source's training token stream; the RNG is seeded with (SEED, step), so a
 resumed run sees exactly the batches an uninterrupted run would have.
 
-Checkpoints (model + optimizer + step) are written atomically to work/ckpt/last.pt every
-CKPT_EVERY_S seconds, at the phase boundary and at the end; `--resume` continues from it.
-The log is appended to tools/train/train_log.txt.
+Checkpoints (model + optimizer + step + schedule state) are written atomically to
+work/ckpt/last.pt every CKPT_EVERY_S seconds, at the phase switch and at the end; `--resume`
+continues from it exactly. The log goes to tools/train/train_log.txt (appended on resume).
 
-usage: python3 tools/train/train.py [--resume] [--steps N] [--phase2-start N]
+usage: python3 tools/train/train.py [--resume] [--budget-min 110] [--phase2-start N]
 """
 import argparse
 import json
@@ -31,9 +38,10 @@ from common import WORK, HERE, tune_malloc, load_sources, load_tokens  # noqa: E
 from model import Config, LlamaLM  # noqa: E402
 
 SEED = 1234
-STEPS = 1800
-PHASE2_START = 1300
 WARMUP = 100
+PHASE2_STEPS = 160
+PHASE2_COST_RATIO = 2.0   # measured: an 8x512 step costs ~2x a 16x256 step (attention is O(T^2))
+MAX_PHASE1_STEPS = 4000
 LR_MAX = 2e-3
 LR_MIN = 2e-4
 WD = 0.1
@@ -52,14 +60,16 @@ def log(msg):
 
 
 def batch_shape(step, phase2_start):
-    return (16, 256) if step < phase2_start else (8, 512)
+    return (8, 512) if phase2_start is not None and step >= phase2_start else (16, 256)
 
 
-def lr_at(step, steps):
+def lr_at(step, phase2_start):
     if step < WARMUP:
         return LR_MAX * (step + 1) / WARMUP
-    t = (step - WARMUP) / max(1, steps - WARMUP)
-    return LR_MIN + 0.5 * (LR_MAX - LR_MIN) * (1 + math.cos(math.pi * min(1.0, t)))
+    if phase2_start is None or step < phase2_start:
+        return LR_MAX
+    t = min(1.0, (step - phase2_start + 1) / PHASE2_STEPS)
+    return LR_MIN + 0.5 * (LR_MAX - LR_MIN) * (1 + math.cos(math.pi * t))
 
 
 class Data:
@@ -101,12 +111,12 @@ def param_groups(model):
     return [{"params": decay, "weight_decay": WD}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def save_ckpt(model, opt, step, elapsed, args, name="last.pt"):
+def save_ckpt(model, opt, step, elapsed, phase2_start, step_time, name="last.pt"):
     os.makedirs(CKPT_DIR, exist_ok=True)
     tmp = os.path.join(CKPT_DIR, name + ".tmp")
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                 "elapsed": elapsed, "config": model.cfg.to_dict(),
-                "steps": args.steps, "phase2_start": args.phase2_start}, tmp)
+                "phase2_start": phase2_start, "step_time": step_time}, tmp)
     os.replace(tmp, os.path.join(CKPT_DIR, name))
 
 
@@ -124,9 +134,11 @@ def val_loss(model, vb):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--steps", type=int, default=STEPS)
-    ap.add_argument("--phase2-start", type=int, default=PHASE2_START)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget-min", type=float, default=110.0,
+                    help="training wall-time budget in minutes (decides when phase 2 starts)")
+    ap.add_argument("--phase2-start", type=int, default=None, help="fix the phase-2 start step")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 because the 2 cores are shared (2 OpenMP threads measured 2-4x slower under load)")
     ap.add_argument("--stop-at", type=int, default=None, help="save and stop after this step (testing)")
     args = ap.parse_args()
     tune_malloc()
@@ -136,29 +148,38 @@ def main():
     cfg = Config()
     model = LlamaLM(cfg)
     opt = torch.optim.AdamW(param_groups(model), lr=LR_MAX, betas=(0.9, 0.95), eps=1e-8)
-    step, elapsed = 0, 0.0
+    step, elapsed, phase2_start, step_time = 0, 0.0, args.phase2_start, None
     ck = os.path.join(CKPT_DIR, "last.pt")
     if args.resume and os.path.exists(ck):
         state = torch.load(ck)
+        if state["phase2_start"] is not None and state["step"] >= state["phase2_start"] + PHASE2_STEPS:
+            print(f"training already complete ({state['step']} steps in {ck}); nothing to do")
+            return
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed"]
-        args.steps, args.phase2_start = state["steps"], state["phase2_start"]
-        log(f"resumed from {ck} at step {step} (elapsed {elapsed:.0f}s)")
+        step_time = state["step_time"]
+        if state["phase2_start"] is not None:
+            phase2_start = state["phase2_start"]
+        log(f"resumed from {ck} at step {step} (elapsed {elapsed:.0f}s, phase2_start {phase2_start})")
     else:
+        open(LOG, "w").close()  # a fresh run starts a fresh log
         log(f"new run: config {json.dumps(cfg.to_dict())}")
-        log(f"params {model.num_params()} ; steps {args.steps}, phase2 (8x512) from step "
-            f"{args.phase2_start}, lr {LR_MAX}->{LR_MIN} warmup {WARMUP}, wd {WD}, clip {CLIP}, "
-            f"threads {args.threads}, torch {torch.__version__}")
+        log(f"params {model.num_params()} ; warmup {WARMUP} -> lr {LR_MAX} constant (16x256) until "
+            f"phase 2 = {PHASE2_STEPS} steps of 8x512 with cosine decay to {LR_MIN}; phase 2 start "
+            f"{phase2_start if phase2_start is not None else 'chosen to fit a %.0f min budget' % args.budget_min}; "
+            f"wd {WD}, clip {CLIP}, threads {args.threads}, torch {torch.__version__}")
+    budget = args.budget_min * 60
     data = Data()
     vb = data.val_batches()
     model.train()
     t_last_ckpt = time.time()
     t_start = time.time() - elapsed
     t_win, tok_win = time.time(), 0
-    while step < args.steps:
-        B, T = batch_shape(step, args.phase2_start)
-        lr = lr_at(step, args.steps)
+    while phase2_start is None or step < phase2_start + PHASE2_STEPS:
+        t_step = time.time()
+        B, T = batch_shape(step, phase2_start)
+        lr = lr_at(step, phase2_start)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = data.batch(step, B, T)
@@ -169,24 +190,38 @@ def main():
         opt.step()
         step += 1
         tok_win += B * T
-        if step % 10 == 0 or step == args.steps:
+        dt = time.time() - t_step
+        if phase2_start is None:
+            step_time = dt if step_time is None else 0.95 * step_time + 0.05 * dt
+        last = phase2_start is not None and step == phase2_start + PHASE2_STEPS
+        if step % 10 == 0 or last:
             now = time.time()
             log(f"step {step:5d}  T {T}  loss {loss.item():.4f}  lr {lr:.2e}  gnorm {gn:.2f}  "
                 f"{tok_win / (now - t_win):.0f} tok/s  elapsed {now - t_start:.0f}s")
             t_win, tok_win = now, 0
-        if step % EVAL_EVERY == 0 or step == args.steps:
+        if step % EVAL_EVERY == 0 or last:
             v = val_loss(model, vb)
             log(f"step {step:5d}  val(held-out, T=256)  prose {v['prose']:.4f}  code {v['code']:.4f}")
-        boundary = step in (args.phase2_start, args.steps, args.stop_at)
+        switched = False
+        if phase2_start is None and step >= WARMUP:
+            est = PHASE2_STEPS * step_time * PHASE2_COST_RATIO
+            if time.time() - t_start + est >= budget or step >= MAX_PHASE1_STEPS:
+                phase2_start = step
+                switched = True
+                log(f"phase 2 starts at step {step}: elapsed {time.time() - t_start:.0f}s, phase-1 step "
+                    f"time {step_time:.2f}s, estimated phase 2 {est:.0f}s (budget {budget:.0f}s)")
+        boundary = switched or last or step == args.stop_at
         if boundary or time.time() - t_last_ckpt > CKPT_EVERY_S:
-            save_ckpt(model, opt, step, time.time() - t_start, args)
-            if boundary:
-                save_ckpt(model, opt, step, time.time() - t_start, args, name=f"step{step}.pt")
+            save_ckpt(model, opt, step, time.time() - t_start, phase2_start, step_time)
+            if switched or last:
+                save_ckpt(model, opt, step, time.time() - t_start, phase2_start, step_time,
+                          name=f"step{step}.pt")
             t_last_ckpt = time.time()
         if step == args.stop_at:
             log(f"stopped at step {step} (--stop-at)")
             return
-    log(f"done: {step} steps, {(time.time() - t_start) / 60:.1f} min of training wall time")
+    log(f"done: {step} steps ({phase2_start} at 16x256, {step - phase2_start} at 8x512), "
+        f"{(time.time() - t_start) / 60:.1f} min of training wall time")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,21 @@
   const data = window.__TD_DEV_DATA__ ? revive(window.__TD_DEV_DATA__) : {};
   const payload = data.payload || null;
   const similarity = data.similarity || {};
-  const record = { posted: [], saved: [], exports: [], selects: [], logs: [], similarity: [] };
+  // Dynamics tabs: precomputed engine answers (tools/webview-dev/dynamics.mjs), absent in older payloads
+  const dynamics = data.dynamics || null;
+  const record = {
+    posted: [],
+    saved: [],
+    exports: [],
+    selects: [],
+    logs: [],
+    similarity: [],
+    // Completions tab
+    generate: [],
+    stops: [],
+    inserts: [],
+    analyses: [],
+  };
   window.__TD_RECORD__ = record;
 
   const toWebview = (m) => window.postMessage(m, '*');
@@ -75,6 +89,42 @@
           head: req.params.data.slice(0, 40),
         });
         return reply('/tmp/' + req.params.name + '.' + req.params.format);
+      // Completions tab: generation runs in the harness's Node process (generate.mjs) when it is attached
+      case 'generate':
+        record.generate.push(req.params);
+        if (typeof window.__TD_DEV_GENERATE__ !== 'function')
+          return fail('No model in this page: generation needs the harness (tools/webview-dev/completions.mjs).');
+        return window.__TD_DEV_GENERATE__(req.params).then(reply, (e) => fail(String((e && e.message) || e)));
+      case 'stopGeneration':
+        record.stops.push(req.params.batchId);
+        if (typeof window.__TD_DEV_STOP__ === 'function') window.__TD_DEV_STOP__(req.params.batchId);
+        return reply(null);
+      case 'insertText':
+        record.inserts.push(req.params.text);
+        return reply(true);
+      case 'analyzeText':
+        record.analyses.push(req.params.text);
+        return reply(null);
+      // Dynamics tabs (attention, proximity, clusters): answered from the payload's precomputed results
+      case 'headStats':
+      case 'pattern':
+      case 'proximity':
+      case 'clusters':
+      case 'showClusters': {
+        (record.dynamics = record.dynamics || []).push({ method: req.method, params: req.params });
+        if (!payload || req.params.runId !== payload.runId) return fail('That analysis is no longer loaded; run it again.');
+        if (req.method === 'showClusters') return reply(null);
+        if (!dynamics) return fail('This payload has no ' + req.method + ' data (make it with tools/webview-dev/dynamics.mjs).');
+        const p = req.params;
+        if (req.method === 'headStats')
+          return dynamics.headStats ? reply(dynamics.headStats) : fail(dynamics.attentionNote || 'Attention patterns were not computed for this run.');
+        if (req.method === 'pattern') {
+          const m = dynamics.patterns && dynamics.patterns[p.layer + '.' + p.head];
+          return m ? reply(m) : fail(dynamics.patternsNote || 'Attention patterns were not computed for this run.');
+        }
+        if (req.method === 'proximity') return dynamics.proximity[p.pos] ? reply(dynamics.proximity[p.pos]) : fail('Position ' + p.pos + ' is not precomputed.');
+        return dynamics.clusters[p.row] ? reply(dynamics.clusters[p.row]) : fail('row ' + p.row + ' is not precomputed.');
+      }
       default:
         return fail('Unknown method ' + req.method);
     }
@@ -132,5 +182,5 @@
     });
   };
   /** For the harness: send a message as the host would. */
-  window.__TD_HOST__ = { post: toWebview, payload };
+  window.__TD_HOST__ = { post: toWebview, payload, dynamics };
 })();

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { ROOT, hostilePayload, realPayload, syntheticPayload, writeBundle } from './payloads.mjs';
+import { runCompletions } from './completions.mjs';
 import { OUT_DIR, PAYLOAD_DIR, startServer } from './serve.mjs';
 
 const args = process.argv.slice(2);
@@ -374,6 +375,9 @@ try {
     await shot(page, 'big-trajectories-3d');
     await finish('big', ctx);
   }
+
+  // ---- Completions tab (completions.mjs: a real model streams through the engine) ---------
+  await runCompletions({ browser, origin: server.origin, only, check, report });
 } finally {
   await browser.close();
   await server.close();

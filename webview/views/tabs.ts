@@ -5,11 +5,28 @@ import '@vscode-elements/elements/dist/vscode-tab-header/index.js';
 import '@vscode-elements/elements/dist/vscode-tab-panel/index.js';
 import { el } from '../dom';
 import type { TabFactory, TabView, ViewContext } from './context';
+import { attentionTab } from './attention';
+import { ballTab } from './ball';
+import { clustersTab } from './clusters';
+import { completionsTab } from './completions';
+import { diffTab } from './diff';
 import { lensTab } from './lensTable';
+import { proximityTab } from './proximity';
 import { repetitionTab } from './repetition';
 import { trajectoriesTab } from './trajectories';
 
-export const TABS: TabFactory[] = [lensTab, trajectoriesTab, repetitionTab];
+export const TABS: TabFactory[] = [
+  lensTab,
+  trajectoriesTab,
+  repetitionTab,
+  // dynamics views (attention, angular proximity, the ball, encoding-walk clusters, prompt diff)
+  attentionTab,
+  proximityTab,
+  ballTab,
+  clustersTab,
+  diffTab,
+  completionsTab,
+];
 
 /** Builds the vscode-tabs element; the selected tab follows the store's `tab`. */
 export function createTabs(ctx: ViewContext): HTMLElement {
