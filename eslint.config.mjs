@@ -45,8 +45,6 @@ export default tseslint.config(
         clearTimeout: 'readonly',
         setInterval: 'readonly',
         clearInterval: 'readonly',
-        AbortController: 'readonly',
-        structuredClone: 'readonly',
         queueMicrotask: 'readonly',
         setImmediate: 'readonly',
       },

@@ -2,6 +2,7 @@
 // `npm run test:vscode`: the @vscode/test-electron suite. It needs to download a desktop VS
 // Code; offline (as in this project's CI) it skips with a clear message — the code-server
 // e2e (`npm run test:e2e`) runs the same scenarios in a real VS Code there.
+/* global AbortController */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
