@@ -6,8 +6,9 @@ import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader } from './arch/weights';
 import { buildForwardGraph } from './graph/forward';
-import { buildLensGraph } from './graph/lens';
-import { createSession, type RuntimeOptions, type Session } from './runtime/ort';
+import { buildLensGraph, LENS_PREFIX } from './graph/lens';
+import { hook } from './graph/forward';
+import { createSession, type NamedTensor, type RuntimeOptions, type Session } from './runtime/ort';
 import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
@@ -85,14 +86,9 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   const patterns = opts.patterns ?? true;
   const cacheDir = graphCacheDir(spec, opts);
   const built = cacheDir ? await graphsViaCache(dir, ckpt, spec, patterns, cacheDir) : buildInMemory(ckpt, spec, patterns);
-  const forward = await createSession(built.forward, opts);
-  let lens: Session;
-  try {
-    lens = await createSession(built.lens, opts);
-  } catch (e) {
-    await forward.release();
-    throw e;
-  }
+  // One onnxruntime session holds the forward pass and the lens: one copy of the weights.
+  const shared = await createSession(built.model, opts);
+  const { forward, lens } = branches(shared, spec);
   const { lnFinal, unembedNorms, embedNorms } = built;
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
@@ -109,10 +105,58 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     loadMs: performance.now() - t0,
     graphSource: built.source,
     async release() {
-      await forward.release();
-      await lens.release();
+      await shared.release();
     },
   };
+}
+
+/**
+ * The forward pass and the lens live in one graph: onnxruntime runs every node on each run,
+ * so the part not asked for gets a minimal input (1 token; 1 lens cell). These views make
+ * the shared session look like two.
+ */
+export function branches(shared: Session, spec: ModelSpec): { forward: Session; lens: Session } {
+  const d = spec.dModel;
+  const V = spec.dVocab;
+  const lensIdle: Record<string, NamedTensor> = {
+    [`${LENS_PREFIX}resid`]: { data: new Float32Array(d), dims: [1, 1, d] },
+    [`${LENS_PREFIX}next_ids`]: { data: new BigInt64Array(1), dims: [1] },
+    [`${LENS_PREFIX}seen`]: { data: new Float32Array(V), dims: [1, V] },
+    [`${LENS_PREFIX}k`]: { data: BigInt64Array.of(1n), dims: [1] },
+  };
+  const forwardIdle: Record<string, NamedTensor> = { input_ids: { data: new BigInt64Array(1), dims: [1, 1] } };
+  for (let L = 0; L < spec.nLayers; L++) {
+    forwardIdle[hook.pastKey(L)] = { data: new Float32Array(0), dims: [1, spec.nKvHeads, 0, spec.headDim] };
+    forwardIdle[hook.pastValue(L)] = { data: new Float32Array(0), dims: [1, spec.nKvHeads, 0, spec.headDim] };
+  }
+  const isLens = (n: string) => n.startsWith(LENS_PREFIX);
+  const forward: Session = {
+    provider: shared.provider,
+    providerNote: shared.providerNote,
+    inputNames: shared.inputNames.filter((n) => !isLens(n)),
+    outputNames: shared.outputNames.filter((n) => !isLens(n)),
+    run: (feeds, fetches) => shared.run({ ...lensIdle, ...feeds }, fetches),
+    release: () => shared.release(),
+  };
+  const lens: Session = {
+    provider: shared.provider,
+    providerNote: shared.providerNote,
+    inputNames: shared.inputNames.filter(isLens).map((n) => n.slice(LENS_PREFIX.length)),
+    outputNames: shared.outputNames.filter(isLens).map((n) => n.slice(LENS_PREFIX.length)),
+    async run(feeds, fetches) {
+      const prefixed: Record<string, NamedTensor> = { ...forwardIdle };
+      for (const [k, v] of Object.entries(feeds)) prefixed[LENS_PREFIX + k] = v;
+      const out = await shared.run(
+        prefixed,
+        fetches.map((f) => LENS_PREFIX + f),
+      );
+      const plain: Record<string, NamedTensor> = {};
+      for (const f of fetches) plain[f] = out[LENS_PREFIX + f]!;
+      return plain;
+    },
+    release: () => shared.release(),
+  };
+  return { forward, lens };
 }
 
 /**
@@ -126,8 +170,8 @@ export function graphCacheDir(spec: ModelSpec, opts: Pick<LoadOptions, 'cacheDir
 
 interface BuiltGraphs {
   /** Graph bytes (in memory) or a path to a cached .onnx file with external data. */
-  forward: Uint8Array | string;
-  lens: Uint8Array | string;
+  /** The combined forward + lens graph. */
+  model: Uint8Array | string;
   lnFinal: { w: Float32Array; b: Float32Array | null };
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
@@ -155,10 +199,10 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
 
 function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, patterns: boolean): BuiltGraphs {
   const reader = weightReader(spec, ckpt.weights);
-  const forward = buildForwardGraph(spec, reader, { patterns }).encode();
+  const g = buildForwardGraph(spec, reader, { patterns });
   const globals = reader.globals();
-  const lens = buildLensGraph(spec, globals).encode();
-  return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
+  buildLensGraph(spec, globals, null, g);
+  return { model: g.encode(), ...jsSide(spec, globals), source: 'memory' };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -192,7 +236,7 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
     try {
       const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
       fs.utimesSync(hit.dir, new Date(), new Date());
-      return { forward: hit.forward, lens: hit.lens, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
+      return { model: hit.forward, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
     }
@@ -201,16 +245,17 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
   try {
     const sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
-    writeGraph(entry.paths, 'forward', buildForwardGraph(spec, reader, { patterns }, sink).encode());
+    const g = buildForwardGraph(spec, reader, { patterns }, sink);
     const globals = reader.globals();
-    writeGraph(entry.paths, 'lens', buildLensGraph(spec, globals, sink).encode());
+    buildLensGraph(spec, globals, sink, g);
+    fs.writeFileSync(entry.paths.forward, g.encode());
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);
     fs.writeFileSync(entry.paths.meta, JSON.stringify({ key, model: dir, hasBias: side.lnFinal.b !== null, tiedNorms: side.embedNorms === side.unembedNorms, created: new Date().toISOString() }));
     const final = entry.commit();
     pruneCache(cacheDir);
-    return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
+    return { model: final.forward, ...side, source: 'cache-write' };
   } catch (e) {
     entry.abort();
     const err = e as NodeJS.ErrnoException;
@@ -221,6 +266,3 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
   }
 }
 
-function writeGraph(paths: CachedGraphPaths, which: 'forward' | 'lens', bytes: Uint8Array): void {
-  fs.writeFileSync(which === 'forward' ? paths.forward : paths.lens, bytes);
-}

@@ -78,6 +78,8 @@ export class GraphBuilder {
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private readonly initializers: Initializer[] = [];
   private readonly constCache = new Map<string, string>();
+  /** Initializer name → the array it was made from (one graph may ask for the same weight twice). */
+  private readonly initOwners = new Map<string, object>();
   private readonly names = new Set<string>();
   private counter = 0;
 
@@ -111,6 +113,10 @@ export class GraphBuilder {
   initializer(name: string, data: Float32Array | BigInt64Array | Int32Array | Uint16Array, dims: number[]): string {
     const type: ElemType =
       data instanceof Float32Array ? 'float32' : data instanceof BigInt64Array ? 'int64' : data instanceof Int32Array ? 'int32' : 'float16';
+    const owner = this.initOwners.get(name);
+    if (owner === data) return name; // the same weight shared by two parts of the graph
+    if (owner) throw new Error(`initializer ${name} defined twice with different data`);
+    this.initOwners.set(name, data);
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length) throw new Error(`initializer ${name}: ${data.length} values for shape [${dims.join(', ')}]`);
     this.names.add(name);

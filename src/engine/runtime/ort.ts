@@ -62,6 +62,9 @@ function sessionOptions(provider: string, threads: number): ort.InferenceSession
     enableCpuMemArena: process.env.TD_ORT_ARENA === '1',
     enableMemPattern: true,
     logSeverityLevel: 3,
+    // Spinning worker threads are faster on an idle machine and slower on an overloaded one;
+    // TD_ORT_SPIN=0 turns spinning off.
+    extra: { session: { intra_op: { allow_spinning: process.env.TD_ORT_SPIN === '0' ? '0' : '1' } } },
   };
 }
 
