@@ -152,7 +152,10 @@ function emptyState(): HTMLElement {
   const render = (s: Readonly<AppState>) => {
     box.hidden = !!s.payload || s.runState.kind === 'running' || hasCompletions(s) || s.promptDiff !== null;
   };
-  store.subscribe((s, changed) => (changed.has('payload') || changed.has('runState') || changed.has('completions') || changed.has('promptDiff')) && render(s));
+  store.subscribe(
+    (s, changed) =>
+      (changed.has('payload') || changed.has('runState') || changed.has('completions') || changed.has('promptDiff')) && render(s),
+  );
   render(store.state);
   return box;
 }

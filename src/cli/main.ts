@@ -52,7 +52,8 @@ function positiveInt(name: string, v: string | undefined, fallback: number): num
 
 function provider(v: string | undefined): ProviderRequest {
   if (v === undefined) return 'auto';
-  if (!(PROVIDERS as readonly string[]).includes(v)) throw new EngineError('BAD_REQUEST', `--execution-provider must be one of ${PROVIDERS.join(', ')}.`);
+  if (!(PROVIDERS as readonly string[]).includes(v))
+    throw new EngineError('BAD_REQUEST', `--execution-provider must be one of ${PROVIDERS.join(', ')}.`);
   return v as ProviderRequest;
 }
 

@@ -13,7 +13,7 @@ import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
 import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
-import { beginEntry, cacheKey, ExternalWeightFile, findCached, pruneCache, WEIGHTS_FILE, type CachedGraphPaths } from './graphcache';
+import { beginEntry, cacheKey, ExternalWeightFile, findCached, pruneCache, WEIGHTS_FILE } from './graphcache';
 import type { GlobalWeights } from './arch/weights';
 
 export interface LoadedModel {

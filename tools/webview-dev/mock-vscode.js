@@ -117,12 +117,15 @@
         if (!dynamics) return fail('This payload has no ' + req.method + ' data (make it with tools/webview-dev/dynamics.mjs).');
         const p = req.params;
         if (req.method === 'headStats')
-          return dynamics.headStats ? reply(dynamics.headStats) : fail(dynamics.attentionNote || 'Attention patterns were not computed for this run.');
+          return dynamics.headStats
+            ? reply(dynamics.headStats)
+            : fail(dynamics.attentionNote || 'Attention patterns were not computed for this run.');
         if (req.method === 'pattern') {
           const m = dynamics.patterns && dynamics.patterns[p.layer + '.' + p.head];
           return m ? reply(m) : fail(dynamics.patternsNote || 'Attention patterns were not computed for this run.');
         }
-        if (req.method === 'proximity') return dynamics.proximity[p.pos] ? reply(dynamics.proximity[p.pos]) : fail('Position ' + p.pos + ' is not precomputed.');
+        if (req.method === 'proximity')
+          return dynamics.proximity[p.pos] ? reply(dynamics.proximity[p.pos]) : fail('Position ' + p.pos + ' is not precomputed.');
         return dynamics.clusters[p.row] ? reply(dynamics.clusters[p.row]) : fail('row ' + p.row + ' is not precomputed.');
       }
       default:

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { ROOT, hostilePayload, realPayload, syntheticPayload, writeBundle } from './payloads.mjs';
 import { runCompletions } from './completions.mjs';
+import { makeBigDynamicsPayload, makeDynamicsPayloads, runDynamics } from './dynamics.mjs';
 import { OUT_DIR, PAYLOAD_DIR, startServer } from './serve.mjs';
 
 const args = process.argv.slice(2);
@@ -378,6 +379,11 @@ try {
 
   // ---- Completions tab (completions.mjs: a real model streams through the engine) ---------
   await runCompletions({ browser, origin: server.origin, only, check, report });
+
+  // ---- Dynamics tabs and the HTML report (dynamics.mjs: engine answers precomputed) --------
+  if (flag('--fresh') || !fs.existsSync(payloadFile('dynamics'))) await makeDynamicsPayloads();
+  if (flag('--fresh') || !fs.existsSync(payloadFile('dynamics-big'))) makeBigDynamicsPayload();
+  await runDynamics({ browser, origin: server.origin, only, check, report, reportFile: path.join(OUT_DIR, 'report.html') });
 } finally {
   await browser.close();
   await server.close();
