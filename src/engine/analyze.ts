@@ -6,7 +6,8 @@ import type { LoadedModel } from './model';
 import type { NamedTensor } from './runtime/ort';
 import type { ActivationCache, Analysis, LensTable, Token, WalkMetrics } from '../shared/analysis';
 import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
-import { pca, project } from './analysis/pca';
+import { pca, pcaFromCovariance, project } from './analysis/pca';
+import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
 import { normsAfterFinal } from './queries';
 
@@ -96,10 +97,11 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     signal,
   );
   const t3 = performance.now();
-  const walk = walkMetrics(
+  const walk = await walkMetrics(
     cache.cache,
     tokens.map((t) => t.id),
     cache.cache.n_layers,
+    model.linalg,
   );
   walk.normsFinal = normsAfterFinal(model, cache.cache);
   const vocab: Record<number, string> = {};
@@ -279,10 +281,26 @@ async function logitLens(
 }
 
 /** The derived measures every view needs (METRICS.md). */
-export function walkMetrics(cache: ActivationCache, ids: number[], row: number): WalkMetrics {
+/** The vectors of one row of the walk [pos, d_model]. */
+export function rowVectors(cache: ActivationCache, row: number): Float32Array {
+  return cache.resid.subarray(row * cache.pos * cache.d_model, (row + 1) * cache.pos * cache.d_model);
+}
+
+/** Token × token cosine similarity at one row (onnxruntime when available). */
+export async function similarityAt(cache: ActivationCache, row: number, linalg?: LinAlg): Promise<Float32Array> {
+  if (linalg) return Float32Array.from(await linalg.cosineMatrix(rowVectors(cache, row), cache.pos, cache.d_model));
+  return similarityMatrix(cache.resid, { rows: cache.n_layers + 1, pos: cache.pos, d: cache.d_model }, row);
+}
+
+export async function walkMetrics(cache: ActivationCache, ids: number[], row: number, linalg?: LinAlg): Promise<WalkMetrics> {
   const shape = { rows: cache.n_layers + 1, pos: cache.pos, d: cache.d_model };
   const n = shape.rows * shape.pos;
-  const basis = pca(cache.resid, n, shape.d, Math.min(3, shape.d));
+  const k = Math.min(3, shape.d);
+  let basis;
+  if (linalg) {
+    const { mean, cov } = await linalg.covariance(cache.resid, n, shape.d);
+    basis = pcaFromCovariance(Float64Array.from(cov), mean, shape.d, k);
+  } else basis = pca(cache.resid, n, shape.d, k);
   const st = steps(cache.resid, shape);
   return {
     norms: norms(cache.resid, shape),
@@ -291,7 +309,7 @@ export function walkMetrics(cache: ActivationCache, ids: number[], row: number):
     stepCos: st.cos,
     cosToFinal: cosToFinal(cache.resid, shape),
     pca: { coords: project(cache.resid, n, basis), explained: basis.explained },
-    similarity: { row, matrix: similarityMatrix(cache.resid, shape, row) },
+    similarity: { row, matrix: await similarityAt(cache, row, linalg) },
     ngrams: repeatedNgrams(ids, 1, 8),
   };
 }

@@ -1,11 +1,10 @@
 // The engine: one loaded model at a time, analyses on it, cancellation. Used in-process by
 // the CLI and inside the worker process by the extension host.
-import { analyze, type AnalyzeRequest } from './analyze';
+import { analyze, similarityAt, type AnalyzeRequest } from './analyze';
 import { EngineError } from './errors';
 import { loadModel, type LoadedModel, type LoadOptions } from './model';
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult } from '../shared/analysis';
 import { attentionStats, clusters, headPattern, promptDiff, proximity } from './queries';
-import { similarityMatrix } from './analysis/walk';
 import { generate } from './generate';
 import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
@@ -97,7 +96,7 @@ export class Engine {
     switch (q.type) {
       case 'similarity':
         if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
-        return similarityMatrix(c.resid, { rows: c.n_layers + 1, pos: c.pos, d: c.d_model }, q.row);
+        return similarityAt(c, q.row, this.requireModel().linalg);
       case 'headStats':
         return attentionStats(this.requireModel(), a, q.maxOffset);
       case 'pattern':
@@ -105,7 +104,7 @@ export class Engine {
       case 'proximity':
         return proximity(this.requireModel(), a, q.pos);
       case 'clusters':
-        return clusters(a, q.row);
+        return clusters(this.requireModel(), a, q.row);
       case 'diff':
         return promptDiff(a, this.analysis(q.otherRunId));
     }

@@ -8,6 +8,7 @@ import { weightReader } from './arch/weights';
 import { buildForwardGraph } from './graph/forward';
 import { buildLensGraph, LENS_PREFIX } from './graph/lens';
 import { hook } from './graph/forward';
+import { createLinAlg, type LinAlg } from './linalg';
 import { createSession, type NamedTensor, type RuntimeOptions, type Session } from './runtime/ort';
 import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
@@ -29,6 +30,8 @@ export interface LoadedModel {
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
   loadMs: number;
+  /** onnxruntime sessions for the analyses' dense algebra (covariance, cosine matrices). */
+  linalg?: LinAlg;
   /** How the graphs were obtained: built in memory, built into the cache, or read from it. */
   graphSource: 'memory' | 'cache-write' | 'cache-hit';
   release(): Promise<void>;
@@ -89,6 +92,7 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   // One onnxruntime session holds the forward pass and the lens: one copy of the weights.
   const shared = await createSession(built.model, opts);
   const { forward, lens } = branches(shared, spec);
+  const linalg = await createLinAlg(opts);
   const { lnFinal, unembedNorms, embedNorms } = built;
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
@@ -104,8 +108,10 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     embedNorms,
     loadMs: performance.now() - t0,
     graphSource: built.source,
+    linalg,
     async release() {
       await shared.release();
+      await linalg.release();
     },
   };
 }

@@ -5,10 +5,10 @@ import { EngineError } from './errors';
 import type { LoadedModel } from './model';
 import type { ModelSpec } from './arch/spec';
 import { headStats } from './analysis/attention';
-import { layerPattern } from './analyze';
+import { layerPattern, similarityAt } from './analyze';
 import { averageLinkage, cosineDistance } from './analysis/clusters';
 import { pca, project } from './analysis/pca';
-import { cosine, similarityMatrix } from './analysis/walk';
+import { cosine } from './analysis/walk';
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
 
 /** ln_final applied to one vector (RMSNorm or LayerNorm, as the model defines it). */
@@ -190,11 +190,11 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   };
 }
 
-export function clusters(a: Analysis, row: number): ClustersResult {
+export async function clusters(model: LoadedModel, a: Analysis, row: number): Promise<ClustersResult> {
   requireCache(a);
   const c = a.cache;
   if (!Number.isInteger(row) || row < 0 || row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${row} is outside 0..${c.n_layers}`);
-  const sim = similarityMatrix(c.resid, { rows: c.n_layers + 1, pos: c.pos, d: c.d_model }, row);
+  const sim = await similarityAt(c, row, model.linalg);
   const dendrogram = averageLinkage(cosineDistance(sim, c.pos), c.pos);
   return { row, similarity: sim, order: dendrogram.order, merges: dendrogram.merges };
 }

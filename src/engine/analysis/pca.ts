@@ -149,7 +149,7 @@ export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float3
       change = Math.max(change, 1 - Math.abs(s));
     }
     Q = Float64Array.from(W);
-    if (change < 1e-12 && it > 5) break;
+    if ((change < 1e-10 && it > 5) || it >= 120) break; // the Rayleigh–Ritz step below refines
   }
   // Rayleigh–Ritz: B = Qᵀ C Q (m × m)
   const CQ = new Float64Array(d * m);

@@ -1,0 +1,59 @@
+// Dense linear algebra for the analyses, run by onnxruntime (tens of GFLOP/s) instead of
+// JavaScript loops: the covariance behind the PCA of the walk, and cosine-similarity matrices.
+import { GraphBuilder } from './onnx/builder';
+import { createSession, type RuntimeOptions, type Session } from './runtime/ort';
+
+export interface LinAlg {
+  /** mean [d] and covariance XcᵀXc/(n−1) [d, d] of points X [n, d]. */
+  covariance(points: Float32Array, n: number, d: number): Promise<{ mean: Float32Array; cov: Float32Array }>;
+  /** S[i][j] = cos(x_i, x_j) for rows of X [n, d] → [n, n]. */
+  cosineMatrix(x: Float32Array, n: number, d: number): Promise<Float32Array>;
+  release(): Promise<void>;
+}
+
+function covarianceGraph(): Uint8Array {
+  const g = new GraphBuilder('covariance');
+  const x = g.input('x', 'float32', ['n', 'd']);
+  const mean = g.op('ReduceMean', [x], { axes: [0], keepdims: 1 }); // [1, d]
+  const xc = g.op('Sub', [x, mean]);
+  const n = g.op('Cast', [g.op('Gather', [g.op('Shape', [x]), g.ints([0], true)], { axis: 0 })], { to: 1 });
+  const denom = g.op('Max', [g.op('Sub', [n, g.float(1)]), g.float(1)]);
+  const cov = g.op('Div', [g.op('MatMul', [g.op('Transpose', [xc], { perm: [1, 0] }), xc]), denom]);
+  g.output('mean', g.op('Squeeze', [mean, g.ints([0])]), 'float32', ['d']);
+  g.output('cov', cov, 'float32', ['d', 'd']);
+  return g.encode();
+}
+
+function cosineGraph(): Uint8Array {
+  const g = new GraphBuilder('cosine');
+  const x = g.input('x', 'float32', ['n', 'd']);
+  const norm = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([1])], { keepdims: 1 })]);
+  const unit = g.op('Div', [x, g.op('Max', [norm, g.float(1e-30)])]);
+  g.output('s', g.op('MatMul', [unit, g.op('Transpose', [unit], { perm: [1, 0] })]), 'float32', ['n', 'n']);
+  return g.encode();
+}
+
+export async function createLinAlg(opts: RuntimeOptions): Promise<LinAlg> {
+  const cov: Session = await createSession(covarianceGraph(), { ...opts, executionProvider: 'cpu' });
+  let cosS: Session;
+  try {
+    cosS = await createSession(cosineGraph(), { ...opts, executionProvider: 'cpu' });
+  } catch (e) {
+    await cov.release();
+    throw e;
+  }
+  return {
+    async covariance(points, n, d) {
+      const out = await cov.run({ x: { data: points.subarray(0, n * d), dims: [n, d] } }, ['mean', 'cov']);
+      return { mean: out.mean!.data as Float32Array, cov: out.cov!.data as Float32Array };
+    },
+    async cosineMatrix(x, n, d) {
+      const out = await cosS.run({ x: { data: x.subarray(0, n * d), dims: [n, d] } }, ['s']);
+      return out.s!.data as Float32Array;
+    },
+    async release() {
+      await cov.release();
+      await cosS.release();
+    },
+  };
+}
