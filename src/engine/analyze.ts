@@ -236,8 +236,9 @@ async function logitLens(
   for (let c0 = 0; c0 < T; c0 += chunk) {
     checkCancel(signal);
     const C = Math.min(chunk, T - c0);
+    // position-major [C, rows, d]
     const x = new Float32Array(rows * C * d);
-    for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0) * d, (r * T + c0 + C) * d), r * C * d);
+    for (let c = 0; c < C; c++) for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
     const next = new BigInt64Array(C);
     const seen = new Float32Array(C * V);
     for (let c = 0; c < C; c++) {
@@ -249,7 +250,7 @@ async function logitLens(
     }
     const out = await model.lens.run(
       {
-        resid: { data: x, dims: [rows, C, d] },
+        resid: { data: x, dims: [C, rows, d] },
         next_ids: { data: next, dims: [C] },
         seen: { data: seen, dims: [C, V] },
         k: { data: BigInt64Array.of(BigInt(kk)), dims: [1] },
@@ -260,7 +261,7 @@ async function logitLens(
     const topIds = out.top_ids!.data as BigInt64Array;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < C; c++) {
-        const src = r * C + c;
+        const src = c * rows + r;
         const dst = r * T + c0 + c;
         const last = c0 + c === T - 1;
         for (let j = 0; j < kk; j++) {

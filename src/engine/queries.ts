@@ -156,7 +156,7 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   const V = model.spec.dVocab;
   const out = await model.lens.run(
     {
-      resid: { data: x, dims: [1, 1, d] },
+      resid: { data: x, dims: [1, 1, d] }, // [chunk, rows, d]
       next_ids: { data: BigInt64Array.of(0n), dims: [1] },
       seen: { data: new Float32Array(V), dims: [1, V] },
       k: { data: BigInt64Array.of(1n), dims: [1] },

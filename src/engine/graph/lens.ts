@@ -1,18 +1,18 @@
 // The logit-lens graph: for a chunk of positions and a stack of residual streams it applies
-// ln_final and W_U and reduces [layers, chunk, d_vocab] to a few numbers per cell inside
+// ln_final and W_U and reduces [chunk, rows, d_vocab] to a few numbers per cell inside
 // onnxruntime, so the vocabulary-sized tensor never reaches JavaScript.
 //
 // Inputs
-//   resid     [layers, chunk, d_model]  the LAST slice must be the final layer's resid_post
+//   resid     [chunk, rows, d_model]    the LAST row must be the final layer's resid_post
 //   next_ids  [chunk] int64             the actual next token (any id at the last position)
 //   seen      [chunk, d_vocab] float    1 where the token occurs at positions ≤ this one
 //   k         [1] int64                 how many top tokens to return
-// Outputs (all [layers, chunk] unless noted)
-//   top_ids [layers, chunk, k] int64, top_probs [layers, chunk, k], entropy (nats),
+// Outputs (all [chunk, rows] unless noted; rows = layers of the walk)
+//   top_ids [chunk, rows, k] int64, top_probs [chunk, rows, k], entropy (nats),
 //   next_logprob, next_rank (number of tokens with a strictly larger logit),
 //   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
 //   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
-//   logits [layers, chunk, d_vocab] (fetch only for a few positions)
+//   logits [chunk, rows, d_vocab] (fetch only for a few positions)
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
@@ -41,18 +41,20 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   const g = into ?? new GraphBuilder(`${spec.modelType}-lens`, sink);
   const pre = into ? LENS_PREFIX : '';
   const V = spec.dVocab;
-  const resid = g.input(`${pre}resid`, 'float32', ['layers', 'chunk', spec.dModel]);
+  // Position-major layout [chunk, rows, …]: the per-position reductions below become batched
+  // matrix products over the vocabulary instead of several elementwise passes.
+  const resid = g.input(`${pre}resid`, 'float32', ['chunk', 'rows', spec.dModel]);
   const nextIds = g.input(`${pre}next_ids`, 'int64', ['chunk']);
   const seen = g.input(`${pre}seen`, 'float32', ['chunk', V]);
   const k = g.input(`${pre}k`, 'int64', [1]);
+  const BIG = 2 ** 31 - 1;
 
-  const normed = normNode(g, spec, resid, globals.lnFinal, 'ln_final'); // [L, C, d]
+  const normed = normNode(g, spec, resid, globals.lnFinal, 'ln_final'); // [C, R, d]
   const flat = g.op('Reshape', [normed, g.ints([-1, spec.dModel])]);
   const wE = g.initializer('W_E', globals.embed, [V, spec.dModel]);
   const logits2d = unembed(g, spec, globals, flat, globals.unembed === globals.embed ? wE : null);
-  // [L, C, V]: take L and C from the input's shape
-  const lc = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]);
-  const logits = g.op('Reshape', [logits2d, g.op('Concat', [lc, g.ints([V])], { axis: 0 })]);
+  const cr = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]); // [C, R]
+  const logits = g.op('Reshape', [logits2d, g.op('Concat', [cr, g.ints([V])], { axis: 0 })]); // [C, R, V]
 
   const logp = g.op('LogSoftmax', [logits], { axis: -1 });
   const p = g.op('Exp', [logp]);
@@ -63,41 +65,45 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
 
   // log-prob and rank of the actual next token: gather along the vocabulary axis.
   const nextIdx = g.op('Expand', [
-    g.op('Unsqueeze', [g.op('Unsqueeze', [nextIds, g.ints([0])]), g.ints([2])]),
-    g.op('Concat', [lc, g.ints([1])], { axis: 0 }),
+    g.op('Unsqueeze', [nextIds, g.ints([1, 2])]), // [C, 1, 1]
+    g.op('Concat', [cr, g.ints([1])], { axis: 0 }),
   ]);
-  const nextLogp = g.op('GatherElements', [logp, nextIdx], { axis: 2 }); // [L, C, 1]
+  const nextLogp = g.op('GatherElements', [logp, nextIdx], { axis: 2 }); // [C, R, 1]
   const nextLogit = g.op('GatherElements', [logits, nextIdx], { axis: 2 });
   const above = g.op('Cast', [g.op('Greater', [logits, nextLogit])], { to: 1 });
   const nextRank = g.op('ReduceSum', [above, g.ints([-1])], { keepdims: 0 });
 
-  // KL(p_final || p_L) with the last slice as the final layer.
-  const logpFinal = g.op('Slice', [logp, g.ints([-1]), g.ints([2 ** 31 - 1]), g.ints([0])]); // [1, C, V]
+  // KL(p_final || p_L) = Σ p_f·log p_f − Σ p_f·log p_L, the last row being the final layer;
+  // the second sum for every row at once is one batched matrix-vector product.
+  const logpFinal = g.op('Slice', [logp, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, V]
   const pFinal = g.op('Exp', [logpFinal]);
-  const kl = g.op('ReduceSum', [g.op('Mul', [pFinal, g.op('Sub', [logpFinal, logp])]), g.ints([-1])], { keepdims: 0 });
+  const selfTerm = g.op('ReduceSum', [g.op('Mul', [pFinal, logpFinal]), g.ints([-1])], { keepdims: 0 }); // [C, 1]
+  const cross = g.op('MatMul', [logp, g.op('Transpose', [pFinal], { perm: [0, 2, 1] })]); // [C, R, 1]
+  const kl = g.op('Sub', [selfTerm, g.op('Squeeze', [cross, g.ints([2])])]);
 
-  const copyMass = g.op('ReduceSum', [g.op('Mul', [p, seen]), g.ints([-1])], { keepdims: 0 });
+  // Copy mass Σ_v p_L[v]·seen[v]: again a batched matrix-vector product.
+  const copyMass = g.op('Squeeze', [g.op('MatMul', [p, g.op('Unsqueeze', [seen, g.ints([2])])]), g.ints([2])]);
 
   // Angular proximity: cos(ln_final(x_L), W_E[t]) for t = next token and final top-1.
   const unit = (x: string) => g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 })])]);
-  const normedUnit = unit(normed); // [L, C, d]
-  const eNext = unit(g.op('Gather', [wE, nextIds], { axis: 0 })); // [C, d]
-  const finalTop1 = g.op('Squeeze', [g.op('Slice', [topIds, g.ints([-1, 0]), g.ints([2 ** 31 - 1, 1]), g.ints([0, 2])]), g.ints([0, 2])]); // [C]
-  const ePred = unit(g.op('Gather', [wE, finalTop1], { axis: 0 }));
+  const normedUnit = unit(normed); // [C, R, d]
+  const eNext = g.op('Unsqueeze', [unit(g.op('Gather', [wE, nextIds], { axis: 0 })), g.ints([1])]); // [C, 1, d]
+  const finalTop1 = g.op('Reshape', [g.op('Slice', [topIds, g.ints([-1, 0]), g.ints([BIG, 1]), g.ints([1, 2])]), g.ints([-1])]); // [C]
+  const ePred = g.op('Unsqueeze', [unit(g.op('Gather', [wE, finalTop1], { axis: 0 })), g.ints([1])]);
   const cosNext = g.op('ReduceSum', [g.op('Mul', [normedUnit, eNext]), g.ints([-1])], { keepdims: 0 });
   const cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
 
-  const LC = ['layers', 'chunk'];
-  g.output(`${pre}top_ids`, topIds, 'int64', [...LC, 'k']);
-  g.output(`${pre}top_probs`, topProbs, 'float32', [...LC, 'k']);
-  g.output(`${pre}entropy`, entropy, 'float32', LC);
-  g.output(`${pre}next_logprob`, g.op('Squeeze', [nextLogp, g.ints([2])]), 'float32', LC);
-  g.output(`${pre}next_rank`, nextRank, 'float32', LC);
-  g.output(`${pre}kl_to_final`, kl, 'float32', LC);
-  g.output(`${pre}copy_mass`, copyMass, 'float32', LC);
-  g.output(`${pre}cos_next`, cosNext, 'float32', LC);
-  g.output(`${pre}cos_pred`, cosPred, 'float32', LC);
+  const CR = ['chunk', 'rows'];
+  g.output(`${pre}top_ids`, topIds, 'int64', [...CR, 'k']);
+  g.output(`${pre}top_probs`, topProbs, 'float32', [...CR, 'k']);
+  g.output(`${pre}entropy`, entropy, 'float32', CR);
+  g.output(`${pre}next_logprob`, g.op('Squeeze', [nextLogp, g.ints([2])]), 'float32', CR);
+  g.output(`${pre}next_rank`, nextRank, 'float32', CR);
+  g.output(`${pre}kl_to_final`, kl, 'float32', CR);
+  g.output(`${pre}copy_mass`, copyMass, 'float32', CR);
+  g.output(`${pre}cos_next`, cosNext, 'float32', CR);
+  g.output(`${pre}cos_pred`, cosPred, 'float32', CR);
   // Full lens logits, fetched only for single-position views (angular proximity).
-  g.output(`${pre}logits`, logits, 'float32', [...LC, V]);
+  g.output(`${pre}logits`, logits, 'float32', [...CR, V]);
   return g;
 }
