@@ -14,12 +14,24 @@ export function gpt2TokenizerJson(bpeDir: string): Record<string, unknown> {
     .filter((l) => l.trim().length > 0);
   return {
     version: '1.0',
-    added_tokens: [{ id: 50256, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+    added_tokens: [
+      { id: 50256, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true },
+    ],
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
   };
 }
 
@@ -65,7 +77,8 @@ export function makeRandomGpt2(dir: string, bpeDir: string, shape: Gpt2Shape = G
     normalFill(data, std, seed++);
     tensors.push({ name, dtype: 'F32', shape: shp, data });
   };
-  const fill = (name: string, shp: number[], v: number) => tensors.push({ name, dtype: 'F32', shape: shp, data: new Float32Array(shp.reduce((a, b) => a * b, 1)).fill(v) });
+  const fill = (name: string, shp: number[], v: number) =>
+    tensors.push({ name, dtype: 'F32', shape: shp, data: new Float32Array(shp.reduce((a, b) => a * b, 1)).fill(v) });
   rand('wte.weight', [V, d]);
   rand('wpe.weight', [P, d], 0.01);
   for (let i = 0; i < L; i++) {
@@ -88,10 +101,26 @@ export function makeRandomGpt2(dir: string, bpeDir: string, shape: Gpt2Shape = G
   fs.writeFileSync(path.join(dir, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
   fs.writeFileSync(
     path.join(dir, 'config.json'),
-    JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: d, n_layer: L, n_head: h, n_positions: P, n_ctx: P, vocab_size: V, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new', bos_token_id: 50256, eos_token_id: 50256 }),
+    JSON.stringify({
+      architectures: ['GPT2LMHeadModel'],
+      model_type: 'gpt2',
+      n_embd: d,
+      n_layer: L,
+      n_head: h,
+      n_positions: P,
+      n_ctx: P,
+      vocab_size: V,
+      layer_norm_epsilon: 1e-5,
+      activation_function: 'gelu_new',
+      bos_token_id: 50256,
+      eos_token_id: 50256,
+    }),
   );
   fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(gpt2TokenizerJson(bpeDir)));
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: P, clean_up_tokenization_spaces: false }));
+  fs.writeFileSync(
+    path.join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: P, clean_up_tokenization_spaces: false }),
+  );
   fs.writeFileSync(done, '');
   return dir;
 }

@@ -69,22 +69,40 @@ function analysisFlops(s: ModelSpec, T: number): { model: number; lens: number }
 }
 
 function child(mode: string, dir: string, idsFile: string, repeats: number, extra: string[] = []): Record<string, unknown> {
-  const r = spawnSync(process.execPath, ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra], {
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
-  });
+  const r = spawnSync(
+    process.execPath,
+    ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],
+    {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    },
+  );
   if (r.status !== 0) throw new Error(`bench child failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
 function torchRun(dir: string, idsFile: string, repeats: number): Record<string, unknown> | null {
   if (args.has('--no-torch')) return null;
-  const r = spawnSync(PY, [path.join(ROOT, 'bench', 'reference', 'pytorch_analysis.py'), dir, idsFile, '--threads', String(THREADS), '--repeats', String(repeats)], {
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
-  });
+  const r = spawnSync(
+    PY,
+    [
+      path.join(ROOT, 'bench', 'reference', 'pytorch_analysis.py'),
+      dir,
+      idsFile,
+      '--threads',
+      String(THREADS),
+      '--repeats',
+      String(repeats),
+    ],
+    {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    },
+  );
   if (r.status !== 0) {
-    log(`PyTorch reference unavailable (${(r.stderr || r.error?.message || '').split('\n').slice(-3).join(' ')}); install python3-torch python3-numpy libopenblas0-pthread`);
+    log(
+      `PyTorch reference unavailable (${(r.stderr || r.error?.message || '').split('\n').slice(-3).join(' ')}); install python3-torch python3-numpy libopenblas0-pthread`,
+    );
     return null;
   }
   return JSON.parse(r.stdout) as Record<string, unknown>;
@@ -106,7 +124,10 @@ function exponent(xs: number[], ys: number[]): number {
 }
 
 function corpusIds(dir: string, n: number): number[] {
-  const tk = new TextTokenizer(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
+  const tk = new TextTokenizer(
+    JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
+    JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
+  );
   const text = fs.readFileSync(path.join(SHARED, 'moby-dick', 'moby-dick.txt'), 'utf8').slice(200000, 200000 + n * 8);
   const ids = tk.encodeIds(text, false);
   if (ids.length < n) throw new Error(`only ${ids.length} tokens of text`);
@@ -119,10 +140,16 @@ async function main(): Promise<void> {
   const cases: ModelCase[] = [];
   if (wanted.has('gpt2')) {
     log('preparing the GPT-2-small-shaped random checkpoint…');
-    cases.push({ key: 'gpt2-small-random', label: 'GPT-2 small shape (124 M, random weights)', dir: makeRandomGpt2(path.join(CACHE, 'gpt2-small-random'), path.join(SHARED, 'gpt2-bpe')), sizes: quick ? [128, 512] : [128, 512, 1024] });
+    cases.push({
+      key: 'gpt2-small-random',
+      label: 'GPT-2 small shape (124 M, random weights)',
+      dir: makeRandomGpt2(path.join(CACHE, 'gpt2-small-random'), path.join(SHARED, 'gpt2-bpe')),
+      sizes: quick ? [128, 512] : [128, 512, 1024],
+    });
   }
   const bundled = path.join(ROOT, 'media', 'models', 'td-mini');
-  if (wanted.has('bundled') && fs.existsSync(path.join(bundled, 'model.safetensors'))) cases.push({ key: 'td-mini', label: 'td-mini (bundled)', dir: bundled, sizes: quick ? [128, 512] : [128, 256, 512] });
+  if (wanted.has('bundled') && fs.existsSync(path.join(bundled, 'model.safetensors')))
+    cases.push({ key: 'td-mini', label: 'td-mini (bundled)', dir: bundled, sizes: quick ? [128, 512] : [128, 256, 512] });
   if (wanted.has('stories')) {
     const dir = path.join(CACHE, 'stories260K');
     convertLlama2c(path.join(SHARED, 'stories260K', 'stories260K.bin'), path.join(SHARED, 'stories260K', 'tok512.bin'), dir);
@@ -186,8 +213,20 @@ async function main(): Promise<void> {
       params: spec.nLayers,
       analysis: rows,
       scaling: {
-        timeExponent: ts.length > 1 ? exponent(ts, rows.map((r) => r.oursMs as number)) : null,
-        rssExponent: ts.length > 1 ? exponent(ts, rows.map((r) => r.oursRssMb as number)) : null,
+        timeExponent:
+          ts.length > 1
+            ? exponent(
+                ts,
+                rows.map((r) => r.oursMs as number),
+              )
+            : null,
+        rssExponent:
+          ts.length > 1
+            ? exponent(
+                ts,
+                rows.map((r) => r.oursRssMb as number),
+              )
+            : null,
       },
       load: { firstResultMs: rows[0]?.firstResultMs, readWeightsMs: readMs, ratio: (rows[0]?.firstResultMs as number) / readMs },
       generation: gen.generation,
@@ -196,7 +235,13 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   const out = {
     date,
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 2 ** 30), node: process.version, threads: THREADS },
+    machine: {
+      cpus: os.cpus().length,
+      model: os.cpus()[0]?.model,
+      memGb: Math.round(os.totalmem() / 2 ** 30),
+      node: process.version,
+      threads: THREADS,
+    },
     gemm: { ...gemm, peak },
     results,
   };
@@ -211,7 +256,12 @@ function f(x: unknown, digits = 2): string {
   return typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '—';
 }
 
-function markdown(o: { date: string; machine: Record<string, unknown>; gemm: Record<string, number>; results: Record<string, unknown>[] }): string {
+function markdown(o: {
+  date: string;
+  machine: Record<string, unknown>;
+  gemm: Record<string, number>;
+  results: Record<string, unknown>[];
+}): string {
   const lines = [
     `## Benchmarks (${o.date})`,
     '',
@@ -220,21 +270,34 @@ function markdown(o: { date: string; machine: Record<string, unknown>; gemm: Rec
   ];
   const torchBlas = o.results.flatMap((r) => (r.analysis as Record<string, unknown>[]).map((a) => a.torchBlas)).find((b) => b);
   if (torchBlas) lines.push('', `PyTorch reference BLAS: ${JSON.stringify(torchBlas)}`);
-  lines.push('', '| model | tokens | ours (ms) | FLOP bound (ms) | ours / bound | PyTorch (ms) | speed-up | our RSS (MB) | PyTorch RSS (MB) | RSS ratio |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(
+    '',
+    '| model | tokens | ours (ms) | FLOP bound (ms) | ours / bound | PyTorch (ms) | speed-up | our RSS (MB) | PyTorch RSS (MB) | RSS ratio |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const r of o.results) {
     for (const a of r.analysis as Record<string, unknown>[]) {
-      lines.push(`| ${r.model} | ${a.tokens} | ${f(a.oursMs, 0)} | ${f(a.boundMs, 0)} | ${f(a.vsBound)}× | ${f(a.torchMs, 0)} | ${f(a.speedupVsTorch)}× | ${f(a.oursRssMb, 0)} | ${f(a.torchRssMb, 0)} | ${f(a.rssRatio)} |`);
+      lines.push(
+        `| ${r.model} | ${a.tokens} | ${f(a.oursMs, 0)} | ${f(a.boundMs, 0)} | ${f(a.vsBound)}× | ${f(a.torchMs, 0)} | ${f(a.speedupVsTorch)}× | ${f(a.oursRssMb, 0)} | ${f(a.torchRssMb, 0)} | ${f(a.rssRatio)} |`,
+      );
     }
   }
-  lines.push('', '| model | time exponent (128→max) | RSS exponent | first result (ms) | read weights (ms) | load ratio |', '|---|---:|---:|---:|---:|---:|');
+  lines.push(
+    '',
+    '| model | time exponent (128→max) | RSS exponent | first result (ms) | read weights (ms) | load ratio |',
+    '|---|---:|---:|---:|---:|---:|',
+  );
   for (const r of o.results) {
     const s = r.scaling as Record<string, number>;
     const l = r.load as Record<string, number>;
-    lines.push(`| ${r.model} | ${f(s.timeExponent)} | ${f(s.rssExponent)} | ${f(l.firstResultMs, 0)} | ${f(l.readWeightsMs, 0)} | ${f(l.ratio)}× |`);
+    lines.push(
+      `| ${r.model} | ${f(s.timeExponent)} | ${f(s.rssExponent)} | ${f(l.firstResultMs, 0)} | ${f(l.readWeightsMs, 0)} | ${f(l.ratio)}× |`,
+    );
   }
   lines.push('', '| model | context | KV-cache step (ms) | full recompute (ms) | speed-up |', '|---|---:|---:|---:|---:|');
   for (const r of o.results) {
-    for (const g of (r.generation as Record<string, number>[]) ?? []) lines.push(`| ${r.model} | ${g.context} | ${f(g.kvStepMs)} | ${f(g.recomputeStepMs)} | ${f(g.recomputeStepMs! / g.kvStepMs!, 1)}× |`);
+    for (const g of (r.generation as Record<string, number>[]) ?? [])
+      lines.push(`| ${r.model} | ${g.context} | ${f(g.kvStepMs)} | ${f(g.recomputeStepMs)} | ${f(g.recomputeStepMs! / g.kvStepMs!, 1)}× |`);
   }
   return lines.join('\n') + '\n';
 }

@@ -88,14 +88,39 @@ const extDir = join(data, 'extensions');
 mkdirSync(join(userData, 'User'), { recursive: true });
 writeFileSync(
   join(userData, 'User', 'settings.json'),
-  JSON.stringify({ 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off', 'extensions.autoUpdate': false, 'security.workspace.trust.enabled': false }, null, 1),
+  JSON.stringify(
+    {
+      'workbench.startupEditor': 'none',
+      'telemetry.telemetryLevel': 'off',
+      'extensions.autoUpdate': false,
+      'security.workspace.trust.enabled': false,
+    },
+    null,
+    1,
+  ),
 );
 run(cs, ['--user-data-dir', userData, '--extensions-dir', extDir, '--install-extension', vsix, '--force']);
 const port = Number(args[args.indexOf('--port') + 1]) || (await freePort());
 const server = spawn(
   cs,
-  ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check', '--user-data-dir', userData, '--extensions-dir', extDir, workspace],
-  { cwd: root, env: { ...env, XDG_CONFIG_HOME: join(data, 'xdg-config'), XDG_DATA_HOME: join(data, 'xdg-data') }, stdio: ['ignore', 'pipe', 'pipe'] },
+  [
+    '--auth',
+    'none',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--disable-telemetry',
+    '--disable-update-check',
+    '--user-data-dir',
+    userData,
+    '--extensions-dir',
+    extDir,
+    workspace,
+  ],
+  {
+    cwd: root,
+    env: { ...env, XDG_CONFIG_HOME: join(data, 'xdg-config'), XDG_DATA_HOME: join(data, 'xdg-data') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  },
 );
 server.stdout.on('data', () => undefined);
 server.stderr.on('data', () => undefined);
@@ -109,7 +134,9 @@ for (let i = 0; i < 60; i++) {
   }
   await new Promise((r) => setTimeout(r, 500));
 }
-console.log(`\n\x1b[1mVS Code (code-server) with Transformer Dynamics is running:\x1b[0m\n  ${url}\n\nOpen it in a browser, then open sample.md.\n${next}\n\nCtrl+C stops the server.`);
+console.log(
+  `\n\x1b[1mVS Code (code-server) with Transformer Dynamics is running:\x1b[0m\n  ${url}\n\nOpen it in a browser, then open sample.md.\n${next}\n\nCtrl+C stops the server.`,
+);
 if (check) {
   const ok = (await fetch(`http://127.0.0.1:${port}/healthz`)).ok;
   server.kill();

@@ -26,14 +26,21 @@ const base = readFileSync('.vscodeignore', 'utf8');
 const version = JSON.parse(readFileSync('package.json', 'utf8')).version;
 mkdirSync('dist-vsix', { recursive: true });
 for (const t of targets) {
-  const ignore = base.replace('node_modules/onnxruntime-node/bin/napi-v6/linux/x64/**', `node_modules/onnxruntime-node/bin/napi-v6/${TARGETS[t]}/**`);
+  const ignore = base.replace(
+    'node_modules/onnxruntime-node/bin/napi-v6/linux/x64/**',
+    `node_modules/onnxruntime-node/bin/napi-v6/${TARGETS[t]}/**`,
+  );
   const ignoreFile = join(tmpdir(), `td-vscodeignore-${t}`);
   writeFileSync(ignoreFile, ignore);
   const out = join('dist-vsix', `transformer-dynamics-${t}-${version}.vsix`);
-  const r = spawnSync('npx', ['vsce', 'package', '--target', t, '--out', out, '--ignoreFile', ignoreFile, '--allow-missing-repository', '--skip-license'], {
-    stdio: 'inherit',
-    env: { ...process.env, npm_config_yes: 'true' },
-  });
+  const r = spawnSync(
+    'npx',
+    ['vsce', 'package', '--target', t, '--out', out, '--ignoreFile', ignoreFile, '--allow-missing-repository', '--skip-license'],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, npm_config_yes: 'true' },
+    },
+  );
   rmSync(ignoreFile, { force: true });
   if (r.status !== 0) process.exit(r.status ?? 1);
   console.log(`packaged ${out} (${(statSync(out).size / 1e6).toFixed(1)} MB)`);

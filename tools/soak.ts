@@ -46,9 +46,25 @@ const TEXT = fs.existsSync(path.resolve(__dirname, '..', '..', '..', 'shared', '
   ? fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'shared', 'data', 'austen', 'emma.txt'), 'utf8').slice(10000, 60000)
   : 'The quick brown fox jumps over the lazy dog. '.repeat(400);
 
-export async function soak(workerPath: string, models: string[], runs: number, log: (s: string) => void = () => undefined): Promise<SoakResult> {
+export async function soak(
+  workerPath: string,
+  models: string[],
+  runs: number,
+  log: (s: string) => void = () => undefined,
+): Promise<SoakResult> {
   const client = new EngineClient({ workerPath });
-  const r: SoakResult = { runs, completed: 0, cancelled: 0, switches: 0, rssMb: [], slopeMbPer100: 0, sessions: [], fds: [], seconds: 0, pass: false };
+  const r: SoakResult = {
+    runs,
+    completed: 0,
+    cancelled: 0,
+    switches: 0,
+    rssMb: [],
+    slopeMbPer100: 0,
+    sessions: [],
+    fds: [],
+    seconds: 0,
+    pass: false,
+  };
   const t0 = performance.now();
   let model = 0;
   try {
@@ -100,8 +116,14 @@ async function main(): Promise<void> {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const root = path.resolve(__dirname, '..', '..');
-  const models = (opt('models') ?? [path.join(root, 'media', 'models', 'td-mini'), path.join(root, 'test', 'fixtures', 'models', 'tiny-llama')].join(',')).split(',').filter((d) => fs.existsSync(d));
-  const res = await soak(path.join(root, 'dist', 'engine-worker.js'), models, Number(opt('runs') ?? 500), (s) => process.stderr.write(s + '\n'));
+  const models = (
+    opt('models') ?? [path.join(root, 'media', 'models', 'td-mini'), path.join(root, 'test', 'fixtures', 'models', 'tiny-llama')].join(',')
+  )
+    .split(',')
+    .filter((d) => fs.existsSync(d));
+  const res = await soak(path.join(root, 'dist', 'engine-worker.js'), models, Number(opt('runs') ?? 500), (s) =>
+    process.stderr.write(s + '\n'),
+  );
   const out = opt('json') ?? path.join(root, 'bench', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
   fs.writeFileSync(out, JSON.stringify({ models: models.map((m) => path.basename(m)), ...res }, null, 1));

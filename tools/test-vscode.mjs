@@ -18,7 +18,9 @@ async function online() {
 }
 
 if (!existsSync('.vscode-test') && !(await online())) {
-  console.log('test:vscode skipped: VS Code cannot be downloaded here (offline). The code-server end-to-end tests (npm run test:e2e) cover these scenarios in a real VS Code.');
+  console.log(
+    'test:vscode skipped: VS Code cannot be downloaded here (offline). The code-server end-to-end tests (npm run test:e2e) cover these scenarios in a real VS Code.',
+  );
   process.exit(0);
 }
 const steps = [

@@ -156,7 +156,12 @@ export async function layerPattern(model: LoadedModel, ids: number[], layer: num
   return out[hook.pattern(layer)]!.data as Float32Array;
 }
 
-async function forwardCache(model: LoadedModel, ids: number[], patternsReq: AnalyzeRequest['patterns'], budget?: number): Promise<ForwardResult> {
+async function forwardCache(
+  model: LoadedModel,
+  ids: number[],
+  patternsReq: AnalyzeRequest['patterns'],
+  budget?: number,
+): Promise<ForwardResult> {
   const patterns = keepPatterns(model, ids.length, patternsReq, budget);
   const s = model.spec;
   const T = ids.length;
@@ -238,7 +243,8 @@ async function logitLens(
     const C = Math.min(chunk, T - c0);
     // position-major [C, rows, d]
     const x = new Float32Array(rows * C * d);
-    for (let c = 0; c < C; c++) for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
+    for (let c = 0; c < C; c++)
+      for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
     const next = new BigInt64Array(C);
     const seen = new Float32Array(C * V);
     for (let c = 0; c < C; c++) {

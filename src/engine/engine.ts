@@ -48,7 +48,15 @@ export class Engine {
 
   /** Loads a model (a no-op when the same folder and options are already loaded). */
   async load(req: EngineLoadRequest): Promise<ModelInfo> {
-    const key = JSON.stringify([req.dir, req.threads, req.executionProvider, req.patterns ?? true, req.name ?? '', req.cacheDir ?? '', req.fingerprint ?? '']);
+    const key = JSON.stringify([
+      req.dir,
+      req.threads,
+      req.executionProvider,
+      req.patterns ?? true,
+      req.name ?? '',
+      req.cacheDir ?? '',
+      req.fingerprint ?? '',
+    ]);
     if (this.model && this.key === key) return this.model.info;
     if (this.loading) await this.loading.catch(() => undefined);
     const previous = this.model;
@@ -95,7 +103,8 @@ export class Engine {
     const c = a.cache;
     switch (q.type) {
       case 'similarity':
-        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers) throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
+        if (!Number.isInteger(q.row) || q.row < 0 || q.row > c.n_layers)
+          throw new EngineError('BAD_REQUEST', `row ${q.row} is outside 0..${c.n_layers}`);
         return similarityAt(c, q.row, this.requireModel().linalg);
       case 'headStats':
         return attentionStats(this.requireModel(), a, q.maxOffset);

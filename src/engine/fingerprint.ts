@@ -18,4 +18,3 @@ export function folderFingerprint(dir: string): string {
     return '';
   }
 }
-

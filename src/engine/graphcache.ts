@@ -52,7 +52,10 @@ let codeHash: string | null = null;
 function builderFingerprint(): string {
   if (codeHash) return codeHash;
   const h = createHash('sha256');
-  for (const f of [__filename, ...['graph/forward.js', 'graph/lens.js', 'onnx/builder.js', 'arch/weights.js', 'arch/spec.js'].map((p) => path.join(__dirname, p))]) {
+  for (const f of [
+    __filename,
+    ...['graph/forward.js', 'graph/lens.js', 'onnx/builder.js', 'arch/weights.js', 'arch/spec.js'].map((p) => path.join(__dirname, p)),
+  ]) {
     try {
       h.update(fs.readFileSync(f));
     } catch {

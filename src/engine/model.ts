@@ -171,7 +171,9 @@ export function branches(shared: Session, spec: ModelSpec): { forward: Session; 
  */
 export function graphCacheDir(spec: ModelSpec, opts: Pick<LoadOptions, 'cacheDir' | 'inlineLimitBytes'>): string | undefined {
   if (opts.cacheDir) return opts.cacheDir;
-  return paramCount(spec) * 4 > (opts.inlineLimitBytes ?? INLINE_LIMIT_BYTES) ? path.join(os.tmpdir(), 'transformer-dynamics-graphs') : undefined;
+  return paramCount(spec) * 4 > (opts.inlineLimitBytes ?? INLINE_LIMIT_BYTES)
+    ? path.join(os.tmpdir(), 'transformer-dynamics-graphs')
+    : undefined;
 }
 
 interface BuiltGraphs {
@@ -258,7 +260,16 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);
-    fs.writeFileSync(entry.paths.meta, JSON.stringify({ key, model: dir, hasBias: side.lnFinal.b !== null, tiedNorms: side.embedNorms === side.unembedNorms, created: new Date().toISOString() }));
+    fs.writeFileSync(
+      entry.paths.meta,
+      JSON.stringify({
+        key,
+        model: dir,
+        hasBias: side.lnFinal.b !== null,
+        tiedNorms: side.embedNorms === side.unembedNorms,
+        created: new Date().toISOString(),
+      }),
+    );
     const final = entry.commit();
     pruneCache(cacheDir);
     return { model: final.forward, ...side, source: 'cache-write' };
@@ -266,9 +277,11 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
     entry.abort();
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOSPC' || err.code === 'EACCES' || err.code === 'EROFS') {
-      throw new EngineError('TOO_LARGE', `Cannot write the model's graph cache in ${cacheDir} (${err.code}): free disk space or choose another cache folder.`);
+      throw new EngineError(
+        'TOO_LARGE',
+        `Cannot write the model's graph cache in ${cacheDir} (${err.code}): free disk space or choose another cache folder.`,
+      );
     }
     throw e;
   }
 }
-

@@ -56,7 +56,8 @@ function requireCache(a: Analysis): void {
 export async function attentionStats(model: LoadedModel, a: Analysis, maxOffset = 64): Promise<HeadStatsResult> {
   const c = a.cache;
   const ids = a.tokens.map((t) => t.id);
-  if (c.patterns) return { n_layers: c.n_layers, n_heads: c.n_heads, ...headStats(c.patterns, c.n_layers, c.n_heads, c.pos, ids, maxOffset) };
+  if (c.patterns)
+    return { n_layers: c.n_layers, n_heads: c.n_heads, ...headStats(c.patterns, c.n_layers, c.n_heads, c.pos, ids, maxOffset) };
   requirePatternsAvailable(model);
   const parts: ReturnType<typeof headStats>[] = [];
   for (let L = 0; L < c.n_layers; L++) parts.push(headStats(await layerPattern(model, ids, L), 1, c.n_heads, c.pos, ids, maxOffset));
@@ -69,12 +70,23 @@ export async function attentionStats(model: LoadedModel, a: Analysis, maxOffset 
     }
     return out;
   };
-  return { n_layers: c.n_layers, n_heads: c.n_heads, maxOffset: parts[0]?.maxOffset ?? 0, kernel: cat('kernel'), kernelNorm: cat('kernelNorm'), selfBias: cat('selfBias'), induction: cat('induction') };
+  return {
+    n_layers: c.n_layers,
+    n_heads: c.n_heads,
+    maxOffset: parts[0]?.maxOffset ?? 0,
+    kernel: cat('kernel'),
+    kernelNorm: cat('kernelNorm'),
+    selfBias: cat('selfBias'),
+    induction: cat('induction'),
+  };
 }
 
 function requirePatternsAvailable(model: LoadedModel): void {
   if (!model.forward.outputNames.includes('blocks.0.attn.hook_pattern')) {
-    throw new EngineError('BAD_REQUEST', 'This model\'s graph exposes no attention patterns (fused attention in an ONNX export), so the attention views are off.');
+    throw new EngineError(
+      'BAD_REQUEST',
+      "This model's graph exposes no attention patterns (fused attention in an ONNX export), so the attention views are off.",
+    );
   }
 }
 
@@ -150,7 +162,8 @@ export function topIndices(v: Float32Array, k: number): number[] {
 export async function proximity(model: LoadedModel, a: Analysis, pos: number, k = 10): Promise<ProximityResult> {
   requireCache(a);
   const c = a.cache;
-  if (!Number.isInteger(pos) || pos < 0 || pos >= c.pos) throw new EngineError('BAD_REQUEST', `Position ${pos} is outside 0..${c.pos - 1}.`);
+  if (!Number.isInteger(pos) || pos < 0 || pos >= c.pos)
+    throw new EngineError('BAD_REQUEST', `Position ${pos} is outside 0..${c.pos - 1}.`);
   const d = c.d_model;
   const x = c.resid.slice((c.n_layers * c.pos + pos) * d, (c.n_layers * c.pos + pos + 1) * d);
   const V = model.spec.dVocab;

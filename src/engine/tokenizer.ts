@@ -162,7 +162,10 @@ function validateIds(json: Record<string, unknown>, model: Record<string, unknow
   else if (vocab && typeof vocab === 'object') {
     for (const [piece, id] of Object.entries(vocab as Record<string, unknown>)) {
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) {
-        throw new EngineError('BAD_TOKENIZER', `tokenizer.json: token ${JSON.stringify(piece.slice(0, 40))} has an invalid id ${JSON.stringify(id)?.slice(0, 40)}.`);
+        throw new EngineError(
+          'BAD_TOKENIZER',
+          `tokenizer.json: token ${JSON.stringify(piece.slice(0, 40))} has an invalid id ${JSON.stringify(id)?.slice(0, 40)}.`,
+        );
       }
       ids.push(id);
     }

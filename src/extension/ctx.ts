@@ -174,7 +174,12 @@ export class Ctx implements vscode.Disposable {
           if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'cancelled');
           step(`analysing with ${choice.name}…`);
           const analysis = await this.engine.analyze(
-            { text, topK: this.config.lensTopK, maxTokens: this.config.maxTokens, patterns: this.config.attentionPatterns ? 'auto' : false },
+            {
+              text,
+              topK: this.config.lensTopK,
+              maxTokens: this.config.maxTokens,
+              patterns: this.config.attentionPatterns ? 'auto' : false,
+            },
             ctl.signal,
             false,
             id,

@@ -78,7 +78,10 @@ describe('encoding-walk clusters', () => {
     // average linkage height of the last merge = mean distance between the groups
     const between = [0, 2, 4].flatMap((i) => [1, 3].map((j) => Math.abs(pts[i]! - pts[j]!)));
     assertClose([d.merges[d.merges.length - 1]!.height], [between.reduce((a, b) => a + b) / between.length], 1e-12, 'last merge height');
-    assert.deepEqual(cutTree(d, -1), [0, 1, 2, 3, 4].map((i) => d.order.indexOf(i)));
+    assert.deepEqual(
+      cutTree(d, -1),
+      [0, 1, 2, 3, 4].map((i) => d.order.indexOf(i)),
+    );
   });
 
   test('cosine distance from similarity', () => {

@@ -20,7 +20,9 @@ interface Slice {
   loss: number;
 }
 
-const skip = (!fs.existsSync(path.join(BUNDLED_MODEL, 'model.safetensors')) && 'the bundled model is not built') || (!fs.existsSync(SHARED_DATA) && 'needs ../shared/data');
+const skip =
+  (!fs.existsSync(path.join(BUNDLED_MODEL, 'model.safetensors')) && 'the bundled model is not built') ||
+  (!fs.existsSync(SHARED_DATA) && 'needs ../shared/data');
 
 describe('bundled model td-mini', { skip }, () => {
   let model: LoadedModel;
@@ -35,13 +37,18 @@ describe('bundled model td-mini', { skip }, () => {
     assert.equal(model.info.tied_embeddings, true);
     assert.ok(model.info.params > 4e6 && model.info.params < 12e6, `${model.info.params} parameters`);
     assert.ok(model.info.max_positions >= 512);
-    assert.ok(fs.readdirSync(BUNDLED_MODEL).reduce((s, f) => s + fs.statSync(path.join(BUNDLED_MODEL, f)).size, 0) <= 40e6, 'folder ≤ 40 MB');
+    assert.ok(
+      fs.readdirSync(BUNDLED_MODEL).reduce((s, f) => s + fs.statSync(path.join(BUNDLED_MODEL, f)).size, 0) <= 40e6,
+      'folder ≤ 40 MB',
+    );
   });
 
   test('the tokenizer round-trips held-out text of every corpus exactly', () => {
     const files = fs
       .readdirSync(SHARED_DATA)
-      .flatMap((d) => (fs.statSync(path.join(SHARED_DATA, d)).isDirectory() ? fs.readdirSync(path.join(SHARED_DATA, d)).map((f) => path.join(d, f)) : []))
+      .flatMap((d) =>
+        fs.statSync(path.join(SHARED_DATA, d)).isDirectory() ? fs.readdirSync(path.join(SHARED_DATA, d)).map((f) => path.join(d, f)) : [],
+      )
       .filter((f) => /\.txt$/.test(f));
     assert.ok(files.length >= 10);
     for (const f of files) {

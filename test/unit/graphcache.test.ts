@@ -50,14 +50,24 @@ describe('graph cache', () => {
     const f = path.join(dir, 'model.safetensors');
     fs.utimesSync(f, new Date(), new Date(Date.now() + 5000));
     assert.equal((await topIds(dir, { cacheDir })).source, 'cache-write');
-    const entry = fs.readdirSync(cacheDir).map((e) => path.join(cacheDir, e)).find((e) => fs.existsSync(path.join(e, 'norms.bin')))!;
+    const entry = fs
+      .readdirSync(cacheDir)
+      .map((e) => path.join(cacheDir, e))
+      .find((e) => fs.existsSync(path.join(e, 'norms.bin')))!;
     fs.writeFileSync(path.join(entry, 'meta.json'), '{broken');
     const again = await topIds(dir, { cacheDir });
     assert.ok(['cache-write', 'cache-hit'].includes(again.source));
   });
 
   test('graphs above the 2 GB proto limit use external data without being asked', async () => {
-    const big = specFromConfig({ model_type: 'llama', hidden_size: 4096, num_hidden_layers: 32, num_attention_heads: 32, intermediate_size: 11008, vocab_size: 32000 });
+    const big = specFromConfig({
+      model_type: 'llama',
+      hidden_size: 4096,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      intermediate_size: 11008,
+      vocab_size: 32000,
+    });
     assert.ok(graphCacheDir(big, {})?.includes('transformer-dynamics-graphs'), '7B-shaped model → external data');
     const small = specFromConfig(JSON.parse(fs.readFileSync(path.join(FIXTURES, 'models', 'tiny-llama', 'config.json'), 'utf8')));
     assert.equal(graphCacheDir(small, {}), undefined);

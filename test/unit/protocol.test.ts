@@ -41,7 +41,8 @@ function randomValue(r: Prng, depth = 0): unknown {
       return Array.from({ length: r.int(4) }, () => randomValue(r, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
-      for (const k of ['type', 'id', 'method', 'params', 'runId', 'pos', 'level', 'message', 'row', 'format'].filter(() => r.int(2) === 0)) o[k] = randomValue(r, depth + 1);
+      for (const k of ['type', 'id', 'method', 'params', 'runId', 'pos', 'level', 'message', 'row', 'format'].filter(() => r.int(2) === 0))
+        o[k] = randomValue(r, depth + 1);
       return o;
     }
   }
@@ -61,7 +62,10 @@ describe('protocol guards', () => {
     for (const m of VALID) assert.ok(isWebviewToHost(m), JSON.stringify(m));
     for (const s of DEFAULT_STRATEGIES) assert.ok(isStrategy(s));
     assert.equal(isStrategy({ label: 'x', kind: 'sample', topK: 'many' }), false);
-    assert.equal(isWebviewToHost({ type: 'request', id: 1, method: 'generate', params: { prompt: 'a', strategies: [], maxNewTokens: 5 } }), false);
+    assert.equal(
+      isWebviewToHost({ type: 'request', id: 1, method: 'generate', params: { prompt: 'a', strategies: [], maxNewTokens: 5 } }),
+      false,
+    );
     assert.equal(isWebviewToHost({ type: 'request', id: 1, method: 'similarity', params: { runId: -1, row: 0 } }), false);
     assert.equal(isHostToWebview({ type: 'analysis', payload: { runId: 1 } }), false);
     assert.equal(isHostToWebview({ type: 'runState', state: { kind: 'running', message: 'x' } }), true);

@@ -6,7 +6,15 @@ import { chooseProvider, providerEnvironment, type ProviderEnvironment } from '.
 import { loadModel } from '../../src/engine/model';
 import { FIXTURES } from '../helpers';
 
-const base: ProviderEnvironment = { backends: [{ name: 'cpu', bundled: true }, { name: 'cuda', bundled: false }], cudaLibrary: false, nvidiaGpu: false, platform: 'linux' };
+const base: ProviderEnvironment = {
+  backends: [
+    { name: 'cpu', bundled: true },
+    { name: 'cuda', bundled: false },
+  ],
+  cudaLibrary: false,
+  nvidiaGpu: false,
+  platform: 'linux',
+};
 
 describe('execution providers', () => {
   test('auto picks CUDA only with its binaries and a GPU', () => {

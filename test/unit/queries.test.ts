@@ -17,7 +17,10 @@ const skip = !fs.existsSync(BIN) && 'needs ../shared/data';
 describe('queries on stories260K', { skip }, () => {
   const engine = new Engine();
   let dir = '';
-  const golden = () => readJson<{ ids: number[]; logits: number[][]; resid_post: number[][][]; n_layers: number }>(path.join(FIXTURES, 'goldens', 'stories260K.json'));
+  const golden = () =>
+    readJson<{ ids: number[]; logits: number[][]; resid_post: number[][][]; n_layers: number }>(
+      path.join(FIXTURES, 'goldens', 'stories260K.json'),
+    );
   before(async () => {
     dir = path.join(tmpDir(), 'stories260K');
     convertLlama2c(BIN, path.join(SHARED_DATA, 'stories260K', 'tok512.bin'), dir);
@@ -64,10 +67,17 @@ describe('queries on stories260K', { skip }, () => {
 
   test('attention rows sum to 1; head statistics have the right shape', async () => {
     await engine.analyze({ text: 'Lily saw a ball. Lily saw a ball. Lily saw a', topK: 5, maxTokens: 512, patterns: true }, undefined, 2);
-    const s = (await engine.query({ type: 'headStats', runId: 2, maxOffset: 8 })) as { selfBias: Float32Array; induction: Float32Array; kernel: Float32Array };
+    const s = (await engine.query({ type: 'headStats', runId: 2, maxOffset: 8 })) as {
+      selfBias: Float32Array;
+      induction: Float32Array;
+      kernel: Float32Array;
+    };
     assert.equal(s.selfBias.length, 5 * 8);
     assert.equal(s.kernel.length, 5 * 8 * 9);
-    assert.ok(s.induction.every((v) => v >= 0 && v <= 1), 'induction scores are attention masses');
+    assert.ok(
+      s.induction.every((v) => v >= 0 && v <= 1),
+      'induction scores are attention masses',
+    );
     const pat = (await engine.query({ type: 'pattern', runId: 2, layer: 3, head: 1 })) as Float32Array;
     const T = Math.sqrt(pat.length);
     for (let q = 0; q < T; q++) {
@@ -82,11 +92,17 @@ describe('queries on stories260K', { skip }, () => {
     const text = 'Lily saw a ball. Lily saw a ball. Lily saw a';
     const kept = await engine.analyze({ text, topK: 5, maxTokens: 512, patterns: 'auto' }, undefined, 4);
     assert.ok(kept.cache.patterns, 'small input: patterns kept');
-    const statsKept = (await engine.query({ type: 'headStats', runId: 4, maxOffset: 8 })) as { selfBias: Float32Array; kernel: Float32Array };
+    const statsKept = (await engine.query({ type: 'headStats', runId: 4, maxOffset: 8 })) as {
+      selfBias: Float32Array;
+      kernel: Float32Array;
+    };
     const patKept = (await engine.query({ type: 'pattern', runId: 4, layer: 2, head: 5 })) as Float32Array;
     const lazy = await engine.analyze({ text, topK: 5, maxTokens: 512, patterns: 'auto', patternBudgetFloats: 10 }, undefined, 5);
     assert.equal(lazy.cache.patterns, null, 'over the budget: not kept');
-    const statsLazy = (await engine.query({ type: 'headStats', runId: 5, maxOffset: 8 })) as { selfBias: Float32Array; kernel: Float32Array };
+    const statsLazy = (await engine.query({ type: 'headStats', runId: 5, maxOffset: 8 })) as {
+      selfBias: Float32Array;
+      kernel: Float32Array;
+    };
     assertClose(statsLazy.selfBias, statsKept.selfBias, 1e-6, 'self-bias');
     assertClose(statsLazy.kernel, statsKept.kernel, 1e-6, 'kernels');
     assertClose((await engine.query({ type: 'pattern', runId: 5, layer: 2, head: 5 })) as Float32Array, patKept, 1e-6, 'pattern');
@@ -94,7 +110,10 @@ describe('queries on stories260K', { skip }, () => {
 
   test('clusters and prompt diff', async () => {
     const c = (await engine.query({ type: 'clusters', runId: 2, row: 5 })) as { order: number[]; merges: unknown[] };
-    assert.deepEqual([...c.order].sort((a, b) => a - b), Array.from({ length: c.order.length }, (_, i) => i));
+    assert.deepEqual(
+      [...c.order].sort((a, b) => a - b),
+      Array.from({ length: c.order.length }, (_, i) => i),
+    );
     await engine.analyze({ text: 'Lily saw a ball. Lily saw a dog. Lily saw a', topK: 5, maxTokens: 512, patterns: true }, undefined, 3);
     const d = (await engine.query({ type: 'diff', runId: 2, otherRunId: 3 })) as { cosine: Float32Array; rows: number };
     assert.equal(d.rows, 6);

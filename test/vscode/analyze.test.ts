@@ -28,7 +28,10 @@ suite('Transformer Dynamics', () => {
     const c = await ctx();
     const model = process.env.TD_TEST_MODEL;
     if (model) await vscode.workspace.getConfiguration('transformerDynamics').update('modelPath', model, vscode.ConfigurationTarget.Global);
-    const doc = await vscode.workspace.openTextDocument({ content: 'Once upon a time, there was a little girl named Lily.\ndef f(x):\n    return x\n', language: 'markdown' });
+    const doc = await vscode.workspace.openTextDocument({
+      content: 'Once upon a time, there was a little girl named Lily.\ndef f(x):\n    return x\n',
+      language: 'markdown',
+    });
     const editor = await vscode.window.showTextDocument(doc);
     editor.selection = new vscode.Selection(0, 0, 0, doc.lineAt(0).text.length);
     await vscode.commands.executeCommand('transformerDynamics.analyzeSelection');

@@ -47,7 +47,11 @@ export function mutateBytes(input: Uint8Array, r: Prng): Uint8Array {
         b.splice(r.int(b.length + 1), 1 + r.int(32));
         break;
       case 4: // invalid UTF-8 sequences
-        b.splice(r.int(b.length + 1), 0, ...r.pick([[0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x28, 0xa1], [0xf8, 0x88, 0x80, 0x80, 0x80]]));
+        b.splice(
+          r.int(b.length + 1),
+          0,
+          ...r.pick([[0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xe2, 0x28, 0xa1], [0xf8, 0x88, 0x80, 0x80, 0x80]]),
+        );
         break;
       case 5: // overwrite with an interesting 64-bit little-endian value
         if (b.length >= 8) {

@@ -65,7 +65,17 @@ export interface FuzzSummary {
 export async function fuzz(targetName: string, count: number, seed: number, corpusDir: string | null): Promise<FuzzSummary> {
   const target = TARGETS.find((t) => t.name === targetName);
   if (!target) throw new Error(`unknown target ${targetName}`);
-  const summary: FuzzSummary = { target: targetName, count, ok: 0, rejected: 0, crashes: [], hangs: [], maxMs: 0, seconds: 0, rejectionKinds: {} };
+  const summary: FuzzSummary = {
+    target: targetName,
+    count,
+    ok: 0,
+    rejected: 0,
+    crashes: [],
+    hangs: [],
+    maxMs: 0,
+    seconds: 0,
+    rejectionKinds: {},
+  };
   const t0 = performance.now();
   let savedRejections = 0;
   const save = (name: string, i: number) => {

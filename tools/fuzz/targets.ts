@@ -51,7 +51,9 @@ export const safetensorsTarget: FuzzTarget = {
   name: 'safetensors',
   generate(seed, i) {
     const r = new Prng(seed * 1_000_003 + i);
-    const base = r.pick(seeds(['models/tiny-gpt2/model.safetensors', 'models/tiny-llama/model.safetensors', 'models/tiny-qwen2/model.safetensors']));
+    const base = r.pick(
+      seeds(['models/tiny-gpt2/model.safetensors', 'models/tiny-llama/model.safetensors', 'models/tiny-qwen2/model.safetensors']),
+    );
     const { header, data } = splitSafetensors(base);
     // usually the whole data section, so that what fails is the mutated header
     const small = r.int(4) === 0 ? data.subarray(0, r.int(data.length + 1)) : data;
@@ -81,7 +83,12 @@ export const configTarget: FuzzTarget = {
   name: 'config',
   generate(seed, i) {
     const r = new Prng(seed * 1_000_003 + i);
-    const base = r.pick(['models/tiny-gpt2/config.json', 'models/tiny-llama/config.json', 'models/tiny-qwen2/config.json', 'models/tiny-neox/config.json']);
+    const base = r.pick([
+      'models/tiny-gpt2/config.json',
+      'models/tiny-llama/config.json',
+      'models/tiny-qwen2/config.json',
+      'models/tiny-neox/config.json',
+    ]);
     return enc.encode(mutateJson(fs.readFileSync(fixture(base), 'utf8'), r));
   },
   run(input) {

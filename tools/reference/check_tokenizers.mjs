@@ -25,7 +25,10 @@ for (const name of fs.readdirSync(models).sort()) {
   const ids = t.encode(g.text).ids;
   check(same(ids, g.ids), `${name}: encode(text) == golden ids (${ids.length} tokens)`);
   check(t.decode(g.ids) === g.text, `${name}: decode(golden ids) == text`);
-  check(g.ids.every((i) => i < g.d_vocab), `${name}: ids < d_vocab ${g.d_vocab}`);
+  check(
+    g.ids.every((i) => i < g.d_vocab),
+    `${name}: ids < d_vocab ${g.d_vocab}`,
+  );
 }
 
 const hfDir = process.argv[2];
@@ -44,8 +47,14 @@ if (hfDir) {
   const src = fs.readFileSync(path.join(repo, '..', 'shared', 'data', 'stories260K', 'SOURCE.md'), 'utf8');
   const published = /Greedy sample[\s\S]*?```\n([\s\S]*?)```/.exec(src)?.[1] ?? '';
   const text = t.decode(g.greedy_ids);
-  check(text === g.greedy_text && published.startsWith(text), `stories260K: decode(greedy_ids) is the published sample's first ${text.length} chars`);
-  check(t.decode([1, ...g.greedy_ids], { skip_special_tokens: true }) === text, 'stories260K: decode([BOS, ...], skip_special_tokens) == same text');
+  check(
+    text === g.greedy_text && published.startsWith(text),
+    `stories260K: decode(greedy_ids) is the published sample's first ${text.length} chars`,
+  );
+  check(
+    t.decode([1, ...g.greedy_ids], { skip_special_tokens: true }) === text,
+    'stories260K: decode([BOS, ...], skip_special_tokens) == same text',
+  );
 }
 console.log(failures ? `${failures} FAILED` : 'all tokenizer checks passed');
 process.exit(failures ? 1 : 0);

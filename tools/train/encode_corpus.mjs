@@ -8,18 +8,23 @@ import { join, basename } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 const [, , corpusDir, tokDir, outDir] = process.argv;
-const tok = new Tokenizer(JSON.parse(readFileSync(join(tokDir, 'tokenizer.json'), 'utf8')),
-  JSON.parse(readFileSync(join(tokDir, 'tokenizer_config.json'), 'utf8')));
+const tok = new Tokenizer(
+  JSON.parse(readFileSync(join(tokDir, 'tokenizer.json'), 'utf8')),
+  JSON.parse(readFileSync(join(tokDir, 'tokenizer_config.json'), 'utf8')),
+);
 const EOT = tok.token_to_id('<|endoftext|>');
 if (EOT !== 0) throw new Error('expected <|endoftext|> = 0');
 const stats = {};
 for (const split of ['train', 'heldout']) {
   mkdirSync(join(outDir, split), { recursive: true });
-  for (const f of readdirSync(join(corpusDir, split)).filter((n) => n.endsWith('.jsonl')).sort()) {
+  for (const f of readdirSync(join(corpusDir, split))
+    .filter((n) => n.endsWith('.jsonl'))
+    .sort()) {
     const source = basename(f, '.jsonl');
     const t0 = Date.now();
     const ids = [EOT];
-    let bytes = 0, docs = 0;
+    let bytes = 0,
+      docs = 0;
     for (const line of readFileSync(join(corpusDir, split, f), 'utf8').split('\n')) {
       if (!line) continue;
       const { text } = JSON.parse(line);

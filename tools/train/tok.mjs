@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 const req = JSON.parse(readFileSync(0, 'utf8'));
-const tok = new Tokenizer(JSON.parse(readFileSync(join(req.tokenizer_dir, 'tokenizer.json'), 'utf8')),
-  JSON.parse(readFileSync(join(req.tokenizer_dir, 'tokenizer_config.json'), 'utf8')));
+const tok = new Tokenizer(
+  JSON.parse(readFileSync(join(req.tokenizer_dir, 'tokenizer.json'), 'utf8')),
+  JSON.parse(readFileSync(join(req.tokenizer_dir, 'tokenizer_config.json'), 'utf8')),
+);
 const out = {
   encode: (req.encode ?? []).map((t) => tok.encode(t, { add_special_tokens: false }).ids),
   decode: (req.decode ?? []).map((ids) => (ids.length ? tok.decode(ids) : '')),

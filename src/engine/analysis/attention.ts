@@ -18,7 +18,14 @@ export interface HeadStats {
  * Kernels, self-bias and induction scores for every head. `maxOffset` caps D (the kernel is
  * defined for d ≤ pos−1).
  */
-export function headStats(patterns: Float32Array, nLayers: number, nHeads: number, T: number, ids: readonly number[], maxOffset = 64): HeadStats {
+export function headStats(
+  patterns: Float32Array,
+  nLayers: number,
+  nHeads: number,
+  T: number,
+  ids: readonly number[],
+  maxOffset = 64,
+): HeadStats {
   const D = Math.max(0, Math.min(maxOffset, T - 1));
   const heads = nLayers * nHeads;
   const kernel = new Float32Array(heads * (D + 1));

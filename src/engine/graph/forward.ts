@@ -37,7 +37,12 @@ interface Shared {
   mask: string; // [seq, past+seq], 0 or -inf
 }
 
-export function buildForwardGraph(spec: ModelSpec, reader: WeightReader, opts: ForwardGraphOptions, sink: WeightSink | null = null): GraphBuilder {
+export function buildForwardGraph(
+  spec: ModelSpec,
+  reader: WeightReader,
+  opts: ForwardGraphOptions,
+  sink: WeightSink | null = null,
+): GraphBuilder {
   const g = new GraphBuilder(`${spec.modelType}-forward`, sink);
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const kvDims = ['batch', spec.nKvHeads, 'past', spec.headDim];

@@ -23,11 +23,18 @@ export interface NamedTensor<T extends Float32Array | BigInt64Array = Float32Arr
 export function providerEnvironment(): ProviderEnvironment {
   let bindingDir = '';
   try {
-    bindingDir = path.join(path.dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', process.platform, process.arch);
+    bindingDir = path.join(
+      path.dirname(require.resolve('onnxruntime-node/package.json')),
+      'bin',
+      'napi-v6',
+      process.platform,
+      process.arch,
+    );
   } catch {
     /* not resolvable: no CUDA library */
   }
-  const cudaLibrary = bindingDir !== '' && fs.existsSync(bindingDir) && fs.readdirSync(bindingDir).some((f) => /onnxruntime_providers_cuda/.test(f));
+  const cudaLibrary =
+    bindingDir !== '' && fs.existsSync(bindingDir) && fs.readdirSync(bindingDir).some((f) => /onnxruntime_providers_cuda/.test(f));
   return {
     backends: ort.listSupportedBackends?.() ?? [{ name: 'cpu', bundled: true }],
     cudaLibrary,
@@ -73,7 +80,9 @@ export async function createSession(model: Uint8Array | string, opts: RuntimeOpt
   let provider: string = choice.provider;
   let note = choice.note;
   const create = (p: string) =>
-    typeof model === 'string' ? ort.InferenceSession.create(model, sessionOptions(p, opts.threads)) : ort.InferenceSession.create(model, sessionOptions(p, opts.threads));
+    typeof model === 'string'
+      ? ort.InferenceSession.create(model, sessionOptions(p, opts.threads))
+      : ort.InferenceSession.create(model, sessionOptions(p, opts.threads));
   let session: ort.InferenceSession;
   try {
     session = await create(provider);

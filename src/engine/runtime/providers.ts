@@ -19,7 +19,10 @@ export interface ProviderEnvironment {
  * present, else CPU. An explicit GPU provider is tried and falls back to CPU (with a note)
  * if it cannot start.
  */
-export function chooseProvider(req: ProviderRequest, env: ProviderEnvironment): { provider: Exclude<ProviderRequest, 'auto'>; note: string | null } {
+export function chooseProvider(
+  req: ProviderRequest,
+  env: ProviderEnvironment,
+): { provider: Exclude<ProviderRequest, 'auto'>; note: string | null } {
   const has = (n: string) => env.backends.some((b) => b.name === n);
   if (req === 'auto') {
     if (has('cuda') && env.cudaLibrary && env.nvidiaGpu) return { provider: 'cuda', note: null };
@@ -31,11 +34,9 @@ export function chooseProvider(req: ProviderRequest, env: ProviderEnvironment): 
   if (req === 'cuda' && !(has('cuda') && env.cudaLibrary)) {
     return {
       provider: 'cpu',
-      note:
-        "onnxruntime-node's CUDA binaries are not installed (they are downloaded by its installer: run `npx onnxruntime-node-install cuda12` or reinstall without ONNXRUNTIME_NODE_INSTALL=skip); running on CPU.",
+      note: "onnxruntime-node's CUDA binaries are not installed (they are downloaded by its installer: run `npx onnxruntime-node-install cuda12` or reinstall without ONNXRUNTIME_NODE_INSTALL=skip); running on CPU.",
     };
   }
   if (req === 'cuda' && !env.nvidiaGpu) return { provider: 'cpu', note: 'No NVIDIA GPU is visible to this machine; running on CPU.' };
   return { provider: req, note: null };
 }
-
