@@ -343,7 +343,19 @@ export class Ctx implements vscode.Disposable {
     });
     if (!uri) return null;
     const a = { ...this.last.analysis, model: this.last.payload.model };
-    const body = fmt === 'json' ? JSON.stringify(analysisToJson(a), null, 1) : analysisToCsv(a);
+    let body: string;
+    if (fmt === 'json') {
+      // the measures computed on demand come from the engine, which keeps this run
+      const runId = this.last.payload.runId;
+      const last = a.lens.pos - 1;
+      const ask = async <T>(f: () => Promise<T>): Promise<T | null> => f().catch(() => null);
+      const extras = {
+        headStats: await ask(() => this.engine.query({ type: 'headStats', runId })),
+        proximityLast: last >= 0 ? await ask(() => this.engine.query({ type: 'proximity', runId, pos: last })) : null,
+        clustersLast: last >= 0 ? await ask(() => this.engine.query({ type: 'clusters', runId, row: a.lens.rows - 1 })) : null,
+      };
+      body = JSON.stringify(analysisToJson(a, extras), null, 1);
+    } else body = analysisToCsv(a);
     await vscode.workspace.fs.writeFile(uri, new TextEncoder().encode(body));
     void vscode.window.showInformationMessage(`Transformer Dynamics: analysis saved to ${uri.fsPath}`);
     return uri.fsPath;
