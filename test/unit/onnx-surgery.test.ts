@@ -49,6 +49,13 @@ function exportLike(fixture: string): onnx.IModelProto {
   const g = proto.graph!;
   g.output = g.output!.filter((o) => !o.name!.startsWith('blocks.'));
   g.node = g.node!.filter((n) => !(n.opType === 'Identity' && n.output![0]!.startsWith('blocks.')));
+  // our builder names the hooked tensors themselves; an export has plain names
+  const hooked = new Set(g.node.flatMap((n) => n.output!).filter((s) => s.startsWith('blocks.')));
+  const plain = (s: string) => (hooked.has(s) ? `plain_${s.replace(/\./g, '_')}` : s);
+  for (const n of g.node) {
+    n.input = n.input!.map(plain);
+    n.output = n.output!.map(plain);
+  }
   // all positions: the last-position Gather becomes an Identity
   const last = g.node.find((n) => n.opType === 'Gather' && n.attribute!.some((a) => a.name === 'axis' && Number(a.i) === 1))!;
   Object.assign(last, { opType: 'Identity', input: [last.input![0]!], attribute: [] });

@@ -80,6 +80,8 @@ export class GraphBuilder {
   private readonly constCache = new Map<string, string>();
   /** Initializer name → the array it was made from (one graph may ask for the same weight twice). */
   private readonly initOwners = new Map<string, object>();
+  /** Values renamed to output names: later references to the old name follow the rename. */
+  private readonly aliases = new Map<string, string>();
   private readonly names = new Set<string>();
   private counter = 0;
 
@@ -105,8 +107,27 @@ export class GraphBuilder {
 
   /** Declares `value` as a graph output called `name` (Identity when names differ). */
   output(name: string, value: string, type: ElemType, dims: Dim[]): void {
-    if (name !== value) this.op('Identity', [value], {}, name);
+    value = this.aliases.get(value) ?? value;
+    if (name !== value && !this.renameValue(value, name)) this.op('Identity', [value], {}, name);
     this.outputs.push(valueInfo(name, type, dims));
+  }
+
+  /**
+   * Renames a node's output everywhere (instead of an Identity copy, which onnxruntime would
+   * execute on every run even when the output is not fetched). False when `value` is not a
+   * node output, is already a graph output, or `name` is taken.
+   */
+  private renameValue(value: string, name: string): boolean {
+    if (this.names.has(name) || this.outputs.some((o) => o.name === value)) return false;
+    const producer = this.nodes.find((n) => n.output?.includes(value));
+    if (!producer) return false;
+    for (const n of this.nodes) {
+      if (n.output) n.output = n.output.map((o) => (o === value ? name : o));
+      if (n.input) n.input = n.input.map((i) => (i === value ? name : i));
+    }
+    this.names.add(name);
+    this.aliases.set(value, name);
+    return true;
   }
 
   /** An initializer holding `data` inline (small tensors, constants). */
@@ -176,7 +197,7 @@ export class GraphBuilder {
   private pushNode(opType: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue>): void {
     this.nodes.push({
       opType,
-      input: inputs,
+      input: inputs.map((i) => this.aliases.get(i) ?? i),
       output: outputs,
       name: `${opType}_${this.nodes.length}`,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
