@@ -3,8 +3,7 @@
 // mode "analysis": load, time to first result, then `repeats` full analyses.
 // mode "generation": per-token step time with KV cache vs full recompute at given contexts.
 import * as fs from 'node:fs';
-import { loadModel } from '../src/engine/model';
-import { analyze } from '../src/engine/analyze';
+import { Engine } from '../src/engine/engine';
 import { KvStepModel, RecomputeStepModel } from '../src/engine/generate/generator';
 
 function median(xs: number[]): number {
@@ -18,16 +17,23 @@ async function main(): Promise<void> {
   const threads = Number(threadsArg);
   const repeats = Number(repeatsArg);
   const t0 = performance.now();
-  const model = await loadModel(dir!, { threads, executionProvider: 'cpu', patterns: mode === 'analysis' });
+  const cacheDir = process.env.TD_BENCH_CACHE || undefined;
+  // The engine as the extension runs it (buffers of finished analyses recycled, as in the worker).
+  const engine = new Engine({ recycleBuffers: true });
+  await engine.load({ dir: dir!, threads, executionProvider: 'cpu', patterns: mode === 'analysis', cacheDir });
+  const model = engine.requireModel();
   const loadMs = performance.now() - t0;
-  const out: Record<string, unknown> = { loadMs };
-  if (mode === 'analysis') {
-    await analyze(model, { ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
+  const out: Record<string, unknown> = { loadMs, graphSource: model.graphSource };
+  if (mode === 'load') {
+    await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
     out.firstResultMs = performance.now() - t0;
-    await analyze(model, { ids, topK: 5, maxTokens: 1 << 20, patterns: true }); // warm-up at full size
+  } else if (mode === 'analysis') {
+    await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
+    out.firstResultMs = performance.now() - t0;
+    await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 1); // warm-up at full size
     const runs = [];
     for (let i = 0; i < repeats; i++) {
-      const a = await analyze(model, { ids, topK: 5, maxTokens: 1 << 20, patterns: true });
+      const a = await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 2 + (i % 4));
       runs.push({ totalMs: a.timings.totalMs, forwardMs: a.timings.forwardMs, lensMs: a.timings.lensMs, metricsMs: a.timings.metricsMs });
     }
     out.runs = runs;
@@ -59,7 +65,7 @@ async function main(): Promise<void> {
     out.generation = rows;
   }
   out.peakRssMb = process.resourceUsage().maxRSS / 1024;
-  await model.release();
+  await engine.dispose();
   process.stdout.write(JSON.stringify(out));
 }
 

@@ -10,6 +10,7 @@ import { pca, pcaFromCovariance, project } from './analysis/pca';
 import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
 import { normsAfterFinal } from './queries';
+import type { BufferPool } from './pool';
 
 export interface AnalyzeRequest {
   /** The text to analyse (tokenized with the model's tokenizer). */
@@ -74,7 +75,7 @@ export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: strin
   return { text, tokens, truncation };
 }
 
-export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: AbortSignal): Promise<Analysis> {
+export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: AbortSignal, pool?: BufferPool): Promise<Analysis> {
   const t0 = performance.now();
   if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100)
     throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
@@ -86,6 +87,7 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     tokens.map((t) => t.id),
     req.patterns,
     req.patternBudgetFloats,
+    pool,
   );
   const t2 = performance.now();
   checkCancel(signal);
@@ -161,6 +163,7 @@ async function forwardCache(
   ids: number[],
   patternsReq: AnalyzeRequest['patterns'],
   budget?: number,
+  pool?: BufferPool,
 ): Promise<ForwardResult> {
   const patterns = keepPatterns(model, ids.length, patternsReq, budget);
   const s = model.spec;
@@ -172,24 +175,25 @@ async function forwardCache(
     fetches.push(hook.residMid(L), hook.residPost(L));
     if (hasPatterns) fetches.push(hook.pattern(L));
   }
+  // onnxruntime writes every hooked tensor straight into these arrays (no copies).
+  const alloc = (n: number) => (pool ? pool.take(n) : new Float32Array(n));
+  const resid = alloc((s.nLayers + 1) * T * d);
+  const residMid = alloc(s.nLayers * T * d);
+  const per = s.nHeads * T * T;
+  const pat = hasPatterns ? alloc(s.nLayers * per) : null;
+  const rd = [1, T, d];
+  const into: Record<string, NamedTensor> = { [hook.residPre(0)]: { data: resid.subarray(0, T * d), dims: rd } };
+  for (let L = 0; L < s.nLayers; L++) {
+    into[hook.residPost(L)] = { data: resid.subarray((L + 1) * T * d, (L + 2) * T * d), dims: rd };
+    into[hook.residMid(L)] = { data: residMid.subarray(L * T * d, (L + 1) * T * d), dims: rd };
+    if (pat) into[hook.pattern(L)] = { data: pat.subarray(L * per, (L + 1) * per), dims: [1, s.nHeads, T, T] };
+  }
   const out = await model.forward.run(
     { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, T] }, ...emptyPast(model) },
     fetches,
+    into,
   );
   const get = (name: string) => out[name]!.data as Float32Array;
-  const resid = new Float32Array((s.nLayers + 1) * T * d);
-  const residMid = new Float32Array(s.nLayers * T * d);
-  resid.set(get(hook.residPre(0)), 0);
-  for (let L = 0; L < s.nLayers; L++) {
-    resid.set(get(hook.residPost(L)), (L + 1) * T * d);
-    residMid.set(get(hook.residMid(L)), L * T * d);
-  }
-  let pat: Float32Array | null = null;
-  if (hasPatterns) {
-    const per = s.nHeads * T * T;
-    pat = new Float32Array(s.nLayers * per);
-    for (let L = 0; L < s.nLayers; L++) pat.set(get(hook.pattern(L)), L * per);
-  }
   return {
     cache: { n_layers: s.nLayers, pos: T, d_model: d, n_heads: s.nHeads, resid, residMid, patterns: pat },
     logits: get('logits'),
@@ -238,15 +242,19 @@ async function logitLens(
     cosPred: new Float32Array(rows * T),
   };
   const seenSoFar = new Uint8Array(V);
+  // Chunk buffers allocated once and reused: fresh memory costs page faults on every chunk.
+  const xBuf = new Float32Array(rows * chunk * d);
+  const seenBuf = new Float32Array(chunk * V);
   for (let c0 = 0; c0 < T; c0 += chunk) {
     checkCancel(signal);
     const C = Math.min(chunk, T - c0);
     // position-major [C, rows, d]
-    const x = new Float32Array(rows * C * d);
+    const x = xBuf.subarray(0, rows * C * d);
     for (let c = 0; c < C; c++)
       for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
     const next = new BigInt64Array(C);
-    const seen = new Float32Array(C * V);
+    const seen = seenBuf.subarray(0, C * V);
+    seen.fill(0);
     for (let c = 0; c < C; c++) {
       const p = c0 + c;
       next[c] = BigInt(p + 1 < T ? ids[p + 1]! : 0);

@@ -1,6 +1,7 @@
 // The engine: one loaded model at a time, analyses on it, cancellation. Used in-process by
 // the CLI and inside the worker process by the extension host.
 import { analyze, similarityAt, type AnalyzeRequest } from './analyze';
+import { BufferPool } from './pool';
 import { EngineError } from './errors';
 import { loadModel, type LoadedModel, type LoadOptions } from './model';
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult } from '../shared/analysis';
@@ -36,7 +37,18 @@ export interface EngineLoadRequest extends LoadOptions {
   fingerprint?: string;
 }
 
+export interface EngineOptions {
+  /** Recycle the buffers of analyses the engine no longer keeps (only where nobody else holds them: the worker). */
+  recycleBuffers?: boolean;
+}
+
 export class Engine {
+  private readonly pool: BufferPool | undefined;
+
+  constructor(opts: EngineOptions = {}) {
+    this.pool = opts.recycleBuffers ? new BufferPool() : undefined;
+  }
+
   private model: LoadedModel | null = null;
   private loading: Promise<LoadedModel> | null = null;
   private key = '';
@@ -80,11 +92,17 @@ export class Engine {
   }
 
   async analyze(req: AnalyzeRequest, signal?: AbortSignal, runId = 0): Promise<Analysis> {
-    const a = await analyze(this.requireModel(), req, signal);
-    this.kept.delete(runId);
+    const a = await analyze(this.requireModel(), req, signal, this.pool);
+    this.forget(runId);
     this.kept.set(runId, a);
-    while (this.kept.size > KEEP_ANALYSES) this.kept.delete(this.kept.keys().next().value!);
+    while (this.kept.size > KEEP_ANALYSES) this.forget(this.kept.keys().next().value!);
     return a;
+  }
+
+  private forget(runId: number): void {
+    const old = this.kept.get(runId);
+    this.kept.delete(runId);
+    if (old && this.pool && ![...this.kept.values()].includes(old)) this.pool.give(old.cache.resid, old.cache.residMid, old.cache.patterns);
   }
 
   private analysis(runId: number): Analysis {

@@ -141,7 +141,7 @@ export function branches(shared: Session, spec: ModelSpec): { forward: Session; 
     providerNote: shared.providerNote,
     inputNames: shared.inputNames.filter((n) => !isLens(n)),
     outputNames: shared.outputNames.filter((n) => !isLens(n)),
-    run: (feeds, fetches) => shared.run({ ...lensIdle, ...feeds }, fetches),
+    run: (feeds, fetches, into) => shared.run({ ...lensIdle, ...feeds }, fetches, into),
     release: () => shared.release(),
   };
   const lens: Session = {

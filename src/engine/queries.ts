@@ -5,7 +5,7 @@ import { EngineError } from './errors';
 import type { LoadedModel } from './model';
 import type { ModelSpec } from './arch/spec';
 import { headStats } from './analysis/attention';
-import { layerPattern, similarityAt } from './analyze';
+import { emptyPast, layerPattern, similarityAt } from './analyze';
 import { averageLinkage, cosineDistance } from './analysis/clusters';
 import { pca, project } from './analysis/pca';
 import { cosine } from './analysis/walk';
@@ -167,15 +167,9 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   const d = c.d_model;
   const x = c.resid.slice((c.n_layers * c.pos + pos) * d, (c.n_layers * c.pos + pos + 1) * d);
   const V = model.spec.dVocab;
-  const out = await model.lens.run(
-    {
-      resid: { data: x, dims: [1, 1, d] }, // [chunk, rows, d]
-      next_ids: { data: BigInt64Array.of(0n), dims: [1] },
-      seen: { data: new Float32Array(V), dims: [1, V] },
-      k: { data: BigInt64Array.of(1n), dims: [1] },
-    },
-    ['logits'],
-  );
+  // The model's logits at `pos` (causal: a forward pass over the prefix ends there).
+  const prefix = a.tokens.slice(0, pos + 1).map((t) => BigInt(t.id));
+  const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model) }, ['logits']);
   const logits = Float32Array.from(out.logits!.data as Float32Array);
   const normed = applyLnFinal(model.spec, model.lnFinal, x, 0);
   let xNorm = 0;

@@ -5,7 +5,9 @@ import { serializeError } from './errors';
 import { isWorkerRequest, type WorkerReply, type WorkerRequest } from './ipc';
 import { liveSessionCount } from './runtime/ort';
 
-const engine = new Engine();
+// The worker sends copies of each analysis to the host, so it may recycle the buffers of
+// analyses it no longer keeps.
+const engine = new Engine({ recycleBuffers: true });
 const running = new Map<number, AbortController>();
 let queue: Promise<void> = Promise.resolve();
 

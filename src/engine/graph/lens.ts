@@ -12,7 +12,7 @@
 //   next_logprob, next_rank (number of tokens with a strictly larger logit),
 //   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
 //   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
-//   logits [chunk, rows, d_vocab] (fetch only for a few positions)
+//   (no full logits: onnxruntime would copy that [chunk, rows, d_vocab] output on every run)
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
@@ -56,30 +56,36 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   const cr = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]); // [C, R]
   const logits = g.op('Reshape', [logits2d, g.op('Concat', [cr, g.ints([V])], { axis: 0 })]); // [C, R, V]
 
-  const logp = g.op('LogSoftmax', [logits], { axis: -1 });
-  const p = g.op('Exp', [logp]);
-  const entropy = g.op('Neg', [g.op('ReduceSum', [g.op('Mul', [p, logp]), g.ints([-1])], { keepdims: 0 })]);
-
-  const [topVals, topIds] = g.opN('TopK', [logp, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
-  const topProbs = g.op('Exp', [topVals]);
+  // One softmax; everything else from logits, p and the log-sum-exp. lse is recovered exactly
+  // from the top-1 token: p_top = exp(x_top − lse) ⇒ lse = x_top − log p_top (p_top ≥ 1/V, no underflow).
+  const p = g.op('Softmax', [logits], { axis: -1 }); // [C, R, V]
+  const [topLogits, topIds] = g.opN('TopK', [logits, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
+  const topProbs = g.op('GatherElements', [p, topIds], { axis: 2 }); // [C, R, k]
+  const first = (t: string) => g.op('Slice', [t, g.ints([0]), g.ints([1]), g.ints([2])]); // [C, R, 1]
+  const lse = g.op('Sub', [first(topLogits), g.op('Log', [first(topProbs)])]); // [C, R, 1]
+  // H = lse − Σ p·x
+  const pDotX = g.op('ReduceSum', [g.op('Mul', [p, logits]), g.ints([-1])], { keepdims: 1 });
+  const entropy = g.op('Squeeze', [g.op('Sub', [lse, pDotX]), g.ints([2])]);
 
   // log-prob and rank of the actual next token: gather along the vocabulary axis.
   const nextIdx = g.op('Expand', [
     g.op('Unsqueeze', [nextIds, g.ints([1, 2])]), // [C, 1, 1]
     g.op('Concat', [cr, g.ints([1])], { axis: 0 }),
   ]);
-  const nextLogp = g.op('GatherElements', [logp, nextIdx], { axis: 2 }); // [C, R, 1]
-  const nextLogit = g.op('GatherElements', [logits, nextIdx], { axis: 2 });
-  const above = g.op('Cast', [g.op('Greater', [logits, nextLogit])], { to: 1 });
-  const nextRank = g.op('ReduceSum', [above, g.ints([-1])], { keepdims: 0 });
+  const nextLogit = g.op('GatherElements', [logits, nextIdx], { axis: 2 }); // [C, R, 1]
+  const nextLogp = g.op('Sub', [nextLogit, lse]);
+  // rank = #{v : x_v > x_next}: clip((x − x_next)·1e30, 0, 1) is 1 exactly when x_v > x_next
+  // (the smallest positive float32 difference times 1e30 is ≥ 1) — vectorised arithmetic instead
+  // of a slow bool→float Cast.
+  const step = g.op('Clip', [g.op('Mul', [g.op('Sub', [logits, nextLogit]), g.float(1e30)]), g.float(0), g.float(1)]);
+  const nextRank = g.op('ReduceSum', [step, g.ints([-1])], { keepdims: 0 });
 
-  // KL(p_final || p_L) = Σ p_f·log p_f − Σ p_f·log p_L, the last row being the final layer;
-  // the second sum for every row at once is one batched matrix-vector product.
-  const logpFinal = g.op('Slice', [logp, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, V]
-  const pFinal = g.op('Exp', [logpFinal]);
-  const selfTerm = g.op('ReduceSum', [g.op('Mul', [pFinal, logpFinal]), g.ints([-1])], { keepdims: 0 }); // [C, 1]
-  const cross = g.op('MatMul', [logp, g.op('Transpose', [pFinal], { perm: [0, 2, 1] })]); // [C, R, 1]
-  const kl = g.op('Sub', [selfTerm, g.op('Squeeze', [cross, g.ints([2])])]);
+  // KL(p_F || p_L) = (Σ p_F·x_F − lse_F) − (Σ p_F·x_L − lse_L), F = the last row: the sums over
+  // the vocabulary for every row at once are one batched matrix-vector product.
+  const pFinal = g.op('Slice', [p, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, V]
+  const cross = g.op('Sub', [g.op('MatMul', [logits, g.op('Transpose', [pFinal], { perm: [0, 2, 1] })]), lse]); // [C, R, 1]
+  const crossFinal = g.op('Slice', [cross, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, 1]
+  const kl = g.op('Squeeze', [g.op('Sub', [crossFinal, cross]), g.ints([2])]);
 
   // Copy mass Σ_v p_L[v]·seen[v]: again a batched matrix-vector product.
   const copyMass = g.op('Squeeze', [g.op('MatMul', [p, g.op('Unsqueeze', [seen, g.ints([2])])]), g.ints([2])]);
@@ -103,7 +109,5 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   g.output(`${pre}copy_mass`, copyMass, 'float32', CR);
   g.output(`${pre}cos_next`, cosNext, 'float32', CR);
   g.output(`${pre}cos_pred`, cosPred, 'float32', CR);
-  // Full lens logits, fetched only for single-position views (angular proximity).
-  g.output(`${pre}logits`, logits, 'float32', [...CR, V]);
   return g;
 }
