@@ -68,13 +68,14 @@ function analysisFlops(s: ModelSpec, T: number): { model: number; lens: number }
   return { model: s.nLayers * perLayer + 2 * s.dModel * s.dVocab, lens: 2 * (s.nLayers + 1) * T * s.dModel * s.dVocab };
 }
 
-function child(mode: string, dir: string, idsFile: string, repeats: number, extra: string[] = []): Record<string, unknown> {
+function child(mode: string, dir: string, idsFile: string, repeats: number, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Record<string, unknown> {
   const r = spawnSync(
     process.execPath,
     ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],
     {
       encoding: 'utf8',
       maxBuffer: 64 << 20,
+      env: { ...process.env, ...env },
     },
   );
   if (r.status !== 0) throw new Error(`bench child failed: ${r.stderr}`);
@@ -203,6 +204,12 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     fs.readFileSync(weightFile);
     const readMs = performance.now() - t0;
+    // model load: first time (builds the graph into an empty cache) and again (reuses it)
+    const graphCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-bench-graphs-'));
+    const idsForLoad = path.join(CACHE, `${c.key}-${rows[0]?.tokens ?? 128}.json`);
+    const cold = child('load', c.dir, idsForLoad, 1, [], { TD_BENCH_CACHE: graphCache });
+    const warm = child('load', c.dir, idsForLoad, 1, [], { TD_BENCH_CACHE: graphCache });
+    fs.rmSync(graphCache, { recursive: true, force: true });
     const genIds = path.join(CACHE, `${c.key}-gen.json`);
     fs.writeFileSync(genIds, JSON.stringify(allIds));
     log(`${c.key}: generation steps…`);
@@ -228,7 +235,15 @@ async function main(): Promise<void> {
               )
             : null,
       },
-      load: { firstResultMs: rows[0]?.firstResultMs, readWeightsMs: readMs, ratio: (rows[0]?.firstResultMs as number) / readMs },
+      load: {
+        firstResultMs: rows[0]?.firstResultMs,
+        readWeightsMs: readMs,
+        ratio: (rows[0]?.firstResultMs as number) / readMs,
+        coldCacheMs: cold.firstResultMs,
+        warmCacheMs: warm.firstResultMs,
+        warmRatio: (warm.firstResultMs as number) / readMs,
+        secondLoadSpeedup: (cold.firstResultMs as number) / (warm.firstResultMs as number),
+      },
       generation: gen.generation,
     });
   }
@@ -284,14 +299,14 @@ function markdown(o: {
   }
   lines.push(
     '',
-    '| model | time exponent (128→max) | RSS exponent | first result (ms) | read weights (ms) | load ratio |',
-    '|---|---:|---:|---:|---:|---:|',
+    '| model | time exponent (128→max) | RSS exponent | read weights (ms) | first result, no cache (ms) | ratio | first load into the graph cache (ms) | second load (ms) | second / read | second-load speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const r of o.results) {
     const s = r.scaling as Record<string, number>;
     const l = r.load as Record<string, number>;
     lines.push(
-      `| ${r.model} | ${f(s.timeExponent)} | ${f(s.rssExponent)} | ${f(l.firstResultMs, 0)} | ${f(l.readWeightsMs, 0)} | ${f(l.ratio)}× |`,
+      `| ${r.model} | ${f(s.timeExponent)} | ${f(s.rssExponent)} | ${f(l.readWeightsMs, 0)} | ${f(l.firstResultMs, 0)} | ${f(l.ratio)}× | ${f(l.coldCacheMs, 0)} | ${f(l.warmCacheMs, 0)} | ${f(l.warmRatio)}× | ${f(l.secondLoadSpeedup)}× |`,
     );
   }
   lines.push('', '| model | context | KV-cache step (ms) | full recompute (ms) | speed-up |', '|---|---:|---:|---:|---:|');
