@@ -1,4 +1,4 @@
-// Built graphs cached on disk: model.onnx (forward pass + lens) with its weights in one external
+// Built graphs cached on disk: forward.onnx and lens.onnx with their weights in one external
 // data file, written once per model (and per version of this code) and reused by the next
 // load. This is also how graphs beyond protobuf's 2 GB limit are stored.
 import { createHash } from 'node:crypto';
@@ -82,14 +82,20 @@ export function cacheKey(dir: string, weightFiles: string[], options: Record<str
 
 export interface CachedGraphPaths {
   dir: string;
-  /** The combined forward + lens graph. */
   forward: string;
+  lens: string;
   meta: string;
   norms: string;
 }
 
 export function cachePaths(dir: string): CachedGraphPaths {
-  return { dir, forward: path.join(dir, 'model.onnx'), meta: path.join(dir, 'meta.json'), norms: path.join(dir, 'norms.bin') };
+  return {
+    dir,
+    forward: path.join(dir, 'forward.onnx'),
+    lens: path.join(dir, 'lens.onnx'),
+    meta: path.join(dir, 'meta.json'),
+    norms: path.join(dir, 'norms.bin'),
+  };
 }
 
 /** A complete cache entry for `key`, or null. */

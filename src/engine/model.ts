@@ -6,10 +6,9 @@ import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader } from './arch/weights';
 import { buildForwardGraph } from './graph/forward';
-import { buildLensGraph, LENS_PREFIX } from './graph/lens';
-import { hook } from './graph/forward';
+import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
-import { createSession, type NamedTensor, type RuntimeOptions, type Session } from './runtime/ort';
+import { createSession, type RuntimeOptions, type Session } from './runtime/ort';
 import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
@@ -89,10 +88,25 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   const patterns = opts.patterns ?? true;
   const cacheDir = graphCacheDir(spec, opts);
   const built = cacheDir ? await graphsViaCache(dir, ckpt, spec, patterns, cacheDir) : buildInMemory(ckpt, spec, patterns);
-  // One onnxruntime session holds the forward pass and the lens: one copy of the weights.
-  const shared = await createSession(built.model, opts);
-  const { forward, lens } = branches(shared, spec);
-  const linalg = await createLinAlg(opts);
+  // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
+  // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
+  // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
+  const forward = await createSession(built.forward, opts);
+  let lens: Session;
+  let linalg: LinAlg;
+  try {
+    lens = await createSession(built.lens, opts);
+  } catch (e) {
+    await forward.release();
+    throw e;
+  }
+  try {
+    linalg = await createLinAlg(opts);
+  } catch (e) {
+    await forward.release();
+    await lens.release();
+    throw e;
+  }
   const { lnFinal, unembedNorms, embedNorms } = built;
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
@@ -110,59 +124,11 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     graphSource: built.source,
     linalg,
     async release() {
-      await shared.release();
+      await forward.release();
+      await lens.release();
       await linalg.release();
     },
   };
-}
-
-/**
- * The forward pass and the lens live in one graph: onnxruntime runs every node on each run,
- * so the part not asked for gets a minimal input (1 token; 1 lens cell). These views make
- * the shared session look like two.
- */
-export function branches(shared: Session, spec: ModelSpec): { forward: Session; lens: Session } {
-  const d = spec.dModel;
-  const V = spec.dVocab;
-  const lensIdle: Record<string, NamedTensor> = {
-    [`${LENS_PREFIX}resid`]: { data: new Float32Array(d), dims: [1, 1, d] },
-    [`${LENS_PREFIX}next_ids`]: { data: new BigInt64Array(1), dims: [1] },
-    [`${LENS_PREFIX}seen`]: { data: new Float32Array(V), dims: [1, V] },
-    [`${LENS_PREFIX}k`]: { data: BigInt64Array.of(1n), dims: [1] },
-  };
-  const forwardIdle: Record<string, NamedTensor> = { input_ids: { data: new BigInt64Array(1), dims: [1, 1] } };
-  for (let L = 0; L < spec.nLayers; L++) {
-    forwardIdle[hook.pastKey(L)] = { data: new Float32Array(0), dims: [1, spec.nKvHeads, 0, spec.headDim] };
-    forwardIdle[hook.pastValue(L)] = { data: new Float32Array(0), dims: [1, spec.nKvHeads, 0, spec.headDim] };
-  }
-  const isLens = (n: string) => n.startsWith(LENS_PREFIX);
-  const forward: Session = {
-    provider: shared.provider,
-    providerNote: shared.providerNote,
-    inputNames: shared.inputNames.filter((n) => !isLens(n)),
-    outputNames: shared.outputNames.filter((n) => !isLens(n)),
-    run: (feeds, fetches, into) => shared.run({ ...lensIdle, ...feeds }, fetches, into),
-    release: () => shared.release(),
-  };
-  const lens: Session = {
-    provider: shared.provider,
-    providerNote: shared.providerNote,
-    inputNames: shared.inputNames.filter(isLens).map((n) => n.slice(LENS_PREFIX.length)),
-    outputNames: shared.outputNames.filter(isLens).map((n) => n.slice(LENS_PREFIX.length)),
-    async run(feeds, fetches) {
-      const prefixed: Record<string, NamedTensor> = { ...forwardIdle };
-      for (const [k, v] of Object.entries(feeds)) prefixed[LENS_PREFIX + k] = v;
-      const out = await shared.run(
-        prefixed,
-        fetches.map((f) => LENS_PREFIX + f),
-      );
-      const plain: Record<string, NamedTensor> = {};
-      for (const f of fetches) plain[f] = out[LENS_PREFIX + f]!;
-      return plain;
-    },
-    release: () => shared.release(),
-  };
-  return { forward, lens };
 }
 
 /**
@@ -178,8 +144,9 @@ export function graphCacheDir(spec: ModelSpec, opts: Pick<LoadOptions, 'cacheDir
 
 interface BuiltGraphs {
   /** Graph bytes (in memory) or a path to a cached .onnx file with external data. */
-  /** The combined forward + lens graph. */
-  model: Uint8Array | string;
+  /** Graph bytes (in memory) or a cached .onnx file with external data. */
+  forward: Uint8Array | string;
+  lens: Uint8Array | string;
   lnFinal: { w: Float32Array; b: Float32Array | null };
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
@@ -207,10 +174,10 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
 
 function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, patterns: boolean): BuiltGraphs {
   const reader = weightReader(spec, ckpt.weights);
-  const g = buildForwardGraph(spec, reader, { patterns });
+  const forward = buildForwardGraph(spec, reader, { patterns }).encode();
   const globals = reader.globals();
-  buildLensGraph(spec, globals, null, g);
-  return { model: g.encode(), ...jsSide(spec, globals), source: 'memory' };
+  const lens = buildLensGraph(spec, globals).encode();
+  return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -244,7 +211,7 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
     try {
       const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
       fs.utimesSync(hit.dir, new Date(), new Date());
-      return { model: hit.forward, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
+      return { forward: hit.forward, lens: hit.lens, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
     }
@@ -253,10 +220,9 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
   try {
     const sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
-    const g = buildForwardGraph(spec, reader, { patterns }, sink);
+    fs.writeFileSync(entry.paths.forward, buildForwardGraph(spec, reader, { patterns }, sink).encode());
     const globals = reader.globals();
-    buildLensGraph(spec, globals, sink, g);
-    fs.writeFileSync(entry.paths.forward, g.encode());
+    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink).encode());
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);
@@ -272,7 +238,7 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
     );
     const final = entry.commit();
     pruneCache(cacheDir);
-    return { model: final.forward, ...side, source: 'cache-write' };
+    return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
   } catch (e) {
     entry.abort();
     const err = e as NodeJS.ErrnoException;
