@@ -17,6 +17,7 @@ import { StatusBar } from './statusbar';
 import { guardFolder } from './hub';
 import { Completions } from './completions';
 import { LatestOnly } from '../shared/latest';
+import { formatLag, LagProbe } from './lag';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
@@ -154,6 +155,7 @@ export class Ctx implements vscode.Disposable {
     const ticket = this.runs.begin(++this.runSeq);
     const id = ticket.id;
     const ctl = { signal: ticket.signal, abort: () => this.runs.cancel() };
+    const lag = new LagProbe();
     this.lastSource = input;
     if (opts.reveal) this.panel.show(true);
     let text = input.text;
@@ -192,7 +194,7 @@ export class Ctx implements vscode.Disposable {
           this.overlay.show(payload);
           this.setRunState({ kind: 'idle' });
           this.status.setLastRun(payload.tokens.length, analysis.timings.totalMs);
-          this.log.info(`run ${id}: ${payload.tokens.length} tokens in ${analysis.timings.totalMs.toFixed(0)} ms`);
+          this.log.info(`run ${id}: ${payload.tokens.length} tokens in ${analysis.timings.totalMs.toFixed(0)} ms; ${formatLag(lag.stop())}`);
           if (payload.truncation) {
             void vscode.window.showInformationMessage(
               `Transformer Dynamics analysed the first ${payload.truncation.kept} tokens` +
@@ -235,6 +237,7 @@ export class Ctx implements vscode.Disposable {
       }
       return null;
     } finally {
+      lag.stop();
       ticket.end();
     }
   }

@@ -4,11 +4,10 @@
 // hover, the status bar, hostile text shown as text, no CSP violation, and screenshots.
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { e2eSkipReason, repoRoot, resultsDir, startVsCode, type VsCodeSession } from './harness';
+import { buildVsix, e2eSkipReason, repoRoot, resultsDir, startVsCode, type VsCodeSession } from './harness';
 import { Engine } from '../../src/engine/engine';
 import { convertLlama2c } from '../../tools/convert/llama2c';
 import { tokenDisplay } from '../../webview/shapeText';
@@ -18,20 +17,6 @@ const ROOT = repoRoot();
 const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
 const BUNDLED = path.join(ROOT, 'media', 'models', 'td-mini');
 const SCREENSHOTS = path.join(ROOT, 'docs', 'screenshots');
-
-/** The VSIX under test (built once per run by tools/package.mjs). */
-function buildVsix(): string {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'tools', 'package.mjs')], { cwd: ROOT, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`packaging failed:\n${r.stdout}\n${r.stderr}`);
-  const dir = path.join(ROOT, 'dist-vsix');
-  const vsix = fs
-    .readdirSync(dir)
-    .filter((f) => f.endsWith('.vsix') && f.includes(`${process.platform}-${process.arch}`))
-    .map((f) => path.join(dir, f))
-    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
-  if (!vsix) throw new Error('no VSIX produced');
-  return vsix;
-}
 
 /** The model the extension will use: the bundled one, or stories260K until it exists. */
 function modelForTest(tmp: string): { dir: string; settings: Record<string, unknown>; name: RegExp } {

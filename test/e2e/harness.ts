@@ -67,6 +67,21 @@ export function resultsDir(): string {
   return process.env.TD_E2E_RESULTS_DIR ?? path.join(repoRoot(), 'test-results');
 }
 
+/** Packages the extension (tools/package.mjs) and returns this platform's newest VSIX. */
+export function buildVsix(): string {
+  const root = repoRoot();
+  const r = spawnSync(process.execPath, [path.join(root, 'tools', 'package.mjs')], { cwd: root, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`packaging failed:\n${r.stdout}\n${r.stderr}`);
+  const dir = path.join(root, 'dist-vsix');
+  const vsix = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.vsix') && f.includes(`${process.platform}-${process.arch}`))
+    .map((f) => path.join(dir, f))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
+  if (!vsix) throw new Error('no VSIX produced');
+  return vsix;
+}
+
 /** Runs tools/e2e/setup.sh when code-server is not installed yet; returns the binary. */
 export function ensureCodeServer(): string {
   const marker = path.join(codeServerDir(), SETUP_MARKER);

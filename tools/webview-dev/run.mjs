@@ -87,8 +87,9 @@ const shot = async (page, name) => {
   report.screenshots.push(path.relative(ROOT, file));
 };
 
-const painted = (page) => page.waitForFunction(() => performance.getEntriesByName('td:data→painted').length > 0, null, { timeout: 60000 });
-const dataToPaint = (page) => page.evaluate(() => performance.getEntriesByName('td:data→painted')[0]?.duration ?? NaN);
+const paintMeasures = () => performance.getEntriesByType('measure').filter((e) => e.name.startsWith('td:data→painted'));
+const painted = (page) => page.waitForFunction(`(${paintMeasures})().length > 0`, null, { timeout: 60000 });
+const dataToPaint = (page) => page.evaluate(`(${paintMeasures})()[0]?.duration ?? NaN`);
 const tab = async (page, title) => {
   await page.locator('vscode-tab-header', { hasText: title }).click();
   await page.waitForTimeout(150);
