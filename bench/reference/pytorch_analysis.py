@@ -137,16 +137,21 @@ def analysis(w, cfg, ids, k=5):
     cache, ln_final, W_U = fwd(w, cfg, ids)
     t1 = time.perf_counter()
     L = cfg.get("n_layer", cfg.get("num_hidden_layers"))
-    # accumulated_resid: resid_pre[0], resid_post[0..L-1]  → [L+1, T, d]
-    stack = torch.stack([cache["blocks.0.hook_resid_pre"]] + [cache[f"blocks.{l}.hook_resid_post"] for l in range(L)])
-    logits = ln_final(stack) @ W_U
-    logp = torch.log_softmax(logits, dim=-1)
-    top = logp.topk(k, dim=-1)
-    entropy = -(logp.exp() * logp).sum(-1)
-    nxt = ids[1:]
-    next_lp = logp[:, :-1, :].gather(-1, nxt.view(1, -1, 1).expand(L + 1, -1, 1)).squeeze(-1)
-    next_rank = (logp[:, :-1, :] > next_lp.unsqueeze(-1)).sum(-1)
-    _ = (top.values.exp(), top.indices, entropy, next_lp, next_rank)
+    # the walk: resid_pre[0], resid_post[0..L-1] (TransformerLens' accumulated_resid). One row
+    # at a time: stacking all L+1 rows first (cache.accumulated_resid(apply_ln=True) @ W_U)
+    # is what many notebooks do, but it is slower and needs ~5x the memory here, so the
+    # baseline is the stronger, per-row version.
+    rows = [cache["blocks.0.hook_resid_pre"]] + [cache[f"blocks.{l}.hook_resid_post"] for l in range(L)]
+    nxt = ids[1:].view(-1, 1)
+    out = []
+    for resid in rows:
+        logp = torch.log_softmax(ln_final(resid) @ W_U, dim=-1)  # [T, V]
+        top = logp.topk(k, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        next_lp = logp[:-1].gather(-1, nxt)
+        next_rank = (logp[:-1] > next_lp).sum(-1)
+        out.append((top.values.exp(), top.indices, entropy, next_lp.squeeze(-1), next_rank))
+        del logp
     t2 = time.perf_counter()
     return (t1 - t0) * 1000, (t2 - t1) * 1000
 
