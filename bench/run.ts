@@ -76,7 +76,14 @@ function stepFlops(s: ModelSpec, C: number): number {
   return s.nLayers * perLayer + 2 * s.dModel * s.dVocab;
 }
 
-function child(mode: string, dir: string, idsFile: string, repeats: number, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Record<string, unknown> {
+function child(
+  mode: string,
+  dir: string,
+  idsFile: string,
+  repeats: number,
+  extra: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+): Record<string, unknown> {
   const r = spawnSync(
     process.execPath,
     ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],

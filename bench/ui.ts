@@ -169,8 +169,12 @@ async function main(): Promise<void> {
     `| extension-host event-loop lag during a run, p50 | ${l.p50Ms.toFixed(1)} ms | |`,
     `| extension-host event-loop lag during a run, p99 (worst run) | ${l.p99Ms.toFixed(1)} ms | ≤ 50 ms |`,
     `| extension-host event-loop lag, max | ${l.maxMs.toFixed(1)} ms | |`,
-    ...(l.firstRun ? [`| … first run, loading the model: p99 / max | ${l.firstRun.p99.toFixed(1)} / ${l.firstRun.max.toFixed(1)} ms | |`] : []),
-    ...Object.entries(out.paint).map(([v, p]) => `| webview: analysis arrives → ${v} painted (median of ${p.runsMs.length}) | ${p.medianMs.toFixed(0)} ms | |`),
+    ...(l.firstRun
+      ? [`| … first run, loading the model: p99 / max | ${l.firstRun.p99.toFixed(1)} / ${l.firstRun.max.toFixed(1)} ms | |`]
+      : []),
+    ...Object.entries(out.paint).map(
+      ([v, p]) => `| webview: analysis arrives → ${v} painted (median of ${p.runsMs.length}) | ${p.medianMs.toFixed(0)} ms | |`,
+    ),
     '',
   ].join('\n');
   fs.writeFileSync(path.join(dir, `${date}-ui.md`), md);
