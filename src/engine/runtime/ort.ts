@@ -54,7 +54,11 @@ export interface Session {
    * Runs the graph. `into` gives preallocated buffers (views into a larger array are fine) for
    * some of the fetched outputs: onnxruntime writes them in place, with no copy.
    */
-  run(feeds: Record<string, NamedTensor>, fetches: readonly string[], into?: Record<string, NamedTensor>): Promise<Record<string, NamedTensor>>;
+  run(
+    feeds: Record<string, NamedTensor>,
+    fetches: readonly string[],
+    into?: Record<string, NamedTensor>,
+  ): Promise<Record<string, NamedTensor>>;
   release(): Promise<void>;
 }
 
@@ -76,7 +80,16 @@ function sessionOptions(provider: string, threads: number): ort.InferenceSession
     logSeverityLevel: 3,
     // Spinning worker threads are faster on an idle machine and slower on an overloaded one;
     // TD_ORT_SPIN=0 turns spinning off.
-    extra: { session: { intra_op: { allow_spinning: process.env.TD_ORT_SPIN === '0' ? '0' : '1' } } },
+    extra: {
+      session: {
+        intra_op: { allow_spinning: process.env.TD_ORT_SPIN === '0' ? '0' : '1' },
+        // Pre-packing copies every weight matrix into MLAS's layout at load: measured here it
+        // tripled the load time and added a second copy of the weights without making runs
+        // faster, and it defeats the memory-mapped external data of cached graphs.
+        // TD_ORT_PREPACK=1 turns it back on.
+        ...(process.env.TD_ORT_PREPACK === '1' ? {} : { disable_prepacking: '1' }),
+      },
+    },
   };
 }
 
