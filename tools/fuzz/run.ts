@@ -2,7 +2,7 @@
 // watched by a 5 s watchdog. Counts accepted inputs, clear rejections (EngineError),
 // crashes (anything else thrown) and hangs; saves crashes, hangs and one example of each
 // kind of rejection to the regression corpus (test/fixtures/fuzz/<target>/).
-//   node out/tools/fuzz/run.js [--target safetensors|config|tokenizer] [--count 10000] [--seed 1] [--save-corpus]
+//   node out/tools/fuzz/run.js [--target safetensors|config|tokenizer|onnx] [--count 10000] [--seed 1] [--save-corpus]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';

@@ -7,6 +7,9 @@ import { parseHeaderLength, parseSafetensorsHeader, SafetensorsFile } from '../.
 import { parseJsonObject } from '../../src/engine/checkpoint/hf';
 import { specFromConfig } from '../../src/engine/arch/spec';
 import { TextTokenizer } from '../../src/engine/tokenizer';
+import { onnx } from 'onnx-proto';
+import { EngineError } from '../../src/engine/errors';
+import { instrumentExport } from '../../src/engine/onnx/surgery';
 import { mutateBytes, mutateJson, Prng } from './mutate';
 
 export interface FuzzTarget {
@@ -111,4 +114,92 @@ export const tokenizerTarget: FuzzTarget = {
   },
 };
 
-export const TARGETS: FuzzTarget[] = [safetensorsTarget, configTarget, tokenizerTarget];
+const ONNX_SEEDS = ['tiny-gpt2-torch', 'tiny-llama-torch', 'tiny-neox-torch'].map((m) => path.join('onnx', m, 'onnx', 'model.onnx'));
+const ONNX_OPS = ['MatMul', 'Softmax', 'Add', 'Mul', 'Gather', 'Reshape', 'Transpose', 'LayerNormalization', 'Pow', 'Attention', 'Foo'];
+
+/** A structural change to a decoded export: nodes, names, shapes and initialisers. */
+function mutateGraph(m: onnx.ModelProto, r: Prng): void {
+  const g = m.graph!;
+  const nodes = (g.node ??= []);
+  g.initializer ??= [];
+  g.input ??= [];
+  g.output ??= [];
+  const n = nodes.length ? nodes[r.int(nodes.length)]! : null;
+  if (n) {
+    n.input ??= [];
+    n.output ??= [];
+  }
+  switch (r.int(9)) {
+    case 0:
+      if (n) nodes.splice(nodes.indexOf(n), 1); // a node removed
+      break;
+    case 1:
+      if (n) n.opType = r.pick(ONNX_OPS);
+      break;
+    case 2:
+      if (n?.input?.length) n.input[r.int(n.input.length)] = r.pick(['', 'input_ids', 'nope', n.output?.[0] ?? 'x']); // cycles, dangling
+      break;
+    case 3:
+      if (n?.output?.length) n.output[0] = r.pick(['logits', 'input_ids', nodes[r.int(nodes.length)]!.output?.[0] ?? 'y']);
+      break;
+    case 4: {
+      const t = g.initializer[r.int(Math.max(1, g.initializer.length))];
+      if (t) t.dims = (t.dims ?? [1]).map(() => r.pick([0, 1, -1, 3, 2 ** 31, Number.MAX_SAFE_INTEGER]));
+      break;
+    }
+    case 5: {
+      const t = g.initializer[r.int(Math.max(1, g.initializer.length))];
+      if (t) {
+        if (r.int(2)) t.rawData = (t.rawData ?? new Uint8Array(0)).subarray(0, r.int((t.rawData?.length ?? 0) + 1));
+        else t.dataType = r.pick([0, 2, 7, 10, 11, 16, 99]);
+      }
+      break;
+    }
+    case 6:
+      g.initializer.splice(r.int(Math.max(1, g.initializer.length)), 1);
+      break;
+    case 7: {
+      const v = r.pick([...g.input, ...g.output]);
+      const dims = v?.type?.tensorType?.shape?.dim;
+      if (dims && dims.length) dims.splice(r.int(dims.length), 1);
+      else if (v) v.type = null;
+      break;
+    }
+    default: {
+      const t = g.initializer[r.int(Math.max(1, g.initializer.length))];
+      if (t) {
+        t.rawData = new Uint8Array(0);
+        t.externalData = [
+          { key: 'location', value: r.pick(['../../etc/passwd', 'missing.bin', '/dev/zero', 'model.onnx_data']) },
+          { key: 'offset', value: String(r.pick([0, -5, 2 ** 40])) },
+          { key: 'length', value: String(r.pick([16, 2 ** 40, -1])) },
+        ];
+        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+      }
+    }
+  }
+}
+
+export const onnxTarget: FuzzTarget = {
+  name: 'onnx',
+  generate(seed, i) {
+    const r = new Prng(seed * 1_000_003 + i);
+    const base = r.pick(seeds(ONNX_SEEDS));
+    if (r.int(3) === 0) return mutateBytes(base, r); // damaged bytes
+    const m = onnx.ModelProto.decode(base);
+    for (let k = 1 + r.int(3); k > 0; k--) mutateGraph(m, r);
+    return onnx.ModelProto.encode(m).finish();
+  },
+  run(input) {
+    // as loadOnnxExport does: decode, then the surgery (external data is refused: no reader)
+    let m: onnx.ModelProto;
+    try {
+      m = onnx.ModelProto.decode(input);
+    } catch (e) {
+      throw new EngineError('BAD_ONNX', `model.onnx is not a valid ONNX model: ${(e as Error).message}`);
+    }
+    instrumentExport(m, { readExternal: null, patterns: true });
+  },
+};
+
+export const TARGETS: FuzzTarget[] = [safetensorsTarget, configTarget, tokenizerTarget, onnxTarget];

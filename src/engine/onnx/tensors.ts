@@ -3,6 +3,7 @@
 // bfloat16, float64, int32, int64) and Constant nodes. Used by the graph surgery on
 // existing exports, whose protobuf is untrusted: sizes are checked against the dims.
 import { onnx } from 'onnx-proto';
+import { EngineError } from '../errors';
 
 export const DT = onnx.TensorProto.DataType;
 
@@ -25,7 +26,8 @@ export function externalRef(t: onnx.ITensorProto): { location: string; offset: n
   if (t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return null;
   const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
   const location = kv.get('location');
-  if (!location) throw new Error(`tensor "${t.name}" has external data without a location`);
+  if (!location)
+    throw new EngineError('BAD_ONNX', `The ONNX model is damaged or unsupported: tensor "${t.name}" has external data without a location`);
   return { location, offset: Number(kv.get('offset') ?? 0), length: kv.has('length') ? Number(kv.get('length')) : -1 };
 }
 
@@ -47,15 +49,30 @@ function rawBytes(t: onnx.ITensorProto, readExternal: ExternalReader | null): Ui
   const n = count(t);
   const size = ELEM_BYTES[t.dataType ?? 0];
   if (ext) {
-    if (!readExternal) throw new Error(`tensor "${t.name}" lives in external data "${ext.location}" but no reader was given`);
-    if (size === undefined) throw new Error(`tensor "${t.name}": unsupported data type ${t.dataType}`);
+    if (!readExternal)
+      throw new EngineError(
+        'BAD_ONNX',
+        `The ONNX model is damaged or unsupported: tensor "${t.name}" lives in external data "${ext.location}" but no reader was given`,
+      );
+    if (size === undefined)
+      throw new EngineError(
+        'BAD_ONNX',
+        `The ONNX model is damaged or unsupported: tensor "${t.name}": unsupported data type ${t.dataType}`,
+      );
     const length = ext.length >= 0 ? ext.length : n * size;
-    if (length !== n * size) throw new Error(`tensor "${t.name}": external length ${length} ≠ ${n} × ${size} bytes`);
+    if (length !== n * size)
+      throw new EngineError(
+        'BAD_ONNX',
+        `The ONNX model is damaged or unsupported: tensor "${t.name}": external length ${length} ≠ ${n} × ${size} bytes`,
+      );
     return readExternal(ext.location, ext.offset, length);
   }
   if (t.rawData && t.rawData.length > 0) {
     if (size !== undefined && t.rawData.length !== n * size)
-      throw new Error(`tensor "${t.name}": ${t.rawData.length} bytes of raw data for ${n} values`);
+      throw new EngineError(
+        'BAD_ONNX',
+        `The ONNX model is damaged or unsupported: tensor "${t.name}": ${t.rawData.length} bytes of raw data for ${n} values`,
+      );
     return t.rawData;
   }
   return null;
@@ -83,7 +100,11 @@ export function readFloats(t: onnx.ITensorProto, readExternal: ExternalReader | 
     else if (type === DT.BFLOAT16)
       for (let i = 0; i < n; i++) out[i] = new Float32Array(new Uint32Array([dv.getUint16(i * 2, true) << 16]).buffer)[0]!;
     else if (type === DT.DOUBLE) for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true);
-    else throw new Error(`tensor "${t.name}" is not a float tensor (data type ${type})`);
+    else
+      throw new EngineError(
+        'BAD_ONNX',
+        `The ONNX model is damaged or unsupported: tensor "${t.name}" is not a float tensor (data type ${type})`,
+      );
     return out;
   }
   let vals: number[];
@@ -91,8 +112,16 @@ export function readFloats(t: onnx.ITensorProto, readExternal: ExternalReader | 
   else if (type === DT.DOUBLE) vals = t.doubleData ?? [];
   else if (type === DT.FLOAT16) vals = (t.int32Data ?? []).map(f16ToF32);
   else if (type === DT.BFLOAT16) vals = (t.int32Data ?? []).map((v) => new Float32Array(new Uint32Array([v << 16]).buffer)[0]!);
-  else throw new Error(`tensor "${t.name}" is not a float tensor (data type ${type})`);
-  if (vals.length !== n) throw new Error(`tensor "${t.name}": ${vals.length} values for shape [${dimsOf(t).join(', ')}]`);
+  else
+    throw new EngineError(
+      'BAD_ONNX',
+      `The ONNX model is damaged or unsupported: tensor "${t.name}" is not a float tensor (data type ${type})`,
+    );
+  if (vals.length !== n)
+    throw new EngineError(
+      'BAD_ONNX',
+      `The ONNX model is damaged or unsupported: tensor "${t.name}": ${vals.length} values for shape [${dimsOf(t).join(', ')}]`,
+    );
   return Float32Array.from(vals);
 }
 
@@ -105,11 +134,17 @@ export function readInts(t: onnx.ITensorProto, readExternal: ExternalReader | nu
     const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     if (type === DT.INT64) return Array.from({ length: n }, (_, i) => Number(dv.getBigInt64(i * 8, true)));
     if (type === DT.INT32) return Array.from({ length: n }, (_, i) => dv.getInt32(i * 4, true));
-    throw new Error(`tensor "${t.name}" is not an integer tensor (data type ${type})`);
+    throw new EngineError(
+      'BAD_ONNX',
+      `The ONNX model is damaged or unsupported: tensor "${t.name}" is not an integer tensor (data type ${type})`,
+    );
   }
   if (type === DT.INT64) return (t.int64Data ?? []).map((v) => toNum(v));
   if (type === DT.INT32) return [...(t.int32Data ?? [])];
-  throw new Error(`tensor "${t.name}" is not an integer tensor (data type ${type})`);
+  throw new EngineError(
+    'BAD_ONNX',
+    `The ONNX model is damaged or unsupported: tensor "${t.name}" is not an integer tensor (data type ${type})`,
+  );
 }
 
 export function isFloatType(type: number | null | undefined): boolean {
