@@ -3,6 +3,7 @@
 //                                [--max-tokens N] [--threads N] [--no-patterns]
 //                                [--json <out.json|->] [--csv <out.csv>] [--html <report.html>]
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine } from '../engine/engine';
@@ -31,7 +32,10 @@ Options:
   --no-patterns        Skip attention patterns (less memory on long inputs).
   --execution-provider auto | cpu | cuda | dml | coreml (default auto: CUDA when
                        available, else CPU; a failing provider falls back to CPU).
-  --cache-dir <dir>    Keep the built graph there and reuse it on the next run.
+  --cache-dir <dir>    Where built graphs are kept and reused by the next run (default:
+                       $TD_CACHE_DIR, else $XDG_CACHE_HOME/transformer-dynamics/graphs,
+                       else ~/.cache/transformer-dynamics/graphs).
+  --no-cache           Build the graph in memory every time; write nothing to disk.
   --json <file|->      Write the analysis as JSON ("-" for stdout).
   --csv <file>         Write the lens table as CSV (one row per layer × position).
   --html <file>        Write a standalone HTML report: the extension's panel with this
@@ -42,6 +46,27 @@ Options:
                        layer up to 512 tokens (else the last layer).
   -h, --help           Show this help.
 `;
+
+/**
+ * The graph cache the CLI uses unless told otherwise (a second run then loads about as fast as
+ * reading the weight files); undefined — build in memory — when it cannot be written.
+ */
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const base =
+    env.TD_CACHE_DIR ??
+    path.join(
+      env.XDG_CACHE_HOME ?? (process.platform === 'win32' && env.LOCALAPPDATA ? env.LOCALAPPDATA : path.join(os.homedir(), '.cache')),
+      'transformer-dynamics',
+      'graphs',
+    );
+  try {
+    fs.mkdirSync(base, { recursive: true });
+    fs.accessSync(base, fs.constants.W_OK);
+    return base;
+  } catch {
+    return undefined;
+  }
+}
 
 function positiveInt(name: string, v: string | undefined, fallback: number): number {
   if (v === undefined) return fallback;
@@ -110,6 +135,7 @@ export async function main(argv: string[]): Promise<number> {
       'no-patterns': { type: 'boolean' },
       'execution-provider': { type: 'string' },
       'cache-dir': { type: 'string' },
+      'no-cache': { type: 'boolean' },
       json: { type: 'string' },
       csv: { type: 'string' },
       html: { type: 'string' },
@@ -129,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
       threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, (await import('node:os')).availableParallelism()))),
       executionProvider: provider(values['execution-provider']),
       patterns: !values['no-patterns'],
-      cacheDir: values['cache-dir'],
+      cacheDir: values['no-cache'] ? undefined : (values['cache-dir'] ?? defaultCacheDir()),
     });
     if (info.provider_note) process.stderr.write(`note: ${info.provider_note}\n`);
     const runId = 1;

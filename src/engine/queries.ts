@@ -169,7 +169,9 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   const V = model.spec.dVocab;
   // The model's logits at `pos` (causal: a forward pass over the prefix ends there).
   const prefix = a.tokens.slice(0, pos + 1).map((t) => BigInt(t.id));
-  const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model) }, ['logits']);
+  const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model) }, [
+    'logits',
+  ]);
   const logits = Float32Array.from(out.logits!.data as Float32Array);
   const normed = applyLnFinal(model.spec, model.lnFinal, x, 0);
   let xNorm = 0;

@@ -194,7 +194,9 @@ export class Ctx implements vscode.Disposable {
           this.overlay.show(payload);
           this.setRunState({ kind: 'idle' });
           this.status.setLastRun(payload.tokens.length, analysis.timings.totalMs);
-          this.log.info(`run ${id}: ${payload.tokens.length} tokens in ${analysis.timings.totalMs.toFixed(0)} ms; ${formatLag(lag.stop())}`);
+          this.log.info(
+            `run ${id}: ${payload.tokens.length} tokens in ${analysis.timings.totalMs.toFixed(0)} ms; ${formatLag(lag.stop())}`,
+          );
           if (payload.truncation) {
             void vscode.window.showInformationMessage(
               `Transformer Dynamics analysed the first ${payload.truncation.kept} tokens` +

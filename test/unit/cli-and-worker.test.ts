@@ -13,11 +13,39 @@ const CLI = path.join(ROOT, 'dist', 'cli.js');
 const WORKER = path.join(ROOT, 'dist', 'engine-worker.js');
 const TINY = path.join(FIXTURES, 'models', 'tiny-llama');
 
-function cli(args: string[], input?: string) {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input });
+const CLI_CACHE = tmpDir();
+
+function cli(args: string[], input?: string, env: NodeJS.ProcessEnv = {}) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', input, env: { ...process.env, TD_CACHE_DIR: CLI_CACHE, ...env } });
+}
+
+/** Files named forward.onnx anywhere under dir. */
+function cachedGraphs(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
+  return (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => path.basename(f) === 'forward.onnx');
 }
 
 describe('CLI', () => {
+  test('keeps built graphs in its cache folder (TD_CACHE_DIR) and reuses them; --no-cache writes nothing', () => {
+    const cache = path.join(tmpDir(), 'graphs');
+    const args = ['analyze', '--model', TINY, '--text', 'the cat sat on the mat'];
+    const first = cli(args, undefined, { TD_CACHE_DIR: cache });
+    assert.equal(first.status, 0, first.stderr);
+    assert.equal(cachedGraphs(cache).length, 1, 'one cache entry written');
+    const second = cli(args, undefined, { TD_CACHE_DIR: cache });
+    assert.equal(second.status, 0, second.stderr);
+    assert.equal(cachedGraphs(cache).length, 1, 'the entry is reused, not duplicated');
+    const none = path.join(tmpDir(), 'unused');
+    const r = cli([...args, '--no-cache'], undefined, { TD_CACHE_DIR: none });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(cachedGraphs(none), []);
+    // an unwritable cache location: the CLI still works, building in memory
+    const blocked = path.join(tmpDir(), 'a-file');
+    fs.writeFileSync(blocked, '');
+    const r2 = cli(args, undefined, { TD_CACHE_DIR: path.join(blocked, 'graphs') });
+    assert.equal(r2.status, 0, r2.stderr);
+  });
+
   test('analyze writes the documented JSON', () => {
     const out = path.join(tmpDir(), 'a.json');
     const r = cli(['analyze', '--model', TINY, '--text', 'the cat sat on the mat. the cat sat', '--top-k', '3', '--json', out]);
