@@ -74,6 +74,7 @@ export class Engine {
     const previous = this.model;
     this.model = null;
     this.kept.clear();
+    this.pool?.clear();
     this.key = '';
     if (previous) await previous.release();
     this.loading = loadModel(req.dir, req);
