@@ -13,28 +13,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { HOSTILE, ROOT, SAMPLE_TEXT, decodeTyped, syntheticPayload, writeBundle } from './payloads.mjs';
+import { HOSTILE, ROOT, SAMPLE_TEXT, decodeTyped, modelDir, syntheticPayload, writeBundle } from './payloads.mjs';
 import { OUT_DIR, PAYLOAD_DIR, startServer } from './serve.mjs';
 
 const require = createRequire(import.meta.url);
-const STORIES = path.resolve(ROOT, '..', 'shared', 'data', 'stories260K');
 
 export const DIFF_TEXTS = [
   'Once upon a time, there was a little girl named Lily. She loved to play with her ball in the',
   'Once upon a time, there was a little boy named Tom. He wanted to eat a big red apple from the',
 ];
-
-function modelDir() {
-  const bin = path.join(STORIES, 'stories260K.bin');
-  const tok = path.join(STORIES, 'tok512.bin');
-  if (fs.existsSync(bin) && fs.existsSync(tok)) {
-    const out = '/tmp/stories260K';
-    if (!fs.existsSync(path.join(out, 'config.json')))
-      require(path.join(ROOT, 'out/tools/convert/llama2c.js')).convertLlama2c(bin, tok, out);
-    return { dir: out, name: 'stories260K' };
-  }
-  return { dir: path.join(ROOT, 'test', 'fixtures', 'models', 'tiny-llama'), name: 'tiny-llama' };
-}
 
 /**
  * Analyses the sample text with patterns and precomputes every answer the tabs ask for

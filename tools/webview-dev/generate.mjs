@@ -8,10 +8,9 @@
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT } from './payloads.mjs';
+import { ROOT, modelDir } from './payloads.mjs';
 
 const require = createRequire(import.meta.url);
-const STORIES = path.resolve(ROOT, '..', 'shared', 'data', 'stories260K');
 
 function engine() {
   for (const f of ['out/src/engine/model.js', 'out/src/engine/generate/index.js', 'out/tools/convert/llama2c.js']) {
@@ -21,21 +20,8 @@ function engine() {
     loadModel: require(path.join(ROOT, 'out/src/engine/model.js')).loadModel,
     generate: require(path.join(ROOT, 'out/src/engine/generate/index.js')).generate,
     KvStepModel: require(path.join(ROOT, 'out/src/engine/generate/generator.js')).KvStepModel,
-    convertLlama2c: require(path.join(ROOT, 'out/tools/convert/llama2c.js')).convertLlama2c,
     DEFAULT_STRATEGIES: require(path.join(ROOT, 'out/src/shared/generation.js')).DEFAULT_STRATEGIES,
   };
-}
-
-/** stories260K converted to /tmp (once), else the tiny-llama fixture. */
-function modelDir(e) {
-  const bin = path.join(STORIES, 'stories260K.bin');
-  const tok = path.join(STORIES, 'tok512.bin');
-  if (fs.existsSync(bin) && fs.existsSync(tok)) {
-    const out = '/tmp/stories260K';
-    if (!fs.existsSync(path.join(out, 'config.json'))) e.convertLlama2c(bin, tok, out);
-    return { dir: out, name: 'stories260K' };
-  }
-  return { dir: path.join(ROOT, 'test', 'fixtures', 'models', 'tiny-llama'), name: 'tiny-llama' };
 }
 
 /** The KV-cache step model with a pause before each step, so streaming can be watched. */
@@ -69,7 +55,7 @@ class PacedStepModel {
 /** Loads the model once; `attach(page)` makes a page's mock host generate with it. */
 export async function createDevGenerator() {
   const e = engine();
-  const { dir, name } = modelDir(e);
+  const { dir, name } = modelDir();
   const model = await e.loadModel(dir, { threads: 2, executionProvider: 'cpu', name });
   return {
     name,

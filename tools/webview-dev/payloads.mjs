@@ -43,18 +43,18 @@ function engine() {
     loadModel: require(path.join(ROOT, 'out/src/engine/model.js')).loadModel,
     analyze: require(path.join(ROOT, 'out/src/engine/analyze.js')).analyze,
     analysisToPayload: require(path.join(ROOT, 'out/src/shared/payload.js')).analysisToPayload,
-    convertLlama2c: require(path.join(ROOT, 'out/tools/convert/llama2c.js')).convertLlama2c,
     similarityMatrix: require(path.join(ROOT, 'out/src/engine/analysis/walk.js')).similarityMatrix,
   };
 }
 
 /** The model folder: stories260K converted to /tmp (once), or the tiny-llama fixture. */
-function modelDir(e) {
+export function modelDir() {
   const bin = path.join(STORIES, 'stories260K.bin');
   const tok = path.join(STORIES, 'tok512.bin');
   if (fs.existsSync(bin) && fs.existsSync(tok)) {
     const out = '/tmp/stories260K';
-    if (!fs.existsSync(path.join(out, 'config.json'))) e.convertLlama2c(bin, tok, out);
+    if (!fs.existsSync(path.join(out, 'config.json')))
+      require(path.join(ROOT, 'out/tools/convert/llama2c.js')).convertLlama2c(bin, tok, out);
     return { dir: out, name: 'stories260K' };
   }
   return { dir: path.join(ROOT, 'test', 'fixtures', 'models', 'tiny-llama'), name: 'tiny-llama' };
@@ -69,7 +69,7 @@ export const SAMPLE_TEXT =
 /** A real analysis, capped so the truncation notice shows, plus every row's similarity matrix. */
 export async function realPayload({ maxTokens = 120 } = {}) {
   const e = engine();
-  const { dir, name } = modelDir(e);
+  const { dir, name } = modelDir();
   const model = await e.loadModel(dir, { threads: 2, executionProvider: 'cpu', name });
   try {
     const a = await e.analyze(model, { text: SAMPLE_TEXT, topK: 10, maxTokens, patterns: false });
