@@ -5,11 +5,7 @@
 import * as fs from 'node:fs';
 import { Engine } from '../src/engine/engine';
 import { KvStepModel, RecomputeStepModel } from '../src/engine/generate/generator';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
+import { median } from './stats';
 
 async function main(): Promise<void> {
   const [mode, dir, idsFile, threadsArg, repeatsArg, ctxArg] = process.argv.slice(2);

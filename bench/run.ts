@@ -15,6 +15,7 @@ import { specFromConfig, type ModelSpec } from '../src/engine/arch/spec';
 import { TextTokenizer } from '../src/engine/tokenizer';
 import { convertLlama2c } from '../tools/convert/llama2c';
 import { makeRandomGpt2 } from './checkpoints';
+import { median } from './stats';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
@@ -33,11 +34,6 @@ interface ModelCase {
 
 function log(s: string): void {
   process.stderr.write(`${s}\n`);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /** GEMM rate (GFLOP/s) of onnxruntime MatMul [M,K]×[K,N] after warm-up. */

@@ -12,6 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from '../test/e2e/harness';
 import { makeRandomGpt2 } from './checkpoints';
+import { median } from './stats';
 
 const ROOT = repoRoot();
 const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
@@ -78,11 +79,6 @@ function runLines(dir: string): RunLine[] {
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => ({ tokens: +m[1]!, totalMs: +m[2]!, p50: +m[3]!, p99: +m[4]!, max: +m[5]! }));
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   const skip = e2eSkipReason();

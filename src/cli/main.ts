@@ -152,7 +152,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const info = await engine.load({
       dir: values.model ?? BUNDLED_MODEL_DIR,
-      threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, (await import('node:os')).availableParallelism()))),
+      threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, os.availableParallelism()))),
       executionProvider: provider(values['execution-provider']),
       patterns: !values['no-patterns'],
       cacheDir: values['no-cache'] ? undefined : (values['cache-dir'] ?? defaultCacheDir()),

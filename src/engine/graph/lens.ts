@@ -30,23 +30,16 @@ export const LENS_OUTPUTS = [
   'cos_pred',
 ] as const;
 
-/** Prefix of the lens part's inputs and outputs when it shares one graph with the forward pass. */
-export const LENS_PREFIX = 'lens.';
-
-/**
- * Builds the lens graph, or adds it (names prefixed `lens.`) to an existing graph `into` so it
- * shares W_E, W_U and ln_final with the forward pass: one copy of the weights in memory.
- */
-export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: WeightSink | null = null, into?: GraphBuilder): GraphBuilder {
-  const g = into ?? new GraphBuilder(`${spec.modelType}-lens`, sink);
-  const pre = into ? LENS_PREFIX : '';
+/** Builds the lens graph (its own session: see model.ts). */
+export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: WeightSink | null = null): GraphBuilder {
+  const g = new GraphBuilder(`${spec.modelType}-lens`, sink);
   const V = spec.dVocab;
   // Position-major layout [chunk, rows, …]: the per-position reductions below become batched
   // matrix products over the vocabulary instead of several elementwise passes.
-  const resid = g.input(`${pre}resid`, 'float32', ['chunk', 'rows', spec.dModel]);
-  const nextIds = g.input(`${pre}next_ids`, 'int64', ['chunk']);
-  const seen = g.input(`${pre}seen`, 'float32', ['chunk', V]);
-  const k = g.input(`${pre}k`, 'int64', [1]);
+  const resid = g.input('resid', 'float32', ['chunk', 'rows', spec.dModel]);
+  const nextIds = g.input('next_ids', 'int64', ['chunk']);
+  const seen = g.input('seen', 'float32', ['chunk', V]);
+  const k = g.input('k', 'int64', [1]);
   const BIG = 2 ** 31 - 1;
 
   const normed = normNode(g, spec, resid, globals.lnFinal, 'ln_final'); // [C, R, d]
@@ -100,14 +93,14 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   const cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
 
   const CR = ['chunk', 'rows'];
-  g.output(`${pre}top_ids`, topIds, 'int64', [...CR, 'k']);
-  g.output(`${pre}top_probs`, topProbs, 'float32', [...CR, 'k']);
-  g.output(`${pre}entropy`, entropy, 'float32', CR);
-  g.output(`${pre}next_logprob`, g.op('Squeeze', [nextLogp, g.ints([2])]), 'float32', CR);
-  g.output(`${pre}next_rank`, nextRank, 'float32', CR);
-  g.output(`${pre}kl_to_final`, kl, 'float32', CR);
-  g.output(`${pre}copy_mass`, copyMass, 'float32', CR);
-  g.output(`${pre}cos_next`, cosNext, 'float32', CR);
-  g.output(`${pre}cos_pred`, cosPred, 'float32', CR);
+  g.output('top_ids', topIds, 'int64', [...CR, 'k']);
+  g.output('top_probs', topProbs, 'float32', [...CR, 'k']);
+  g.output('entropy', entropy, 'float32', CR);
+  g.output('next_logprob', g.op('Squeeze', [nextLogp, g.ints([2])]), 'float32', CR);
+  g.output('next_rank', nextRank, 'float32', CR);
+  g.output('kl_to_final', kl, 'float32', CR);
+  g.output('copy_mass', copyMass, 'float32', CR);
+  g.output('cos_next', cosNext, 'float32', CR);
+  g.output('cos_pred', cosPred, 'float32', CR);
   return g;
 }
