@@ -54,7 +54,7 @@ export class TextTokenizer {
   constructor(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>) {
     const model = tokenizerJson.model as Record<string, unknown> | undefined;
     if (!model || typeof model !== 'object') throw new EngineError('BAD_TOKENIZER', 'tokenizer.json has no "model" section.');
-    validateIds(tokenizerJson, model);
+    const maxId = validateIds(tokenizerJson, model);
     try {
       this.tok = new Tokenizer(tokenizerJson, tokenizerConfig);
       this.tok.encode('probe');
@@ -67,9 +67,6 @@ export class TextTokenizer {
       this.scheme = 'sentencepiece';
     else this.scheme = 'plain';
     for (const [id, t] of this.tok.get_added_tokens_decoder()) if (t.special) this.specialIds.add(id);
-    const vocab = this.tok.get_vocab(true);
-    let maxId = -1;
-    for (const id of vocab.values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
     const idOf = (v: unknown): number | null => {
       const content = typeof v === 'string' ? v : v && typeof v === 'object' ? (v as { content?: unknown }).content : undefined;
@@ -155,19 +152,26 @@ const MAX_VOCAB = 4_000_000;
  * Token ids must be integers that index a plausible vocabulary: a mutated or hostile file with
  * id 10^9 would otherwise make the tokenizer library allocate a table that large.
  */
-function validateIds(json: Record<string, unknown>, model: Record<string, unknown>): void {
-  const ids: number[] = [];
+function validateIds(json: Record<string, unknown>, model: Record<string, unknown>): number {
+  // Counted in place (no per-entry arrays): this runs on every model load, on 50k-250k entries.
+  let count = 0;
+  let max = -1;
   const vocab = model.vocab;
-  if (Array.isArray(vocab)) ids.push(...vocab.map((_, i) => i));
-  else if (vocab && typeof vocab === 'object') {
-    for (const [piece, id] of Object.entries(vocab as Record<string, unknown>)) {
+  if (Array.isArray(vocab)) {
+    count = vocab.length;
+    max = vocab.length - 1;
+  } else if (vocab && typeof vocab === 'object') {
+    const table = vocab as Record<string, unknown>;
+    for (const piece in table) {
+      const id = table[piece];
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) {
         throw new EngineError(
           'BAD_TOKENIZER',
           `tokenizer.json: token ${JSON.stringify(piece.slice(0, 40))} has an invalid id ${JSON.stringify(id)?.slice(0, 40)}.`,
         );
       }
-      ids.push(id);
+      count++;
+      if (id > max) max = id;
     }
   } else if (vocab !== undefined) throw new EngineError('BAD_TOKENIZER', 'tokenizer.json: "model.vocab" must be an object or a list.');
   const added = json.added_tokens;
@@ -178,15 +182,15 @@ function validateIds(json: Record<string, unknown>, model: Record<string, unknow
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_VOCAB) {
         throw new EngineError('BAD_TOKENIZER', `tokenizer.json: an added token has an invalid id ${JSON.stringify(id)?.slice(0, 40)}.`);
       }
-      ids.push(id);
+      count++;
+      if (id > max) max = id;
     }
   }
-  let max = -1;
-  for (const id of ids) if (id > max) max = id;
   // ids may have small gaps, but not a table mostly made of holes
-  if (max >= 2 * ids.length + 1024) {
-    throw new EngineError('BAD_TOKENIZER', `tokenizer.json: token id ${max} is far beyond the ${ids.length} tokens it defines.`);
+  if (max >= 2 * count + 1024) {
+    throw new EngineError('BAD_TOKENIZER', `tokenizer.json: token id ${max} is far beyond the ${count} tokens it defines.`);
   }
+  return max;
 }
 
 function startsWithAt(hay: Uint8Array, at: number, needle: Uint8Array, from = 0): boolean {
