@@ -11,6 +11,7 @@ import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import type { Analysis } from '../shared/analysis';
 import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
+import { WEIGHT_PRECISIONS, type WeightPrecisionRequest } from '../engine/runtime/providers';
 import type { ClustersResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
 import { writeReport } from './report';
 
@@ -32,6 +33,8 @@ Options:
   --no-patterns        Skip attention patterns (less memory on long inputs).
   --execution-provider auto | cpu | cuda | dml | coreml (default auto: CUDA when
                        available, else CPU; a failing provider falls back to CPU).
+  --weights auto | float32 | float16  Precision of the weight matrices (default auto:
+                       float16 for half-precision checkpoints on a GPU provider).
   --cache-dir <dir>    Where built graphs are kept and reused by the next run (default:
                        $TD_CACHE_DIR, else $XDG_CACHE_HOME/transformer-dynamics/graphs,
                        else ~/.cache/transformer-dynamics/graphs).
@@ -80,6 +83,13 @@ function provider(v: string | undefined): ProviderRequest {
   if (!(PROVIDERS as readonly string[]).includes(v))
     throw new EngineError('BAD_REQUEST', `--execution-provider must be one of ${PROVIDERS.join(', ')}.`);
   return v as ProviderRequest;
+}
+
+function weightPrecision(v: string | undefined): WeightPrecisionRequest {
+  if (v === undefined) return 'auto';
+  if (!(WEIGHT_PRECISIONS as readonly string[]).includes(v))
+    throw new EngineError('BAD_REQUEST', `--weights must be one of ${WEIGHT_PRECISIONS.join(', ')}.`);
+  return v as WeightPrecisionRequest;
 }
 
 function readText(values: { text?: string; 'text-file'?: string }): string {
@@ -134,6 +144,7 @@ export async function main(argv: string[]): Promise<number> {
       threads: { type: 'string' },
       'no-patterns': { type: 'boolean' },
       'execution-provider': { type: 'string' },
+      weights: { type: 'string' },
       'cache-dir': { type: 'string' },
       'no-cache': { type: 'boolean' },
       json: { type: 'string' },
@@ -154,6 +165,7 @@ export async function main(argv: string[]): Promise<number> {
       dir: values.model ?? BUNDLED_MODEL_DIR,
       threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, os.availableParallelism()))),
       executionProvider: provider(values['execution-provider']),
+      weightPrecision: weightPrecision(values.weights),
       patterns: !values['no-patterns'],
       cacheDir: values['no-cache'] ? undefined : (values['cache-dir'] ?? defaultCacheDir()),
     });

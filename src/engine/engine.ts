@@ -64,6 +64,7 @@ export class Engine {
       req.dir,
       req.threads,
       req.executionProvider,
+      req.weightPrecision ?? 'auto',
       req.patterns ?? true,
       req.name ?? '',
       req.cacheDir ?? '',

@@ -5,10 +5,13 @@ import * as path from 'node:path';
 import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader } from './arch/weights';
-import { buildForwardGraph } from './graph/forward';
+import { buildForwardGraph, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
 import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
-import { createSession, type RuntimeOptions, type Session } from './runtime/ort';
+import { chooseProvider, createSession, providerEnvironment, type RuntimeOptions, type Session } from './runtime/ort';
+import { resolveWeightPrecision, type WeightPrecisionRequest } from './runtime/providers';
+
+export { resolveWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecisionRequest } from './runtime/providers';
 import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
@@ -48,6 +51,11 @@ export interface LoadOptions extends RuntimeOptions {
   cacheDir?: string;
   /** Weight bytes above which graphs go to external data even without cacheDir (tests lower it). */
   inlineLimitBytes?: number;
+  /**
+   * Precision the graphs keep the weight matrices in. `auto`: float16 when the checkpoint is
+   * stored in float16/bfloat16 and the model runs on a GPU provider, else float32.
+   */
+  weightPrecision?: WeightPrecisionRequest;
 }
 
 /** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
@@ -85,9 +93,25 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
       `tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${spec.dVocab}: they belong to different models.`,
     );
   }
-  const patterns = opts.patterns ?? true;
-  const cacheDir = graphCacheDir(spec, opts);
-  const built = cacheDir ? await graphsViaCache(dir, ckpt, spec, patterns, cacheDir) : buildInMemory(ckpt, spec, patterns);
+  let precision = resolveWeightPrecision(
+    opts.weightPrecision,
+    chooseProvider(opts.executionProvider, providerEnvironment()).provider,
+    ckpt.weights.storedHalf(),
+  );
+  const build = (p: typeof precision): Promise<BuiltGraphs> | BuiltGraphs => {
+    const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: p === 'float16' };
+    const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: p === 'float16' ? 2 : 4 });
+    return cacheDir ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir) : buildInMemory(ckpt, spec, graphOpts);
+  };
+  let built: BuiltGraphs;
+  try {
+    built = await build(precision);
+  } catch (e) {
+    // auto chose float16 but a weight does not fit: float32 instead (an explicit float16 says why it cannot)
+    if (!(e instanceof HalfRangeError) || (opts.weightPrecision ?? 'auto') !== 'auto') throw e;
+    precision = 'float32';
+    built = await build(precision);
+  }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
   // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
@@ -112,7 +136,7 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
     dir,
-    info: modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, forward),
+    info: { ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, forward), weights: precision },
     spec,
     tokenizer,
     forward,
@@ -132,12 +156,16 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
 }
 
 /**
- * Where the graphs go: the given cache folder, or — when the float32 weights would not fit in
- * one protobuf (2 GB) — a cache folder under the system temp dir; otherwise memory (undefined).
+ * Where the graphs go: the given cache folder, or — when the weights (`weightBytes` per
+ * parameter, float32 by default) would not fit in one protobuf (2 GB) — a cache folder under
+ * the system temp dir; otherwise memory (undefined).
  */
-export function graphCacheDir(spec: ModelSpec, opts: Pick<LoadOptions, 'cacheDir' | 'inlineLimitBytes'>): string | undefined {
+export function graphCacheDir(
+  spec: ModelSpec,
+  opts: Pick<LoadOptions, 'cacheDir' | 'inlineLimitBytes'> & { weightBytes?: number },
+): string | undefined {
   if (opts.cacheDir) return opts.cacheDir;
-  return paramCount(spec) * 4 > (opts.inlineLimitBytes ?? INLINE_LIMIT_BYTES)
+  return paramCount(spec) * (opts.weightBytes ?? 4) > (opts.inlineLimitBytes ?? INLINE_LIMIT_BYTES)
     ? path.join(os.tmpdir(), 'transformer-dynamics-graphs')
     : undefined;
 }
@@ -172,11 +200,11 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
   };
 }
 
-function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, patterns: boolean): BuiltGraphs {
+function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: ForwardGraphOptions): BuiltGraphs {
   const reader = weightReader(spec, ckpt.weights);
-  const forward = buildForwardGraph(spec, reader, { patterns }).encode();
+  const forward = buildForwardGraph(spec, reader, graphOpts).encode();
   const globals = reader.globals();
-  const lens = buildLensGraph(spec, globals).encode();
+  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights).encode();
   return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
 }
 
@@ -200,11 +228,17 @@ function readNorms(file: string, spec: ModelSpec, hasBias: boolean, tiedNorms: b
   return { lnFinal: { w, b: hasBias ? b : null }, unembedNorms, embedNorms: tiedNorms ? unembedNorms : embedNorms };
 }
 
-async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, patterns: boolean, cacheDir: string): Promise<BuiltGraphs> {
+async function graphsViaCache(
+  dir: string,
+  ckpt: Checkpoint,
+  spec: ModelSpec,
+  graphOpts: ForwardGraphOptions,
+  cacheDir: string,
+): Promise<BuiltGraphs> {
   const key = cacheKey(
     dir,
     ckpt.weights.files.map((f) => f.filePath),
-    { patterns },
+    { patterns: graphOpts.patterns, halfWeights: graphOpts.halfWeights ?? false },
   );
   const hit = findCached(cacheDir, key);
   if (hit) {
@@ -220,9 +254,9 @@ async function graphsViaCache(dir: string, ckpt: Checkpoint, spec: ModelSpec, pa
   try {
     const sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
-    fs.writeFileSync(entry.paths.forward, buildForwardGraph(spec, reader, { patterns }, sink).encode());
+    fs.writeFileSync(entry.paths.forward, buildForwardGraph(spec, reader, graphOpts, sink).encode());
     const globals = reader.globals();
-    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink).encode());
+    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights).encode());
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);

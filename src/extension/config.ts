@@ -1,7 +1,7 @@
 // Typed access to the `transformerDynamics.*` settings (one getter per setting).
 import * as os from 'node:os';
 import * as vscode from 'vscode';
-import { PROVIDERS, type ProviderRequest } from '../engine/runtime/providers';
+import { PROVIDERS, WEIGHT_PRECISIONS, type ProviderRequest, type WeightPrecisionRequest } from '../engine/runtime/providers';
 
 export const SECTION = 'transformerDynamics';
 
@@ -57,6 +57,12 @@ export class Config {
   get executionProvider(): ProviderRequest {
     const v = this.cfg.get<string>('executionProvider') ?? 'auto';
     return (PROVIDERS as readonly string[]).includes(v) ? (v as ProviderRequest) : 'auto';
+  }
+
+  /** Precision of the weight matrices: auto = float16 for half checkpoints on a GPU provider. */
+  get weightPrecision(): WeightPrecisionRequest {
+    const v = this.cfg.get<string>('weightPrecision') ?? 'auto';
+    return (WEIGHT_PRECISIONS as readonly string[]).includes(v) ? (v as WeightPrecisionRequest) : 'auto';
   }
 
   /** Keep built graphs (weights as external data) in the extension's storage for faster loads. */

@@ -84,6 +84,7 @@ export class Ctx implements vscode.Disposable {
         if (
           this.config.affects(e, 'modelPath') ||
           this.config.affects(e, 'executionProvider') ||
+          this.config.affects(e, 'weightPrecision') ||
           this.config.affects(e, 'threads') ||
           this.config.affects(e, 'attentionPatterns')
         ) {
@@ -126,6 +127,7 @@ export class Ctx implements vscode.Disposable {
       name: choice.name,
       threads: this.config.threads,
       executionProvider: this.config.executionProvider,
+      weightPrecision: this.config.weightPrecision,
       patterns: this.config.attentionPatterns,
       cacheDir: this.config.graphCache ? vscode.Uri.joinPath(this.context.globalStorageUri, 'graphs').fsPath : undefined,
       // a model whose files change on disk is reloaded on the next run
@@ -141,11 +143,14 @@ export class Ctx implements vscode.Disposable {
       );
     }
     const { info, loadMs } = await this.engine.load(req);
-    this.log.info(`loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers) on ${info.provider} in ${loadMs.toFixed(0)} ms`);
+    this.log.info(
+      `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${info.provider} in ${loadMs.toFixed(0)} ms`,
+    );
     if (info.provider_note) void vscode.window.showWarningMessage(`Transformer Dynamics: ${info.provider_note}`);
     this.loaded = { key, info };
     if (!choice.bundled) await this.models.remember(choice.dir);
-    this.status.setModel(choice.name, info.provider);
+    // "cuda fp16": a half-precision checkpoint kept in half precision on the GPU
+    this.status.setModel(choice.name, info.weights === 'float16' ? `${info.provider} fp16` : info.provider);
     this.panel.post({ type: 'modelChanged', model: info, modelName: choice.name });
     return { choice, info };
   }

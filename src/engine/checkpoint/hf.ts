@@ -60,6 +60,18 @@ export class WeightStore {
     return file.readFloat32(entry);
   }
 
+  /** Whether most of the weight bytes are float16/bfloat16 (a half-precision checkpoint). */
+  storedHalf(): boolean {
+    let half = 0;
+    let all = 0;
+    for (const { entry } of this.byName.values()) {
+      const n = entry.end - entry.begin;
+      all += n;
+      if (entry.dtype === 'F16' || entry.dtype === 'BF16') half += n;
+    }
+    return all > 0 && half * 2 > all;
+  }
+
   totalBytes(): number {
     let n = 0;
     for (const { entry } of this.byName.values()) n += entry.end - entry.begin;

@@ -10,6 +10,8 @@
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
+import { f32ToF16 } from '../checkpoint/safetensors';
+import { EngineError } from '../errors';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -25,6 +27,58 @@ export const hook = {
 export interface ForwardGraphOptions {
   /** Also output attention patterns (memory grows as n_layers·n_heads·seq²). */
   patterns: boolean;
+  /**
+   * Keep the weight matrices (W_E, W_pos, W_U and every linear layer) in float16: half the
+   * memory, and native half-precision GEMMs on GPU providers. Activations, norms, softmax, the
+   * residual stream and every output stay float32: each product casts its input down and its
+   * result back up, as mixed-precision inference in PyTorch does.
+   */
+  halfWeights?: boolean;
+}
+
+const FLOAT = 1;
+const FLOAT16 = 10;
+
+/** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
+export class HalfRangeError extends EngineError {
+  constructor(name: string, value: number) {
+    super(
+      'BAD_WEIGHTS',
+      `Weight ${name} holds ${value.toExponential(3)}, beyond float16's range (±65504), so it cannot be kept in half precision. ` +
+        'Set transformerDynamics.weightPrecision (CLI: --weights) to float32.',
+    );
+  }
+}
+
+const HALF_MAX = 65504;
+
+/** One float16 copy per float32 array (W_E is shared by the forward and lens graphs). */
+const halves = new WeakMap<Float32Array, Uint16Array>();
+function halfOf(a: Float32Array, name: string): Uint16Array {
+  let h = halves.get(a);
+  if (!h) {
+    for (let i = 0; i < a.length; i++) if (Math.abs(a[i]!) > HALF_MAX) throw new HalfRangeError(name, a[i]!);
+    h = f32ToF16(a);
+    halves.set(a, h);
+  }
+  return h;
+}
+
+/** A weight matrix: float16 when the graph keeps weights in half precision. */
+export function weightInit(g: GraphBuilder, name: string, data: Float32Array, dims: number[]): string {
+  return g.initializer(name, g.halfWeights ? halfOf(data, name) : data, dims);
+}
+
+/** Rows of a weight table (embedding lookup), always returned as float32. */
+export function gatherRows(g: GraphBuilder, table: string, ids: string): string {
+  const rows = g.op('Gather', [table, ids], { axis: 0 });
+  return g.halfWeights ? g.op('Cast', [rows], { to: FLOAT }) : rows;
+}
+
+/** A product with a weight matrix (MatMul, or Gemm with attributes) on float32 activations. */
+function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: string, attrs: Record<string, number> = {}): string {
+  if (!g.halfWeights) return g.op(op, [x, w], attrs);
+  return g.op('Cast', [g.op(op, [g.op('Cast', [x], { to: FLOAT16 }), w], attrs)], { to: FLOAT });
 }
 
 /** Per-graph shared values: positions, RoPE tables, causal mask. */
@@ -43,7 +97,7 @@ export function buildForwardGraph(
   opts: ForwardGraphOptions,
   sink: WeightSink | null = null,
 ): GraphBuilder {
-  const g = new GraphBuilder(`${spec.modelType}-forward`, sink);
+  const g = new GraphBuilder(`${spec.modelType}-forward`, sink, opts.halfWeights ?? false);
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const kvDims = ['batch', spec.nKvHeads, 'past', spec.headDim];
   for (let L = 0; L < spec.nLayers; L++) {
@@ -52,13 +106,13 @@ export function buildForwardGraph(
   }
   const globals = reader.globals();
   const shared = sharedValues(g, spec, ids);
-  const wE = g.initializer('W_E', globals.embed, [spec.dVocab, spec.dModel]);
+  const wE = weightInit(g, 'W_E', globals.embed, [spec.dVocab, spec.dModel]);
 
-  let x = g.op('Gather', [wE, ids], { axis: 0 }); // [batch, seq, d_model]
+  let x = gatherRows(g, wE, ids); // [batch, seq, d_model]
   if (globals.posEmbed) {
     const posIds = g.op('Range', [shared.past, g.op('Add', [shared.past, shared.seq]), g.ints([1], true)]);
-    const wPos = g.initializer('W_pos', globals.posEmbed, [spec.maxPositions, spec.dModel]);
-    x = g.op('Add', [x, g.op('Gather', [wPos, posIds], { axis: 0 })]);
+    const wPos = weightInit(g, 'W_pos', globals.posEmbed, [spec.maxPositions, spec.dModel]);
+    x = g.op('Add', [x, gatherRows(g, wPos, posIds)]);
   }
   const residDims = ['batch', 'seq', spec.dModel];
   g.output(hook.residPre(0), x, 'float32', residDims);
@@ -80,10 +134,11 @@ export function buildForwardGraph(
 
 /** logits = x @ W_U (+ b_U) with W_U stored [d_vocab, d_model] (Gemm with transB). */
 export function unembed(g: GraphBuilder, spec: ModelSpec, globals: GlobalWeights, x2d: string, wUName: string | null): string {
-  const wU = wUName ?? g.initializer('W_U', globals.unembed, [spec.dVocab, spec.dModel]);
-  const inputs = [x2d, wU];
-  if (globals.unembedBias) inputs.push(g.initializer('b_U', globals.unembedBias, [spec.dVocab]));
-  return g.op('Gemm', inputs, { transB: 1 });
+  const wU = wUName ?? weightInit(g, 'W_U', globals.unembed, [spec.dVocab, spec.dModel]);
+  const bias = globals.unembedBias ? g.initializer('b_U', globals.unembedBias, [spec.dVocab]) : null;
+  if (!g.halfWeights) return g.op('Gemm', bias ? [x2d, wU, bias] : [x2d, wU], { transB: 1 });
+  const logits = weightProduct(g, 'Gemm', x2d, wU, { transB: 1 });
+  return bias ? g.op('Add', [logits, bias]) : logits;
 }
 
 function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
@@ -130,8 +185,8 @@ function norm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm, name: string
 }
 
 function linear(g: GraphBuilder, x: string, lin: Linear, name: string): string {
-  const w = g.initializer(`${name}.w`, lin.w, [lin.dIn, lin.dOut]);
-  const y = g.op('MatMul', [x, w]);
+  const w = weightInit(g, `${name}.w`, lin.w, [lin.dIn, lin.dOut]);
+  const y = weightProduct(g, 'MatMul', x, w);
   return lin.b ? g.op('Add', [y, g.initializer(`${name}.b`, lin.b, [lin.dOut])]) : y;
 }
 

@@ -16,7 +16,7 @@
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
-import { normNode, unembed } from './forward';
+import { gatherRows, normNode, unembed, weightInit } from './forward';
 
 export const LENS_OUTPUTS = [
   'top_ids',
@@ -31,8 +31,8 @@ export const LENS_OUTPUTS = [
 ] as const;
 
 /** Builds the lens graph (its own session: see model.ts). */
-export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: WeightSink | null = null): GraphBuilder {
-  const g = new GraphBuilder(`${spec.modelType}-lens`, sink);
+export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: WeightSink | null = null, halfWeights = false): GraphBuilder {
+  const g = new GraphBuilder(`${spec.modelType}-lens`, sink, halfWeights);
   const V = spec.dVocab;
   // Position-major layout [chunk, rows, …]: the per-position reductions below become batched
   // matrix products over the vocabulary instead of several elementwise passes.
@@ -44,7 +44,7 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
 
   const normed = normNode(g, spec, resid, globals.lnFinal, 'ln_final'); // [C, R, d]
   const flat = g.op('Reshape', [normed, g.ints([-1, spec.dModel])]);
-  const wE = g.initializer('W_E', globals.embed, [V, spec.dModel]);
+  const wE = weightInit(g, 'W_E', globals.embed, [V, spec.dModel]);
   const logits2d = unembed(g, spec, globals, flat, globals.unembed === globals.embed ? wE : null);
   const cr = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]); // [C, R]
   const logits = g.op('Reshape', [logits2d, g.op('Concat', [cr, g.ints([V])], { axis: 0 })]); // [C, R, V]
@@ -86,9 +86,9 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   // Angular proximity: cos(ln_final(x_L), W_E[t]) for t = next token and final top-1.
   const unit = (x: string) => g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 })])]);
   const normedUnit = unit(normed); // [C, R, d]
-  const eNext = g.op('Unsqueeze', [unit(g.op('Gather', [wE, nextIds], { axis: 0 })), g.ints([1])]); // [C, 1, d]
+  const eNext = g.op('Unsqueeze', [unit(gatherRows(g, wE, nextIds)), g.ints([1])]); // [C, 1, d]
   const finalTop1 = g.op('Reshape', [g.op('Slice', [topIds, g.ints([-1, 0]), g.ints([BIG, 1]), g.ints([1, 2])]), g.ints([-1])]); // [C]
-  const ePred = g.op('Unsqueeze', [unit(g.op('Gather', [wE, finalTop1], { axis: 0 })), g.ints([1])]);
+  const ePred = g.op('Unsqueeze', [unit(gatherRows(g, wE, finalTop1)), g.ints([1])]);
   const cosNext = g.op('ReduceSum', [g.op('Mul', [normedUnit, eNext]), g.ints([-1])], { keepdims: 0 });
   const cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
 

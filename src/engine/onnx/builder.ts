@@ -88,6 +88,8 @@ export class GraphBuilder {
   constructor(
     readonly graphName: string,
     private readonly sink: WeightSink | null = null,
+    /** Weight matrices are stored as float16 (activations stay float32); see graph/forward.ts. */
+    readonly halfWeights = false,
   ) {}
 
   /** A fresh tensor name with a readable prefix. */

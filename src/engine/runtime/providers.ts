@@ -40,3 +40,22 @@ export function chooseProvider(
   if (req === 'cuda' && !env.nvidiaGpu) return { provider: 'cpu', note: 'No NVIDIA GPU is visible to this machine; running on CPU.' };
   return { provider: req, note: null };
 }
+
+export const WEIGHT_PRECISIONS = ['auto', 'float32', 'float16'] as const;
+export type WeightPrecisionRequest = (typeof WEIGHT_PRECISIONS)[number];
+
+/**
+ * float16 weights where they pay: on a GPU provider (native half GEMMs, half the device
+ * memory) for a checkpoint that is half precision already (no precision is lost: float16
+ * is kept bit for bit, and bfloat16 values are exactly representable in float16 except below
+ * 6e-5 in magnitude, where float16 is subnormal). On CPU, onnxruntime computes float16
+ * products through float32 casts, so float32 is faster there; `float16` forces it anywhere.
+ */
+export function resolveWeightPrecision(
+  request: WeightPrecisionRequest | undefined,
+  provider: string,
+  storedHalf: boolean,
+): 'float32' | 'float16' {
+  if (request === 'float32' || request === 'float16') return request;
+  return storedHalf && provider !== 'cpu' ? 'float16' : 'float32';
+}
