@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { GraphBuilder } from '../src/engine/onnx/builder';
 import { createSession } from '../src/engine/runtime/ort';
+import { withHugePages } from '../src/engine/client';
 import { specFromConfig, type ModelSpec } from '../src/engine/arch/spec';
 import { TextTokenizer } from '../src/engine/tokenizer';
 import { convertLlama2c } from '../tools/convert/llama2c';
@@ -86,7 +87,8 @@ function child(
     {
       encoding: 'utf8',
       maxBuffer: 64 << 20,
-      env: { ...process.env, ...env },
+      // the engine process's environment (src/engine/client.ts)
+      env: { ...process.env, GLIBC_TUNABLES: withHugePages(process.env.GLIBC_TUNABLES), ...env },
     },
   );
   if (r.status !== 0) throw new Error(`bench child failed: ${r.stderr}`);
@@ -112,7 +114,13 @@ function torchRun(dir: string, idsFile: string, repeats: number): Record<string,
       // glibc would return every large tensor to the OS and page-fault it back on the next
       // allocation (several times slower on this VM); keeping freed memory is PyTorch's
       // best case, as onnxruntime's memory arena is ours.
-      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '1000000000', MALLOC_TRIM_THRESHOLD_: '1000000000' },
+      // the same huge-page tunable as our engine process, plus glibc's allocator tuned for PyTorch
+      env: {
+        ...process.env,
+        GLIBC_TUNABLES: withHugePages(process.env.GLIBC_TUNABLES),
+        MALLOC_MMAP_THRESHOLD_: '1000000000',
+        MALLOC_TRIM_THRESHOLD_: '1000000000',
+      },
     },
   );
   if (r.status !== 0) {

@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { EngineClient } from '../../src/engine/client';
+import { EngineClient, withHugePages } from '../../src/engine/client';
 import { LatestOnly } from '../../src/shared/latest';
 import { JSON_SCHEMA_VERSION } from '../../src/shared/export';
 import { FIXTURES, ROOT, rejectsWith, tmpDir } from '../helpers';
@@ -117,6 +117,15 @@ describe('engine worker process', () => {
     const a = await client.analyze({ text: 'hello there', topK: 5, maxTokens: 64, patterns: true });
     assert.ok(a.lens.topIds instanceof Int32Array, 'typed arrays cross the process boundary');
     assert.equal(a.cache.resid.length, (info.n_layers + 1) * a.tokens.length * info.d_model);
+  });
+
+  test('the worker asks glibc for transparent huge pages, keeping a user-set value', { skip: process.platform !== 'linux' }, () => {
+    const env = fs.readFileSync(`/proc/${client.pid}/environ`, 'utf8').split('\0');
+    const tunables = env.find((e) => e.startsWith('GLIBC_TUNABLES='));
+    assert.match(tunables ?? '', /glibc\.malloc\.hugetlb=1/);
+    assert.equal(withHugePages(undefined), 'glibc.malloc.hugetlb=1');
+    assert.equal(withHugePages('glibc.malloc.arena_max=2'), 'glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1');
+    assert.equal(withHugePages('glibc.malloc.hugetlb=0'), 'glibc.malloc.hugetlb=0');
   });
 
   test('a cancelled analysis rejects with CANCELLED', async () => {
