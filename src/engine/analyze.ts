@@ -6,7 +6,7 @@ import type { LoadedModel } from './model';
 import type { NamedTensor } from './runtime/ort';
 import type { ActivationCache, Analysis, LensTable, Token, WalkMetrics } from '../shared/analysis';
 import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
-import { pca, pcaFromCovariance, project } from './analysis/pca';
+import { pca, pcaFromCovarianceWith, project } from './analysis/pca';
 import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
 import { normsAfterFinal } from './queries';
@@ -314,7 +314,10 @@ export async function walkMetrics(cache: ActivationCache, ids: number[], row: nu
   let basis;
   if (linalg) {
     const { mean, cov } = await linalg.covariance(cache.resid, n, shape.d);
-    basis = pcaFromCovariance(Float64Array.from(cov), mean, shape.d, k);
+    // the products C·Q of the subspace iteration in onnxruntime (float32, like the covariance)
+    basis = await pcaFromCovarianceWith(Float64Array.from(cov), mean, shape.d, k, async (Q, W, m) => {
+      W.set(await linalg.symmetricProduct(Float32Array.from(Q), m, cov, shape.d));
+    });
   } else basis = pca(cache.resid, n, shape.d, k);
   const st = steps(cache.resid, shape);
   return {

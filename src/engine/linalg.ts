@@ -6,6 +6,8 @@ import { createSession, type RuntimeOptions, type Session } from './runtime/ort'
 export interface LinAlg {
   /** mean [d] and covariance XcᵀXc/(n−1) [d, d] of points X [n, d]. */
   covariance(points: Float32Array, n: number, d: number): Promise<{ mean: Float32Array; cov: Float32Array }>;
+  /** Q·C for Q [m, d] and a symmetric C [d, d] (= (C·Qᵀ)ᵀ: the PCA's subspace-iteration product). */
+  symmetricProduct(q: Float32Array, m: number, c: Float32Array, d: number): Promise<Float32Array>;
   /** S[i][j] = cos(x_i, x_j) for rows of X [n, d] → [n, n]. */
   cosineMatrix(x: Float32Array, n: number, d: number): Promise<Float32Array>;
   release(): Promise<void>;
@@ -24,6 +26,14 @@ function covarianceGraph(): Uint8Array {
   return g.encode();
 }
 
+function productGraph(): Uint8Array {
+  const g = new GraphBuilder('product');
+  const q = g.input('q', 'float32', ['m', 'd']);
+  const c = g.input('c', 'float32', ['d', 'd']);
+  g.output('y', g.op('MatMul', [q, c]), 'float32', ['m', 'd']);
+  return g.encode();
+}
+
 function cosineGraph(): Uint8Array {
   const g = new GraphBuilder('cosine');
   const x = g.input('x', 'float32', ['n', 'd']);
@@ -36,16 +46,34 @@ function cosineGraph(): Uint8Array {
 export async function createLinAlg(opts: RuntimeOptions): Promise<LinAlg> {
   const cov: Session = await createSession(covarianceGraph(), { ...opts, executionProvider: 'cpu' });
   let cosS: Session;
+  let prodS: Session;
   try {
     cosS = await createSession(cosineGraph(), { ...opts, executionProvider: 'cpu' });
   } catch (e) {
     await cov.release();
     throw e;
   }
+  try {
+    prodS = await createSession(productGraph(), { ...opts, executionProvider: 'cpu' });
+  } catch (e) {
+    await cov.release();
+    await cosS.release();
+    throw e;
+  }
   return {
     async covariance(points, n, d) {
       const out = await cov.run({ x: { data: points.subarray(0, n * d), dims: [n, d] } }, ['mean', 'cov']);
       return { mean: out.mean!.data as Float32Array, cov: out.cov!.data as Float32Array };
+    },
+    async symmetricProduct(q, m, c, d) {
+      const out = await prodS.run(
+        {
+          q: { data: q, dims: [m, d] },
+          c: { data: c.subarray(0, d * d), dims: [d, d] },
+        },
+        ['y'],
+      );
+      return out.y!.data as Float32Array;
     },
     async cosineMatrix(x, n, d) {
       const out = await cosS.run({ x: { data: x.subarray(0, n * d), dims: [n, d] } }, ['s']);
@@ -54,6 +82,7 @@ export async function createLinAlg(opts: RuntimeOptions): Promise<LinAlg> {
     async release() {
       await cov.release();
       await cosS.release();
+      await prodS.release();
     },
   };
 }

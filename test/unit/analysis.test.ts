@@ -4,7 +4,12 @@ import * as assert from 'node:assert/strict';
 import { cosToFinal, norms, similarityMatrix, steps } from '../../src/engine/analysis/walk';
 import { covariance, pca, pcaFromCovariance, project, symmetricEigen } from '../../src/engine/analysis/pca';
 import { distinctN, loopStart, repeatedNgrams, repetitionRate } from '../../src/engine/analysis/repetition';
-import { assertClose } from '../helpers';
+import { assertClose, ROOT } from '../helpers';
+import { loadModel } from '../../src/engine/model';
+import { analyze } from '../../src/engine/analyze';
+import * as path from 'node:path';
+
+const BUNDLED = path.join(ROOT, 'media', 'models', 'td-mini');
 
 // rows = 3 (resid_pre[0], resid_post[0], resid_post[1]), pos = 2, d = 2
 const resid = Float32Array.of(
@@ -132,5 +137,28 @@ describe('repetition', () => {
     assert.deepEqual(loopStart([9, 8, 1, 2, 3, 1, 2, 3, 1, 2, 3]), { step: 2, period: 3 });
     assert.deepEqual(loopStart([4, 5, 7, 7, 7, 7]), { step: 2, period: 1 });
     assert.equal(loopStart([1, 2, 3, 4, 5]), null);
+  });
+});
+
+describe('walk PCA in the engine', () => {
+  test('onnxruntime products give the JavaScript reference PCA (bundled model)', async () => {
+    const m = await loadModel(BUNDLED, { threads: 1, executionProvider: 'cpu' });
+    try {
+      const a = await analyze(m, {
+        text: 'It is a truth universally acknowledged, that a single man',
+        topK: 3,
+        maxTokens: 64,
+        patterns: false,
+      });
+      const n = (a.cache.n_layers + 1) * a.cache.pos;
+      const ref = pca(a.cache.resid, n, a.cache.d_model, 3);
+      assertClose(a.walk.pca.explained, ref.explained, 1e-5, 'explained variance');
+      const coords = project(a.cache.resid, n, ref);
+      let scale = 0;
+      for (const v of coords) scale = Math.max(scale, Math.abs(v));
+      assertClose(a.walk.pca.coords, coords, 1e-4 * scale, 'coordinates');
+    } finally {
+      await m.release();
+    }
   });
 });

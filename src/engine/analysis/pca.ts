@@ -51,30 +51,46 @@ export function mulberry32(seed: number): () => number {
 }
 
 /**
- * Orthonormalises the k columns of Q [d, k] in place: Gram–Schmidt done twice ("twice is
- * enough"), and a column that vanishes (lies in the span of the others) is replaced by a
- * fresh direction, so Q stays orthonormal even when C has a null space.
+ * Orthonormalises the k columns of Q in place (stored column by column: column c is
+ * Q[c·d … c·d+d)): Gram–Schmidt done twice ("twice is enough"), and a column that vanishes
+ * (lies in the span of the others) is replaced by a fresh direction, so Q stays orthonormal
+ * even when C has a null space.
  */
 function orthonormalize(Q: Float64Array, d: number, k: number, rand: () => number = mulberry32(99)): void {
   for (let c = 0; c < k; c++) {
+    const qc = c * d;
     for (let attempt = 0; attempt < 4; attempt++) {
       let before = 0;
-      for (let i = 0; i < d; i++) before += Q[i * k + c]! ** 2;
+      for (let i = 0; i < d; i++) before += Q[qc + i]! ** 2;
       for (let pass = 0; pass < 2; pass++) {
         for (let p = 0; p < c; p++) {
+          const qp = p * d;
           let s = 0;
-          for (let i = 0; i < d; i++) s += Q[i * k + c]! * Q[i * k + p]!;
-          for (let i = 0; i < d; i++) Q[i * k + c]! -= s * Q[i * k + p]!;
+          for (let i = 0; i < d; i++) s += Q[qc + i]! * Q[qp + i]!;
+          for (let i = 0; i < d; i++) Q[qc + i]! -= s * Q[qp + i]!;
         }
       }
       let n = 0;
-      for (let i = 0; i < d; i++) n += Q[i * k + c]! ** 2;
+      for (let i = 0; i < d; i++) n += Q[qc + i]! ** 2;
       if (n > 1e-20 * Math.max(before, 1e-300) && n > 0) {
         n = Math.sqrt(n);
-        for (let i = 0; i < d; i++) Q[i * k + c]! /= n;
+        for (let i = 0; i < d; i++) Q[qc + i]! /= n;
         break;
       }
-      for (let i = 0; i < d; i++) Q[i * k + c] = rand() - 0.5;
+      for (let i = 0; i < d; i++) Q[qc + i] = rand() - 0.5;
+    }
+  }
+}
+
+/** out = C·Q for C [d, d] row-major and Q, out stored column by column ([m][d]). */
+function mulColumns(C: Float64Array, Q: Float64Array, out: Float64Array, d: number, m: number): void {
+  for (let i = 0; i < d; i++) {
+    const off = i * d;
+    for (let c = 0; c < m; c++) {
+      const qc = c * d;
+      let s = 0;
+      for (let j = 0; j < d; j++) s += C[off + j]! * Q[qc + j]!;
+      out[qc + i] = s;
     }
   }
 }
@@ -120,43 +136,50 @@ export function symmetricEigen(A: Float64Array, n: number): { values: number[]; 
   return { values: Array.from({ length: n }, (_, i) => a[i * n + i]!), vectors: v };
 }
 
+/** A product W = C·Q the iteration needs (Q, W: m columns of length d, stored column by column). */
+interface ProductRequest {
+  Q: Float64Array;
+  W: Float64Array;
+  m: number;
+}
+
 /**
  * Top-k principal components from a covariance matrix [d, d] by subspace iteration with a
  * Rayleigh–Ritz step. Signs are fixed so each component's largest-magnitude entry is positive.
+ * A generator: it yields every product C·Q it needs, so the products (d²·m multiply-adds each,
+ * the whole cost) can run in JavaScript or in onnxruntime.
  */
-export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float32Array, d: number, k: number): Pca {
+function* subspacePca(cov: Float64Array, mean: Float64Array | Float32Array, d: number, k: number): Generator<ProductRequest, Pca, void> {
   const kk = Math.min(k, d);
   const m = Math.min(d, kk + 4); // oversampling speeds convergence
   const rand = mulberry32(1234);
+  // Q [d, m] is kept column by column (Q[col·d + i]) so every product is a contiguous dot product.
   let Q = new Float64Array(d * m);
-  for (let i = 0; i < Q.length; i++) Q[i] = rand() - 0.5;
+  for (let i = 0; i < d; i++) for (let col = 0; col < m; col++) Q[col * d + i] = rand() - 0.5;
   orthonormalize(Q, d, m);
-  const W = new Float64Array(d * m);
+  let W = new Float64Array(d * m);
   for (let it = 0; it < 300; it++) {
-    W.fill(0);
-    for (let i = 0; i < d; i++) {
-      for (let j = 0; j < d; j++) {
-        const c = cov[i * d + j]!;
-        if (c === 0) continue;
-        for (let col = 0; col < m; col++) W[i * m + col]! += c * Q[j * m + col]!;
-      }
-    }
+    yield { Q, W, m };
     orthonormalize(W, d, m);
     let change = 0;
     for (let col = 0; col < kk; col++) {
       let s = 0;
-      for (let i = 0; i < d; i++) s += W[i * m + col]! * Q[i * m + col]!;
+      for (let i = 0; i < d; i++) s += W[col * d + i]! * Q[col * d + i]!;
       change = Math.max(change, 1 - Math.abs(s));
     }
-    Q = Float64Array.from(W);
+    [Q, W] = [W, Q];
     if ((change < 1e-10 && it > 5) || it >= 120) break; // the Rayleigh–Ritz step below refines
   }
   // Rayleigh–Ritz: B = Qᵀ C Q (m × m)
   const CQ = new Float64Array(d * m);
-  for (let i = 0; i < d; i++)
-    for (let j = 0; j < d; j++) for (let col = 0; col < m; col++) CQ[i * m + col]! += cov[i * d + j]! * Q[j * m + col]!;
+  yield { Q, W: CQ, m };
   const B = new Float64Array(m * m);
-  for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let i = 0; i < d; i++) B[a * m + b]! += Q[i * m + a]! * CQ[i * m + b]!;
+  for (let a = 0; a < m; a++)
+    for (let b = 0; b < m; b++) {
+      let s = 0;
+      for (let i = 0; i < d; i++) s += Q[a * d + i]! * CQ[b * d + i]!;
+      B[a * m + b] = s;
+    }
   const { values, vectors } = symmetricEigen(B, m);
   const order = values.map((v, i) => [v, i] as const).sort((x, y) => y[0] - x[0]);
   let total = 0;
@@ -170,7 +193,7 @@ export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float3
     const vec = new Float64Array(d);
     for (let i = 0; i < d; i++) {
       let s = 0;
-      for (let j = 0; j < m; j++) s += Q[i * m + j]! * vectors[j * m + idx]!;
+      for (let j = 0; j < m; j++) s += Q[j * d + i]! * vectors[j * m + idx]!;
       vec[i] = s;
       if (Math.abs(s) > maxAbs) {
         maxAbs = Math.abs(s);
@@ -181,6 +204,30 @@ export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float3
     explained.push(total > 0 ? Math.max(0, val) / total : 0);
   }
   return { components, explained, mean: Float32Array.from(mean), k: kk, d };
+}
+
+/** Top-k principal components of a covariance matrix, all in JavaScript (reference path). */
+export function pcaFromCovariance(cov: Float64Array, mean: Float64Array | Float32Array, d: number, k: number): Pca {
+  const steps = subspacePca(cov, mean, d, k);
+  for (let r = steps.next(); ; r = steps.next()) {
+    if (r.done) return r.value;
+    mulColumns(cov, r.value.Q, r.value.W, d, r.value.m);
+  }
+}
+
+/** The same, with the products C·Q computed by `product` (the engine: onnxruntime). */
+export async function pcaFromCovarianceWith(
+  cov: Float64Array,
+  mean: Float64Array | Float32Array,
+  d: number,
+  k: number,
+  product: (Q: Float64Array, W: Float64Array, m: number) => Promise<void>,
+): Promise<Pca> {
+  const steps = subspacePca(cov, mean, d, k);
+  for (let r = steps.next(); ; r = steps.next()) {
+    if (r.done) return r.value;
+    await product(r.value.Q, r.value.W, r.value.m);
+  }
 }
 
 /** Projects points [n, d] onto the components → [n, k]. */
