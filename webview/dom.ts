@@ -76,6 +76,42 @@ export function isEditableTarget(t: EventTarget | null): boolean {
 }
 
 /**
+ * The show/hide lifecycle every chart tab shares. While the tab is shown, a change it cares
+ * about redraws at once; while hidden the change is only remembered, and the tab draws when it
+ * is shown again — or when its chart was never drawn (`drawn` false, e.g. created hidden).
+ */
+export interface LazyDraw {
+  /** Whether the tab is shown. */
+  readonly active: boolean;
+  /** Something the tab shows changed. */
+  invalidate(): void;
+  /** TabView.setActive. */
+  setActive(active: boolean): void;
+}
+
+export function lazyDraw(draw: () => Promise<void>, drawn: () => boolean): LazyDraw {
+  let active = false;
+  let dirty = true;
+  const run = () => {
+    dirty = false;
+    return draw();
+  };
+  return {
+    get active() {
+      return active;
+    },
+    invalidate() {
+      if (active) void run();
+      else dirty = true;
+    },
+    setActive(a: boolean) {
+      active = a;
+      if (a && (dirty || !drawn())) requestAnimationFrame(() => void run());
+    },
+  };
+}
+
+/**
  * Wraps an async redraw so calls never overlap: a call made while one runs schedules exactly
  * one more run afterwards (with the latest state), and the returned promise settles then.
  */

@@ -4,7 +4,7 @@
 // shows its attention pattern over the analysed tokens with the selected token's row outlined.
 import type { HeadStatsResult } from '../../src/shared/analysis';
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { clear, el, serial } from '../dom';
+import { clear, el, lazyDraw, serial } from '../dom';
 import { mix, toCss } from '../shapeColor';
 import {
   divergingT,
@@ -123,8 +123,10 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
   const statsCache = new Map<number, State>();
   const patterns = new ResultCache<Float32Array>(24);
   const patternErrors = new Map<string, string>();
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => heat.isDrawn,
+  );
   let heatKey = '';
   let gridKey = '';
   let paintedRun = -1;
@@ -557,7 +559,6 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
   // ---- render ----------------------------------------------------------------------------
 
   const render = serial(async () => {
-    dirty = false;
     modeCtl.set(mode);
     sortCtl.set(sort);
     layoutCtl.set(layout);
@@ -618,7 +619,7 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
   });
 
   new ResizeObserver(() => {
-    if (active && layout === 'grid' && current().kind === 'ok') void render();
+    if (lazy.active && layout === 'grid' && current().kind === 'ok') void render();
   }).observe(scroller);
 
   ctx.store.subscribe((_s, changed) => {
@@ -631,17 +632,13 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
     }
     const relevant = ['payload', 'selectedPos', 'highlightPos', 'themeVersion'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
     id: 'attention',
     title: 'Attention',
     el: root,
-    setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !heat.isDrawn)) requestAnimationFrame(() => void render());
-    },
+    setActive: lazy.setActive,
   };
 };

@@ -3,7 +3,7 @@
 // sphere, the space the unembedding reads). Box plots per row, outliers as points (click one
 // to select its token), the selected token's norms as a line.
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { el, serial } from '../dom';
+import { el, lazyDraw, serial } from '../dom';
 import { ballSummary, positionSeries, rowBoxes, type BoxStats } from '../shapeDynamicsBall';
 import { imageName } from '../shapeExport';
 import { fmt, plotlyToken, rowLabel, tokenDisplay } from '../shapeText';
@@ -44,8 +44,10 @@ export const ballTab: TabFactory = (ctx: ViewContext) => {
   after.el.append(afterNote);
   const root = el('div', { class: 'view ball-view' }, [bar, el('div', { class: 'dyn-split ball-split' }, [before.el, after.el])]);
 
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => before.isDrawn,
+  );
   let paintedRun = -1;
   const memo = new Map<string, BoxStats[]>();
   const boxes = (p: AnalysisPayload, which: 'norms' | 'normsFinal') => {
@@ -149,7 +151,6 @@ export const ballTab: TabFactory = (ctx: ViewContext) => {
   };
 
   const render = serial(async () => {
-    dirty = false;
     scaleCtl.set(scale);
     const s = ctx.store.state;
     const p = s.payload;
@@ -193,17 +194,13 @@ export const ballTab: TabFactory = (ctx: ViewContext) => {
     if (changed.has('payload')) memo.clear();
     const relevant = ['payload', 'selectedPos', 'themeVersion'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
     id: 'ball',
     title: 'The Ball',
     el: root,
-    setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !before.isDrawn)) requestAnimationFrame(() => void render());
-    },
+    setActive: lazy.setActive,
   };
 };

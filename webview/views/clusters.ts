@@ -4,7 +4,7 @@
 // coloured bands beside the matrix, a list, and coloured spans in the editor.
 import type { ClustersResult } from '../../src/shared/analysis';
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { clear, el, serial } from '../dom';
+import { clear, el, lazyDraw, serial } from '../dom';
 import { mix, toCss, type Rgba } from '../shapeColor';
 import {
   clusterBands,
@@ -79,8 +79,10 @@ export const clustersTab: TabFactory = (ctx: ViewContext) => {
   let row = -1;
   let threshold = -1;
   let thresholdFor = '';
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => heat.isDrawn,
+  );
   let heatKey = '';
   let paintedRun = -1;
   let sentLabels: string | null = null;
@@ -113,7 +115,7 @@ export const clustersTab: TabFactory = (ctx: ViewContext) => {
     sendTimer = window.setTimeout(() => {
       const p = ctx.store.state.payload;
       if (!p) return;
-      const want = active && editorBox.checked && labels.length === p.tokens.length ? labels : null;
+      const want = lazy.active && editorBox.checked && labels.length === p.tokens.length ? labels : null;
       const sig = want ? `${p.runId}:${want.join(',')}` : null;
       if (sig === sentLabels) return;
       sentLabels = sig;
@@ -371,7 +373,6 @@ export const clustersTab: TabFactory = (ctx: ViewContext) => {
   };
 
   const render = serial(async () => {
-    dirty = false;
     const s = ctx.store.state;
     const p = s.payload;
     if (!p) return;
@@ -433,8 +434,7 @@ export const clustersTab: TabFactory = (ctx: ViewContext) => {
     }
     const relevant = ['payload', 'selectedPos', 'themeVersion'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
@@ -442,8 +442,7 @@ export const clustersTab: TabFactory = (ctx: ViewContext) => {
     title: 'Clusters',
     el: root,
     setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !heat.isDrawn)) requestAnimationFrame(() => void render());
+      lazy.setActive(a);
       syncEditor(); // leaving the tab clears the editor's cluster colours
     },
   };

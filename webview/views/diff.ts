@@ -2,7 +2,7 @@
 // top-1 per layer at the last position of both runs side by side, both last-token trajectories
 // in one PCA basis, and the per-layer cosine between the two last-token residual streams with
 // the row from which they stay apart.
-import { clear, el, serial } from '../dom';
+import { clear, el, lazyDraw, serial } from '../dom';
 import { mix, toCss } from '../shapeColor';
 import { component, diffRows, diffTableSvg, divergeSentence, isDiffResult, type DiffRow } from '../shapeDynamicsDiff';
 import { imageName } from '../shapeExport';
@@ -62,8 +62,10 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
   const content = el('div', { class: 'dyn-split diff-split' }, [tableCard.el, el('div', { class: 'dyn-col' }, [traj.el, cos.el])]);
   const root = el('div', { class: 'view diff-view' }, [bar, note, content]);
 
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => traj.isDrawn,
+  );
 
   const drawTable = (d: PromptDiff) => {
     clear(table);
@@ -218,7 +220,6 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
   };
 
   const render = serial(async () => {
-    dirty = false;
     const s: Readonly<AppState> = ctx.store.state;
     const d = s.promptDiff;
     if (!d || !isDiffResult(d.diff, d.a.lens.rows) || d.b.lens.rows !== d.a.lens.rows) {
@@ -261,17 +262,13 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
 
   ctx.store.subscribe((_s, changed) => {
     if (!changed.has('promptDiff') && !changed.has('themeVersion')) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
     id: 'diff',
     title: 'Diff',
     el: root,
-    setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !traj.isDrawn)) requestAnimationFrame(() => void render());
-    },
+    setActive: lazy.setActive,
   };
 };

@@ -5,7 +5,7 @@
 // the per-layer cosines of the lens to the next token and to the final prediction.
 import type { ProximityResult } from '../../src/shared/analysis';
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { clear, el, serial, toolButton } from '../dom';
+import { clear, el, lazyDraw, serial, toolButton } from '../dom';
 import { mix, toCss, type Rgba } from '../shapeColor';
 import {
   KIND_BOTH,
@@ -97,8 +97,10 @@ export const proximityTab: TabFactory = (ctx: ViewContext) => {
 
   const cache = new ResultCache<ProximityResult>(8);
   const errors = new Map<string, string>();
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => layers.isDrawn,
+  );
   let fetchTimer = 0;
   let pending = '';
   let grid: PointGrid | null = null;
@@ -409,7 +411,6 @@ export const proximityTab: TabFactory = (ctx: ViewContext) => {
   // ---- render ----------------------------------------------------------------------------
 
   const render = serial(async () => {
-    dirty = false;
     const s: Readonly<AppState> = ctx.store.state;
     const p = s.payload;
     if (!p) return;
@@ -460,7 +461,7 @@ export const proximityTab: TabFactory = (ctx: ViewContext) => {
 
   new ResizeObserver(() => {
     const d = shown();
-    if (active && d && !canvas.hidden) drawScatter(d.p, d.r);
+    if (lazy.active && d && !canvas.hidden) drawScatter(d.p, d.r);
   }).observe(scatter.body);
 
   ctx.store.subscribe((_s, changed) => {
@@ -470,18 +471,14 @@ export const proximityTab: TabFactory = (ctx: ViewContext) => {
     }
     const relevant = ['payload', 'selectedPos', 'themeVersion'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
     id: 'proximity',
     title: 'Proximity',
     el: root,
-    setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !layers.isDrawn)) requestAnimationFrame(() => void render());
-    },
+    setActive: lazy.setActive,
   };
 };
 

@@ -5,7 +5,7 @@ import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import '@vscode-elements/elements/dist/vscode-option/index.js';
 import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { clear, el, serial } from '../dom';
+import { clear, el, lazyDraw, serial } from '../dom';
 import { mix, plotlyColorscale, type Rgba } from '../shapeColor';
 import { imageName } from '../shapeExport';
 import {
@@ -69,8 +69,10 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
   ]);
 
   const cache = new Map<string, Float32Array>();
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => heat.isDrawn,
+  );
   let paintedRun = -1;
   let runs: RepeatRun[] = [];
   let runsFor = '';
@@ -344,7 +346,6 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
   };
 
   const render = serial(async () => {
-    dirty = false;
     const s = ctx.store.state;
     const p = s.payload;
     if (!p) return;
@@ -383,17 +384,13 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
     }
     const relevant = ['payload', 'selectedPos', 'highlightPos', 'similarityRow', 'themeVersion'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
     id: 'repetition',
     title: 'Repetition',
     el: root,
-    setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !heat.isDrawn)) requestAnimationFrame(() => void render());
-    },
+    setActive: lazy.setActive,
   };
 };

@@ -1,7 +1,7 @@
 // Layer trajectories: every token's path through the PCA of the residual stream (rows 0..n_layers,
 // one basis for all tokens), the selected token highlighted, and its per-layer measures beside it.
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { el, serial } from '../dom';
+import { el, lazyDraw, serial } from '../dom';
 import { mix, toCss } from '../shapeColor';
 import { imageName } from '../shapeExport';
 import { allPaths, layerSeries, manyPoints, pathHover, pcAxisTitle, tokenPath, type PathSeries } from '../shapeTrajectory';
@@ -31,8 +31,10 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
     el('div', { class: 'traj-grid' }, [main.el, el('div', { class: 'traj-col' }, [norms.el, cos.el])]),
   ]);
 
-  let active = false;
-  let dirty = true;
+  const lazy = lazyDraw(
+    () => render(),
+    () => main.isDrawn,
+  );
   let paintedRun = -1;
   // All paths, built once per run: the same arrays every draw, so Plotly.react leaves that
   // trace alone when only the selection changes.
@@ -189,7 +191,6 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
   };
 
   const render = serial(async () => {
-    dirty = false;
     const s = ctx.store.state;
     const p = s.payload;
     b2.classList.toggle('on', s.trajectoryDims === 2);
@@ -213,17 +214,13 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
   ctx.store.subscribe((_s, changed) => {
     const relevant = ['payload', 'selectedPos', 'trajectoryDims', 'themeVersion'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
-    if (active) void render();
-    else dirty = true;
+    lazy.invalidate();
   });
 
   return {
     id: 'trajectories',
     title: 'Trajectories',
     el: root,
-    setActive(a: boolean) {
-      active = a;
-      if (a && (dirty || !main.isDrawn)) requestAnimationFrame(() => void render());
-    },
+    setActive: lazy.setActive,
   };
 };
