@@ -46,6 +46,15 @@ describe('CLI', () => {
     assert.equal(r2.status, 0, r2.stderr);
   });
 
+  test('--weights picks the weight precision; a bad value is a clear error', () => {
+    const args = ['analyze', '--model', TINY, '--text', 'the cat sat on the mat', '--no-cache'];
+    const half = cli([...args, '--weights', 'float16', '--json', '-']);
+    assert.equal(half.status, 0, half.stderr);
+    const bad = cli([...args, '--weights', 'half']);
+    assert.equal(bad.status, 1, bad.stderr);
+    assert.match(bad.stderr, /--weights must be one of auto, float32, float16/);
+  });
+
   test('analyze writes the documented JSON', () => {
     const out = path.join(tmpDir(), 'a.json');
     const r = cli(['analyze', '--model', TINY, '--text', 'the cat sat on the mat. the cat sat', '--top-k', '3', '--json', out]);
