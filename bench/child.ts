@@ -29,7 +29,9 @@ async function main(): Promise<void> {
     await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 1); // warm-up at full size
     const runs = [];
     for (let i = 0; i < repeats; i++) {
-      const a = await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 2 + (i % 4));
+      // as the extension does: a new run id per run, then the engine frees all but the shown run
+      const a = await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 2 + i);
+      engine.retain([2 + i]);
       runs.push({ totalMs: a.timings.totalMs, forwardMs: a.timings.forwardMs, lensMs: a.timings.lensMs, metricsMs: a.timings.metricsMs });
     }
     out.runs = runs;

@@ -176,6 +176,12 @@ export class EngineClient {
     return reply.value as CacheQueryResults[Q['type']];
   }
 
+  /** Lets the engine free every analysis except these runs (and newer ones). */
+  async retain(runIds: number[]): Promise<void> {
+    const reply = await this.request({ kind: 'retain', runIds });
+    if (reply.kind !== 'done') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+  }
+
   async stats(): Promise<WorkerStats> {
     const reply = await this.request({ kind: 'stats' });
     if (reply.kind !== 'stats') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);

@@ -101,6 +101,20 @@ export class Engine {
     return a;
   }
 
+  /**
+   * Forgets the kept analyses the host no longer shows: every run up to the newest of `runIds`
+   * that is not listed. Run ids only grow, so a newer run (still on its way to the host) stays.
+   */
+  retain(runIds: number[]): void {
+    const newest = Math.max(-Infinity, ...runIds);
+    for (const id of [...this.kept.keys()]) if (id <= newest && !runIds.includes(id)) this.forget(id);
+  }
+
+  /** Run ids of the analyses kept for queries (tests, stats). */
+  keptRuns(): number[] {
+    return [...this.kept.keys()];
+  }
+
   private forget(runId: number): void {
     const old = this.kept.get(runId);
     this.kept.delete(runId);

@@ -13,6 +13,7 @@ export type WorkerRequest =
   | { kind: 'generate'; id: number; request: GenerateRequest }
   | { kind: 'cancel'; id: number }
   | { kind: 'stats'; id: number }
+  | { kind: 'retain'; id: number; runIds: number[] }
   | { kind: 'shutdown'; id: number };
 
 export interface WorkerStats {
@@ -33,7 +34,7 @@ export type WorkerReply =
   | { kind: 'done'; id: number }
   | { kind: 'error'; id: number; error: SerializedError };
 
-const REQUEST_KINDS = new Set(['load', 'analyze', 'query', 'generate', 'cancel', 'stats', 'shutdown']);
+const REQUEST_KINDS = new Set(['load', 'analyze', 'query', 'generate', 'cancel', 'stats', 'retain', 'shutdown']);
 const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'queryResult', 'genStep', 'completion', 'done', 'error']);
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -44,6 +45,7 @@ export function isWorkerRequest(v: unknown): v is WorkerRequest {
   if (!isObj(v) || typeof v.kind !== 'string' || !REQUEST_KINDS.has(v.kind) || typeof v.id !== 'number') return false;
   if (v.kind === 'load' || v.kind === 'analyze' || v.kind === 'generate') return isObj(v.request);
   if (v.kind === 'query') return isObj(v.query);
+  if (v.kind === 'retain') return Array.isArray(v.runIds) && v.runIds.every((r) => typeof r === 'number');
   return true;
 }
 

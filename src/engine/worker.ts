@@ -63,6 +63,10 @@ async function handle(msg: WorkerRequest): Promise<void> {
       });
       return;
     }
+    case 'retain':
+      engine.retain(msg.runIds);
+      send({ kind: 'done', id: msg.id });
+      return;
     case 'shutdown':
       await engine.dispose();
       send({ kind: 'done', id: msg.id });

@@ -66,6 +66,7 @@ export async function comparePrompts(ctx: Ctx): Promise<void> {
         const a = await ctx.engine.analyze(req(sides[0].text), ctl.signal, false, idA);
         const b = await ctx.engine.analyze(req(sides[1].text), ctl.signal, false, idB);
         ctx.diffRuns = [idA, idB];
+        ctx.retainRuns();
         const diff = await ctx.engine.query({ type: 'diff', runId: idA, otherRunId: idB });
         const named = (x: typeof a) => ({ ...x, model: { ...x.model, name: choice.name } });
         ctx.panel.post({

@@ -126,6 +126,7 @@ describe('engine worker process', () => {
     const a = await client.analyze({ text: 'hello there', topK: 5, maxTokens: 64, patterns: true });
     assert.ok(a.lens.topIds instanceof Int32Array, 'typed arrays cross the process boundary');
     assert.equal(a.cache.resid.length, (info.n_layers + 1) * a.tokens.length * info.d_model);
+    await client.retain([0]); // the host's "free the rest" round trip (run id 0 = this analysis)
   });
 
   test('the worker asks glibc for transparent huge pages, keeping a user-set value', { skip: process.platform !== 'linux' }, () => {

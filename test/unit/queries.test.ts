@@ -122,6 +122,20 @@ describe('queries on stories260K', { skip }, () => {
     await assert.rejects(engine.query({ type: 'diff', runId: 2, otherRunId: 99 }), /no longer in memory/);
   });
 
+  test('retain frees the analyses the host no longer shows, never a newer one', async () => {
+    const req = { text: 'Once upon a time', topK: 3, maxTokens: 64, patterns: false };
+    for (const id of [10, 11, 12]) await engine.analyze(req, undefined, id);
+    engine.retain([11]);
+    assert.deepEqual(
+      engine.keptRuns().filter((r) => r >= 10),
+      [11, 12],
+      'run 10 freed; 12 is newer than the host knows about',
+    );
+    await assert.rejects(engine.query({ type: 'clusters', runId: 10, row: 1 }), /no longer in memory/);
+    engine.retain([12]);
+    assert.deepEqual(engine.keptRuns(), [12]);
+  });
+
   test('spearman on known rankings', () => {
     assert.equal(spearman(Float32Array.of(1, 2, 3), Float32Array.of(10, 20, 30)), 1);
     assert.equal(spearman(Float32Array.of(1, 2, 3), Float32Array.of(3, 2, 1)), -1);
