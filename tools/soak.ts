@@ -1,5 +1,6 @@
 // `npm run soak`: many consecutive analyses in one engine worker — mixed lengths, a
-// cancellation every 7th run, a model switch every 50th — measuring the worker's RSS,
+// cancellation every 7th run, a model switch every 50th, each 50-run phase repeating the same
+// inputs, the engine told after each run which analysis is shown — measuring the worker's RSS,
 // live onnxruntime sessions and open file handles. Passes when RSS after warm-up is flat
 // (slope < 1 MB per 100 runs), the session count stays constant and file handles do not grow.
 //   node out/tools/soak.js [--runs 500] [--models dirA,dirB] [--json out.json]
@@ -113,17 +114,22 @@ export async function soak(
         await client.load({ dir: models[model]!, threads: 2, executionProvider: 'cpu' });
         r.switches++;
       }
-      const start = (i * 7919) % (TEXT.length - 4000);
+      // Every phase (50 runs on one model) does the same work, so its end is comparable with the
+      // same model's other phase ends: j is the run's index within its phase.
+      const j = models.length > 1 ? i % 50 : i;
+      const start = (j * 7919) % (TEXT.length - 4000);
       // The first run on each model is the longest, with attention patterns: onnxruntime's arena
       // reaches its working size at once, so later RSS differences are growth, not warm-up.
-      const probe = i === 1 || i % 50 === 0;
-      const len = probe ? 1540 : 40 + ((i * 104729) % 1500); // mixed lengths, 40..1540 characters
+      const probe = i === 1 || j === 0;
+      const len = probe ? 1540 : 40 + ((j * 104729) % 1500); // mixed lengths, 40..1540 characters
       const text = TEXT.slice(start, start + len);
       const ctl = new AbortController();
-      const p = client.analyze({ text, topK: 5, maxTokens: 512, patterns: probe || i % 3 !== 0 }, ctl.signal, false, i % 4);
-      if (i % 7 === 0 && !probe) setTimeout(() => ctl.abort(), 1 + (i % 5));
+      // as the extension does: a new run id per run, and the engine told which run is shown
+      const p = client.analyze({ text, topK: 5, maxTokens: 512, patterns: probe || j % 3 !== 0 }, ctl.signal, false, i);
+      if (j % 7 === 0 && !probe) setTimeout(() => ctl.abort(), 1 + (j % 5));
       try {
         await p;
+        await client.retain([i]);
         r.completed++;
       } catch (e) {
         if ((e as { code?: string }).code === 'CANCELLED') r.cancelled++;
