@@ -13,6 +13,16 @@ The chosen phase-2 start step is logged and stored in the checkpoint; pass --pha
 it instead (then the whole run is a pure function of the seed: same batches, same updates).
 AdamW (betas 0.9/0.95, weight decay 0.1 on matrices), gradient clipping at 1.0.
 
+Logit-lens (early-exit) auxiliary loss: the training loss is the next-token cross-entropy of the
+output plus LENS_AUX_WEIGHT x the mean, over the intermediate blocks 1..L-1, of the cross-entropy of
+the logit lens at that block (final RMSNorm + the tied unembedding applied to the residual stream),
+computed on a random 1/LENS_AUX_FRAC of the batch positions (the same positions for every block).
+This is early-exit / deep supervision (as in LayerSkip, Elhoushi et al. 2024). Without it the
+intermediate read-outs of a tied-embedding model are dominated by the current token's own embedding
+and are over-confident (lens entropy after block 1 below the output's); with it every block's
+read-out is a calibrated next-token guess and the lens sharpens with depth, which is what the
+extension's logit-lens views are meant to show. --lens-aux 0 trains without it.
+
 Batches: each sequence picks a source with the mix weights (prepare_corpus.SOURCES) and a uniformly
 random window of that source's training token stream; the RNG is seeded with (SEED, step), so a
 resumed run sees exactly the batches an uninterrupted run would have.
@@ -21,7 +31,7 @@ Checkpoints (model + optimizer + step + schedule state) are written atomically t
 work/ckpt/last.pt every CKPT_EVERY_S seconds, at the phase switch and at the end; `--resume`
 continues from it exactly. The log goes to tools/train/train_log.txt (appended on resume).
 
-usage: python3 tools/train/train.py [--resume] [--budget-min 110] [--phase2-start N]
+usage: python3 tools/train/train.py [--resume] [--budget-min 105] [--phase2-start N] [--lens-aux W]
 """
 import argparse
 import json
@@ -32,6 +42,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import WORK, HERE, tune_malloc, load_sources, load_tokens  # noqa: E402
@@ -48,6 +59,8 @@ WD = 0.1
 CLIP = 1.0
 CKPT_EVERY_S = 420
 EVAL_EVERY = 100
+LENS_AUX_WEIGHT = 0.5
+LENS_AUX_FRAC = 8
 CKPT_DIR = os.path.join(WORK, "ckpt")
 LOG = os.path.join(HERE, "train_log.txt")
 
@@ -104,6 +117,21 @@ class Data:
         return {k: torch.from_numpy(np.stack(v)) for k, v in res.items()}
 
 
+def lens_aux_loss(model, hidden, y, step):
+    """Mean logit-lens cross-entropy over blocks 1..L-1 on a seeded random 1/LENS_AUX_FRAC of the
+    positions (hidden[0] is the embedding output, hidden[-1] the last block = the real output)."""
+    B, T = y.shape
+    g = torch.Generator().manual_seed(SEED * 1_000_003 + step)
+    idx = torch.randperm(B * T, generator=g)[: B * T // LENS_AUX_FRAC]
+    yy = y.reshape(-1)[idx]
+    mids = hidden[1:-1]
+    total = 0.0
+    for h in mids:
+        logits = model.lens_logits(h.reshape(B * T, -1)[idx])
+        total = total + F.cross_entropy(logits.float(), yy)
+    return total / len(mids)
+
+
 def param_groups(model):
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -134,11 +162,13 @@ def val_loss(model, vb):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--budget-min", type=float, default=110.0,
+    ap.add_argument("--budget-min", type=float, default=105.0,
                     help="training wall-time budget in minutes (decides when phase 2 starts)")
     ap.add_argument("--phase2-start", type=int, default=None, help="fix the phase-2 start step")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 because the 2 cores are shared (2 OpenMP threads measured 2-4x slower under load)")
+    ap.add_argument("--lens-aux", type=float, default=LENS_AUX_WEIGHT,
+                    help="weight of the logit-lens auxiliary loss (0 = off)")
     ap.add_argument("--stop-at", type=int, default=None, help="save and stop after this step (testing)")
     args = ap.parse_args()
     tune_malloc()
@@ -168,7 +198,8 @@ def main():
         log(f"params {model.num_params()} ; warmup {WARMUP} -> lr {LR_MAX} constant (16x256) until "
             f"phase 2 = {PHASE2_STEPS} steps of 8x512 with cosine decay to {LR_MIN}; phase 2 start "
             f"{phase2_start if phase2_start is not None else 'chosen to fit a %.0f min budget' % args.budget_min}; "
-            f"wd {WD}, clip {CLIP}, threads {args.threads}, torch {torch.__version__}")
+            f"wd {WD}, clip {CLIP}, threads {args.threads}, torch {torch.__version__}; logit-lens aux loss "
+            f"weight {args.lens_aux} on 1/{LENS_AUX_FRAC} of the positions of blocks 1..{cfg.num_hidden_layers - 1}")
     budget = args.budget_min * 60
     data = Data()
     vb = data.val_batches()
@@ -183,9 +214,16 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = data.batch(step, B, T)
-        _, loss = model(x, y)
+        aux = None
+        if args.lens_aux > 0:
+            _, loss, hidden = model(x, y, return_hidden=True)
+            aux = lens_aux_loss(model, hidden, y, step)
+            total = loss + args.lens_aux * aux
+        else:
+            _, loss = model(x, y)
+            total = loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP).item()
         opt.step()
         step += 1
@@ -196,7 +234,8 @@ def main():
         last = phase2_start is not None and step == phase2_start + PHASE2_STEPS
         if step % 10 == 0 or last:
             now = time.time()
-            log(f"step {step:5d}  T {T}  loss {loss.item():.4f}  lr {lr:.2e}  gnorm {gn:.2f}  "
+            aux_s = f"  lens-aux {aux.item():.4f}" if aux is not None else ""
+            log(f"step {step:5d}  T {T}  loss {loss.item():.4f}{aux_s}  lr {lr:.2e}  gnorm {gn:.2f}  "
                 f"{tok_win / (now - t_win):.0f} tok/s  elapsed {now - t_start:.0f}s")
             t_win, tok_win = now, 0
         if step % EVAL_EVERY == 0 or last:
