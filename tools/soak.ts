@@ -3,7 +3,7 @@
 // inputs, the engine told after each run which analysis is shown — measuring the worker's RSS,
 // live onnxruntime sessions and open file handles. Passes when RSS after warm-up is flat
 // (slope < 1 MB per 100 runs), the session count stays constant and file handles do not grow.
-//   node out/tools/soak.js [--runs 500] [--models dirA,dirB] [--json out.json]
+//   node out/tools/soak.js [--runs 1500] [--models dirA,dirB] [--json out.json]
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { EngineClient } from '../src/engine/client';
@@ -141,7 +141,9 @@ export async function soak(
         r.sampleModel.push(model);
         r.sessions.push(s.liveSessions);
         r.fds.push(openFds(client.pid ?? -1));
-        log(`run ${i}: rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MB, sessions ${s.liveSessions}, fds ${r.fds[r.fds.length - 1]}`);
+        log(
+          `run ${i}: rss ${(s.rssBytes / 2 ** 20).toFixed(1)} MB, js heap ${(s.heapUsedBytes / 2 ** 20).toFixed(1)} MB, sessions ${s.liveSessions}, fds ${r.fds[r.fds.length - 1]}`,
+        );
       }
     }
   } finally {
@@ -167,7 +169,7 @@ async function main(): Promise<void> {
   )
     .split(',')
     .filter((d) => fs.existsSync(d));
-  const res = await soak(path.join(root, 'dist', 'engine-worker.js'), models, Number(opt('runs') ?? 500), (s) =>
+  const res = await soak(path.join(root, 'dist', 'engine-worker.js'), models, Number(opt('runs') ?? 1500), (s) =>
     process.stderr.write(s + '\n'),
   );
   const out = opt('json') ?? path.join(root, 'bench', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`);
