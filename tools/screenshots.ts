@@ -4,7 +4,7 @@
 // theme; then Compare Completions with the default presets. Writes docs/screenshots/*.png.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from '../test/e2e/harness';
+import { buildVsix, e2eSkipReason, repoRoot, withVsCode, type VsCodeSession } from '../test/e2e/harness';
 
 const ROOT = repoRoot();
 const OUT = path.join(ROOT, 'docs', 'screenshots');
@@ -35,69 +35,65 @@ async function main(): Promise<void> {
   const first = lines.findIndex((l) => l.startsWith('It is a truth')) + 1;
   const last = lines.findIndex((l, i) => i >= first && l.trim() === '');
   log('packaging the extension…');
-  const vs = await startVsCode({
-    name: 'screenshots',
-    vsix: buildVsix(),
-    files: { 'sample.md': sample },
-    theme: 'light',
-    viewport: { width: 1600, height: 940 },
-  });
-  let failed = false;
-  try {
-    await vs.openFile('sample.md');
-    await vs.selectLines(first, last);
-    await vs.runCommand('Transformer Dynamics: Analyze Selection');
-    await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
-    await sleep(1500);
-    const frame = vs.webviewFrame();
-    await frame.locator('.strip-tokens .tok[data-pos="40"]').click();
-    await sleep(800);
-    await shot(vs, 'panel-light');
-    await tab(vs, 'trajectories', '.tab-trajectories .js-plotly-plot .scatterlayer .trace');
-    await shot(vs, 'trajectories-light');
-    await tab(vs, 'repetition', '.tab-repetition .js-plotly-plot');
-    await shot(vs, 'repetition-light');
-    await tab(vs, 'attention', '.att-svg .att-cell');
-    await frame.locator('.att-svg .att-cell[data-head="5"]').click();
-    await vs.waitForWebview((f) => f.locator('.att-heat .main-svg').first(), { timeoutMs: 60_000 });
-    await sleep(1200);
-    await shot(vs, 'attention-light');
-    await tab(vs, 'proximity', '.prox-layers .main-svg');
-    await shot(vs, 'proximity-light');
-    await tab(vs, 'ball', '.ball-after .main-svg');
-    await shot(vs, 'ball-light');
-    await tab(vs, 'clusters', '.cl-heat .main-svg');
-    await shot(vs, 'clusters-light');
-    await vs.setTheme('dark');
-    await tab(vs, 'lens', '.lens-body .lc');
-    await shot(vs, 'panel-dark');
-    await tab(vs, 'trajectories', '.tab-trajectories .js-plotly-plot .scatterlayer .trace');
-    await shot(vs, 'trajectories-dark');
+  await withVsCode(
+    {
+      name: 'screenshots',
+      vsix: buildVsix(),
+      files: { 'sample.md': sample },
+      theme: 'light',
+      viewport: { width: 1600, height: 940 },
+    },
+    async (vs) => {
+      await vs.openFile('sample.md');
+      await vs.selectLines(first, last);
+      await vs.runCommand('Transformer Dynamics: Analyze Selection');
+      await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+      await sleep(1500);
+      const frame = vs.webviewFrame();
+      await frame.locator('.strip-tokens .tok[data-pos="40"]').click();
+      await sleep(800);
+      await shot(vs, 'panel-light');
+      await tab(vs, 'trajectories', '.tab-trajectories .js-plotly-plot .scatterlayer .trace');
+      await shot(vs, 'trajectories-light');
+      await tab(vs, 'repetition', '.tab-repetition .js-plotly-plot');
+      await shot(vs, 'repetition-light');
+      await tab(vs, 'attention', '.att-svg .att-cell');
+      await frame.locator('.att-svg .att-cell[data-head="5"]').click();
+      await vs.waitForWebview((f) => f.locator('.att-heat .main-svg').first(), { timeoutMs: 60_000 });
+      await sleep(1200);
+      await shot(vs, 'attention-light');
+      await tab(vs, 'proximity', '.prox-layers .main-svg');
+      await shot(vs, 'proximity-light');
+      await tab(vs, 'ball', '.ball-after .main-svg');
+      await shot(vs, 'ball-light');
+      await tab(vs, 'clusters', '.cl-heat .main-svg');
+      await shot(vs, 'clusters-light');
+      await vs.setTheme('dark');
+      await tab(vs, 'lens', '.lens-body .lc');
+      await shot(vs, 'panel-dark');
+      await tab(vs, 'trajectories', '.tab-trajectories .js-plotly-plot .scatterlayer .trace');
+      await shot(vs, 'trajectories-dark');
 
-    // Compare Completions on the same selection, default presets, default length.
-    await vs.page.keyboard.press('Control+1');
-    await vs.runCommand('Transformer Dynamics: Compare Completions…');
-    await vs.page.locator('.quick-input-widget').waitFor({ timeout: 20_000 });
-    await vs.page.keyboard.press('Enter'); // the preselected default presets
-    await sleep(800);
-    await vs.page.keyboard.press('Enter'); // the default number of tokens
-    await vs.waitForWebview((f) => f.locator('.comp-col .comp-metrics:not([hidden])').nth(5), { timeoutMs: 300_000 });
-    await vs
-      .webviewFrame()
-      .locator('.comp-col')
-      .nth(0)
-      .locator('.ctok[data-step="3"]')
-      .click()
-      .catch(() => undefined); // the decoding walk of the greedy column
-    await sleep(1500);
-    await shot(vs, 'completions-dark');
-    await vs.assertNoCspViolations();
-  } catch (e) {
-    failed = true;
-    throw e;
-  } finally {
-    await vs.dispose({ failed });
-  }
+      // Compare Completions on the same selection, default presets, default length.
+      await vs.page.keyboard.press('Control+1');
+      await vs.runCommand('Transformer Dynamics: Compare Completions…');
+      await vs.page.locator('.quick-input-widget').waitFor({ timeout: 20_000 });
+      await vs.page.keyboard.press('Enter'); // the preselected default presets
+      await sleep(800);
+      await vs.page.keyboard.press('Enter'); // the default number of tokens
+      await vs.waitForWebview((f) => f.locator('.comp-col .comp-metrics:not([hidden])').nth(5), { timeoutMs: 300_000 });
+      await vs
+        .webviewFrame()
+        .locator('.comp-col')
+        .nth(0)
+        .locator('.ctok[data-step="3"]')
+        .click()
+        .catch(() => undefined); // the decoding walk of the greedy column
+      await sleep(1500);
+      await shot(vs, 'completions-dark');
+      await vs.assertNoCspViolations();
+    },
+  );
 }
 
 main().catch((e: unknown) => {

@@ -28,7 +28,10 @@ export interface CacheQueryResults {
 }
 export type CacheQueryResult = CacheQueryResults[keyof CacheQueryResults];
 
-/** Analyses kept for on-demand views (the panel's current run and a prompt-diff partner). */
+/**
+ * At most this many analyses are kept for on-demand views; the host's retain() frees the ones
+ * it no longer shows (all but the panel's current run and a prompt diff's two) sooner.
+ */
 const KEEP_ANALYSES = 4;
 
 export interface EngineLoadRequest extends LoadOptions {

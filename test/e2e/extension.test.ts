@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildVsix, e2eSkipReason, repoRoot, resultsDir, startVsCode, type VsCodeSession } from './harness';
+import { buildVsix, e2eSkipReason, repoRoot, resultsDir, startVsCode, withVsCode, type VsCodeSession } from './harness';
 import { Engine } from '../../src/engine/engine';
 import { convertLlama2c } from '../../tools/convert/llama2c';
 import { tokenDisplay } from '../../webview/shapeText';
@@ -212,32 +212,28 @@ describe('real VS Code: restricted (untrusted) workspace', { skip: e2eSkipReason
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'td-e2e-trust-'));
     const model = modelForTest(tmp);
     const evil = path.join(tmp, 'not-a-model');
-    const vs = await startVsCode({
-      name: 'trust',
-      vsix: buildVsix(),
-      workspaceTrust: true,
-      files: { 'notes.md': PROSE[0]!, '.vscode/settings.json': JSON.stringify({ 'transformerDynamics.modelPath': evil }) },
-      machineSettings: model.settings,
-      viewport: { width: 1500, height: 900 },
-    });
-    let failed = false;
-    try {
-      // VS Code asks whether to trust the folder: say no (restricted mode).
-      const dontTrust = vs.page.getByRole('button', { name: /No, I don't trust the authors/ });
-      await dontTrust.click({ timeout: 60_000 });
-      await vs.openFile('notes.md');
-      await vs.selectLines(1, 1);
-      await vs.runCommand('Transformer Dynamics: Analyze Selection');
-      await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
-      const title = await vs.webviewFrame().locator('.title-row').innerText();
-      assert.match(title, model.name, 'the user-level model ran, not the workspace setting');
-      assert.ok(!(await vs.notificationTexts()).some((t) => t.includes('not-a-model')), 'the workspace path was never tried');
-      await vs.assertNoCspViolations();
-    } catch (e) {
-      failed = true;
-      throw e;
-    } finally {
-      await vs.dispose({ failed });
-    }
+    await withVsCode(
+      {
+        name: 'trust',
+        vsix: buildVsix(),
+        workspaceTrust: true,
+        files: { 'notes.md': PROSE[0]!, '.vscode/settings.json': JSON.stringify({ 'transformerDynamics.modelPath': evil }) },
+        machineSettings: model.settings,
+        viewport: { width: 1500, height: 900 },
+      },
+      async (vs) => {
+        // VS Code asks whether to trust the folder: say no (restricted mode).
+        const dontTrust = vs.page.getByRole('button', { name: /No, I don't trust the authors/ });
+        await dontTrust.click({ timeout: 60_000 });
+        await vs.openFile('notes.md');
+        await vs.selectLines(1, 1);
+        await vs.runCommand('Transformer Dynamics: Analyze Selection');
+        await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+        const title = await vs.webviewFrame().locator('.title-row').innerText();
+        assert.match(title, model.name, 'the user-level model ran, not the workspace setting');
+        assert.ok(!(await vs.notificationTexts()).some((t) => t.includes('not-a-model')), 'the workspace path was never tried');
+        await vs.assertNoCspViolations();
+      },
+    );
   });
 });

@@ -1035,3 +1035,20 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
     throw e;
   }
 }
+
+/**
+ * Starts VS Code, runs `fn` with the session and disposes it, keeping the logs and a screenshot
+ * (dispose's `failed`) when `fn` threw.
+ */
+export async function withVsCode<T>(options: StartOptions, fn: (vs: VsCodeSession) => Promise<T>): Promise<T> {
+  const vs = await startVsCode(options);
+  let failed = false;
+  try {
+    return await fn(vs);
+  } catch (e) {
+    failed = true;
+    throw e;
+  } finally {
+    await vs.dispose({ failed });
+  }
+}
