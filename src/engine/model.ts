@@ -8,7 +8,7 @@ import { weightReader } from './arch/weights';
 import { buildForwardGraph, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
 import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
-import { chooseProvider, createSession, providerEnvironment, type RuntimeOptions, type Session } from './runtime/ort';
+import { chooseProvider, createSession, providerEnvironment, type ProviderRequest, type RuntimeOptions, type Session } from './runtime/ort';
 import { resolveWeightPrecision, type WeightPrecisionRequest } from './runtime/providers';
 
 export { resolveWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecisionRequest } from './runtime/providers';
@@ -93,9 +93,10 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
       `tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${spec.dVocab}: they belong to different models.`,
     );
   }
+  const environment = opts.environment ?? providerEnvironment();
   let precision = resolveWeightPrecision(
     opts.weightPrecision,
-    chooseProvider(opts.executionProvider, providerEnvironment()).provider,
+    chooseProvider(opts.executionProvider, environment).provider,
     ckpt.weights.storedHalf(),
   );
   const build = (p: typeof precision): Promise<BuiltGraphs> | BuiltGraphs => {
@@ -115,17 +116,28 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
   // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
-  const forward = await createSession(built.forward, opts);
+  let forward = await createSession(built.forward, { ...opts, environment });
+  const providerNote = forward.providerNote;
+  if (forward.provider === 'cpu' && precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto') {
+    // auto chose float16 for a GPU provider that then failed to start: on the CPU the float16
+    // graph would widen every weight product, so build the float32 graphs instead.
+    await forward.release();
+    precision = 'float32';
+    built = await build(precision);
+    forward = await createSession(built.forward, { ...opts, executionProvider: 'cpu' });
+  }
+  // The other sessions use the provider that started (a failed GPU provider is not retried).
+  const started: LoadOptions = { ...opts, environment, executionProvider: forward.provider as ProviderRequest };
   let lens: Session;
   let linalg: LinAlg;
   try {
-    lens = await createSession(built.lens, opts);
+    lens = await createSession(built.lens, started);
   } catch (e) {
     await forward.release();
     throw e;
   }
   try {
-    linalg = await createLinAlg(opts);
+    linalg = await createLinAlg(started);
   } catch (e) {
     await forward.release();
     await lens.release();
@@ -136,7 +148,10 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
     dir,
-    info: { ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, forward), weights: precision },
+    info: {
+      ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, { provider: forward.provider, providerNote }),
+      weights: precision,
+    },
     spec,
     tokenizer,
     forward,
@@ -172,7 +187,6 @@ export function graphCacheDir(
 
 interface BuiltGraphs {
   /** Graph bytes (in memory) or a path to a cached .onnx file with external data. */
-  /** Graph bytes (in memory) or a cached .onnx file with external data. */
   forward: Uint8Array | string;
   lens: Uint8Array | string;
   lnFinal: { w: Float32Array; b: Float32Array | null };

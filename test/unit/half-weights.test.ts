@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { loadModel, resolveWeightPrecision, type WeightPrecisionRequest } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { SafetensorsFile, f32ToF16 } from '../../src/engine/checkpoint/safetensors';
+import { liveSessionCount, providerEnvironment, type ProviderEnvironment } from '../../src/engine/runtime/ort';
 import { encodeSafetensors } from '../../tools/convert/safetensors-writer';
 import { onnx } from 'onnx-proto';
 import { FIXTURES, maxAbsDiff, rejectsWith, tmpDir } from '../helpers';
@@ -99,6 +100,33 @@ describe('half-precision weights', () => {
     );
     const ok = await run(dir, 'float32');
     assert.equal(ok.info.weights, 'float32');
+  });
+
+  test('auto chose float16 for CUDA, CUDA failed to start: float32 graphs on the CPU instead', async (t) => {
+    const real = providerEnvironment();
+    if (real.cudaLibrary && real.nvidiaGpu) return t.skip('CUDA works on this machine');
+    // claims CUDA is installed: the session really tries it, and onnxruntime fails to load it
+    const environment: ProviderEnvironment = {
+      ...real,
+      backends: [...real.backends, { name: 'cuda', bundled: false }],
+      cudaLibrary: true,
+      nvidiaGpu: true,
+    };
+    const dir = halfCopy('tiny-llama', 'F16');
+    const cacheDir = tmpDir();
+    const before = liveSessionCount();
+    const m = await loadModel(dir, { threads: 1, executionProvider: 'auto', environment, cacheDir });
+    try {
+      assert.equal(m.info.provider, 'cpu');
+      assert.match(m.info.provider_note ?? '', /CUDA execution provider failed to start .*running on CPU/);
+      assert.equal(m.info.weights, 'float32');
+      const a = await analyze(m, { text: TEXT, topK: 5, maxTokens: 64, patterns: true });
+      const ref = await run(dir, 'float32');
+      assert.ok(maxAbsDiff(a.cache.resid, ref.resid) < 1e-5, 'same results as a float32 load');
+    } finally {
+      await m.release();
+    }
+    assert.equal(liveSessionCount(), before, 'the float16 session was released');
   });
 
   test('the graph cache stores float16 weights in half the bytes, keyed by precision', async () => {

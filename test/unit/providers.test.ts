@@ -47,4 +47,26 @@ describe('execution providers', () => {
       await m.release();
     }
   });
+
+  test('a GPU provider that fails to start: CPU with the reason, and the other sessions do not retry it', async (t) => {
+    const real = providerEnvironment();
+    if (real.cudaLibrary && real.nvidiaGpu) return t.skip('CUDA works on this machine');
+    const environment: ProviderEnvironment = {
+      ...real,
+      backends: [...real.backends, { name: 'cuda', bundled: false }],
+      cudaLibrary: true,
+      nvidiaGpu: true,
+    };
+    const m = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 1, executionProvider: 'cuda', environment });
+    try {
+      assert.equal(m.info.provider, 'cpu');
+      assert.match(m.info.provider_note ?? '', /^The CUDA execution provider failed to start \(.+\); running on CPU\.$/);
+      assert.equal(m.info.weights, 'float32');
+      // the lens session was created on the CPU directly (a retry would carry its own failure note)
+      assert.equal(m.lens.provider, 'cpu');
+      assert.equal(m.lens.providerNote, null);
+    } finally {
+      await m.release();
+    }
+  });
 });

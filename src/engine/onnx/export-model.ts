@@ -24,7 +24,7 @@ import { EngineError } from '../errors';
 import { specFromConfig, type ModelSpec } from '../arch/spec';
 import { buildLensGraph } from '../graph/lens';
 import { hook } from '../graph/forward';
-import { createSession, type Session } from '../runtime/ort';
+import { createSession, type ProviderRequest, type Session } from '../runtime/ort';
 import { TextTokenizer } from '../tokenizer';
 import { modelInfo, type LoadedModel, type LoadOptions } from '../model';
 import { instrumentExport, type SurgeryDescription, type SurgeryResult } from './surgery';
@@ -380,7 +380,8 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       result.description.patternsNote = 'the attention Softmax found does not have shape [batch, heads, query, key]';
     }
     const w = result.weights;
-    lens = await createSession(buildLensGraph(spec, w).encode(), opts);
+    // on the provider the forward session started with (a GPU provider that failed is not retried)
+    lens = await createSession(buildLensGraph(spec, w).encode(), { ...opts, executionProvider: forward.provider as ProviderRequest });
     const rowNorms = (m: Float32Array) => {
       const out = new Float32Array(spec.dVocab);
       for (let t = 0; t < spec.dVocab; t++) {

@@ -7,11 +7,17 @@ import { chooseProvider, type ProviderEnvironment, type ProviderRequest } from '
 
 export { chooseProvider, PROVIDERS, type ProviderEnvironment, type ProviderRequest } from './providers';
 
+import { EngineError } from '../errors';
+
 export interface RuntimeOptions {
   threads: number;
   executionProvider: ProviderRequest;
+  /**
+   * What this machine offers (onnxruntime backends, CUDA library, GPU); probed when absent.
+   * Tests pass one to exercise a GPU provider that fails to start on a CPU-only machine.
+   */
+  environment?: ProviderEnvironment;
 }
-import { EngineError } from '../errors';
 
 export type Feed = Float32Array | BigInt64Array;
 
@@ -99,7 +105,7 @@ function sessionOptions(provider: string, threads: number): ort.InferenceSession
 }
 
 export async function createSession(model: Uint8Array | string, opts: RuntimeOptions): Promise<Session> {
-  const choice = chooseProvider(opts.executionProvider, providerEnvironment());
+  const choice = chooseProvider(opts.executionProvider, opts.environment ?? providerEnvironment());
   let provider: string = choice.provider;
   let note = choice.note;
   const create = (p: string) =>
