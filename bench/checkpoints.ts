@@ -1,8 +1,14 @@
 // Checkpoints for benchmarks: a GPT-2-small-shaped model with random weights (the real
-// shapes, 124 M parameters) and GPT-2's real tokenizer built from ../shared/data/gpt2-bpe.
+// shapes, 124 M parameters), a 1.2 B Llama-shaped one in bfloat16 (load measurements at the
+// size the graph cache is for), both with GPT-2's real tokenizer from ../shared/data/gpt2-bpe.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { encodeSafetensors, type SafetensorsTensor } from '../tools/convert/safetensors-writer';
+import {
+  encodeSafetensors,
+  writeSafetensorsFile,
+  type SafetensorsEntry,
+  type SafetensorsTensor,
+} from '../tools/convert/safetensors-writer';
 
 /** tokenizer.json (Hugging Face format) for GPT-2 from encoder.json + vocab.bpe. */
 export function gpt2TokenizerJson(bpeDir: string): Record<string, unknown> {
@@ -120,6 +126,88 @@ export function makeRandomGpt2(dir: string, bpeDir: string, shape: Gpt2Shape = G
   fs.writeFileSync(
     path.join(dir, 'tokenizer_config.json'),
     JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: P, clean_up_tokenization_spaces: false }),
+  );
+  fs.writeFileSync(done, '');
+  return dir;
+}
+
+export interface LlamaShape {
+  layers: number;
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  vocab: number;
+}
+
+/** TinyLlama-1.1B's layers (22 × 2048, MLP 5632, 32 heads, 4 KV heads) with GPT-2's 50k vocabulary: 1.18 B parameters. */
+export const LLAMA_1B: LlamaShape = { layers: 22, hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, vocab: 50304 };
+
+/**
+ * Writes a random-weight Llama checkpoint in HF layout with bfloat16 weights (as 1-8 B models
+ * are published), tensor by tensor; skips work when it exists.
+ */
+export function makeRandomLlama(dir: string, bpeDir: string, shape: LlamaShape = LLAMA_1B): string {
+  const done = path.join(dir, '.complete');
+  if (fs.existsSync(done)) return dir;
+  fs.mkdirSync(dir, { recursive: true });
+  const { layers: L, hidden: d, intermediate: m, heads: h, kvHeads: kvh, vocab: V } = shape;
+  const kv = (d / h) * kvh;
+  const entries: SafetensorsEntry[] = [{ name: 'model.embed_tokens.weight', dtype: 'BF16', shape: [V, d] }];
+  for (let i = 0; i < L; i++) {
+    const p = `model.layers.${i}.`;
+    entries.push(
+      { name: `${p}input_layernorm.weight`, dtype: 'BF16', shape: [d] },
+      { name: `${p}self_attn.q_proj.weight`, dtype: 'BF16', shape: [d, d] },
+      { name: `${p}self_attn.k_proj.weight`, dtype: 'BF16', shape: [kv, d] },
+      { name: `${p}self_attn.v_proj.weight`, dtype: 'BF16', shape: [kv, d] },
+      { name: `${p}self_attn.o_proj.weight`, dtype: 'BF16', shape: [d, d] },
+      { name: `${p}post_attention_layernorm.weight`, dtype: 'BF16', shape: [d] },
+      { name: `${p}mlp.gate_proj.weight`, dtype: 'BF16', shape: [m, d] },
+      { name: `${p}mlp.up_proj.weight`, dtype: 'BF16', shape: [m, d] },
+      { name: `${p}mlp.down_proj.weight`, dtype: 'BF16', shape: [d, m] },
+    );
+  }
+  entries.push({ name: 'model.norm.weight', dtype: 'BF16', shape: [d] }, { name: 'lm_head.weight', dtype: 'BF16', shape: [V, d] });
+  let seed = 1;
+  const tmp = path.join(dir, 'model.safetensors.tmp');
+  writeSafetensorsFile(tmp, entries, (e) => {
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    const f32 = new Float32Array(n);
+    if (e.shape.length === 1) f32.fill(1);
+    else normalFill(f32, e.name.endsWith('o_proj.weight') || e.name.endsWith('down_proj.weight') ? 0.02 / Math.sqrt(2 * L) : 0.02, seed++);
+    // bfloat16: the high half of the float32 bits
+    const bits = new Uint32Array(f32.buffer);
+    const out = new Uint16Array(n);
+    for (let i = 0; i < n; i++) out[i] = bits[i]! >>> 16;
+    return out;
+  });
+  fs.renameSync(tmp, path.join(dir, 'model.safetensors'));
+  fs.writeFileSync(
+    path.join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      hidden_size: d,
+      intermediate_size: m,
+      num_hidden_layers: L,
+      num_attention_heads: h,
+      num_key_value_heads: kvh,
+      vocab_size: V,
+      max_position_embeddings: 2048,
+      rms_norm_eps: 1e-5,
+      rope_theta: 10000,
+      hidden_act: 'silu',
+      tie_word_embeddings: false,
+      torch_dtype: 'bfloat16',
+      bos_token_id: 50256,
+      eos_token_id: 50256,
+    }),
+  );
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(gpt2TokenizerJson(bpeDir)));
+  fs.writeFileSync(
+    path.join(dir, 'tokenizer_config.json'),
+    JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: 2048, clean_up_tokenization_spaces: false }),
   );
   fs.writeFileSync(done, '');
   return dir;

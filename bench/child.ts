@@ -19,7 +19,8 @@ async function main(): Promise<void> {
   await engine.load({ dir: dir!, threads, executionProvider: 'cpu', patterns: mode === 'analysis', cacheDir });
   const model = engine.requireModel();
   const loadMs = performance.now() - t0;
-  const out: Record<string, unknown> = { loadMs, graphSource: model.graphSource };
+  // peak resident memory of the load itself (mapped weight pages count once touched)
+  const out: Record<string, unknown> = { loadMs, graphSource: model.graphSource, loadPeakRssMb: process.resourceUsage().maxRSS / 1024 };
   if (mode === 'load') {
     await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
     out.firstResultMs = performance.now() - t0;

@@ -217,6 +217,7 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
 function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: ForwardGraphOptions): BuiltGraphs {
   const reader = weightReader(spec, ckpt.weights);
   const forward = buildForwardGraph(spec, reader, graphOpts).encode();
+  ckpt.weights.releaseScratch();
   const globals = reader.globals();
   const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights).encode();
   return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
@@ -269,6 +270,7 @@ async function graphsViaCache(
     const sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
     fs.writeFileSync(entry.paths.forward, buildForwardGraph(spec, reader, graphOpts, sink).encode());
+    ckpt.weights.releaseScratch();
     const globals = reader.globals();
     fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights).encode());
     sink.close();

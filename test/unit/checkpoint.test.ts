@@ -11,10 +11,10 @@ import {
   bf16ToF32,
   f32ToF16,
 } from '../../src/engine/checkpoint/safetensors';
-import { openCheckpoint } from '../../src/engine/checkpoint/hf';
+import { openCheckpoint, WeightStore } from '../../src/engine/checkpoint/hf';
 import { loadModel } from '../../src/engine/model';
 import { specFromConfig } from '../../src/engine/arch/spec';
-import { encodeSafetensors } from '../../tools/convert/safetensors-writer';
+import { encodeSafetensors, writeSafetensorsFile } from '../../tools/convert/safetensors-writer';
 import { FIXTURES, rejectsWith, tmpDir } from '../helpers';
 
 const enc = new TextEncoder();
@@ -112,6 +112,45 @@ describe('dtype conversion', () => {
     assert.deepEqual(Array.from(st.readFloat32(st.entries.get('h')!)), [1.5, -3]);
     assert.deepEqual(Array.from(st.readFloat32(st.entries.get('b')!)), [1]);
     assert.throws(() => st.readFloat32(st.entries.get('i')!), /dtype I32; only F32, F16 and BF16/);
+  });
+
+  test('transposed reads convert and transpose in one pass, through a reused scratch buffer', () => {
+    // shapes that cross the 64×64 tiles unevenly
+    const [R, C] = [67, 130];
+    const values = Float32Array.from({ length: R * C }, (_, i) => ((i * 7919) % 4001) / 1000 - 2);
+    const bf = Uint16Array.from(new Uint32Array(values.buffer), (u) => u >>> 16);
+    const naive = (v: Float32Array) => Float32Array.from({ length: R * C }, (_, i) => v[(i % R) * C + Math.floor(i / R)]!);
+    const dir = tmpDir();
+    const file = path.join(dir, 'm.safetensors');
+    writeSafetensorsFile(
+      file,
+      [
+        { name: 'f32', dtype: 'F32', shape: [R, C] },
+        { name: 'f16', dtype: 'F16', shape: [R, C] },
+        { name: 'bf16', dtype: 'BF16', shape: [R, C] },
+        { name: 'other', dtype: 'F32', shape: [C, R] },
+      ],
+      (e) => (e.name === 'f16' ? f32ToF16(values) : e.name === 'bf16' ? bf : values),
+    );
+    const st = SafetensorsFile.open(file);
+    assert.deepEqual(Array.from(st.readFloat32Transposed(st.entries.get('f32')!)), Array.from(naive(values)));
+    assert.deepEqual(Array.from(st.readFloat32Transposed(st.entries.get('f16')!)), Array.from(naive(f16ToF32(f32ToF16(values)))));
+    assert.deepEqual(Array.from(st.readFloat32Transposed(st.entries.get('bf16')!)), Array.from(naive(bf16ToF32(bf))));
+    // the same bytes as the one-buffer writer
+    const whole = encodeSafetensors([
+      { name: 'f32', dtype: 'F32', shape: [R, C], data: values },
+      { name: 'f16', dtype: 'F16', shape: [R, C], data: f32ToF16(values) },
+      { name: 'bf16', dtype: 'BF16', shape: [R, C], data: bf },
+      { name: 'other', dtype: 'F32', shape: [C, R], data: values },
+    ]);
+    assert.deepEqual(new Uint8Array(fs.readFileSync(file)), whole);
+    // through the store: one scratch buffer for every read, results independent of it
+    const store = new WeightStore([st]);
+    const a = store.float32Transposed('bf16', [R, C]);
+    const b = store.float32Transposed('f32', [R, C]);
+    assert.deepEqual(Array.from(a), Array.from(naive(bf16ToF32(bf))));
+    assert.deepEqual(Array.from(b), Array.from(naive(values)));
+    assert.throws(() => store.float32Transposed('other', [R, C]), /has shape \[130, 67\] but config.json implies \[67, 130\]/);
   });
 });
 

@@ -4,6 +4,10 @@ import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import { GraphBuilder } from '../../src/engine/onnx/builder';
+import { ExternalWeightFile, WEIGHTS_FILE } from '../../src/engine/graphcache';
 import { graphCacheDir, loadModel, INLINE_LIMIT_BYTES } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { specFromConfig } from '../../src/engine/arch/spec';
@@ -76,5 +80,30 @@ describe('graph cache', () => {
     const r = await topIds(path.join(FIXTURES, 'models', 'tiny-qwen2'), { inlineLimitBytes: 1000 });
     assert.ok(r.source === 'cache-write' || r.source === 'cache-hit');
     assert.deepEqual(r.ids, (await topIds(path.join(FIXTURES, 'models', 'tiny-qwen2'), {})).ids);
+  });
+});
+
+describe('graph builder and weight sink', () => {
+  test('an initializer written to the sink is not kept alive by the builder; names are checked', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const sink = new ExternalWeightFile(path.join(tmpDir(), WEIGHTS_FILE));
+    const g = new GraphBuilder('t', sink);
+    let ref: WeakRef<Float32Array>;
+    (() => {
+      const data = new Float32Array(1 << 16).fill(0.5);
+      ref = new WeakRef(data);
+      assert.equal(g.initializer('w', data, [1 << 16]), 'w');
+      assert.equal(g.initializer('w', data, [1 << 16]), 'w', 'the same array under the same name is one initializer');
+      assert.equal(g.initializer('w2', data, [1 << 16]), 'w2', 'the same array may serve two names');
+      assert.throws(() => g.initializer('w', new Float32Array(1 << 16), [1 << 16]), /defined twice with different data/);
+    })();
+    sink.close();
+    // a WeakRef's target lives until the current job ends: collect in a later one
+    await new Promise((r) => setImmediate(r));
+    gc();
+    assert.equal(ref!.deref(), undefined, 'a multi-GB model would otherwise stay in memory until the graph is encoded');
+    assert.throws(() => g.initializer('w', new Float32Array(1 << 16), [1 << 16]), /defined twice/);
+    assert.equal(sink.bytesWritten, 4 << 16, 'written once');
   });
 });

@@ -5,6 +5,8 @@
  * padded with spaces to a multiple of 8, then the raw little-endian tensor bytes.
  */
 
+import * as fs from 'node:fs';
+
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 
 export interface SafetensorsTensor {
@@ -32,36 +34,70 @@ function toLeBytes(t: SafetensorsTensor): Uint8Array {
   return out;
 }
 
-/** Serialise tensors (written in the given order) into one safetensors buffer. */
-export function encodeSafetensors(tensors: SafetensorsTensor[], metadata?: Record<string, string>): Uint8Array {
-  const header: Record<string, unknown> = {};
-  if (metadata) header['__metadata__'] = metadata;
-  const blobs: Uint8Array[] = [];
+export type SafetensorsEntry = Pick<SafetensorsTensor, 'name' | 'dtype' | 'shape'>;
+
+/** The length prefix and JSON header for tensors stored in the given order, and their data size. */
+function header(entries: SafetensorsEntry[], metadata?: Record<string, string>): { bytes: Uint8Array; dataBytes: number } {
+  const json: Record<string, unknown> = {};
+  if (metadata) json['__metadata__'] = metadata;
   const seen = new Set<string>();
   let offset = 0;
-  for (const t of tensors) {
+  for (const t of entries) {
     if (seen.has(t.name)) throw new Error(`duplicate tensor name ${t.name}`);
     seen.add(t.name);
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    const expected = n * ITEM_SIZE[t.dtype];
-    if (t.data.byteLength !== expected) {
-      throw new Error(`${t.name}: ${t.data.byteLength} bytes for shape [${t.shape.join(',')}] ${t.dtype} (want ${expected})`);
-    }
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
-    blobs.push(toLeBytes(t));
-    offset += expected;
+    const size = t.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[t.dtype];
+    json[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
   }
-  let json = JSON.stringify(header);
-  const jsonBytesLen = new TextEncoder().encode(json).length;
-  json += ' '.repeat((8 - (jsonBytesLen % 8)) % 8);
-  const headerBytes = new TextEncoder().encode(json);
-  const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  let pos = 8 + headerBytes.length;
+  let text = JSON.stringify(json);
+  text += ' '.repeat((8 - (new TextEncoder().encode(text).length % 8)) % 8);
+  const headerBytes = new TextEncoder().encode(text);
+  const bytes = new Uint8Array(8 + headerBytes.length);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  bytes.set(headerBytes, 8);
+  return { bytes, dataBytes: offset };
+}
+
+function checkedBytes(t: SafetensorsTensor): Uint8Array {
+  const expected = t.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[t.dtype];
+  if (t.data.byteLength !== expected) {
+    throw new Error(`${t.name}: ${t.data.byteLength} bytes for shape [${t.shape.join(',')}] ${t.dtype} (want ${expected})`);
+  }
+  return toLeBytes(t);
+}
+
+/** Serialise tensors (written in the given order) into one safetensors buffer. */
+export function encodeSafetensors(tensors: SafetensorsTensor[], metadata?: Record<string, string>): Uint8Array {
+  const blobs = tensors.map(checkedBytes);
+  const head = header(tensors, metadata);
+  const out = new Uint8Array(head.bytes.length + head.dataBytes);
+  out.set(head.bytes, 0);
+  let pos = head.bytes.length;
   for (const b of blobs) {
     out.set(b, pos);
     pos += b.length;
   }
   return out;
+}
+
+/**
+ * Writes a safetensors file one tensor at a time: `data` is asked for each entry in order, so
+ * a checkpoint of several GB never exists as one buffer.
+ */
+export function writeSafetensorsFile(
+  file: string,
+  entries: SafetensorsEntry[],
+  data: (entry: SafetensorsEntry) => SafetensorsTensor['data'],
+  metadata?: Record<string, string>,
+): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    const write = (b: Uint8Array) => {
+      for (let done = 0; done < b.length;) done += fs.writeSync(fd, b, done, b.length - done);
+    };
+    write(header(entries, metadata).bytes);
+    for (const e of entries) write(checkedBytes({ ...e, data: data(e) }));
+  } finally {
+    fs.closeSync(fd);
+  }
 }

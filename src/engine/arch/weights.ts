@@ -4,6 +4,7 @@
 import { EngineError } from '../errors';
 import type { WeightStore } from '../checkpoint/hf';
 import type { ModelSpec } from './spec';
+import { transposeToF32 } from '../checkpoint/safetensors';
 
 export interface Linear {
   w: Float32Array; // [d_in, d_out]
@@ -42,19 +43,7 @@ export interface GlobalWeights {
 
 /** Transpose a row-major [rows, cols] matrix. */
 export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const B = 32;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        const rowOff = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = src[rowOff + c]!;
-      }
-    }
-  }
-  return out;
+  return transposeToF32(src, 'F32', rows, cols);
 }
 
 /** Rows [r0, r1) of a row-major matrix with `cols` columns. */
@@ -73,6 +62,11 @@ function columns(src: Float32Array, nRows: number, cols: number, c0: number, c1:
 /** A torch Linear weight [out, in] → canonical [in, out]. */
 function fromTorch(w: Float32Array, dOut: number, dIn: number, b: Float32Array | null): Linear {
   return { w: transpose(w, dOut, dIn), b, dIn, dOut };
+}
+
+/** A torch Linear stored in the checkpoint as [out, in], read straight into canonical [in, out]. */
+function torchLinear(st: WeightStore, name: string, dOut: number, dIn: number, bias: Float32Array | null): Linear {
+  return { w: st.float32Transposed(`${name}.weight`, [dOut, dIn]), b: bias, dIn, dOut };
 }
 
 export interface WeightReader {
@@ -151,7 +145,7 @@ function llamaReader(s: ModelSpec, st: WeightStore): WeightReader {
   const qDim = s.nHeads * s.headDim;
   const kvDim = s.nKvHeads * s.headDim;
   const lin = (n: string, dOut: number, dIn: number, bias: boolean): Linear =>
-    fromTorch(st.float32(`${n}.weight`, [dOut, dIn]), dOut, dIn, bias ? st.float32(`${n}.bias`, [dOut]) : null);
+    torchLinear(st, n, dOut, dIn, bias ? st.float32(`${n}.bias`, [dOut]) : null);
   return {
     globals() {
       const embed = st.float32('model.embed_tokens.weight', [s.dVocab, d]);
@@ -185,8 +179,7 @@ function neoxReader(s: ModelSpec, st: WeightStore): WeightReader {
   const d = s.dModel;
   const hd = s.headDim;
   const opt = (n: string, dOut: number, bias: boolean) => (bias ? st.float32(n, [dOut]) : null);
-  const lin = (n: string, dOut: number, dIn: number, bias: boolean): Linear =>
-    fromTorch(st.float32(`${n}.weight`, [dOut, dIn]), dOut, dIn, opt(`${n}.bias`, dOut, bias));
+  const lin = (n: string, dOut: number, dIn: number, bias: boolean): Linear => torchLinear(st, n, dOut, dIn, opt(`${n}.bias`, dOut, bias));
   const norm = (n: string): Norm => ({ w: st.float32(`${n}.weight`, [d]), b: st.float32(`${n}.bias`, [d]) });
   return {
     globals() {

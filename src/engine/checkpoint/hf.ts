@@ -18,6 +18,7 @@ export interface Checkpoint {
 /** Tensors by name across all safetensors files of a checkpoint. */
 export class WeightStore {
   private readonly byName = new Map<string, { file: SafetensorsFile; entry: TensorEntry }>();
+  private scratch = new Uint8Array(0);
 
   constructor(readonly files: SafetensorsFile[]) {
     for (const file of files) {
@@ -48,7 +49,31 @@ export class WeightStore {
 
   /** Reads a tensor as float32 after checking its shape. */
   float32(name: string, expectShape: number[]): Float32Array {
-    const { file, entry } = this.lookup(name);
+    const { file, entry } = this.shaped(name, expectShape);
+    return file.readFloat32(entry);
+  }
+
+  /**
+   * Reads a 2-D tensor stored [rows, cols] (checked against `expectShape`) as its float32
+   * transpose [cols, rows], converting half precision in the same pass. The stored bytes go
+   * through one scratch buffer reused across calls, so a multi-GB checkpoint is read without
+   * a fresh allocation (and its page faults) per tensor.
+   */
+  float32Transposed(name: string, expectShape: [number, number]): Float32Array {
+    const { file, entry } = this.shaped(name, expectShape);
+    const size = entry.end - entry.begin;
+    if (this.scratch.byteLength < size) this.scratch = new Uint8Array(size);
+    return file.readFloat32Transposed(entry, this.scratch);
+  }
+
+  /** Frees the scratch buffer of transposed reads (call when the graphs are built). */
+  releaseScratch(): void {
+    this.scratch = new Uint8Array(0);
+  }
+
+  private shaped(name: string, expectShape: number[]): { file: SafetensorsFile; entry: TensorEntry } {
+    const found = this.lookup(name);
+    const { entry } = found;
     const same = entry.shape.length === expectShape.length && entry.shape.every((d, i) => d === expectShape[i]);
     if (!same) {
       throw new EngineError(
@@ -57,7 +82,7 @@ export class WeightStore {
           'The weights do not match the config.',
       );
     }
-    return file.readFloat32(entry);
+    return found;
   }
 
   /** Whether most of the weight bytes are float16/bfloat16 (a half-precision checkpoint). */

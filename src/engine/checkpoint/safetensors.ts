@@ -186,6 +186,48 @@ export function bf16ToF32(src: Uint16Array): Float32Array {
   return new Float32Array(out.buffer);
 }
 
+/**
+ * Row-major [rows, cols] → [cols, rows] as float32, converting F16/BF16 in the same pass (one
+ * read of the stored values, one fresh array). Cache-blocked: within a 64×64 tile the writes
+ * run along output rows.
+ */
+export function transposeToF32(src: Float32Array | Uint16Array, dtype: 'F32' | 'F16' | 'BF16', rows: number, cols: number): Float32Array {
+  if (src.length !== rows * cols) throw new Error(`transpose: ${src.length} values for [${rows}, ${cols}]`);
+  const out = new Float32Array(rows * cols);
+  const B = 64;
+  if (dtype === 'BF16') {
+    const s = src as Uint16Array;
+    const bits = new Uint32Array(out.buffer);
+    for (let r0 = 0; r0 < rows; r0 += B) {
+      const r1 = Math.min(rows, r0 + B);
+      for (let c0 = 0; c0 < cols; c0 += B) {
+        const c1 = Math.min(cols, c0 + B);
+        for (let c = c0; c < c1; c++) {
+          const o = c * rows;
+          for (let r = r0; r < r1; r++) bits[o + r] = s[r * cols + c]! << 16;
+        }
+      }
+    }
+    return out;
+  }
+  const s = dtype === 'F16' ? (src as Uint16Array) : null;
+  const f = dtype === 'F32' ? (src as Float32Array) : null;
+  if (s && !f16Table) f16ToF32(new Uint16Array(0)); // builds the table
+  const t = f16Table!;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let c = c0; c < c1; c++) {
+        const o = c * rows;
+        if (f) for (let r = r0; r < r1; r++) out[o + r] = f[r * cols + c]!;
+        else for (let r = r0; r < r1; r++) out[o + r] = t[s![r * cols + c]!]!;
+      }
+    }
+  }
+  return out;
+}
+
 /** float32 → IEEE half bits (round to nearest even); used by writers and tests. */
 export function f32ToF16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
@@ -265,9 +307,10 @@ export class SafetensorsFile {
     return this.header.entries;
   }
 
-  /** Raw bytes of one tensor, as stored. */
-  readBytes(entry: TensorEntry): Uint8Array {
-    const bytes = new Uint8Array(entry.end - entry.begin);
+  /** Raw bytes of one tensor, as stored (into `scratch` when it is given and large enough). */
+  readBytes(entry: TensorEntry, scratch?: Uint8Array): Uint8Array {
+    const size = entry.end - entry.begin;
+    const bytes = scratch && scratch.byteLength >= size ? scratch.subarray(0, size) : new Uint8Array(size);
     const fd = fs.openSync(this.filePath, 'r');
     try {
       const st = fs.fstatSync(fd);
@@ -286,16 +329,38 @@ export class SafetensorsFile {
 
   /** One tensor as float32 (F32/F16/BF16 accepted). */
   readFloat32(entry: TensorEntry): Float32Array {
+    this.checkFloat(entry);
+    const bytes = this.readBytes(entry);
+    if (entry.dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    return entry.dtype === 'F16' ? f16ToF32(halves) : bf16ToF32(halves);
+  }
+
+  /**
+   * A 2-D tensor [rows, cols] as its float32 transpose [cols, rows], converted in the same
+   * pass; the stored bytes are read into `scratch` when it is large enough (reused by the caller).
+   */
+  readFloat32Transposed(entry: TensorEntry, scratch?: Uint8Array): Float32Array {
+    this.checkFloat(entry);
+    const [rows, cols] = entry.shape as [number, number];
+    if (entry.shape.length !== 2) throw new Error(`${entry.name}: transposed read of a ${entry.shape.length}-D tensor`);
+    const bytes = this.readBytes(entry, scratch);
+    // copied when misaligned for its element size (typed-array views need aligned offsets)
+    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    const src =
+      entry.dtype === 'F32'
+        ? new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4)
+        : new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
+    return transposeToF32(src, entry.dtype as 'F32' | 'F16' | 'BF16', rows, cols);
+  }
+
+  private checkFloat(entry: TensorEntry): void {
     if (!FLOAT_DTYPES.includes(entry.dtype)) {
       throw new EngineError(
         'BAD_WEIGHTS',
         `Tensor "${entry.name}" in ${path.basename(this.filePath)} has dtype ${entry.dtype}; only F32, F16 and BF16 weights are supported (quantized checkpoints are not).`,
       );
     }
-    const bytes = this.readBytes(entry);
-    if (entry.dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-    const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
-    return entry.dtype === 'F16' ? f16ToF32(halves) : bf16ToF32(halves);
   }
 }
 

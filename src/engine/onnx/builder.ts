@@ -78,8 +78,14 @@ export class GraphBuilder {
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private readonly initializers: Initializer[] = [];
   private readonly constCache = new Map<string, string>();
-  /** Initializer name → the array it was made from (one graph may ask for the same weight twice). */
-  private readonly initOwners = new Map<string, object>();
+  /**
+   * Array → the initializer names made from it (one graph may ask for the same weight twice).
+   * Weak: an array written to the sink must be free to go, or the builder would hold every
+   * weight of a multi-GB model until the graph is encoded. (Not WeakRefs: their targets stay
+   * alive until the synchronous build ends.)
+   */
+  private readonly initOwners = new WeakMap<object, Set<string>>();
+  private readonly initNames = new Set<string>();
   /** Values renamed to output names: later references to the old name follow the rename. */
   private readonly aliases = new Map<string, string>();
   private readonly names = new Set<string>();
@@ -136,10 +142,12 @@ export class GraphBuilder {
   initializer(name: string, data: Float32Array | BigInt64Array | Int32Array | Uint16Array, dims: number[]): string {
     const type: ElemType =
       data instanceof Float32Array ? 'float32' : data instanceof BigInt64Array ? 'int64' : data instanceof Int32Array ? 'int32' : 'float16';
-    const owner = this.initOwners.get(name);
-    if (owner === data) return name; // the same weight shared by two parts of the graph
-    if (owner) throw new Error(`initializer ${name} defined twice with different data`);
-    this.initOwners.set(name, data);
+    const owned = this.initOwners.get(data);
+    if (owned?.has(name)) return name; // the same weight shared by two parts of the graph
+    if (this.initNames.has(name)) throw new Error(`initializer ${name} defined twice with different data`);
+    this.initNames.add(name);
+    if (owned) owned.add(name);
+    else this.initOwners.set(data, new Set([name]));
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length) throw new Error(`initializer ${name}: ${data.length} values for shape [${dims.join(', ')}]`);
     this.names.add(name);
