@@ -6,6 +6,8 @@ import * as fs from 'node:fs';
 import { Engine } from '../src/engine/engine';
 import { KvStepModel, RecomputeStepModel } from '../src/engine/generate/generator';
 import { median } from './stats';
+import type { ProviderRequest } from '../src/engine/runtime/providers';
+import type { WeightPrecisionRequest } from '../src/engine/model';
 
 async function main(): Promise<void> {
   const [mode, dir, idsFile, threadsArg, repeatsArg, ctxArg] = process.argv.slice(2);
@@ -16,11 +18,27 @@ async function main(): Promise<void> {
   const cacheDir = process.env.TD_BENCH_CACHE || undefined;
   // The engine as the extension runs it (buffers of finished analyses recycled, as in the worker).
   const engine = new Engine({ recycleBuffers: true });
-  await engine.load({ dir: dir!, threads, executionProvider: 'cpu', patterns: mode === 'analysis', cacheDir });
+  // CPU unless bench/gpu.ts asks for a provider (and a weight precision)
+  const executionProvider = (process.env.TD_BENCH_PROVIDER || 'cpu') as ProviderRequest;
+  const weightPrecision = (process.env.TD_BENCH_WEIGHTS || 'auto') as WeightPrecisionRequest;
+  await engine.load({ dir: dir!, threads, executionProvider, weightPrecision, patterns: mode === 'analysis', cacheDir });
   const model = engine.requireModel();
   const loadMs = performance.now() - t0;
   // peak resident memory of the load itself (mapped weight pages count once touched)
-  const out: Record<string, unknown> = { loadMs, graphSource: model.graphSource, loadPeakRssMb: process.resourceUsage().maxRSS / 1024 };
+  const out: Record<string, unknown> = {
+    loadMs,
+    graphSource: model.graphSource,
+    loadPeakRssMb: process.resourceUsage().maxRSS / 1024,
+    provider: model.info.provider,
+    providerNote: model.info.provider_note,
+    weights: model.info.weights,
+  };
+  if (executionProvider !== 'cpu' && model.info.provider !== executionProvider) {
+    // the asked-for provider did not start: say so without measuring the CPU under its name
+    process.stdout.write(JSON.stringify(out));
+    await engine.dispose();
+    return;
+  }
   if (mode === 'load') {
     await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
     out.firstResultMs = performance.now() - t0;

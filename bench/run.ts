@@ -4,7 +4,7 @@
 //  2. scaling exponents of time and memory; 3. model load vs reading the weight files;
 //  4. generation: KV-cache step vs full recompute.
 // Writes bench/results/<date>.json and .md. Options: --quick (fewer sizes/repeats),
-// --no-torch (skip the PyTorch column), --models gpt2,bundled,stories.
+// --no-torch (skip the PyTorch column), --models gpt2,bundled,stories,large.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,17 +13,13 @@ import { GraphBuilder } from '../src/engine/onnx/builder';
 import { createSession } from '../src/engine/runtime/ort';
 import { withHugePages } from '../src/engine/client';
 import { specFromConfig, type ModelSpec } from '../src/engine/arch/spec';
-import { TextTokenizer } from '../src/engine/tokenizer';
 import { convertLlama2c } from '../tools/convert/llama2c';
 import { LLAMA_1B, makeRandomGpt2, makeRandomLlama } from './checkpoints';
 import { median } from './stats';
+import { CACHE, child, corpusIds, log, ROOT, SHARED, THREADS } from './common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
-const CACHE = path.join(ROOT, '.cache', 'bench');
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
-const THREADS = Math.min(os.availableParallelism(), 8);
 const PY = '/usr/bin/python3';
 
 interface ModelCase {
@@ -31,10 +27,6 @@ interface ModelCase {
   label: string;
   dir: string;
   sizes: number[];
-}
-
-function log(s: string): void {
-  process.stderr.write(`${s}\n`);
 }
 
 /** GEMM rate (GFLOP/s) of onnxruntime MatMul [M,K]×[K,N] after warm-up. */
@@ -71,28 +63,6 @@ function stepFlops(s: ModelSpec, C: number): number {
   const kv = s.nKvHeads * s.headDim;
   const perLayer = 2 * (s.dModel * (q + 2 * kv) + q * s.dModel) + 2 * s.dModel * s.dMlp * (s.gatedMlp ? 3 : 2) + 4 * C * q;
   return s.nLayers * perLayer + 2 * s.dModel * s.dVocab;
-}
-
-function child(
-  mode: string,
-  dir: string,
-  idsFile: string,
-  repeats: number,
-  extra: string[] = [],
-  env: NodeJS.ProcessEnv = {},
-): Record<string, unknown> {
-  const r = spawnSync(
-    process.execPath,
-    ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],
-    {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      // the engine process's environment (src/engine/client.ts)
-      env: { ...process.env, GLIBC_TUNABLES: withHugePages(process.env.GLIBC_TUNABLES), ...env },
-    },
-  );
-  if (r.status !== 0) throw new Error(`bench child failed: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
 function torchRun(dir: string, idsFile: string, repeats: number): Record<string, unknown> | null {
@@ -145,17 +115,6 @@ function exponent(xs: number[], ys: number[]): number {
     den += (lx[i]! - mx) ** 2;
   }
   return num / den;
-}
-
-function corpusIds(dir: string, n: number): number[] {
-  const tk = new TextTokenizer(
-    JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
-    JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
-  );
-  const text = fs.readFileSync(path.join(SHARED, 'moby-dick', 'moby-dick.txt'), 'utf8').slice(200000, 200000 + n * 8);
-  const ids = tk.encodeIds(text, false);
-  if (ids.length < n) throw new Error(`only ${ids.length} tokens of text`);
-  return ids.slice(0, n);
 }
 
 async function main(): Promise<void> {
@@ -344,7 +303,9 @@ function measureLargeLoad(): Record<string, unknown> {
     const entry = fs.readdirSync(graphCache).find((e) => fs.existsSync(path.join(graphCache, e, 'weights.bin')));
     const cachedBytes = entry ? fs.statSync(path.join(graphCache, entry, 'weights.bin')).size : null;
     const s = LLAMA_1B;
-    const params = s.vocab * s.hidden * 2 + s.layers * (s.hidden * (2 * s.hidden + (2 * s.hidden * s.kvHeads) / s.heads) + 3 * s.hidden * s.intermediate);
+    const params =
+      s.vocab * s.hidden * 2 +
+      s.layers * (s.hidden * (2 * s.hidden + (2 * s.hidden * s.kvHeads) / s.heads) + 3 * s.hidden * s.intermediate);
     return {
       shape: s,
       params,

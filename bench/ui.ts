@@ -10,18 +10,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from '../test/e2e/harness';
+import { buildVsix, e2eSkipReason, startVsCode, type VsCodeSession } from '../test/e2e/harness';
 import { makeRandomGpt2 } from './checkpoints';
 import { median } from './stats';
+import { CACHE, log, ROOT, SHARED } from './common';
 
-const ROOT = repoRoot();
-const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
-const CACHE = path.join(ROOT, '.cache', 'bench');
 const RUNS = 3;
-
-function log(s: string): void {
-  process.stderr.write(`${s}\n`);
-}
 
 interface PaintEntry {
   view: string;
