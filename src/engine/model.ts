@@ -99,19 +99,14 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     chooseProvider(opts.executionProvider, environment).provider,
     ckpt.weights.storedHalf(),
   );
-  const build = (p: typeof precision): Promise<BuiltGraphs> | BuiltGraphs => {
-    const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: p === 'float16' };
-    const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: p === 'float16' ? 2 : 4 });
-    return cacheDir ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir) : buildInMemory(ckpt, spec, graphOpts);
-  };
   let built: BuiltGraphs;
   try {
-    built = await build(precision);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision);
   } catch (e) {
     // auto chose float16 but a weight does not fit: float32 instead (an explicit float16 says why it cannot)
     if (!(e instanceof HalfRangeError) || (opts.weightPrecision ?? 'auto') !== 'auto') throw e;
     precision = 'float32';
-    built = await build(precision);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision);
   }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
@@ -123,7 +118,7 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     // graph would widen every weight product, so build the float32 graphs instead.
     await forward.release();
     precision = 'float32';
-    built = await build(precision);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision);
     forward = await createSession(built.forward, { ...opts, executionProvider: 'cpu' });
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
@@ -168,6 +163,23 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
       await linalg.release();
     },
   };
+}
+
+/**
+ * The graphs at a weight precision, through the graph cache or in memory. (A function of its
+ * own, not a closure in loadModel: a closure there would keep the checkpoint — its parsed
+ * tokenizer.json included — alive for as long as the model is loaded.)
+ */
+function buildGraphs(
+  dir: string,
+  ckpt: Checkpoint,
+  spec: ModelSpec,
+  opts: LoadOptions,
+  precision: 'float32' | 'float16',
+): Promise<BuiltGraphs> | BuiltGraphs {
+  const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16' };
+  const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
+  return cacheDir ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir) : buildInMemory(ckpt, spec, graphOpts);
 }
 
 /**
