@@ -160,15 +160,27 @@ export async function main(argv: string[]): Promise<number> {
   if (positionals[0] !== 'analyze') throw new EngineError('BAD_REQUEST', `Unknown command "${positionals[0]}". Try --help.`);
   const text = readText(values);
   const engine = new Engine();
+  // a first load of a big model converts for a while: say what it is doing, on a terminal
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  const onProgress = (message: string) => {
+    if (!tty) return;
+    process.stderr.write(`\r\x1b[K${message}…`);
+    shown = true;
+  };
   try {
-    const info = await engine.load({
-      dir: values.model ?? BUNDLED_MODEL_DIR,
-      threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, os.availableParallelism()))),
-      executionProvider: provider(values['execution-provider']),
-      weightPrecision: weightPrecision(values.weights),
-      patterns: !values['no-patterns'],
-      cacheDir: values['no-cache'] ? undefined : (values['cache-dir'] ?? defaultCacheDir()),
-    });
+    const info = await engine.load(
+      {
+        dir: values.model ?? BUNDLED_MODEL_DIR,
+        threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, os.availableParallelism()))),
+        executionProvider: provider(values['execution-provider']),
+        weightPrecision: weightPrecision(values.weights),
+        patterns: !values['no-patterns'],
+        cacheDir: values['no-cache'] ? undefined : (values['cache-dir'] ?? defaultCacheDir()),
+      },
+      onProgress,
+    );
+    if (shown) process.stderr.write('\r\x1b[K');
     if (info.provider_note) process.stderr.write(`note: ${info.provider_note}\n`);
     const runId = 1;
     const analysis = await engine.analyze(

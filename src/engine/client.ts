@@ -19,6 +19,7 @@ import { EngineError, deserializeError } from './errors';
 import { isWorkerReply, type WorkerReply, type WorkerRequest, type WorkerStats } from './ipc';
 import type { AnalyzeRequest } from './analyze';
 import type { CacheQuery, CacheQueryResults, EngineLoadRequest } from './engine';
+import type { LoadProgress } from './model';
 import type { Analysis, ModelInfo } from '../shared/analysis';
 import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
@@ -27,6 +28,8 @@ interface Pending {
   reject: (e: Error) => void;
   /** Streamed partial results (generation steps). */
   onStep?: (step: GenStep, index: number) => void;
+  /** What a long model load is doing. */
+  onProgress?: LoadProgress;
 }
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -87,6 +90,10 @@ export class EngineClient {
           p.onStep?.(raw.step, raw.index);
           return;
         }
+        if (raw.kind === 'loadProgress') {
+          p.onProgress?.(raw.message, raw.fraction);
+          return;
+        }
         this.pending.delete(raw.id);
         if (raw.kind === 'error') p.reject(deserializeError(raw.error));
         else p.resolve(raw);
@@ -112,20 +119,22 @@ export class EngineClient {
     msg: DistributiveOmit<WorkerRequest, 'id'>,
     id = this.nextId++,
     onStep?: (step: GenStep, index: number) => void,
+    onProgress?: LoadProgress,
   ): Promise<WorkerReply> {
     if (this.disposed) throw new EngineError('BAD_REQUEST', 'The engine has been shut down.');
     await this.start();
     const child = this.child;
     if (!child) throw new EngineError('ENGINE_CRASHED', 'The engine process is not running.');
     return new Promise<WorkerReply>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onStep });
+      this.pending.set(id, { resolve, reject, onStep, onProgress });
       child.send({ ...msg, id } as WorkerRequest);
     });
   }
 
-  async load(req: EngineLoadRequest): Promise<{ info: ModelInfo; loadMs: number }> {
+  /** Loads a model; `onProgress` hears what a long load (a first conversion) is doing. */
+  async load(req: EngineLoadRequest, onProgress?: LoadProgress): Promise<{ info: ModelInfo; loadMs: number }> {
     this.lastLoad = req;
-    const reply = await this.request({ kind: 'load', request: req });
+    const reply = await this.request({ kind: 'load', request: req }, this.nextId++, undefined, onProgress);
     if (reply.kind !== 'loaded') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
     this.loadedKey = JSON.stringify(req);
     return { info: reply.info, loadMs: reply.loadMs };

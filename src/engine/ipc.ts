@@ -30,12 +30,24 @@ export type WorkerReply =
   | { kind: 'stats'; id: number; stats: WorkerStats }
   | { kind: 'queryResult'; id: number; value: CacheQueryResult }
   | { kind: 'genStep'; id: number; step: GenStep; index: number }
+  | { kind: 'loadProgress'; id: number; message: string; fraction: number }
   | { kind: 'completion'; id: number; completion: Completion }
   | { kind: 'done'; id: number }
   | { kind: 'error'; id: number; error: SerializedError };
 
 const REQUEST_KINDS = new Set(['load', 'analyze', 'query', 'generate', 'cancel', 'stats', 'retain', 'shutdown']);
-const REPLY_KINDS = new Set(['ready', 'loaded', 'analysis', 'stats', 'queryResult', 'genStep', 'completion', 'done', 'error']);
+const REPLY_KINDS = new Set([
+  'ready',
+  'loaded',
+  'loadProgress',
+  'analysis',
+  'stats',
+  'queryResult',
+  'genStep',
+  'completion',
+  'done',
+  'error',
+]);
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null;

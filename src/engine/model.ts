@@ -56,6 +56,8 @@ export interface LoadOptions extends RuntimeOptions {
    * stored in float16/bfloat16 and the model runs on a GPU provider, else float32.
    */
   weightPrecision?: WeightPrecisionRequest;
+  /** Least time between two load-progress messages (default 200 ms; tests use 0). */
+  progressIntervalMs?: number;
 }
 
 /** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
@@ -80,7 +82,10 @@ export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session,
   };
 }
 
-export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedModel> {
+/** What a long load is doing, for a progress message; `fraction` of the load done, 0-1. */
+export type LoadProgress = (message: string, fraction: number) => void;
+
+export async function loadModel(dir: string, opts: LoadOptions, onProgress?: LoadProgress): Promise<LoadedModel> {
   // An existing ONNX export (onnx/model.onnx, no safetensors): graph surgery instead of building.
   if (findOnnxExport(dir)) return loadOnnxExport(dir, opts);
   const t0 = performance.now();
@@ -101,12 +106,12 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
   );
   let built: BuiltGraphs;
   try {
-    built = await buildGraphs(dir, ckpt, spec, opts, precision);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision, onProgress);
   } catch (e) {
     // auto chose float16 but a weight does not fit: float32 instead (an explicit float16 says why it cannot)
     if (!(e instanceof HalfRangeError) || (opts.weightPrecision ?? 'auto') !== 'auto') throw e;
     precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision, onProgress);
   }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
@@ -118,7 +123,7 @@ export async function loadModel(dir: string, opts: LoadOptions): Promise<LoadedM
     // graph would widen every weight product, so build the float32 graphs instead.
     await forward.release();
     precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision, onProgress);
     forward = await createSession(built.forward, { ...opts, executionProvider: 'cpu' });
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
@@ -176,10 +181,32 @@ function buildGraphs(
   spec: ModelSpec,
   opts: LoadOptions,
   precision: 'float32' | 'float16',
+  onProgress?: LoadProgress,
 ): Promise<BuiltGraphs> | BuiltGraphs {
   const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16' };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
-  return cacheDir ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir) : buildInMemory(ckpt, spec, graphOpts);
+  // (the cache key names its options: the progress callback is not part of it)
+  const layers = (what: string) => ({ ...graphOpts, onLayer: layerProgress(spec, what, onProgress, opts.progressIntervalMs) });
+  return cacheDir
+    ? graphsViaCache(dir, ckpt, spec, layers('converting the weights into the graph cache (once per model)'), cacheDir)
+    : buildInMemory(ckpt, spec, layers('building the graph'));
+}
+
+/** Per-layer progress messages, at most one per `intervalMs` (small models build in a blink: none). */
+function layerProgress(
+  spec: ModelSpec,
+  what: string,
+  onProgress: LoadProgress | undefined,
+  intervalMs = 200,
+): ((layer: number) => void) | undefined {
+  if (!onProgress) return undefined;
+  let last = performance.now();
+  return (L) => {
+    const now = performance.now();
+    if (now - last < intervalMs) return;
+    last = now;
+    onProgress(`${what}: layer ${L + 1} of ${spec.nLayers}`, (L + 1) / (spec.nLayers + 1));
+  };
 }
 
 /**

@@ -18,7 +18,7 @@ function send(msg: WorkerReply): void {
 async function handle(msg: WorkerRequest): Promise<void> {
   switch (msg.kind) {
     case 'load': {
-      const info = await engine.load(msg.request);
+      const info = await engine.load(msg.request, (message, fraction) => send({ kind: 'loadProgress', id: msg.id, message, fraction }));
       send({ kind: 'loaded', id: msg.id, info, loadMs: engine.current?.loadMs ?? 0 });
       return;
     }

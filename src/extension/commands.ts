@@ -111,7 +111,7 @@ export function selectModel(ctx: Ctx): Cmd {
     try {
       await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` },
-        () => ctx.ensureModel(),
+        (progress) => ctx.ensureModel((message) => progress.report({ message })),
       );
       if (ctx.last) await ctx.rerunLast();
     } catch (e) {
@@ -147,7 +147,7 @@ export function downloadModel(ctx: Ctx): Cmd {
     try {
       await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` },
-        () => ctx.ensureModel(),
+        (progress) => ctx.ensureModel((message) => progress.report({ message })),
       );
       void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.models.current().name}.`);
       if (ctx.last) await ctx.rerunLast();

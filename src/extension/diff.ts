@@ -55,11 +55,11 @@ export async function comparePrompts(ctx: Ctx): Promise<void> {
   ctx.panel.show(true);
   await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: 'Transformer Dynamics: comparing prompts…', cancellable: true },
-    async (_p, cancel) => {
+    async (progress, cancel) => {
       const ctl = new AbortController();
       cancel.onCancellationRequested(() => ctl.abort());
       try {
-        const { choice } = await ctx.ensureModel();
+        const { choice } = await ctx.ensureModel((message) => progress.report({ message: `loading the model: ${message}` }));
         const req = (text: string) => ({ text, topK: ctx.config.lensTopK, maxTokens: ctx.config.maxTokens, patterns: false });
         const idA = ctx.nextRunId();
         const idB = ctx.nextRunId();

@@ -129,6 +129,25 @@ describe('engine worker process', () => {
     await client.retain([0]); // the host's "free the rest" round trip (run id 0 = this analysis)
   });
 
+  test('a first load into the graph cache reports its progress layer by layer; a load from the cache has none to report', async () => {
+    const cacheDir = tmpDir();
+    const req = { dir: TINY, threads: 1, executionProvider: 'cpu' as const, cacheDir, progressIntervalMs: 0 };
+    const first: [string, number][] = [];
+    const { info } = await client.load(req, (m, f) => first.push([m, f]));
+    const L = info.n_layers;
+    assert.deepEqual(
+      first.map(([m]) => m),
+      Array.from({ length: L }, (_, i) => `converting the weights into the graph cache (once per model): layer ${i + 1} of ${L}`),
+    );
+    assert.deepEqual(
+      first.map(([, f]) => f),
+      Array.from({ length: L }, (_, i) => (i + 1) / (L + 1)),
+    );
+    const second: string[] = [];
+    await client.load({ ...req, name: 'again' }, (m) => second.push(m)); // another request key: loads again
+    assert.deepEqual(second, [], 'read from the cache: nothing to convert');
+  });
+
   test('the worker asks glibc for transparent huge pages, keeping a user-set value', { skip: process.platform !== 'linux' }, () => {
     const env = fs.readFileSync(`/proc/${client.pid}/environ`, 'utf8').split('\0');
     const tunables = env.find((e) => e.startsWith('GLIBC_TUNABLES='));

@@ -167,13 +167,18 @@ function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
-/** IEEE half → float32, exactly, through a 65536-entry table. */
-export function f16ToF32(src: Uint16Array): Float32Array {
+/** Every IEEE half bit pattern's float32 value (built once). */
+function halfTable(): Float32Array {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
     for (let i = 0; i < 65536; i++) f16Table[i] = halfToFloat(i);
   }
-  const t = f16Table;
+  return f16Table;
+}
+
+/** IEEE half → float32, exactly, through a 65536-entry table. */
+export function f16ToF32(src: Uint16Array): Float32Array {
+  const t = halfTable();
   const out = new Float32Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = t[src[i]!]!;
   return out;
@@ -212,8 +217,7 @@ export function transposeToF32(src: Float32Array | Uint16Array, dtype: 'F32' | '
   }
   const s = dtype === 'F16' ? (src as Uint16Array) : null;
   const f = dtype === 'F32' ? (src as Float32Array) : null;
-  if (s && !f16Table) f16ToF32(new Uint16Array(0)); // builds the table
-  const t = f16Table!;
+  const t = s ? halfTable() : null;
   for (let r0 = 0; r0 < rows; r0 += B) {
     const r1 = Math.min(rows, r0 + B);
     for (let c0 = 0; c0 < cols; c0 += B) {
@@ -221,7 +225,7 @@ export function transposeToF32(src: Float32Array | Uint16Array, dtype: 'F32' | '
       for (let c = c0; c < c1; c++) {
         const o = c * rows;
         if (f) for (let r = r0; r < r1; r++) out[o + r] = f[r * cols + c]!;
-        else for (let r = r0; r < r1; r++) out[o + r] = t[s![r * cols + c]!]!;
+        else for (let r = r0; r < r1; r++) out[o + r] = t![s![r * cols + c]!]!;
       }
     }
   }
@@ -342,15 +346,13 @@ export class SafetensorsFile {
    */
   readFloat32Transposed(entry: TensorEntry, scratch?: Uint8Array): Float32Array {
     this.checkFloat(entry);
-    const [rows, cols] = entry.shape as [number, number];
     if (entry.shape.length !== 2) throw new Error(`${entry.name}: transposed read of a ${entry.shape.length}-D tensor`);
-    const bytes = this.readBytes(entry, scratch);
-    // copied when misaligned for its element size (typed-array views need aligned offsets)
-    const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+    const [rows, cols] = entry.shape as [number, number];
+    const bytes = this.readBytes(entry, scratch); // at offset 0 of its buffer: aligned for any view
     const src =
       entry.dtype === 'F32'
-        ? new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4)
-        : new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
+        ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+        : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
     return transposeToF32(src, entry.dtype as 'F32' | 'F16' | 'BF16', rows, cols);
   }
 

@@ -34,6 +34,8 @@ export interface ForwardGraphOptions {
    * result back up, as mixed-precision inference in PyTorch does.
    */
   halfWeights?: boolean;
+  /** Called after each layer's weights are in the graph (load progress). */
+  onLayer?: (layer: number) => void;
 }
 
 const FLOAT = 1;
@@ -121,6 +123,7 @@ export function buildForwardGraph(
     const w = reader.block(L);
     x = block(g, spec, shared, w, L, x, opts);
     g.output(hook.residPost(L), x, 'float32', residDims);
+    opts.onLayer?.(L);
   }
 
   // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
