@@ -35,6 +35,11 @@ const store = new Store({
 
 let palette: Palette = readPalette();
 let persistedText = restored.text;
+/**
+ * The host answers `ready` with the run state first. Until then whether a run is in progress
+ * is unknown (a panel opened by Analyze Selection loads while the model does): no empty state.
+ */
+let hostAnswered = false;
 let dataMark: number | null = null;
 
 const ctx: ViewContext = {
@@ -89,6 +94,7 @@ function onMessage(m: HostMessage): void {
       break;
     }
     case 'runState':
+      hostAnswered = true;
       store.set({ runState: m.state });
       break;
     case 'settings':
@@ -151,7 +157,7 @@ function emptyState(): HTMLElement {
     el('p', { text: 'Select text and run Transformer Dynamics: Analyze Selection.' }),
   ]);
   const render = (s: Readonly<AppState>) => {
-    box.hidden = !!s.payload || s.runState.kind === 'running' || hasCompletions(s) || s.promptDiff !== null;
+    box.hidden = !hostAnswered || !!s.payload || s.runState.kind === 'running' || hasCompletions(s) || s.promptDiff !== null;
   };
   store.subscribe(
     (s, changed) =>

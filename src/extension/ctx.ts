@@ -110,6 +110,8 @@ export class Ctx implements vscode.Disposable {
 
   private onPanelReady(): void {
     this.panel.post({ type: 'runState', state: this.runState });
+    // the header names the selected model while it loads (the analysis names it after)
+    if (!this.last) this.panel.post({ type: 'modelChanged', model: this.loaded?.info ?? null, modelName: this.models.current().name });
     this.panel.post({ type: 'settings', settings: this.settings() });
     if (this.last) this.panel.post({ type: 'analysis', payload: this.last.payload });
   }

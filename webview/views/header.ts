@@ -66,7 +66,7 @@ export function createHeader(ctx: ViewContext): HTMLElement {
     if (rs.kind === 'running') {
       state.append(
         el('vscode-progress-ring', { class: 'ring', attrs: { 'aria-label': 'Running' } }),
-        el('span', { text: rs.message || 'Running…' }),
+        el('span', { text: rs.message || 'Running…', attrs: { title: rs.message || 'Running…' } }),
       );
     } else if (rs.kind === 'error') {
       banner.hidden = false;
