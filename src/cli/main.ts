@@ -178,7 +178,7 @@ export async function main(argv: string[]): Promise<number> {
         patterns: !values['no-patterns'],
         cacheDir: values['no-cache'] ? undefined : (values['cache-dir'] ?? defaultCacheDir()),
       },
-      onProgress,
+      { onProgress },
     );
     if (shown) process.stderr.write('\r\x1b[K');
     if (info.provider_note) process.stderr.write(`note: ${info.provider_note}\n`);

@@ -131,10 +131,22 @@ export class EngineClient {
     });
   }
 
-  /** Loads a model; `onProgress` hears what a long load (a first conversion) is doing. */
-  async load(req: EngineLoadRequest, onProgress?: LoadProgress): Promise<{ info: ModelInfo; loadMs: number }> {
+  /**
+   * Loads a model; `onProgress` hears what a long load (a first conversion) is doing, and
+   * aborting `signal` stops it (the load then rejects with CANCELLED).
+   */
+  async load(req: EngineLoadRequest, onProgress?: LoadProgress, signal?: AbortSignal): Promise<{ info: ModelInfo; loadMs: number }> {
     this.lastLoad = req;
-    const reply = await this.request({ kind: 'load', request: req }, this.nextId++, undefined, onProgress);
+    if (signal?.aborted) throw new EngineError('CANCELLED', 'The model load was cancelled.');
+    const id = this.nextId++;
+    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let reply: WorkerReply;
+    try {
+      reply = await this.request({ kind: 'load', request: req }, id, undefined, onProgress);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
     if (reply.kind !== 'loaded') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
     this.loadedKey = JSON.stringify(req);
     return { info: reply.info, loadMs: reply.loadMs };

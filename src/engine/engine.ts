@@ -3,7 +3,7 @@
 import { analyze, similarityAt, type AnalyzeRequest } from './analyze';
 import { BufferPool } from './pool';
 import { EngineError } from './errors';
-import { loadModel, type LoadedModel, type LoadOptions, type LoadProgress } from './model';
+import { loadModel, type LoadControl, type LoadedModel, type LoadOptions } from './model';
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult } from '../shared/analysis';
 import { attentionStats, clusters, headPattern, promptDiff, proximity } from './queries';
 import { generate } from './generate';
@@ -62,7 +62,7 @@ export class Engine {
   }
 
   /** Loads a model (a no-op when the same folder and options are already loaded). */
-  async load(req: EngineLoadRequest, onProgress?: LoadProgress): Promise<ModelInfo> {
+  async load(req: EngineLoadRequest, control: LoadControl = {}): Promise<ModelInfo> {
     const key = JSON.stringify([
       req.dir,
       req.threads,
@@ -81,7 +81,7 @@ export class Engine {
     this.pool?.clear();
     this.key = '';
     if (previous) await previous.release();
-    this.loading = loadModel(req.dir, req, onProgress);
+    this.loading = loadModel(req.dir, req, control);
     try {
       this.model = await this.loading;
       this.key = key;

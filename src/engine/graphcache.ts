@@ -44,6 +44,14 @@ export class ExternalWeightFile implements WeightSink {
       this.fd = -1;
     }
   }
+
+  /** Closes the file without making it durable (the entry is being thrown away). */
+  discard(): void {
+    if (this.fd >= 0) {
+      fs.closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
 }
 
 let codeHash: string | null = null;

@@ -4,8 +4,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
-import { weightReader } from './arch/weights';
-import { buildForwardGraph, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
+import { weightReader, type WeightReader } from './arch/weights';
+import { forwardGraphLayers, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
+import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
 import { chooseProvider, createSession, providerEnvironment, type ProviderRequest, type RuntimeOptions, type Session } from './runtime/ort';
@@ -85,7 +86,14 @@ export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session,
 /** What a long load is doing, for a progress message; `fraction` of the load done, 0-1. */
 export type LoadProgress = (message: string, fraction: number) => void;
 
-export async function loadModel(dir: string, opts: LoadOptions, onProgress?: LoadProgress): Promise<LoadedModel> {
+/** Watching and stopping a load: a first conversion of a big checkpoint takes minutes. */
+export interface LoadControl {
+  onProgress?: LoadProgress;
+  /** Aborting stops a conversion between two layers (nothing half-written stays in the cache). */
+  signal?: AbortSignal;
+}
+
+export async function loadModel(dir: string, opts: LoadOptions, control: LoadControl = {}): Promise<LoadedModel> {
   // An existing ONNX export (onnx/model.onnx, no safetensors): graph surgery instead of building.
   if (findOnnxExport(dir)) return loadOnnxExport(dir, opts);
   const t0 = performance.now();
@@ -106,12 +114,12 @@ export async function loadModel(dir: string, opts: LoadOptions, onProgress?: Loa
   );
   let built: BuiltGraphs;
   try {
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, onProgress);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
   } catch (e) {
     // auto chose float16 but a weight does not fit: float32 instead (an explicit float16 says why it cannot)
     if (!(e instanceof HalfRangeError) || (opts.weightPrecision ?? 'auto') !== 'auto') throw e;
     precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, onProgress);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
   }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
@@ -123,7 +131,7 @@ export async function loadModel(dir: string, opts: LoadOptions, onProgress?: Loa
     // graph would widen every weight product, so build the float32 graphs instead.
     await forward.release();
     precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, onProgress);
+    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
     forward = await createSession(built.forward, { ...opts, executionProvider: 'cpu' });
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
@@ -181,15 +189,43 @@ function buildGraphs(
   spec: ModelSpec,
   opts: LoadOptions,
   precision: 'float32' | 'float16',
-  onProgress?: LoadProgress,
-): Promise<BuiltGraphs> | BuiltGraphs {
+  control: LoadControl,
+): Promise<BuiltGraphs> {
   const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16' };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
-  // (the cache key names its options: the progress callback is not part of it)
-  const layers = (what: string) => ({ ...graphOpts, onLayer: layerProgress(spec, what, onProgress, opts.progressIntervalMs) });
+  const watch = (what: string): LayerWatch => ({
+    onLayer: layerProgress(spec, what, control.onProgress, opts.progressIntervalMs),
+    signal: control.signal,
+  });
   return cacheDir
-    ? graphsViaCache(dir, ckpt, spec, layers('converting the weights into the graph cache (once per model)'), cacheDir)
-    : buildInMemory(ckpt, spec, layers('building the graph'));
+    ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir, watch('converting the weights into the graph cache (once per model)'))
+    : buildInMemory(ckpt, spec, graphOpts, watch('building the graph'));
+}
+
+interface LayerWatch {
+  onLayer?: (layer: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * The forward graph, one layer at a time with a turn of the event loop in between: progress
+ * goes out and a cancel message comes in while a big checkpoint converts.
+ */
+async function buildForward(
+  spec: ModelSpec,
+  reader: WeightReader,
+  graphOpts: ForwardGraphOptions,
+  sink: WeightSink | null,
+  watch: LayerWatch,
+): Promise<GraphBuilder> {
+  const layers = forwardGraphLayers(spec, reader, graphOpts, sink);
+  for (;;) {
+    if (watch.signal?.aborted) throw new EngineError('CANCELLED', 'The model load was cancelled.');
+    const step = layers.next();
+    if (step.done) return step.value;
+    watch.onLayer?.(step.value);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 /** Per-layer progress messages, at most one per `intervalMs` (small models build in a blink: none). */
@@ -253,9 +289,9 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
   };
 }
 
-function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: ForwardGraphOptions): BuiltGraphs {
+async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: ForwardGraphOptions, watch: LayerWatch): Promise<BuiltGraphs> {
   const reader = weightReader(spec, ckpt.weights);
-  const forward = buildForwardGraph(spec, reader, graphOpts).encode();
+  const forward = (await buildForward(spec, reader, graphOpts, null, watch)).encode();
   ckpt.weights.releaseScratch();
   const globals = reader.globals();
   const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights).encode();
@@ -288,6 +324,7 @@ async function graphsViaCache(
   spec: ModelSpec,
   graphOpts: ForwardGraphOptions,
   cacheDir: string,
+  watch: LayerWatch,
 ): Promise<BuiltGraphs> {
   const key = cacheKey(
     dir,
@@ -305,10 +342,11 @@ async function graphsViaCache(
     }
   }
   const entry = beginEntry(cacheDir, key);
+  let sink: ExternalWeightFile | null = null;
   try {
-    const sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
+    sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
-    fs.writeFileSync(entry.paths.forward, buildForwardGraph(spec, reader, graphOpts, sink).encode());
+    fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch)).encode());
     ckpt.weights.releaseScratch();
     const globals = reader.globals();
     fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights).encode());
@@ -329,6 +367,7 @@ async function graphsViaCache(
     pruneCache(cacheDir);
     return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
   } catch (e) {
+    sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes
     entry.abort();
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOSPC' || err.code === 'EACCES' || err.code === 'EROFS') {

@@ -18,8 +18,16 @@ function send(msg: WorkerReply): void {
 async function handle(msg: WorkerRequest): Promise<void> {
   switch (msg.kind) {
     case 'load': {
-      const info = await engine.load(msg.request, (message, fraction) => send({ kind: 'loadProgress', id: msg.id, message, fraction }));
-      send({ kind: 'loaded', id: msg.id, info, loadMs: engine.current?.loadMs ?? 0 });
+      const ctl = running.get(msg.id) ?? new AbortController();
+      try {
+        const info = await engine.load(msg.request, {
+          onProgress: (message, fraction) => send({ kind: 'loadProgress', id: msg.id, message, fraction }),
+          signal: ctl.signal,
+        });
+        send({ kind: 'loaded', id: msg.id, info, loadMs: engine.current?.loadMs ?? 0 });
+      } finally {
+        running.delete(msg.id);
+      }
       return;
     }
     case 'analyze': {
@@ -84,11 +92,12 @@ process.on('message', (raw: unknown) => {
   }
   const msg = raw;
   if (msg.kind === 'cancel') {
-    // Cancels a running or still-queued analysis.
+    // Cancels a running or still-queued analysis, generation or model load.
     running.get(msg.id)?.abort();
     return;
   }
-  if (msg.kind === 'analyze' || msg.kind === 'generate') running.set(msg.id, running.get(msg.id) ?? new AbortController());
+  if (msg.kind === 'analyze' || msg.kind === 'generate' || msg.kind === 'load')
+    running.set(msg.id, running.get(msg.id) ?? new AbortController());
   queue = queue.then(() =>
     handle(msg).catch((e: unknown) => {
       running.delete(msg.id);

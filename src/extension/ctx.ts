@@ -122,8 +122,11 @@ export class Ctx implements vscode.Disposable {
   }
 
   /** Loads the current model into the engine unless it is loaded already. */
-  /** Loads the selected model if it is not loaded; `onProgress` hears what a long first load is doing. */
-  async ensureModel(onProgress?: (message: string) => void): Promise<{ choice: ModelChoice; info: ModelInfo }> {
+  /**
+   * Loads the selected model if it is not loaded; `onProgress` hears what a long first load is
+   * doing and `signal` cancels it.
+   */
+  async ensureModel(onProgress?: (message: string) => void, signal?: AbortSignal): Promise<{ choice: ModelChoice; info: ModelInfo }> {
     const choice = this.models.current();
     const req = {
       dir: choice.dir,
@@ -145,7 +148,7 @@ export class Ctx implements vscode.Disposable {
         `The bundled model is missing from the extension (${choice.dir}). Reinstall the extension or select a model folder.`,
       );
     }
-    const { info, loadMs } = await this.engine.load(req, (message) => onProgress?.(message));
+    const { info, loadMs } = await this.engine.load(req, (message) => onProgress?.(message), signal);
     this.log.info(
       `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${info.provider} in ${loadMs.toFixed(0)} ms`,
     );
@@ -181,7 +184,7 @@ export class Ctx implements vscode.Disposable {
           };
           const name = this.models.current().name;
           step(`loading ${name}…`);
-          const { choice } = await this.ensureModel((message) => step(`loading ${name}: ${message}…`));
+          const { choice } = await this.ensureModel((message) => step(`loading ${name}: ${message}…`), ctl.signal);
           if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'cancelled');
           step(`analysing with ${choice.name}…`);
           const analysis = await this.engine.analyze(

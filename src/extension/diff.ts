@@ -59,7 +59,7 @@ export async function comparePrompts(ctx: Ctx): Promise<void> {
       const ctl = new AbortController();
       cancel.onCancellationRequested(() => ctl.abort());
       try {
-        const { choice } = await ctx.ensureModel((message) => progress.report({ message: `loading the model: ${message}` }));
+        const { choice } = await ctx.ensureModel((message) => progress.report({ message: `loading the model: ${message}` }), ctl.signal);
         const req = (text: string) => ({ text, topK: ctx.config.lensTopK, maxTokens: ctx.config.maxTokens, patterns: false });
         const idA = ctx.nextRunId();
         const idB = ctx.nextRunId();

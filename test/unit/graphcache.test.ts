@@ -11,7 +11,8 @@ import { ExternalWeightFile, WEIGHTS_FILE } from '../../src/engine/graphcache';
 import { graphCacheDir, loadModel, INLINE_LIMIT_BYTES } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { specFromConfig } from '../../src/engine/arch/spec';
-import { FIXTURES, tmpDir } from '../helpers';
+import { liveSessionCount } from '../../src/engine/runtime/ort';
+import { FIXTURES, rejectsWith, tmpDir } from '../helpers';
 
 const opts = { threads: 1, executionProvider: 'cpu' as const };
 
@@ -80,6 +81,37 @@ describe('graph cache', () => {
     const r = await topIds(path.join(FIXTURES, 'models', 'tiny-qwen2'), { inlineLimitBytes: 1000 });
     assert.ok(r.source === 'cache-write' || r.source === 'cache-hit');
     assert.deepEqual(r.ids, (await topIds(path.join(FIXTURES, 'models', 'tiny-qwen2'), {})).ids);
+  });
+});
+
+describe('cancelling a load', () => {
+  test('a conversion cancelled between layers leaves nothing in the cache, and the next load converts afresh', async () => {
+    const cacheDir = tmpDir();
+    const dir = path.join(FIXTURES, 'models', 'tiny-llama');
+    const before = liveSessionCount();
+    for (const stopAfter of [0, 1]) {
+      const ctl = new AbortController();
+      let seen = 0;
+      await rejectsWith(
+        loadModel(
+          dir,
+          { ...opts, cacheDir, progressIntervalMs: 0 },
+          { signal: ctl.signal, onProgress: () => seen++ === stopAfter && ctl.abort() },
+        ),
+        'CANCELLED',
+        /model load was cancelled/,
+      );
+      assert.equal(seen, stopAfter + 1, 'stopped at the next layer');
+      assert.deepEqual(fs.readdirSync(cacheDir), [], 'no entry, no half-written folder');
+    }
+    // in memory too (no cache folder)
+    const ctl = new AbortController();
+    ctl.abort();
+    await rejectsWith(loadModel(dir, opts, { signal: ctl.signal }), 'CANCELLED', /cancelled/);
+    assert.equal(liveSessionCount(), before, 'no session was created');
+    const m = await loadModel(dir, { ...opts, cacheDir });
+    assert.equal(m.graphSource, 'cache-write');
+    await m.release();
   });
 });
 

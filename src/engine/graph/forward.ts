@@ -34,8 +34,6 @@ export interface ForwardGraphOptions {
    * result back up, as mixed-precision inference in PyTorch does.
    */
   halfWeights?: boolean;
-  /** Called after each layer's weights are in the graph (load progress). */
-  onLayer?: (layer: number) => void;
 }
 
 const FLOAT = 1;
@@ -99,6 +97,24 @@ export function buildForwardGraph(
   opts: ForwardGraphOptions,
   sink: WeightSink | null = null,
 ): GraphBuilder {
+  const layers = forwardGraphLayers(spec, reader, opts, sink);
+  for (;;) {
+    const step = layers.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * The forward graph, built layer by layer: yields each layer's index once its weights are in
+ * the graph (a caller converting a big checkpoint reports progress, lets messages in, or stops
+ * there) and returns the finished builder.
+ */
+export function* forwardGraphLayers(
+  spec: ModelSpec,
+  reader: WeightReader,
+  opts: ForwardGraphOptions,
+  sink: WeightSink | null = null,
+): Generator<number, GraphBuilder, void> {
   const g = new GraphBuilder(`${spec.modelType}-forward`, sink, opts.halfWeights ?? false);
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const kvDims = ['batch', spec.nKvHeads, 'past', spec.headDim];
@@ -123,7 +139,7 @@ export function buildForwardGraph(
     const w = reader.block(L);
     x = block(g, spec, shared, w, L, x, opts);
     g.output(hook.residPost(L), x, 'float32', residDims);
-    opts.onLayer?.(L);
+    yield L;
   }
 
   // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
