@@ -108,16 +108,27 @@ export function selectModel(ctx: Ctx): Cmd {
       dir = chosen;
     }
     await ctx.config.setModelPath(dir);
-    try {
-      await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` },
-        (progress) => ctx.ensureModel((message) => progress.report({ message })),
-      );
-      if (ctx.last) await ctx.rerunLast();
-    } catch (e) {
-      void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
-    }
+    if ((await loadSelected(ctx)) && ctx.last) await ctx.rerunLast();
   };
+}
+
+/**
+ * Loads the newly selected model under a notification that shows a first conversion's progress
+ * and can cancel it. False when it failed (with a message) or was cancelled.
+ */
+async function loadSelected(ctx: Ctx): Promise<boolean> {
+  try {
+    await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…`, cancellable: true },
+      (progress, token) => ctx.ensureModel((message) => progress.report({ message }), abortSignal(token)),
+    );
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'CANCELLED') {
+      void vscode.window.setStatusBarMessage(`Transformer Dynamics: loading ${ctx.models.current().name} was cancelled.`, 5000);
+    } else void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
+    return false;
+  }
 }
 
 export function exportAnalysis(ctx: Ctx): Cmd {
@@ -144,16 +155,9 @@ export function downloadModel(ctx: Ctx): Cmd {
     const dir = await downloadFromHub(ctx, typeof repo === 'string' ? repo : undefined);
     if (!dir) return;
     await ctx.config.setModelPath(dir);
-    try {
-      await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Loading ${ctx.models.current().name}…` },
-        (progress) => ctx.ensureModel((message) => progress.report({ message })),
-      );
-      void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.models.current().name}.`);
-      if (ctx.last) await ctx.rerunLast();
-    } catch (e) {
-      void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
-    }
+    if (!(await loadSelected(ctx))) return;
+    void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.models.current().name}.`);
+    if (ctx.last) await ctx.rerunLast();
   };
 }
 
@@ -167,4 +171,12 @@ export function compareCompletions(ctx: Ctx): Cmd {
 
 export function comparePromptsCmd(ctx: Ctx): Cmd {
   return () => comparePrompts(ctx);
+}
+
+/** An AbortSignal that follows a VS Code cancellation token (Cancel on a progress notification). */
+function abortSignal(token: vscode.CancellationToken): AbortSignal {
+  const ctl = new AbortController();
+  if (token.isCancellationRequested) ctl.abort();
+  else token.onCancellationRequested(() => ctl.abort());
+  return ctl.signal;
 }
