@@ -121,7 +121,6 @@ export class Ctx implements vscode.Disposable {
     void this.analyze({ text: state.text, source: state.source }, { reveal: false });
   }
 
-  /** Loads the current model into the engine unless it is loaded already. */
   /**
    * Loads the selected model if it is not loaded; `onProgress` hears what a long first load is
    * doing and `signal` cancels it.
