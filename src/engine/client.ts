@@ -115,20 +115,30 @@ export class EngineClient {
     return this.ready;
   }
 
+  /**
+   * Sends a request and waits for its reply; streamed messages (generation steps, load progress)
+   * go to their callbacks, and aborting `signal` sends the worker a cancel for this request.
+   */
   private async request(
     msg: DistributiveOmit<WorkerRequest, 'id'>,
-    id = this.nextId++,
-    onStep?: (step: GenStep, index: number) => void,
-    onProgress?: LoadProgress,
+    streams: Pick<Pending, 'onStep' | 'onProgress'> & { signal?: AbortSignal } = {},
   ): Promise<WorkerReply> {
     if (this.disposed) throw new EngineError('BAD_REQUEST', 'The engine has been shut down.');
-    await this.start();
-    const child = this.child;
-    if (!child) throw new EngineError('ENGINE_CRASHED', 'The engine process is not running.');
-    return new Promise<WorkerReply>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onStep, onProgress });
-      child.send({ ...msg, id } as WorkerRequest);
-    });
+    const id = this.nextId++;
+    const { signal, onStep, onProgress } = streams;
+    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.start();
+      const child = this.child;
+      if (!child) throw new EngineError('ENGINE_CRASHED', 'The engine process is not running.');
+      return await new Promise<WorkerReply>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject, onStep, onProgress });
+        child.send({ ...msg, id } as WorkerRequest);
+      });
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /**
@@ -138,15 +148,7 @@ export class EngineClient {
   async load(req: EngineLoadRequest, onProgress?: LoadProgress, signal?: AbortSignal): Promise<{ info: ModelInfo; loadMs: number }> {
     this.lastLoad = req;
     if (signal?.aborted) throw new EngineError('CANCELLED', 'The model load was cancelled.');
-    const id = this.nextId++;
-    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let reply: WorkerReply;
-    try {
-      reply = await this.request({ kind: 'load', request: req }, id, undefined, onProgress);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const reply = await this.request({ kind: 'load', request: req }, { onProgress, signal });
     if (reply.kind !== 'loaded') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
     this.loadedKey = JSON.stringify(req);
     return { info: reply.info, loadMs: reply.loadMs };
@@ -163,32 +165,18 @@ export class EngineClient {
   async analyze(req: AnalyzeRequest, signal?: AbortSignal, returnCache = true, runId = 0): Promise<Analysis> {
     await this.ensureLoaded();
     if (signal?.aborted) throw new EngineError('CANCELLED', 'The analysis was cancelled.');
-    const id = this.nextId++;
-    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const reply = await this.request({ kind: 'analyze', request: req, returnCache, runId }, id);
-      if (reply.kind !== 'analysis') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
-      return reply.analysis;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const reply = await this.request({ kind: 'analyze', request: req, returnCache, runId }, { signal });
+    if (reply.kind !== 'analysis') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+    return reply.analysis;
   }
 
   /** Generates a completion, streaming each step to onStep; cancellable. */
   async generate(req: GenerateRequest, onStep?: (step: GenStep, index: number) => void, signal?: AbortSignal): Promise<Completion> {
     await this.ensureLoaded();
     if (signal?.aborted) throw new EngineError('CANCELLED', 'The generation was cancelled.');
-    const id = this.nextId++;
-    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const reply = await this.request({ kind: 'generate', request: req }, id, onStep);
-      if (reply.kind !== 'completion') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
-      return reply.completion;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
+    const reply = await this.request({ kind: 'generate', request: req }, { onStep, signal });
+    if (reply.kind !== 'completion') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
+    return reply.completion;
   }
 
   async query<Q extends CacheQuery>(q: Q): Promise<CacheQueryResults[Q['type']]> {

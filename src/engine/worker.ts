@@ -15,48 +15,39 @@ function send(msg: WorkerReply): void {
   process.send?.(msg);
 }
 
+/** Runs a request that a `cancel` message can stop (its controller was made when it arrived). */
+async function cancellable(id: number, work: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const ctl = running.get(id) ?? new AbortController();
+  try {
+    await work(ctl.signal);
+  } finally {
+    running.delete(id);
+  }
+}
+
 async function handle(msg: WorkerRequest): Promise<void> {
   switch (msg.kind) {
-    case 'load': {
-      const ctl = running.get(msg.id) ?? new AbortController();
-      try {
+    case 'load':
+      return cancellable(msg.id, async (signal) => {
         const info = await engine.load(msg.request, {
           onProgress: (message, fraction) => send({ kind: 'loadProgress', id: msg.id, message, fraction }),
-          signal: ctl.signal,
+          signal,
         });
         send({ kind: 'loaded', id: msg.id, info, loadMs: engine.current?.loadMs ?? 0 });
-      } finally {
-        running.delete(msg.id);
-      }
-      return;
-    }
-    case 'analyze': {
-      const ctl = running.get(msg.id) ?? new AbortController();
-      try {
-        const analysis = await engine.analyze(msg.request, ctl.signal, msg.runId);
+      });
+    case 'analyze':
+      return cancellable(msg.id, async (signal) => {
+        const analysis = await engine.analyze(msg.request, signal, msg.runId);
         // The host rarely needs the activation cache itself: the engine keeps it for queries.
         const empty = new Float32Array(0);
         const cache = msg.returnCache ? analysis.cache : { ...analysis.cache, resid: empty, residMid: empty, patterns: null };
         send({ kind: 'analysis', id: msg.id, analysis: { ...analysis, cache } });
-      } finally {
-        running.delete(msg.id);
-      }
-      return;
-    }
-    case 'generate': {
-      const ctl = running.get(msg.id) ?? new AbortController();
-      try {
-        const completion = await engine.generate(
-          msg.request,
-          (step, index) => send({ kind: 'genStep', id: msg.id, step, index }),
-          ctl.signal,
-        );
+      });
+    case 'generate':
+      return cancellable(msg.id, async (signal) => {
+        const completion = await engine.generate(msg.request, (step, index) => send({ kind: 'genStep', id: msg.id, step, index }), signal);
         send({ kind: 'completion', id: msg.id, completion });
-      } finally {
-        running.delete(msg.id);
-      }
-      return;
-    }
+      });
     case 'query':
       send({ kind: 'queryResult', id: msg.id, value: await engine.query(msg.query) });
       return;
