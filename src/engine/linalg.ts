@@ -18,7 +18,7 @@ function covarianceGraph(): Uint8Array {
   const x = g.input('x', 'float32', ['n', 'd']);
   const mean = g.op('ReduceMean', [x], { axes: [0], keepdims: 1 }); // [1, d]
   const xc = g.op('Sub', [x, mean]);
-  const n = g.op('Cast', [g.op('Gather', [g.op('Shape', [x]), g.ints([0], true)], { axis: 0 })], { to: 1 });
+  const n = g.cast(g.op('Gather', [g.op('Shape', [x]), g.ints([0], true)], { axis: 0 }), 'float32');
   const denom = g.op('Max', [g.op('Sub', [n, g.float(1)]), g.float(1)]);
   const cov = g.op('Div', [g.op('MatMul', [g.op('Transpose', [xc], { perm: [1, 0] }), xc]), denom]);
   g.output('mean', g.op('Squeeze', [mean, g.ints([0])]), 'float32', ['d']);

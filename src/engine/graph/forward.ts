@@ -36,9 +36,6 @@ export interface ForwardGraphOptions {
   halfWeights?: boolean;
 }
 
-const FLOAT = 1;
-const FLOAT16 = 10;
-
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
 export class HalfRangeError extends EngineError {
   constructor(name: string, value: number) {
@@ -72,13 +69,13 @@ export function weightInit(g: GraphBuilder, name: string, data: Float32Array, di
 /** Rows of a weight table (embedding lookup), always returned as float32. */
 export function gatherRows(g: GraphBuilder, table: string, ids: string): string {
   const rows = g.op('Gather', [table, ids], { axis: 0 });
-  return g.halfWeights ? g.op('Cast', [rows], { to: FLOAT }) : rows;
+  return g.halfWeights ? g.cast(rows, 'float32') : rows;
 }
 
 /** A product with a weight matrix (MatMul, or Gemm with attributes) on float32 activations. */
 function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: string, attrs: Record<string, number> = {}): string {
   if (!g.halfWeights) return g.op(op, [x, w], attrs);
-  return g.op('Cast', [g.op(op, [g.op('Cast', [x], { to: FLOAT16 }), w], attrs)], { to: FLOAT });
+  return g.cast(g.op(op, [g.cast(x, 'float16'), w], attrs), 'float32');
 }
 
 /** Per-graph shared values: positions, RoPE tables, causal mask. */
@@ -181,7 +178,7 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
   let cos: string | null = null;
   let sin: string | null = null;
   if (spec.rope) {
-    const posF = g.op('Cast', [qCol], { to: 1 }); // float32 [seq, 1]
+    const posF = g.cast(qCol, 'float32'); // [seq, 1]
     const inv = g.initializer('rope_inv_freq', spec.rope.invFreq, [1, spec.rope.rotaryDim / 2]);
     const freqs = g.op('Mul', [posF, inv]); // [seq, rotary_dim/2]
     const emb = g.op('Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]

@@ -189,6 +189,11 @@ export class GraphBuilder {
     return name;
   }
 
+  /** `value` converted to another element type. */
+  cast(value: string, to: ElemType): string {
+    return this.op('Cast', [value], { to: ELEM[to] });
+  }
+
   /** Adds a node with one output; returns the output name. */
   op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outName?: string): string {
     const out = outName ?? this.fresh(opType.toLowerCase());
