@@ -199,34 +199,29 @@ export function bf16ToF32(src: Uint16Array): Float32Array {
 export function transposeToF32(src: Float32Array | Uint16Array, dtype: 'F32' | 'F16' | 'BF16', rows: number, cols: number): Float32Array {
   if (src.length !== rows * cols) throw new Error(`transpose: ${src.length} values for [${rows}, ${cols}]`);
   const out = new Float32Array(rows * cols);
-  const B = 64;
-  if (dtype === 'BF16') {
-    const s = src as Uint16Array;
-    const bits = new Uint32Array(out.buffer);
-    for (let r0 = 0; r0 < rows; r0 += B) {
-      const r1 = Math.min(rows, r0 + B);
-      for (let c0 = 0; c0 < cols; c0 += B) {
-        const c1 = Math.min(cols, c0 + B);
-        for (let c = c0; c < c1; c++) {
-          const o = c * rows;
-          for (let r = r0; r < r1; r++) bits[o + r] = s[r * cols + c]! << 16;
-        }
-      }
-    }
-    return out;
-  }
-  const s = dtype === 'F16' ? (src as Uint16Array) : null;
+  const bits = new Uint32Array(out.buffer);
+  const h = dtype === 'F32' ? null : (src as Uint16Array);
   const f = dtype === 'F32' ? (src as Float32Array) : null;
-  const t = s ? halfTable() : null;
+  const table = dtype === 'F16' ? halfTable() : null;
+  // one output column segment [r0, r1) of column c per call: a specialised loop per dtype
+  const copy =
+    f !== null
+      ? (c: number, r0: number, r1: number) => {
+          for (let r = r0, o = c * rows; r < r1; r++) out[o + r] = f[r * cols + c]!;
+        }
+      : table !== null
+        ? (c: number, r0: number, r1: number) => {
+            for (let r = r0, o = c * rows; r < r1; r++) out[o + r] = table[h![r * cols + c]!]!;
+          }
+        : (c: number, r0: number, r1: number) => {
+            for (let r = r0, o = c * rows; r < r1; r++) bits[o + r] = h![r * cols + c]! << 16; // bfloat16: the high half
+          };
+  const B = 64;
   for (let r0 = 0; r0 < rows; r0 += B) {
     const r1 = Math.min(rows, r0 + B);
     for (let c0 = 0; c0 < cols; c0 += B) {
       const c1 = Math.min(cols, c0 + B);
-      for (let c = c0; c < c1; c++) {
-        const o = c * rows;
-        if (f) for (let r = r0; r < r1; r++) out[o + r] = f[r * cols + c]!;
-        else for (let r = r0; r < r1; r++) out[o + r] = t![s![r * cols + c]!]!;
-      }
+      for (let c = c0; c < c1; c++) copy(c, r0, r1);
     }
   }
   return out;
