@@ -3,6 +3,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { providerEnvironment, type ProviderEnvironment } from '../src/engine/runtime/ort';
 
 /** Repository root (tests run from out/test/...). */
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -54,4 +55,14 @@ export async function rejectsWith(p: Promise<unknown> | (() => unknown), code: s
     return;
   }
   assert.fail(`expected an error ${code} matching ${re}`);
+}
+
+/**
+ * This machine's provider environment claiming CUDA is installed with a GPU, so a session really
+ * tries CUDA and onnxruntime fails to start it; null where CUDA does work (the claim would be true).
+ */
+export function failingCudaEnvironment(): ProviderEnvironment | null {
+  const real = providerEnvironment();
+  if (real.cudaLibrary && real.nvidiaGpu) return null;
+  return { ...real, backends: [...real.backends, { name: 'cuda', bundled: false }], cudaLibrary: true, nvidiaGpu: true };
 }

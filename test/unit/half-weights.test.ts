@@ -7,10 +7,10 @@ import * as path from 'node:path';
 import { loadModel, resolveWeightPrecision, type WeightPrecisionRequest } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { SafetensorsFile, f32ToF16 } from '../../src/engine/checkpoint/safetensors';
-import { liveSessionCount, providerEnvironment, type ProviderEnvironment } from '../../src/engine/runtime/ort';
+import { liveSessionCount } from '../../src/engine/runtime/ort';
 import { encodeSafetensors } from '../../tools/convert/safetensors-writer';
 import { onnx } from 'onnx-proto';
-import { FIXTURES, maxAbsDiff, rejectsWith, tmpDir } from '../helpers';
+import { failingCudaEnvironment, FIXTURES, maxAbsDiff, rejectsWith, tmpDir } from '../helpers';
 
 const TEXT = 'the cat sat on the mat and the dog sat on the log';
 
@@ -103,15 +103,9 @@ describe('half-precision weights', () => {
   });
 
   test('auto chose float16 for CUDA, CUDA failed to start: float32 graphs on the CPU instead', async (t) => {
-    const real = providerEnvironment();
-    if (real.cudaLibrary && real.nvidiaGpu) return t.skip('CUDA works on this machine');
     // claims CUDA is installed: the session really tries it, and onnxruntime fails to load it
-    const environment: ProviderEnvironment = {
-      ...real,
-      backends: [...real.backends, { name: 'cuda', bundled: false }],
-      cudaLibrary: true,
-      nvidiaGpu: true,
-    };
+    const environment = failingCudaEnvironment();
+    if (!environment) return t.skip('CUDA works on this machine');
     const dir = halfCopy('tiny-llama', 'F16');
     const cacheDir = tmpDir();
     const before = liveSessionCount();

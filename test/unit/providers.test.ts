@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { chooseProvider, providerEnvironment, type ProviderEnvironment } from '../../src/engine/runtime/ort';
 import { loadModel } from '../../src/engine/model';
-import { FIXTURES } from '../helpers';
+import { failingCudaEnvironment, FIXTURES } from '../helpers';
 
 const base: ProviderEnvironment = {
   backends: [
@@ -49,14 +49,8 @@ describe('execution providers', () => {
   });
 
   test('a GPU provider that fails to start: CPU with the reason, and the other sessions do not retry it', async (t) => {
-    const real = providerEnvironment();
-    if (real.cudaLibrary && real.nvidiaGpu) return t.skip('CUDA works on this machine');
-    const environment: ProviderEnvironment = {
-      ...real,
-      backends: [...real.backends, { name: 'cuda', bundled: false }],
-      cudaLibrary: true,
-      nvidiaGpu: true,
-    };
+    const environment = failingCudaEnvironment();
+    if (!environment) return t.skip('CUDA works on this machine');
     const m = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 1, executionProvider: 'cuda', environment });
     try {
       assert.equal(m.info.provider, 'cpu');
