@@ -41,6 +41,20 @@ export function gpt2TokenizerJson(bpeDir: string): Record<string, unknown> {
   };
 }
 
+/** tokenizer.json and tokenizer_config.json of GPT-2's tokenizer into a checkpoint folder. */
+function writeGpt2Tokenizer(dir: string, bpeDir: string, maxLength: number): void {
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(gpt2TokenizerJson(bpeDir)));
+  fs.writeFileSync(
+    path.join(dir, 'tokenizer_config.json'),
+    JSON.stringify({
+      bos_token: '<|endoftext|>',
+      eos_token: '<|endoftext|>',
+      model_max_length: maxLength,
+      clean_up_tokenization_spaces: false,
+    }),
+  );
+}
+
 /** Deterministic normal samples (xorshift + Box–Muller), fast enough for 124 M values. */
 function normalFill(out: Float32Array, std: number, seed: number): void {
   let s = seed >>> 0 || 1;
@@ -122,11 +136,7 @@ export function makeRandomGpt2(dir: string, bpeDir: string, shape: Gpt2Shape = G
       eos_token_id: 50256,
     }),
   );
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(gpt2TokenizerJson(bpeDir)));
-  fs.writeFileSync(
-    path.join(dir, 'tokenizer_config.json'),
-    JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: P, clean_up_tokenization_spaces: false }),
-  );
+  writeGpt2Tokenizer(dir, bpeDir, P);
   fs.writeFileSync(done, '');
   return dir;
 }
@@ -204,11 +214,7 @@ export function makeRandomLlama(dir: string, bpeDir: string, shape: LlamaShape =
       eos_token_id: 50256,
     }),
   );
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(gpt2TokenizerJson(bpeDir)));
-  fs.writeFileSync(
-    path.join(dir, 'tokenizer_config.json'),
-    JSON.stringify({ bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', model_max_length: 2048, clean_up_tokenization_spaces: false }),
-  );
+  writeGpt2Tokenizer(dir, bpeDir, 2048);
   fs.writeFileSync(done, '');
   return dir;
 }
