@@ -20,10 +20,27 @@ async function shot(vs: VsCodeSession, name: string): Promise<void> {
   log(`  docs/screenshots/${name}.png`);
 }
 
-async function tab(vs: VsCodeSession, id: string, ready: string): Promise<void> {
+/** What each tab shows once it is drawn. */
+const READY = {
+  lens: '.lens-body .lc',
+  trajectories: '.tab-trajectories .js-plotly-plot .scatterlayer .trace',
+  repetition: '.tab-repetition .js-plotly-plot',
+  attention: '.att-svg .att-cell',
+  proximity: '.prox-layers .main-svg',
+  ball: '.ball-after .main-svg',
+  clusters: '.cl-heat .main-svg',
+} as const;
+
+async function tab(vs: VsCodeSession, id: keyof typeof READY): Promise<void> {
   await vs.webviewFrame().locator(`vscode-tab-header[data-tab="${id}"]`).click();
-  await vs.waitForWebview((f) => f.locator(ready).first(), { timeoutMs: 60_000 });
+  await vs.waitForWebview((f) => f.locator(READY[id]).first(), { timeoutMs: 60_000 });
   await sleep(1200); // plots finish their layout
+}
+
+/** Opens a tab and saves a screenshot of it. */
+async function tabShot(vs: VsCodeSession, id: keyof typeof READY, name: string): Promise<void> {
+  await tab(vs, id);
+  await shot(vs, name);
 }
 
 async function main(): Promise<void> {
@@ -47,32 +64,25 @@ async function main(): Promise<void> {
       await vs.openFile('sample.md');
       await vs.selectLines(first, last);
       await vs.runCommand('Transformer Dynamics: Analyze Selection');
-      await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+      await vs.waitForWebview((f) => f.locator(READY.lens).first(), { timeoutMs: 120_000 });
       await sleep(1500);
       const frame = vs.webviewFrame();
       await frame.locator('.strip-tokens .tok[data-pos="40"]').click();
       await sleep(800);
       await shot(vs, 'panel-light');
-      await tab(vs, 'trajectories', '.tab-trajectories .js-plotly-plot .scatterlayer .trace');
-      await shot(vs, 'trajectories-light');
-      await tab(vs, 'repetition', '.tab-repetition .js-plotly-plot');
-      await shot(vs, 'repetition-light');
-      await tab(vs, 'attention', '.att-svg .att-cell');
+      await tabShot(vs, 'trajectories', 'trajectories-light');
+      await tabShot(vs, 'repetition', 'repetition-light');
+      await tab(vs, 'attention');
       await frame.locator('.att-svg .att-cell[data-head="5"]').click();
       await vs.waitForWebview((f) => f.locator('.att-heat .main-svg').first(), { timeoutMs: 60_000 });
       await sleep(1200);
       await shot(vs, 'attention-light');
-      await tab(vs, 'proximity', '.prox-layers .main-svg');
-      await shot(vs, 'proximity-light');
-      await tab(vs, 'ball', '.ball-after .main-svg');
-      await shot(vs, 'ball-light');
-      await tab(vs, 'clusters', '.cl-heat .main-svg');
-      await shot(vs, 'clusters-light');
+      await tabShot(vs, 'proximity', 'proximity-light');
+      await tabShot(vs, 'ball', 'ball-light');
+      await tabShot(vs, 'clusters', 'clusters-light');
       await vs.setTheme('dark');
-      await tab(vs, 'lens', '.lens-body .lc');
-      await shot(vs, 'panel-dark');
-      await tab(vs, 'trajectories', '.tab-trajectories .js-plotly-plot .scatterlayer .trace');
-      await shot(vs, 'trajectories-dark');
+      await tabShot(vs, 'lens', 'panel-dark');
+      await tabShot(vs, 'trajectories', 'trajectories-dark');
 
       // Compare Completions on the same selection, default presets, default length.
       await vs.page.keyboard.press('Control+1');
