@@ -68,6 +68,9 @@ export class EngineClient {
     });
     this.child = child;
     this.loadedKey = '';
+    // A send to a worker that has just died fails with EPIPE as an 'error' event: without a
+    // listener that would be an uncaught exception in the host; the 'exit' handler below fails the runs.
+    child.on('error', (e) => this.opts.log?.(`[engine] ${e.message}`));
     child.stdout?.on('data', (d: Buffer) => this.opts.log?.(`[engine] ${d.toString().trimEnd()}`));
     child.stderr?.on('data', (d: Buffer) => this.opts.log?.(`[engine] ${d.toString().trimEnd()}`));
     this.ready = new Promise<void>((resolve, reject) => {
@@ -126,7 +129,7 @@ export class EngineClient {
     if (this.disposed) throw new EngineError('BAD_REQUEST', 'The engine has been shut down.');
     const id = this.nextId++;
     const { signal, onStep, onProgress } = streams;
-    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest);
+    const onAbort = () => this.child?.send({ kind: 'cancel', id } satisfies WorkerRequest, () => undefined);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       await this.start();
@@ -134,7 +137,10 @@ export class EngineClient {
       if (!child) throw new EngineError('ENGINE_CRASHED', 'The engine process is not running.');
       return await new Promise<WorkerReply>((resolve, reject) => {
         this.pending.set(id, { resolve, reject, onStep, onProgress });
-        child.send({ ...msg, id } as WorkerRequest);
+        child.send({ ...msg, id } as WorkerRequest, (err) => {
+          if (!err || !this.pending.delete(id)) return;
+          reject(new EngineError('ENGINE_CRASHED', `The engine process could not be reached (${err.message}). It will restart on the next run.`));
+        });
       });
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -209,7 +215,7 @@ export class EngineClient {
     await Promise.race([
       new Promise<void>((resolve) => {
         child.once('exit', () => resolve());
-        child.send({ kind: 'shutdown', id: 0 } satisfies WorkerRequest);
+        child.send({ kind: 'shutdown', id: 0 } satisfies WorkerRequest, () => undefined);
       }),
       new Promise<void>((resolve) => setTimeout(resolve, 2000)),
     ]);
