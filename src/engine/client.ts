@@ -139,7 +139,9 @@ export class EngineClient {
         this.pending.set(id, { resolve, reject, onStep, onProgress });
         child.send({ ...msg, id } as WorkerRequest, (err) => {
           if (!err || !this.pending.delete(id)) return;
-          reject(new EngineError('ENGINE_CRASHED', `The engine process could not be reached (${err.message}). It will restart on the next run.`));
+          reject(
+            new EngineError('ENGINE_CRASHED', `The engine process could not be reached (${err.message}). It will restart on the next run.`),
+          );
         });
       });
     } finally {

@@ -39,6 +39,8 @@ function typesIn(node: unknown, out: Set<string> = new Set()): Set<string> {
 }
 
 const utf8 = new TextEncoder();
+/** A SentencePiece byte-fallback piece, e.g. <0xE6>. */
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 const lossy = new TextDecoder('utf-8');
 
 export class TextTokenizer {
@@ -66,7 +68,10 @@ export class TextTokenizer {
     else if (model.byte_fallback === true || types.has('Metaspace') || types.has('ByteFallback') || types.has('Replace'))
       this.scheme = 'sentencepiece';
     else this.scheme = 'plain';
-    for (const [id, t] of this.tok.get_added_tokens_decoder()) if (t.special) this.specialIds.add(id);
+    // Byte-fallback pieces (<0xNN>) stand for text even when a file lists them as special added tokens.
+    const byteFallback = model.byte_fallback === true;
+    for (const [id, t] of this.tok.get_added_tokens_decoder())
+      if (t.special && !(byteFallback && BYTE_PIECE.test(t.content))) this.specialIds.add(id);
     this.vocabSize = maxId + 1;
     const idOf = (v: unknown): number | null => {
       const content = typeof v === 'string' ? v : v && typeof v === 'object' ? (v as { content?: unknown }).content : undefined;
@@ -75,7 +80,16 @@ export class TextTokenizer {
     this.bosId = idOf(tokenizerConfig.bos_token);
     const eos = idOf(tokenizerConfig.eos_token);
     this.eosIds = eos === null ? [] : [eos];
+    this.addBos = flag(tokenizerConfig, 'add_bos_token', 'bos_token', this.bosId);
+    this.addEos = flag(tokenizerConfig, 'add_eos_token', 'eos_token', eos);
   }
+
+  /**
+   * tokenizer_config.json's add_bos_token / add_eos_token, when given: transformers rebuilds the
+   * post-processor from them (Llama, Gemma, Mistral tokenizers), so they win over tokenizer.json's.
+   */
+  private readonly addBos: boolean | undefined;
+  private readonly addEos: boolean | undefined;
 
   isSpecial(id: number): boolean {
     return this.specialIds.has(id);
@@ -101,7 +115,7 @@ export class TextTokenizer {
       }
       bytes = Uint8Array.from(out);
     } else if (this.scheme === 'sentencepiece') {
-      const m = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+      const m = BYTE_PIECE.exec(piece);
       bytes = m ? Uint8Array.of(parseInt(m[1]!, 16)) : utf8.encode(piece.replace(/\u2581/g, ' '));
     } else bytes = utf8.encode(piece);
     this.bytesCache.set(id, bytes);
@@ -119,11 +133,19 @@ export class TextTokenizer {
 
   /** ids for `text`, with special tokens (BOS…) added as the tokenizer's post-processor says. */
   encodeIds(text: string, addSpecialTokens = true): number[] {
+    let ids: number[];
     try {
-      return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+      ids = this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
     } catch (e) {
       throw new EngineError('BAD_TOKENIZER', `The tokenizer failed on this text: ${(e as Error).message}`);
     }
+    if (!addSpecialTokens) return ids;
+    const bos = this.bosId;
+    if (this.addBos !== undefined && bos !== null && (ids[0] === bos) !== this.addBos) ids = this.addBos ? [bos, ...ids] : ids.slice(1);
+    const eos = this.eosIds[0];
+    if (this.addEos !== undefined && eos !== undefined && (ids.at(-1) === eos) !== this.addEos)
+      ids = this.addEos ? [...ids, eos] : ids.slice(0, -1);
+    return ids;
   }
 
   encode(text: string, addSpecialTokens = true): TokenSpan[] {
@@ -143,6 +165,20 @@ export class TextTokenizer {
       special: this.specialIds.has(ids[i]!),
     }));
   }
+}
+
+/** A tokenizer_config.json switch (add_bos_token …): undefined when absent; refused when unusable. */
+function flag(config: Record<string, unknown>, key: string, tokenKey: string, tokenId: number | null): boolean | undefined {
+  const v = config[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean')
+    throw new EngineError(
+      'BAD_TOKENIZER',
+      `tokenizer_config.json: "${key}" must be true or false, got ${JSON.stringify(v)?.slice(0, 40)}.`,
+    );
+  if (v && tokenId === null)
+    throw new EngineError('BAD_TOKENIZER', `tokenizer_config.json sets "${key}": true but "${tokenKey}" names no token of tokenizer.json.`);
+  return v;
 }
 
 /** Largest vocabulary accepted (real tokenizers have at most a few hundred thousand entries). */
