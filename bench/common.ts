@@ -7,7 +7,8 @@ import { withHugePages } from '../src/engine/client';
 import { TextTokenizer } from '../src/engine/tokenizer';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
+/** The corpora and tokenizer files beside the checkout (TD_SHARED_DATA names them elsewhere, e.g. from a worktree). */
+export const SHARED = process.env.TD_SHARED_DATA ?? path.resolve(ROOT, '..', 'shared', 'data');
 export const CACHE = path.join(ROOT, '.cache', 'bench');
 export const THREADS = Math.min(os.availableParallelism(), 8);
 

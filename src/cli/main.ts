@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { physicalCores } from '../engine/cores';
 import { Engine } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
@@ -29,7 +30,8 @@ Options:
   --text-file <file>   Read the text from a file ("-" for stdin).
   --top-k <n>          Top tokens per lens cell (default 5).
   --max-tokens <n>     Analyse at most n tokens (default: the model's context).
-  --threads <n>        onnxruntime intra-op threads (default: CPU cores).
+  --threads <n>        onnxruntime intra-op threads (default: one per physical
+                       core this process may use).
   --no-patterns        Skip attention patterns (less memory on long inputs).
   --execution-provider auto | cpu | cuda | dml | coreml (default auto: CUDA when
                        available, else CPU; a failing provider falls back to CPU).
@@ -172,7 +174,7 @@ export async function main(argv: string[]): Promise<number> {
     const info = await engine.load(
       {
         dir: values.model ?? BUNDLED_MODEL_DIR,
-        threads: positiveInt('threads', values.threads, Math.max(1, Math.min(8, os.availableParallelism()))),
+        threads: positiveInt('threads', values.threads, physicalCores()),
         executionProvider: provider(values['execution-provider']),
         weightPrecision: weightPrecision(values.weights),
         patterns: !values['no-patterns'],

@@ -1,6 +1,6 @@
 // Typed access to the `transformerDynamics.*` settings (one getter per setting).
-import * as os from 'node:os';
 import * as vscode from 'vscode';
+import { resolveThreads } from '../engine/cores';
 import { PROVIDERS, WEIGHT_PRECISIONS, type ProviderRequest, type WeightPrecisionRequest } from '../engine/runtime/providers';
 
 export const SECTION = 'transformerDynamics';
@@ -30,10 +30,9 @@ export class Config {
     return clampInt(this.cfg.get<number>('maxTokens'), 1, 1 << 20, 1024);
   }
 
-  /** onnxruntime intra-op threads; 0 = one per CPU core (at most 8). */
+  /** onnxruntime intra-op threads; 0 = one per physical core (no upper cap). */
   get threads(): number {
-    const t = clampInt(this.cfg.get<number>('threads'), 0, 256, 0);
-    return t === 0 ? Math.max(1, Math.min(8, os.availableParallelism())) : t;
+    return resolveThreads(clampInt(this.cfg.get<number>('threads'), 0, 1024, 0));
   }
 
   get lensTopK(): number {
