@@ -127,7 +127,7 @@ function summary(a: Analysis): string {
 async function jsonExtras(engine: Engine, a: Analysis, runId: number) {
   const last = a.lens.pos - 1;
   return {
-    headStats: a.cache.patterns ? ((await engine.query({ type: 'headStats', runId })) as HeadStatsResult) : null,
+    headStats: a.cache.patterns || a.cache.headStats ? ((await engine.query({ type: 'headStats', runId })) as HeadStatsResult) : null,
     proximityLast: last >= 0 ? ((await engine.query({ type: 'proximity', runId, pos: last })) as ProximityResult) : null,
     clustersLast: last >= 0 ? ((await engine.query({ type: 'clusters', runId, row: a.lens.rows - 1 })) as ClustersResult) : null,
   };
@@ -190,7 +190,8 @@ export async function main(argv: string[]): Promise<number> {
         text,
         topK: positiveInt('top-k', values['top-k'], 5),
         maxTokens: positiveInt('max-tokens', values['max-tokens'], info.max_positions),
-        patterns: !values['no-patterns'],
+        // the head statistics come from the forward graph; full patterns only while they are small
+        patterns: values['no-patterns'] ? false : 'auto',
       },
       undefined,
       runId,

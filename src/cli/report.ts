@@ -49,7 +49,7 @@ export async function reportData(engine: Engine, analysis: Analysis, runId: numb
   let attentionNote: string | null = null;
   let patterns: Record<string, Float32Array> | null = null;
   let patternsNote: string | null = null;
-  if (!c.patterns) {
+  if (!c.patterns && !c.headStats) {
     attentionNote = patternsNote = 'Attention patterns were not computed for this run (the CLI ran with --no-patterns).';
   } else {
     try {

@@ -4,7 +4,8 @@ import { EngineError } from './errors';
 import { hook } from './graph/forward';
 import type { LoadedModel } from './model';
 import type { NamedTensor } from './runtime/ort';
-import type { ActivationCache, Analysis, LensTable, Token, WalkMetrics } from '../shared/analysis';
+import type { ActivationCache, Analysis, HeadStatsResult, LensTable, Token, WalkMetrics } from '../shared/analysis';
+import { ATTN_STATS_MAX_OFFSET, statsHook } from './graph/attnstats';
 import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
 import { pca, pcaFromCovarianceWith, project } from './analysis/pca';
 import type { LinAlg } from './linalg';
@@ -22,8 +23,9 @@ export interface AnalyzeRequest {
   /** Cap on tokens (the model's context window is a cap too). */
   maxTokens: number;
   /**
-   * Keep attention patterns (memory grows with pos²). 'auto' keeps them while they fit in
-   * PATTERN_BUDGET_FLOATS; otherwise the attention views compute them on demand.
+   * Attention: false computes none; true keeps every pattern with the analysis (memory grows with
+   * pos²); 'auto' keeps them while they fit in PATTERN_BUDGET_FLOATS. Either way the head
+   * statistics come from the forward graph, and a pattern not kept is fetched when it is shown.
    */
   patterns: boolean | 'auto';
   /** Budget for 'auto' (floats); default PATTERN_BUDGET_FLOATS. */
@@ -141,8 +143,13 @@ export function emptyPast(model: LoadedModel, batch = 1): Record<string, NamedTe
   return feeds;
 }
 
-/** Attention patterns kept with an analysis when `patterns: 'auto'` (floats; 256 MB). */
-export const PATTERN_BUDGET_FLOATS = 64 * 1024 * 1024;
+/**
+ * Attention patterns kept with an analysis when `patterns: 'auto'` (floats; 64 MB). Above it the
+ * attention views use the statistics the forward graph computes and fetch one layer's patterns
+ * when a head is shown: every fetched output is copied once more by onnxruntime-node, so
+ * kept patterns cost twice their size while the forward pass returns.
+ */
+export const PATTERN_BUDGET_FLOATS = 16 * 1024 * 1024;
 
 export function keepPatterns(model: LoadedModel, T: number, req: AnalyzeRequest['patterns'], budget = PATTERN_BUDGET_FLOATS): boolean {
   if (req === 'auto') return model.spec.nLayers * model.spec.nHeads * T * T <= budget;
@@ -158,6 +165,22 @@ export async function layerPattern(model: LoadedModel, ids: number[], layer: num
   return out[hook.pattern(layer)]!.data as Float32Array;
 }
 
+const STATS = ['kernel', 'kernelNorm', 'selfBias', 'induction'] as const;
+
+/** The forward graph's per-layer head statistics → one HeadStatsResult [n_layers, n_heads, …]. */
+function collectHeadStats(model: LoadedModel, T: number, out: Record<string, NamedTensor>): HeadStatsResult {
+  const { nLayers: L, nHeads: H } = model.spec;
+  const D1 = Math.min(ATTN_STATS_MAX_OFFSET + 1, T);
+  const per = { kernel: H * D1, kernelNorm: H * D1, selfBias: H, induction: H };
+  const r = { n_layers: L, n_heads: H, maxOffset: D1 - 1 } as HeadStatsResult;
+  for (const k of STATS) {
+    const all = new Float32Array(L * per[k]);
+    for (let l = 0; l < L; l++) all.set(out[statsHook[k](l)]!.data as Float32Array, l * per[k]);
+    r[k] = all;
+  }
+  return r;
+}
+
 async function forwardCache(
   model: LoadedModel,
   ids: number[],
@@ -165,17 +188,20 @@ async function forwardCache(
   budget?: number,
   pool?: BufferPool,
 ): Promise<ForwardResult> {
-  const patterns = keepPatterns(model, ids.length, patternsReq, budget);
   const s = model.spec;
   const T = ids.length;
   const d = s.dModel;
-  const hasPatterns = patterns && model.forward.outputNames.includes(hook.pattern(0));
+  const outputs = model.forward.outputNames;
+  const hasPatterns = keepPatterns(model, T, patternsReq, budget) && outputs.includes(hook.pattern(0));
+  const hasStats = patternsReq !== false && outputs.includes(statsHook.kernel(0));
   const fetches = [hook.residPre(0), 'logits'];
   for (let L = 0; L < s.nLayers; L++) {
     fetches.push(hook.residMid(L), hook.residPost(L));
     if (hasPatterns) fetches.push(hook.pattern(L));
+    if (hasStats) for (const k of STATS) fetches.push(statsHook[k](L));
   }
-  // onnxruntime writes every hooked tensor straight into these arrays (no copies).
+  // onnxruntime writes every hooked tensor straight into these arrays (onnxruntime-node then
+  // returns a copy of each as well, dropped here).
   const alloc = (n: number) => (pool ? pool.take(n) : new Float32Array(n));
   const resid = alloc((s.nLayers + 1) * T * d);
   const residMid = alloc(s.nLayers * T * d);
@@ -193,10 +219,18 @@ async function forwardCache(
     fetches,
     into,
   );
-  const get = (name: string) => out[name]!.data as Float32Array;
   return {
-    cache: { n_layers: s.nLayers, pos: T, d_model: d, n_heads: s.nHeads, resid, residMid, patterns: pat },
-    logits: get('logits'),
+    cache: {
+      n_layers: s.nLayers,
+      pos: T,
+      d_model: d,
+      n_heads: s.nHeads,
+      resid,
+      residMid,
+      patterns: pat,
+      headStats: hasStats ? collectHeadStats(model, T, out) : null,
+    },
+    logits: out.logits!.data as Float32Array,
   };
 }
 

@@ -49,18 +49,36 @@ function requireCache(a: Analysis): void {
   if (a.cache.resid.length === 0) throw new EngineError('BAD_REQUEST', 'This analysis was run without keeping its activations.');
 }
 
+/** The statistics the forward graph computed, cut to offsets 0..maxOffset (null when it has fewer). */
+function graphStats(a: Analysis, maxOffset: number): HeadStatsResult | null {
+  const s = a.cache.headStats;
+  if (!s) return null;
+  const D = Math.max(0, Math.min(maxOffset, a.cache.pos - 1));
+  if (D > s.maxOffset) return null;
+  const heads = s.n_layers * s.n_heads;
+  const cut = (k: Float32Array) => {
+    if (D === s.maxOffset) return k;
+    const out = new Float32Array(heads * (D + 1));
+    for (let h = 0; h < heads; h++) out.set(k.subarray(h * (s.maxOffset + 1), h * (s.maxOffset + 1) + D + 1), h * (D + 1));
+    return out;
+  };
+  return { ...s, maxOffset: D, kernel: cut(s.kernel), kernelNorm: cut(s.kernelNorm) };
+}
+
 /**
- * Head statistics. When the analysis did not keep its patterns (long inputs), each layer's
- * patterns are recomputed on demand, one layer at a time.
+ * Head statistics: those the forward graph computed where the patterns were produced, else
+ * from the kept patterns, else from each layer's patterns recomputed one layer at a time.
  */
 export async function attentionStats(model: LoadedModel, a: Analysis, maxOffset = 64): Promise<HeadStatsResult> {
   const c = a.cache;
   const ids = a.tokens.map((t) => t.id);
+  const fromGraph = graphStats(a, maxOffset);
+  if (fromGraph) return fromGraph;
   if (c.patterns)
     return { n_layers: c.n_layers, n_heads: c.n_heads, ...headStats(c.patterns, c.n_layers, c.n_heads, c.pos, ids, maxOffset) };
   requirePatternsAvailable(model);
   const parts: ReturnType<typeof headStats>[] = [];
-  for (let L = 0; L < c.n_layers; L++) parts.push(headStats(await layerPattern(model, ids, L), 1, c.n_heads, c.pos, ids, maxOffset));
+  for (let L = 0; L < c.n_layers; L++) parts.push(headStats(await shownLayer(model, a, L), 1, c.n_heads, c.pos, ids, maxOffset));
   const cat = (k: 'kernel' | 'kernelNorm' | 'selfBias' | 'induction') => {
     const out = new Float32Array(parts.reduce((n, p) => n + p[k].length, 0));
     let at = 0;
@@ -79,6 +97,24 @@ export async function attentionStats(model: LoadedModel, a: Analysis, maxOffset 
     selfBias: cat('selfBias'),
     induction: cat('induction'),
   };
+}
+
+/**
+ * The last layer whose patterns were recomputed for an analysis: clicking through the heads
+ * of one layer costs one forward pass, and one layer ([n_heads, pos, pos]) is all that is held.
+ */
+const lastLayer = new WeakMap<Analysis, { layer: number; patterns: Float32Array }>();
+
+async function shownLayer(model: LoadedModel, a: Analysis, layer: number): Promise<Float32Array> {
+  const hit = lastLayer.get(a);
+  if (hit?.layer === layer) return hit.patterns;
+  const patterns = await layerPattern(
+    model,
+    a.tokens.map((t) => t.id),
+    layer,
+  );
+  lastLayer.set(a, { layer, patterns });
+  return patterns;
 }
 
 function requirePatternsAvailable(model: LoadedModel): void {
@@ -102,11 +138,7 @@ export async function headPattern(model: LoadedModel, a: Analysis, layer: number
     return c.patterns.slice(off, off + T * T);
   }
   requirePatternsAvailable(model);
-  const all = await layerPattern(
-    model,
-    a.tokens.map((t) => t.id),
-    layer,
-  );
+  const all = await shownLayer(model, a, layer);
   return all.slice(head * T * T, (head + 1) * T * T);
 }
 

@@ -65,6 +65,12 @@ export interface ActivationCache {
   residMid: Float32Array;
   /** blocks.{L}.attn.hook_pattern [n_layers, n_heads, pos, pos], when requested */
   patterns: Float32Array | null;
+  /**
+   * Head statistics computed inside the forward graph, where the patterns are produced
+   * (kernels for offsets 0..64), so the patterns need not be kept for the attention views.
+   * Absent when the graph has none (ONNX exports, no patterns).
+   */
+  headStats?: HeadStatsResult | null;
 }
 
 export interface RepeatedNgram {

@@ -12,6 +12,7 @@ import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
+import { attentionStats } from './attnstats';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -80,6 +81,7 @@ function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: str
 
 /** Per-graph shared values: positions, RoPE tables, causal mask. */
 interface Shared {
+  ids: string;
   batch: string;
   seq: string;
   past: string;
@@ -185,7 +187,7 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
     cos = g.op('Cos', [emb]);
     sin = g.op('Sin', [emb]);
   }
-  return { batch, seq, past, cos, sin, mask };
+  return { ids, batch, seq, past, cos, sin, mask };
 }
 
 function norm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm, name: string): string {
@@ -265,7 +267,10 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, w: BlockWeights
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
   const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.float(1 / Math.sqrt(spec.headDim))]);
   const pattern = g.op('Softmax', [g.op('Add', [scores, sh.mask])], { axis: -1 }); // [b, h, seq, total]
-  if (opts.patterns) g.output(hook.pattern(L), pattern, 'float32', ['batch', spec.nHeads, 'seq', 'total']);
+  if (opts.patterns) {
+    g.output(hook.pattern(L), pattern, 'float32', ['batch', spec.nHeads, 'seq', 'total']);
+    attentionStats(g, sh.ids, sh.past, sh.seq, pattern, L); // the views' statistics, without fetching the patterns
+  }
   const z = g.op('MatMul', [pattern, repeatKv(g, spec, v)]); // [b, h, seq, d_head]
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
   return linear(g, merged, w.o, `${p}.W_O`);

@@ -1,0 +1,113 @@
+// Attention statistics computed where the patterns are produced, inside the forward graph
+// (METRICS.md "Attention"; the same definitions as analysis/attention.ts headStats):
+//   kernel K(d) = mean over q ≥ d of pattern[q][q−d], d = 0..min(64, T−1)
+//   kernel_norm = mean over q ≥ d of pattern[q][q−d]·(q+1)   (÷ the uniform baseline)
+//   self_bias   = K(0) − mean_q 1/(q+1)
+//   induction   = Σ pattern[i][j+1] over earlier occurrences j of token i, ÷ #queries that have one
+// Why in the graph: onnxruntime-node copies every fetched output into a fresh JS buffer, so
+// fetching n_layers·n_heads·T² floats of patterns holds them twice (151 MB → 302 MB at 512
+// tokens of GPT-2-small, 1.2 GB at 1024). These outputs are n_layers·n_heads·67 floats; a
+// head's full pattern is fetched on demand, one layer at a time.
+//
+// Positions are absolute (past + q) and the induction targets are found among this call's
+// tokens, so the statistics are those of analyze() (past = 0); during KV-cache generation they
+// are computed on one row and never fetched.
+import type { GraphBuilder } from '../onnx/builder';
+
+/** Kernels are computed for offsets 0..ATTN_STATS_MAX_OFFSET (capped at T−1). */
+export const ATTN_STATS_MAX_OFFSET = 64;
+
+export const statsHook = {
+  /** [batch, n_heads, min(65, T)] */
+  kernel: (L: number) => `blocks.${L}.attn.stats.kernel`,
+  /** [batch, n_heads, min(65, T)] */
+  kernelNorm: (L: number) => `blocks.${L}.attn.stats.kernel_norm`,
+  /** [batch, n_heads] */
+  selfBias: (L: number) => `blocks.${L}.attn.stats.self_bias`,
+  /** [batch, n_heads] (NaN when no token repeats) */
+  induction: (L: number) => `blocks.${L}.attn.stats.induction`,
+};
+
+/** The values every layer's statistics share: built once per graph. */
+interface StatsShared {
+  /** [seq, D+1] int64: the key q−d (clamped at 0) for query q and offset d. */
+  keyIdx: string;
+  /** [seq, D+1] float: 1 where q ≥ d. */
+  mask: string;
+  /** [seq, D+1] float: (q+1) where q ≥ d. */
+  maskNorm: string;
+  /** [D+1] float: the number of queries at each offset. */
+  count: string;
+  /** scalar float: mean_q 1/(q+1). */
+  uniformSelf: string;
+  /** [batch, seq·total, 1] float: 1 at (query i, key j+1) for earlier occurrences j of token i. */
+  inductionMask: string;
+  /** [batch, 1] float: queries with at least one induction target. */
+  inductionQueries: string;
+}
+
+const shared = new WeakMap<GraphBuilder, StatsShared>();
+
+/**
+ * @param ids input_ids [batch, seq]; `past` and `seq` are int64 scalars.
+ */
+function statsShared(g: GraphBuilder, ids: string, past: string, seq: string): StatsShared {
+  const hit = shared.get(g);
+  if (hit) return hit;
+  const one = g.ints([1], true);
+  const zero = g.ints([0], true);
+  const total = g.op('Add', [past, seq]);
+  const q = g.op('Range', [zero, seq, one]); // [seq] within this call
+  const qAbs = g.op('Add', [q, past]);
+  const offsets = g.op('Range', [zero, g.op('Min', [total, g.ints([ATTN_STATS_MAX_OFFSET + 1], true)]), one]); // [D+1]
+  const key = g.op('Sub', [g.op('Unsqueeze', [qAbs, g.ints([1])]), g.op('Unsqueeze', [offsets, g.ints([0])])]); // [seq, D+1]
+  const mask = g.cast(g.op('GreaterOrEqual', [key, zero]), 'float32');
+  const qPlus1 = g.cast(g.op('Add', [qAbs, one]), 'float32'); // [seq]
+  const maskNorm = g.op('Mul', [mask, g.op('Unsqueeze', [qPlus1, g.ints([1])])]);
+  const count = g.op('ReduceSum', [mask, g.ints([0])], { keepdims: 0 });
+  const uniformSelf = g.op('ReduceMean', [g.op('Reciprocal', [qPlus1])], { axes: [0], keepdims: 0 });
+
+  // earlier[b, i, j] = ids[b, i] == ids[b, j] and j < i; the target key is j+1 (≤ i), shifted
+  // right by past+1 columns so that the mask lines up with the pattern's key axis (past + seq).
+  const same = g.op('Equal', [g.op('Unsqueeze', [ids, g.ints([2])]), g.op('Unsqueeze', [ids, g.ints([1])])]);
+  const before = g.op('Less', [g.op('Unsqueeze', [q, g.ints([0])]), g.op('Unsqueeze', [q, g.ints([1])])]);
+  const earlier = g.cast(g.op('And', [same, before]), 'float32'); // [b, seq, seq]
+  const pads = g.op('Concat', [g.ints([0, 0]), g.op('Unsqueeze', [g.op('Add', [past, one]), g.ints([0])]), g.ints([0, 0, 0])], {
+    axis: 0,
+  });
+  const shifted = g.op('Pad', [earlier, pads]); // [b, seq, past + 1 + seq]
+  const targets = g.op('Slice', [shifted, g.ints([0]), g.op('Unsqueeze', [total, g.ints([0])]), g.ints([2])]); // [b, seq, total]
+  const inductionQueries = g.op('ReduceSum', [g.op('ReduceMax', [targets], { axes: [2], keepdims: 0 }), g.ints([1])], { keepdims: 1 });
+  const value: StatsShared = {
+    keyIdx: g.op('Max', [key, zero]),
+    mask,
+    maskNorm,
+    count,
+    uniformSelf,
+    inductionMask: g.op('Reshape', [targets, g.ints([0, -1, 1])]),
+    inductionQueries,
+  };
+  shared.set(g, value);
+  return value;
+}
+
+/**
+ * Adds layer L's statistics as graph outputs, from its pattern [batch, n_heads, seq, past+seq].
+ * Every step reads the pattern once (a gather of T·65 entries, one matrix-vector product).
+ */
+export function attentionStats(g: GraphBuilder, ids: string, past: string, seq: string, pattern: string, L: number): void {
+  const s = statsShared(g, ids, past, seq);
+  const shape = g.op('Shape', [pattern]);
+  const idxShape = g.op('Concat', [g.op('Slice', [shape, g.ints([0]), g.ints([3])]), g.op('Shape', [s.keyIdx], { start: 1 })], { axis: 0 });
+  const diagonals = g.op('GatherElements', [pattern, g.op('Expand', [s.keyIdx, idxShape])], { axis: 3 }); // [b, h, seq, D+1]
+  const over = (w: string) => g.op('Div', [g.op('ReduceSum', [g.op('Mul', [diagonals, w]), g.ints([2])], { keepdims: 0 }), s.count]);
+  const kernel = over(s.mask); // [b, h, D+1]
+  const first = g.op('Squeeze', [g.op('Slice', [kernel, g.ints([0]), g.ints([1]), g.ints([2])]), g.ints([2])]); // [b, h]
+  const flat = g.op('Reshape', [pattern, g.ints([0, 0, -1])]); // [b, h, seq·total]
+  const hits = g.op('Squeeze', [g.op('MatMul', [flat, s.inductionMask]), g.ints([2])]); // [b, h]
+  const dims = ['batch', 'n_heads'];
+  g.output(statsHook.kernel(L), kernel, 'float32', [...dims, 'offsets']);
+  g.output(statsHook.kernelNorm(L), over(s.maskNorm), 'float32', [...dims, 'offsets']);
+  g.output(statsHook.selfBias(L), g.op('Sub', [first, s.uniformSelf]), 'float32', dims);
+  g.output(statsHook.induction(L), g.op('Div', [hits, s.inductionQueries]), 'float32', dims);
+}
