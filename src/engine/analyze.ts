@@ -5,7 +5,7 @@ import { hook } from './graph/forward';
 import type { LoadedModel } from './model';
 import type { NamedTensor } from './runtime/ort';
 import type { ActivationCache, Analysis, HeadStatsResult, LensTable, Token, WalkMetrics } from '../shared/analysis';
-import { ATTN_STATS_MAX_OFFSET, statsHook } from './graph/attnstats';
+import { ATTN_STATS_MAX_OFFSET, PATTERN_ROWS, statsHook } from './graph/attnstats';
 import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
 import { pca, pcaFromCovarianceWith, project } from './analysis/pca';
 import type { LinAlg } from './linalg';
@@ -158,11 +158,15 @@ export function keepPatterns(model: LoadedModel, T: number, req: AnalyzeRequest[
 
 /** One layer's attention pattern for a sequence, recomputed (views of long inputs) → [n_heads, T, T]. */
 export async function layerPattern(model: LoadedModel, ids: number[], layer: number): Promise<Float32Array> {
-  const out = await model.forward.run(
-    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] }, ...emptyPast(model) },
-    [hook.pattern(layer)],
-  );
+  const out = await model.forward.run(forwardFeeds(model, ids, true), [hook.pattern(layer)]);
   return out[hook.pattern(layer)]!.data as Float32Array;
+}
+
+/** The forward graph's inputs for one sequence (no KV cache); `patterns`: its pattern outputs filled in. */
+export function forwardFeeds(model: LoadedModel, ids: readonly number[], patterns: boolean): Record<string, NamedTensor> {
+  const feeds = { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] }, ...emptyPast(model) };
+  if (!patterns || !model.forward.outputNames.includes(statsHook.kernel(0))) return feeds; // graphs of graph/forward.ts take pattern_rows
+  return { ...feeds, [PATTERN_ROWS]: { data: BigInt64Array.of(BigInt(ids.length)), dims: [1] } };
 }
 
 const STATS = ['kernel', 'kernelNorm', 'selfBias', 'induction'] as const;
@@ -214,11 +218,7 @@ async function forwardCache(
     into[hook.residMid(L)] = { data: residMid.subarray(L * T * d, (L + 1) * T * d), dims: rd };
     if (pat) into[hook.pattern(L)] = { data: pat.subarray(L * per, (L + 1) * per), dims: [1, s.nHeads, T, T] };
   }
-  const out = await model.forward.run(
-    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, T] }, ...emptyPast(model) },
-    fetches,
-    into,
-  );
+  const out = await model.forward.run(forwardFeeds(model, ids, hasPatterns), fetches, into);
   return {
     cache: {
       n_layers: s.nLayers,

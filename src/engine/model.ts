@@ -8,6 +8,7 @@ import { weightReader, type WeightReader } from './arch/weights';
 import { forwardGraphLayers, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
 import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
+import { withPatternRows } from './graph/attnstats';
 import { createLinAlg, type LinAlg } from './linalg';
 import { chooseProvider, createSession, providerEnvironment, type ProviderRequest, type RuntimeOptions, type Session } from './runtime/ort';
 import { resolveWeightPrecision, type WeightPrecisionRequest } from './runtime/providers';
@@ -162,7 +163,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     },
     spec,
     tokenizer,
-    forward,
+    forward: withPatternRows(forward), // pattern_rows is 0 unless a caller asks for patterns
     lens,
     lnFinal,
     unembedNorms,

@@ -13,6 +13,53 @@
 // tokens, so the statistics are those of analyze() (past = 0); during KV-cache generation they
 // are computed on one row and never fetched.
 import type { GraphBuilder } from '../onnx/builder';
+import type { NamedTensor, Session } from '../runtime/ort';
+
+/**
+ * Graph input (int64 [1]): how many query rows each layer's pattern output carries.
+ * onnxruntime keeps every graph output of a run alive until the run ends, fetched or not, so
+ * full pattern outputs held n_layers·n_heads·T² floats in its arena on every forward pass (151 MB
+ * at 512 tokens of GPT-2-small) when only the statistics were wanted. withPatternRows() feeds 0
+ * to callers that do not ask; one that wants the patterns feeds T.
+ */
+export const PATTERN_ROWS = 'pattern_rows';
+
+const rowsInput = new WeakMap<GraphBuilder, string>();
+
+/** Layer L's pattern [batch, n_heads, seq, total] as the graph output `name`, cut to `pattern_rows` query rows. */
+function patternOutput(g: GraphBuilder, name: string, pattern: string, nHeads: number): string {
+  let rows = rowsInput.get(g);
+  if (!rows) {
+    rows = g.input(PATTERN_ROWS, 'int64', [1]);
+    rowsInput.set(g, rows);
+  }
+  const cut = g.op('Slice', [pattern, g.ints([0]), rows, g.ints([2])]);
+  g.output(name, cut, 'float32', ['batch', nHeads, 'rows', 'total']);
+  return name;
+}
+
+/**
+ * Layer L's attention outputs: its pattern (`name`, cut to pattern_rows) and its statistics.
+ * Returns a float scalar that is exactly 0 and depends on every reader of the pattern; the
+ * caller adds it to the layer's output. onnxruntime orders nodes by a depth-first walk back
+ * from the last graph output, so outputs that nothing downstream depends on run after the last
+ * layer, and every layer's pattern (n_heads·T² floats) stays alive until then (measured: +250 MB
+ * of arena at 512 tokens of GPT-2-small).
+ */
+export function attentionOutputs(
+  g: GraphBuilder,
+  shared: { ids: string; past: string; seq: string },
+  pattern: string,
+  name: string,
+  L: number,
+  nHeads: number,
+): string {
+  const cut = patternOutput(g, name, pattern, nHeads);
+  const { kernel, hits } = attentionStats(g, shared.ids, shared.past, shared.seq, pattern, L);
+  // finite sums (probabilities; an empty cut sums to 0), so 0·(their sum) is exactly 0
+  const sum = (x: string) => g.op('ReduceSum', [x], { keepdims: 0 });
+  return g.op('Mul', [g.op('Add', [g.op('Add', [sum(kernel), sum(hits)]), sum(cut)]), g.float(0)]);
+}
 
 /** Kernels are computed for offsets 0..ATTN_STATS_MAX_OFFSET (capped at T−1). */
 export const ATTN_STATS_MAX_OFFSET = 64;
@@ -94,8 +141,16 @@ function statsShared(g: GraphBuilder, ids: string, past: string, seq: string): S
 /**
  * Adds layer L's statistics as graph outputs, from its pattern [batch, n_heads, seq, past+seq].
  * Every step reads the pattern once (a gather of T·65 entries, one matrix-vector product).
+ * Returns the kernel and the induction hits (finite, for the dependency above).
  */
-export function attentionStats(g: GraphBuilder, ids: string, past: string, seq: string, pattern: string, L: number): void {
+function attentionStats(
+  g: GraphBuilder,
+  ids: string,
+  past: string,
+  seq: string,
+  pattern: string,
+  L: number,
+): { kernel: string; hits: string } {
   const s = statsShared(g, ids, past, seq);
   const shape = g.op('Shape', [pattern]);
   const idxShape = g.op('Concat', [g.op('Slice', [shape, g.ints([0]), g.ints([3])]), g.op('Shape', [s.keyIdx], { start: 1 })], { axis: 0 });
@@ -110,4 +165,20 @@ export function attentionStats(g: GraphBuilder, ids: string, past: string, seq: 
   g.output(statsHook.kernelNorm(L), over(s.maskNorm), 'float32', [...dims, 'offsets']);
   g.output(statsHook.selfBias(L), g.op('Sub', [first, s.uniformSelf]), 'float32', dims);
   g.output(statsHook.induction(L), g.op('Div', [hits, s.inductionQueries]), 'float32', dims);
+  return { kernel, hits };
+}
+
+const NO_ROWS: NamedTensor = { data: BigInt64Array.of(0n), dims: [1] };
+
+/** A forward session whose callers need not know pattern_rows: it is 0 (no pattern rows) unless fed. */
+export function withPatternRows(session: Session): Session {
+  if (!session.inputNames.includes(PATTERN_ROWS)) return session;
+  return {
+    provider: session.provider,
+    providerNote: session.providerNote,
+    inputNames: session.inputNames.filter((n) => n !== PATTERN_ROWS),
+    outputNames: session.outputNames,
+    run: (feeds, fetches, into) => session.run(PATTERN_ROWS in feeds ? feeds : { ...feeds, [PATTERN_ROWS]: NO_ROWS }, fetches, into),
+    release: () => session.release(),
+  };
 }

@@ -5,14 +5,16 @@
 //   logits                         [batch, d_vocab]        (last position only)
 //   present.{L}.key|value          [batch, n_kv, past+seq, d_head]
 //   blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|hook_resid_post  [batch, seq, d_model]
-//   blocks.{L}.attn.hook_pattern   [batch, n_heads, seq, past+seq]
+//   pattern_rows                   [1] int64, default 0 (graph/attnstats.ts)
+//   blocks.{L}.attn.hook_pattern   [batch, n_heads, pattern_rows, past+seq]
+//   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
 // One graph serves analysis (past = 0) and generation (past = KV cache).
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
-import { attentionStats } from './attnstats';
+import { attentionOutputs } from './attnstats';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -267,13 +269,12 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, w: BlockWeights
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
   const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.float(1 / Math.sqrt(spec.headDim))]);
   const pattern = g.op('Softmax', [g.op('Add', [scores, sh.mask])], { axis: -1 }); // [b, h, seq, total]
-  if (opts.patterns) {
-    g.output(hook.pattern(L), pattern, 'float32', ['batch', spec.nHeads, 'seq', 'total']);
-    attentionStats(g, sh.ids, sh.past, sh.seq, pattern, L); // the views' statistics, without fetching the patterns
-  }
+  // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
+  const zero = opts.patterns ? attentionOutputs(g, sh, pattern, hook.pattern(L), L, spec.nHeads) : null;
   const z = g.op('MatMul', [pattern, repeatKv(g, spec, v)]); // [b, h, seq, d_head]
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
-  return linear(g, merged, w.o, `${p}.W_O`);
+  const out = linear(g, merged, w.o, `${p}.W_O`);
+  return zero ? g.op('Add', [out, zero]) : out; // + 0: those outputs are computed before the next layer
 }
 
 function mlp(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, h: string): string {
