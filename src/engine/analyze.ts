@@ -4,13 +4,14 @@ import { EngineError } from './errors';
 import { hook } from './graph/forward';
 import type { LoadedModel } from './model';
 import type { NamedTensor } from './runtime/ort';
+import { LENS_OUTPUTS } from './graph/lens';
+import { WALK_OUTPUTS } from './graph/walkstats';
 import type { ActivationCache, Analysis, HeadStatsResult, LensTable, Token, WalkMetrics } from '../shared/analysis';
 import { ATTN_STATS_MAX_OFFSET, PATTERN_ROWS, statsHook } from './graph/attnstats';
-import { cosToFinal, norms, similarityMatrix, steps } from './analysis/walk';
-import { pca, pcaFromCovarianceWith, project } from './analysis/pca';
+import { similarityMatrix } from './analysis/walk';
+import { pca, pcaFromCovarianceWith, project, type Pca } from './analysis/pca';
 import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
-import { normsAfterFinal } from './queries';
 import type { BufferPool } from './pool';
 
 export interface AnalyzeRequest {
@@ -93,7 +94,7 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
   );
   const t2 = performance.now();
   checkCancel(signal);
-  const { lens, lastLogitsTop } = await logitLens(
+  const { lens, lastLogitsTop, perPosition } = await logitLens(
     model,
     cache,
     tokens.map((t) => t.id),
@@ -105,9 +106,9 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     cache.cache,
     tokens.map((t) => t.id),
     cache.cache.n_layers,
+    perPosition,
     model.linalg,
   );
-  walk.normsFinal = normsAfterFinal(model, cache.cache);
   const vocab: Record<number, string> = {};
   for (const t of tokens) vocab[t.id] = t.text;
   for (const id of lens.topIds) vocab[id] ??= model.tokenizer.tokenText(id);
@@ -252,7 +253,7 @@ async function logitLens(
   ids: number[],
   k: number,
   signal?: AbortSignal,
-): Promise<{ lens: LensTable; lastLogitsTop: { id: number; prob: number }[] }> {
+): Promise<{ lens: LensTable; lastLogitsTop: { id: number; prob: number }[]; perPosition: PerPosition }> {
   const s = model.spec;
   const { resid } = fwd.cache;
   const T = ids.length;
@@ -274,6 +275,13 @@ async function logitLens(
     copyMass: new Float32Array(rows * T),
     cosNext: new Float32Array(rows * T),
     cosPred: new Float32Array(rows * T),
+  };
+  const perPosition: PerPosition = {
+    norms: new Float32Array(rows * T),
+    normsFinal: new Float32Array(rows * T),
+    cosToFinal: new Float32Array(rows * T),
+    stepSize: new Float32Array((rows - 1) * T),
+    stepCos: new Float32Array((rows - 1) * T),
   };
   const seenSoFar = new Uint8Array(V);
   // Chunk buffers allocated once and reused: fresh memory costs page faults on every chunk.
@@ -303,8 +311,9 @@ async function logitLens(
         seen: { data: seen, dims: [C, V] },
         k: { data: BigInt64Array.of(BigInt(kk)), dims: [1] },
       },
-      ['top_ids', 'top_probs', 'entropy', 'next_logprob', 'next_rank', 'kl_to_final', 'copy_mass', 'cos_next', 'cos_pred'],
+      [...LENS_OUTPUTS, ...WALK_OUTPUTS],
     );
+    walkChunk(perPosition, out, c0, C, rows, T);
     const f = (n: string) => out[n]!.data as Float32Array;
     const topIds = out.top_ids!.data as BigInt64Array;
     for (let r = 0; r < rows; r++) {
@@ -326,7 +335,23 @@ async function logitLens(
       }
     }
   }
-  return { lens, lastLogitsTop: softmaxTop(fwd.logits, kk) };
+  return { lens, lastLogitsTop: softmaxTop(fwd.logits, kk), perPosition };
+}
+
+/** The walk's per-position measures the lens graph computes (graph/walkstats.ts). */
+type PerPosition = Pick<WalkMetrics, 'norms' | 'normsFinal' | 'cosToFinal' | 'stepSize' | 'stepCos'>;
+
+/** One lens chunk's walk measures, position-major [C, rows], into the [rows, T] tables. */
+function walkChunk(p: PerPosition, out: Record<string, NamedTensor>, c0: number, C: number, rows: number, T: number): void {
+  const put = (dst: Float32Array, name: string, R: number) => {
+    const src = out[name]!.data as Float32Array;
+    for (let c = 0; c < C; c++) for (let r = 0; r < R; r++) dst[r * T + c0 + c] = src[c * R + r]!;
+  };
+  put(p.norms, 'norm', rows);
+  put(p.normsFinal, 'norm_final', rows);
+  put(p.cosToFinal, 'cos_to_final', rows);
+  put(p.stepSize, 'step_size', rows - 1);
+  put(p.stepCos, 'step_cos', rows - 1);
 }
 
 /** The derived measures every view needs (METRICS.md). */
@@ -341,26 +366,37 @@ export async function similarityAt(cache: ActivationCache, row: number, linalg?:
   return similarityMatrix(cache.resid, { rows: cache.n_layers + 1, pos: cache.pos, d: cache.d_model }, row);
 }
 
-export async function walkMetrics(cache: ActivationCache, ids: number[], row: number, linalg?: LinAlg): Promise<WalkMetrics> {
-  const shape = { rows: cache.n_layers + 1, pos: cache.pos, d: cache.d_model };
-  const n = shape.rows * shape.pos;
-  const k = Math.min(3, shape.d);
-  let basis;
+/**
+ * The walk's measures (METRICS.md): the per-position ones from the lens, then the PCA of every
+ * row × position (covariance, subspace iteration and projection in onnxruntime when the model
+ * has its linear-algebra sessions), the similarity matrix at `row` and the repeated n-grams.
+ */
+export async function walkMetrics(
+  cache: ActivationCache,
+  ids: number[],
+  row: number,
+  perPosition: PerPosition,
+  linalg?: LinAlg,
+): Promise<WalkMetrics> {
+  const d = cache.d_model;
+  const n = (cache.n_layers + 1) * cache.pos;
+  const k = Math.min(3, d);
+  let basis: Pca;
+  let coords: Float32Array;
   if (linalg) {
-    const { mean, cov } = await linalg.covariance(cache.resid, n, shape.d);
+    const { mean, cov } = await linalg.covariance(cache.resid, n, d);
     // the products C·Q of the subspace iteration in onnxruntime (float32, like the covariance)
-    basis = await pcaFromCovarianceWith(Float64Array.from(cov), mean, shape.d, k, async (Q, W, m) => {
-      W.set(await linalg.symmetricProduct(Float32Array.from(Q), m, cov, shape.d));
+    basis = await pcaFromCovarianceWith(Float64Array.from(cov), mean, d, k, async (Q, W, m) => {
+      W.set(await linalg.symmetricProduct(Float32Array.from(Q), m, cov, d));
     });
-  } else basis = pca(cache.resid, n, shape.d, k);
-  const st = steps(cache.resid, shape);
+    coords = await linalg.project(cache.resid, n, d, basis.mean, basis.components, basis.k);
+  } else {
+    basis = pca(cache.resid, n, d, k);
+    coords = project(cache.resid, n, basis);
+  }
   return {
-    norms: norms(cache.resid, shape),
-    normsFinal: new Float32Array(0),
-    stepSize: st.size,
-    stepCos: st.cos,
-    cosToFinal: cosToFinal(cache.resid, shape),
-    pca: { coords: project(cache.resid, n, basis), explained: basis.explained },
+    ...perPosition,
+    pca: { coords, explained: basis.explained },
     similarity: { row, matrix: await similarityAt(cache, row, linalg) },
     ngrams: repeatedNgrams(ids, 1, 8),
   };

@@ -62,9 +62,15 @@ function builderFingerprint(): string {
   const h = createHash('sha256');
   for (const f of [
     __filename,
-    ...['graph/forward.js', 'graph/attnstats.js', 'graph/lens.js', 'onnx/builder.js', 'arch/weights.js', 'arch/spec.js'].map((p) =>
-      path.join(__dirname, p),
-    ),
+    ...[
+      'graph/forward.js',
+      'graph/attnstats.js',
+      'graph/lens.js',
+      'graph/walkstats.js',
+      'onnx/builder.js',
+      'arch/weights.js',
+      'arch/spec.js',
+    ].map((p) => path.join(__dirname, p)),
   ]) {
     try {
       h.update(fs.readFileSync(f));

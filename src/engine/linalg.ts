@@ -1,5 +1,6 @@
 // Dense linear algebra for the analyses, run by onnxruntime (tens of GFLOP/s) instead of
-// JavaScript loops: the covariance behind the PCA of the walk, and cosine-similarity matrices.
+// JavaScript loops: the covariance behind the PCA of the walk, the products of its subspace
+// iteration, the projection onto its components, and cosine-similarity matrices. Multi-threaded like the model (the `threads` setting).
 import { GraphBuilder } from './onnx/builder';
 import { createSession, type RuntimeOptions, type Session } from './runtime/ort';
 
@@ -10,6 +11,8 @@ export interface LinAlg {
   symmetricProduct(q: Float32Array, m: number, c: Float32Array, d: number): Promise<Float32Array>;
   /** S[i][j] = cos(x_i, x_j) for rows of X [n, d] → [n, n]. */
   cosineMatrix(x: Float32Array, n: number, d: number): Promise<Float32Array>;
+  /** (X − mean)·Pᵀ for points X [n, d], mean [d] and components P [k, d] → [n, k]. */
+  project(x: Float32Array, n: number, d: number, mean: Float32Array, components: Float32Array, k: number): Promise<Float32Array>;
   release(): Promise<void>;
 }
 
@@ -23,6 +26,17 @@ function covarianceGraph(): Uint8Array {
   const cov = g.op('Div', [g.op('MatMul', [g.op('Transpose', [xc], { perm: [1, 0] }), xc]), denom]);
   g.output('mean', g.op('Squeeze', [mean, g.ints([0])]), 'float32', ['d']);
   g.output('cov', cov, 'float32', ['d', 'd']);
+  return g.encode();
+}
+
+function projectGraph(): Uint8Array {
+  const g = new GraphBuilder('project');
+  const x = g.input('x', 'float32', ['n', 'd']);
+  const mean = g.input('mean', 'float32', [1, 'd']);
+  const p = g.input('p', 'float32', ['k', 'd']);
+  // X·Pᵀ − mean·Pᵀ: no centred copy of X
+  const pT = g.op('Transpose', [p], { perm: [1, 0] });
+  g.output('y', g.op('Sub', [g.op('MatMul', [x, pT]), g.op('MatMul', [mean, pT])]), 'float32', ['n', 'k']);
   return g.encode();
 }
 
@@ -44,22 +58,15 @@ function cosineGraph(): Uint8Array {
 }
 
 export async function createLinAlg(opts: RuntimeOptions): Promise<LinAlg> {
-  const cov: Session = await createSession(covarianceGraph(), { ...opts, executionProvider: 'cpu' });
-  let cosS: Session;
-  let prodS: Session;
+  const sessions: Session[] = [];
   try {
-    cosS = await createSession(cosineGraph(), { ...opts, executionProvider: 'cpu' });
+    for (const graph of [covarianceGraph(), productGraph(), cosineGraph(), projectGraph()])
+      sessions.push(await createSession(graph, { ...opts, executionProvider: 'cpu' }));
   } catch (e) {
-    await cov.release();
+    for (const s of sessions) await s.release();
     throw e;
   }
-  try {
-    prodS = await createSession(productGraph(), { ...opts, executionProvider: 'cpu' });
-  } catch (e) {
-    await cov.release();
-    await cosS.release();
-    throw e;
-  }
+  const [cov, prodS, cosS, projS] = sessions as [Session, Session, Session, Session];
   return {
     async covariance(points, n, d) {
       const out = await cov.run({ x: { data: points.subarray(0, n * d), dims: [n, d] } }, ['mean', 'cov']);
@@ -79,10 +86,15 @@ export async function createLinAlg(opts: RuntimeOptions): Promise<LinAlg> {
       const out = await cosS.run({ x: { data: x.subarray(0, n * d), dims: [n, d] } }, ['s']);
       return out.s!.data as Float32Array;
     },
+    async project(x, n, d, mean, components, k) {
+      const out = await projS.run(
+        { x: { data: x.subarray(0, n * d), dims: [n, d] }, mean: { data: mean, dims: [1, d] }, p: { data: components, dims: [k, d] } },
+        ['y'],
+      );
+      return out.y!.data as Float32Array;
+    },
     async release() {
-      await cov.release();
-      await cosS.release();
-      await prodS.release();
+      for (const s of sessions) await s.release();
     },
   };
 }

@@ -1,6 +1,6 @@
 // On-demand views computed from an analysis the engine keeps (its activation cache stays in
 // the engine process): attention statistics and patterns, angular proximity over the whole
-// vocabulary, the norms after ln_final ("the ball"), encoding-walk clusters and prompt diffs.
+// vocabulary, encoding-walk clusters and prompt diffs.
 import { EngineError } from './errors';
 import type { LoadedModel } from './model';
 import type { ModelSpec } from './arch/spec';
@@ -28,19 +28,6 @@ export function applyLnFinal(spec: ModelSpec, ln: { w: Float32Array; b: Float32A
     for (let i = 0; i < d; i++) v += (x[off + i]! - mean) ** 2;
     const r = 1 / Math.sqrt(v / d + spec.normEps);
     for (let i = 0; i < d; i++) out[i] = (x[off + i]! - mean) * r * ln.w[i]! + (ln.b?.[i] ?? 0);
-  }
-  return out;
-}
-
-/** ‖ln_final(x)‖ for every row × position → [rows, pos] ("the ball" after the final norm). */
-export function normsAfterFinal(model: LoadedModel, c: Analysis['cache']): Float32Array {
-  const rows = c.n_layers + 1;
-  const out = new Float32Array(rows * c.pos);
-  for (let i = 0; i < rows * c.pos; i++) {
-    const v = applyLnFinal(model.spec, model.lnFinal, c.resid, i * c.d_model);
-    let s = 0;
-    for (const x of v) s += x * x;
-    out[i] = Math.sqrt(s);
   }
   return out;
 }

@@ -7,6 +7,7 @@ import { distinctN, loopStart, repeatedNgrams, repetitionRate } from '../../src/
 import { assertClose, ROOT } from '../helpers';
 import { loadModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
+import { applyLnFinal } from '../../src/engine/queries';
 import * as path from 'node:path';
 
 const BUNDLED = path.join(ROOT, 'media', 'models', 'td-mini');
@@ -157,6 +158,28 @@ describe('walk PCA in the engine', () => {
       let scale = 0;
       for (const v of coords) scale = Math.max(scale, Math.abs(v));
       assertClose(a.walk.pca.coords, coords, 1e-4 * scale, 'coordinates');
+    } finally {
+      await m.release();
+    }
+  });
+
+  test("the lens graph's per-position measures equal the JavaScript definitions (bundled model)", async () => {
+    const m = await loadModel(BUNDLED, { threads: 1, executionProvider: 'cpu' });
+    try {
+      const a = await analyze(m, { text: 'The sea was calm, and the sky was calm.', topK: 3, maxTokens: 64, patterns: false });
+      const c = a.cache;
+      const shape = { rows: c.n_layers + 1, pos: c.pos, d: c.d_model };
+      const rel = (x: Float32Array) => 1e-5 * Math.max(1, ...Array.from(x, Math.abs));
+      const ref = norms(c.resid, shape);
+      assertClose(a.walk.norms, ref, rel(ref), 'norms');
+      const st = steps(c.resid, shape);
+      assertClose(a.walk.stepSize, st.size, rel(st.size), 'step sizes');
+      assertClose(a.walk.stepCos, st.cos, 1e-5, 'step cosines');
+      assertClose(a.walk.cosToFinal, cosToFinal(c.resid, shape), 1e-5, 'cos to final');
+      const final = Float32Array.from({ length: shape.rows * shape.pos }, (_, i) =>
+        Math.hypot(...applyLnFinal(m.spec, m.lnFinal, c.resid, i * shape.d)),
+      );
+      assertClose(a.walk.normsFinal, final, rel(final), 'norms after ln_final');
     } finally {
       await m.release();
     }

@@ -13,10 +13,12 @@
 //   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
 //   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
 //   (no full logits: onnxruntime would copy that [chunk, rows, d_vocab] output on every run)
+//   and the walk's per-position measures (graph/walkstats.ts: norms, steps, cosines)
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
 import { gatherRows, normNode, unembed, weightInit } from './forward';
+import { walkOutputs } from './walkstats';
 
 export const LENS_OUTPUTS = [
   'top_ids',
@@ -102,5 +104,6 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   g.output('copy_mass', copyMass, 'float32', CR);
   g.output('cos_next', cosNext, 'float32', CR);
   g.output('cos_pred', cosPred, 'float32', CR);
+  walkOutputs(g, resid, normed); // the walk's per-position measures on the same chunk (walkstats.ts)
   return g;
 }
