@@ -7,7 +7,8 @@ import type { NamedTensor } from './runtime/ort';
 import { LENS_OUTPUTS } from './graph/lens';
 import { WALK_OUTPUTS } from './graph/walkstats';
 import type { ActivationCache, Analysis, HeadStatsResult, LensTable, Token, WalkMetrics } from '../shared/analysis';
-import { ATTN_STATS_MAX_OFFSET, PATTERN_ROWS, statsHook } from './graph/attnstats';
+import { ATTN_STATS_MAX_OFFSET, statsHook } from './graph/attnstats';
+import { gateFeed, LOGIT_ROWS, PATTERN_ROWS } from './graph/gates';
 import { similarityMatrix } from './analysis/walk';
 import { pca, pcaFromCovarianceWith, project, type Pca } from './analysis/pca';
 import type { LinAlg } from './linalg';
@@ -33,8 +34,19 @@ export interface AnalyzeRequest {
   patternBudgetFloats?: number;
 }
 
-/** Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates. */
-const LENS_CHUNK_BYTES = 192 * 1024 * 1024;
+/**
+ * Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates (4 of them). Measured
+ * on GPT-2-small at 512 tokens, 2 threads: 192 MB (18 positions a chunk) held 196 MB of
+ * onnxruntime's arena for the whole analysis, 64 MB (6 positions) 66 MB, peak RSS 1169 → 1011 MB,
+ * for a lens some 10% slower on 2 cores (the unembedding is streamed once per chunk).
+ */
+const LENS_CHUNK_BYTES = 64 * 1024 * 1024;
+
+/** The lens chunk budget: LENS_CHUNK_BYTES, or TD_LENS_CHUNK_MB (bench/scaling.ts measures others). */
+function lensChunkBytes(): number {
+  const mb = Number(process.env.TD_LENS_CHUNK_MB);
+  return Number.isFinite(mb) && mb > 0 ? mb * 1024 * 1024 : LENS_CHUNK_BYTES;
+}
 
 export class Cancelled extends EngineError {
   constructor() {
@@ -103,9 +115,9 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
   );
   const t3 = performance.now();
   const walk = await walkMetrics(
-    cache.cache,
+    cache,
     tokens.map((t) => t.id),
-    cache.cache.n_layers,
+    cache.n_layers,
     perPosition,
     model.linalg,
   );
@@ -119,18 +131,13 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     text,
     tokens,
     truncation,
-    cache: cache.cache,
+    cache,
     lens,
     walk,
     vocab,
     lastLogitsTop,
     timings: { tokenizeMs: t1 - t0, forwardMs: t2 - t1, lensMs: t3 - t2, metricsMs: t4 - t3, totalMs: t4 - t0 },
   };
-}
-
-interface ForwardResult {
-  cache: ActivationCache;
-  logits: Float32Array; // [d_vocab] at the last position
 }
 
 export function emptyPast(model: LoadedModel, batch = 1): Record<string, NamedTensor> {
@@ -163,11 +170,18 @@ export async function layerPattern(model: LoadedModel, ids: number[], layer: num
   return out[hook.pattern(layer)]!.data as Float32Array;
 }
 
-/** The forward graph's inputs for one sequence (no KV cache); `patterns`: its pattern outputs filled in. */
+/**
+ * The forward graph's inputs for one sequence (no KV cache), with its row gates (graph/gates.ts):
+ * pattern outputs filled in when `patterns`, no final logits (an analysis takes them from the
+ * lens). Graphs without gates (ONNX exports) ignore those feeds.
+ */
 export function forwardFeeds(model: LoadedModel, ids: readonly number[], patterns: boolean): Record<string, NamedTensor> {
-  const feeds = { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] }, ...emptyPast(model) };
-  if (!patterns || !model.forward.outputNames.includes(statsHook.kernel(0))) return feeds; // graphs of graph/forward.ts take pattern_rows
-  return { ...feeds, [PATTERN_ROWS]: { data: BigInt64Array.of(BigInt(ids.length)), dims: [1] } };
+  return {
+    input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] },
+    ...emptyPast(model),
+    [PATTERN_ROWS]: gateFeed(patterns ? ids.length : 0),
+    [LOGIT_ROWS]: gateFeed(0),
+  };
 }
 
 const STATS = ['kernel', 'kernelNorm', 'selfBias', 'induction'] as const;
@@ -192,14 +206,14 @@ async function forwardCache(
   patternsReq: AnalyzeRequest['patterns'],
   budget?: number,
   pool?: BufferPool,
-): Promise<ForwardResult> {
+): Promise<ActivationCache> {
   const s = model.spec;
   const T = ids.length;
   const d = s.dModel;
   const outputs = model.forward.outputNames;
   const hasPatterns = keepPatterns(model, T, patternsReq, budget) && outputs.includes(hook.pattern(0));
   const hasStats = patternsReq !== false && outputs.includes(statsHook.kernel(0));
-  const fetches = [hook.residPre(0), 'logits'];
+  const fetches = [hook.residPre(0)];
   for (let L = 0; L < s.nLayers; L++) {
     fetches.push(hook.residMid(L), hook.residPost(L));
     if (hasPatterns) fetches.push(hook.pattern(L));
@@ -221,47 +235,33 @@ async function forwardCache(
   }
   const out = await model.forward.run(forwardFeeds(model, ids, hasPatterns), fetches, into);
   return {
-    cache: {
-      n_layers: s.nLayers,
-      pos: T,
-      d_model: d,
-      n_heads: s.nHeads,
-      resid,
-      residMid,
-      patterns: pat,
-      headStats: hasStats ? collectHeadStats(model, T, out) : null,
-    },
-    logits: out.logits!.data as Float32Array,
+    n_layers: s.nLayers,
+    pos: T,
+    d_model: d,
+    n_heads: s.nHeads,
+    resid,
+    residMid,
+    patterns: pat,
+    headStats: hasStats ? collectHeadStats(model, T, out) : null,
   };
-}
-
-function softmaxTop(logits: Float32Array, k: number): { id: number; prob: number }[] {
-  let max = -Infinity;
-  for (const v of logits) max = Math.max(max, v);
-  let sum = 0;
-  for (const v of logits) sum += Math.exp(v - max);
-  const idx = Array.from(logits.keys())
-    .sort((a, b) => logits[b]! - logits[a]!)
-    .slice(0, k);
-  return idx.map((id) => ({ id, prob: Math.exp(logits[id]! - max) / sum }));
 }
 
 /** Runs the lens graph over every row of the walk in chunks of positions. */
 async function logitLens(
   model: LoadedModel,
-  fwd: ForwardResult,
+  cache: ActivationCache,
   ids: number[],
   k: number,
   signal?: AbortSignal,
 ): Promise<{ lens: LensTable; lastLogitsTop: { id: number; prob: number }[]; perPosition: PerPosition }> {
   const s = model.spec;
-  const { resid } = fwd.cache;
+  const { resid } = cache;
   const T = ids.length;
   const d = s.dModel;
   const V = s.dVocab;
   const rows = s.nLayers + 1;
   const kk = Math.min(k, V);
-  const chunk = Math.max(1, Math.min(T, Math.floor(LENS_CHUNK_BYTES / (rows * V * 4 * 4))));
+  const chunk = Math.max(1, Math.min(T, Math.floor(lensChunkBytes() / (rows * V * 4 * 4))));
   const lens: LensTable = {
     rows,
     pos: T,
@@ -335,7 +335,10 @@ async function logitLens(
       }
     }
   }
-  return { lens, lastLogitsTop: softmaxTop(fwd.logits, kk), perPosition };
+  // the model's own next-token distribution at the last position is the lens's final row there
+  const at = ((rows - 1) * T + T - 1) * kk;
+  const lastLogitsTop = Array.from({ length: kk }, (_, j) => ({ id: lens.topIds[at + j]!, prob: lens.topProbs[at + j]! }));
+  return { lens, lastLogitsTop, perPosition };
 }
 
 /** The walk's per-position measures the lens graph computes (graph/walkstats.ts). */

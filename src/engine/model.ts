@@ -8,7 +8,7 @@ import { weightReader, type WeightReader } from './arch/weights';
 import { forwardGraphLayers, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
 import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
-import { withPatternRows } from './graph/attnstats';
+import { withGateDefaults } from './graph/gates';
 import { createLinAlg, type LinAlg } from './linalg';
 import { chooseProvider, createSession, providerEnvironment, type ProviderRequest, type RuntimeOptions, type Session } from './runtime/ort';
 import { resolveWeightPrecision, type WeightPrecisionRequest } from './runtime/providers';
@@ -163,7 +163,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     },
     spec,
     tokenizer,
-    forward: withPatternRows(forward), // pattern_rows is 0 unless a caller asks for patterns
+    forward: withGateDefaults(forward), // row gates at their defaults unless a caller sets them
     lens,
     lnFinal,
     unembedNorms,

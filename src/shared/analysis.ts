@@ -113,7 +113,7 @@ export interface Analysis {
   walk: WalkMetrics;
   /** Text of every token id that appears anywhere in this analysis (id → decoded text). */
   vocab: Record<number, string>;
-  /** The model's own final logits at the last position: top-k, for the built-in lens check. */
+  /** The model's next-token distribution at the last position, top-k (the lens's final row there: the model's own output). */
   lastLogitsTop: { id: number; prob: number }[];
   timings: Timings;
 }

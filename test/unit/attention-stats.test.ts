@@ -10,6 +10,10 @@ import { headStats } from '../../src/engine/analysis/attention';
 import { convertLlama2c } from '../../tools/convert/llama2c';
 import type { Analysis, HeadStatsResult } from '../../src/shared/analysis';
 import { FIXTURES, assertClose, tmpDir } from '../helpers';
+import { emptyPast, forwardFeeds } from '../../src/engine/analyze';
+import { hook } from '../../src/engine/graph/forward';
+import { gateFeed, PATTERN_ROWS } from '../../src/engine/graph/gates';
+import type { NamedTensor } from '../../src/engine/runtime/ort';
 
 /** Equal within tol, NaN only where the reference is NaN. */
 function assertStats(actual: HeadStatsResult, expected: Omit<HeadStatsResult, 'n_layers' | 'n_heads'>, what: string): void {
@@ -87,6 +91,23 @@ describe('attention statistics from the forward graph', () => {
       const off = (2 * kept.cache.n_heads + head) * T * T;
       assertClose(shown, kept.cache.patterns.subarray(off, off + T * T), 1e-6, `pattern 2.${head}`);
     }
+  });
+
+  test('row gates: patterns are empty and logits present unless a caller says otherwise', async () => {
+    const model = gpt2.requireModel();
+    const ids = [3, 1, 4, 1, 5];
+    const run = (extra: Record<string, NamedTensor>) =>
+      model.forward.run({ ...forwardFeeds(model, ids, false), ...extra }, [hook.pattern(0), 'logits']);
+    const plain = await model.forward.run({ input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, 5] }, ...emptyPast(model) }, [
+      hook.pattern(0),
+      'logits',
+    ]);
+    assert.deepEqual(plain[hook.pattern(0)]!.dims, [1, 4, 0, 5], 'no pattern rows by default');
+    assert.deepEqual(plain.logits!.dims, [1, 300], 'logits by default (generation)');
+    const analysis = await run({});
+    assert.deepEqual(analysis.logits!.dims, [0, 300], 'an analysis reads no logits: W_U stays untouched');
+    const full = await run({ [PATTERN_ROWS]: gateFeed(5) });
+    assert.deepEqual(full[hook.pattern(0)]!.dims, [1, 4, 5, 5]);
   });
 
   test('patterns: false computes no attention at all', async () => {

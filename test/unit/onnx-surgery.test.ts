@@ -15,6 +15,7 @@ import { openCheckpoint } from '../../src/engine/checkpoint/hf';
 import { specFromConfig } from '../../src/engine/arch/spec';
 import { weightReader, transpose } from '../../src/engine/arch/weights';
 import { buildForwardGraph, hook } from '../../src/engine/graph/forward';
+import { LOGIT_ROWS } from '../../src/engine/graph/gates';
 import { GraphBuilder } from '../../src/engine/onnx/builder';
 import { instrumentExport } from '../../src/engine/onnx/surgery';
 import { placeInstrumented, type LoadedExport } from '../../src/engine/onnx/export-model';
@@ -56,9 +57,12 @@ function exportLike(fixture: string): onnx.IModelProto {
     n.input = n.input!.map(plain);
     n.output = n.output!.map(plain);
   }
-  // all positions: the last-position Gather becomes an Identity
+  // all positions: the last-position Gather becomes an Identity, and so does our logit_rows gate
   const last = g.node.find((n) => n.opType === 'Gather' && n.attribute!.some((a) => a.name === 'axis' && Number(a.i) === 1))!;
   Object.assign(last, { opType: 'Identity', input: [last.input![0]!], attribute: [] });
+  const gate = g.node.find((n) => n.opType === 'Slice' && n.input!.includes(LOGIT_ROWS))!;
+  Object.assign(gate, { opType: 'Identity', input: [gate.input![0]!], attribute: [] });
+  g.input = g.input!.filter((i) => i.name !== LOGIT_ROWS);
   // Gemm(x, W_U, transB) → MatMul(x, W_U^T)
   const gemm = g.node.find((n) => n.opType === 'Gemm')!;
   const w = g.initializer!.find((t) => t.name === gemm.input![1])!;

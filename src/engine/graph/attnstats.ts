@@ -13,28 +13,11 @@
 // tokens, so the statistics are those of analyze() (past = 0); during KV-cache generation they
 // are computed on one row and never fetched.
 import type { GraphBuilder } from '../onnx/builder';
-import type { NamedTensor, Session } from '../runtime/ort';
+import { gated, PATTERN_ROWS } from './gates';
 
-/**
- * Graph input (int64 [1]): how many query rows each layer's pattern output carries.
- * onnxruntime keeps every graph output of a run alive until the run ends, fetched or not, so
- * full pattern outputs held n_layers·n_heads·T² floats in its arena on every forward pass (151 MB
- * at 512 tokens of GPT-2-small) when only the statistics were wanted. withPatternRows() feeds 0
- * to callers that do not ask; one that wants the patterns feeds T.
- */
-export const PATTERN_ROWS = 'pattern_rows';
-
-const rowsInput = new WeakMap<GraphBuilder, string>();
-
-/** Layer L's pattern [batch, n_heads, seq, total] as the graph output `name`, cut to `pattern_rows` query rows. */
+/** Layer L's pattern [batch, n_heads, seq, total] as the graph output `name`, cut to pattern_rows query rows (gates.ts). */
 function patternOutput(g: GraphBuilder, name: string, pattern: string, nHeads: number): string {
-  let rows = rowsInput.get(g);
-  if (!rows) {
-    rows = g.input(PATTERN_ROWS, 'int64', [1]);
-    rowsInput.set(g, rows);
-  }
-  const cut = g.op('Slice', [pattern, g.ints([0]), rows, g.ints([2])]);
-  g.output(name, cut, 'float32', ['batch', nHeads, 'rows', 'total']);
+  g.output(name, gated(g, PATTERN_ROWS, pattern, 2), 'float32', ['batch', nHeads, 'rows', 'total']);
   return name;
 }
 
@@ -166,19 +149,4 @@ function attentionStats(
   g.output(statsHook.selfBias(L), g.op('Sub', [first, s.uniformSelf]), 'float32', dims);
   g.output(statsHook.induction(L), g.op('Div', [hits, s.inductionQueries]), 'float32', dims);
   return { kernel, hits };
-}
-
-const NO_ROWS: NamedTensor = { data: BigInt64Array.of(0n), dims: [1] };
-
-/** A forward session whose callers need not know pattern_rows: it is 0 (no pattern rows) unless fed. */
-export function withPatternRows(session: Session): Session {
-  if (!session.inputNames.includes(PATTERN_ROWS)) return session;
-  return {
-    provider: session.provider,
-    providerNote: session.providerNote,
-    inputNames: session.inputNames.filter((n) => n !== PATTERN_ROWS),
-    outputNames: session.outputNames,
-    run: (feeds, fetches, into) => session.run(PATTERN_ROWS in feeds ? feeds : { ...feeds, [PATTERN_ROWS]: NO_ROWS }, fetches, into),
-    release: () => session.release(),
-  };
 }

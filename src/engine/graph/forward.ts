@@ -2,10 +2,10 @@
 // ModelSpec and the canonical weights). Inputs and outputs:
 //   input_ids                      [batch, seq]            int64
 //   past_key_values.{L}.key|value  [batch, n_kv, past, d_head]  (past may be 0)
-//   logits                         [batch, d_vocab]        (last position only)
+//   pattern_rows, logit_rows       [1] int64 row gates (graph/gates.ts)
+//   logits                         [logit_rows, d_vocab]   (last position only)
 //   present.{L}.key|value          [batch, n_kv, past+seq, d_head]
 //   blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|hook_resid_post  [batch, seq, d_model]
-//   pattern_rows                   [1] int64, default 0 (graph/attnstats.ts)
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, pattern_rows, past+seq]
 //   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
 // One graph serves analysis (past = 0) and generation (past = KV cache).
@@ -15,6 +15,7 @@ import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '..
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
 import { attentionOutputs } from './attnstats';
+import { gated, LOGIT_ROWS } from './gates';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -145,7 +146,7 @@ export function* forwardGraphLayers(
 
   // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
   const lastIdx = g.op('Sub', [shared.seq, g.ints([1], true)]);
-  const last = g.op('Gather', [x, lastIdx], { axis: 1 });
+  const last = gated(g, LOGIT_ROWS, g.op('Gather', [x, lastIdx], { axis: 1 }), 0); // analyses: none (gates.ts)
   const normed = norm(g, spec, last, globals.lnFinal, 'ln_final');
   const logits = unembed(g, spec, globals, normed, globals.unembed === globals.embed ? wE : null);
   g.output('logits', logits, 'float32', ['batch', spec.dVocab]);

@@ -74,11 +74,22 @@ export function liveSessionCount(): number {
   return liveSessions;
 }
 
+/**
+ * Threads: intra-op parallelism is the `threads` setting. TD_ORT_INTEROP=n (n > 1) also runs
+ * independent nodes side by side (onnxruntime's parallel executor, n inter-op threads): for
+ * measuring whether the lens's reductions, which scale worse than its matrix product, gain
+ * from it on many cores (bench/scaling.ts variants). Default: sequential.
+ */
+function interOp(): Pick<ort.InferenceSession.SessionOptions, 'interOpNumThreads' | 'executionMode'> {
+  const n = Number(process.env.TD_ORT_INTEROP);
+  return Number.isInteger(n) && n > 1 ? { interOpNumThreads: n, executionMode: 'parallel' } : { interOpNumThreads: 1 };
+}
+
 function sessionOptions(provider: string, threads: number): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: [provider],
     intraOpNumThreads: threads,
-    interOpNumThreads: 1,
+    ...interOp(),
     graphOptimizationLevel: 'all',
     // The arena reuses buffers across runs: fresh 100 MB outputs would otherwise pay page faults every run.
     enableCpuMemArena: process.env.TD_ORT_ARENA !== '0',

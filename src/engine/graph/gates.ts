@@ -1,0 +1,57 @@
+// Row gates: graph inputs that say how many rows of an expensive or large output a run
+// computes. onnxruntime executes every node of a graph on every run and keeps every graph
+// output until the run ends, fetched or not; a gate fed 0 makes such an output empty.
+//   pattern_rows [1] int64  query rows of each layer's attention pattern output (default 0):
+//                           unfetched patterns held n_layers·n_heads·T² floats in the arena
+//                           (151 MB at 512 tokens of GPT-2-small)
+//   logit_rows   [1] int64  sequences of the batch that get final logits (default all): an
+//                           analysis takes them from the lens, so the forward session never
+//                           reads W_U, and the unembedding's pages are resident once, in the
+//                           lens session, not in both (154 MB for GPT-2-small)
+// LoadedModel.forward feeds the defaults to callers that do not know the gates.
+import type { GraphBuilder } from '../onnx/builder';
+import type { NamedTensor, Session } from '../runtime/ort';
+
+export const PATTERN_ROWS = 'pattern_rows';
+export const LOGIT_ROWS = 'logit_rows';
+
+const DEFAULTS: Record<string, NamedTensor> = {
+  [PATTERN_ROWS]: { data: BigInt64Array.of(0n), dims: [1] },
+  [LOGIT_ROWS]: { data: BigInt64Array.of(BigInt(2 ** 62)), dims: [1] }, // Slice clamps to the batch
+};
+
+const declared = new WeakMap<GraphBuilder, Set<string>>();
+
+/** `x` cut to the first `gate` entries along `axis` (the gate input is declared once per graph). */
+export function gated(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_ROWS, x: string, axis: number): string {
+  let inputs = declared.get(g);
+  if (!inputs) declared.set(g, (inputs = new Set()));
+  if (!inputs.has(gate)) {
+    g.input(gate, 'int64', [1]);
+    inputs.add(gate);
+  }
+  return g.op('Slice', [x, g.ints([0]), gate, g.ints([axis])]);
+}
+
+/** A forward session whose callers need not know the gates: each gets its default unless fed. */
+export function withGateDefaults(session: Session): Session {
+  const gates = Object.keys(DEFAULTS).filter((n) => session.inputNames.includes(n));
+  if (gates.length === 0) return session;
+  return {
+    provider: session.provider,
+    providerNote: session.providerNote,
+    inputNames: session.inputNames.filter((n) => !gates.includes(n)),
+    outputNames: session.outputNames,
+    run: (feeds, fetches, into) => {
+      const all = { ...feeds };
+      for (const n of gates) all[n] ??= DEFAULTS[n]!;
+      return session.run(all, fetches, into);
+    },
+    release: () => session.release(),
+  };
+}
+
+/** A gate's feed: `rows` rows. */
+export function gateFeed(rows: number): NamedTensor {
+  return { data: BigInt64Array.of(BigInt(rows)), dims: [1] };
+}
