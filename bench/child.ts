@@ -4,10 +4,18 @@
 // mode "generation": per-token step time with KV cache vs full recompute at given contexts.
 import * as fs from 'node:fs';
 import { Engine } from '../src/engine/engine';
+import type { AnalyzeRequest } from '../src/engine/analyze';
 import { KvStepModel, RecomputeStepModel } from '../src/engine/generate/generator';
 import { median } from './stats';
 import type { ProviderRequest } from '../src/engine/runtime/providers';
 import type { WeightPrecisionRequest } from '../src/engine/model';
+
+/** The ids' text (<ids>.txt, written by the bench) cut at their count, or the ids themselves. */
+function analysisRequest(idsFile: string, ids: number[]): AnalyzeRequest {
+  const textFile = idsFile.replace(/\.json$/, '.txt');
+  const base = { topK: 5, maxTokens: ids.length, patterns: 'auto' as const };
+  return fs.existsSync(textFile) ? { ...base, text: fs.readFileSync(textFile, 'utf8') } : { ...base, ids };
+}
 
 async function main(): Promise<void> {
   const [mode, dir, idsFile, threadsArg, repeatsArg, ctxArg] = process.argv.slice(2);
@@ -43,15 +51,19 @@ async function main(): Promise<void> {
     await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
     out.firstResultMs = performance.now() - t0;
   } else if (mode === 'analysis') {
-    await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: true });
+    await engine.analyze({ ids: ids.slice(0, 16), topK: 5, maxTokens: 1 << 20, patterns: 'auto' });
     out.firstResultMs = performance.now() - t0;
-    await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 1); // warm-up at full size
+    // as the extension runs it: the text tokenized (when the bench wrote it next to the ids), attention 'auto'
+    const request = analysisRequest(idsFile!, ids);
+    await engine.analyze(request, undefined, 1); // warm-up at full size
     const runs = [];
     for (let i = 0; i < repeats; i++) {
       // as the extension does: a new run id per run, then the engine frees all but the shown run
-      const a = await engine.analyze({ ids, topK: 5, maxTokens: 1 << 20, patterns: true }, undefined, 2 + i);
+      const a = await engine.analyze(request, undefined, 2 + i);
       engine.retain([2 + i]);
-      runs.push({ totalMs: a.timings.totalMs, forwardMs: a.timings.forwardMs, lensMs: a.timings.lensMs, metricsMs: a.timings.metricsMs });
+      if (a.tokens.length !== ids.length || a.tokens.some((t, j) => t.id !== ids[j])) throw new Error('the text did not give the ids');
+      const { totalMs, tokenizeMs, forwardMs, lensMs, metricsMs } = a.timings;
+      runs.push({ totalMs, tokenizeMs, forwardMs, lensMs, metricsMs });
     }
     out.runs = runs;
     out.medianMs = median(runs.map((r) => r.totalMs));

@@ -1,16 +1,17 @@
 // What the benchmark scripts share: paths, the engine-process child runner, corpus inputs.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { withHugePages } from '../src/engine/client';
 import { TextTokenizer } from '../src/engine/tokenizer';
+import { physicalCores } from '../src/engine/cores';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-/** The corpora and tokenizer files beside the checkout (TD_SHARED_DATA names them elsewhere, e.g. from a worktree). */
-export const SHARED = process.env.TD_SHARED_DATA ?? path.resolve(ROOT, '..', 'shared', 'data');
+/** The corpora and GPT-2's BPE files (../shared/data; TD_SHARED_DATA where they were carried elsewhere). */
+export const SHARED = process.env.TD_SHARED_DATA || path.resolve(ROOT, '..', 'shared', 'data');
 export const CACHE = path.join(ROOT, '.cache', 'bench');
-export const THREADS = Math.min(os.availableParallelism(), 8);
+/** Threads of a bench child unless TD_BENCH_THREADS says (the engine's default: one per physical core). */
+export const THREADS = physicalCores();
 
 export function log(s: string): void {
   process.stderr.write(`${s}\n`);
@@ -30,7 +31,16 @@ export function child(
 ): Record<string, unknown> {
   const r = spawnSync(
     process.execPath,
-    ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],
+    [
+      '--max-old-space-size=16384',
+      path.join(__dirname, 'child.js'),
+      mode,
+      dir,
+      idsFile,
+      env.TD_BENCH_THREADS ?? String(THREADS),
+      String(repeats),
+      ...extra,
+    ],
     {
       encoding: 'utf8',
       maxBuffer: 64 << 20,
@@ -41,14 +51,18 @@ export function child(
   return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
-/** The first `n` token ids of a fixed Moby-Dick passage under the model's tokenizer. */
+/** A fixed Moby-Dick passage long enough for `n` tokens of any of the bench tokenizers. */
+export function corpusText(n: number): string {
+  return fs.readFileSync(path.join(SHARED, 'moby-dick', 'moby-dick.txt'), 'utf8').slice(200000, 200000 + n * 8);
+}
+
+/** The first `n` token ids of corpusText(n) under the model's tokenizer. */
 export function corpusIds(dir: string, n: number): number[] {
   const tk = new TextTokenizer(
     JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
     JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')),
   );
-  const text = fs.readFileSync(path.join(SHARED, 'moby-dick', 'moby-dick.txt'), 'utf8').slice(200000, 200000 + n * 8);
-  const ids = tk.encodeIds(text, false);
+  const ids = tk.encodeIds(corpusText(n), false);
   if (ids.length < n) throw new Error(`only ${ids.length} tokens of text`);
   return ids.slice(0, n);
 }

@@ -1,105 +1,31 @@
 // `npm run bench`: every figure is a ratio measured in this run, on this machine.
-//  1. full analysis vs the FLOP bound (GEMM peak measured here with onnxruntime) and vs a
-//     PyTorch eager reference (time and peak RSS), at 128 / 512 / 1024 tokens;
+//  1. full analysis vs the FLOP bound (GEMM rate measured here with onnxruntime) and vs two
+//     PyTorch eager references at the same thread count (bench/scaling.ts: the time baseline
+//     and a lean one for memory), at 2 threads and at all cores, 128 / 512 / 1024 tokens;
 //  2. scaling exponents of time and memory; 3. model load vs reading the weight files;
 //  4. generation: KV-cache step vs full recompute.
 // Writes bench/results/<date>.json and .md. Options: --quick (fewer sizes/repeats),
-// --no-torch (skip the PyTorch column), --models gpt2,bundled,stories,large.
-import { spawnSync } from 'node:child_process';
+// --no-torch (skip the PyTorch columns), --models gpt2,bundled,stories,large,
+// --threads 2,16 (default: 2 and one per physical core).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GraphBuilder } from '../src/engine/onnx/builder';
-import { createSession } from '../src/engine/runtime/ort';
-import { withHugePages } from '../src/engine/client';
-import { specFromConfig, type ModelSpec } from '../src/engine/arch/spec';
+import { specFromConfig } from '../src/engine/arch/spec';
+import { physicalCores } from '../src/engine/cores';
 import { convertLlama2c } from '../tools/convert/llama2c';
 import { LLAMA_1B, makeRandomGpt2, makeRandomLlama } from './checkpoints';
-import { median } from './stats';
 import { CACHE, child, corpusIds, log, ROOT, SHARED, THREADS } from './common';
+import { gemmRate, stepFlops } from './rates';
+import { measureScaling, scalingMarkdown, type ScalingRow } from './scaling';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
-const PY = '/usr/bin/python3';
 
 interface ModelCase {
   key: string;
   label: string;
   dir: string;
   sizes: number[];
-}
-
-/** GEMM rate (GFLOP/s) of onnxruntime MatMul [M,K]×[K,N] after warm-up. */
-async function gemmRate(M: number, K: number, N: number): Promise<number> {
-  const g = new GraphBuilder('gemm');
-  const a = g.input('a', 'float32', [M, K]);
-  const w = new Float32Array(K * N);
-  for (let i = 0; i < w.length; i++) w[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-  g.output('y', g.op('MatMul', [a, g.initializer('w', w, [K, N])]), 'float32', [M, N]);
-  const s = await createSession(g.encode(), { threads: THREADS, executionProvider: 'cpu' });
-  const x = new Float32Array(M * K).map((_, i) => (i % 7) / 7);
-  const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t = performance.now();
-    await s.run({ a: { data: x, dims: [M, K] } }, ['y']);
-    times.push(performance.now() - t);
-  }
-  await s.release();
-  const best = Math.min(...times.slice(2));
-  return (2 * M * K * N) / (best / 1000) / 1e9;
-}
-
-/** FLOPs of one full analysis: forward (dense, full attention squares) + lens over n_layers+1 rows. */
-function analysisFlops(s: ModelSpec, T: number): { model: number; lens: number } {
-  const q = s.nHeads * s.headDim;
-  const kv = s.nKvHeads * s.headDim;
-  const perLayer = 2 * T * (s.dModel * (q + 2 * kv) + q * s.dModel) + 2 * T * s.dModel * s.dMlp * (s.gatedMlp ? 3 : 2) + 4 * T * T * q;
-  return { model: s.nLayers * perLayer + 2 * s.dModel * s.dVocab, lens: 2 * (s.nLayers + 1) * T * s.dModel * s.dVocab };
-}
-
-/** FLOPs of one generation step (one new token) at context C with a KV cache. */
-function stepFlops(s: ModelSpec, C: number): number {
-  const q = s.nHeads * s.headDim;
-  const kv = s.nKvHeads * s.headDim;
-  const perLayer = 2 * (s.dModel * (q + 2 * kv) + q * s.dModel) + 2 * s.dModel * s.dMlp * (s.gatedMlp ? 3 : 2) + 4 * C * q;
-  return s.nLayers * perLayer + 2 * s.dModel * s.dVocab;
-}
-
-function torchRun(dir: string, idsFile: string, repeats: number): Record<string, unknown> | null {
-  if (args.has('--no-torch')) return null;
-  const r = spawnSync(
-    PY,
-    [
-      path.join(ROOT, 'bench', 'reference', 'pytorch_analysis.py'),
-      dir,
-      idsFile,
-      '--threads',
-      String(THREADS),
-      '--repeats',
-      String(repeats),
-    ],
-    {
-      encoding: 'utf8',
-      maxBuffer: 64 << 20,
-      // glibc would return every large tensor to the OS and page-fault it back on the next
-      // allocation (several times slower on this VM); keeping freed memory is PyTorch's
-      // best case, as onnxruntime's memory arena is ours.
-      // the same huge-page tunable as our engine process, plus glibc's allocator tuned for PyTorch
-      env: {
-        ...process.env,
-        GLIBC_TUNABLES: withHugePages(process.env.GLIBC_TUNABLES),
-        MALLOC_MMAP_THRESHOLD_: '1000000000',
-        MALLOC_TRIM_THRESHOLD_: '1000000000',
-      },
-    },
-  );
-  if (r.status !== 0) {
-    log(
-      `PyTorch reference unavailable (${(r.stderr || r.error?.message || '').split('\n').slice(-3).join(' ')}); install python3-torch python3-numpy libopenblas0-pthread`,
-    );
-    return null;
-  }
-  return JSON.parse(r.stdout) as Record<string, unknown>;
 }
 
 /** Fits y = c·x^e by least squares on logs; returns e. */
@@ -139,11 +65,13 @@ async function main(): Promise<void> {
     cases.push({ key: 'stories260K', label: 'stories260K (llama2.c)', dir, sizes: quick ? [128, 512] : [128, 256, 512] });
   }
 
+  const threadsArg = process.argv.find((a) => a.startsWith('--threads='))?.slice(10);
+  const threadCounts = threadsArg ? threadsArg.split(',').map(Number) : [...new Set([2, physicalCores()])];
   log(`measuring onnxruntime GEMM peak with ${THREADS} threads…`);
   const gemm = {
-    '512x768x3072': await gemmRate(512, 768, 3072),
-    '512x3072x768': await gemmRate(512, 3072, 768),
-    '512x768x8192': await gemmRate(512, 768, 8192),
+    '512x768x3072': await gemmRate(512, 768, 3072, THREADS),
+    '512x3072x768': await gemmRate(512, 3072, 768, THREADS),
+    '512x768x8192': await gemmRate(512, 768, 8192, THREADS),
   };
   const peak = Math.max(...Object.values(gemm));
   log(`GEMM peak ${peak.toFixed(0)} GFLOP/s`);
@@ -153,40 +81,10 @@ async function main(): Promise<void> {
     const spec = specFromConfig(JSON.parse(fs.readFileSync(path.join(c.dir, 'config.json'), 'utf8')));
     const maxT = Math.max(...c.sizes);
     const allIds = corpusIds(c.dir, Math.min(maxT + 32, spec.maxPositions));
-    const rows: Record<string, unknown>[] = [];
-    // Analyses run as the extension runs them: from its graph cache, written once here.
-    const analysisCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-bench-analysis-graphs-'));
-    const warmIds = path.join(CACHE, `${c.key}-warm.json`);
-    fs.writeFileSync(warmIds, JSON.stringify(allIds.slice(0, 16)));
-    child('analysis', c.dir, warmIds, 1, [], { TD_BENCH_CACHE: analysisCache });
-    for (const T of c.sizes) {
-      if (T > spec.maxPositions) continue;
-      const idsFile = path.join(CACHE, `${c.key}-${T}.json`);
-      fs.writeFileSync(idsFile, JSON.stringify(allIds.slice(0, T)));
-      log(`${c.key}: analysis at ${T} tokens…`);
-      const ours = child('analysis', c.dir, idsFile, quick ? 2 : 3, [], { TD_BENCH_CACHE: analysisCache });
-      const torch = torchRun(c.dir, idsFile, quick ? 2 : 3);
-      const flops = analysisFlops(spec, T);
-      const boundMs = ((flops.model + flops.lens) / (peak * 1e9)) * 1000;
-      const torchMs = torch ? median((torch.runs as { total_ms: number }[]).map((r) => r.total_ms)) : null;
-      rows.push({
-        tokens: T,
-        oursMs: ours.medianMs,
-        forwardMs: median((ours.runs as { forwardMs: number }[]).map((r) => r.forwardMs)),
-        lensMs: median((ours.runs as { lensMs: number }[]).map((r) => r.lensMs)),
-        boundMs,
-        vsBound: (ours.medianMs as number) / boundMs,
-        torchMs,
-        speedupVsTorch: torchMs ? torchMs / (ours.medianMs as number) : null,
-        oursRssMb: ours.peakRssMb,
-        torchRssMb: torch?.peak_rss_mb ?? null,
-        rssRatio: torch ? (ours.peakRssMb as number) / (torch.peak_rss_mb as number) : null,
-        torchBlas: torch ? { blas: torch.blas, loaded: torch.blas_libraries_loaded } : null,
-        loadMs: ours.loadMs,
-        firstResultMs: ours.firstResultMs,
-      });
-    }
-    const ts = rows.map((r) => r.tokens as number);
+    const scaling = await measureScaling(c, { threads: threadCounts, repeats: quick ? 2 : 3, torch: !args.has('--no-torch') });
+    // the scaling exponents at the default thread count (the extension's)
+    const rows = scaling.filter((r) => r.threads === (threadCounts.includes(THREADS) ? THREADS : threadCounts[0]) && r.ours);
+    const ts = rows.map((r) => r.tokens);
     const weightFile = path.join(c.dir, 'model.safetensors');
     const t0 = performance.now();
     fs.readFileSync(weightFile);
@@ -194,7 +92,6 @@ async function main(): Promise<void> {
     // model load: first time (builds the graph into an empty cache) and again (reuses it)
     const graphCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-bench-graphs-'));
     const idsForLoad = path.join(CACHE, `${c.key}-${rows[0]?.tokens ?? 128}.json`);
-    fs.rmSync(analysisCache, { recursive: true, force: true });
     const noCache = child('load', c.dir, idsForLoad, 1);
     const cold = child('load', c.dir, idsForLoad, 1, [], { TD_BENCH_CACHE: graphCache });
     const warm = child('load', c.dir, idsForLoad, 1, [], { TD_BENCH_CACHE: graphCache });
@@ -205,7 +102,7 @@ async function main(): Promise<void> {
     const gen = child('generation', c.dir, genIds, 3, [[64, 256, 512].filter((x) => x + 17 <= spec.maxPositions).join(',')]);
     // A step multiplies one row by every weight matrix: memory-bound, so its bound uses the
     // rate onnxruntime reaches for a single row times this model's unembedding matrix.
-    const gemv = await gemmRate(1, spec.dModel, spec.dVocab);
+    const gemv = await gemmRate(1, spec.dModel, spec.dVocab, THREADS);
     for (const g of gen.generation as Record<string, number>[]) {
       g.gemvGflops = gemv;
       g.boundMs = (stepFlops(spec, g.context!) / (gemv * 1e9)) * 1000;
@@ -214,20 +111,20 @@ async function main(): Promise<void> {
       model: c.key,
       label: c.label,
       params: spec.nLayers,
-      analysis: rows,
+      analysis: scaling,
       scaling: {
         timeExponent:
           ts.length > 1
             ? exponent(
                 ts,
-                rows.map((r) => r.oursMs as number),
+                rows.map((r) => r.ours!.medianMs),
               )
             : null,
         rssExponent:
           ts.length > 1
             ? exponent(
                 ts,
-                rows.map((r) => r.oursRssMb as number),
+                rows.map((r) => r.ours!.peakRssMb),
               )
             : null,
       },
@@ -256,6 +153,7 @@ async function main(): Promise<void> {
       model: os.cpus()[0]?.model,
       memGb: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
+      physicalCores: physicalCores(),
       threads: THREADS,
     },
     gemm: { ...gemm, peak },
@@ -336,23 +234,10 @@ function markdown(o: {
   const lines = [
     `## Benchmarks (${o.date})`,
     '',
-    `Machine: ${o.machine.cpus} × ${o.machine.model}, ${o.machine.memGb} GiB, Node ${o.machine.node}, onnxruntime ${o.machine.threads} threads. ` +
-      `GEMM peak measured here: ${f(o.gemm.peak, 0)} GFLOP/s.`,
+    `Machine: ${o.machine.cpus} × ${o.machine.model} (${o.machine.physicalCores} physical cores), ${o.machine.memGb} GiB, Node ${o.machine.node}. ` +
+      `GEMM peak measured here with onnxruntime at ${o.machine.threads} threads: ${f(o.gemm.peak, 0)} GFLOP/s.`,
   ];
-  const torchBlas = o.results.flatMap((r) => (r.analysis as Record<string, unknown>[]).map((a) => a.torchBlas)).find((b) => b);
-  if (torchBlas) lines.push('', `PyTorch reference BLAS: ${JSON.stringify(torchBlas)}`);
-  lines.push(
-    '',
-    '| model | tokens | ours (ms) | FLOP bound (ms) | ours / bound | PyTorch (ms) | speed-up | our RSS (MB) | PyTorch RSS (MB) | RSS ratio |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-  );
-  for (const r of o.results) {
-    for (const a of r.analysis as Record<string, unknown>[]) {
-      lines.push(
-        `| ${r.model} | ${a.tokens} | ${f(a.oursMs, 0)} | ${f(a.boundMs, 0)} | ${f(a.vsBound)}× | ${f(a.torchMs, 0)} | ${f(a.speedupVsTorch)}× | ${f(a.oursRssMb, 0)} | ${f(a.torchRssMb, 0)} | ${f(a.rssRatio)} |`,
-      );
-    }
-  }
+  lines.push('', scalingMarkdown(o.results.flatMap((r) => r.analysis as ScalingRow[])));
   lines.push(
     '',
     '| model | time exponent (128→max) | RSS exponent | read weights (ms) | first result, no cache (ms) | ratio | first result, load into the graph cache (ms) | second load (ms) | second / read | second-load speed-up | load alone: first / second (ms) | load-alone speed-up |',

@@ -4,18 +4,29 @@ forward that keeps every residual stream and attention pattern, then the full lo
 (ln_final + W_U on every row of the walk at every position, log-softmax, top-k, entropy,
 log-prob and rank of the actual next token).
 
-Usage: pytorch_analysis.py <model_dir> <ids.json> --threads N --repeats R
+Two ways to run it:
+  --mode full  (default; the time baseline) weights read into memory, one row of the walk
+               at a time, glibc's allocator tuned by the caller to keep freed memory
+  --mode lean  (the memory baseline) what a careful user writes: weights memory-mapped from
+               the safetensors file (as safetensors' safe_open does), torch.inference_mode,
+               the lens reduced row by row in place (log-probabilities overwrite the logits,
+               entropy as a batched dot product), glibc's allocator as it comes
+
+Usage: pytorch_analysis.py <model_dir> <ids.json> --threads N --repeats R [--mode full|lean]
 Prints one JSON object: the BLAS in use, timings per run and the peak RSS.
-Needs Debian's python3-torch (1.13) and python3-numpy; install libopenblas0-pthread, or torch
-falls back to the reference BLAS and runs ~50x slower (reported in the output).
+Needs PyTorch and numpy (Debian: python3-torch 1.13, python3-numpy; install
+libopenblas0-pthread, or torch falls back to the reference BLAS and runs ~50x slower, reported
+in the output).
 """
 import argparse
 import json
 import math
+import re
 import resource
 import struct
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -40,13 +51,38 @@ def read_safetensors(path):
     return out
 
 
+def map_safetensors(path):
+    """Tensors as views of a read-only memory map of the file (no copy; float32 stays mapped)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns that the map is read-only: it is never written
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            raw = mm[8 + n + b : 8 + n + e]
+            if info["dtype"] == "F32":
+                out[name] = torch.from_numpy(raw.view(np.float32).reshape(info["shape"]))
+            elif info["dtype"] == "BF16":
+                out[name] = torch.from_numpy((raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(info["shape"]))
+            else:
+                out[name] = torch.from_numpy(raw.view(DTYPES[info["dtype"]]).astype(np.float32).reshape(info["shape"]))
+    return out
+
+
 def blas_info():
+    """The BLAS torch was built for (BLAS_INFO=…) and, for a generic build, the library that
+    the dynamic loader resolved (which_blas_loaded); MKL in pip wheels is linked in statically."""
     cfg = torch.__config__.show()
-    for key in ("OpenBLAS", "openblas", "MKL", "BLAS_INFO"):
-        if key in cfg:
-            line = [l for l in cfg.splitlines() if key in l]
-            return line[0].strip() if line else key
-    return "unknown"
+    m = re.search(r"BLAS_INFO=([^,\s]+)", cfg)
+    parts = [f"BLAS_INFO={m.group(1)}" if m else "BLAS_INFO unknown"]
+    if "MKL" in cfg and "Math Kernel Library" in cfg:
+        parts.append(next(l.strip() for l in cfg.splitlines() if "Math Kernel Library" in l))
+    return "; ".join(parts)
 
 
 def which_blas_loaded():
@@ -156,28 +192,57 @@ def analysis(w, cfg, ids, k=5):
     return (t1 - t0) * 1000, (t2 - t1) * 1000
 
 
+def lean_analysis(w, cfg, ids, k=5):
+    """The same numbers with the least memory a careful user would spend on them."""
+    fwd = gpt2_forward if cfg["model_type"] == "gpt2" else llama_forward
+    t0 = time.perf_counter()
+    cache, ln_final, W_U = fwd(w, cfg, ids)
+    t1 = time.perf_counter()
+    L = cfg.get("n_layer", cfg.get("num_hidden_layers"))
+    rows = [cache["blocks.0.hook_resid_pre"]] + [cache[f"blocks.{l}.hook_resid_post"] for l in range(L)]
+    nxt = ids[1:].view(-1, 1)
+    out = []
+    for resid in rows:
+        logp = ln_final(resid) @ W_U  # [T, V] logits, then log-probabilities in place
+        logp -= torch.logsumexp(logp, dim=-1, keepdim=True)
+        top = logp.topk(k, dim=-1)
+        p = logp.exp()
+        entropy = -torch.einsum("tv,tv->t", p, logp)
+        del p
+        next_lp = logp[:-1].gather(-1, nxt)
+        next_rank = (logp[:-1] > next_lp).sum(-1)
+        out.append((top.values.exp(), top.indices, entropy, next_lp.squeeze(-1), next_rank))
+        del logp
+    t2 = time.perf_counter()
+    return (t1 - t0) * 1000, (t2 - t1) * 1000
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
     ap.add_argument("ids_json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--mode", choices=["full", "lean"], default="full")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = json.load(open(f"{a.model_dir}/config.json"))
     t0 = time.perf_counter()
-    w = read_safetensors(f"{a.model_dir}/model.safetensors")
+    weights = f"{a.model_dir}/model.safetensors"
+    w = map_safetensors(weights) if a.mode == "lean" else read_safetensors(weights)
     load_ms = (time.perf_counter() - t0) * 1000
     ids = torch.tensor(json.load(open(a.ids_json)), dtype=torch.long)
+    run = lean_analysis if a.mode == "lean" else analysis
     runs = []
-    with torch.no_grad():
-        analysis(w, cfg, ids)  # warm-up
+    with torch.inference_mode() if a.mode == "lean" else torch.no_grad():
+        run(w, cfg, ids)  # warm-up
         for _ in range(a.repeats):
-            f, l = analysis(w, cfg, ids)
+            f, l = run(w, cfg, ids)
             runs.append({"forward_ms": f, "lens_ms": l, "total_ms": f + l})
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     json.dump(
         {
+            "mode": a.mode,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             "blas": blas_info(),
