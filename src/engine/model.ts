@@ -5,11 +5,18 @@ import * as path from 'node:path';
 import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader, type WeightReader } from './arch/weights';
-import { forwardGraphLayers, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
+import { forwardGraphLayers, HalfRangeError, hook, ROPE_CPU_NODES, type ForwardGraphOptions } from './graph/forward';
 import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
-import { chooseProvider, createSession, providerEnvironment, type ProviderRequest, type RuntimeOptions, type Session } from './runtime/ort';
+import {
+  chooseProvider,
+  createSession,
+  providerEnvironmentFor,
+  type ProviderRequest,
+  type RuntimeOptions,
+  type Session,
+} from './runtime/ort';
 import { resolveWeightPrecision, type WeightPrecisionRequest } from './runtime/providers';
 
 export { resolveWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecisionRequest } from './runtime/providers';
@@ -27,6 +34,12 @@ export interface LoadedModel {
   tokenizer: TextTokenizer;
   forward: Session;
   lens: Session;
+  /**
+   * The session generation steps run on: the forward session on the CPU; on WebGPU a second
+   * session of the same graph, made at the first generation, whose outputs (the KV cache, and
+   * the hooks it must fetch with it) stay in GPU memory — only the logits come back.
+   */
+  generation(): Promise<Session>;
   /** ln_final weights (and bias), kept for measures computed in JS. */
   lnFinal: { w: Float32Array; b: Float32Array | null };
   /** ‖W_U[:, t]‖ and ‖W_E[t]‖ for every token t [d_vocab]. */
@@ -64,7 +77,7 @@ export interface LoadOptions extends RuntimeOptions {
 /** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
 export const INLINE_LIMIT_BYTES = 1.8e9;
 
-export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session, 'provider' | 'providerNote'>): ModelInfo {
+export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session, 'provider' | 'providerNote' | 'adapter'>): ModelInfo {
   return {
     name,
     architecture: spec.modelType,
@@ -80,6 +93,7 @@ export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session,
     tied_embeddings: spec.tiedEmbeddings,
     provider: session?.provider ?? 'cpu',
     provider_note: session?.providerNote ?? null,
+    adapter: session?.adapter ?? null,
   };
 }
 
@@ -106,11 +120,13 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
       `tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${spec.dVocab}: they belong to different models.`,
     );
   }
-  const environment = opts.environment ?? providerEnvironment();
+  const environment = await providerEnvironmentFor(opts.executionProvider, opts.environment);
+  const provider = chooseProvider(opts.executionProvider, environment).provider;
   let precision = resolveWeightPrecision(
     opts.weightPrecision,
-    chooseProvider(opts.executionProvider, environment).provider,
+    provider,
     ckpt.weights.storedHalf(),
+    provider !== 'webgpu' || environment.webgpu?.adapter?.f16 === true,
   );
   let built: BuiltGraphs;
   try {
@@ -124,7 +140,8 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
   // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
-  let forward = await createSession(built.forward, { ...opts, environment });
+  const pinned = { cpuNodes: ROPE_CPU_NODES };
+  let forward = await createSession(built.forward, { ...opts, environment, ...pinned });
   const providerNote = forward.providerNote;
   if (forward.provider === 'cpu' && precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto') {
     // auto chose float16 for a GPU provider that then failed to start: on the CPU the float16
@@ -132,7 +149,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     await forward.release();
     precision = 'float32';
     built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
-    forward = await createSession(built.forward, { ...opts, executionProvider: 'cpu' });
+    forward = await createSession(built.forward, { ...opts, ...pinned, executionProvider: 'cpu' });
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
   const started: LoadOptions = { ...opts, environment, executionProvider: forward.provider as ProviderRequest };
@@ -152,12 +169,23 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     throw e;
   }
   const { lnFinal, unembedNorms, embedNorms } = built;
+  const generation = generationSessions(
+    forward,
+    forward.provider === 'webgpu' ? built.forward : null,
+    spec,
+    opts.patterns ?? true,
+    started,
+  );
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
     dir,
     info: {
-      ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, { provider: forward.provider, providerNote }),
+      ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, {
+        provider: forward.provider,
+        providerNote,
+        adapter: forward.adapter,
+      }),
       weights: precision,
     },
     spec,
@@ -170,10 +198,40 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     loadMs: performance.now() - t0,
     graphSource: built.source,
     linalg,
+    generation: generation.get,
     async release() {
+      await generation.release();
       await forward.release();
       await lens.release();
       await linalg.release();
+    },
+  };
+}
+
+/** Every output of the forward graph but the logits (they stay on the device while generating). */
+function deviceOutputs(spec: ModelSpec, patterns: boolean): string[] {
+  const names = [hook.residPre(0)];
+  for (let L = 0; L < spec.nLayers; L++) {
+    names.push(hook.residMid(L), hook.residPost(L), hook.presentKey(L), hook.presentValue(L));
+    if (patterns) names.push(hook.pattern(L));
+  }
+  return names;
+}
+
+/**
+ * LoadedModel.generation: the forward session itself, or (graph given: WebGPU) a second session
+ * of that graph made on first use, with everything but the logits kept on the device.
+ */
+function generationSessions(forward: Session, graph: Uint8Array | string | null, spec: ModelSpec, patterns: boolean, opts: LoadOptions) {
+  let made: Promise<Session> | null = null;
+  return {
+    get(): Promise<Session> {
+      if (graph === null) return Promise.resolve(forward);
+      made ??= createSession(graph, { ...opts, cpuNodes: ROPE_CPU_NODES, deviceOutputs: deviceOutputs(spec, patterns) });
+      return made;
+    },
+    async release(): Promise<void> {
+      if (made) await (await made).release();
     },
   };
 }

@@ -53,7 +53,7 @@ export class Config {
     return this.cfg.get<boolean>('attentionPatterns') ?? true;
   }
 
-  /** onnxruntime execution provider: auto picks CUDA when its binaries and a GPU are present. */
+  /** onnxruntime execution provider: auto picks WebGPU on a hardware adapter, then CUDA when installed. */
   get executionProvider(): ProviderRequest {
     const v = this.cfg.get<string>('executionProvider') ?? 'auto';
     return (PROVIDERS as readonly string[]).includes(v) ? (v as ProviderRequest) : 'auto';

@@ -17,6 +17,7 @@ import { StatusBar } from './statusbar';
 import { guardFolder } from './hub';
 import { Completions } from './completions';
 import { LatestOnly } from '../shared/latest';
+import { runsOn } from '../shared/runs-on';
 import { formatLag, LagProbe } from './lag';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
@@ -149,13 +150,13 @@ export class Ctx implements vscode.Disposable {
     }
     const { info, loadMs } = await this.engine.load(req, (message) => onProgress?.(message), signal);
     this.log.info(
-      `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${info.provider} in ${loadMs.toFixed(0)} ms`,
+      `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${runsOn(info)} in ${loadMs.toFixed(0)} ms`,
     );
     if (info.provider_note) void vscode.window.showWarningMessage(`Transformer Dynamics: ${info.provider_note}`);
     this.loaded = { key, info };
     if (!choice.bundled) await this.models.remember(choice.dir);
-    // "cuda fp16": a half-precision checkpoint kept in half precision on the GPU
-    this.status.setModel(choice.name, info.weights === 'float16' ? `${info.provider} fp16` : info.provider);
+    // "cuda fp16", "webgpu · NVIDIA H200": the provider, the precision and the GPU adapter that ran
+    this.status.setModel(choice.name, runsOn(info));
     this.panel.post({ type: 'modelChanged', model: info, modelName: choice.name });
     return { choice, info };
   }

@@ -9,36 +9,9 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, emptyPast } from '../../src/engine/analyze';
 import type { Analysis } from '../../src/shared/analysis';
 import { convertLlama2c } from '../../tools/convert/llama2c';
-import { FIXTURES, SHARED_DATA, assertClose, flat, readJson, tmpDir } from '../helpers';
+import { FIXTURES, SHARED_DATA, assertClose, readJson, tmpDir } from '../helpers';
+import { compareToGolden, TOL, type Golden } from '../goldens-compare';
 
-interface LensGolden {
-  top_ids: number[][];
-  top_probs: number[][];
-  entropy: number[];
-  next_logprob: (number | null)[];
-  next_rank: (number | null)[];
-  kl_to_final: number[];
-}
-
-interface Golden {
-  model: string;
-  ids: number[];
-  n_layers: number;
-  d_model: number;
-  n_heads: number;
-  d_vocab: number;
-  resid_pre: number[][][];
-  resid_mid: number[][][];
-  resid_post: number[][][];
-  pattern: number[][][][];
-  logits: number[][];
-  lens: { k: number; layers: LensGolden[] };
-  greedy_ids?: number[];
-  encode_once_upon_a_time?: number[];
-  encode_cases?: { text: string; ids: number[] }[];
-}
-
-const TOL = 1e-4;
 const STORIES_BIN = path.join(SHARED_DATA, 'stories260K', 'stories260K.bin');
 const STORIES_TOK = path.join(SHARED_DATA, 'stories260K', 'tok512.bin');
 
@@ -48,47 +21,6 @@ function modelDir(name: string): string {
   const out = path.join(tmpDir('td-stories-'), 'stories260K');
   convertLlama2c(STORIES_BIN, STORIES_TOK, out);
   return out;
-}
-
-function compareToGolden(a: Analysis, g: Golden): void {
-  const T = g.ids.length;
-  const d = g.d_model;
-  const nL = g.n_layers;
-  const { cache, lens } = a;
-  assert.equal(cache.pos, T);
-  assertClose(cache.resid.subarray(0, T * d), flat(g.resid_pre[0]), TOL, 'resid_pre[0]');
-  for (let L = 0; L < nL; L++) {
-    assertClose(cache.residMid.subarray(L * T * d, (L + 1) * T * d), flat(g.resid_mid[L]), TOL, `resid_mid[${L}]`);
-    assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_post[L]), TOL, `resid_post[${L}]`);
-    if (L + 1 < nL)
-      assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_pre[L + 1]), TOL, `resid_pre[${L + 1}]`);
-  }
-  assert.ok(cache.patterns, 'patterns were computed');
-  assertClose(cache.patterns, flat(g.pattern), TOL, 'attention patterns');
-  const k = lens.k;
-  for (let L = 0; L < nL; L++) {
-    const gl = g.lens.layers[L]!;
-    const row = L + 1;
-    for (let p = 0; p < T; p++) {
-      const i = row * T + p;
-      assert.equal(lens.topIds[i * k], gl.top_ids[p]![0], `lens top-1 at layer ${L}, pos ${p}`);
-      assert.deepEqual(
-        Array.from(lens.topIds.subarray(i * k, i * k + Math.min(k, g.lens.k))),
-        gl.top_ids[p]!.slice(0, k),
-        `lens top-k ids at ${L},${p}`,
-      );
-      assertClose(lens.topProbs.subarray(i * k, i * k + k), gl.top_probs[p]!.slice(0, k), TOL, `lens top-k probs at ${L},${p}`);
-      assertClose([lens.entropy[i]!], [gl.entropy[p]!], TOL, `lens entropy at ${L},${p}`);
-      assertClose([lens.klToFinal[i]!], [gl.kl_to_final[p]!], TOL, `KL to final at ${L},${p}`);
-      if (p < T - 1) {
-        assertClose([lens.nextLogprob[i]!], [gl.next_logprob[p]!], TOL, `next log-prob at ${L},${p}`);
-        assert.equal(lens.nextRank[i], gl.next_rank[p], `next rank at ${L},${p}`);
-      } else {
-        assert.ok(Number.isNaN(lens.nextLogprob[i]!));
-        assert.equal(lens.nextRank[i], -1);
-      }
-    }
-  }
 }
 
 /** log-softmax of a row of golden logits. */

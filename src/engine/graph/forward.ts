@@ -78,6 +78,14 @@ function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: str
   return g.cast(g.op(op, [g.cast(x, 'float16'), w], attrs), 'float32');
 }
 
+/**
+ * The rotary tables' nodes, which the forward sessions keep on the CPU: WGSL's sin and cos are
+ * only accurate to 2^-11 absolute on [-π, π] (the WGSL spec's bound; measured 4.8e-4 on
+ * resid_mid[0] of tiny-llama on WebGPU), and an angle is position × frequency, far outside that
+ * range. On the CPU they cost [seq, rotary_dim] operations and one small upload.
+ */
+export const ROPE_CPU_NODES: readonly string[] = ['rope_positions', 'rope_freqs', 'rope_angles', 'rope_cos', 'rope_sin'];
+
 /** Per-graph shared values: positions, RoPE tables, causal mask. */
 interface Shared {
   batch: string;
@@ -178,12 +186,13 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
   let cos: string | null = null;
   let sin: string | null = null;
   if (spec.rope) {
-    const posF = g.cast(qCol, 'float32'); // [seq, 1]
+    // Named nodes, kept on the CPU on every provider (ROPE_CPU_NODES): see there.
+    const posF = g.namedOp('rope_positions', 'Cast', [qCol], { to: 1 }); // [seq, 1] float32
     const inv = g.initializer('rope_inv_freq', spec.rope.invFreq, [1, spec.rope.rotaryDim / 2]);
-    const freqs = g.op('Mul', [posF, inv]); // [seq, rotary_dim/2]
-    const emb = g.op('Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
-    cos = g.op('Cos', [emb]);
-    sin = g.op('Sin', [emb]);
+    const freqs = g.namedOp('rope_freqs', 'Mul', [posF, inv]); // [seq, rotary_dim/2]
+    const emb = g.namedOp('rope_angles', 'Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
+    cos = g.namedOp('rope_cos', 'Cos', [emb]);
+    sin = g.namedOp('rope_sin', 'Sin', [emb]);
   }
   return { batch, seq, past, cos, sin, mask };
 }

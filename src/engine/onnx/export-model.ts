@@ -405,6 +405,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       tokenizer,
       forward: fwd,
       lens: lns,
+      generation: () => Promise.resolve(fwd), // an export's KV cache makes the round trip through host memory
       lnFinal: { w: w.lnFinal.w, b: w.lnFinal.b },
       unembedNorms,
       embedNorms,
