@@ -73,4 +73,15 @@ export function compareToGolden(a: Analysis, g: Golden, tol = TOL): void {
       }
     }
   }
+  // copy mass of the final row: Σ softmax(logits[p]) over the tokens at positions ≤ p
+  const last = nL;
+  for (let p = 0; p < T; p++) {
+    const row = g.logits[p]!;
+    const m = Math.max(...row);
+    const z = row.reduce((acc, v) => acc + Math.exp(v - m), 0);
+    const seen = new Set(g.ids.slice(0, p + 1));
+    let mass = 0;
+    for (const v of seen) mass += Math.exp(row[v]! - m) / z;
+    assertClose([lens.copyMass[last * T + p]!], [mass], tol, `copy mass at the final row, pos ${p}`);
+  }
 }

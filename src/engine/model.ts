@@ -128,14 +128,17 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     ckpt.weights.storedHalf(),
     provider !== 'webgpu' || environment.webgpu?.adapter?.f16 === true,
   );
+  // The lens graph's top-k in the GPU's shape on WebGPU (graph/lens.ts: blockTopK)
+  let shape: GraphShape = { precision, gpuTopK: provider === 'webgpu' };
   let built: BuiltGraphs;
   try {
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
+    built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
   } catch (e) {
     // auto chose float16 but a weight does not fit: float32 instead (an explicit float16 says why it cannot)
     if (!(e instanceof HalfRangeError) || (opts.weightPrecision ?? 'auto') !== 'auto') throw e;
     precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
+    shape = { ...shape, precision };
+    built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
   }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
@@ -143,12 +146,14 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   const pinned = { cpuNodes: ROPE_CPU_NODES };
   let forward = await createSession(built.forward, { ...opts, environment, ...pinned });
   const providerNote = forward.providerNote;
-  if (forward.provider === 'cpu' && precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto') {
-    // auto chose float16 for a GPU provider that then failed to start: on the CPU the float16
-    // graph would widen every weight product, so build the float32 graphs instead.
+  const autoHalf = precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto';
+  if (forward.provider === 'cpu' && (autoHalf || shape.gpuTopK)) {
+    // the graphs were shaped for a GPU provider that then failed to start: on the CPU auto's
+    // float16 graph would widen every weight product, and TopK is faster whole; build them for the CPU.
     await forward.release();
-    precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
+    if (autoHalf) precision = 'float32';
+    shape = { precision, gpuTopK: false };
+    built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
     forward = await createSession(built.forward, { ...opts, ...pinned, executionProvider: 'cpu' });
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
@@ -241,15 +246,22 @@ function generationSessions(forward: Session, graph: Uint8Array | string | null,
  * own, not a closure in loadModel: a closure there would keep the checkpoint — its parsed
  * tokenizer.json included — alive for as long as the model is loaded.)
  */
+/** What the graphs are built for: the weights' precision, and the lens's top-k for a GPU. */
+interface GraphShape {
+  precision: 'float32' | 'float16';
+  gpuTopK: boolean;
+}
+
 function buildGraphs(
   dir: string,
   ckpt: Checkpoint,
   spec: ModelSpec,
   opts: LoadOptions,
-  precision: 'float32' | 'float16',
+  shape: GraphShape,
   control: LoadControl,
 ): Promise<BuiltGraphs> {
-  const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16' };
+  const { precision } = shape;
+  const graphOpts: GraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16', gpuTopK: shape.gpuTopK };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
   const watch = (what: string): LayerWatch => ({
     onLayer: layerProgress(spec, what, control.onProgress, opts.progressIntervalMs),
@@ -347,12 +359,15 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
   };
 }
 
-async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: ForwardGraphOptions, watch: LayerWatch): Promise<BuiltGraphs> {
+/** The forward graph's options and the lens graph's. */
+type GraphOptions = ForwardGraphOptions & { gpuTopK: boolean };
+
+async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: GraphOptions, watch: LayerWatch): Promise<BuiltGraphs> {
   const reader = weightReader(spec, ckpt.weights);
   const forward = (await buildForward(spec, reader, graphOpts, null, watch)).encode();
   ckpt.weights.releaseScratch();
   const globals = reader.globals();
-  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights).encode();
+  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK).encode();
   return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
 }
 
@@ -380,14 +395,14 @@ async function graphsViaCache(
   dir: string,
   ckpt: Checkpoint,
   spec: ModelSpec,
-  graphOpts: ForwardGraphOptions,
+  graphOpts: GraphOptions,
   cacheDir: string,
   watch: LayerWatch,
 ): Promise<BuiltGraphs> {
   const key = cacheKey(
     dir,
     ckpt.weights.files.map((f) => f.filePath),
-    { patterns: graphOpts.patterns, halfWeights: graphOpts.halfWeights ?? false },
+    { patterns: graphOpts.patterns, halfWeights: graphOpts.halfWeights ?? false, ...(graphOpts.gpuTopK ? { gpuTopK: true } : {}) },
   );
   const hit = findCached(cacheDir, key);
   if (hit) {
@@ -407,7 +422,7 @@ async function graphsViaCache(
     fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch)).encode());
     ckpt.weights.releaseScratch();
     const globals = reader.globals();
-    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights).encode());
+    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights, graphOpts.gpuTopK).encode());
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);

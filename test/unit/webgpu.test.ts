@@ -17,7 +17,9 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { generate } from '../../src/engine/generate';
 import { KvStepModel, RecomputeStepModel } from '../../src/engine/generate/generator';
-import { chooseProvider, liveSessionCount, providerEnvironmentFor } from '../../src/engine/runtime/ort';
+import { chooseProvider, createSession, liveSessionCount, providerEnvironmentFor } from '../../src/engine/runtime/ort';
+import { GraphBuilder } from '../../src/engine/onnx/builder';
+import { blockTopK } from '../../src/engine/graph/lens';
 import { parseProbeLog } from '../../src/engine/runtime/adapter';
 import { adapterLabel, resolveWeightPrecision, type ProviderEnvironment, type WebGpuAdapter } from '../../src/engine/runtime/providers';
 import { runsOn } from '../../src/shared/runs-on';
@@ -164,6 +166,41 @@ describe('webgpu on SwiftShader', () => {
         await cpu.release();
       }
     });
+  });
+
+  test('the lens top-k in two stages (vocabularies over 2048) equals TopK on the CPU and on WebGPU, ties included', async () => {
+    const V = 5000;
+    const g = new GraphBuilder('topk');
+    const x = g.input('x', 'float32', [2, 3, V]);
+    const k = g.input('k', 'int64', [1]);
+    const [values, ids] = blockTopK(g, x, k, V);
+    const [refValues, refIds] = g.opN('TopK', [x, k], 2, { axis: -1, largest: 1, sorted: 1 });
+    g.output('values', values!, 'float32', [2, 3, 'k']);
+    g.output('ids', ids!, 'int64', [2, 3, 'k']);
+    g.output('ref_values', refValues!, 'float32', [2, 3, 'k']);
+    g.output('ref_ids', refIds!, 'int64', [2, 3, 'k']);
+    const bytes = g.encode();
+    // integers 0..40: many ties, also across block boundaries; the last block is partial
+    let s = 7;
+    const data = Float32Array.from({ length: 6 * V }, () => ((s = (s * 48271) % 2147483647), s % 41));
+    for (const executionProvider of ['cpu', 'webgpu'] as const) {
+      const session = await createSession(bytes, { threads: 1, executionProvider });
+      try {
+        assert.equal(session.provider, executionProvider);
+        for (const kk of [1, 5, 20]) {
+          const out = await session.run({ x: { data, dims: [2, 3, V] }, k: { data: BigInt64Array.of(BigInt(kk)), dims: [1] } }, [
+            'values',
+            'ids',
+            'ref_values',
+            'ref_ids',
+          ]);
+          assert.deepEqual(out.ids!.data, out.ref_ids!.data, `${executionProvider} k=${kk} ids`);
+          assert.deepEqual(out.values!.data, out.ref_values!.data, `${executionProvider} k=${kk} values`);
+        }
+      } finally {
+        await session.release();
+      }
+    }
   });
 
   test('float16 weights by name on an adapter without shader-f16: refused with the reason', async () => {

@@ -141,6 +141,7 @@ export interface Session {
 }
 
 let liveSessions = 0;
+let profiled = 0;
 /** Number of sessions created and not yet released (leak checks in tests and soak runs). */
 export function liveSessionCount(): number {
   return liveSessions;
@@ -172,6 +173,12 @@ function sessionOptions(
     // nodes a GPU provider left to the CPU, and the copies between them): tools/gpu-placement.ts.
     logSeverityLevel: process.env.TD_ORT_LOG === '0' ? 0 : 3,
     logVerbosityLevel: 0,
+    // TD_ORT_PROFILE=<folder>: onnxruntime's profile of every session (each node's time and the
+    // provider it ran on; on WebGPU also the GPU time of each kernel), written when the session is
+    // released. tools/gpu-profile.ts sums one up.
+    ...(process.env.TD_ORT_PROFILE
+      ? { enableProfiling: true, profileFilePrefix: path.join(process.env.TD_ORT_PROFILE, `${provider}-${++profiled}`) }
+      : {}),
     // Spinning worker threads are faster on an idle machine and slower on an overloaded one;
     // TD_ORT_SPIN=0 turns spinning off.
     extra: {
@@ -297,6 +304,7 @@ function wrapSession(
       released = true;
       liveSessions--;
       if (gather) await (await gather).release();
+      if (process.env.TD_ORT_PROFILE) session.endProfiling();
       await session.release();
     },
   };
