@@ -7,7 +7,8 @@ import { withHugePages } from '../src/engine/client';
 import { TextTokenizer } from '../src/engine/tokenizer';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
+/** The corpora and GPT-2's BPE files (../shared/data; TD_SHARED_DATA where they were carried elsewhere). */
+export const SHARED = process.env.TD_SHARED_DATA || path.resolve(ROOT, '..', 'shared', 'data');
 export const CACHE = path.join(ROOT, '.cache', 'bench');
 export const THREADS = Math.min(os.availableParallelism(), 8);
 
@@ -29,7 +30,16 @@ export function child(
 ): Record<string, unknown> {
   const r = spawnSync(
     process.execPath,
-    ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],
+    [
+      '--max-old-space-size=16384',
+      path.join(__dirname, 'child.js'),
+      mode,
+      dir,
+      idsFile,
+      env.TD_BENCH_THREADS ?? String(THREADS),
+      String(repeats),
+      ...extra,
+    ],
     {
       encoding: 'utf8',
       maxBuffer: 64 << 20,
