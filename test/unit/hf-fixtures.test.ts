@@ -1,0 +1,174 @@
+// Every checkpoint transformers 5.17 made in test/fixtures/hf-transformers, run by the engine
+// and compared with transformers' own float64 numbers: residual streams, logits of every
+// position, attention patterns, the last logit-lens row, and the greedy continuation through
+// the KV-cache generation path (ids and step logits). Each model is checked with its config as
+// transformers 5 wrote it (rope_parameters) and, where expressible, in the older keys
+// (rope_theta / rope_scaling / rotary_pct …): both must give the same numbers.
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { loadModel, type LoadedModel } from '../../src/engine/model';
+import { analyze } from '../../src/engine/analyze';
+import { openCheckpoint } from '../../src/engine/checkpoint/hf';
+import { specFromConfig } from '../../src/engine/arch/spec';
+import { weightReader } from '../../src/engine/arch/weights';
+import { buildForwardGraph } from '../../src/engine/graph/forward';
+import { createSession } from '../../src/engine/runtime/ort';
+import { emptyPast } from '../../src/engine/analyze';
+import { generate } from '../../src/engine/generate';
+import { KvStepModel, type StepModel } from '../../src/engine/generate/generator';
+import type { Analysis } from '../../src/shared/analysis';
+import { assertClose } from '../helpers';
+import {
+  HF_DIR,
+  assertStreamsClose,
+  fixtureWithConfig,
+  hfFixtureNames,
+  olderFormat,
+  readHfConfig,
+  readHfReference,
+  type HfReference,
+} from '../hfReference';
+
+const TOL = 1e-4;
+const NAMES = hfFixtureNames();
+
+test('the fixture set is complete (26 models, README)', () => {
+  assert.equal(NAMES.length, 26);
+});
+
+/** Logits of every position, from the engine's forward graph with its all-positions read-out. */
+async function allLogits(dir: string, ids: number[]): Promise<Float32Array> {
+  const ckpt = openCheckpoint(dir);
+  const spec = specFromConfig(ckpt.config);
+  const g = buildForwardGraph(spec, weightReader(spec, ckpt.weights), { patterns: false, logits: 'all' });
+  const session = await createSession(g.encode(), { threads: 2, executionProvider: 'cpu' });
+  try {
+    const past: Parameters<typeof emptyPast>[0] = { spec } as LoadedModel;
+    const out = await session.run({ input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] }, ...emptyPast(past) }, [
+      'logits',
+    ]);
+    return out.logits!.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+/** A StepModel that records the logits each step hands to the decoder. */
+class Recording implements StepModel {
+  readonly logits: Float32Array[] = [];
+  constructor(private readonly inner: KvStepModel) {}
+  get vocabSize() {
+    return this.inner.vocabSize;
+  }
+  get length() {
+    return this.inner.length;
+  }
+  async prefill(ids: readonly number[]) {
+    const l = await this.inner.prefill(ids);
+    this.logits.push(Float32Array.from(l));
+    return l;
+  }
+  expand(n: number) {
+    this.inner.expand(n);
+  }
+  reorder(from: readonly number[]) {
+    this.inner.reorder(from);
+  }
+  async step(tokens: readonly number[]) {
+    const l = await this.inner.step(tokens);
+    this.logits.push(Float32Array.from(l[0]!));
+    return l;
+  }
+}
+
+function topK(row: Float32Array, k: number): number[] {
+  return Array.from(row.keys())
+    .sort((a, b) => row[b]! - row[a]! || a - b)
+    .slice(0, k);
+}
+
+function softmax(row: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const v of row) m = Math.max(m, v);
+  const e = Float64Array.from(row, (v) => Math.exp(v - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+function checkAnalysis(a: Analysis, ref: HfReference, V: number): void {
+  const T = ref.inputIds.length;
+  assertStreamsClose(a.cache.resid, ref.resid, a.cache.n_layers + 1, 'residual streams (resid_pre[0], resid_post[*])');
+  assert.ok(a.cache.patterns, 'attention patterns were computed');
+  assertClose(a.cache.patterns, ref.attention, TOL, 'attention patterns');
+  // the last lens row is the model's own read-out: its top-k are the logits' top-k
+  const { lens } = a;
+  const k = lens.k;
+  const last = lens.rows - 1;
+  for (let p = 0; p < T; p++) {
+    const row = ref.logits.subarray(p * V, (p + 1) * V);
+    const probs = softmax(row);
+    const ids = Array.from(lens.topIds.subarray((last * T + p) * k, (last * T + p + 1) * k));
+    assert.deepEqual(ids, topK(row, k), `last lens row top-${k} at position ${p}`);
+    assertClose(
+      lens.topProbs.subarray((last * T + p) * k, (last * T + p + 1) * k),
+      ids.map((i) => probs[i]!),
+      1e-5,
+      `last lens row probabilities at ${p}`,
+    );
+  }
+}
+
+async function checkGeneration(model: LoadedModel, ref: HfReference): Promise<void> {
+  model.spec.eosTokenIds = []; // the reference continues past EOS
+  const rec = new Recording(new KvStepModel(model));
+  const out = await generate(
+    model,
+    { promptIds: ref.inputIds, maxNewTokens: ref.genIds.length, strategy: { kind: 'greedy', label: 'greedy' } },
+    undefined,
+    undefined,
+    rec,
+  );
+  assert.deepEqual(
+    out.steps.map((s) => s.id),
+    ref.genIds,
+    'greedy continuation through the KV cache',
+  );
+  const V = model.spec.dVocab;
+  rec.logits
+    .slice(0, ref.genIds.length)
+    .forEach((l, i) => assertClose(l, ref.genLogits.subarray(i * V, (i + 1) * V), TOL, `step ${i} logits`));
+}
+
+function formatsOf(name: string): { label: string; dir: string }[] {
+  const cfg = readHfConfig(name);
+  const older = olderFormat(cfg, NAMES.indexOf(name) % 2 ? 'type' : 'rope_type');
+  const out = [{ label: 'rope_parameters', dir: path.join(HF_DIR, name) }];
+  if (older) out.push({ label: 'older keys', dir: fixtureWithConfig(name, older) });
+  return out;
+}
+
+for (const name of NAMES) {
+  describe(`transformers 5.17 fixture: ${name}`, () => {
+    const ref = readHfReference(name);
+    for (const { label, dir } of formatsOf(name)) {
+      describe(label, () => {
+        let model: LoadedModel;
+        let a: Analysis;
+        before(async () => {
+          model = await loadModel(dir, { threads: 2, executionProvider: 'cpu' });
+          a = await analyze(model, { ids: ref.inputIds, topK: 5, maxTokens: 4096, patterns: true });
+        });
+        after(async () => model?.release());
+
+        test('residual streams, attention patterns and the last lens row', () => checkAnalysis(a, ref, model.spec.dVocab));
+
+        test('logits of every position', async () => {
+          assertClose(await allLogits(dir, ref.inputIds), ref.logits, TOL, 'logits');
+        });
+
+        test('greedy continuation through the KV cache', () => checkGeneration(model, ref));
+      });
+    }
+  });
+}
