@@ -6,11 +6,12 @@ import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readConfig, specFromConfig, type ModelSpec, type RopeSpec } from '../../src/engine/arch/spec';
+import { paramCount, readConfig, specFromConfig, type ModelSpec, type RopeSpec } from '../../src/engine/arch/spec';
+import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors';
 import { IRRELEVANT_KEYS } from '../../src/engine/arch/config';
 import { EngineError } from '../../src/engine/errors';
 import { FIXTURES } from '../helpers';
-import { hfFixtureNames, olderFormat, readHfConfig } from '../hfReference';
+import { HF_DIR, hfFixtureNames, olderFormat, readHfConfig } from '../hfReference';
 
 type Json = Record<string, unknown>;
 
@@ -363,4 +364,16 @@ describe('sliding windows, layer types and other keys that change the numbers', 
   test('model types near a supported one say which to use', () => {
     assert.match(refusal(() => specFromConfig({ model_type: 'gemma3' })).message, /gemma3_text/);
   });
+});
+
+describe('parameter count (memory estimate) of every layout', () => {
+  for (const name of hfFixtureNames()) {
+    test(`${name}: paramCount equals the checkpoint's tensor sizes`, () => {
+      const spec = specFromConfig(readHfConfig(name));
+      const st = SafetensorsFile.open(path.join(HF_DIR, name, 'model.safetensors'));
+      let n = 0;
+      for (const e of st.entries.values()) n += e.shape.reduce((a, b) => a * b, 1);
+      assert.equal(paramCount(spec), n);
+    });
+  }
 });

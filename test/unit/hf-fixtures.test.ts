@@ -16,9 +16,9 @@ import { buildForwardGraph } from '../../src/engine/graph/forward';
 import { createSession } from '../../src/engine/runtime/ort';
 import { emptyPast } from '../../src/engine/analyze';
 import { generate } from '../../src/engine/generate';
-import { KvStepModel, type StepModel } from '../../src/engine/generate/generator';
+import { KvStepModel, RecomputeStepModel, type StepModel } from '../../src/engine/generate/generator';
 import type { Analysis } from '../../src/shared/analysis';
-import { assertClose } from '../helpers';
+import { FIXTURES, assertClose, flat, readJson } from '../helpers';
 import {
   HF_DIR,
   assertStreamsClose,
@@ -119,7 +119,7 @@ function checkAnalysis(a: Analysis, ref: HfReference, V: number): void {
   }
 }
 
-async function checkGeneration(model: LoadedModel, ref: HfReference): Promise<void> {
+async function checkGeneration(model: LoadedModel, ref: Pick<HfReference, 'inputIds' | 'genIds' | 'genLogits'>): Promise<void> {
   model.spec.eosTokenIds = []; // the reference continues past EOS
   const rec = new Recording(new KvStepModel(model));
   const out = await generate(
@@ -172,3 +172,72 @@ for (const name of NAMES) {
     }
   });
 }
+
+interface KvCase {
+  model: string;
+  what: string;
+  prompt: number[];
+  gen_ids: number[];
+  gen_logits: number[][];
+}
+
+describe('KV cache across a change of RoPE frequencies (numpy reference, goldens/hf/kv-cache.json)', () => {
+  const { cases } = readJson<{ cases: KvCase[] }>(path.join(FIXTURES, 'goldens', 'hf', 'kv-cache.json'));
+  for (const c of cases) {
+    test(`${c.model}: ${c.what}`, async () => {
+      const model = await loadModel(path.join(HF_DIR, c.model), { threads: 2, executionProvider: 'cpu' });
+      try {
+        await checkGeneration(model, { inputIds: c.prompt, genIds: c.gen_ids, genLogits: Float32Array.from(flat(c.gen_logits)) });
+      } finally {
+        await model.release();
+      }
+    });
+  }
+});
+
+describe('KV cache equals full recompute where nothing depends on the length (beams reordered)', () => {
+  for (const name of ['gemma3-mixed', 'qwen2-window', 'olmo2-3l', 'phi3', 'smollm3-nope']) {
+    test(name, async () => {
+      const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu' });
+      try {
+        const kv = new KvStepModel(model);
+        const re = new RecomputeStepModel(model);
+        const prompt = readHfReference(name).inputIds.slice(0, 12);
+        assertClose(await kv.prefill(prompt), await re.prefill(prompt), TOL, 'prefill logits');
+        kv.reorder([0, 0]);
+        re.reorder([0, 0]);
+        for (const tokens of [
+          [40, 41],
+          [42, 43],
+          [44, 44],
+        ]) {
+          const a = await kv.step(tokens);
+          const b = await re.step(tokens);
+          for (let i = 0; i < 2; i++) assertClose(a[i]!, b[i]!, TOL, `beam ${i}`);
+          kv.reorder([1, 0]);
+          re.reorder([1, 0]);
+        }
+      } finally {
+        await model.release();
+      }
+    });
+  }
+});
+
+describe('float16 weight matrices (the GPU path) on the bfloat16 fixtures', () => {
+  // On the CPU onnxruntime widens float16 weights back to float32, so these bfloat16 weights
+  // (exact in float16 at these magnitudes) must give transformers' numbers as float32 does.
+  for (const name of ['gemma2-window64', 'olmo2-3l', 'qwen2-window', 'llama-llama3rope-bf16']) {
+    test(name, async () => {
+      const ref = readHfReference(name);
+      const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu', weightPrecision: 'float16' });
+      try {
+        assert.equal(model.info.weights, 'float16');
+        const a = await analyze(model, { ids: ref.inputIds, topK: 5, maxTokens: 4096, patterns: true });
+        checkAnalysis(a, ref, model.spec.dVocab);
+      } finally {
+        await model.release();
+      }
+    });
+  }
+});

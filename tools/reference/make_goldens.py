@@ -165,6 +165,32 @@ def hf_golden(name: str) -> dict:
     return g
 
 
+# KV-cache generation across a change of RoPE frequencies: LongRoPE switching from its short to
+# its long factors, dynamic NTK growing its base, once the whole sequence (past + new) passes the
+# original context. Cached keys keep the rotation they were given (as in transformers).
+KV_CASES = [
+    ("phi3-longrope-short", 60, 10, "longrope, original context 64: short factors, then long from step 5"),
+    ("phi4-mini", 28, 10, "longrope with partial rotary 0.75, original context 32: switches at step 5"),
+    ("llama-dynamic", 28, 10, "dynamic NTK, max_position_embeddings 32: the base grows from step 5"),
+    ("gemma3-mixed", 20, 10, "sliding window 8 on two of three layers, through the cache"),
+]
+
+
+def kv_golden() -> dict:
+    cases = []
+    for name, n_prompt, steps, what in KV_CASES:
+        d = os.path.join(HF, name)
+        ids = [int(i) for i in R.read_safetensors(os.path.join(d, "reference.safetensors"))["input_ids"]]
+        prompt = (ids * 2)[:n_prompt]
+        m = R.load_hf(d)
+        gen, logits = R.greedy_kv(m, prompt, steps)
+        # the same continuation recomputed without a cache differs where the frequencies changed
+        full = m.run(prompt + gen[:-1])["logits"][n_prompt - 1 :]
+        cases.append({"model": name, "what": what, "prompt": prompt, "gen_ids": gen, "gen_logits": fl(logits),
+                      "max_abs_diff_to_recompute": float("%.3g" % np.abs(full - logits).max())})
+    return {"reference": "tools/reference/numpy_ref.py greedy_kv (float64)", "cases": cases}
+
+
 def write(path: str, obj: dict) -> int:
     s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     with open(path, "w", encoding="utf-8") as f:
@@ -198,6 +224,9 @@ def main() -> None:
         n = write(os.path.join(hf_out, f"{name}.json"), g)
         total += n
         print(f"hf/{name}: {n} bytes, stats {g['stats']}")
+    kv = kv_golden()
+    total += write(os.path.join(hf_out, "kv-cache.json"), kv)
+    print("hf/kv-cache.json:", [(c["model"], c["max_abs_diff_to_recompute"]) for c in kv["cases"]])
     if args.hf_only:
         print(f"total golden bytes: {total}")
         return

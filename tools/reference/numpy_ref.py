@@ -6,25 +6,36 @@ F32/F16/BF16 are widened exactly to float64), so the reference is more accurate 
 the float32 ONNX engine it checks; compare with a float32-sized tolerance.
 
 Contents
-  * read_safetensors()        minimal reader (F64, F32, F16, BF16)
-  * load_hf(dir)              forward passes for three Hugging Face families, read from
-                              an HF folder (config.json + model.safetensors):
+  * read_safetensors()        minimal reader (F64, F32, F16, BF16, I64)
+  * load_hf(dir)              forward passes read from a Hugging Face folder (config.json +
+                              model.safetensors), written from transformers' definitions:
       - gpt2      GPT2LMHeadModel (Conv1D [in,out] weights, fused c_attn, learned
                   positions, LayerNorm, gelu_new, tied lm_head)
-      - llama     LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM (RMSNorm,
-                  RoPE rotate_half, SwiGLU, GQA, optional q/k/v(/o) biases, tied or not)
+      - Decoder   the Llama tensor layout: llama, mistral, qwen2, qwen3, smollm3, olmo2,
+                  phi3, gemma, gemma2, gemma3_text (FAMILIES: pre / sandwich / post norms,
+                  q/k norms per head or per projection, Gemma's (1 + w) norms and
+                  sqrt(d_model) embeddings, soft-capping, query_pre_attn_scalar, fused
+                  qkv/gate_up, biases, GQA, per-layer sliding windows and NoPE layers)
       - gpt_neox  GPTNeoXForCausalLM / Pythia (LayerNorm with bias, fused qkv laid out
                   [n_heads, 3, head_dim], partial rotary, parallel or sequential
                   residual, exact erf GELU, untied embed_out)
+  * rope_parameters(), Rope   RoPE from config.json in both formats (rope_parameters; the
+                              older rope_theta / rope_scaling / rotary_* keys) with
+                              transformers 5.17's precedence; default, linear, llama3, yarn,
+                              longrope (short/long by the sequence length), dynamic NTK
+  * greedy_kv()               greedy continuation through a KV cache (keys keep the rotation
+                              they were given, as in transformers)
   * Llama2c                   native llama2.c legacy .bin reader with run.c's
                               *interleaved* RoPE (independent of tools/convert)
   * Llama2cTokenizer          llama2.c's tok512.bin + run.c encode()/decode()
-  * lens()                    logit-lens quantities (docs/METRICS.md)
+  * lens()                    logit-lens quantities (docs/METRICS.md), through the model's
+                              final norm, unembedding and final soft-capping
 
 Conventions (TransformerLens names, as the engine): resid_pre[L] = input of block L
-(resid_pre[0] = token embedding (+ position embedding for gpt2)); resid_mid[L] =
-resid_pre[L] + attention output of block L (also for parallel-residual NeoX blocks,
-i.e. without the MLP); resid_post[L] = block output = resid_pre[L+1];
+(resid_pre[0] = token embedding (+ position embedding for gpt2; x sqrt(d_model) for
+Gemma)); resid_mid[L] = resid_pre[L] + attention output of block L as it is added to the
+stream (after the post-attention norm of Gemma 2/3 and OLMo 2; also for parallel-residual
+NeoX blocks, i.e. without the MLP); resid_post[L] = block output = resid_pre[L+1];
 pattern[L] = softmax attention probabilities [n_heads, q, k], causal.
 """
 from __future__ import annotations
