@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SafetensorsFile } from '../src/engine/checkpoint/safetensors';
+import type { Analysis } from '../src/shared/analysis';
 import * as assert from 'node:assert/strict';
 import { FIXTURES, assertClose, tmpDir } from './helpers';
 
@@ -139,5 +140,43 @@ export function assertStreamsClose(actual: Float32Array, expected: Float32Array,
   for (let r = 0; r < rows; r++) {
     const exp = expected.subarray(r * n, (r + 1) * n);
     assertClose(actual.subarray(r * n, (r + 1) * n), exp, rowTolerance(exp), `${what} row ${r}`);
+  }
+}
+
+function topK(row: Float32Array, k: number): number[] {
+  return Array.from(row.keys())
+    .sort((a, b) => row[b]! - row[a]! || a - b)
+    .slice(0, k);
+}
+
+function softmax(row: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const v of row) m = Math.max(m, v);
+  const e = Float64Array.from(row, (v) => Math.exp(v - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / s);
+}
+
+/** An analysis against transformers' numbers: residual streams, attention patterns, the last lens row. */
+export function checkAnalysis(a: Analysis, ref: HfReference, V: number): void {
+  const T = ref.inputIds.length;
+  assertStreamsClose(a.cache.resid, ref.resid, a.cache.n_layers + 1, 'residual streams (resid_pre[0], resid_post[*])');
+  assert.ok(a.cache.patterns, 'attention patterns were computed');
+  assertClose(a.cache.patterns, ref.attention, TOL, 'attention patterns');
+  // the last lens row is the model's own read-out: its top-k are the logits' top-k
+  const { lens } = a;
+  const k = lens.k;
+  const last = lens.rows - 1;
+  for (let p = 0; p < T; p++) {
+    const row = ref.logits.subarray(p * V, (p + 1) * V);
+    const probs = softmax(row);
+    const ids = Array.from(lens.topIds.subarray((last * T + p) * k, (last * T + p + 1) * k));
+    assert.deepEqual(ids, topK(row, k), `last lens row top-${k} at position ${p}`);
+    assertClose(
+      lens.topProbs.subarray((last * T + p) * k, (last * T + p + 1) * k),
+      ids.map((i) => probs[i]!),
+      1e-5,
+      `last lens row probabilities at ${p}`,
+    );
   }
 }

@@ -21,7 +21,7 @@ import type { Analysis } from '../../src/shared/analysis';
 import { FIXTURES, assertClose, flat, readJson } from '../helpers';
 import {
   HF_DIR,
-  assertStreamsClose,
+  checkAnalysis,
   fixtureWithConfig,
   hfFixtureNames,
   olderFormat,
@@ -79,43 +79,6 @@ class Recording implements StepModel {
     const l = await this.inner.step(tokens);
     this.logits.push(Float32Array.from(l[0]!));
     return l;
-  }
-}
-
-function topK(row: Float32Array, k: number): number[] {
-  return Array.from(row.keys())
-    .sort((a, b) => row[b]! - row[a]! || a - b)
-    .slice(0, k);
-}
-
-function softmax(row: Float32Array): Float64Array {
-  let m = -Infinity;
-  for (const v of row) m = Math.max(m, v);
-  const e = Float64Array.from(row, (v) => Math.exp(v - m));
-  const s = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / s);
-}
-
-function checkAnalysis(a: Analysis, ref: HfReference, V: number): void {
-  const T = ref.inputIds.length;
-  assertStreamsClose(a.cache.resid, ref.resid, a.cache.n_layers + 1, 'residual streams (resid_pre[0], resid_post[*])');
-  assert.ok(a.cache.patterns, 'attention patterns were computed');
-  assertClose(a.cache.patterns, ref.attention, TOL, 'attention patterns');
-  // the last lens row is the model's own read-out: its top-k are the logits' top-k
-  const { lens } = a;
-  const k = lens.k;
-  const last = lens.rows - 1;
-  for (let p = 0; p < T; p++) {
-    const row = ref.logits.subarray(p * V, (p + 1) * V);
-    const probs = softmax(row);
-    const ids = Array.from(lens.topIds.subarray((last * T + p) * k, (last * T + p + 1) * k));
-    assert.deepEqual(ids, topK(row, k), `last lens row top-${k} at position ${p}`);
-    assertClose(
-      lens.topProbs.subarray((last * T + p) * k, (last * T + p + 1) * k),
-      ids.map((i) => probs[i]!),
-      1e-5,
-      `last lens row probabilities at ${p}`,
-    );
   }
 }
 

@@ -39,6 +39,7 @@ export const IRRELEVANT_KEYS: Readonly<Record<string, string>> = {
   model_name: METADATA,
   _commit_hash: METADATA,
   tokenizer_class: METADATA,
+  'transformers.js_config': 'options of transformers.js (which ONNX files and dtypes it loads)',
   auto_map: "custom-code pointers; the engine reproduces transformers' built-in implementation of model_type",
   dtype: "precision of the stored or run weights; the engine reads each tensor's stored dtype and computes in float32",
   torch_dtype: "precision of the stored or run weights; the engine reads each tensor's stored dtype and computes in float32",
