@@ -62,7 +62,19 @@ function builderFingerprint(): string {
   const h = createHash('sha256');
   for (const f of [
     __filename,
-    ...['graph/forward.js', 'graph/lens.js', 'onnx/builder.js', 'arch/weights.js', 'arch/spec.js'].map((p) => path.join(__dirname, p)),
+    ...[
+      'graph/forward.js',
+      'graph/lens.js',
+      'onnx/builder.js',
+      'arch/weights.js',
+      'arch/decoder-weights.js',
+      'arch/linear.js',
+      'arch/spec.js',
+      'arch/families.js',
+      'arch/readers.js',
+      'arch/rope.js',
+      'arch/config.js',
+    ].map((p) => path.join(__dirname, p)),
   ]) {
     try {
       h.update(fs.readFileSync(f));

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader, type WeightReader } from './arch/weights';
-import { forwardGraphLayers, HalfRangeError, hook, ROPE_CPU_NODES, type ForwardGraphOptions } from './graph/forward';
+import { forwardGraphLayers, HalfRangeError, hook, ropeCpuNodes, type ForwardGraphOptions } from './graph/forward';
 import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
@@ -143,7 +143,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
   // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
-  const pinned = { cpuNodes: ROPE_CPU_NODES };
+  const pinned = { cpuNodes: ropeCpuNodes(spec) };
   let forward = await createSession(built.forward, { ...opts, environment, ...pinned });
   const providerNote = forward.providerNote;
   const autoHalf = precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto';
@@ -232,7 +232,7 @@ function generationSessions(forward: Session, graph: Uint8Array | string | null,
   return {
     get(): Promise<Session> {
       if (graph === null) return Promise.resolve(forward);
-      made ??= createSession(graph, { ...opts, cpuNodes: ROPE_CPU_NODES, deviceOutputs: deviceOutputs(spec, patterns) });
+      made ??= createSession(graph, { ...opts, cpuNodes: ropeCpuNodes(spec), deviceOutputs: deviceOutputs(spec, patterns) });
       return made;
     },
     async release(): Promise<void> {
