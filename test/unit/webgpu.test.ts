@@ -25,7 +25,8 @@ import { adapterLabel, resolveWeightPrecision, type ProviderEnvironment, type We
 import { runsOn } from '../../src/shared/runs-on';
 import type { Strategy } from '../../src/shared/generation';
 import { FIXTURES, ROOT, maxAbsDiff, readJson, rejectsWith } from '../helpers';
-import { compareToGolden, type Golden } from '../goldens-compare';
+import { compareMidAndLens, compareToGolden, type Golden, type LensAndMid } from '../goldens-compare';
+import { HF_DIR, hfFixtureNames } from '../hfReference';
 
 const hw: WebGpuAdapter = { name: 'NVIDIA H200', vendor: 'NVIDIA', kind: 'hardware', f16: true };
 const sw: WebGpuAdapter = { name: 'SwiftShader Device (Subzero)', vendor: null, kind: 'software', f16: false };
@@ -108,6 +109,27 @@ describe('webgpu on SwiftShader', () => {
         assert.equal(model.info.weights, 'float32', 'auto keeps float32 on an adapter without shader-f16');
         const a = await analyze(model, { ids: g.ids, topK: 5, maxTokens: 4096, patterns: true });
         compareToGolden(a, g);
+      } finally {
+        await model.release();
+      }
+    });
+  }
+
+  // transformers 5.17's models, one per feature the tiny fixtures above lack (SwiftShader takes
+  // ~5 s each; all 26 pass on it too, in 2-5 minutes): Gemma 2's soft-capping and sliding window,
+  // Gemma 3's per-layer ropes, Phi-3's LongRoPE, dynamic NTK, Qwen 3's q/k norms, OLMo 2's
+  // post-norms, NeoX's partial rotary.
+  const HF_ON_WEBGPU = ['gemma2', 'gemma3-mixed', 'phi3-longrope', 'llama-dynamic', 'qwen3', 'olmo2', 'gpt-neox-partial'];
+  test('the hf-transformers models run on WebGPU here exist', () => {
+    for (const name of HF_ON_WEBGPU) assert.ok(hfFixtureNames().includes(name), name);
+  });
+  for (const name of HF_ON_WEBGPU) {
+    test(`hf-transformers/${name}: resid_mid and the lens on WebGPU match the numpy golden`, async () => {
+      const g = readJson<LensAndMid>(path.join(FIXTURES, 'goldens', 'hf', `${name}.json`));
+      const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'webgpu' });
+      try {
+        assert.equal(model.info.provider, 'webgpu', model.info.provider_note ?? '');
+        compareMidAndLens(await analyze(model, { ids: g.ids, topK: 5, maxTokens: 4096, patterns: false }), g);
       } finally {
         await model.release();
       }
