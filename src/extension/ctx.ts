@@ -65,7 +65,6 @@ export class Ctx implements vscode.Disposable {
     this.panel = new AnalysisPanel(
       context.extensionUri,
       {
-        onReady: () => this.onPanelReady(),
         onSelectPosition: (runId, pos) => this.revealToken(runId, pos),
         onRequest: (method, params) => this.onPanelRequest(method, params),
         onLog: (level, message) => this.log[level](`webview: ${message}`),
@@ -74,6 +73,10 @@ export class Ctx implements vscode.Disposable {
       this.log,
     );
     this.status.setModel(this.models.current().name);
+    // what a panel shows before anything ran (the panel keeps it for a webview that is not ready yet)
+    this.panel.post({ type: 'runState', state: this.runState });
+    this.panel.post({ type: 'settings', settings: this.settings() });
+    this.panel.post({ type: 'modelChanged', model: null, modelName: this.models.current().name });
     this.completions = new Completions(this);
     this.disposables.push(
       this.log,
@@ -106,14 +109,6 @@ export class Ctx implements vscode.Disposable {
   private setRunState(s: RunState): void {
     this.runState = s;
     this.panel.post({ type: 'runState', state: s });
-  }
-
-  private onPanelReady(): void {
-    this.panel.post({ type: 'runState', state: this.runState });
-    // the header names the selected model while it loads (the analysis names it after)
-    if (!this.last) this.panel.post({ type: 'modelChanged', model: this.loaded?.info ?? null, modelName: this.models.current().name });
-    this.panel.post({ type: 'settings', settings: this.settings() });
-    if (this.last) this.panel.post({ type: 'analysis', payload: this.last.payload });
   }
 
   private onRevive(state: PersistedState | null): void {
