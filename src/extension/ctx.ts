@@ -18,6 +18,7 @@ import { guardFolder } from './hub';
 import { Completions } from './completions';
 import { LatestOnly } from '../shared/latest';
 import { formatLag, LagProbe } from './lag';
+import { selectionSource } from './source';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
@@ -129,11 +130,12 @@ export class Ctx implements vscode.Disposable {
       executionProvider: this.config.executionProvider,
       weightPrecision: this.config.weightPrecision,
       patterns: this.config.attentionPatterns,
-      cacheDir: this.config.graphCache ? vscode.Uri.joinPath(this.context.globalStorageUri, 'graphs').fsPath : undefined,
+      cacheDir: this.config.graphCache ? this.graphCacheDir() : undefined,
       // a model whose files change on disk is reloaded on the next run
       fingerprint: folderFingerprint(choice.dir),
     };
     const key = JSON.stringify(req);
+    const limited = { ...req, cacheMaxBytes: this.config.graphCacheLimitBytes }; // a new limit needs no reload
     if (this.loaded?.key === key) return { choice, info: this.loaded.info };
     if (!choice.bundled) guardFolder(this, choice.dir, choice.name);
     if (choice.bundled && !fs.existsSync(choice.dir)) {
@@ -142,7 +144,7 @@ export class Ctx implements vscode.Disposable {
         `The bundled model is missing from the extension (${choice.dir}). Reinstall the extension or select a model folder.`,
       );
     }
-    const { info, loadMs } = await this.engine.load(req, (message) => onProgress?.(message), signal);
+    const { info, loadMs } = await this.engine.load(limited, (message) => onProgress?.(message), signal);
     this.log.info(
       `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${info.provider} in ${loadMs.toFixed(0)} ms`,
     );
@@ -340,11 +342,29 @@ export class Ctx implements vscode.Disposable {
     return ++this.runSeq;
   }
 
+  /** Where the engine keeps built graphs (transformerDynamics.graphCache). */
+  graphCacheDir(): string {
+    return vscode.Uri.joinPath(this.context.globalStorageUri, 'graphs').fsPath;
+  }
+
+  /** The selected model and where it runs once loaded ("td-mini (bundled) on cpu"), for messages. */
+  loadedModel(): string {
+    const name = this.models.current().name;
+    const info = this.loaded?.info;
+    return info ? `${name} on ${info.provider}${info.weights === 'float16' ? ' (float16 weights)' : ''}` : name;
+  }
+
   async exportAnalysis(format?: 'json' | 'csv'): Promise<string | null> {
     if (!this.last) {
-      void vscode.window.showWarningMessage('Transformer Dynamics: nothing to export yet — analyse some text first.');
-      return null;
+      // Export as the first command: export what Analyze Selection would show
+      const input = selectionSource();
+      if (typeof input === 'string') {
+        void vscode.window.showWarningMessage(`Transformer Dynamics: nothing to export yet — ${input}`);
+        return null;
+      }
+      if (!(await this.analyze(input))) return null;
     }
+    if (!this.last) return null;
     const fmt =
       format ??
       (
