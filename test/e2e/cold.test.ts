@@ -168,10 +168,18 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     assert.equal(await frame.getByText('Queued').count(), 0, 'no column left queued');
     const shown = await columnTokens(frame);
     assert.equal(shown.length, DEFAULT_STRATEGIES.length);
+    const expected: string[][] = [];
     for (const [i, strategy] of DEFAULT_STRATEGIES.entries()) {
-      const c = await engine.generate({ text: PROMPT, strategy, maxNewTokens: 40, forcedIds: [], topAlternatives: 5 });
-      assert.deepEqual(shown[i], shownTokens(c), `column ${i} (${strategy.label})`);
+      expected.push(shownTokens(await engine.generate({ text: PROMPT, strategy, maxNewTokens: 40, forcedIds: [], topAlternatives: 5 })));
+      assert.deepEqual(shown[i], expected[i], `column ${i} (${strategy.label})`);
     }
+    // the webview reloads (a new document, empty): the host sends it everything again
+    await frame.locator('body').evaluate((b) => b.setAttribute('data-td-before-reload', ''));
+    await vs.runCommand('Developer: Reload Webviews');
+    await vs.waitForWebview((f) => f.locator('body:not([data-td-before-reload]) .comp-col .comp-metrics:not([hidden])').nth(5), {
+      timeoutMs: 60_000,
+    });
+    assert.deepEqual(await columnTokens(vs.webviewFrame()), expected, 'the same six completions after the reload');
   });
 
   cold('Compare Prompts: the diff of the selection against the clipboard', 'prompts', async (vs) => {
