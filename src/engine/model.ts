@@ -24,7 +24,7 @@ import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
 import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
-import { beginEntry, cacheKey, ExternalWeightFile, findCached, pruneCache, WEIGHTS_FILE } from './graphcache';
+import { beginEntry, cacheKey, ExternalWeightFile, findCached, markUsed, pruneCache, WEIGHTS_FILE } from './graphcache';
 import type { GlobalWeights } from './arch/weights';
 
 export interface LoadedModel {
@@ -63,6 +63,8 @@ export interface LoadOptions extends RuntimeOptions {
    * graphs are built in memory, unless they would exceed protobuf's 2 GB limit.
    */
   cacheDir?: string;
+  /** Most bytes the graph cache keeps (least recently used entries go first); 0 or unset: automatic. */
+  cacheMaxBytes?: number;
   /** Weight bytes above which graphs go to external data even without cacheDir (tests lower it). */
   inlineLimitBytes?: number;
   /**
@@ -268,7 +270,15 @@ function buildGraphs(
     signal: control.signal,
   });
   return cacheDir
-    ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir, watch('converting the weights into the graph cache (once per model)'))
+    ? graphsViaCache(
+        dir,
+        ckpt,
+        spec,
+        graphOpts,
+        cacheDir,
+        watch('converting the weights into the graph cache (once per model)'),
+        opts.cacheMaxBytes,
+      )
     : buildInMemory(ckpt, spec, graphOpts, watch('building the graph'));
 }
 
@@ -398,6 +408,7 @@ async function graphsViaCache(
   graphOpts: GraphOptions,
   cacheDir: string,
   watch: LayerWatch,
+  limit: number | undefined,
 ): Promise<BuiltGraphs> {
   const key = cacheKey(
     dir,
@@ -408,7 +419,8 @@ async function graphsViaCache(
   if (hit) {
     try {
       const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
-      fs.utimesSync(hit.dir, new Date(), new Date());
+      markUsed(hit.dir);
+      pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
       return { forward: hit.forward, lens: hit.lens, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
@@ -437,7 +449,7 @@ async function graphsViaCache(
       }),
     );
     const final = entry.commit();
-    pruneCache(cacheDir);
+    pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
     return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
   } catch (e) {
     sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes

@@ -70,6 +70,12 @@ export class Config {
     return this.cfg.get<boolean>('graphCache') ?? true;
   }
 
+  /** Most bytes the graph cache keeps (least recently used graphs go first); 0: automatic. */
+  get graphCacheLimitBytes(): number {
+    const v = this.cfg.get<number>('graphCacheLimitGB') ?? 0;
+    return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v * 1e9 : 0;
+  }
+
   /** Cap on the engine's memory in GB (0 = only the free memory limits). */
   get memoryCapGb(): number {
     const v = this.cfg.get<number>('memoryCapGB') ?? 0;
