@@ -8,11 +8,6 @@ import { providerEnvironment, type ProviderEnvironment } from '../src/engine/run
 /** Repository root (tests run from out/test/...). */
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-/**
- * The project's training corpora beside the repository. Tests must not read it (they run from a
- * bare clone): goldens.test.ts still does until it moves to test/fixtures/stories260K.
- */
-export const SHARED_DATA = path.resolve(ROOT, '..', 'shared', 'data');
 export const BUNDLED_MODEL = path.join(ROOT, 'media', 'models', 'td-mini');
 /** llama2.c's stories260K and its tokenizer (test/fixtures/stories260K/SOURCE.md). */
 export const STORIES260K = {
