@@ -177,7 +177,7 @@ describe('engine worker process', () => {
     const a = await client.analyze({ text: 'again', topK: 5, maxTokens: 64, patterns: false });
     assert.ok(a.tokens.length > 0);
     const stats = await client.stats();
-    assert.equal(stats.liveSessions, 5, 'forward, lens and the three linear-algebra sessions');
+    assert.equal(stats.liveSessions, 6, 'forward, lens and the four linear-algebra sessions (covariance, product, cosine, projection)');
     assert.equal(stats.model?.architecture, 'llama');
   });
 });

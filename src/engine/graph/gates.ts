@@ -37,17 +37,16 @@ export function gated(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_
 export function withGateDefaults(session: Session): Session {
   const gates = Object.keys(DEFAULTS).filter((n) => session.inputNames.includes(n));
   if (gates.length === 0) return session;
+  const withDefaults = <T>(feeds: Record<string, T>): Record<string, T | NamedTensor> => {
+    const all: Record<string, T | NamedTensor> = { ...feeds };
+    for (const n of gates) all[n] ??= DEFAULTS[n]!;
+    return all;
+  };
   return {
-    provider: session.provider,
-    providerNote: session.providerNote,
+    ...session,
     inputNames: session.inputNames.filter((n) => !gates.includes(n)),
-    outputNames: session.outputNames,
-    run: (feeds, fetches, into) => {
-      const all = { ...feeds };
-      for (const n of gates) all[n] ??= DEFAULTS[n]!;
-      return session.run(all, fetches, into);
-    },
-    release: () => session.release(),
+    run: (feeds, fetches, into) => session.run(withDefaults(feeds), fetches, into),
+    runKeeping: (feeds, fetches) => session.runKeeping(withDefaults(feeds), fetches),
   };
 }
 
