@@ -35,12 +35,13 @@ export interface AnalyzeRequest {
 }
 
 /**
- * Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates (4 of them) on the CPU.
- * Measured on GPT-2-small at 512 tokens, 2 threads: 192 MB (18 positions a chunk) held 196 MB of
- * onnxruntime's arena for the whole analysis, 64 MB (6 positions) 66 MB, peak RSS 1169 → 1011 MB,
- * for a lens some 10% slower on 2 cores (the unembedding is streamed once per chunk).
+ * Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates (4 of them) on the CPU:
+ * onnxruntime's arena keeps what the largest chunk needed for the rest of the process. Measured on
+ * GPT-2-small, 2 threads, positions per chunk → arena and lens time per position: 18 → 162 MB,
+ * 6.2-6.6 ms; 12 → 108 MB, +4%; 9 → 84 MB, +6%; 6 → 66 MB, +11% (each chunk streams the whole
+ * unembedding once). 96 MB is 9 positions of GPT-2; bench/scaling.ts compares others on many cores.
  */
-const LENS_CHUNK_BYTES = 64 * 1024 * 1024;
+const LENS_CHUNK_BYTES = 96 * 1024 * 1024;
 /**
  * On a GPU provider every run of the lens graph pays a fixed cost (uploads, dispatching ~70
  * kernels, a readback that waits for the GPU), so chunks are larger there: 768 MB of

@@ -56,7 +56,14 @@ prepare() {
       --log-level=warning --outfile="$C/cpu-scaling/out/${entry%.ts}.js"
   done
   cp bench/reference/pytorch_analysis.py "$C/cpu-scaling/bench/reference/"
-  log "carry: $(du -sh "$C" | cut -f1) in .device-carry (name it in the call's carry)"
+  # what travels: tracked + untracked-not-ignored files, and the carry (64 MiB in all); the bundled
+  # model's weights are not needed there (move them out for the call, as for the GPU bench)
+  local carry tree mini
+  carry=$(du -sb "$C" | cut -f1)
+  tree=$(git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c '%s' 2>/dev/null | awk '{s+=$1} END {print s+0}')
+  mini=$(stat -c '%s' media/models/td-mini/model.safetensors 2>/dev/null || echo 0)
+  log "carry $(numfmt --to=iec "$carry") (.device-carry: name it in the call's carry), working tree $(numfmt --to=iec "$tree")"
+  log "with media/models/td-mini/model.safetensors moved out for the call: $(numfmt --to=iec $((carry + tree - mini))) of 64 MiB"
 }
 
 run() {
