@@ -299,6 +299,8 @@ const VARIANTS: { name: string; env: Record<string, string> }[] = [
   { name: 'memory arena off', env: { TD_ORT_ARENA: '0' } },
   { name: 'no spinning threads', env: { TD_ORT_SPIN: '0' } },
   { name: 'parallel executor, 4 inter-op threads', env: { TD_ORT_INTEROP: '4' } },
+  { name: 'lens W_U pre-packed', env: { TD_LENS_PREPACK: '1' } },
+  { name: 'lens W_U pre-packed, chunks of 192 MB', env: { TD_LENS_PREPACK: '1', TD_LENS_CHUNK_MB: '192' } },
   { name: 'lens chunks of 64 MB', env: { TD_LENS_CHUNK_MB: '64' } },
   { name: 'lens chunks of 192 MB', env: { TD_LENS_CHUNK_MB: '192' } },
   { name: 'lens chunks of 512 MB', env: { TD_LENS_CHUNK_MB: '512' } },

@@ -165,7 +165,9 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   let lens: Session;
   let linalg: LinAlg;
   try {
-    lens = await createSession(built.lens, started);
+    // TD_LENS_PREPACK=1: the lens's unembedding pre-packed once instead of per chunk (measured on 2
+    // threads: lens −10%, +1 copy of W_U in memory); bench/scaling.ts compares it on many cores
+    lens = await createSession(built.lens, { ...started, prepack: process.env.TD_LENS_PREPACK === '1' });
   } catch (e) {
     await forward.release();
     throw e;

@@ -28,6 +28,8 @@ export interface RuntimeOptions {
   deviceOutputs?: readonly string[];
   /** Nodes (by name) that run on the CPU even on a GPU provider (WebGPU only: forceCpuNodeNames). */
   cpuNodes?: readonly string[];
+  /** Pre-pack weight matrices at load (off by default: see sessionOptions); TD_ORT_PREPACK=1 for every session. */
+  prepack?: boolean;
 }
 
 export type Feed = Float32Array | BigInt64Array;
@@ -161,7 +163,7 @@ function interOp(): Pick<ort.InferenceSession.SessionOptions, 'interOpNumThreads
 function sessionOptions(
   provider: string,
   threads: number,
-  opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes'>,
+  opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes' | 'prepack'>,
 ): ort.InferenceSession.SessionOptions {
   const deviceOutputs = opts.deviceOutputs ?? [];
   const onDevice = provider === 'webgpu' && deviceOutputs.length > 0;
@@ -199,7 +201,7 @@ function sessionOptions(
         // tripled the load time and added a second copy of the weights without making runs
         // faster, and it defeats the memory-mapped external data of cached graphs.
         // TD_ORT_PREPACK=1 turns it back on.
-        ...(process.env.TD_ORT_PREPACK === '1' ? {} : { disable_prepacking: '1' }),
+        ...(process.env.TD_ORT_PREPACK === '1' || opts.prepack ? {} : { disable_prepacking: '1' }),
       },
     },
   };
