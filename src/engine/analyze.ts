@@ -11,6 +11,9 @@ import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
 import { normsAfterFinal } from './queries';
 import type { BufferPool } from './pool';
+import { interventionName } from './graph/interventions';
+import { interventionFeeds, rememberFeeds, type Feeds } from './interventions/feeds';
+import type { Interventions } from '../shared/interventions';
 
 export interface AnalyzeRequest {
   /** The text to analyse (tokenized with the model's tokenizer). */
@@ -28,6 +31,14 @@ export interface AnalyzeRequest {
   patterns: boolean | 'auto';
   /** Budget for 'auto' (floats); default PATTERN_BUDGET_FLOATS. */
   patternBudgetFloats?: number;
+  /** Head ablation and/or residual patching for this run (interventions/feeds.ts). */
+  interventions?: Interventions;
+}
+
+/** What the engine knows beyond the request (kept analyses). */
+export interface AnalyzeContext {
+  /** The clean z means of these ids, when a kept analysis has them (mean ablation without an extra pass). */
+  zMeanOf?: (ids: readonly number[]) => Float32Array | null;
 }
 
 /** Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates. */
@@ -75,11 +86,23 @@ export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: strin
   return { text, tokens, truncation };
 }
 
-export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: AbortSignal, pool?: BufferPool): Promise<Analysis> {
+export async function analyze(
+  model: LoadedModel,
+  req: AnalyzeRequest,
+  signal?: AbortSignal,
+  pool?: BufferPool,
+  context: AnalyzeContext = {},
+): Promise<Analysis> {
   const t0 = performance.now();
   if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100)
     throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
   const { text, tokens, truncation } = tokenize(model, req);
+  const intervened = await interventionFeeds(
+    model,
+    tokens.map((t) => t.id),
+    req.interventions,
+    context.zMeanOf,
+  );
   const t1 = performance.now();
   checkCancel(signal);
   const cache = await forwardCache(
@@ -88,7 +111,10 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     req.patterns,
     req.patternBudgetFloats,
     pool,
+    intervened.feeds,
   );
+  cache.cache.interventions = intervened.record;
+  rememberFeeds(cache.cache, intervened.feeds);
   const t2 = performance.now();
   checkCancel(signal);
   const { lens, lastLogitsTop } = await logitLens(
@@ -149,10 +175,13 @@ export function keepPatterns(model: LoadedModel, T: number, req: AnalyzeRequest[
   return req;
 }
 
-/** One layer's attention pattern for a sequence, recomputed (views of long inputs) → [n_heads, T, T]. */
-export async function layerPattern(model: LoadedModel, ids: number[], layer: number): Promise<Float32Array> {
+/**
+ * One layer's attention pattern for a sequence, recomputed (views of long inputs) → [n_heads, T, T];
+ * `feeds`: the interventions of the run it belongs to.
+ */
+export async function layerPattern(model: LoadedModel, ids: number[], layer: number, feeds: Feeds = {}): Promise<Float32Array> {
   const out = await model.forward.run(
-    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] }, ...emptyPast(model) },
+    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, ids.length] }, ...emptyPast(model), ...feeds },
     [hook.pattern(layer)],
   );
   return out[hook.pattern(layer)]!.data as Float32Array;
@@ -164,6 +193,7 @@ async function forwardCache(
   patternsReq: AnalyzeRequest['patterns'],
   budget?: number,
   pool?: BufferPool,
+  feeds: Record<string, NamedTensor> = {},
 ): Promise<ForwardResult> {
   const patterns = keepPatterns(model, ids.length, patternsReq, budget);
   const s = model.spec;
@@ -175,6 +205,8 @@ async function forwardCache(
     fetches.push(hook.residMid(L), hook.residPost(L));
     if (hasPatterns) fetches.push(hook.pattern(L));
   }
+  const hasZMean = model.forward.outputNames.includes(interventionName.zMean(0));
+  if (hasZMean) for (let L = 0; L < s.nLayers; L++) fetches.push(interventionName.zMean(L));
   // onnxruntime writes every hooked tensor straight into these arrays (no copies).
   const alloc = (n: number) => (pool ? pool.take(n) : new Float32Array(n));
   const resid = alloc((s.nLayers + 1) * T * d);
@@ -189,13 +221,19 @@ async function forwardCache(
     if (pat) into[hook.pattern(L)] = { data: pat.subarray(L * per, (L + 1) * per), dims: [1, s.nHeads, T, T] };
   }
   const out = await model.forward.run(
-    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, T] }, ...emptyPast(model) },
+    { input_ids: { data: BigInt64Array.from(ids, (i) => BigInt(i)), dims: [1, T] }, ...emptyPast(model), ...feeds },
     fetches,
     into,
   );
   const get = (name: string) => out[name]!.data as Float32Array;
+  let zMean: Float32Array | null = null;
+  if (hasZMean) {
+    const per = s.nHeads * s.headDim;
+    zMean = new Float32Array(s.nLayers * per);
+    for (let L = 0; L < s.nLayers; L++) zMean.set(get(interventionName.zMean(L)), L * per);
+  }
   return {
-    cache: { n_layers: s.nLayers, pos: T, d_model: d, n_heads: s.nHeads, resid, residMid, patterns: pat },
+    cache: { n_layers: s.nLayers, pos: T, d_model: d, n_heads: s.nHeads, resid, residMid, patterns: pat, zMean },
     logits: get('logits'),
   };
 }

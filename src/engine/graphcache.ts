@@ -62,7 +62,16 @@ function builderFingerprint(): string {
   const h = createHash('sha256');
   for (const f of [
     __filename,
-    ...['graph/forward.js', 'graph/lens.js', 'onnx/builder.js', 'arch/weights.js', 'arch/spec.js'].map((p) => path.join(__dirname, p)),
+    ...[
+      'graph/forward.js',
+      'graph/lens.js',
+      'graph/interventions.js',
+      'graph/suffix.js',
+      'onnx/builder.js',
+      'onnx/branch.js',
+      'arch/weights.js',
+      'arch/spec.js',
+    ].map((p) => path.join(__dirname, p)),
   ]) {
     try {
       h.update(fs.readFileSync(f));
@@ -92,6 +101,8 @@ export interface CachedGraphPaths {
   dir: string;
   forward: string;
   lens: string;
+  /** The suffix graph for activation patching (graph/suffix.ts). */
+  suffix: string;
   meta: string;
   norms: string;
 }
@@ -101,6 +112,7 @@ export function cachePaths(dir: string): CachedGraphPaths {
     dir,
     forward: path.join(dir, 'forward.onnx'),
     lens: path.join(dir, 'lens.onnx'),
+    suffix: path.join(dir, 'suffix.onnx'),
     meta: path.join(dir, 'meta.json'),
     norms: path.join(dir, 'norms.bin'),
   };

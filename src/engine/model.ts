@@ -18,7 +18,9 @@ import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
 import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
 import { beginEntry, cacheKey, ExternalWeightFile, findCached, pruneCache, WEIGHTS_FILE } from './graphcache';
-import type { GlobalWeights } from './arch/weights';
+import type { BlockWeights, GlobalWeights } from './arch/weights';
+import { SuffixGraphBuilder } from './graph/suffix';
+import { withInterventionDefaults } from './interventions/session';
 
 export interface LoadedModel {
   dir: string;
@@ -37,6 +39,11 @@ export interface LoadedModel {
   linalg?: LinAlg;
   /** How the graphs were obtained: built in memory, built into the cache, or read from it. */
   graphSource: 'memory' | 'cache-write' | 'cache-hit';
+  /**
+   * The suffix graph's session (graph/suffix.ts: activation patching), created on first use.
+   * Absent when the graphs take no interventions (ONNX exports).
+   */
+  suffix?: () => Promise<Session>;
   release(): Promise<void>;
 }
 
@@ -152,6 +159,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     throw e;
   }
   const { lnFinal, unembedNorms, embedNorms } = built;
+  const suffix = lazySuffix(dir, spec, precision, started, built.suffix);
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
@@ -159,10 +167,11 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     info: {
       ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, { provider: forward.provider, providerNote }),
       weights: precision,
+      interventions: true,
     },
     spec,
     tokenizer,
-    forward,
+    forward: withInterventionDefaults(forward, spec),
     lens,
     lnFinal,
     unembedNorms,
@@ -170,10 +179,12 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     loadMs: performance.now() - t0,
     graphSource: built.source,
     linalg,
+    suffix: suffix.session,
     async release() {
       await forward.release();
       await lens.release();
       await linalg.release();
+      await suffix.release();
     },
   };
 }
@@ -217,15 +228,67 @@ async function buildForward(
   graphOpts: ForwardGraphOptions,
   sink: WeightSink | null,
   watch: LayerWatch,
+  suffix: SuffixGraphBuilder | null = null,
 ): Promise<GraphBuilder> {
-  const layers = forwardGraphLayers(spec, reader, graphOpts, sink);
+  // The suffix graph takes each layer's weights as the forward graph reads them: the same
+  // arrays, so a weight sink writes them once for both graphs.
+  let lastBlock: { L: number; w: BlockWeights } | null = null;
+  const tapped: WeightReader = {
+    globals: () => reader.globals(),
+    block: (L) => {
+      const w = reader.block(L);
+      lastBlock = { L, w };
+      return w;
+    },
+  };
+  const layers = forwardGraphLayers(spec, suffix ? tapped : reader, graphOpts, sink);
   for (;;) {
     if (watch.signal?.aborted) throw new EngineError('CANCELLED', 'The model load was cancelled.');
     const step = layers.next();
     if (step.done) return step.value;
+    const built = lastBlock as { L: number; w: BlockWeights } | null;
+    if (suffix && built?.L === step.value) suffix.addLayer(step.value, built.w);
+    lastBlock = null;
     watch.onLayer?.(step.value);
     await new Promise((resolve) => setImmediate(resolve));
   }
+}
+
+/**
+ * The suffix graph's session, made on first use. With a graph cache the graph was written next
+ * to the forward graph (same weights file); built in memory it is built now from the checkpoint
+ * (the weights read again), so a model that never patches pays nothing for it.
+ */
+function lazySuffix(
+  dir: string,
+  spec: ModelSpec,
+  precision: 'float32' | 'float16',
+  opts: LoadOptions,
+  cached: string | null,
+): { session: () => Promise<Session>; release: () => Promise<void> } {
+  let made: Promise<Session> | null = null;
+  return {
+    session: () =>
+      (made ??= (async () => {
+        const graph = cached ?? buildSuffixInMemory(dir, spec, precision === 'float16');
+        return withInterventionDefaults(await createSession(graph, opts), spec);
+      })()),
+    release: async () => {
+      const s = made;
+      made = null;
+      if (s) await (await s.catch(() => null))?.release();
+    },
+  };
+}
+
+function buildSuffixInMemory(dir: string, spec: ModelSpec, halfWeights: boolean): Uint8Array {
+  const ckpt = openCheckpoint(dir);
+  const reader = weightReader(spec, ckpt.weights);
+  const suffix = new SuffixGraphBuilder(spec, null, halfWeights);
+  for (let L = 0; L < spec.nLayers; L++) suffix.addLayer(L, reader.block(L));
+  const bytes = suffix.finish(reader.globals()).encode();
+  ckpt.weights.releaseScratch();
+  return bytes;
 }
 
 /** Per-layer progress messages, at most one per `intervalMs` (small models build in a blink: none). */
@@ -264,6 +327,8 @@ interface BuiltGraphs {
   /** Graph bytes (in memory) or a path to a cached .onnx file with external data. */
   forward: Uint8Array | string;
   lens: Uint8Array | string;
+  /** The suffix graph's file in the cache; null: built in memory when first needed. */
+  suffix: string | null;
   lnFinal: { w: Float32Array; b: Float32Array | null };
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
@@ -295,7 +360,7 @@ async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: Forwa
   ckpt.weights.releaseScratch();
   const globals = reader.globals();
   const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights).encode();
-  return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
+  return { forward, lens, suffix: null, ...jsSide(spec, globals), source: 'memory' };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -336,7 +401,13 @@ async function graphsViaCache(
     try {
       const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
       fs.utimesSync(hit.dir, new Date(), new Date());
-      return { forward: hit.forward, lens: hit.lens, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
+      return {
+        forward: hit.forward,
+        lens: hit.lens,
+        suffix: hit.suffix,
+        ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms),
+        source: 'cache-hit',
+      };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
     }
@@ -346,10 +417,12 @@ async function graphsViaCache(
   try {
     sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
-    fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch)).encode());
+    const suffix = new SuffixGraphBuilder(spec, sink, graphOpts.halfWeights ?? false);
+    fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch, suffix)).encode());
     ckpt.weights.releaseScratch();
     const globals = reader.globals();
     fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights).encode());
+    fs.writeFileSync(entry.paths.suffix, suffix.finish(globals).encode());
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);
@@ -365,7 +438,7 @@ async function graphsViaCache(
     );
     const final = entry.commit();
     pruneCache(cacheDir);
-    return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
+    return { forward: final.forward, lens: final.lens, suffix: final.suffix, ...side, source: 'cache-write' };
   } catch (e) {
     sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes
     entry.abort();

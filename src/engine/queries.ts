@@ -10,6 +10,7 @@ import { averageLinkage, cosineDistance } from './analysis/clusters';
 import { pca, project } from './analysis/pca';
 import { cosine } from './analysis/walk';
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
+import { feedsOf, prefixFeeds } from './interventions/feeds';
 
 /** ln_final applied to one vector (RMSNorm or LayerNorm, as the model defines it). */
 export function applyLnFinal(spec: ModelSpec, ln: { w: Float32Array; b: Float32Array | null }, x: Float32Array, off: number): Float32Array {
@@ -60,7 +61,8 @@ export async function attentionStats(model: LoadedModel, a: Analysis, maxOffset 
     return { n_layers: c.n_layers, n_heads: c.n_heads, ...headStats(c.patterns, c.n_layers, c.n_heads, c.pos, ids, maxOffset) };
   requirePatternsAvailable(model);
   const parts: ReturnType<typeof headStats>[] = [];
-  for (let L = 0; L < c.n_layers; L++) parts.push(headStats(await layerPattern(model, ids, L), 1, c.n_heads, c.pos, ids, maxOffset));
+  for (let L = 0; L < c.n_layers; L++)
+    parts.push(headStats(await layerPattern(model, ids, L, feedsOf(c)), 1, c.n_heads, c.pos, ids, maxOffset));
   const cat = (k: 'kernel' | 'kernelNorm' | 'selfBias' | 'induction') => {
     const out = new Float32Array(parts.reduce((n, p) => n + p[k].length, 0));
     let at = 0;
@@ -106,6 +108,7 @@ export async function headPattern(model: LoadedModel, a: Analysis, layer: number
     model,
     a.tokens.map((t) => t.id),
     layer,
+    feedsOf(c),
   );
   return all.slice(head * T * T, (head + 1) * T * T);
 }
@@ -168,10 +171,13 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   const x = c.resid.slice((c.n_layers * c.pos + pos) * d, (c.n_layers * c.pos + pos + 1) * d);
   const V = model.spec.dVocab;
   // The model's logits at `pos` (causal: a forward pass over the prefix ends there).
+  // (with the run's interventions, cut to the prefix: patch cells lie along the positions)
   const prefix = a.tokens.slice(0, pos + 1).map((t) => BigInt(t.id));
-  const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model) }, [
-    'logits',
-  ]);
+  const feeds = prefixFeeds(feedsOf(c), pos + 1);
+  const out = await model.forward.run(
+    { input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model), ...feeds },
+    ['logits'],
+  );
   const logits = Float32Array.from(out.logits!.data as Float32Array);
   const normed = applyLnFinal(model.spec, model.lnFinal, x, 0);
   let xNorm = 0;

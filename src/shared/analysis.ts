@@ -1,6 +1,7 @@
 // Data shapes shared by the engine, the extension host, the CLI and the webview.
 // Plain objects and typed arrays only, so they cross process and webview boundaries.
 // Shapes use TransformerLens vocabulary: [n_layers, pos, d_model] etc.
+import type { InterventionRecord } from './interventions';
 
 export interface ModelInfo {
   /** Display name (folder name or Hub id). */
@@ -23,6 +24,8 @@ export interface ModelInfo {
   provider_note: string | null;
   /** Precision of the weight matrices in the graphs (float16: half-precision checkpoint on a GPU). */
   weights?: 'float32' | 'float16';
+  /** The graphs take interventions (head ablation, residual patching); false for ONNX exports. */
+  interventions?: boolean;
 }
 
 export interface Token {
@@ -65,6 +68,10 @@ export interface ActivationCache {
   residMid: Float32Array;
   /** blocks.{L}.attn.hook_pattern [n_layers, n_heads, pos, pos], when requested */
   patterns: Float32Array | null;
+  /** blocks.{L}.attn.hook_z_mean: each head's z averaged over the positions [n_layers, n_heads, d_head] (mean ablation) */
+  zMean?: Float32Array | null;
+  /** The interventions this run had (head ablation, residual patching); null or absent: a clean run. */
+  interventions?: InterventionRecord | null;
 }
 
 export interface RepeatedNgram {

@@ -1,4 +1,5 @@
 // Decoding strategies and completions: shared by the engine, the host and the webview.
+import type { HeadAblation } from './interventions';
 
 export type StrategyKind = 'greedy' | 'sample' | 'beam';
 
@@ -63,6 +64,8 @@ export interface Completion {
   metrics: CompletionMetrics;
   /** Beam search: the final score (sum of log-probs / length^penalty). */
   score: number | null;
+  /** The heads that were ablated while generating (absent: the clean model). */
+  ablation?: HeadAblation;
   timings: { totalMs: number; firstStepMs: number; perTokenMs: number };
 }
 
@@ -77,4 +80,6 @@ export interface GenerateRequest {
   stopStrings?: string[];
   /** Alternatives recorded per step. */
   topAlternatives?: number;
+  /** Generate with these heads ablated (mean ablation: means over the prompt's positions). */
+  ablation?: HeadAblation;
 }

@@ -20,6 +20,8 @@ Contents
                               *interleaved* RoPE (independent of tools/convert)
   * Llama2cTokenizer          llama2.c's tok512.bin + run.c encode()/decode()
   * lens()                    logit-lens quantities (docs/METRICS.md)
+  * run_intervened()          head ablation (replace a head's z) and residual-stream patching
+                              (replace resid_pre cells), greedy_intervened(), patching_grid()
 
 Conventions (TransformerLens names, as the engine): resid_pre[L] = input of block L
 (resid_pre[0] = token embedding (+ position embedding for gpt2)); resid_mid[L] =
@@ -126,8 +128,16 @@ def causal_attention(q, k, v):
     mask = np.triu(np.ones((T, T), dtype=bool), 1)
     scores = np.where(mask[None], -np.inf, scores)
     p = softmax(scores, -1)
-    out = (p @ v).transpose(1, 0, 2).reshape(T, H * hd)
+    z = p @ v  # [H, T, hd]: each head's output before W_O (TransformerLens hook_z)
+    if _Z_HOOK is not None:
+        z = _Z_HOOK(z)
+    out = z.transpose(1, 0, 2).reshape(T, H * hd)
     return out, p
+
+
+# Set by run_intervened() while one block runs: a function of that block's z [H,T,hd]
+# (head ablation), applied by causal_attention(). None outside interventions.
+_Z_HOOK: Callable | None = None
 
 
 def rope_rotate_half(x, pos, theta, rot_dims):
@@ -534,6 +544,105 @@ def lens(model: Model, run: dict, ids, k: int = 5) -> list[dict]:
         }
         out.append(entry)
     return out
+
+
+# ----------------------------------------------------------------------------- interventions
+def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
+    """model.run() with interventions, written from their definitions (README "Metrics"):
+
+    head_z      {layer: {head: vector [d_head]}}: that head's z (its attention output before
+                W_O) is the given vector at every position — zeros for zero ablation, the head's
+                mean z over a clean run's positions for mean ablation.
+    resid_patch {layer: {pos: vector [d_model]}}: resid_pre[layer][pos] is replaced before the
+                block runs (layer 0: the embeddings).
+
+    Returns run()'s dict plus "z" [L, H, T, d_head]: every head's z before any replacement.
+    """
+    global _Z_HOOK
+    ids = np.asarray(ids, dtype=np.int64)
+    pos = np.arange(len(ids))
+    x = model.embed(ids)
+    head_z = head_z or {}
+    resid_patch = resid_patch or {}
+    pre, mid, post, pat, zs = [], [], [], [], []
+    for L in range(model.n_layers):
+        x = x.copy()
+        for p, vec in resid_patch.get(L, {}).items():
+            x[p] = vec
+        pre.append(x)
+        seen = []
+
+        def hook(z, L=L, seen=seen):
+            seen.append(z.copy())
+            z = z.copy()
+            for h, vec in head_z.get(L, {}).items():
+                z[h, :, :] = vec
+            return z
+
+        _Z_HOOK = hook
+        try:
+            m, x, p_ = model.block(L, x, pos)
+        finally:
+            _Z_HOOK = None
+        assert len(seen) == 1, f"block {L} of {model.arch} did not go through causal_attention() once"
+        zs.append(seen[0])
+        mid.append(m)
+        post.append(x)
+        pat.append(p_)
+    logits = model.unembed(model.final_norm(x))
+    return {
+        "resid_pre": np.stack(pre),
+        "resid_mid": np.stack(mid),
+        "resid_post": np.stack(post),
+        "pattern": np.stack(pat),
+        "logits": logits,
+        "z": np.stack(zs),
+    }
+
+
+def head_z_for(model: Model, clean_z, heads, mode: str) -> dict:
+    """The head_z argument of run_intervened() for an ablation of `heads` [(layer, head)];
+    clean_z = run_intervened(model, ids)["z"] of the clean run (mean ablation)."""
+    out: dict = {}
+    for L, h in heads:
+        vec = np.zeros(clean_z.shape[-1]) if mode == "zero" else clean_z[L, h].mean(axis=0)
+        out.setdefault(L, {})[h] = vec
+    return out
+
+
+def greedy_intervened(model: Model, prompt: list[int], n: int, head_z: dict) -> list[int]:
+    """Greedy continuation with the same head_z at every step (full recomputation)."""
+    ids = list(prompt)
+    out: list[int] = []
+    for _ in range(n):
+        nxt = int(np.argmax(run_intervened(model, ids, head_z=head_z)["logits"][-1]))
+        out.append(nxt)
+        ids.append(nxt)
+    return out
+
+
+def logit_diff(logits_last, target: int, contrast):
+    """logit(target) − logit(contrast), or log p(target) when contrast is None."""
+    if contrast is not None:
+        return float(logits_last[target] - logits_last[contrast])
+    return float(log_softmax(logits_last)[target])
+
+
+def patching_grid(model: Model, base_ids, source_ids, target: int, contrast, head_z=None):
+    """LD at the last position of the base run with resid_pre[L][p] replaced by the source's
+    resid_pre[L][p - (T_base - T_source)] (aligned from the end), for every L, p: [L, T_base];
+    NaN where the source has no aligned token. Brute force: one full run per cell."""
+    src = run_intervened(model, source_ids, head_z=head_z)["resid_pre"]
+    T, S = len(base_ids), len(source_ids)
+    grid = np.full((model.n_layers, T), np.nan)
+    for L in range(model.n_layers):
+        for p in range(T):
+            q = p - (T - S)
+            if q < 0:
+                continue
+            r = run_intervened(model, base_ids, head_z=head_z, resid_patch={L: {p: src[L, q]}})
+            grid[L, p] = logit_diff(r["logits"][-1], target, contrast)
+    return grid
 
 
 # ----------------------------------------------------------------------------- cli

@@ -44,7 +44,11 @@ export class KvStepModel implements StepModel {
   private batch = 1;
   length = 0;
 
-  constructor(private readonly model: LoadedModel) {}
+  /** `feeds`: interventions (head ablation) fed on every step; they broadcast over the beams. */
+  constructor(
+    private readonly model: LoadedModel,
+    private readonly feeds: Record<string, NamedTensor> = {},
+  ) {}
 
   get vocabSize(): number {
     return this.model.spec.dVocab;
@@ -54,7 +58,7 @@ export class KvStepModel implements StepModel {
     const s = this.model.spec;
     const fetches = ['logits'];
     for (let L = 0; L < s.nLayers; L++) fetches.push(hook.presentKey(L), hook.presentValue(L));
-    const out = await this.model.forward.run({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past }, fetches);
+    const out = await this.model.forward.run({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past, ...this.feeds }, fetches);
     const next: Record<string, NamedTensor> = {};
     for (let L = 0; L < s.nLayers; L++) {
       next[hook.pastKey(L)] = out[hook.presentKey(L)]!;
@@ -117,7 +121,10 @@ export class KvStepModel implements StepModel {
 export class RecomputeStepModel implements StepModel {
   private seqs: number[][] = [];
 
-  constructor(private readonly model: LoadedModel) {}
+  constructor(
+    private readonly model: LoadedModel,
+    private readonly feeds: Record<string, NamedTensor> = {},
+  ) {}
 
   get vocabSize(): number {
     return this.model.spec.dVocab;
@@ -135,7 +142,7 @@ export class RecomputeStepModel implements StepModel {
       past[hook.pastValue(L)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
     }
     const out = await this.model.forward.run(
-      { input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] }, ...past },
+      { input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] }, ...past, ...this.feeds },
       ['logits'],
     );
     return out.logits!.data as Float32Array;

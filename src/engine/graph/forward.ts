@@ -12,6 +12,7 @@ import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
+import { headHook, residPatchHook } from './interventions';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -34,6 +35,8 @@ export interface ForwardGraphOptions {
    * result back up, as mixed-precision inference in PyTorch does.
    */
   halfWeights?: boolean;
+  /** Intervention inputs and the z-mean outputs (graph/interventions.ts); default on. */
+  interventions?: boolean;
 }
 
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
@@ -79,7 +82,7 @@ function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: str
 }
 
 /** Per-graph shared values: positions, RoPE tables, causal mask. */
-interface Shared {
+export interface Shared {
   batch: string;
   seq: string;
   past: string;
@@ -130,11 +133,13 @@ export function* forwardGraphLayers(
     x = g.op('Add', [x, gatherRows(g, wPos, posIds)]);
   }
   const residDims = ['batch', 'seq', spec.dModel];
+  x = residPatchHook(g, 0, x, opts); // interventions.ts: patched resid_pre cells
   g.output(hook.residPre(0), x, 'float32', residDims);
 
   for (let L = 0; L < spec.nLayers; L++) {
     const w = reader.block(L);
     x = block(g, spec, shared, w, L, x, opts);
+    if (L + 1 < spec.nLayers) x = residPatchHook(g, L + 1, x, opts); // interventions.ts
     g.output(hook.residPost(L), x, 'float32', residDims);
     yield L;
   }
@@ -157,7 +162,7 @@ export function unembed(g: GraphBuilder, spec: ModelSpec, globals: GlobalWeights
   return bias ? g.op('Add', [logits, bias]) : logits;
 }
 
-function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
+export function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
   const idShape = g.op('Shape', [ids]);
   const batch = g.op('Gather', [idShape, g.ints([0], true)], { axis: 0 });
   const seq = g.op('Gather', [idShape, g.ints([1], true)], { axis: 0 });
@@ -266,7 +271,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, w: BlockWeights
   const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.float(1 / Math.sqrt(spec.headDim))]);
   const pattern = g.op('Softmax', [g.op('Add', [scores, sh.mask])], { axis: -1 }); // [b, h, seq, total]
   if (opts.patterns) g.output(hook.pattern(L), pattern, 'float32', ['batch', spec.nHeads, 'seq', 'total']);
-  const z = g.op('MatMul', [pattern, repeatKv(g, spec, v)]); // [b, h, seq, d_head]
+  const z = headHook(g, spec, L, g.op('MatMul', [pattern, repeatKv(g, spec, v)]), opts); // [b, h, seq, d_head], interventions.ts
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
   return linear(g, merged, w.o, `${p}.W_O`);
 }
@@ -278,7 +283,15 @@ function mlp(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, h: st
   return linear(g, hidden, w.down, `${p}.W_out`);
 }
 
-function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, w: BlockWeights, L: number, x: string, opts: ForwardGraphOptions): string {
+export function block(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  sh: Shared,
+  w: BlockWeights,
+  L: number,
+  x: string,
+  opts: ForwardGraphOptions,
+): string {
   const residDims = ['batch', 'seq', spec.dModel];
   const attnOut = attention(g, spec, sh, w, L, norm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);
   const mid = g.op('Add', [x, attnOut]);
