@@ -5,9 +5,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { withHugePages } from '../src/engine/client';
 import { TextTokenizer } from '../src/engine/tokenizer';
+import { GraphBuilder } from '../src/engine/onnx/builder';
+import { createSession } from '../src/engine/runtime/ort';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
+/** The shared corpora and the GPT-2 BPE files (TD_SHARED_DATA when the checkout is not next to them). */
+export const SHARED = process.env.TD_SHARED_DATA ?? path.resolve(ROOT, '..', 'shared', 'data');
 export const CACHE = path.join(ROOT, '.cache', 'bench');
 export const THREADS = Math.min(os.availableParallelism(), 8);
 
@@ -50,4 +53,24 @@ export function corpusIds(dir: string, n: number): number[] {
   const ids = tk.encodeIds(text, false);
   if (ids.length < n) throw new Error(`only ${ids.length} tokens of text`);
   return ids.slice(0, n);
+}
+
+/** GEMM rate (GFLOP/s) of onnxruntime MatMul [M,K]×[K,N] after warm-up. */
+export async function gemmRate(M: number, K: number, N: number): Promise<number> {
+  const g = new GraphBuilder('gemm');
+  const a = g.input('a', 'float32', [M, K]);
+  const w = new Float32Array(K * N);
+  for (let i = 0; i < w.length; i++) w[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+  g.output('y', g.op('MatMul', [a, g.initializer('w', w, [K, N])]), 'float32', [M, N]);
+  const s = await createSession(g.encode(), { threads: THREADS, executionProvider: 'cpu' });
+  const x = new Float32Array(M * K).map((_, i) => (i % 7) / 7);
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    await s.run({ a: { data: x, dims: [M, K] } }, ['y']);
+    times.push(performance.now() - t);
+  }
+  await s.release();
+  const best = Math.min(...times.slice(2));
+  return (2 * M * K * N) / (best / 1000) / 1e9;
 }

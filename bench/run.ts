@@ -9,14 +9,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { GraphBuilder } from '../src/engine/onnx/builder';
-import { createSession } from '../src/engine/runtime/ort';
 import { withHugePages } from '../src/engine/client';
 import { specFromConfig, type ModelSpec } from '../src/engine/arch/spec';
 import { convertLlama2c } from '../tools/convert/llama2c';
 import { LLAMA_1B, makeRandomGpt2, makeRandomLlama } from './checkpoints';
 import { median } from './stats';
-import { CACHE, child, corpusIds, log, ROOT, SHARED, THREADS } from './common';
+import { CACHE, child, corpusIds, gemmRate, log, ROOT, SHARED, THREADS } from './common';
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -27,26 +25,6 @@ interface ModelCase {
   label: string;
   dir: string;
   sizes: number[];
-}
-
-/** GEMM rate (GFLOP/s) of onnxruntime MatMul [M,K]×[K,N] after warm-up. */
-async function gemmRate(M: number, K: number, N: number): Promise<number> {
-  const g = new GraphBuilder('gemm');
-  const a = g.input('a', 'float32', [M, K]);
-  const w = new Float32Array(K * N);
-  for (let i = 0; i < w.length; i++) w[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
-  g.output('y', g.op('MatMul', [a, g.initializer('w', w, [K, N])]), 'float32', [M, N]);
-  const s = await createSession(g.encode(), { threads: THREADS, executionProvider: 'cpu' });
-  const x = new Float32Array(M * K).map((_, i) => (i % 7) / 7);
-  const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t = performance.now();
-    await s.run({ a: { data: x, dims: [M, K] } }, ['y']);
-    times.push(performance.now() - t);
-  }
-  await s.release();
-  const best = Math.min(...times.slice(2));
-  return (2 * M * K * N) / (best / 1000) / 1e9;
 }
 
 /** FLOPs of one full analysis: forward (dense, full attention squares) + lens over n_layers+1 rows. */

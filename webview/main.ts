@@ -13,6 +13,8 @@ import { createHeader } from './views/header';
 import { createTabs } from './views/tabs';
 import { createTokenStrip } from './views/tokenStrip';
 import { Tooltip } from './views/tooltip';
+import { createWhatIfBar, pairPatch } from './views/whatIfBar';
+import { EMPTY_ABLATION, isPairRun } from './shapeWhatIf';
 
 const host = new Host();
 const restored = readPersisted(host.getState());
@@ -31,6 +33,9 @@ const store = new Store({
   themeVersion: 0,
   completions: EMPTY_COMPLETIONS,
   promptDiff: null,
+  whatIf: null,
+  ablation: EMPTY_ABLATION,
+  whatIfStatus: { kind: 'idle' },
 });
 
 let palette: Palette = readPalette();
@@ -90,9 +95,13 @@ function onMessage(m: HostMessage): void {
         selectedPos: initialPosition(sameText ? store.state.selectedPos : -1, p.tokens.length),
         highlightPos: null,
         similarityRow: initialSimilarityRow(sameText ? store.state.similarityRow : -1, p),
+        whatIf: null, // a new run: its intervened twin, if any, comes as `whatIf`
       });
       break;
     }
+    case 'whatIf':
+      store.set(pairPatch(store.state, m.pair));
+      break;
     case 'runState':
       hostAnswered = true;
       store.set({ runState: m.state });
@@ -102,7 +111,8 @@ function onMessage(m: HostMessage): void {
       break;
     case 'selectPosition': {
       const p = store.state.payload;
-      if (p && m.runId === p.runId && m.pos < p.tokens.length) store.set({ selectedPos: m.pos, highlightPos: null });
+      if (p && (m.runId === p.runId || isPairRun(store.state.whatIf, m.runId)) && m.pos < p.tokens.length)
+        store.set({ selectedPos: m.pos, highlightPos: null });
       break;
     }
     case 'modelChanged':
@@ -170,7 +180,7 @@ function emptyState(): HTMLElement {
 function mount(): void {
   const app = document.getElementById('app') ?? document.body.appendChild(el('div', { attrs: { id: 'app' } }));
   const tabs = createTabs(ctx);
-  const main = el('main', { class: 'td-main' }, [createTokenStrip(ctx), tabs]);
+  const main = el('main', { class: 'td-main' }, [createWhatIfBar(ctx), createTokenStrip(ctx), tabs]);
   app.append(createHeader(ctx), emptyState(), main);
   const showMain = (s: Readonly<AppState>) => (main.hidden = !s.payload && !hasCompletions(s) && !s.promptDiff);
   showMain(store.state);

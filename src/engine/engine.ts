@@ -129,7 +129,8 @@ export class Engine {
     if (old && this.pool && ![...this.kept.values()].includes(old)) this.pool.give(old.cache.resid, old.cache.residMid, old.cache.patterns);
   }
 
-  private analysis(runId: number): Analysis {
+  /** A kept analysis by run id. */
+  analysis(runId: number): Analysis {
     const a = this.kept.get(runId);
     if (!a) throw new EngineError('BAD_REQUEST', 'That analysis is no longer in memory; run it again.');
     return a;

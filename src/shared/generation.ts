@@ -19,6 +19,8 @@ export interface Strategy {
   lengthPenalty?: number;
   earlyStopping?: boolean;
   seed?: number;
+  /** Generate with these heads ablated (what-if): the column is the ablated model's. */
+  ablation?: HeadAblation;
 }
 
 /** The default presets of "Compare Completions…". */

@@ -105,5 +105,7 @@ export interface PatchingResult {
   /** Patched runs actually computed, and the onnxruntime calls they took. */
   runs: number;
   calls: number;
+  /** Σ over calls of batch × positions × layers recomputed (the work done, in layer-positions). */
+  layerPositions: number;
   ms: number;
 }

@@ -179,18 +179,17 @@ export function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Sha
     blocked = g.op('Or', [blocked, tooOld]);
   }
   const mask = g.op('Where', [blocked, g.float(-Infinity), g.float(0)]);
+  return { batch, seq, past, ...ropeTables(g, spec, qCol), mask };
+}
 
-  let cos: string | null = null;
-  let sin: string | null = null;
-  if (spec.rope) {
-    const posF = g.cast(qCol, 'float32'); // [seq, 1]
-    const inv = g.initializer('rope_inv_freq', spec.rope.invFreq, [1, spec.rope.rotaryDim / 2]);
-    const freqs = g.op('Mul', [posF, inv]); // [seq, rotary_dim/2]
-    const emb = g.op('Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
-    cos = g.op('Cos', [emb]);
-    sin = g.op('Sin', [emb]);
-  }
-  return { batch, seq, past, cos, sin, mask };
+/** RoPE cos/sin tables [seq, rotary_dim] for the query positions qCol [seq, 1] (int64); null without RoPE. */
+export function ropeTables(g: GraphBuilder, spec: ModelSpec, qCol: string): { cos: string | null; sin: string | null } {
+  if (!spec.rope) return { cos: null, sin: null };
+  const posF = g.cast(qCol, 'float32'); // [seq, 1]
+  const inv = g.initializer('rope_inv_freq', spec.rope.invFreq, [1, spec.rope.rotaryDim / 2]);
+  const freqs = g.op('Mul', [posF, inv]); // [seq, rotary_dim/2]
+  const emb = g.op('Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
+  return { cos: g.op('Cos', [emb]), sin: g.op('Sin', [emb]) };
 }
 
 function norm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm, name: string): string {

@@ -1,16 +1,20 @@
 // The suffix graph: the model from a chosen layer upwards, for activation patching. A patch
 // at (layer L, position p) changes nothing below L and nothing before p, so a patched run only
 // recomputes layers L.. for positions p.. — the clean run's KV cache stands in for the
-// positions before — and several patched runs go through in one batch.
+// positions before. Several patched runs go through one call packed into one sequence (no
+// padding): each run's rows attend to the clean prefix before its own patched position and to
+// its own rows, as the attention bias says.
 //
 // Inputs
-//   resid                        [batch, seq, d_model]   resid_pre[start_layer] at positions past..past+seq-1
-//   start_layer                  [] int64                 layers below it are skipped (If nodes)
-//   clean_past.{L}.key|value     [1, n_kv, past, d_head]  the clean run's keys/values before `past`,
-//                                                          shared by every batch row
+//   resid                        [1, rows, d_model]    resid_pre[start_layer] of every packed run's positions
+//   positions                    [rows] int64           each row's position in its run (RoPE)
+//   attn_bias                    [rows, past+rows]      0 where a row may attend, −inf elsewhere
+//   last_rows                    [runs] int64           the row of each run's last position
+//   start_layer                  [] int64                layers below it are skipped (If nodes)
+//   past_key_values.{L}.key|value [1, n_kv, past, d_head] the clean run's keys/values of positions 0..past-1
 //   blocks.{L}.attn.head_scale|head_bias  as in the forward graph (interventions.ts)
 // Output
-//   logits                       [batch, d_vocab]         at the last position
+//   logits                       [runs, d_vocab]        at each run's last position
 //
 // Each block is the forward graph's own block code (forward.ts) written into the then-branch
 // of an If; onnxruntime runs only the branch taken, so layers below start_layer cost nothing.
@@ -20,13 +24,14 @@ import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import { BranchBuilder } from '../onnx/branch';
 import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights } from '../arch/weights';
-import { block, hook, normNode, sharedValues, unembed, type Shared } from './forward';
+import { block, hook, normNode, ropeTables, unembed, type Shared } from './forward';
 
 export const SUFFIX_INPUT = {
   resid: 'resid',
+  positions: 'positions',
+  attnBias: 'attn_bias',
+  lastRows: 'last_rows',
   startLayer: 'start_layer',
-  cleanKey: (L: number) => `clean_past.${L}.key`,
-  cleanValue: (L: number) => `clean_past.${L}.value`,
 };
 
 /** Built layer by layer next to the forward graph, reading the same weight arrays (written once). */
@@ -42,17 +47,21 @@ export class SuffixGraphBuilder {
     halfWeights: boolean,
   ) {
     const g = (this.g = new GraphBuilder(`${spec.modelType}-suffix`, sink, halfWeights));
-    this.x = g.input(SUFFIX_INPUT.resid, 'float32', ['batch', 'seq', spec.dModel]);
+    this.x = g.input(SUFFIX_INPUT.resid, 'float32', [1, 'rows', spec.dModel]);
+    const positions = g.input(SUFFIX_INPUT.positions, 'int64', ['rows']);
+    const mask = g.input(SUFFIX_INPUT.attnBias, 'float32', ['rows', 'total']);
+    g.input(SUFFIX_INPUT.lastRows, 'int64', ['runs']);
     g.input(SUFFIX_INPUT.startLayer, 'int64', []);
-    // every batch row shares the clean prefix: one copy fed, expanded here to the batch
-    const batchOnes = g.op('Concat', [g.op('Slice', [g.op('Shape', [this.x]), g.ints([0]), g.ints([1])]), g.ints([1, 1, 1])], { axis: 0 });
     const kvDims = [1, spec.nKvHeads, 'past', spec.headDim];
     for (let L = 0; L < spec.nLayers; L++) {
-      g.op('Expand', [g.input(SUFFIX_INPUT.cleanKey(L), 'float32', kvDims), batchOnes], {}, hook.pastKey(L));
-      g.op('Expand', [g.input(SUFFIX_INPUT.cleanValue(L), 'float32', kvDims), batchOnes], {}, hook.pastValue(L));
+      g.input(hook.pastKey(L), 'float32', kvDims);
+      g.input(hook.pastValue(L), 'float32', kvDims);
     }
-    // positions, RoPE tables and the causal mask from resid's [batch, seq] and the past length
-    this.shared = sharedValues(g, spec, this.x);
+    const shape = g.op('Shape', [this.x]);
+    const seq = g.op('Gather', [shape, g.ints([1], true)], { axis: 0 });
+    const past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
+    const qCol = g.op('Unsqueeze', [positions, g.ints([1])]); // [rows, 1]
+    this.shared = { batch: g.ints([1], true), seq, past, ...ropeTables(g, spec, qCol), mask };
   }
 
   /** Adds layer L (layers come in order): x = start_layer ≤ L ? block_L(x) : x. */
@@ -60,7 +69,7 @@ export class SuffixGraphBuilder {
     if (L !== this.next) throw new Error(`suffix graph: layer ${L} added after layer ${this.next - 1}`);
     this.next++;
     const { g, spec } = this;
-    const dims = ['batch', 'seq', spec.dModel];
+    const dims = [1, 'rows', spec.dModel];
     const run = new BranchBuilder(g, `block_${L}`);
     run.branchOutput(`resid_post_${L}`, block(run, spec, this.shared, w, L, this.x, { patterns: false }), 'float32', dims);
     const skip = new BranchBuilder(g, `skip_${L}`);
@@ -69,14 +78,14 @@ export class SuffixGraphBuilder {
     this.x = g.op('If', [taken], { then_branch: { graph: run.graph() }, else_branch: { graph: skip.graph() } });
   }
 
-  /** Final norm and unembedding at the last position → logits [batch, d_vocab]. */
+  /** Final norm and unembedding at each run's last row → logits [runs, d_vocab]. */
   finish(globals: GlobalWeights): GraphBuilder {
     const { g, spec } = this;
     if (this.next !== spec.nLayers) throw new Error(`suffix graph: ${this.next} of ${spec.nLayers} layers added`);
-    const lastIdx = g.op('Sub', [this.shared.seq, g.ints([1], true)]);
-    const last = g.op('Gather', [this.x, lastIdx], { axis: 1 });
+    const rows = g.op('Squeeze', [this.x, g.ints([0])]); // [rows, d_model]
+    const last = g.op('Gather', [rows, SUFFIX_INPUT.lastRows], { axis: 0 }); // [runs, d_model]
     const logits = unembed(g, spec, globals, normNode(g, spec, last, globals.lnFinal, 'ln_final'), null);
-    g.output('logits', logits, 'float32', ['batch', spec.dVocab]);
+    g.output('logits', logits, 'float32', ['runs', spec.dVocab]);
     return g;
   }
 }

@@ -29,22 +29,45 @@ export function argmax(v: Float32Array): number {
 }
 
 /**
- * Batches of positions for one layer's patched runs: each batch recomputes from its smallest
- * position to the end, so positions are taken from the end and a batch grows while its rows
- * (batch × positions recomputed) stay within `rowBudget` and its size within `maxBatch`.
+ * Packs of one layer's patched runs, one call each: the run patched at position p recomputes
+ * positions p..T−1 (T − p rows), and a pack grows while its rows stay within `rowBudget` and
+ * its runs within `maxRuns` (a run longer than the budget gets a pack of its own).
  */
-export function batchPositions(positions: readonly number[], T: number, rowBudget: number, maxBatch: number): number[][] {
+export function packPositions(positions: readonly number[], T: number, rowBudget: number, maxRuns: number): number[][] {
   const desc = [...positions].sort((a, b) => b - a);
-  const batches: number[][] = [];
+  const packs: number[][] = [];
   let cur: number[] = [];
+  let rows = 0;
   for (const p of desc) {
-    const rows = (cur.length + 1) * (T - p);
-    if (cur.length > 0 && (rows > rowBudget || cur.length >= maxBatch)) {
-      batches.push(cur);
+    if (cur.length > 0 && (rows + T - p > rowBudget || cur.length >= maxRuns)) {
+      packs.push(cur);
       cur = [];
+      rows = 0;
     }
     cur.push(p);
+    rows += T - p;
   }
-  if (cur.length > 0) batches.push(cur);
-  return batches;
+  if (cur.length > 0) packs.push(cur);
+  return packs;
+}
+
+/**
+ * The attention bias of a pack [rows, past + rows]: the run patched at p (its rows at
+ * `offset`, positions p..T−1) sees the clean prefix's positions < p and its own rows, causally,
+ * and within the sliding window when the model has one (q − window < k ≤ q). 0 = attend, −inf = not.
+ */
+export function packBias(runs: readonly { p: number; offset: number }[], T: number, past: number, window: number | null): Float32Array {
+  const rows = runs.reduce((n, r) => n + T - r.p, 0);
+  const total = past + rows;
+  const bias = new Float32Array(rows * total).fill(-Infinity);
+  const inWindow = (q: number, k: number) => window === null || k > q - window;
+  for (const { p, offset } of runs) {
+    for (let i = 0; i < T - p; i++) {
+      const q = p + i;
+      const row = (offset + i) * total;
+      for (let k = 0; k < p; k++) if (inWindow(q, k)) bias[row + k] = 0;
+      for (let j = 0; j <= i; j++) if (inWindow(q, p + j)) bias[row + past + offset + j] = 0;
+    }
+  }
+  return bias;
 }

@@ -11,12 +11,15 @@ import type { NamedTensor } from '../runtime/ort';
 import { SUFFIX_INPUT } from '../graph/suffix';
 import { emptyPast } from '../analyze';
 import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
-import { argmax, batchPositions, logitDiff, normalizedLd } from './metric';
+import { argmax, logitDiff, normalizedLd, packBias, packPositions } from './metric';
 import type { PatchingRequest, PatchingResult } from '../../shared/interventions';
 
-/** Rows of one patched batch (batch × positions recomputed): measured best on 2 cores (bench/patching.ts). */
-export const PATCH_ROW_BUDGET = 512;
-export const PATCH_MAX_BATCH = 32;
+/** How patched runs are packed into calls: rows = positions recomputed in one call (bench/whatif.ts measures it). */
+export interface PatchBatching {
+  rowBudget: number;
+  maxRuns: number;
+}
+export const PATCH_BATCHING: PatchBatching = { rowBudget: 384, maxRuns: 64 };
 
 /** A clean (or ablated) run of one prompt: its resid_pre rows, KV cache and last logits. */
 interface BaseRun {
@@ -56,6 +59,45 @@ function pastSlice(full: Float32Array, kv: number, T: number, hd: number, p0: nu
   return { data: out, dims: [1, kv, p0, hd] };
 }
 
+/**
+ * The feeds of one call: the runs patched at layer L at positions `pack` (descending), packed
+ * into one sequence, each with the source's vector at its patched position.
+ */
+function packFeeds(model: LoadedModel, L: number, pack: number[], base: BaseRun, source: BaseRun): Feeds {
+  const s = model.spec;
+  const d = s.dModel;
+  const { T } = base;
+  const runs: { p: number; offset: number }[] = [];
+  let rows = 0;
+  for (const p of pack) {
+    runs.push({ p, offset: rows });
+    rows += T - p;
+  }
+  const resid = new Float32Array(rows * d);
+  const positions = new BigInt64Array(rows);
+  const lastRows = new BigInt64Array(pack.length);
+  runs.forEach(({ p, offset }, j) => {
+    resid.set(base.resid.subarray((L * T + p) * d, (L * T + T) * d), offset * d);
+    const q = alignedPos(p, T, source.T);
+    resid.set(source.resid.subarray((L * source.T + q) * d, (L * source.T + q + 1) * d), offset * d);
+    for (let i = 0; i < T - p; i++) positions[offset + i] = BigInt(p + i);
+    lastRows[j] = BigInt(offset + T - p - 1);
+  });
+  const past = Math.max(...pack);
+  const feeds: Feeds = {
+    [SUFFIX_INPUT.resid]: { data: resid, dims: [1, rows, d] },
+    [SUFFIX_INPUT.positions]: { data: positions, dims: [rows] },
+    [SUFFIX_INPUT.attnBias]: { data: packBias(runs, T, past, s.slidingWindow), dims: [rows, past + rows] },
+    [SUFFIX_INPUT.lastRows]: { data: lastRows, dims: [pack.length] },
+    [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
+  };
+  for (let l = 0; l < s.nLayers; l++) {
+    feeds[hook.pastKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, past);
+    feeds[hook.pastValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, past);
+  }
+  return feeds;
+}
+
 function sameVector(a: Float32Array, ia: number, b: Float32Array, ib: number, d: number): boolean {
   for (let i = 0; i < d; i++) if (a[ia + i] !== b[ib + i]) return false;
   return true;
@@ -85,7 +127,12 @@ function checkRequest(model: LoadedModel, req: PatchingRequest): void {
 }
 
 /** The layer × position heatmap (PatchingResult in shared/interventions.ts). */
-export async function patchingHeatmap(model: LoadedModel, req: PatchingRequest, signal?: AbortSignal): Promise<PatchingResult> {
+export async function patchingHeatmap(
+  model: LoadedModel,
+  req: PatchingRequest,
+  signal?: AbortSignal,
+  batching: PatchBatching = PATCH_BATCHING,
+): Promise<PatchingResult> {
   const t0 = performance.now();
   requireInterventions(model);
   checkRequest(model, req);
@@ -116,6 +163,7 @@ export async function patchingHeatmap(model: LoadedModel, req: PatchingRequest, 
   let skipped = 0;
   let runs = 0;
   let calls = 0;
+  let layerPositions = 0;
   const suffix = await model.suffix!();
   const V = s.dVocab;
   for (let L = 0; L < s.nLayers; L++) {
@@ -128,32 +176,14 @@ export async function patchingHeatmap(model: LoadedModel, req: PatchingRequest, 
         skipped++;
       } else todo.push(p);
     }
-    for (const batch of batchPositions(todo, T, PATCH_ROW_BUDGET, PATCH_MAX_BATCH)) {
+    for (const pack of packPositions(todo, T, batching.rowBudget, batching.maxRuns)) {
       if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
-      const p0 = Math.min(...batch);
-      const n = T - p0;
-      const B = batch.length;
-      const resid = new Float32Array(B * n * d);
-      const rows = base.resid.subarray((L * T + p0) * d, (L * T + T) * d);
-      batch.forEach((p, b) => {
-        resid.set(rows, b * n * d);
-        const q = alignedPos(p, T, S);
-        resid.set(source.resid.subarray((L * S + q) * d, (L * S + q + 1) * d), (b * n + p - p0) * d);
-      });
-      const feeds: Feeds = {
-        ...heads,
-        [SUFFIX_INPUT.resid]: { data: resid, dims: [B, n, d] },
-        [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
-      };
-      for (let l = 0; l < s.nLayers; l++) {
-        feeds[SUFFIX_INPUT.cleanKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, p0);
-        feeds[SUFFIX_INPUT.cleanValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, p0);
-      }
-      const out = await suffix.run(feeds, ['logits']);
+      const out = await suffix.run({ ...heads, ...packFeeds(model, L, pack, base, source) }, ['logits']);
       const logits = out.logits!.data as Float32Array;
-      batch.forEach((p, b) => (grid[L * T + p] = ld(logits.subarray(b * V, (b + 1) * V))));
-      runs += B;
+      pack.forEach((p, b) => (grid[L * T + p] = ld(logits.subarray(b * V, (b + 1) * V))));
+      runs += pack.length;
       calls++;
+      for (const p of pack) layerPositions += (T - p) * (s.nLayers - L);
     }
   }
   const normalized = grid.map((v) => normalizedLd(v, ldClean, ldCorrupted));
@@ -172,6 +202,7 @@ export async function patchingHeatmap(model: LoadedModel, req: PatchingRequest, 
     skipped,
     runs,
     calls,
+    layerPositions,
     ms: performance.now() - t0,
   };
 }
