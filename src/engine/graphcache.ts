@@ -70,7 +70,13 @@ function builderFingerprint(): string {
       'onnx/builder.js',
       'onnx/branch.js',
       'arch/weights.js',
+      'arch/decoder-weights.js',
+      'arch/linear.js',
       'arch/spec.js',
+      'arch/families.js',
+      'arch/readers.js',
+      'arch/rope.js',
+      'arch/config.js',
     ].map((p) => path.join(__dirname, p)),
   ]) {
     try {

@@ -21,13 +21,10 @@
 //   Pythia-70M-like llama (untied), 1024 tokens + patterns: 1.53 → 1.57 GB, 1.56 → 1.97 GB
 //   the same, 2048 tokens + patterns (patterns dominate): after the analysis 2.89 → 3.06 GB
 import { EngineError } from './errors';
-import { paramCount, type ModelSpec } from './arch/spec';
+import { paramCount, type ParamShape } from './arch/spec';
 
-/** The fields of a ModelSpec the estimate uses (a full ModelSpec fits). */
-export type MemorySpec = Pick<
-  ModelSpec,
-  'family' | 'nLayers' | 'dModel' | 'nHeads' | 'nKvHeads' | 'headDim' | 'dVocab' | 'dMlp' | 'gatedMlp' | 'tiedEmbeddings' | 'maxPositions'
->;
+/** The fields of a ModelSpec the estimate uses (a full ModelSpec fits): those paramCount needs. */
+export type MemorySpec = ParamShape;
 
 export interface MemoryOptions {
   /** Attention patterns are computed (setting transformerDynamics.attentionPatterns). */
@@ -86,7 +83,7 @@ export function estimateMemory(spec: MemorySpec, weightBytesOnDisk: number, cont
   const L = s.nLayers;
   const V = s.dVocab;
   const d = s.dModel;
-  const params = paramCount(s as ModelSpec);
+  const params = paramCount(s);
 
   const forward = params * F;
   const lensW = V * d * F * (s.tiedEmbeddings ? 1 : 2);
@@ -138,6 +135,12 @@ function pickSpec(s: MemorySpec): MemorySpec {
     gatedMlp: s.gatedMlp,
     tiedEmbeddings: s.tiedEmbeddings,
     maxPositions: s.maxPositions,
+    norm: s.norm,
+    blockNorms: s.blockNorms,
+    qkNorm: s.qkNorm,
+    qkvBias: s.qkvBias,
+    outBias: s.outBias,
+    mlpBias: s.mlpBias,
   };
 }
 

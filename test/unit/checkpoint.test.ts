@@ -13,7 +13,7 @@ import {
 } from '../../src/engine/checkpoint/safetensors';
 import { openCheckpoint, WeightStore } from '../../src/engine/checkpoint/hf';
 import { loadModel } from '../../src/engine/model';
-import { specFromConfig } from '../../src/engine/arch/spec';
+import { specFromConfig, type ModelSpec } from '../../src/engine/arch/spec';
 import { encodeSafetensors, writeSafetensorsFile } from '../../tools/convert/safetensors-writer';
 import { FIXTURES, rejectsWith, tmpDir } from '../helpers';
 
@@ -219,7 +219,7 @@ describe('bad checkpoint folders give specific errors', () => {
     await rejectsWith(
       loadModel(dir, opts),
       'UNSUPPORTED_ARCHITECTURE',
-      /model_type "mamba" is not supported\. Supported: gpt2, llama, mistral, qwen2, gpt_neox/,
+      /model_type "mamba" is not supported\. Supported: gpt2, gpt_neox, llama, mistral, qwen2, qwen3, smollm3, olmo2, phi3, gemma, gemma2, gemma3_text\./,
     );
   });
 
@@ -275,6 +275,13 @@ describe('bad checkpoint folders give specific errors', () => {
   });
 });
 
+/** The inverse frequencies of a spec's (first) fixed rotary embedding. */
+function fixedInvFreq(s: ModelSpec): Float32Array {
+  const f = s.layers[0]!.rope!.freq;
+  assert.equal(f.kind, 'fixed');
+  return f.kind === 'fixed' ? f.invFreq : new Float32Array(0);
+}
+
 describe('config.json → spec', () => {
   test('families and defaults', () => {
     const llama = specFromConfig({
@@ -288,7 +295,7 @@ describe('config.json → spec', () => {
     });
     assert.equal(llama.family, 'llama');
     assert.equal(llama.headDim, 16);
-    assert.equal(llama.rope?.invFreq.length, 8);
+    assert.equal(fixedInvFreq(llama).length, 8);
     assert.equal(llama.tiedEmbeddings, false);
     const byArch = specFromConfig({
       architectures: ['GPTNeoXForCausalLM'],
@@ -299,7 +306,7 @@ describe('config.json → spec', () => {
       rotary_pct: 0.25,
     });
     assert.equal(byArch.family, 'gpt_neox');
-    assert.equal(byArch.rope?.rotaryDim, 4);
+    assert.equal(byArch.layers[0]!.rope?.rotaryDim, 4);
     assert.equal(byArch.parallelResidual, true);
   });
 
@@ -333,9 +340,9 @@ describe('config.json → spec', () => {
           num_attention_heads: 4,
           intermediate_size: 8,
           vocab_size: 9,
-          rope_scaling: { type: 'yarn', factor: 2 },
+          rope_scaling: { type: 'made-up', factor: 2 },
         }),
-      /rope_scaling type "yarn" is not supported/,
+      /"rope_scaling.rope_type" "made-up" is not supported/,
     );
   });
 
@@ -350,11 +357,13 @@ describe('config.json → spec', () => {
       rope_theta: 500000,
       max_position_embeddings: 131072,
     };
-    const plain = specFromConfig(base).rope!.invFreq;
-    const scaled = specFromConfig({
-      ...base,
-      rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
-    }).rope!.invFreq;
+    const plain = fixedInvFreq(specFromConfig(base));
+    const scaled = fixedInvFreq(
+      specFromConfig({
+        ...base,
+        rope_scaling: { rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+      }),
+    );
     assert.equal(scaled[0], plain[0]); // highest frequency untouched
     assert.ok(Math.abs(scaled[scaled.length - 1]! - plain[plain.length - 1]! / 32) < 1e-12);
   });

@@ -1,15 +1,17 @@
 // The engine against an independent numpy reference (tools/reference/numpy_ref.py):
 // every residual stream, attention pattern, the final logits and the logit lens of tiny
-// random checkpoints of each family and of the real stories260K weights.
+// random checkpoints of each family and of the real stories260K weights (test/fixtures/
+// stories260K); and resid_mid and the logit lens of every transformers 5.17 fixture
+// (test/fixtures/hf-transformers, whose other numbers hf-fixtures.test.ts checks).
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, emptyPast } from '../../src/engine/analyze';
 import type { Analysis } from '../../src/shared/analysis';
 import { convertLlama2c } from '../../tools/convert/llama2c';
-import { FIXTURES, SHARED_DATA, assertClose, flat, readJson, tmpDir } from '../helpers';
+import { FIXTURES, assertClose, flat, readJson, tmpDir } from '../helpers';
+import { HF_DIR, assertStreamsClose, hfFixtureNames } from '../hfReference';
 
 interface LensGolden {
   top_ids: number[][];
@@ -20,33 +22,36 @@ interface LensGolden {
   kl_to_final: number[];
 }
 
-interface Golden {
+/** What every golden holds (hf/ goldens: only these). */
+interface LensAndMid {
   model: string;
   ids: number[];
   n_layers: number;
   d_model: number;
   n_heads: number;
   d_vocab: number;
-  resid_pre: number[][][];
   resid_mid: number[][][];
+  lens: { k: number; layers: LensGolden[] };
+}
+
+interface Golden extends LensAndMid {
+  resid_pre: number[][][];
   resid_post: number[][][];
   pattern: number[][][][];
   logits: number[][];
-  lens: { k: number; layers: LensGolden[] };
   greedy_ids?: number[];
   encode_once_upon_a_time?: number[];
   encode_cases?: { text: string; ids: number[] }[];
 }
 
 const TOL = 1e-4;
-const STORIES_BIN = path.join(SHARED_DATA, 'stories260K', 'stories260K.bin');
-const STORIES_TOK = path.join(SHARED_DATA, 'stories260K', 'tok512.bin');
+const STORIES = path.join(FIXTURES, 'stories260K');
 
-/** The model's folder: a committed fixture, or stories260K converted from ../shared/data. */
+/** The model's folder: a committed fixture, or the vendored stories260K converted to HF layout. */
 function modelDir(name: string): string {
   if (name !== 'stories260K') return path.join(FIXTURES, 'models', name);
   const out = path.join(tmpDir('td-stories-'), 'stories260K');
-  convertLlama2c(STORIES_BIN, STORIES_TOK, out);
+  convertLlama2c(path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), out);
   return out;
 }
 
@@ -54,17 +59,25 @@ function compareToGolden(a: Analysis, g: Golden): void {
   const T = g.ids.length;
   const d = g.d_model;
   const nL = g.n_layers;
-  const { cache, lens } = a;
+  const { cache } = a;
   assert.equal(cache.pos, T);
   assertClose(cache.resid.subarray(0, T * d), flat(g.resid_pre[0]), TOL, 'resid_pre[0]');
   for (let L = 0; L < nL; L++) {
-    assertClose(cache.residMid.subarray(L * T * d, (L + 1) * T * d), flat(g.resid_mid[L]), TOL, `resid_mid[${L}]`);
     assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_post[L]), TOL, `resid_post[${L}]`);
     if (L + 1 < nL)
       assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_pre[L + 1]), TOL, `resid_pre[${L + 1}]`);
   }
   assert.ok(cache.patterns, 'patterns were computed');
   assertClose(cache.patterns, flat(g.pattern), TOL, 'attention patterns');
+  compareMidAndLens(a, g);
+}
+
+/** resid_mid of every layer and the logit lens of every layer and position. */
+function compareMidAndLens(a: Analysis, g: LensAndMid): void {
+  const T = g.ids.length;
+  const nL = g.n_layers;
+  const { cache, lens } = a;
+  assertStreamsClose(cache.residMid, Float32Array.from(flat(g.resid_mid)), nL, 'resid_mid');
   const k = lens.k;
   for (let L = 0; L < nL; L++) {
     const gl = g.lens.layers[L]!;
@@ -101,23 +114,21 @@ function logSoftmax(row: number[]): number[] {
 for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-neox-seq', 'stories260K']) {
   describe(`golden: ${name}`, () => {
     const goldenFile = path.join(FIXTURES, 'goldens', `${name}.json`);
-    const needsShared = name === 'stories260K' && !fs.existsSync(STORIES_BIN);
     let model: LoadedModel;
     let g: Golden;
     let a: Analysis;
     before(async () => {
-      if (needsShared) return;
       g = readJson<Golden>(goldenFile);
       model = await loadModel(modelDir(name), { threads: 2, executionProvider: 'cpu' });
       a = await analyze(model, { ids: g.ids, topK: 5, maxTokens: 4096, patterns: true });
     });
     after(async () => model?.release());
 
-    test('residual streams, patterns and lens match the numpy reference', { skip: needsShared && 'needs ../shared/data' }, () => {
+    test('residual streams, patterns and lens match the numpy reference', () => {
       compareToGolden(a, g);
     });
 
-    test('last layer of the lens equals the model logits', { skip: needsShared && 'needs ../shared/data' }, () => {
+    test('last layer of the lens equals the model logits', () => {
       const T = g.ids.length;
       const k = a.lens.k;
       const last = a.lens.rows - 1;
@@ -134,7 +145,7 @@ for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-
       assertClose([a.lastLogitsTop[0]!.prob], [a.lens.topProbs[(last * T + T - 1) * k]!], 1e-5, 'logits vs lens');
     });
 
-    test('lens probabilities and attention rows are distributions', { skip: needsShared && 'needs ../shared/data' }, () => {
+    test('lens probabilities and attention rows are distributions', () => {
       const { patterns, pos } = a.cache;
       const rows = patterns!.length / pos;
       for (let r = 0; r < rows; r++) {
@@ -146,35 +157,47 @@ for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-
     });
 
     if (name === 'stories260K') {
-      test(
-        'greedy decoding from BOS reproduces the published llama2.c sample',
-        { skip: needsShared && 'needs ../shared/data' },
-        async () => {
-          const ids = [1];
-          for (let i = 0; i < 60; i++) {
-            const out = await model.forward.run(
-              { input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] }, ...emptyPast(model) },
-              ['logits'],
-            );
-            const l = out.logits!.data as Float32Array;
-            let best = 0;
-            for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;
-            ids.push(best);
-          }
-          assert.deepEqual(ids.slice(1), g.greedy_ids!.slice(0, 60));
-          const text = model.tokenizer.decode(ids.slice(1));
-          const published =
-            'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with';
-          assert.ok(text.startsWith(published), `decoded: ${JSON.stringify(text)}`);
-        },
-      );
+      test('greedy decoding from BOS reproduces the published llama2.c sample', async () => {
+        const ids = [1];
+        for (let i = 0; i < 60; i++) {
+          const out = await model.forward.run(
+            { input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] }, ...emptyPast(model) },
+            ['logits'],
+          );
+          const l = out.logits!.data as Float32Array;
+          let best = 0;
+          for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;
+          ids.push(best);
+        }
+        assert.deepEqual(ids.slice(1), g.greedy_ids!.slice(0, 60));
+        const text = model.tokenizer.decode(ids.slice(1));
+        const published =
+          'Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with';
+        assert.ok(text.startsWith(published), `decoded: ${JSON.stringify(text)}`);
+      });
 
-      test('tokenizer gives llama2.c ids', { skip: needsShared && 'needs ../shared/data' }, () => {
+      test('tokenizer gives llama2.c ids', () => {
         assert.deepEqual(model.tokenizer.encodeIds('Once upon a time', false), g.encode_once_upon_a_time);
         assert.deepEqual(model.tokenizer.encodeIds('Once upon a time', false), [403, 407, 261, 378]);
         for (const c of g.encode_cases ?? [])
           assert.deepEqual(model.tokenizer.encodeIds(c.text, false), c.ids, `encode ${JSON.stringify(c.text)}`);
       });
     }
+  });
+}
+
+for (const name of hfFixtureNames()) {
+  describe(`golden: hf-transformers/${name}`, () => {
+    let model: LoadedModel;
+    let g: LensAndMid;
+    let a: Analysis;
+    before(async () => {
+      g = readJson<LensAndMid>(path.join(FIXTURES, 'goldens', 'hf', `${name}.json`));
+      model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu' });
+      a = await analyze(model, { ids: g.ids, topK: 5, maxTokens: 4096, patterns: false });
+    });
+    after(async () => model?.release());
+
+    test('resid_mid and the logit lens of every layer match the numpy reference', () => compareMidAndLens(a, g));
   });
 }

@@ -25,6 +25,12 @@ const tiny: MemorySpec = {
   gatedMlp: true,
   tiedEmbeddings: false,
   maxPositions: 64,
+  norm: 'rmsnorm',
+  blockNorms: 'pre',
+  qkNorm: 'none',
+  qkvBias: false,
+  outBias: false,
+  mlpBias: false,
 };
 
 const gpt2 = () => specFromConfig(SUGGESTED_MODELS.find((m) => m.repo === 'openai-community/gpt2')!.config);
@@ -41,9 +47,10 @@ function thrown(f: () => unknown): EngineError {
 describe('estimateMemory', () => {
   test('breakdown of a tiny model, by hand', () => {
     const e = estimateMemory(tiny, 1234, 4, { patterns: true });
-    // params: emb 10·8·2 = 160; per layer attn 8·2·4·2 + 8·1·4·2 = 192, gated mlp 8·16·3 = 384
-    assert.equal(e.params, 160 + 2 * (192 + 384));
-    assert.deepEqual(e.weights, { forward: 1312 * 4, lens: 10 * 8 * 4 * 2, total: 1312 * 4 + 640 });
+    // params: emb 10·8·2 = 160; per layer attn 8·2·4·2 + 8·1·4·2 = 192, gated mlp 8·16·3 = 384,
+    // two RMSNorms 2·8; the final norm 8
+    assert.equal(e.params, 160 + 2 * (192 + 384 + 16) + 8);
+    assert.deepEqual(e.weights, { forward: 1352 * 4, lens: 10 * 8 * 4 * 2, total: 1352 * 4 + 640 });
     assert.deepEqual(e.activations, {
       residual: 5 * 4 * 8 * 4 * 2, // (2L+1)·T·d floats, ORT output + JS copy
       patterns: 2 * 2 * 16 * 4 * 2, // L·H·T² floats, twice
@@ -54,9 +61,9 @@ describe('estimateMemory', () => {
       total: 1280 + 512 + 256 + 1280 + 256 + 2464,
     });
     assert.equal(e.overhead, BASE_OVERHEAD_BYTES + 10 * OVERHEAD_PER_VOCAB_BYTES);
-    assert.equal(e.total, 5888 + 6048 + e.overhead);
-    assert.equal(e.loadTransient, 2 * 5248 + 640);
-    assert.equal(e.loadPeak, 5888 + 11136 + e.overhead);
+    assert.equal(e.total, 6048 + 6048 + e.overhead);
+    assert.equal(e.loadTransient, 2 * 5408 + 640);
+    assert.equal(e.loadPeak, 6048 + 11456 + e.overhead);
     assert.equal(ACTIVATIONS_BEYOND_LOAD, 0.5);
     assert.equal(e.peak, e.loadPeak + 0.5 * 6048);
     assert.equal(e.diskBytes, 1234);
@@ -75,9 +82,9 @@ describe('estimateMemory', () => {
   test('GPT-2 numbers', () => {
     const s = gpt2();
     const e = estimateMemory(s, 548e6, 1024, { patterns: true });
-    assert.equal(e.params, 124_318_464);
+    assert.equal(e.params, 124_439_808); // as published: embeddings, positions, weights, biases, LayerNorms
     assert.equal(e.params, paramCount(s));
-    assert.equal(e.weights.forward, 497_273_856);
+    assert.equal(e.weights.forward, 124_439_808 * 4);
     assert.equal(e.weights.lens, 50257 * 768 * 4); // tied: the lens session holds W_E once
     assert.equal(e.activations.patterns, 12 * 12 * 1024 * 1024 * 4 * 2);
     assert.equal(e.activations.residual, 25 * 1024 * 768 * 4 * 2);

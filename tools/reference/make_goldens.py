@@ -4,7 +4,7 @@
   python3 tools/reference/make_goldens.py [--hf-stories DIR]
 
 * tiny-*      : read from test/fixtures/models/<name> (HF layout) by numpy_ref.load_hf.
-* stories260K : read natively from ../shared/data/stories260K/stories260K.bin by
+* stories260K : read natively from test/fixtures/stories260K/stories260K.bin by
                 numpy_ref.Llama2c (run.c's interleaved RoPE; no converter involved), ids =
                 BOS + the first 30 greedy ids; plus greedy_ids (80), tokenizer cases.
 * --hf-stories DIR : also run the HF-layout folder written by tools/convert/llama2c.ts
@@ -28,8 +28,8 @@ import numpy_ref as R  # noqa: E402
 from make_tiny_checkpoints import MODELS, tiny_vocab_and_merges, bytes_to_unicode  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SHARED = os.path.join(REPO, "..", "shared", "data")
-STORIES = os.path.join(SHARED, "stories260K")
+STORIES = os.path.join(REPO, "test", "fixtures", "stories260K")
+HF = os.path.join(REPO, "test", "fixtures", "hf-transformers")
 TINY_TEXT = "the cat sat on the mat, and the cat sat on the hat."
 FLOAT_FMT = "%.7g"
 K = 5
@@ -151,6 +151,46 @@ def golden(name: str, arch: str, source: str, model: R.Model, ids: list[int], te
     return g, run, ln
 
 
+def hf_golden(name: str) -> dict:
+    """The numpy reference on a transformers 5.17 fixture: resid_mid and the logit lens (the
+    fixture itself holds transformers' residual streams, logits and patterns)."""
+    d = os.path.join(HF, name)
+    m = R.load_hf(d)
+    ids = [int(i) for i in R.read_safetensors(os.path.join(d, "reference.safetensors"))["input_ids"]]
+    g, run, _ = golden(name, json.load(open(os.path.join(d, "config.json")))["model_type"], f"test/fixtures/hf-transformers/{name}", m, ids, None)
+    for k in ("resid_pre", "resid_post", "pattern", "logits"):
+        del g[k]
+        del g["shapes"][k]
+    g["note"] = "resid_pre/post, logits and patterns: compare with the fixture's reference.safetensors (transformers 5.17)"
+    return g
+
+
+# KV-cache generation across a change of RoPE frequencies: LongRoPE switching from its short to
+# its long factors, dynamic NTK growing its base, once the whole sequence (past + new) passes the
+# original context. Cached keys keep the rotation they were given (as in transformers).
+KV_CASES = [
+    ("phi3-longrope-short", 60, 10, "longrope, original context 64: short factors, then long from step 5"),
+    ("phi4-mini", 28, 10, "longrope with partial rotary 0.75, original context 32: switches at step 5"),
+    ("llama-dynamic", 28, 10, "dynamic NTK, max_position_embeddings 32: the base grows from step 5"),
+    ("gemma3-mixed", 20, 10, "sliding window 8 on two of three layers, through the cache"),
+]
+
+
+def kv_golden() -> dict:
+    cases = []
+    for name, n_prompt, steps, what in KV_CASES:
+        d = os.path.join(HF, name)
+        ids = [int(i) for i in R.read_safetensors(os.path.join(d, "reference.safetensors"))["input_ids"]]
+        prompt = (ids * 2)[:n_prompt]
+        m = R.load_hf(d)
+        gen, logits = R.greedy_kv(m, prompt, steps)
+        # the same continuation recomputed without a cache differs where the frequencies changed
+        full = m.run(prompt + gen[:-1])["logits"][n_prompt - 1 :]
+        cases.append({"model": name, "what": what, "prompt": prompt, "gen_ids": gen, "gen_logits": fl(logits),
+                      "max_abs_diff_to_recompute": float("%.3g" % np.abs(full - logits).max())})
+    return {"reference": "tools/reference/numpy_ref.py greedy_kv (float64)", "cases": cases}
+
+
 def write(path: str, obj: dict) -> int:
     s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     with open(path, "w", encoding="utf-8") as f:
@@ -172,11 +212,30 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(REPO, "test", "fixtures", "goldens"))
     ap.add_argument("--models", default=os.path.join(REPO, "test", "fixtures", "models"))
     ap.add_argument("--hf-stories", default=None, help="HF folder written by tools/convert/llama2c.ts")
+    ap.add_argument("--hf-only", action="store_true", help="only the goldens of test/fixtures/hf-transformers (goldens/hf/)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     total = 0
 
-    tiny_ids = gpt2_bpe_encode(TINY_TEXT)
+    hf_out = os.path.join(args.out, "hf")
+    os.makedirs(hf_out, exist_ok=True)
+    for name in sorted(n for n in os.listdir(HF) if os.path.isdir(os.path.join(HF, n))):
+        g = hf_golden(name)
+        n = write(os.path.join(hf_out, f"{name}.json"), g)
+        total += n
+        print(f"hf/{name}: {n} bytes, stats {g['stats']}")
+    kv = kv_golden()
+    total += write(os.path.join(hf_out, "kv-cache.json"), kv)
+    print("hf/kv-cache.json:", [(c["model"], c["max_abs_diff_to_recompute"]) for c in kv["cases"]])
+    if args.hf_only:
+        print(f"total golden bytes: {total}")
+        return
+
+    try:
+        tiny_ids = gpt2_bpe_encode(TINY_TEXT)
+    except FileNotFoundError:  # GPT-2's BPE files (../shared/data/gpt2-bpe) are not here: the committed ids
+        tiny_ids = json.load(open(os.path.join(args.out, "tiny-gpt2.json")))["ids"]
+        print("GPT-2 BPE files not found: using the ids of the committed tiny-gpt2.json")
     for name in MODELS:
         d = os.path.join(args.models, name)
         m = R.load_hf(d)
@@ -195,7 +254,7 @@ def main() -> None:
     pub = published_sample()
     assert pub.startswith(greedy_text), "native greedy decode does not reproduce the published sample"
     ids = [1] + greedy_ids[:30]
-    g, run, _ = golden("stories260K", "llama2c", "../shared/data/stories260K/stories260K.bin (native llama2.c reader)", m, ids, None)
+    g, run, _ = golden("stories260K", "llama2c", "test/fixtures/stories260K/stories260K.bin (native llama2.c reader)", m, ids, None)
     once = tok.encode("Once upon a time")
     cases = [
         "Once upon a time",

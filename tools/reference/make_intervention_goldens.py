@@ -4,8 +4,10 @@ patching from the independent numpy reference (numpy_ref.run_intervened, float64
 
   python3 tools/reference/make_intervention_goldens.py [--models DIR] [--out DIR]
 
-For every tiny model of test/fixtures/models (one per family and variant):
-  * clean run of the tiny text (the ids of goldens/<name>.json) with every head's mean z
+For every tiny model of test/fixtures/models and a model of each family and variant of
+test/fixtures/hf-transformers (Gemma 1/2/3, Qwen3, OLMo 2, Phi-3 with LongRoPE, SmolLM3 with
+NoPE layers, Mistral's sliding window, dynamic NTK):
+  * clean run of the ids of goldens/<name>.json (goldens/hf/<name>.json) with every head's mean z
   * zero and mean ablation of two heads: residual streams, logits, and 6 greedy tokens
     generated with the ablation (mean: means over the prompt's positions)
   * patching: a corrupted prompt (one token changed) and a shorter one (aligned from the end);
@@ -43,13 +45,21 @@ def ablated_heads(m: R.Model) -> list[tuple[int, int]]:
 
 
 def corrupt(ids: list[int], d_vocab: int) -> list[int]:
-    """The same prompt with the token at position 4 replaced."""
+    """The same prompt with the token 5 positions before the end replaced (within every
+    fixture's sliding window of the last position, so the last prediction can change)."""
     out = list(ids)
-    out[4] = (out[4] + 7) % d_vocab
+    out[-5] = (out[-5] + 7) % d_vocab
     return out
 
 
-def ablation_case(m: R.Model, ids: list[int], clean_z, mode: str) -> dict:
+def eos_ids(d: str) -> set[int]:
+    """config.json's eos_token_id(s): the engine's greedy decoding stops there, EOS included."""
+    with open(os.path.join(d, "config.json"), encoding="utf-8") as f:
+        e = json.load(f).get("eos_token_id")
+    return set(e if isinstance(e, list) else [] if e is None else [e])
+
+
+def ablation_case(m: R.Model, ids: list[int], clean_z, mode: str, stop: set[int]) -> dict:
     heads = ablated_heads(m)
     hz = R.head_z_for(m, clean_z, heads, mode)
     r = R.run_intervened(m, ids, head_z=hz)
@@ -58,8 +68,8 @@ def ablation_case(m: R.Model, ids: list[int], clean_z, mode: str) -> dict:
         "heads": [{"layer": L, "head": h} for L, h in heads],
         "resid_pre": fl(r["resid_pre"]),
         "resid_post_last": fl(r["resid_post"][-1]),
-        "logits": fl(r["logits"]),
-        "greedy_ids": R.greedy_intervened(m, ids, GEN_STEPS, hz),
+        "logits_last": fl(r["logits"][-1]),
+        "greedy_ids": R.greedy_intervened(m, ids, GEN_STEPS, hz, stop),
     }
 
 
@@ -81,10 +91,25 @@ def patching_case(m: R.Model, clean: list[int], corrupted: list[int]) -> dict:
     }
 
 
-def golden(name: str, d: str) -> dict:
+# test/fixtures/hf-transformers models: one per family and variant (ids of goldens/hf/<name>.json)
+HF_MODELS = [
+    "gemma",
+    "gemma2",
+    "gemma3-mixed",
+    "qwen3",
+    "olmo2",
+    "phi3-longrope",
+    "smollm3-nope",
+    "mistral-window",
+    "llama-dynamic",
+]
+HF_TOKENS = 24  # the first tokens of those ids: the brute-force grids stay small
+
+
+def golden(name: str, d: str, golden_file: str, n_tokens: int | None = None) -> dict:
     m = R.load_hf(d)
-    with open(os.path.join(REPO, "test", "fixtures", "goldens", f"{name}.json"), encoding="utf-8") as f:
-        ids = json.load(f)["ids"]  # the tiny text, as the plain goldens
+    with open(golden_file, encoding="utf-8") as f:
+        ids = json.load(f)["ids"][:n_tokens]  # the text of the plain goldens
     clean = R.run_intervened(m, ids)
     plain = m.run(ids)
     assert np.allclose(clean["logits"], plain["logits"], atol=0, rtol=0), "run_intervened without interventions != run"
@@ -94,19 +119,20 @@ def golden(name: str, d: str) -> dict:
     whole = R.run_intervened(m, ids, resid_patch={layer: {p: src[layer, p] for p in range(len(ids))}})
     return {
         "model": name,
+        "model_dir": os.path.relpath(d, REPO),
         "reference": "tools/reference/numpy_ref.py run_intervened(), float64 math, values printed with %.7g",
         "ids": ids,
         "n_layers": m.n_layers,
         "n_heads": m.n_heads,
         "d_model": m.d_model,
         "z_mean": fl(clean["z"].mean(axis=2)),  # [L, H, d_head]
-        "ablation": [ablation_case(m, ids, clean["z"], "zero"), ablation_case(m, ids, clean["z"], "mean")],
+        "ablation": [ablation_case(m, ids, clean["z"], mode, eos_ids(d)) for mode in ("zero", "mean")],
         "patching": [patching_case(m, ids, corrupted), patching_case(m, ids, ids[2:])],
         "patch_layer": {
             "layer": layer,
             "source_ids": corrupted,
             "resid_pre": fl(whole["resid_pre"]),
-            "logits": fl(whole["logits"]),
+            "logits_last": fl(whole["logits"][-1]),
         },
     }
 
@@ -117,8 +143,14 @@ def main() -> None:
     ap.add_argument("--out", default=os.path.join(REPO, "test", "fixtures", "goldens", "interventions"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    goldens = os.path.join(REPO, "test", "fixtures", "goldens")
     for name in MODELS:
-        g = golden(name, os.path.join(args.models, name))
+        g = golden(name, os.path.join(args.models, name), os.path.join(goldens, f"{name}.json"))
+        n = write(os.path.join(args.out, f"{name}.json"), g)
+        print(f"{name}: {n} bytes")
+    for name in HF_MODELS:
+        d = os.path.join(REPO, "test", "fixtures", "hf-transformers", name)
+        g = golden(name, d, os.path.join(goldens, "hf", f"{name}.json"), HF_TOKENS)
         n = write(os.path.join(args.out, f"{name}.json"), g)
         print(f"{name}: {n} bytes")
 

@@ -6,27 +6,38 @@ F32/F16/BF16 are widened exactly to float64), so the reference is more accurate 
 the float32 ONNX engine it checks; compare with a float32-sized tolerance.
 
 Contents
-  * read_safetensors()        minimal reader (F64, F32, F16, BF16)
-  * load_hf(dir)              forward passes for three Hugging Face families, read from
-                              an HF folder (config.json + model.safetensors):
+  * read_safetensors()        minimal reader (F64, F32, F16, BF16, I64)
+  * load_hf(dir)              forward passes read from a Hugging Face folder (config.json +
+                              model.safetensors), written from transformers' definitions:
       - gpt2      GPT2LMHeadModel (Conv1D [in,out] weights, fused c_attn, learned
                   positions, LayerNorm, gelu_new, tied lm_head)
-      - llama     LlamaForCausalLM / MistralForCausalLM / Qwen2ForCausalLM (RMSNorm,
-                  RoPE rotate_half, SwiGLU, GQA, optional q/k/v(/o) biases, tied or not)
+      - Decoder   the Llama tensor layout: llama, mistral, qwen2, qwen3, smollm3, olmo2,
+                  phi3, gemma, gemma2, gemma3_text (FAMILIES: pre / sandwich / post norms,
+                  q/k norms per head or per projection, Gemma's (1 + w) norms and
+                  sqrt(d_model) embeddings, soft-capping, query_pre_attn_scalar, fused
+                  qkv/gate_up, biases, GQA, per-layer sliding windows and NoPE layers)
       - gpt_neox  GPTNeoXForCausalLM / Pythia (LayerNorm with bias, fused qkv laid out
                   [n_heads, 3, head_dim], partial rotary, parallel or sequential
                   residual, exact erf GELU, untied embed_out)
+  * rope_parameters(), Rope   RoPE from config.json in both formats (rope_parameters; the
+                              older rope_theta / rope_scaling / rotary_* keys) with
+                              transformers 5.17's precedence; default, linear, llama3, yarn,
+                              longrope (short/long by the sequence length), dynamic NTK
+  * greedy_kv()               greedy continuation through a KV cache (keys keep the rotation
+                              they were given, as in transformers)
   * Llama2c                   native llama2.c legacy .bin reader with run.c's
                               *interleaved* RoPE (independent of tools/convert)
   * Llama2cTokenizer          llama2.c's tok512.bin + run.c encode()/decode()
-  * lens()                    logit-lens quantities (docs/METRICS.md)
+  * lens()                    logit-lens quantities (docs/METRICS.md), through the model's
+                              final norm, unembedding and final soft-capping
   * run_intervened()          head ablation (replace a head's z) and residual-stream patching
                               (replace resid_pre cells), greedy_intervened(), patching_grid()
 
 Conventions (TransformerLens names, as the engine): resid_pre[L] = input of block L
-(resid_pre[0] = token embedding (+ position embedding for gpt2)); resid_mid[L] =
-resid_pre[L] + attention output of block L (also for parallel-residual NeoX blocks,
-i.e. without the MLP); resid_post[L] = block output = resid_pre[L+1];
+(resid_pre[0] = token embedding (+ position embedding for gpt2; x sqrt(d_model) for
+Gemma)); resid_mid[L] = resid_pre[L] + attention output of block L as it is added to the
+stream (after the post-attention norm of Gemma 2/3 and OLMo 2; also for parallel-residual
+NeoX blocks, i.e. without the MLP); resid_post[L] = block output = resid_pre[L+1];
 pattern[L] = softmax attention probabilities [n_heads, q, k], causal.
 """
 from __future__ import annotations
@@ -65,6 +76,9 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
             arr = np.frombuffer(buf, "<f2")
         elif dt == "BF16":
             arr = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        elif dt == "I64":
+            out[name] = np.frombuffer(buf, "<i8").reshape(info["shape"])
+            continue
         else:
             raise ValueError(f"{path}: tensor {name}: unsupported dtype {dt}")
         out[name] = arr.astype(DT).reshape(info["shape"])
@@ -120,38 +134,57 @@ def log_softmax(x, axis=-1):
     return x - m - np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
 
 
-def causal_attention(q, k, v):
-    """q [H,T,hd], k/v [H,T,hd] (kv already expanded to H heads).
-    Returns (out [T, H*hd], pattern [H,T,T])."""
-    H, T, hd = q.shape
-    scores = q @ k.transpose(0, 2, 1) / math.sqrt(hd)
-    mask = np.triu(np.ones((T, T), dtype=bool), 1)
-    scores = np.where(mask[None], -np.inf, scores)
+def attention(q, k, v, q_pos, k_pos, scale, window=None, softcap=None):
+    """q [H,s,hd] at positions q_pos; k/v [H,t,hd] (kv already expanded to H heads) at k_pos.
+    A query sees keys at positions <= its own, and with a sliding window only the last
+    `window` of them (itself included). Scores are soft-capped (cap * tanh(s / cap)) before
+    the mask. Returns (out [s, H*hd], pattern [H,s,t])."""
+    H, s, hd = q.shape
+    scores = q @ k.transpose(0, 2, 1) * scale
+    if softcap is not None:
+        scores = softcap * np.tanh(scores / softcap)
+    blocked = k_pos[None, :] > q_pos[:, None]
+    if window is not None:
+        blocked |= k_pos[None, :] <= q_pos[:, None] - window
+    scores = np.where(blocked[None], -np.inf, scores)
     p = softmax(scores, -1)
-    z = p @ v  # [H, T, hd]: each head's output before W_O (TransformerLens hook_z)
+    z = p @ v  # [H, s, hd]: each head's output before W_O (TransformerLens hook_z)
     if _Z_HOOK is not None:
         z = _Z_HOOK(z)
-    out = z.transpose(1, 0, 2).reshape(T, H * hd)
+    out = z.transpose(1, 0, 2).reshape(s, H * hd)
     return out, p
 
 
-# Set by run_intervened() while one block runs: a function of that block's z [H,T,hd]
-# (head ablation), applied by causal_attention(). None outside interventions.
+# Set by run_intervened() while one block runs: a function of that block's z [H,s,hd]
+# (head ablation), applied by attention(). None outside interventions.
 _Z_HOOK: Callable | None = None
 
 
+def causal_attention(q, k, v):
+    """Square causal attention (no cache): (out [T, H*hd], pattern [H,T,T])."""
+    pos = np.arange(q.shape[1])
+    return attention(q, k, v, pos, pos, 1.0 / math.sqrt(q.shape[-1]))
+
+
+def rotate_half_apply(x, inv, pos, factor=1.0):
+    """HF convention: rotate the first 2*len(inv) dims of x [H,T,hd] as two halves."""
+    rot = 2 * len(inv)
+    if rot == 0:
+        return x
+    ang = pos[:, None].astype(np.float64) * inv[None, :]  # [T, rot/2]
+    cos = (np.concatenate([np.cos(ang), np.cos(ang)], -1)[None] * factor).astype(x.dtype)
+    sin = (np.concatenate([np.sin(ang), np.sin(ang)], -1)[None] * factor).astype(x.dtype)
+    xr, xp = x[..., :rot], x[..., rot:]
+    half = rot // 2
+    rotated = np.concatenate([-xr[..., half:], xr[..., :half]], -1)
+    return np.concatenate([xr * cos + rotated * sin, xp], -1)
+
+
 def rope_rotate_half(x, pos, theta, rot_dims):
-    """HF convention: x [H,T,hd]; rotate the first rot_dims dims as two halves."""
+    """Plain RoPE (base theta) of the first rot_dims dims."""
     if rot_dims == 0:
         return x
-    inv = 1.0 / theta ** (np.arange(0, rot_dims, 2, dtype=DT) / rot_dims)
-    ang = pos[:, None].astype(DT) * inv[None, :]  # [T, rot/2]
-    cos = np.concatenate([np.cos(ang), np.cos(ang)], -1)[None]
-    sin = np.concatenate([np.sin(ang), np.sin(ang)], -1)[None]
-    xr, xp = x[..., :rot_dims], x[..., rot_dims:]
-    half = rot_dims // 2
-    rot = np.concatenate([-xr[..., half:], xr[..., :half]], -1)
-    return np.concatenate([xr * cos + rot * sin, xp], -1)
+    return rotate_half_apply(x, 1.0 / theta ** (np.arange(0, rot_dims, 2, dtype=np.float64) / rot_dims), pos)
 
 
 def rope_interleaved(x, pos, theta):
@@ -167,10 +200,125 @@ def rope_interleaved(x, pos, theta):
     return out
 
 
+# ----------------------------------------------------------------------------- rope from config
+SCALED = ("llama3", "yarn", "longrope")
+
+
+def rope_parameters(cfg: dict, mt: str) -> dict:
+    """{layer type or "all": rope dict} as transformers 5.17 standardises config.json, for
+    both formats: rope_parameters, or the older rope_theta / rope_scaling (which, when set,
+    replaces rope_parameters) / partial_rotary_factor, GPT-NeoX's rotary_emb_base /
+    rotary_pct, Gemma 3's rope_local_base_freq, Phi-3's top-level original context."""
+    max_pos = cfg.get("max_position_embeddings")
+    if mt == "gemma3_text":
+        keyed = {k: dict(v) for k, v in (cfg.get("rope_parameters") or {}).items() if v is not None}
+        full = keyed.get("full_attention", {"rope_type": "default"})
+        if cfg.get("rope_scaling") is not None:
+            full.update(cfg["rope_scaling"])
+        full.setdefault("rope_theta", cfg.get("rope_theta", 1_000_000.0))
+        sliding = keyed.get("sliding_attention", {"rope_type": "default"})
+        sliding.setdefault("rope_theta", cfg.get("rope_local_base_freq", 10_000.0))
+        out = {"full_attention": full, "sliding_attention": sliding}
+        for rp in out.values():
+            rp.setdefault("rope_type", rp.pop("type", "default"))
+            if rp["rope_type"] in SCALED:
+                rp.setdefault("original_max_position_embeddings", max_pos)
+        return out
+    rp = dict(cfg.get("rope_scaling") or cfg.get("rope_parameters") or {})
+    if mt == "gpt_neox":
+        rp.setdefault("rope_theta", cfg.get("rotary_emb_base", 10_000.0))
+        rp.setdefault("partial_rotary_factor", cfg.get("rotary_pct", 0.25))
+    else:
+        rp.setdefault("rope_theta", cfg.get("rope_theta", 2_000_000.0 if mt == "smollm3" else 10_000.0))
+        partial = cfg.get("partial_rotary_factor", 1.0 if mt == "phi3" else None)
+        if partial is not None:
+            rp.setdefault("partial_rotary_factor", partial)
+    rp.setdefault("rope_type", rp.pop("type", "default"))
+    if mt == "phi3" and rp["rope_type"] in ("su", "yarn"):
+        rp["rope_type"] = "longrope"
+    if rp["rope_type"] in SCALED:
+        top = cfg.get("original_max_position_embeddings", 4096 if mt == "phi3" else None)
+        if top is not None:
+            rp["original_max_position_embeddings"] = top
+        rp.setdefault("original_max_position_embeddings", max_pos)
+    return {"all": rp}
+
+
+class Rope:
+    """One rotary embedding: inverse frequencies for a sequence of a given total length
+    (dynamic NTK and LongRoPE depend on it), the cos/sin factor, the rotated dims."""
+
+    def __init__(self, rp: dict, head_dim: int, max_pos: int):
+        self.type = rp["rope_type"]
+        self.dim = int(head_dim * rp.get("partial_rotary_factor", 1.0))
+        self.base = float(rp["rope_theta"])
+        self.rp, self.max_pos, self.factor = rp, max_pos, 1.0
+        exps = np.arange(0, self.dim, 2, dtype=np.float64) / self.dim
+        self.exps = exps
+        inv = self.base**-exps
+        t = self.type
+        if t == "linear":
+            inv = inv / rp["factor"]
+        elif t == "llama3":
+            inv = self._llama3(inv)
+        elif t == "yarn":
+            inv = self._yarn(inv)
+        elif t == "longrope":
+            omax = rp["original_max_position_embeddings"]
+            f = rp.get("factor") or max_pos / omax
+            self.factor = rp.get("attention_factor") or (1.0 if f <= 1 else math.sqrt(1 + math.log(f) / math.log(omax)))
+            self.short = inv / np.asarray(rp["short_factor"], dtype=np.float64)
+            self.long = inv / np.asarray(rp["long_factor"], dtype=np.float64)
+        elif t not in ("default", "dynamic"):
+            raise ValueError(f"rope_type {t!r} not supported by the reference")
+        self.inv = inv
+
+    def _llama3(self, inv):
+        rp = self.rp
+        f, lo, hi, old = rp["factor"], rp["low_freq_factor"], rp["high_freq_factor"], rp["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv
+        smooth = (old / wavelen - lo) / (hi - lo)
+        mid = (1 - smooth) * inv / f + smooth * inv
+        return np.where(wavelen < old / hi, inv, np.where(wavelen > old / lo, inv / f, mid))
+
+    def _yarn(self, inv):
+        rp, dim = self.rp, self.dim
+        old = rp["original_max_position_embeddings"]
+        f = rp.get("factor") or self.max_pos / old
+        ms, msa = rp.get("mscale"), rp.get("mscale_all_dim")
+        m = lambda s, k=1.0: 1.0 if s <= 1 else 0.1 * k * math.log(s) + 1.0  # noqa: E731
+        att = rp.get("attention_factor")
+        self.factor = att if att is not None else (m(f, ms) / m(f, msa) if ms and msa else m(f))
+        fast, slow = rp.get("beta_fast") or 32, rp.get("beta_slow") or 1
+        cdim = lambda rot: dim * math.log(old / (rot * 2 * math.pi)) / (2 * math.log(self.base))  # noqa: E731
+        lo, hi = cdim(fast), cdim(slow)
+        if rp.get("truncate", True):
+            lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = max(lo, 0), min(hi, dim - 1)
+        if lo == hi:
+            hi += 0.001
+        ramp = np.clip((np.arange(dim // 2) - lo) / (hi - lo), 0, 1)
+        return (inv / f) * ramp + inv * (1 - ramp)
+
+    def inv_freq(self, total: int):
+        if self.type == "dynamic":
+            n = max(total, self.max_pos)
+            f = self.rp["factor"]
+            base = self.base * ((f * n / self.max_pos) - (f - 1)) ** (self.dim / (self.dim - 2))
+            return base**-self.exps
+        if self.type == "longrope":
+            return self.long if total > self.rp["original_max_position_embeddings"] else self.short
+        return self.inv
+
+    def __call__(self, x, pos, total):
+        return rotate_half_apply(x, self.inv_freq(total), pos, self.factor)
+
+
 # ----------------------------------------------------------------------------- models
 class Model:
     """Common result: run(ids) -> dict(resid_pre, resid_mid, resid_post [L,T,d],
-    pattern [L,H,T,T], logits [T,V]); final_norm(x); unembed(x)."""
+    pattern [L,H,T,T], logits [T,V]); final_norm(x); unembed(x). With a KV cache (a dict
+    from new_cache()), run() continues the cached sequence: step() is one token."""
 
     arch = "?"
     n_layers = d_model = n_heads = d_vocab = 0
@@ -181,23 +329,40 @@ class Model:
     def unembed(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def block(self, L, x, pos):  # -> (resid_mid, resid_post, pattern)
+    def block(self, L, x, pos, cache=None):  # -> (resid_mid, resid_post, pattern)
         raise NotImplementedError
 
-    def embed(self, ids):
+    def embed(self, ids, pos):
         raise NotImplementedError
 
-    def run(self, ids):
+    def new_cache(self) -> dict:
+        return {"length": 0, "k": {}, "v": {}}
+
+    @staticmethod
+    def cached(cache, L, k, v):
+        """Appends this step's keys/values [heads, s, hd] to layer L's cache; returns all of them."""
+        if cache is None:
+            return k, v
+        if L in cache["k"]:
+            k = np.concatenate([cache["k"][L], k], 1)
+            v = np.concatenate([cache["v"][L], v], 1)
+        cache["k"][L], cache["v"][L] = k, v
+        return k, v
+
+    def run(self, ids, cache=None):
         ids = np.asarray(ids, dtype=np.int64)
-        pos = np.arange(len(ids))
-        x = self.embed(ids)
+        start = cache["length"] if cache else 0
+        pos = np.arange(start, start + len(ids))
+        x = self.embed(ids, pos)
         pre, mid, post, pat = [], [], [], []
         for L in range(self.n_layers):
             pre.append(x)
-            m, x, p = self.block(L, x, pos)
+            m, x, p = self.block(L, x, pos, cache)
             mid.append(m)
             post.append(x)
             pat.append(p)
+        if cache is not None:
+            cache["length"] = start + len(ids)
         logits = self.unembed(self.final_norm(x))
         return {
             "resid_pre": np.stack(pre),
@@ -210,6 +375,11 @@ class Model:
 
 def _strip_prefix(w: dict, prefix: str) -> dict:
     return {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in w.items()}
+
+
+def _heads(x, n, hd):
+    """[T, n*hd] -> [n, T, hd]"""
+    return x.reshape(x.shape[0], n, hd).transpose(1, 0, 2)
 
 
 class GPT2(Model):
@@ -226,19 +396,20 @@ class GPT2(Model):
         self.W_E = self.w["wte.weight"]
         self.d_vocab = self.W_E.shape[0]
         assert not cfg.get("scale_attn_by_inverse_layer_idx", False)
-        assert not cfg.get("reorder_and_upcast_attn", False)
+        assert cfg.get("scale_attn_weights", True)
 
-    def embed(self, ids):
-        return self.W_E[ids] + self.w["wpe.weight"][np.arange(len(ids))]
+    def embed(self, ids, pos):
+        return self.W_E[ids] + self.w["wpe.weight"][pos]
 
-    def block(self, L, x, pos):
+    def block(self, L, x, pos, cache=None):
         w, p = self.w, f"h.{L}."
         d, H = self.d_model, self.n_heads
-        T, hd = x.shape[0], d // H
+        hd = d // H
         h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], self.eps)
         qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]  # Conv1D [in,out]
-        q, k, v = (qkv[:, i * d : (i + 1) * d].reshape(T, H, hd).transpose(1, 0, 2) for i in range(3))
-        a, pat = causal_attention(q, k, v)
+        q, k, v = (_heads(qkv[:, i * d : (i + 1) * d], H, hd) for i in range(3))
+        k, v = self.cached(cache, L, k, v)
+        a, pat = attention(q, k, v, pos, np.arange(k.shape[1]), 1.0 / math.sqrt(hd))
         a = a @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
         mid = x + a
         h = layer_norm(mid, w[p + "ln_2.weight"], w[p + "ln_2.bias"], self.eps)
@@ -253,59 +424,171 @@ class GPT2(Model):
         return x @ self.W_E.T
 
 
-class LlamaFamily(Model):
-    """llama / mistral / qwen2 (HF layout: rotate_half RoPE)."""
+# What differs between the decoders with the Llama tensor layout, from each family's modeling
+# file in transformers 5.17: the norms around the sublayers ("pre": x + f(norm x); "sandwich":
+# x + norm f(norm x); "post": x + norm f(x)), q/k norms ("head": RMSNorm over head_dim;
+# "proj": over the whole projection), Gemma's (1 + w) norms and sqrt(d_model) embeddings,
+# which config keys give biases, and the defaults of keys a config may omit.
+FAMILIES = {
+    "llama": dict(kv=None, hd=None, eps=1e-6, tied=False, act=("hidden_act", "silu"), bias="attention_bias", mlp_bias=True),
+    "mistral": dict(kv=8, hd=None, eps=1e-6, tied=False, act=("hidden_act", "silu"), bias=None, window="mistral"),
+    "qwen2": dict(kv=32, hd=None, eps=1e-6, tied=False, act=("hidden_act", "silu"), bias="qkv", window="qwen"),
+    "qwen3": dict(kv=32, hd=128, eps=1e-6, tied=False, act=("hidden_act", "silu"), bias="attention_bias", qk="head", window="qwen"),
+    "smollm3": dict(kv=4, hd=None, eps=1e-6, tied=True, act=("hidden_act", "silu"), bias="attention_bias", mlp_bias=True, window="smollm3"),
+    "olmo2": dict(kv=None, hd=None, eps=1e-5, tied=False, act=("hidden_act", "silu"), bias="attention_bias", norms="post", qk="proj"),
+    "phi3": dict(kv=None, hd=None, eps=1e-5, tied=False, act=("hidden_act", "silu"), bias=None, fused=True, window="mistral"),
+    "gemma": dict(kv=16, hd=256, eps=1e-6, tied=True, act=("hidden_act", "gelu_pytorch_tanh"), bias="attention_bias", gemma=True),
+    "gemma2": dict(kv=4, hd=256, eps=1e-6, tied=True, act=("hidden_activation", "gelu_pytorch_tanh"), bias="attention_bias",
+                   gemma=True, norms="sandwich", window="gemma2", softcap=(50.0, 30.0)),
+    "gemma3_text": dict(kv=4, hd=256, eps=1e-6, tied=True, act=("hidden_activation", "gelu_pytorch_tanh"), bias="attention_bias",
+                        gemma=True, norms="sandwich", qk="head", window="gemma3", softcap=(None, None)),
+}
 
-    arch = "llama"
+
+def layer_types(cfg: dict, mt: str, n: int, no_rope: list) -> tuple[list, int | None]:
+    """(attention type of each layer, the sliding window) per the family's config rules."""
+    fam = FAMILIES[mt].get("window")
+    given = cfg.get("layer_types")
+    if fam == "mistral":  # one window for every layer (Mistral default 4096, Phi-3 none)
+        w = cfg.get("sliding_window", 4096 if mt == "mistral" else None)
+        return ["sliding_attention" if w is not None else "full_attention"] * n, w
+    if fam == "qwen":
+        w = cfg.get("sliding_window", 4096) if cfg.get("use_sliding_window", False) else None
+        first = cfg.get("max_window_layers", 28)
+        computed = ["sliding_attention" if w is not None and i >= first else "full_attention" for i in range(n)]
+    elif fam == "smollm3":
+        w = cfg.get("sliding_window")
+        use = cfg.get("use_sliding_window", False)
+        computed = ["sliding_attention" if use and w is not None and not no_rope[i] else "full_attention" for i in range(n)]
+    elif fam == "gemma2":
+        w = cfg.get("sliding_window", 4096)
+        computed = ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)]
+    elif fam == "gemma3":
+        w = cfg.get("sliding_window", 4096)
+        pattern = cfg.get("sliding_window_pattern", 6)
+        computed = ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n)]
+    else:
+        return ["full_attention"] * n, None
+    return (given if given is not None else computed), w
+
+
+class Decoder(Model):
+    """Llama-layout decoders (model.layers.N.*): llama, mistral, qwen2, qwen3, smollm3,
+    olmo2, phi3, gemma, gemma2, gemma3_text."""
+
+    arch = "decoder"
 
     def __init__(self, cfg, w):
-        self.cfg = cfg
-        self.w = w
-        self.n_layers = cfg["num_hidden_layers"]
+        mt = cfg["model_type"]
+        f = FAMILIES[mt]
+        self.cfg, self.w, self.mt, self.f = cfg, w, mt, f
+        self.n_layers = n = cfg["num_hidden_layers"]
         self.d_model = cfg["hidden_size"]
         self.n_heads = cfg["num_attention_heads"]
-        self.n_kv = cfg.get("num_key_value_heads") or self.n_heads
-        self.hd = cfg.get("head_dim") or self.d_model // self.n_heads
-        self.eps = cfg.get("rms_norm_eps", 1e-6)
-        self.theta = float(cfg.get("rope_theta", 10000.0))
-        rs = cfg.get("rope_scaling")
-        if rs and rs.get("rope_type", rs.get("type")) not in (None, "default"):
-            raise ValueError(f"rope_scaling {rs} not supported by the reference")
-        self.act = ACT[cfg.get("hidden_act", "silu")]
+        self.n_kv = cfg.get("num_key_value_heads") or f["kv"] or self.n_heads
+        self.hd = cfg.get("head_dim") or f["hd"] or self.d_model // self.n_heads
+        self.eps = cfg.get("rms_norm_eps", f["eps"])
+        self.act = ACT[cfg.get(f["act"][0], f["act"][1])]
+        self.gemma = f.get("gemma", False)
+        self.norms = f.get("norms", "pre")
+        max_pos = cfg.get("max_position_embeddings")
+        if mt == "smollm3":
+            every = cfg.get("no_rope_layer_interval", 4)
+            keep = cfg.get("no_rope_layers") or [int((i + 1) % every != 0) for i in range(n)]
+            self.no_rope = [not keep[i] for i in range(n)]
+        else:
+            self.no_rope = [False] * n
+        self.types, self.window = layer_types(cfg, mt, n, self.no_rope)
+        ropes = {t: Rope(rp, self.hd, max_pos) for t, rp in rope_parameters(cfg, mt).items()}
+        self.ropes = [None if self.no_rope[i] else ropes.get(self.types[i], ropes.get("all")) for i in range(n)]
+        caps = f.get("softcap")
+        if caps:  # Gemma 2 defaults 50 / 30; Gemma 3's attention takes no softcap in transformers 5.17
+            self.attn_cap = cfg.get("attn_logit_softcapping", caps[0]) if mt == "gemma2" else None
+            self.final_cap = cfg.get("final_logit_softcapping", caps[1])
+            self.scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5
+        else:
+            self.attn_cap = self.final_cap = None
+            self.scale = self.hd**-0.5
         self.W_E = w["model.embed_tokens.weight"]
         self.d_vocab = self.W_E.shape[0]
-        self.W_U = w["lm_head.weight"].T if "lm_head.weight" in w else self.W_E.T
+        tied = cfg.get("tie_word_embeddings", f["tied"])
+        self.W_U = self.W_E.T if tied else w["lm_head.weight"].T
 
-    def embed(self, ids):
-        return self.W_E[ids]
+    def rms(self, x, name):
+        wt = self.w[name + ".weight"]
+        return rms_norm(x, 1.0 + wt if self.gemma else wt, self.eps)
+
+    def embed(self, ids, pos):
+        e = self.W_E[ids]
+        return e * math.sqrt(self.d_model) if self.gemma else e
 
     def _lin(self, x, name):
         y = x @ self.w[name + ".weight"].T
         b = self.w.get(name + ".bias")
         return y + b if b is not None else y
 
-    def block(self, L, x, pos):
-        p = f"model.layers.{L}."
-        T, H, KV, hd = x.shape[0], self.n_heads, self.n_kv, self.hd
-        h = rms_norm(x, self.w[p + "input_layernorm.weight"], self.eps)
-        q = self._lin(h, p + "self_attn.q_proj").reshape(T, H, hd).transpose(1, 0, 2)
-        k = self._lin(h, p + "self_attn.k_proj").reshape(T, KV, hd).transpose(1, 0, 2)
-        v = self._lin(h, p + "self_attn.v_proj").reshape(T, KV, hd).transpose(1, 0, 2)
-        q = rope_rotate_half(q, pos, self.theta, hd)
-        k = rope_rotate_half(k, pos, self.theta, hd)
+    def _qkv(self, h, a):
+        H, KV, hd = self.n_heads, self.n_kv, self.hd
+        if self.f.get("fused"):
+            qkv = self._lin(h, a + "qkv_proj")
+            return qkv[:, : H * hd], qkv[:, H * hd : (H + KV) * hd], qkv[:, (H + KV) * hd :]
+        return self._lin(h, a + "q_proj"), self._lin(h, a + "k_proj"), self._lin(h, a + "v_proj")
+
+    def attention(self, L, h, pos, cache):
+        a = f"model.layers.{L}.self_attn."
+        H, KV, hd = self.n_heads, self.n_kv, self.hd
+        q, k, v = self._qkv(h, a)
+        if self.f.get("qk") == "proj":
+            q, k = self.rms(q, a + "q_norm"), self.rms(k, a + "k_norm")
+        q, k, v = _heads(q, H, hd), _heads(k, KV, hd), _heads(v, KV, hd)
+        if self.f.get("qk") == "head":
+            q, k = self.rms(q, a + "q_norm"), self.rms(k, a + "k_norm")
+        rope = self.ropes[L]
+        total = int(pos[-1]) + 1
+        if rope is not None:
+            q, k = rope(q, pos, total), rope(k, pos, total)
+        k, v = self.cached(cache, L, k, v)
         rep = H // KV
-        k, v = np.repeat(k, rep, axis=0), np.repeat(v, rep, axis=0)  # head h -> kv h//rep
-        a, pat = causal_attention(q, k, v)
-        mid = x + self._lin(a, p + "self_attn.o_proj")
-        h = rms_norm(mid, self.w[p + "post_attention_layernorm.weight"], self.eps)
-        g = self.act(self._lin(h, p + "mlp.gate_proj")) * self._lin(h, p + "mlp.up_proj")
-        return mid, mid + self._lin(g, p + "mlp.down_proj"), pat
+        k, v = np.repeat(k, rep, axis=0), np.repeat(v, rep, axis=0)  # head h -> kv h // rep
+        window = self.window if self.types[L] == "sliding_attention" else None
+        out, pat = attention(q, k, v, pos, np.arange(k.shape[1]), self.scale, window, self.attn_cap)
+        return self._lin(out, a + "o_proj"), pat
+
+    def mlp(self, L, h):
+        m = f"model.layers.{L}.mlp."
+        if self.f.get("fused"):
+            gu = self._lin(h, m + "gate_up_proj")
+            gate, up = np.split(gu, 2, axis=-1)
+        else:
+            gate, up = self._lin(h, m + "gate_proj"), self._lin(h, m + "up_proj")
+        return self._lin(self.act(gate) * up, m + "down_proj")
+
+    def block(self, L, x, pos, cache=None):
+        p = f"model.layers.{L}."
+        h = x if self.norms == "post" else self.rms(x, p + "input_layernorm")
+        attn, pat = self.attention(L, h, pos, cache)
+        if self.norms != "pre":
+            attn = self.rms(attn, p + "post_attention_layernorm")
+        mid = x + attn
+        if self.norms == "pre":
+            h = self.rms(mid, p + "post_attention_layernorm")
+        elif self.norms == "sandwich":
+            h = self.rms(mid, p + "pre_feedforward_layernorm")
+        else:
+            h = mid
+        out = self.mlp(L, h)
+        if self.norms != "pre":
+            out = self.rms(out, p + "post_feedforward_layernorm")
+        return mid, mid + out, pat
 
     def final_norm(self, x):
-        return rms_norm(x, self.w["model.norm.weight"], self.eps)
+        return self.rms(x, "model.norm")
 
     def unembed(self, x):
-        return x @ self.W_U
+        logits = x @ self.W_U
+        if self.final_cap is not None:
+            logits = self.final_cap * np.tanh(logits / self.final_cap)
+        return logits
 
 
 class GPTNeoX(Model):
@@ -318,9 +601,7 @@ class GPTNeoX(Model):
         self.d_model = cfg["hidden_size"]
         self.n_heads = cfg["num_attention_heads"]
         self.hd = self.d_model // self.n_heads
-        pct = cfg.get("partial_rotary_factor", cfg.get("rotary_pct", 0.25))
-        self.rot = int(self.hd * pct)
-        self.theta = float(cfg.get("rope_theta", cfg.get("rotary_emb_base", 10000)))
+        self.rope = Rope(rope_parameters(cfg, "gpt_neox")["all"], self.hd, cfg.get("max_position_embeddings", 2048))
         self.eps = cfg.get("layer_norm_eps", 1e-5)
         self.parallel = cfg.get("use_parallel_residual", True)
         self.act = ACT[cfg.get("hidden_act", "gelu")]
@@ -328,7 +609,7 @@ class GPTNeoX(Model):
         self.d_vocab = self.W_E.shape[0]
         self.W_U = (self.w["embed_out.weight"] if "embed_out.weight" in self.w else self.W_E).T
 
-    def embed(self, ids):
+    def embed(self, ids, pos):
         return self.W_E[ids]
 
     def _lin(self, x, name):
@@ -339,15 +620,16 @@ class GPTNeoX(Model):
     def _ln(self, x, name):
         return layer_norm(x, self.w[name + ".weight"], self.w[name + ".bias"], self.eps)
 
-    def block(self, L, x, pos):
+    def block(self, L, x, pos, cache=None):
         p = f"layers.{L}."
         T, H, hd = x.shape[0], self.n_heads, self.hd
         h = self._ln(x, p + "input_layernorm")
         qkv = self._lin(h, p + "attention.query_key_value").reshape(T, H, 3 * hd)
         q, k, v = (qkv[:, :, i * hd : (i + 1) * hd].transpose(1, 0, 2) for i in range(3))
-        q = rope_rotate_half(q, pos, self.theta, self.rot)
-        k = rope_rotate_half(k, pos, self.theta, self.rot)
-        a, pat = causal_attention(q, k, v)
+        total = int(pos[-1]) + 1
+        q, k = self.rope(q, pos, total), self.rope(k, pos, total)
+        k, v = self.cached(cache, L, k, v)
+        a, pat = attention(q, k, v, pos, np.arange(k.shape[1]), 1.0 / math.sqrt(hd))
         attn_out = self._lin(a, p + "attention.dense")
         mid = x + attn_out
 
@@ -372,11 +654,25 @@ def load_hf(model_dir: str) -> Model:
     mt = cfg.get("model_type")
     if mt == "gpt2":
         return GPT2(cfg, w)
-    if mt in ("llama", "mistral", "qwen2"):
-        return LlamaFamily(cfg, w)
+    if mt in FAMILIES:
+        return Decoder(cfg, w)
     if mt == "gpt_neox":
         return GPTNeoX(cfg, w)
     raise ValueError(f"model_type {mt!r} not supported by the reference")
+
+
+def greedy_kv(model: Model, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
+    """Greedy continuation through the KV cache: the prompt in one call, then one token per
+    call (as transformers generates); returns the ids and the logits each step chose from."""
+    cache = model.new_cache()
+    logits = model.run(prompt, cache)["logits"][-1]
+    ids, steps = [], []
+    for _ in range(n):
+        steps.append(logits)
+        nxt = int(np.argmax(logits))
+        ids.append(nxt)
+        logits = model.run([nxt], cache)["logits"][-1]
+    return ids, np.stack(steps)
 
 
 # ----------------------------------------------------------------------------- llama2.c
@@ -423,10 +719,10 @@ class Llama2c(Model):
         assert o == f.size, (o, f.size)
         self.eps, self.theta = 1e-5, 10000.0
 
-    def embed(self, ids):
+    def embed(self, ids, pos):
         return self.tok[ids]
 
-    def block(self, L, x, pos):
+    def block(self, L, x, pos, cache=None):
         T, H, KV, hd = x.shape[0], self.n_heads, self.n_kv, self.hd
         h = rms_norm(x, self.rms_att[L], self.eps)
         q = (h @ self.wq[L].T).reshape(T, H, hd).transpose(1, 0, 2)
@@ -561,7 +857,7 @@ def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
     global _Z_HOOK
     ids = np.asarray(ids, dtype=np.int64)
     pos = np.arange(len(ids))
-    x = model.embed(ids)
+    x = model.embed(ids, pos)
     head_z = head_z or {}
     resid_patch = resid_patch or {}
     pre, mid, post, pat, zs = [], [], [], [], []
@@ -581,10 +877,10 @@ def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
 
         _Z_HOOK = hook
         try:
-            m, x, p_ = model.block(L, x, pos)
+            m, x, p_ = model.block(L, x, pos, None)
         finally:
             _Z_HOOK = None
-        assert len(seen) == 1, f"block {L} of {model.arch} did not go through causal_attention() once"
+        assert len(seen) == 1, f"block {L} of {model.arch} did not go through attention() once"
         zs.append(seen[0])
         mid.append(m)
         post.append(x)
@@ -610,14 +906,17 @@ def head_z_for(model: Model, clean_z, heads, mode: str) -> dict:
     return out
 
 
-def greedy_intervened(model: Model, prompt: list[int], n: int, head_z: dict) -> list[int]:
-    """Greedy continuation with the same head_z at every step (full recomputation)."""
+def greedy_intervened(model: Model, prompt: list[int], n: int, head_z: dict, stop=()) -> list[int]:
+    """Greedy continuation with the same head_z at every step (full recomputation); a token
+    in `stop` (EOS) ends it, included."""
     ids = list(prompt)
     out: list[int] = []
     for _ in range(n):
         nxt = int(np.argmax(run_intervened(model, ids, head_z=head_z)["logits"][-1]))
         out.append(nxt)
         ids.append(nxt)
+        if nxt in stop:
+            break
     return out
 
 

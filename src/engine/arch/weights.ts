@@ -4,23 +4,23 @@
 import { EngineError } from '../errors';
 import type { WeightStore } from '../checkpoint/hf';
 import type { ModelSpec } from './spec';
-import { transposeToF32 } from '../checkpoint/safetensors';
+import { columns, fromTorch, rows, torchLinear, type Linear, type Norm } from './linear';
+import { decoderReader } from './decoder-weights';
 
-export interface Linear {
-  w: Float32Array; // [d_in, d_out]
-  b: Float32Array | null; // [d_out]
-  dIn: number;
-  dOut: number;
-}
-
-export interface Norm {
-  w: Float32Array; // [d_model]
-  b: Float32Array | null;
-}
+export type { Linear, Norm } from './linear';
+export { transpose } from './linear';
 
 export interface BlockWeights {
-  ln1: Norm;
-  ln2: Norm;
+  /** Norm of the attention input; null where the block normalises the attention output only (OLMo 2). */
+  ln1: Norm | null;
+  /** Norm of the MLP input; null for OLMo 2. */
+  ln2: Norm | null;
+  /** Norms of the attention and MLP outputs before they join the residual stream (Gemma 2/3, OLMo 2). */
+  lnAttnOut: Norm | null;
+  lnMlpOut: Norm | null;
+  /** RMSNorm weights of queries and keys ([head_dim], or the whole projection for OLMo 2). */
+  qNorm: Norm | null;
+  kNorm: Norm | null;
   q: Linear;
   k: Linear;
   v: Linear;
@@ -41,34 +41,6 @@ export interface GlobalWeights {
   unembedBias: Float32Array | null;
 }
 
-/** Transpose a row-major [rows, cols] matrix. */
-export function transpose(src: Float32Array, rows: number, cols: number): Float32Array {
-  return transposeToF32(src, 'F32', rows, cols);
-}
-
-/** Rows [r0, r1) of a row-major matrix with `cols` columns. */
-function rows(src: Float32Array, cols: number, r0: number, r1: number): Float32Array {
-  return src.slice(r0 * cols, r1 * cols);
-}
-
-/** Columns [c0, c1) of a row-major [nRows, cols] matrix. */
-function columns(src: Float32Array, nRows: number, cols: number, c0: number, c1: number): Float32Array {
-  const w = c1 - c0;
-  const out = new Float32Array(nRows * w);
-  for (let r = 0; r < nRows; r++) out.set(src.subarray(r * cols + c0, r * cols + c1), r * w);
-  return out;
-}
-
-/** A torch Linear weight [out, in] → canonical [in, out]. */
-function fromTorch(w: Float32Array, dOut: number, dIn: number, b: Float32Array | null): Linear {
-  return { w: transpose(w, dOut, dIn), b, dIn, dOut };
-}
-
-/** A torch Linear stored in the checkpoint as [out, in], read straight into canonical [in, out]. */
-function torchLinear(st: WeightStore, name: string, dOut: number, dIn: number, bias: Float32Array | null): Linear {
-  return { w: st.float32Transposed(`${name}.weight`, [dOut, dIn]), b: bias, dIn, dOut };
-}
-
 export interface WeightReader {
   globals(): GlobalWeights;
   block(layer: number): BlockWeights;
@@ -77,13 +49,16 @@ export interface WeightReader {
 /** The reader for a spec's family; `globals()` is read once and memoised. */
 export function weightReader(spec: ModelSpec, store: WeightStore): WeightReader {
   const inner =
-    spec.family === 'gpt2' ? gpt2Reader(spec, store) : spec.family === 'llama' ? llamaReader(spec, store) : neoxReader(spec, store);
+    spec.family === 'gpt2' ? gpt2Reader(spec, store) : spec.family === 'llama' ? decoderReader(spec, store) : neoxReader(spec, store);
   let globals: GlobalWeights | null = null;
   return {
     globals: () => (globals ??= inner.globals()),
     block: (L) => inner.block(L),
   };
 }
+
+/** The norms only some layouts have. */
+const NO_EXTRA_NORMS = { lnAttnOut: null, lnMlpOut: null, qNorm: null, kNorm: null } as const;
 
 /** Finds the first of several candidate names that exists (checkpoints differ in prefixes). */
 function pick(store: WeightStore, candidates: string[]): string {
@@ -107,7 +82,7 @@ function gpt2Reader(s: ModelSpec, st: WeightStore): WeightReader {
   return {
     globals() {
       const embed = f('wte.weight', [s.dVocab, d]);
-      const head = st.has('lm_head.weight') && !s.tiedEmbeddings ? st.float32('lm_head.weight', [s.dVocab, d]) : embed;
+      const head = s.tiedEmbeddings ? embed : st.float32('lm_head.weight', [s.dVocab, d]);
       return {
         embed,
         posEmbed: f('wpe.weight', [s.maxPositions, d]),
@@ -128,6 +103,7 @@ function gpt2Reader(s: ModelSpec, st: WeightStore): WeightReader {
       return {
         ln1: { w: f(`${p}ln_1.weight`, [d]), b: f(`${p}ln_1.bias`, [d]) },
         ln2: { w: f(`${p}ln_2.weight`, [d]), b: f(`${p}ln_2.bias`, [d]) },
+        ...NO_EXTRA_NORMS,
         q: split(0),
         k: split(1),
         v: split(2),
@@ -135,41 +111,6 @@ function gpt2Reader(s: ModelSpec, st: WeightStore): WeightReader {
         up: conv(`${p}mlp.c_fc`, d, s.dMlp),
         gate: null,
         down: conv(`${p}mlp.c_proj`, s.dMlp, d),
-      };
-    },
-  };
-}
-
-function llamaReader(s: ModelSpec, st: WeightStore): WeightReader {
-  const d = s.dModel;
-  const qDim = s.nHeads * s.headDim;
-  const kvDim = s.nKvHeads * s.headDim;
-  const lin = (n: string, dOut: number, dIn: number, bias: boolean): Linear =>
-    torchLinear(st, n, dOut, dIn, bias ? st.float32(`${n}.bias`, [dOut]) : null);
-  return {
-    globals() {
-      const embed = st.float32('model.embed_tokens.weight', [s.dVocab, d]);
-      const tied = s.tiedEmbeddings || !st.has('lm_head.weight');
-      return {
-        embed,
-        posEmbed: null,
-        lnFinal: { w: st.float32('model.norm.weight', [d]), b: null },
-        unembed: tied ? embed : st.float32('lm_head.weight', [s.dVocab, d]),
-        unembedBias: null,
-      };
-    },
-    block(L) {
-      const p = `model.layers.${L}.`;
-      return {
-        ln1: { w: st.float32(`${p}input_layernorm.weight`, [d]), b: null },
-        ln2: { w: st.float32(`${p}post_attention_layernorm.weight`, [d]), b: null },
-        q: lin(`${p}self_attn.q_proj`, qDim, d, s.qkvBias),
-        k: lin(`${p}self_attn.k_proj`, kvDim, d, s.qkvBias),
-        v: lin(`${p}self_attn.v_proj`, kvDim, d, s.qkvBias),
-        o: lin(`${p}self_attn.o_proj`, d, qDim, s.outBias),
-        up: lin(`${p}mlp.up_proj`, s.dMlp, d, s.mlpBias),
-        gate: lin(`${p}mlp.gate_proj`, s.dMlp, d, s.mlpBias),
-        down: lin(`${p}mlp.down_proj`, d, s.dMlp, s.mlpBias),
       };
     },
   };
@@ -210,6 +151,7 @@ function neoxReader(s: ModelSpec, st: WeightStore): WeightReader {
       return {
         ln1: norm(`${p}input_layernorm`),
         ln2: norm(`${p}post_attention_layernorm`),
+        ...NO_EXTRA_NORMS,
         q: part(0),
         k: part(1),
         v: part(2),

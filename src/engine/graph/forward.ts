@@ -8,7 +8,7 @@
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, seq, past+seq]
 // One graph serves analysis (past = 0) and generation (past = KV cache).
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
-import type { ModelSpec } from '../arch/spec';
+import type { LayerSpec, ModelSpec, RopeSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
@@ -35,6 +35,12 @@ export interface ForwardGraphOptions {
    * result back up, as mixed-precision inference in PyTorch does.
    */
   halfWeights?: boolean;
+  /**
+   * 'all': `logits` holds every position [batch, seq, d_vocab] (tests compare whole sequences
+   * with a reference); default 'last': only the last position [batch, d_vocab], all that
+   * generation and analysis read.
+   */
+  logits?: 'last' | 'all';
   /** Intervention inputs and the z-mean outputs (graph/interventions.ts); default on. */
   interventions?: boolean;
 }
@@ -81,14 +87,18 @@ function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: str
   return g.cast(g.op(op, [g.cast(x, 'float16'), w], attrs), 'float32');
 }
 
-/** Per-graph shared values: positions, RoPE tables, causal mask. */
+/** Per-graph shared values: positions, one causal mask per window size, RoPE tables per rope. */
 export interface Shared {
   batch: string;
   seq: string;
   past: string;
-  cos: string | null; // [seq, rotary_dim]
-  sin: string | null;
-  mask: string; // [seq, past+seq], 0 or -inf
+  /** past + seq: the sequence length the new positions see (LongRoPE and dynamic NTK choose by it). */
+  total: string;
+  /** [seq, 1] int64 positions of the new tokens, and [1, past+seq] of every key. */
+  qCol: string;
+  kRow: string;
+  masks: Map<number | null, string>; // [seq, past+seq], 0 or -inf
+  ropes: Map<RopeSpec, { cos: string; sin: string }>; // [seq, rotary_dim]
 }
 
 export function buildForwardGraph(
@@ -127,6 +137,7 @@ export function* forwardGraphLayers(
   const wE = weightInit(g, 'W_E', globals.embed, [spec.dVocab, spec.dModel]);
 
   let x = gatherRows(g, wE, ids); // [batch, seq, d_model]
+  if (spec.embedScale !== 1) x = g.op('Mul', [x, g.float(spec.embedScale)]); // Gemma: × √d_model
   if (globals.posEmbed) {
     const posIds = g.op('Range', [shared.past, g.op('Add', [shared.past, shared.seq]), g.ints([1], true)]);
     const wPos = weightInit(g, 'W_pos', globals.posEmbed, [spec.maxPositions, spec.dModel]);
@@ -138,19 +149,38 @@ export function* forwardGraphLayers(
 
   for (let L = 0; L < spec.nLayers; L++) {
     const w = reader.block(L);
-    x = block(g, spec, shared, w, L, x, opts);
+    x = block(g, spec, shared, { w, L, layer: spec.layers[L]! }, x, opts);
     if (L + 1 < spec.nLayers) x = residPatchHook(g, L + 1, x, opts); // interventions.ts
     g.output(hook.residPost(L), x, 'float32', residDims);
     yield L;
   }
 
+  const readOut = (h: string) =>
+    softcap(
+      g,
+      unembed(g, spec, globals, norm(g, spec, h, globals.lnFinal, 'ln_final'), globals.unembed === globals.embed ? wE : null),
+      spec.finalSoftcap,
+    );
+  if (opts.logits === 'all') {
+    const flat = readOut(g.op('Reshape', [x, g.ints([-1, spec.dModel])])); // [batch·seq, d_vocab]
+    const shape = g.op(
+      'Concat',
+      [g.op('Unsqueeze', [shared.batch, g.ints([0])]), g.op('Unsqueeze', [shared.seq, g.ints([0])]), g.ints([spec.dVocab])],
+      { axis: 0 },
+    );
+    g.output('logits', g.op('Reshape', [flat, shape]), 'float32', ['batch', 'seq', spec.dVocab]);
+    return g;
+  }
   // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
-  const lastIdx = g.op('Sub', [shared.seq, g.ints([1], true)]);
-  const last = g.op('Gather', [x, lastIdx], { axis: 1 });
-  const normed = norm(g, spec, last, globals.lnFinal, 'ln_final');
-  const logits = unembed(g, spec, globals, normed, globals.unembed === globals.embed ? wE : null);
-  g.output('logits', logits, 'float32', ['batch', spec.dVocab]);
+  const last = g.op('Gather', [x, g.op('Sub', [shared.seq, g.ints([1], true)])], { axis: 1 });
+  g.output('logits', readOut(last), 'float32', ['batch', spec.dVocab]);
   return g;
+}
+
+/** cap·tanh(x/cap) (Gemma 2/3's soft-capping of attention scores and final logits); x when cap is null. */
+export function softcap(g: GraphBuilder, x: string, cap: number | null): string {
+  if (cap === null) return x;
+  return g.op('Mul', [g.op('Tanh', [g.op('Div', [x, g.float(cap)])]), g.float(cap)]);
 }
 
 /** logits = x @ W_U (+ b_U) with W_U stored [d_vocab, d_model] (Gemm with transB). */
@@ -162,7 +192,7 @@ export function unembed(g: GraphBuilder, spec: ModelSpec, globals: GlobalWeights
   return bias ? g.op('Add', [logits, bias]) : logits;
 }
 
-export function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
+function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
   const idShape = g.op('Shape', [ids]);
   const batch = g.op('Gather', [idShape, g.ints([0], true)], { axis: 0 });
   const seq = g.op('Gather', [idShape, g.ints([1], true)], { axis: 0 });
@@ -173,34 +203,77 @@ export function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Sha
   const kPos = g.op('Range', [g.ints([0], true), total, one]); // [past+seq]
   const qCol = g.op('Unsqueeze', [qPos, g.ints([1])]); // [seq, 1]
   const kRow = g.op('Unsqueeze', [kPos, g.ints([0])]); // [1, past+seq]
-  let blocked = g.op('Greater', [kRow, qCol]); // future keys
-  if (spec.slidingWindow !== null) {
-    const tooOld = g.op('LessOrEqual', [kRow, g.op('Sub', [qCol, g.ints([spec.slidingWindow], true)])]);
-    blocked = g.op('Or', [blocked, tooOld]);
+  const sh: Shared = { batch, seq, past, total, qCol, kRow, masks: new Map(), ropes: new Map() };
+  for (const layer of spec.layers) {
+    if (!sh.masks.has(layer.window)) sh.masks.set(layer.window, causalMask(g, sh, layer.window));
+    if (layer.rope && !sh.ropes.has(layer.rope)) sh.ropes.set(layer.rope, ropeTables(g, sh, layer.rope, sh.ropes.size));
   }
-  const mask = g.op('Where', [blocked, g.float(-Infinity), g.float(0)]);
-  return { batch, seq, past, ...ropeTables(g, spec, qCol), mask };
+  return sh;
 }
 
-/** RoPE cos/sin tables [seq, rotary_dim] for the query positions qCol [seq, 1] (int64); null without RoPE. */
-export function ropeTables(g: GraphBuilder, spec: ModelSpec, qCol: string): { cos: string | null; sin: string | null } {
-  if (!spec.rope) return { cos: null, sin: null };
-  const posF = g.cast(qCol, 'float32'); // [seq, 1]
-  const inv = g.initializer('rope_inv_freq', spec.rope.invFreq, [1, spec.rope.rotaryDim / 2]);
-  const freqs = g.op('Mul', [posF, inv]); // [seq, rotary_dim/2]
+/** 0 where a query may attend, -inf elsewhere: future keys, and keys `window` or more positions back. */
+function causalMask(g: GraphBuilder, sh: Shared, window: number | null): string {
+  let blocked = g.op('Greater', [sh.kRow, sh.qCol]); // future keys
+  if (window !== null) {
+    const tooOld = g.op('LessOrEqual', [sh.kRow, g.op('Sub', [sh.qCol, g.ints([window], true)])]);
+    blocked = g.op('Or', [blocked, tooOld]);
+  }
+  return g.op('Where', [blocked, g.float(-Infinity), g.float(0)]);
+}
+
+/**
+ * cos and sin of the new positions [seq, rotary_dim] (× the rope's attention factor). The
+ * frequencies may depend on the whole sequence length past + seq (LongRoPE, dynamic NTK): in
+ * the graph, so one generation step sees what transformers computes for it. Keys already in
+ * the KV cache keep the rotation they were given, as in transformers.
+ */
+export function ropeTables(g: GraphBuilder, sh: Shared, rope: RopeSpec, index: number): { cos: string; sin: string } {
+  const inv = invFreq(g, sh, rope, `rope${index}`); // [1, rotary_dim/2]
+  const freqs = g.op('Mul', [g.cast(sh.qCol, 'float32'), inv]); // [seq, rotary_dim/2]
   const emb = g.op('Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
-  return { cos: g.op('Cos', [emb]), sin: g.op('Sin', [emb]) };
+  const scaled = (t: string) => (rope.attentionFactor === 1 ? t : g.op('Mul', [t, g.float(rope.attentionFactor)]));
+  return { cos: scaled(g.op('Cos', [emb])), sin: scaled(g.op('Sin', [emb])) };
+}
+
+function invFreq(g: GraphBuilder, sh: Shared, rope: RopeSpec, name: string): string {
+  const half = rope.rotaryDim / 2;
+  const f = rope.freq;
+  if (f.kind === 'fixed') return g.initializer(`${name}.inv_freq`, f.invFreq, [1, half]);
+  if (f.kind === 'longrope') {
+    const long = g.op('Greater', [sh.total, g.ints([f.originalMax], true)]);
+    return g.op('Where', [
+      long,
+      g.initializer(`${name}.inv_freq_long`, f.long, [1, half]),
+      g.initializer(`${name}.inv_freq_short`, f.short, [1, half]),
+    ]);
+  }
+  // dynamic NTK: ln base = ln θ + d/(d−2)·ln(factor·n/max − (factor−1)), n = max(past + seq, max); inv_i = base^(−2i/d)
+  const n = g.cast(g.op('Max', [sh.total, g.ints([f.maxPositions], true)]), 'float32');
+  const ratio = g.op('Div', [g.op('Mul', [n, g.float(f.factor)]), g.float(f.maxPositions)]);
+  const lnGrowth = g.op('Log', [g.op('Sub', [ratio, g.float(f.factor - 1)])]);
+  const lnBase = g.op('Add', [g.op('Mul', [lnGrowth, g.float(rope.rotaryDim / (rope.rotaryDim - 2))]), g.float(Math.log(f.theta))]);
+  const exponents = g.initializer(
+    `${name}.exponents`,
+    Float32Array.from({ length: half }, (_, i) => (-2 * i) / rope.rotaryDim),
+    [1, half],
+  );
+  return g.op('Exp', [g.op('Mul', [exponents, lnBase])]);
 }
 
 function norm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm, name: string): string {
-  const w = g.initializer(`${name}.w`, n.w, [n.w.length]);
   if (spec.norm === 'layernorm') {
+    const w = g.initializer(`${name}.w`, n.w, [n.w.length]);
     const b = n.b ? g.initializer(`${name}.b`, n.b, [n.b.length]) : g.initializer(`${name}.b`, new Float32Array(n.w.length), [n.w.length]);
     return g.op('LayerNormalization', [x, w, b], { axis: -1, epsilon: { float: spec.normEps } });
   }
-  // RMSNorm written in the pattern onnxruntime fuses (SimplifiedLayerNormalization).
+  return rmsNorm(g, x, n, spec.normEps, name);
+}
+
+/** RMSNorm over the last axis, written in the pattern onnxruntime fuses (SimplifiedLayerNormalization). */
+function rmsNorm(g: GraphBuilder, x: string, n: Norm, eps: number, name: string): string {
+  const w = g.initializer(`${name}.w`, n.w, [n.w.length]);
   const ms = g.op('ReduceMean', [g.op('Pow', [x, g.float(2)])], { axes: [-1], keepdims: 1 });
-  const rms = g.op('Sqrt', [g.op('Add', [ms, g.float(spec.normEps)])]);
+  const rms = g.op('Sqrt', [g.op('Add', [ms, g.float(eps)])]);
   return g.op('Mul', [g.op('Div', [x, rms]), w]);
 }
 
@@ -228,17 +301,18 @@ function activation(g: GraphBuilder, spec: ModelSpec, x: string): string {
   }
 }
 
-/** Rotary embedding (rotate_half convention) on [batch, heads, seq, d_head]. */
-function rope(g: GraphBuilder, spec: ModelSpec, sh: Shared, x: string): string {
-  if (!spec.rope || !sh.cos || !sh.sin) return x;
-  const rd = spec.rope.rotaryDim;
+/** Rotary embedding (rotate_half convention) of the first rotary_dim dims of [batch, heads, seq, d_head]. */
+function rope(g: GraphBuilder, spec: ModelSpec, sh: Shared, r: RopeSpec | null, x: string): string {
+  if (!r) return x;
+  const { cos, sin } = sh.ropes.get(r)!;
+  const rd = r.rotaryDim;
   const axis3 = g.ints([3]);
   const sl = (t: string, a: number, b: number) => g.op('Slice', [t, g.ints([a]), g.ints([b]), axis3]);
   const xr = rd < spec.headDim ? sl(x, 0, rd) : x;
   const x1 = sl(xr, 0, rd / 2);
   const x2 = sl(xr, rd / 2, rd);
   const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], { axis: -1 });
-  const out = g.op('Add', [g.op('Mul', [xr, sh.cos]), g.op('Mul', [rotated, sh.sin])]);
+  const out = g.op('Add', [g.op('Mul', [xr, cos]), g.op('Mul', [rotated, sin])]);
   return rd < spec.headDim ? g.op('Concat', [out, sl(x, rd, spec.headDim)], { axis: -1 }) : out;
 }
 
@@ -255,10 +329,31 @@ function repeatKv(g: GraphBuilder, spec: ModelSpec, x: string): string {
   return g.op('Reshape', [expanded, g.ints([0, spec.nHeads, -1, spec.headDim])]);
 }
 
-function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, w: BlockWeights, L: number, h: string, opts: ForwardGraphOptions): string {
+/** What one block of the graph is built from. */
+export interface BlockInput {
+  w: BlockWeights;
+  L: number;
+  layer: LayerSpec;
+}
+
+/** Queries or keys: projection, q/k norm (OLMo 2: over the projection; Qwen3/Gemma 3: per head), heads, RoPE. */
+function queriesOrKeys(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, h: string, which: 'q' | 'k'): string {
+  const p = `blocks.${b.L}.attn`;
+  const heads = which === 'q' ? spec.nHeads : spec.nKvHeads;
+  const n = which === 'q' ? b.w.qNorm : b.w.kNorm;
+  const lnName = `${p}.${which}_ln`;
+  let x = linear(g, h, which === 'q' ? b.w.q : b.w.k, `${p}.W_${which.toUpperCase()}`);
+  if (n && spec.qkNorm === 'projection') x = rmsNorm(g, x, n, spec.normEps, lnName);
+  x = splitHeads(g, x, heads, spec.headDim);
+  if (n && spec.qkNorm === 'head') x = rmsNorm(g, x, n, spec.normEps, lnName);
+  return rope(g, spec, sh, b.layer.rope, x);
+}
+
+function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, h: string, opts: ForwardGraphOptions): string {
+  const { w, L } = b;
   const p = `blocks.${L}.attn`;
-  const q = rope(g, spec, sh, splitHeads(g, linear(g, h, w.q, `${p}.W_Q`), spec.nHeads, spec.headDim));
-  const kNew = rope(g, spec, sh, splitHeads(g, linear(g, h, w.k, `${p}.W_K`), spec.nKvHeads, spec.headDim));
+  const q = queriesOrKeys(g, spec, sh, b, h, 'q');
+  const kNew = queriesOrKeys(g, spec, sh, b, h, 'k');
   const vNew = splitHeads(g, linear(g, h, w.v, `${p}.W_V`), spec.nKvHeads, spec.headDim);
   const k = g.op('Concat', [hook.pastKey(L), kNew], { axis: 2 });
   const v = g.op('Concat', [hook.pastValue(L), vNew], { axis: 2 });
@@ -267,8 +362,8 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, w: BlockWeights
   g.output(hook.presentValue(L), v, 'float32', kvDims);
 
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
-  const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.float(1 / Math.sqrt(spec.headDim))]);
-  const pattern = g.op('Softmax', [g.op('Add', [scores, sh.mask])], { axis: -1 }); // [b, h, seq, total]
+  const scores = softcap(g, g.op('Mul', [g.op('MatMul', [q, kT]), g.float(spec.attnScale)]), spec.attnSoftcap);
+  const pattern = g.op('Softmax', [g.op('Add', [scores, sh.masks.get(b.layer.window)!])], { axis: -1 }); // [b, h, seq, total]
   if (opts.patterns) g.output(hook.pattern(L), pattern, 'float32', ['batch', spec.nHeads, 'seq', 'total']);
   const z = headHook(g, spec, L, g.op('MatMul', [pattern, repeatKv(g, spec, v)]), opts); // [b, h, seq, d_head], interventions.ts
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
@@ -282,23 +377,25 @@ function mlp(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, h: st
   return linear(g, hidden, w.down, `${p}.W_out`);
 }
 
-export function block(
-  g: GraphBuilder,
-  spec: ModelSpec,
-  sh: Shared,
-  w: BlockWeights,
-  L: number,
-  x: string,
-  opts: ForwardGraphOptions,
-): string {
+/** norm(x) when the block has that norm, else x (TransformerLens names: ln1, ln2, ln1_post, ln2_post). */
+function optNorm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm | null, name: string): string {
+  return n ? norm(g, spec, x, n, name) : x;
+}
+
+/**
+ * One block. resid_mid is the residual stream between the two sublayers: resid_pre + the
+ * attention output as it is added (after Gemma 2/3's and OLMo 2's post-attention norm).
+ */
+export function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, x: string, opts: ForwardGraphOptions): string {
+  const { w, L } = b;
   const residDims = ['batch', 'seq', spec.dModel];
-  const attnOut = attention(g, spec, sh, w, L, norm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);
-  const mid = g.op('Add', [x, attnOut]);
+  const attnOut = attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);
+  const mid = g.op('Add', [x, optNorm(g, spec, attnOut, w.lnAttnOut, `blocks.${L}.ln1_post`)]);
   g.output(hook.residMid(L), mid, 'float32', residDims);
   // Parallel blocks (GPT-NeoX): the MLP reads the block input, not resid_mid.
   const mlpIn = spec.parallelResidual ? x : mid;
-  const mlpOut = mlp(g, spec, w, L, norm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`));
-  return g.op('Add', [mid, mlpOut]);
+  const mlpOut = mlp(g, spec, w, L, optNorm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`));
+  return g.op('Add', [mid, optNorm(g, spec, mlpOut, w.lnMlpOut, `blocks.${L}.ln2_post`)]);
 }
 
 export { norm as normNode };

@@ -16,7 +16,7 @@
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
 import type { GlobalWeights } from '../arch/weights';
-import { gatherRows, normNode, unembed, weightInit } from './forward';
+import { gatherRows, normNode, softcap, unembed, weightInit } from './forward';
 
 export const LENS_OUTPUTS = [
   'top_ids',
@@ -45,7 +45,8 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   const normed = normNode(g, spec, resid, globals.lnFinal, 'ln_final'); // [C, R, d]
   const flat = g.op('Reshape', [normed, g.ints([-1, spec.dModel])]);
   const wE = weightInit(g, 'W_E', globals.embed, [V, spec.dModel]);
-  const logits2d = unembed(g, spec, globals, flat, globals.unembed === globals.embed ? wE : null);
+  // the model's own read-out, final soft-capping included (Gemma 2/3), so the last row equals its logits
+  const logits2d = softcap(g, unembed(g, spec, globals, flat, globals.unembed === globals.embed ? wE : null), spec.finalSoftcap);
   const cr = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]); // [C, R]
   const logits = g.op('Reshape', [logits2d, g.op('Concat', [cr, g.ints([V])], { axis: 0 })]); // [C, R, V]
 

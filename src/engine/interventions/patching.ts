@@ -87,10 +87,12 @@ function packFeeds(model: LoadedModel, L: number, pack: number[], base: BaseRun,
   const feeds: Feeds = {
     [SUFFIX_INPUT.resid]: { data: resid, dims: [1, rows, d] },
     [SUFFIX_INPUT.positions]: { data: positions, dims: [rows] },
-    [SUFFIX_INPUT.attnBias]: { data: packBias(runs, T, past, s.slidingWindow), dims: [rows, past + rows] },
+    [SUFFIX_INPUT.runLength]: { data: BigInt64Array.of(BigInt(T)), dims: [] },
     [SUFFIX_INPUT.lastRows]: { data: lastRows, dims: [pack.length] },
     [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
   };
+  for (const window of new Set(s.layers.map((l) => l.window)))
+    feeds[SUFFIX_INPUT.attnBias(window)] = { data: packBias(runs, T, past, window), dims: [rows, past + rows] };
   for (let l = 0; l < s.nLayers; l++) {
     feeds[hook.pastKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, past);
     feeds[hook.pastValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, past);

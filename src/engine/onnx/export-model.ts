@@ -27,7 +27,7 @@ import { hook } from '../graph/forward';
 import { createSession, type ProviderRequest, type Session } from '../runtime/ort';
 import { TextTokenizer } from '../tokenizer';
 import { modelInfo, type LoadedModel, type LoadOptions } from '../model';
-import { instrumentExport, type SurgeryDescription, type SurgeryResult } from './surgery';
+import { checkExportAgainstConfig, instrumentExport, type SurgeryDescription, type SurgeryResult } from './surgery';
 import { externalRef, type ExternalReader } from './tensors';
 
 const MAX_PROTO_BYTES = 2 ** 31 - 1;
@@ -220,6 +220,7 @@ export function specForExport(config: Json, d: SurgeryDescription): ModelSpec {
     if (base.dModel !== d.dModel) throw mismatch('the hidden size', base.dModel, d.dModel);
     if (base.nLayers !== d.nLayers) throw mismatch('the number of layers', base.nLayers, d.nLayers);
     if (base.dVocab !== d.dVocab) throw mismatch('the vocabulary size', base.dVocab, d.dVocab);
+    checkExportAgainstConfig(d, base);
   }
   const nHeads = base?.nHeads ?? cfgInt(config, ['num_attention_heads', 'n_head', 'n_heads', 'num_heads']) ?? d.nKvHeads;
   if (!nHeads)
@@ -252,13 +253,20 @@ export function specForExport(config: Json, d: SurgeryDescription): ModelSpec {
     normEps: d.normEps,
     act: base?.act ?? 'gelu',
     gatedMlp: base?.gatedMlp ?? false,
-    rope: base?.rope ?? null,
+    normPlusOne: base?.normPlusOne ?? false,
+    blockNorms: base?.blockNorms ?? (d.postNorms ? 'sandwich' : 'pre'),
+    qkNorm: base?.qkNorm ?? (d.qkNorms ? 'head' : 'none'),
+    fusedProjections: base?.fusedProjections ?? false,
+    embedScale: base?.embedScale ?? 1,
+    attnScale: base?.attnScale ?? 1 / Math.sqrt(headDim),
+    attnSoftcap: base?.attnSoftcap ?? null,
+    finalSoftcap: d.finalSoftcap, // the graph's own (checked against config.json above)
+    layers: base?.layers ?? Array.from({ length: d.nLayers }, () => ({ window: null, rope: null })),
     parallelResidual: d.parallelResidual,
     tiedEmbeddings: d.tiedEmbeddings,
     qkvBias: base?.qkvBias ?? false,
     outBias: base?.outBias ?? false,
     mlpBias: base?.mlpBias ?? false,
-    slidingWindow: base?.slidingWindow ?? null,
     bosTokenId: base?.bosTokenId ?? tokenIds(config.bos_token_id)[0] ?? null,
     eosTokenIds: base?.eosTokenIds ?? tokenIds(config.eos_token_id),
   };

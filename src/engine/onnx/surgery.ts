@@ -28,6 +28,7 @@
 import { onnx } from 'onnx-proto';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
+import type { ModelSpec } from '../arch/spec';
 import {
   DT,
   attrFloat,
@@ -82,6 +83,12 @@ export interface SurgeryDescription {
   patternsNote: string;
   /** Where the last position is selected: before the LM head (cheap) or on the full logits. */
   logits: 'before-head' | 'after-head';
+  /** cap of a final logit soft-capping cap·tanh(logits/cap) after the LM head (Gemma 2/3), or null. */
+  finalSoftcap: number | null;
+  /** Every residual addition adds a normalised sublayer output (Gemma 2/3, OLMo 2 post-norms); null for parallel blocks. */
+  postNorms: boolean | null;
+  /** q/k norms found in each layer's attention (RMSNorm of the projected queries and keys before the scores); null when unknown. */
+  qkNorms: boolean | null;
   /** Export inputs now computed inside the graph. */
   computedInputs: string[];
   /** Graph outputs added. */
@@ -214,8 +221,27 @@ class GraphIndex {
 
   floats(name: string): Float32Array | null {
     const t = this.constTensor(name);
-    if (!t || !isFloatType(t.dataType)) return null;
-    return readFloats(t, this.readExternal);
+    if (t) return isFloatType(t.dataType) ? readFloats(t, this.readExternal) : null;
+    return this.foldedFloats(name);
+  }
+
+  /**
+   * A float constant an export computes at run time from constants, e.g. Gemma's RMSNorm
+   * weight 1 + w when the exporter did not fold it: Add/Sub/Mul of a constant and a scalar.
+   */
+  private foldedFloats(name: string): Float32Array | null {
+    const p = this.prod(this.skip(name));
+    const op = p?.opType ?? '';
+    if (!p || !['Add', 'Sub', 'Mul'].includes(op) || (p.input ?? []).length !== 2) return null;
+    const [a, b] = (p.input ?? []).map((x) => (x ? this.constTensor(x) : null));
+    if (!a || !b || !isFloatType(a.dataType) || !isFloatType(b.dataType)) return null;
+    const [x, y] = [readFloats(a, this.readExternal), readFloats(b, this.readExternal)];
+    if (x.length !== y.length && x.length !== 1 && y.length !== 1) return null;
+    const n = Math.max(x.length, y.length);
+    const at = (v: Float32Array, i: number) => v[v.length === 1 ? 0 : i]!;
+    const f =
+      op === 'Add' ? (u: number, v: number) => u + v : op === 'Sub' ? (u: number, v: number) => u - v : (u: number, v: number) => u * v;
+    return Float32Array.from({ length: n }, (_, i) => f(at(x, i), at(y, i)));
   }
 
   scalar(name: string): number | null {
@@ -389,6 +415,7 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
   let elementwise = true;
   let headBias: Float32Array | null = null;
   let head: onnx.INodeProto | undefined;
+  let finalSoftcap: number | null = null;
   for (let guard = 0; guard < 32 && !head; guard++) {
     const p = g.prod(t);
     if (!p) break;
@@ -398,8 +425,16 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
       head = p;
       break;
     }
+    const capped: { cap: number; x: string } | null = finalSoftcap === null ? softcapAt(g, t) : null;
+    if (capped) {
+      finalSoftcap = capped.cap;
+      t = capped.x;
+      continue;
+    }
     chain.push(p);
-    if (PASS.has(op) || op === 'Tanh') t = ins[0] ?? '';
+    if (op === 'Tanh')
+      throw bad('the logits pass through a Tanh that is not a soft-capping cap·tanh(logits / cap), so the lens could not reproduce them.');
+    if (PASS.has(op)) t = ins[0] ?? '';
     else if (['Add', 'Sub', 'Mul', 'Div'].includes(op) && ins.length === 2 && ins.some((x) => g.isConst(x))) {
       const c = ins.find((x) => g.isConst(x))!;
       if (op === 'Add' && headBias === null && chain.length === 1) {
@@ -561,6 +596,8 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
       ? 'patterns were not requested'
       : '';
   const patternTensors: string[] = [];
+  let postNormsAll = true;
+  let qkNorms: boolean | null = null;
   for (let L = 0; L < nLayers; L++) {
     let mid: string;
     let post: string;
@@ -571,6 +608,19 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
       mid = jm.out;
       post = jp.out;
       attnNodes = g.branch(jm.branch, jm.stream);
+      const postHere = isNormOutput(g, jm.branch) && isNormOutput(g, jp.branch);
+      if (L > 0 && postHere !== postNormsAll)
+        throw bad(
+          `layer ${L} ${postHere ? 'normalises' : 'does not normalise'} its sublayer outputs before the residual additions, unlike layer 0.`,
+        );
+      postNormsAll = postHere;
+      const qk = qkNormCount(g, attnNodes, jm.stream);
+      if (qk !== null) {
+        if (qk !== 0 && qk !== 2)
+          throw bad(`layer ${L}'s attention normalises ${qk} of its projections before the scores (q/k norms: 2 expected, or none).`);
+        if (qkNorms !== null && qkNorms !== (qk === 2)) throw bad(`layer ${L} ${qk === 2 ? 'has' : 'has no'} q/k norms, unlike layer 0.`);
+        qkNorms = qk === 2;
+      }
     } else {
       const j = junctions[L]!;
       post = j.out;
@@ -675,6 +725,9 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
       patterns: patternsOn,
       patternsNote,
       logits: logitsMode,
+      finalSoftcap,
+      postNorms: parallel ? null : postNormsAll,
+      qkNorms,
       computedInputs: prelude.computed,
       hooks,
       notes,
@@ -687,6 +740,44 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
       unembedBias: headBias,
     },
   };
+}
+
+/**
+ * Refuses an export whose graph lacks what config.json's family computes (or has what it does
+ * not): final soft-capping, post-norms, q/k norms. A RoPE whose frequencies depend on the
+ * sequence length (LongRoPE, dynamic NTK) cannot be checked in a traced graph, which fixes them
+ * at the length it was traced with, so such exports are refused.
+ */
+export function checkExportAgainstConfig(d: SurgeryDescription, s: ModelSpec): void {
+  const mismatch = (what: string) => new EngineError('BAD_ONNX', `ONNX export does not match config.json (${s.modelType}): ${what}`);
+  if (d.finalSoftcap !== s.finalSoftcap)
+    throw mismatch(
+      s.finalSoftcap === null
+        ? `the graph soft-caps its logits at ${d.finalSoftcap}, config.json has no final_logit_softcapping.`
+        : `config.json soft-caps the logits at ${s.finalSoftcap} (final_logit_softcapping), the graph ${d.finalSoftcap === null ? 'does not (no cap·tanh(logits/cap) after the LM head was found)' : `at ${d.finalSoftcap}`}.`,
+    );
+  const post = s.blockNorms !== 'pre';
+  if (d.postNorms !== null && d.postNorms !== post)
+    throw mismatch(
+      post
+        ? 'its blocks normalise each sublayer output before the residual addition, but no such post-norms were found in the graph.'
+        : 'the graph normalises its sublayer outputs before the residual additions (post-norms), which this family does not.',
+    );
+  const qk = s.qkNorm !== 'none';
+  if (d.qkNorms !== null && d.qkNorms !== qk)
+    throw mismatch(
+      qk
+        ? 'its attention normalises queries and keys before the scores, but no q/k norms were found in the graph.'
+        : 'the graph normalises queries and keys before the attention scores (q/k norms), which this family does not.',
+    );
+  const lengthDependent = s.layers.find((l) => l.rope && l.rope.freq.kind !== 'fixed')?.rope;
+  if (lengthDependent)
+    throw new EngineError(
+      'BAD_ONNX',
+      `This export's RoPE is "${lengthDependent.type}": its frequencies depend on the sequence length. A traced ONNX export usually ` +
+        'fixes them at the length it was traced with, and which ones a graph uses cannot be checked here, so its numbers cannot be ' +
+        'trusted. Open the safetensors checkpoint instead.',
+    );
 }
 
 /** Renames a graph tensor's producer output and lets `then` produce the old name again. */
@@ -765,6 +856,58 @@ function splitParallel(g: GraphIndex, j: Junction): { attn: string; attnNodes: n
   return ha ? { attn: a, attnNodes: na } : { attn: c, attnNodes: nc };
 }
 
+/** cap·tanh(x / cap) (or x · (1/cap)) producing tensor `t`: the final soft-capping of Gemma 2/3. */
+function softcapAt(g: GraphIndex, t: string): { cap: number; x: string } | null {
+  const mul = g.prod(g.skip(t));
+  if (mul?.opType !== 'Mul') return null;
+  const [a, c] = mul.input ?? [];
+  const k = [a, c].findIndex((v) => !!v && g.scalar(v) !== null);
+  if (k < 0) return null;
+  const cap = g.scalar([a, c][k]!)!;
+  const tanh = g.prod(g.skip([a, c][1 - k] ?? ''));
+  if (tanh?.opType !== 'Tanh') return null;
+  const scaled = g.prod(g.skip(tanh.input?.[0] ?? ''));
+  const [u, v] = scaled?.input ?? [];
+  if (!scaled || !u || !v) return null;
+  const close = (x: number | null, y: number) => x !== null && Math.abs(x - y) <= 1e-6 * Math.abs(y);
+  if (scaled.opType === 'Div' && close(g.scalar(v), cap)) return { cap, x: u };
+  if (scaled.opType === 'Mul') {
+    if (close(g.scalar(v), 1 / cap)) return { cap, x: u };
+    if (close(g.scalar(u), 1 / cap)) return { cap, x: v };
+  }
+  return null;
+}
+
+/** Whether tensor `t` is the output of a norm (a post-norm of a sublayer), fused Skip norms aside. */
+function isNormOutput(g: GraphIndex, t: string): boolean {
+  const n = findFinalNorm(g, g.skip(t));
+  return n !== null && n.junction === null;
+}
+
+/**
+ * How many distinct tensors a layer's attention normalises after a projection and before its
+ * scores (the Softmax or fused attention): q/k norms (Qwen3, Gemma 3: per head; OLMo 2: over the
+ * projection). The input norm (it reads the residual stream) and post-norms (after the scores)
+ * do not count. null when the scores cannot be found.
+ */
+function qkNormCount(g: GraphIndex, nodes: number[], stream: string): number | null {
+  const scores = nodes.map((i) => g.nodes[i]!).find((n) => n.opType === 'Softmax' || FUSED_ATTENTION.has(n.opType ?? ''));
+  const scoresOut = scores?.output?.[0];
+  if (!scoresOut) return null;
+  const normalised = new Set<string>();
+  for (const i of nodes) {
+    const n = g.nodes[i]!;
+    const out = n.output?.[0];
+    if (!out || !['Mul', 'Div', 'LayerNormalization', 'SimplifiedLayerNormalization', 'RMSNormalization'].includes(n.opType ?? ''))
+      continue;
+    const norm = findFinalNorm(g, out);
+    if (!norm || norm.junction || !norm.x || !g.dependsOn(scoresOut, out)) continue;
+    const before = g.opsIn(g.branch(norm.x, stream));
+    if ([...before].some((op) => MATMULS.has(op))) normalised.add(g.skip(norm.x));
+  }
+  return normalised.size;
+}
+
 function findFinalNorm(g: GraphIndex, y: string): FinalNorm | null {
   const p = g.prod(y);
   if (!p) return null;
@@ -809,10 +952,7 @@ function decomposedNorm(g: GraphIndex, y: string): FinalNorm | null {
   let t = y;
   let bias: string | null = null;
   let weight: string | null = null;
-  const constVec = (name: string) => {
-    const c = g.constTensor(name);
-    return !!c && isFloatType(c.dataType) && dimsOf(c).reduce((a, b) => a * b, 1) > 1;
-  };
+  const constVec = (name: string) => (g.floats(name)?.length ?? 0) > 1;
   let p = g.prod(t);
   if (p?.opType === 'Add') {
     const ins = p.input ?? [];
