@@ -129,7 +129,10 @@ function onMessage(m: HostMessage): void {
     }
     // Diff tab: a prompt comparison brings the tab forward
     case 'promptDiff':
-      store.set({ promptDiff: { a: m.a, b: m.b, diff: m.diff, labels: m.labels }, tab: 'diff' });
+      store.set({
+        promptDiff: { a: m.a, b: m.b, diff: m.diff, labels: m.labels, ...(m.patching ? { patching: m.patching } : {}) },
+        tab: 'diff',
+      });
       break;
   }
 }

@@ -17,11 +17,13 @@ import { pct } from '../../webview/shapeText';
 const BUNDLED = path.join(repoRoot(), 'media', 'models', 'td-mini');
 // td-mini repeats itself here; its induction heads carry the copying
 const TEXT = [
-  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
-  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
+  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window. The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
   'The cat sat on the mat and looked',
-].join(' ');
+].join('\n');
 const NEW_TOKENS = 40;
+// two prompts that differ in one name (activation patching)
+const CLEAN = 'When Mary and John went to the store, John gave a drink to';
+const CORRUPTED = 'When Mary and John went to the store, Mary gave a drink to';
 
 interface Expected {
   heads: HeadRef[];
@@ -76,7 +78,8 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
     vs = await startVsCode({
       name: 'whatif',
       vsix: buildVsix(),
-      files: { 'repeats.md': `${TEXT}\n` },
+      // no final newline: Select All is the text
+      files: { 'repeats.md': TEXT, 'clean.md': CLEAN, 'corrupted.md': CORRUPTED },
       theme: 'light',
       viewport: { width: 1680, height: 1000 },
     });
@@ -94,7 +97,7 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       t.diagnostic(`heads ${JSON.stringify(want.heads)}; ${want.firstRepeat}; repetition ${JSON.stringify(want.repetition)}`);
 
       await vs.openFile('repeats.md');
-      await vs.selectLines(1, 1);
+      await vs.selectAll();
       await vs.runCommand('Transformer Dynamics: Analyze Selection');
       const frame = vs.webviewFrame();
       await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
@@ -128,7 +131,7 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
 
       // Compare Completions: the greedy column and its ablated copy
       await vs.page.keyboard.press('Control+1');
-      await vs.selectLines(1, 1);
+      await vs.selectAll();
       await vs.runCommand('Transformer Dynamics: Compare Completions…');
       await vs.page.locator('.quick-input-widget').waitFor({ timeout: 20_000 });
       await vs.page.keyboard.press('Enter'); // the default presets
@@ -151,6 +154,35 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       assert.equal(await repetitionOf(0), percent(want.repetition.clean), 'clean greedy repetition');
       assert.equal(await repetitionOf(1), percent(want.repetition.ablated), 'ablated greedy repetition');
       await vs.screenshot('completions-ablated-light');
+      await vs.assertNoCspViolations();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+
+  test('activation patching between two prompts from Compare Prompts (the Diff tab)', async () => {
+    try {
+      // the corrupted prompt in an editor beside the clean one
+      await vs.openFile('corrupted.md');
+      await vs.runCommand('View: Move Editor into Right Group');
+      await vs.page.keyboard.press('Control+1');
+      await vs.openFile('clean.md');
+      await vs.selectAll();
+      await vs.runCommand('Transformer Dynamics: Compare Prompts…');
+      await vs.page.locator('.quick-input-list .monaco-list-row', { hasText: 'vs corrupted.md' }).click();
+      const frame = vs.webviewFrame();
+      await vs.waitForWebview((f) => f.locator('.diff-table tbody tr').first(), { timeoutMs: 120_000 });
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-heat .js-plotly-plot .heatmaplayer').first(), { timeoutMs: 120_000 });
+      const summary = await frame.locator('.pat-summary').innerText();
+      assert.match(summary, /LD = .* at the last position: clean -?[\d.]+, corrupted -?[\d.]+/);
+      assert.match(summary, /have the same length/);
+      assert.match(await frame.locator('.pat-bar .chart-status').innerText(), /\d+ patched runs, \d+ unchanged cells/);
+      await frame.locator('.pat-card').scrollIntoViewIfNeeded();
+      await vs.screenshot('patching-light');
+      await vs.setTheme('dark');
+      await vs.screenshot('patching-dark');
       await vs.assertNoCspViolations();
     } catch (e) {
       failed = true;

@@ -45,18 +45,20 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
   );
   const clearBtn = toolButton('Clear', 'close', 'Back to the clean run alone', () => void clearPair());
   const status = el('span', { class: 'wi-status', attrs: { 'aria-live': 'polite' } });
-  const root = el('section', { class: 'td-whatif', attrs: { 'aria-label': 'What-if' } }, [
-    icon('beaker'),
-    el('span', { class: 'wi-title', text: 'What-if' }),
-    what,
-    el('span', { class: 'sep' }),
+  const controls = el('span', { class: 'wi-controls' }, [
     el('label', { class: 'bar-label', text: 'Show' }),
     showCtl.el,
     el('label', { class: 'bar-label', text: 'Compare' }),
     compareCtl.el,
-    el('span', { class: 'spacer' }),
-    status,
     clearBtn,
+  ]);
+  // narrow panels wrap the controls under what was done
+  const root = el('section', { class: 'td-whatif', attrs: { 'aria-label': 'What-if' } }, [
+    icon('beaker'),
+    el('span', { class: 'wi-title', text: 'What-if' }),
+    what,
+    status,
+    controls,
   ]);
 
   const update = (patch: Partial<{ show: WhatIfShow; compare: WhatIfCompare }>) => {
@@ -97,8 +99,7 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
     root.hidden = !w && st.kind === 'idle';
     status.textContent = st.kind === 'running' ? 'Re-running with the heads ablated…' : st.kind === 'error' ? st.message : '';
     status.classList.toggle('error', st.kind === 'error');
-    showCtl.el.hidden = compareCtl.el.hidden = clearBtn.hidden = !w;
-    for (const l of root.querySelectorAll('.bar-label')) (l as HTMLElement).hidden = !w;
+    controls.hidden = !w;
     if (!w) {
       what.textContent = '';
       told = '';
