@@ -99,9 +99,18 @@ function onMessage(m: HostMessage): void {
       });
       break;
     }
-    case 'whatIf':
+    case 'whatIf': {
+      const problems = m.pair ? [...payloadProblems(m.pair.clean), ...payloadProblems(m.pair.intervened)] : [];
+      if (problems.length > 0) {
+        host.log('error', `Dropped a malformed what-if pair: ${problems.slice(0, 5).join('; ')}`);
+        store.set({
+          whatIfStatus: { kind: 'error', message: 'The ablated run could not be shown: its data is inconsistent (see the output log).' },
+        });
+        break;
+      }
       store.set(pairPatch(store.state, m.pair));
       break;
+    }
     case 'runState':
       hostAnswered = true;
       store.set({ runState: m.state });

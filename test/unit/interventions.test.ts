@@ -8,7 +8,10 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, emptyPast } from '../../src/engine/analyze';
 import { generate } from '../../src/engine/generate';
 import { RecomputeStepModel } from '../../src/engine/generate/generator';
-import { hook } from '../../src/engine/graph/forward';
+import { buildForwardGraph, hook } from '../../src/engine/graph/forward';
+import { openCheckpoint } from '../../src/engine/checkpoint/hf';
+import { weightReader } from '../../src/engine/arch/weights';
+import { createSession } from '../../src/engine/runtime/ort';
 import { interventionName } from '../../src/engine/graph/interventions';
 import { cleanResidPre, feedsOf, headFeeds, idsTensor } from '../../src/engine/interventions/feeds';
 import { patchingHeatmap } from '../../src/engine/interventions/patching';
@@ -226,6 +229,16 @@ describe('interventions: identities', () => {
     }
     const fed = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, fetches);
     for (const f of fetches) assert.deepEqual(fed[f]!.data, clean[f]!.data, f);
+    // and the graph without the intervention hooks at all computes the same bits
+    const ckpt = openCheckpoint(path.join(FIXTURES, 'models', 'tiny-llama'));
+    const bare = buildForwardGraph(s, weightReader(s, ckpt.weights), { patterns: true, interventions: false });
+    const session = await createSession(bare.encode(), { threads: 2, executionProvider: 'cpu' });
+    try {
+      const plain = await session.run({ input_ids: idsTensor(ids), ...emptyPast(model) }, fetches);
+      for (const f of fetches) assert.deepEqual(clean[f]!.data, plain[f]!.data, `${f}: with and without the hooks`);
+    } finally {
+      await session.release();
+    }
     // an ablation of no heads is no intervention at all
     const a = await analyze(model, req(ids, { interventions: { ablation: { heads: [], mode: 'zero' } } }));
     const b = await analyze(model, req(ids));
