@@ -192,7 +192,7 @@ export class ConfigReader {
   inert(key: string, inert: (v: unknown) => boolean, why: string): void {
     const v = this.cfg[key];
     if (v === undefined || v === null || inert(v)) {
-      this.ignore(key, why);
+      this.ignore(key, `${show(v ?? null)} changes nothing (another value is refused: ${why})`);
       return;
     }
     throw unsupported(`"${key}" = ${show(v)} is not supported for ${this.modelType}: ${why}.`);

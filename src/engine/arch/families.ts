@@ -42,6 +42,8 @@ interface DecoderTraits {
   layering: (r: ConfigReader, nLayers: number) => Layering;
   /** Gemma 2/3: query_pre_attn_scalar and soft-capping. */
   gemmaAttention?: { attnSoftcap: number | null | 'ignored'; finalSoftcap: number | null };
+  /** Keys of a family's published configs that transformers does not read, with the value at which they change nothing. */
+  inertKeys?: Readonly<Record<string, { value: unknown; why: string }>>;
 }
 
 const BASE_ROPE: FlatRopeRules = {
@@ -198,6 +200,12 @@ export const DECODER_TRAITS: Readonly<Record<string, DecoderTraits>> = {
     rope: { ...BASE_ROPE, partialDefault: 1, originalMaxDefault: 4096, renameTypes: { su: 'longrope', yarn: 'longrope' } },
     ropeTypes: ['default', 'longrope'],
     layering: everyLayer(null),
+    // Phi-4-mini's config.json carries keys of its own modeling code (auto_map), not read by transformers' Phi-3
+    inertKeys: {
+      lm_head_bias: { value: false, why: 'an LM-head bias is not part of transformers 5.17 Phi-3' },
+      full_attn_mod: { value: 1, why: "Phi-4-mini's own code: 1 = every layer attends fully, as transformers' Phi-3 does" },
+      interpolate_factor: { value: 1, why: "Phi-4-mini's own code: 1 = no position interpolation" },
+    },
   },
   gemma: GEMMA_LIKE,
   gemma2: {
@@ -299,6 +307,7 @@ export function decoderSpec(r: ConfigReader, modelType: string): ModelSpec {
     rope: ropes[i]!,
   }));
   otherActivationKey(r, t);
+  for (const [key, k] of Object.entries(t.inertKeys ?? {})) r.inert(key, (v) => v === k.value, k.why);
   return {
     family: 'llama',
     modelType,
