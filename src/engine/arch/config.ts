@@ -104,6 +104,7 @@ export const IRRELEVANT_KEYS: Readonly<Record<string, string>> = {
   remove_invalid_values: GENERATION,
   exponential_decay_length_penalty: GENERATION,
   suppress_tokens: GENERATION,
+  cache_implementation: 'which KV-cache class transformers generates with (Gemma 2: "hybrid"); the numbers are the same',
   begin_suppress_tokens: GENERATION,
 };
 

@@ -176,7 +176,15 @@ const GEMMA_LIKE = {
 
 /** Every supported model_type with the Llama layout. */
 export const DECODER_TRAITS: Readonly<Record<string, DecoderTraits>> = {
-  llama: { ...LLAMA_LIKE, mlpBias: true },
+  llama: {
+    ...LLAMA_LIKE,
+    mlpBias: true,
+    // keys nanotron writes into the Llama configs it exports (SmolLM2), not read by transformers
+    inertKeys: {
+      is_llama_config: { value: true, why: "nanotron's marker that the checkpoint has Llama's layout" },
+      rope_interleaved: { value: false, why: 'interleaved RoPE pairs; transformers rotates halves (rotate_half)' },
+    },
+  },
   mistral: { ...LLAMA_LIKE, kvHeads: 8, maxPositions: 4096 * 32, bias: 'none', layering: everyLayer(4096) },
   qwen2: { ...LLAMA_LIKE, kvHeads: 32, maxPositions: 32768, bias: 'qkv', layering: qwenLayering },
   qwen3: { ...LLAMA_LIKE, kvHeads: 32, headDim: 128, maxPositions: 32768, qkNorm: 'head', layering: qwenLayering },
