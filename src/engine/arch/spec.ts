@@ -1,7 +1,8 @@
 // config.json → ModelSpec: one normalised description of every architecture the graph
-// builder supports. Each family's reader (families.ts, and GPT-2/GPT-NeoX below) reads its
-// keys with transformers 5.17's defaults and precedence; a key it does not read must be one
-// that cannot change the numbers (config.ts), or the config is refused by the key's name.
+// builder supports. Each family's reader (families.ts for the Llama layout, readers.ts for
+// GPT-2 and GPT-NeoX) reads its keys with transformers 5.17's defaults and precedence; a key
+// it does not read must be one that cannot change the numbers (config.ts), or the config is
+// refused by the key's name.
 import { EngineError } from '../errors';
 import { ConfigReader, bad, type Json, type KeyLedger } from './config';
 import { DECODER_TRAITS, decoderSpec } from './families';
