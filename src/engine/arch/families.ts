@@ -42,6 +42,8 @@ interface DecoderTraits {
   layering: (r: ConfigReader, nLayers: number) => Layering;
   /** Gemma 2/3: query_pre_attn_scalar and soft-capping. */
   gemmaAttention?: { attnSoftcap: number | null | 'ignored'; finalSoftcap: number | null };
+  /** Generation recomputes the KV cache when the sequence first passes a LongRoPE's original context (Phi-3). */
+  longropeRecompute?: true;
   /** Keys of a family's published configs that transformers does not read, with the value at which they change nothing. */
   inertKeys?: Readonly<Record<string, { value: unknown; why: string }>>;
 }
@@ -208,6 +210,7 @@ export const DECODER_TRAITS: Readonly<Record<string, DecoderTraits>> = {
     rope: { ...BASE_ROPE, partialDefault: 1, originalMaxDefault: 4096, renameTypes: { su: 'longrope', yarn: 'longrope' } },
     ropeTypes: ['default', 'longrope'],
     layering: everyLayer(null),
+    longropeRecompute: true,
     // Phi-4-mini's config.json carries keys of its own modeling code (auto_map), not read by transformers' Phi-3
     inertKeys: {
       lm_head_bias: { value: false, why: 'an LM-head bias is not part of transformers 5.17 Phi-3' },
@@ -340,10 +343,17 @@ export function decoderSpec(r: ConfigReader, modelType: string): ModelSpec {
     embedScale: t.gemma ? Math.fround(Math.sqrt(dModel)) : 1,
     ...attention(r, t, headDim),
     layers,
+    cacheRecomputeAt: t.longropeRecompute ? longropeSwitch(ropes) : null,
     tiedEmbeddings: r.bool('tie_word_embeddings', t.tied),
     ...biases(r, t),
     ...specialTokens(r),
   };
+}
+
+/** The original context of a LongRoPE (where it switches to its long factors), or null. */
+function longropeSwitch(ropes: (RopeSpec | null)[]): number | null {
+  const f = ropes.find((x) => x?.freq.kind === 'longrope')?.freq;
+  return f?.kind === 'longrope' ? f.originalMax : null;
 }
 
 function slidingWindow(lay: Layering): number {

@@ -82,6 +82,12 @@ export interface ModelSpec {
   finalSoftcap: number | null;
   /** One entry per layer. */
   layers: LayerSpec[];
+  /**
+   * Generation rebuilds the KV cache from scratch when the cached sequence reaches this length
+   * (Phi-3 with LongRoPE: transformers' Phi3ForCausalLM recomputes it when the sequence first
+   * passes original_max_position_embeddings, so every cached key gets the long factors); null: never.
+   */
+  cacheRecomputeAt: number | null;
   tiedEmbeddings: boolean;
   /** q/k/v projections carry biases (Qwen2, NeoX, GPT-2, attention_bias). */
   qkvBias: boolean;
