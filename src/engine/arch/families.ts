@@ -174,6 +174,9 @@ const GEMMA_LIKE = {
   tied: true,
   act: { key: 'hidden_act', fallback: 'gelu_pytorch_tanh' },
   gemma: true,
+  inertKeys: {
+    use_bidirectional_attention: { value: false, why: 'bidirectional attention (EmbeddingGemma) is not a causal language model' },
+  },
 } as const satisfies DecoderTraits;
 
 /** Every supported model_type with the Llama layout. */
