@@ -185,26 +185,43 @@ export function* forwardGraphLayers(
     yield L;
   }
 
+  finalLogits(g, spec, globals, wE, shared, x, opts.logits ?? 'last');
+  return g;
+}
+
+/**
+ * `logits`: ln_final, W_U (+ b_U) and the final soft-capping — at the last position
+ * [batch, d_vocab] (all generation and analysis read), or at every one [batch, seq, d_vocab].
+ */
+function finalLogits(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  globals: GlobalWeights,
+  wE: string,
+  sh: Shared,
+  x: string,
+  positions: 'last' | 'all',
+): void {
   const readOut = (h: string) =>
     softcap(
       g,
       unembed(g, spec, globals, norm(g, spec, h, globals.lnFinal, 'ln_final'), globals.unembed === globals.embed ? wE : null),
       spec.finalSoftcap,
     );
-  if (opts.logits === 'all') {
+  if (positions === 'all') {
     const flat = readOut(g.op('Reshape', [x, g.ints([-1, spec.dModel])])); // [batch·seq, d_vocab]
     const shape = g.op(
       'Concat',
-      [g.op('Unsqueeze', [shared.batch, g.ints([0])]), g.op('Unsqueeze', [shared.seq, g.ints([0])]), g.ints([spec.dVocab])],
-      { axis: 0 },
+      [g.op('Unsqueeze', [sh.batch, g.ints([0])]), g.op('Unsqueeze', [sh.seq, g.ints([0])]), g.ints([spec.dVocab])],
+      {
+        axis: 0,
+      },
     );
     g.output('logits', g.op('Reshape', [flat, shape]), 'float32', ['batch', 'seq', spec.dVocab]);
-    return g;
+    return;
   }
-  // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
-  const last = g.op('Gather', [x, g.op('Sub', [shared.seq, g.ints([1], true)])], { axis: 1 });
+  const last = g.op('Gather', [x, g.op('Sub', [sh.seq, g.ints([1], true)])], { axis: 1 });
   g.output('logits', readOut(last), 'float32', ['batch', spec.dVocab]);
-  return g;
 }
 
 /** cap·tanh(x/cap) (Gemma 2/3's soft-capping of attention scores and final logits); x when cap is null. */
