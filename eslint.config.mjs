@@ -9,6 +9,7 @@ export default tseslint.config(
       'out/**',
       'node_modules/**',
       '.cache/**',
+      '.device-carry/**',
       'media/**',
       'tools/train/work/**',
       'test-results/**',

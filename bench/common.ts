@@ -9,8 +9,8 @@ import { GraphBuilder } from '../src/engine/onnx/builder';
 import { createSession } from '../src/engine/runtime/ort';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-/** The shared corpora and the GPT-2 BPE files (TD_SHARED_DATA when the checkout is not next to them). */
-export const SHARED = process.env.TD_SHARED_DATA ?? path.resolve(ROOT, '..', 'shared', 'data');
+/** The corpora and GPT-2's BPE files (../shared/data; TD_SHARED_DATA where they were carried elsewhere). */
+export const SHARED = process.env.TD_SHARED_DATA || path.resolve(ROOT, '..', 'shared', 'data');
 export const CACHE = path.join(ROOT, '.cache', 'bench');
 export const THREADS = Math.min(os.availableParallelism(), 8);
 
@@ -32,7 +32,16 @@ export function child(
 ): Record<string, unknown> {
   const r = spawnSync(
     process.execPath,
-    ['--max-old-space-size=16384', path.join(__dirname, 'child.js'), mode, dir, idsFile, String(THREADS), String(repeats), ...extra],
+    [
+      '--max-old-space-size=16384',
+      path.join(__dirname, 'child.js'),
+      mode,
+      dir,
+      idsFile,
+      env.TD_BENCH_THREADS ?? String(THREADS),
+      String(repeats),
+      ...extra,
+    ],
     {
       encoding: 'utf8',
       maxBuffer: 64 << 20,

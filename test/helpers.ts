@@ -8,8 +8,12 @@ import { providerEnvironment, type ProviderEnvironment } from '../src/engine/run
 /** Repository root (tests run from out/test/...). */
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
-export const SHARED_DATA = path.resolve(ROOT, '..', 'shared', 'data');
 export const BUNDLED_MODEL = path.join(ROOT, 'media', 'models', 'td-mini');
+/** llama2.c's stories260K and its tokenizer (test/fixtures/stories260K/SOURCE.md). */
+export const STORIES260K = {
+  bin: path.join(FIXTURES, 'stories260K', 'stories260K.bin'),
+  tokenizer: path.join(FIXTURES, 'stories260K', 'tok512.bin'),
+};
 
 export function tmpDir(prefix = 'td-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

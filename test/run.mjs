@@ -21,7 +21,14 @@ function findTests(dir) {
   return out;
 }
 
+/** "1 min 12 s" / "23 s": how long a part took (the e2e suite's run time is watched: CI has 20 min in all). */
+function elapsed(ms) {
+  const s = Math.round(ms / 1000);
+  return s >= 60 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${s} s`;
+}
+
 function nodeTest(files, label) {
+  const t0 = Date.now();
   if (files.length === 0) {
     console.error(`${label}: no test files found (did the build run?)`);
     return { ok: false, summary: `${label}: no tests` };
@@ -35,7 +42,7 @@ function nodeTest(files, label) {
   const count = (k) => Number(new RegExp(`ℹ ${k} (\\d+)`).exec(res.stdout ?? '')?.[1] ?? NaN);
   return {
     ok: res.status === 0,
-    summary: `${label}: ${count('tests')} tests, ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped`,
+    summary: `${label}: ${count('tests')} tests, ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped (${elapsed(Date.now() - t0)})`,
   };
 }
 

@@ -12,11 +12,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
+import { ensureDependencies, NPM_ENV } from './deps.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const check = args.includes('--check');
-const env = { ...process.env, ONNXRUNTIME_NODE_INSTALL: 'skip', npm_config_fund: 'false', npm_config_audit: 'false' };
+const env = NPM_ENV;
 
 function step(msg) {
   console.log(`\n\x1b[1m▶ ${msg}\x1b[0m`);
@@ -44,10 +45,7 @@ async function freePort() {
   });
 }
 
-if (!existsSync(join(root, 'node_modules', 'onnxruntime-node'))) {
-  step('Installing dependencies (npm ci)…');
-  run('npm', ['ci']);
-}
+ensureDependencies(root);
 step('Building the extension, engine and panel…');
 run(process.execPath, ['esbuild.mjs']);
 

@@ -1,5 +1,6 @@
 // The panel's webview app: wires the host bridge, the state store and the views.
-// Handshake: post `ready`; the host answers with runState, settings and the last analysis.
+// Handshake: post `ready` once listening; the host then sends everything the panel shows
+// (run state, settings, model, analysis, completions, prompt diff), in order (protocol.ts).
 import type { PersistedState } from '../src/shared/protocol';
 import { el, isEditableTarget } from './dom';
 import { Host, type HostMessage } from './host';

@@ -4,10 +4,12 @@ forward that keeps every residual stream and attention pattern, then the full lo
 (ln_final + W_U on every row of the walk at every position, log-softmax, top-k, entropy,
 log-prob and rank of the actual next token).
 
-Usage: pytorch_analysis.py <model_dir> <ids.json> --threads N --repeats R
+Usage: pytorch_analysis.py <model_dir> <ids.json> --threads N --repeats R [--device cuda] [--dtype bfloat16]
 Prints one JSON object: the BLAS in use, timings per run and the peak RSS.
 Needs Debian's python3-torch (1.13) and python3-numpy; install libopenblas0-pthread, or torch
 falls back to the reference BLAS and runs ~50x slower (reported in the output).
+--device cuda: the same analysis on an NVIDIA GPU (the baseline of npm run bench:gpu; TF32 off
+so float32 means float32), timed with torch.cuda.synchronize() around each part.
 """
 import argparse
 import json
@@ -23,7 +25,7 @@ import torch
 DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
 
 
-def read_safetensors(path):
+def read_safetensors(path, device="cpu", dtype=torch.float32):
     with open(path, "rb") as f:
         n = struct.unpack("<Q", f.read(8))[0]
         header = json.loads(f.read(n))
@@ -36,8 +38,13 @@ def read_safetensors(path):
         arr = np.frombuffer(data[b:e], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
         if info["dtype"] == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = torch.from_numpy(arr.astype(np.float32))
+        out[name] = torch.from_numpy(arr.astype(np.float32)).to(device=device, dtype=dtype)
     return out
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def blas_info():
@@ -66,7 +73,7 @@ def gpt2_forward(w, cfg, ids):
     T = ids.shape[0]
     x = w[p + "wte.weight"][ids] + w[p + "wpe.weight"][:T]
     cache = {"blocks.0.hook_resid_pre": x}
-    mask = torch.full((T, T), float("-inf")).triu(1)
+    mask = torch.full((T, T), float("-inf"), device=x.device, dtype=x.dtype).triu(1)
     hd = d // H
     for l in range(L):
         q = f"{p}h.{l}."
@@ -91,9 +98,9 @@ def gpt2_forward(w, cfg, ids):
 
 def rope(x, theta):
     T, hd = x.shape[-2], x.shape[-1]
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
-    f = torch.outer(torch.arange(T, dtype=torch.float32), inv)
-    emb = torch.cat([f, f], dim=-1)
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.float32, device=x.device) / hd))
+    f = torch.outer(torch.arange(T, dtype=torch.float32, device=x.device), inv)
+    emb = torch.cat([f, f], dim=-1).to(x.dtype)
     x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
     return x * emb.cos() + torch.cat([-x2, x1], dim=-1) * emb.sin()
 
@@ -108,7 +115,7 @@ def llama_forward(w, cfg, ids):
     rms = lambda t, g: t * torch.rsqrt(t.pow(2).mean(-1, keepdim=True) + eps) * g
     x = w["model.embed_tokens.weight"][ids]
     cache = {"blocks.0.hook_resid_pre": x}
-    mask = torch.full((T, T), float("-inf")).triu(1)
+    mask = torch.full((T, T), float("-inf"), device=x.device, dtype=x.dtype).triu(1)
     for l in range(L):
         q = f"model.layers.{l}."
         h = rms(x, w[q + "input_layernorm.weight"])
@@ -133,8 +140,10 @@ def llama_forward(w, cfg, ids):
 
 def analysis(w, cfg, ids, k=5):
     fwd = gpt2_forward if cfg["model_type"] == "gpt2" else llama_forward
+    sync(ids.device)
     t0 = time.perf_counter()
     cache, ln_final, W_U = fwd(w, cfg, ids)
+    sync(ids.device)
     t1 = time.perf_counter()
     L = cfg.get("n_layer", cfg.get("num_hidden_layers"))
     # the walk: resid_pre[0], resid_post[0..L-1] (TransformerLens' accumulated_resid). One row
@@ -152,6 +161,7 @@ def analysis(w, cfg, ids, k=5):
         next_rank = (logp[:-1] > next_lp).sum(-1)
         out.append((top.values.exp(), top.indices, entropy, next_lp.squeeze(-1), next_rank))
         del logp
+    sync(ids.device)
     t2 = time.perf_counter()
     return (t1 - t0) * 1000, (t2 - t1) * 1000
 
@@ -162,13 +172,19 @@ def main():
     ap.add_argument("ids_json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # float32 products in float32, as ours
+        torch.backends.cudnn.allow_tf32 = False
     cfg = json.load(open(f"{a.model_dir}/config.json"))
     t0 = time.perf_counter()
-    w = read_safetensors(f"{a.model_dir}/model.safetensors")
+    w = read_safetensors(f"{a.model_dir}/model.safetensors", device, getattr(torch, a.dtype))
     load_ms = (time.perf_counter() - t0) * 1000
-    ids = torch.tensor(json.load(open(a.ids_json)), dtype=torch.long)
+    ids = torch.tensor(json.load(open(a.ids_json)), dtype=torch.long, device=device)
     runs = []
     with torch.no_grad():
         analysis(w, cfg, ids)  # warm-up
@@ -179,6 +195,8 @@ def main():
     json.dump(
         {
             "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+            "dtype": a.dtype,
             "threads": torch.get_num_threads(),
             "blas": blas_info(),
             "blas_libraries_loaded": which_blas_loaded(),

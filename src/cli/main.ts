@@ -12,6 +12,7 @@ import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import type { Analysis } from '../shared/analysis';
 import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
+import { runsOn } from '../shared/runs-on';
 import { WEIGHT_PRECISIONS, type WeightPrecisionRequest } from '../engine/runtime/providers';
 import type { ClustersResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
 import { writeReport } from './report';
@@ -33,8 +34,9 @@ Options:
   --max-tokens <n>     Analyse at most n tokens (default: the model's context).
   --threads <n>        onnxruntime intra-op threads (default: CPU cores).
   --no-patterns        Skip attention patterns (less memory on long inputs).
-  --execution-provider auto | cpu | cuda | dml | coreml (default auto: CUDA when
-                       available, else CPU; a failing provider falls back to CPU).
+  --execution-provider auto | cpu | webgpu | cuda | dml | coreml (default auto:
+                       WebGPU on a hardware GPU adapter, else CUDA when installed,
+                       else CPU; a failing provider falls back to CPU with a note).
   --weights auto | float32 | float16  Precision of the weight matrices (default auto:
                        float16 for half-precision checkpoints on a GPU provider).
   --cache-dir <dir>    Where built graphs are kept and reused by the next run (default:
@@ -132,7 +134,7 @@ function summary(a: Analysis): string {
   const T = a.lens.pos;
   const last = a.lens.rows - 1;
   const lines = [
-    `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab}) on ${a.model.provider}`,
+    `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab}) on ${runsOn(a.model)}`,
     `${T} tokens${a.truncation ? ` (truncated from ${a.truncation.total})` : ''} in ${a.timings.totalMs.toFixed(0)} ms ` +
       `(forward ${a.timings.forwardMs.toFixed(0)} ms, lens ${a.timings.lensMs.toFixed(0)} ms, metrics ${a.timings.metricsMs.toFixed(0)} ms)`,
   ];

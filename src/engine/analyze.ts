@@ -43,6 +43,16 @@ export interface AnalyzeContext {
 
 /** Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates. */
 const LENS_CHUNK_BYTES = 192 * 1024 * 1024;
+/**
+ * On a GPU provider every run of the lens graph pays a fixed cost (uploads, dispatching ~70
+ * kernels, a readback that waits for the GPU), so chunks are larger there: 768 MB of
+ * intermediates. TD_LENS_CHUNK_MB overrides either (npm run bench:gpu tries several).
+ */
+function lensChunkBytes(provider: string): number {
+  const mb = Number(process.env.TD_LENS_CHUNK_MB);
+  if (Number.isFinite(mb) && mb > 0) return mb * 1024 * 1024;
+  return provider === 'cpu' ? LENS_CHUNK_BYTES : 4 * LENS_CHUNK_BYTES;
+}
 
 export class Cancelled extends EngineError {
   constructor() {
@@ -264,7 +274,7 @@ async function logitLens(
   const V = s.dVocab;
   const rows = s.nLayers + 1;
   const kk = Math.min(k, V);
-  const chunk = Math.max(1, Math.min(T, Math.floor(LENS_CHUNK_BYTES / (rows * V * 4 * 4))));
+  const chunk = Math.max(1, Math.min(T, Math.floor(lensChunkBytes(model.lens.provider) / (rows * V * 4 * 4))));
   const lens: LensTable = {
     rows,
     pos: T,
@@ -279,10 +289,9 @@ async function logitLens(
     cosNext: new Float32Array(rows * T),
     cosPred: new Float32Array(rows * T),
   };
-  const seenSoFar = new Uint8Array(V);
   // Chunk buffers allocated once and reused: fresh memory costs page faults on every chunk.
   const xBuf = new Float32Array(rows * chunk * d);
-  const seenBuf = new Float32Array(chunk * V);
+  const context = contextTokens(ids);
   for (let c0 = 0; c0 < T; c0 += chunk) {
     checkCancel(signal);
     const C = Math.min(chunk, T - c0);
@@ -291,20 +300,20 @@ async function logitLens(
     for (let c = 0; c < C; c++)
       for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
     const next = new BigInt64Array(C);
-    const seen = seenBuf.subarray(0, C * V);
-    seen.fill(0);
+    const positions = new Float32Array(C);
     for (let c = 0; c < C; c++) {
       const p = c0 + c;
       next[c] = BigInt(p + 1 < T ? ids[p + 1]! : 0);
-      seenSoFar[ids[p]!] = 1;
-      const row = seen.subarray(c * V, (c + 1) * V);
-      for (let v = 0; v < V; v++) if (seenSoFar[v]) row[v] = 1;
+      positions[c] = p;
     }
+    const n = context.seenBy(c0 + C - 1); // the distinct tokens up to the chunk's last position
     const out = await model.lens.run(
       {
         resid: { data: x, dims: [C, rows, d] },
         next_ids: { data: next, dims: [C] },
-        seen: { data: seen, dims: [C, V] },
+        context_ids: { data: context.ids.subarray(0, n), dims: [n] },
+        first_seen: { data: context.firstSeen.subarray(0, n), dims: [n] },
+        positions: { data: positions, dims: [C] },
         k: { data: BigInt64Array.of(BigInt(kk)), dims: [1] },
       },
       ['top_ids', 'top_probs', 'entropy', 'next_logprob', 'next_rank', 'kl_to_final', 'copy_mass', 'cos_next', 'cos_pred'],
@@ -331,6 +340,32 @@ async function logitLens(
     }
   }
   return { lens, lastLogitsTop: softmaxTop(fwd.logits, kk) };
+}
+
+/**
+ * The distinct tokens of a sequence in order of first occurrence, with that position: the lens
+ * graph's copy mass reads p at these ids. seenBy(p) = how many first occur at positions ≤ p.
+ */
+export function contextTokens(ids: readonly number[]): { ids: BigInt64Array; firstSeen: Float32Array; seenBy(pos: number): number } {
+  const order: number[] = [];
+  const first: number[] = [];
+  const known = new Set<number>();
+  ids.forEach((id, p) => {
+    if (known.has(id)) return;
+    known.add(id);
+    order.push(id);
+    first.push(p);
+  });
+  const firstSeen = Float32Array.from(first);
+  return {
+    ids: BigInt64Array.from(order, (id) => BigInt(id)),
+    firstSeen,
+    seenBy(pos: number): number {
+      let n = 0;
+      while (n < first.length && first[n]! <= pos) n++;
+      return n;
+    },
+  };
 }
 
 /** The derived measures every view needs (METRICS.md). */

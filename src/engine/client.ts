@@ -102,20 +102,27 @@ export class EngineClient {
         else p.resolve(raw);
       });
     });
-    child.on('exit', (code, signal) => {
-      if (this.child !== child) return;
-      this.child = null;
-      this.ready = null;
-      this.loadedKey = '';
-      const why = `The engine process stopped unexpectedly (${signal ?? `exit code ${code}`}).`;
-      for (const p of this.pending.values()) p.reject(new EngineError('ENGINE_CRASHED', `${why} It will restart on the next run.`));
-      this.pending.clear();
-      if (!this.disposed) {
-        this.opts.log?.(why);
-        this.onCrash?.(why);
-      }
-    });
+    child.on('exit', (code, signal) => this.lost(child, signal ?? `exit code ${code}`));
     return this.ready;
+  }
+
+  /**
+   * The worker died (its exit, or a request it could no longer read — EPIPE can come before the
+   * exit is reported): every run waiting on it fails, and the next request starts a new one.
+   */
+  private lost(child: ChildProcess, cause: string): void {
+    if (this.child !== child) return;
+    this.child = null;
+    this.ready = null;
+    this.loadedKey = '';
+    if (child.exitCode === null && child.signalCode === null) child.kill();
+    const why = `The engine process stopped unexpectedly (${cause}).`;
+    for (const p of this.pending.values()) p.reject(new EngineError('ENGINE_CRASHED', `${why} It will restart on the next run.`));
+    this.pending.clear();
+    if (!this.disposed) {
+      this.opts.log?.(why);
+      this.onCrash?.(why);
+    }
   }
 
   /**
@@ -138,10 +145,7 @@ export class EngineClient {
       return await new Promise<WorkerReply>((resolve, reject) => {
         this.pending.set(id, { resolve, reject, onStep, onProgress });
         child.send({ ...msg, id } as WorkerRequest, (err) => {
-          if (!err || !this.pending.delete(id)) return;
-          reject(
-            new EngineError('ENGINE_CRASHED', `The engine process could not be reached (${err.message}). It will restart on the next run.`),
-          );
+          if (err) this.lost(child, err.message);
         });
       });
     } finally {

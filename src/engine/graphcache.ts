@@ -1,6 +1,8 @@
 // Built graphs cached on disk: forward.onnx and lens.onnx with their weights in one external
 // data file, written once per model (and per version of this code) and reused by the next
-// load. This is also how graphs beyond protobuf's 2 GB limit are stored.
+// load. This is also how graphs beyond protobuf's 2 GB limit are stored. The cache is bounded
+// by bytes, not by a count of models: a 1.2 B model's conversion takes 20 s and its graph
+// 5 GB, a small model's 1 s and 30 MB. Past the limit the entries used longest ago go.
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,6 +10,8 @@ import type { ExternalRef, WeightSink } from './onnx/builder';
 
 export const WEIGHTS_FILE = 'weights.bin';
 const PAGE = 4096;
+/** A marker in a complete entry, touched on every use: its mtime is the entry's last use. */
+const COMPLETE = 'complete';
 
 /** Appends initializers to one file; the same array (e.g. tied W_E = W_U) is written once. */
 export class ExternalWeightFile implements WeightSink {
@@ -127,7 +131,7 @@ export function cachePaths(dir: string): CachedGraphPaths {
 /** A complete cache entry for `key`, or null. */
 export function findCached(cacheDir: string, key: string): CachedGraphPaths | null {
   const dir = path.join(cacheDir, key);
-  return fs.existsSync(path.join(dir, 'complete')) ? cachePaths(dir) : null;
+  return fs.existsSync(path.join(dir, COMPLETE)) ? cachePaths(dir) : null;
 }
 
 /** Creates a temporary entry folder; `commit` renames it into place atomically. */
@@ -139,7 +143,7 @@ export function beginEntry(cacheDir: string, key: string): { paths: CachedGraphP
   return {
     paths,
     commit() {
-      fs.writeFileSync(path.join(tmp, 'complete'), '');
+      fs.writeFileSync(path.join(tmp, COMPLETE), '');
       const final = path.join(cacheDir, key);
       try {
         fs.renameSync(tmp, final);
@@ -155,14 +159,190 @@ export function beginEntry(cacheDir: string, key: string): { paths: CachedGraphP
   };
 }
 
-/** Removes entries other than `keep` that belong to no recent use (simple size control). */
-export function pruneCache(cacheDir: string, keepNewest = 4): void {
-  if (!fs.existsSync(cacheDir)) return;
-  const entries = fs
-    .readdirSync(cacheDir)
-    .map((name) => ({ name, p: path.join(cacheDir, name) }))
-    .filter((e) => fs.statSync(e.p).isDirectory())
-    .map((e) => ({ ...e, t: fs.statSync(e.p).mtimeMs }))
-    .sort((a, b) => b.t - a.t);
-  for (const e of entries.slice(keepNewest)) fs.rmSync(e.p, { recursive: true, force: true });
+// ---- size control: the cache is bounded by bytes and keeps what was used last -------------
+
+/** Above this the automatic limit never goes, whatever the free disk space. */
+export const DEFAULT_LIMIT_BYTES = 20e9;
+/** `<key>.tmp-<pid>-<ms>`: an entry being written by process `pid`. */
+const TMP_ENTRY = /^[0-9a-f]+\.tmp-(\d+)-\d+$/;
+
+export interface CacheEntry {
+  key: string;
+  /** The entry's folder. */
+  path: string;
+  /** The model folder the graphs were built from (meta.json), or null when unreadable. */
+  model: string | null;
+  /** Bytes of every file in the entry. */
+  bytes: number;
+  /** Last load through this entry (ms since the epoch). */
+  lastUsed: number;
+}
+
+/** Records a use of an entry (a load read or wrote it), for the least-recently-used order. */
+export function markUsed(entryDir: string): void {
+  const now = new Date();
+  fs.utimesSync(path.join(entryDir, COMPLETE), now, now);
+}
+
+function folderBytes(dir: string): number {
+  let n = 0;
+  for (const f of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, f.name);
+    n += f.isDirectory() ? folderBytes(p) : fs.statSync(p).size;
+  }
+  return n;
+}
+
+function readModel(entryDir: string): string | null {
+  try {
+    const m = (JSON.parse(fs.readFileSync(path.join(entryDir, 'meta.json'), 'utf8')) as { model?: unknown }).model;
+    return typeof m === 'string' ? m : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The complete entries of a cache folder (none when it does not exist). */
+export function listCache(cacheDir: string): CacheEntry[] {
+  if (!fs.existsSync(cacheDir)) return [];
+  const out: CacheEntry[] = [];
+  for (const d of fs.readdirSync(cacheDir, { withFileTypes: true })) {
+    const p = path.join(cacheDir, d.name);
+    if (!d.isDirectory() || TMP_ENTRY.test(d.name)) continue;
+    try {
+      const marker = fs.statSync(path.join(p, COMPLETE));
+      out.push({ key: d.name, path: p, model: readModel(p), bytes: folderBytes(p), lastUsed: marker.mtimeMs });
+    } catch {
+      /* not complete (or removed meanwhile): not an entry */
+    }
+  }
+  return out;
+}
+
+/**
+ * The automatic limit: the smaller of 20 GB and a quarter of the disk space the cache could
+ * use (free space plus what it holds already, so the limit does not shrink as the cache fills).
+ */
+export function defaultLimitBytes(freeBytes: number, cacheBytes: number): number {
+  return Math.min(DEFAULT_LIMIT_BYTES, Math.floor((freeBytes + cacheBytes) / 4));
+}
+
+/** Free bytes on the disk holding `dir` (its nearest existing ancestor); Infinity when unknown. */
+export function freeDiskBytes(dir: string): number {
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  try {
+    const st = fs.statfsSync(d);
+    return st.bavail * st.bsize;
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
+ * Which entries go so that the rest fits in `maxBytes`: the least recently used first, never
+ * one in `keep` (the graph being loaded stays even when it alone is over the limit).
+ */
+export function evictionPlan(entries: readonly CacheEntry[], maxBytes: number, keep: ReadonlySet<string> = new Set()): CacheEntry[] {
+  let total = entries.reduce((s, e) => s + e.bytes, 0);
+  const out: CacheEntry[] = [];
+  for (const e of [...entries].sort((a, b) => a.lastUsed - b.lastUsed)) {
+    if (total <= maxBytes) break;
+    if (keep.has(e.key)) continue;
+    out.push(e);
+    total -= e.bytes;
+  }
+  return out;
+}
+
+export interface PruneOptions {
+  /** The limit in bytes; undefined or 0: the automatic one (defaultLimitBytes). */
+  maxBytes?: number;
+  /** Keys never removed (the entry just loaded). */
+  keep?: readonly string[];
+}
+
+export interface Removed {
+  /** Entries removed and the bytes they held. */
+  entries: number;
+  freedBytes: number;
+  /** Entries that could not be removed (a file in use on Windows, permissions). */
+  failed: number;
+}
+
+function removeEntries(entries: readonly CacheEntry[]): Removed {
+  const r: Removed = { entries: 0, freedBytes: 0, failed: 0 };
+  for (const e of entries) {
+    try {
+      // the marker first: a half-removed entry is never taken for a complete one
+      fs.rmSync(path.join(e.path, COMPLETE), { force: true });
+      fs.rmSync(e.path, { recursive: true, force: true });
+      r.entries++;
+      r.freedBytes += e.bytes;
+    } catch {
+      r.failed++;
+    }
+  }
+  return r;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes the half-written entries of processes that no longer run (a crash, a kill). */
+function removeOrphans(cacheDir: string): Removed {
+  const r: Removed = { entries: 0, freedBytes: 0, failed: 0 };
+  if (!fs.existsSync(cacheDir)) return r;
+  for (const name of fs.readdirSync(cacheDir)) {
+    const m = TMP_ENTRY.exec(name);
+    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+    const p = path.join(cacheDir, name);
+    try {
+      const bytes = folderBytes(p);
+      fs.rmSync(p, { recursive: true, force: true });
+      r.entries++;
+      r.freedBytes += bytes;
+    } catch {
+      r.failed++;
+    }
+  }
+  return r;
+}
+
+/**
+ * Evicts the least recently used entries until the cache fits its limit. Never throws: size
+ * control must not fail the load that calls it (a folder it cannot read counts as failed).
+ */
+export function pruneCache(cacheDir: string, opts: PruneOptions = {}): Removed {
+  try {
+    const orphans = removeOrphans(cacheDir);
+    const entries = listCache(cacheDir);
+    const max = limitBytes(cacheDir, opts.maxBytes, entries);
+    const r = removeEntries(evictionPlan(entries, max, new Set(opts.keep ?? [])));
+    return { entries: r.entries, freedBytes: r.freedBytes + orphans.freedBytes, failed: r.failed + orphans.failed };
+  } catch {
+    return { entries: 0, freedBytes: 0, failed: 1 };
+  }
+}
+
+/** The limit in effect: `maxBytes` when set (> 0), else the automatic one for this disk. */
+export function limitBytes(cacheDir: string, maxBytes: number | undefined, entries: readonly CacheEntry[] = listCache(cacheDir)): number {
+  if (maxBytes !== undefined && maxBytes > 0) return maxBytes;
+  return defaultLimitBytes(
+    freeDiskBytes(cacheDir),
+    entries.reduce((s, e) => s + e.bytes, 0),
+  );
+}
+
+/** Removes every entry (and orphaned half-written ones): "Clear Graph Cache". */
+export function clearCache(cacheDir: string): Removed {
+  const orphans = removeOrphans(cacheDir);
+  const r = removeEntries(listCache(cacheDir));
+  return { entries: r.entries, freedBytes: r.freedBytes + orphans.freedBytes, failed: r.failed + orphans.failed };
 }

@@ -5,11 +5,18 @@ import * as path from 'node:path';
 import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { weightReader, type WeightReader } from './arch/weights';
-import { forwardGraphLayers, HalfRangeError, type ForwardGraphOptions } from './graph/forward';
+import { forwardGraphLayers, HalfRangeError, hook, ropeCpuNodes, type ForwardGraphOptions } from './graph/forward';
 import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
 import { createLinAlg, type LinAlg } from './linalg';
-import { chooseProvider, createSession, providerEnvironment, type ProviderRequest, type RuntimeOptions, type Session } from './runtime/ort';
+import {
+  chooseProvider,
+  createSession,
+  providerEnvironmentFor,
+  type ProviderRequest,
+  type RuntimeOptions,
+  type Session,
+} from './runtime/ort';
 import { resolveWeightPrecision, type WeightPrecisionRequest } from './runtime/providers';
 
 export { resolveWeightPrecision, WEIGHT_PRECISIONS, type WeightPrecisionRequest } from './runtime/providers';
@@ -17,7 +24,7 @@ import { TextTokenizer } from './tokenizer';
 import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
 import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
-import { beginEntry, cacheKey, ExternalWeightFile, findCached, pruneCache, WEIGHTS_FILE } from './graphcache';
+import { beginEntry, cacheKey, ExternalWeightFile, findCached, markUsed, pruneCache, WEIGHTS_FILE } from './graphcache';
 import type { BlockWeights, GlobalWeights } from './arch/weights';
 import { SuffixGraphBuilder } from './graph/suffix';
 import { withInterventionDefaults } from './interventions/session';
@@ -29,6 +36,12 @@ export interface LoadedModel {
   tokenizer: TextTokenizer;
   forward: Session;
   lens: Session;
+  /**
+   * The session generation steps run on: the forward session on the CPU; on WebGPU a second
+   * session of the same graph, made at the first generation, whose outputs (the KV cache, and
+   * the hooks it must fetch with it) stay in GPU memory — only the logits come back.
+   */
+  generation(): Promise<Session>;
   /** ln_final weights (and bias), kept for measures computed in JS. */
   lnFinal: { w: Float32Array; b: Float32Array | null };
   /** ‖W_U[:, t]‖ and ‖W_E[t]‖ for every token t [d_vocab]. */
@@ -57,6 +70,8 @@ export interface LoadOptions extends RuntimeOptions {
    * graphs are built in memory, unless they would exceed protobuf's 2 GB limit.
    */
   cacheDir?: string;
+  /** Most bytes the graph cache keeps (least recently used entries go first); 0 or unset: automatic. */
+  cacheMaxBytes?: number;
   /** Weight bytes above which graphs go to external data even without cacheDir (tests lower it). */
   inlineLimitBytes?: number;
   /**
@@ -71,7 +86,7 @@ export interface LoadOptions extends RuntimeOptions {
 /** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
 export const INLINE_LIMIT_BYTES = 1.8e9;
 
-export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session, 'provider' | 'providerNote'>): ModelInfo {
+export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session, 'provider' | 'providerNote' | 'adapter'>): ModelInfo {
   return {
     name,
     architecture: spec.modelType,
@@ -87,6 +102,7 @@ export function modelInfo(name: string, spec: ModelSpec, session?: Pick<Session,
     tied_embeddings: spec.tiedEmbeddings,
     provider: session?.provider ?? 'cpu',
     provider_note: session?.providerNote ?? null,
+    adapter: session?.adapter ?? null,
   };
 }
 
@@ -113,33 +129,41 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
       `tokenizer.json has ${tokenizer.vocabSize} tokens but the model's vocabulary has ${spec.dVocab}: they belong to different models.`,
     );
   }
-  const environment = opts.environment ?? providerEnvironment();
+  const environment = await providerEnvironmentFor(opts.executionProvider, opts.environment);
+  const provider = chooseProvider(opts.executionProvider, environment).provider;
   let precision = resolveWeightPrecision(
     opts.weightPrecision,
-    chooseProvider(opts.executionProvider, environment).provider,
+    provider,
     ckpt.weights.storedHalf(),
+    provider !== 'webgpu' || environment.webgpu?.adapter?.f16 === true,
   );
+  // The lens graph's top-k in the GPU's shape on WebGPU (graph/lens.ts: blockTopK)
+  let shape: GraphShape = { precision, gpuTopK: provider === 'webgpu' };
   let built: BuiltGraphs;
   try {
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
+    built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
   } catch (e) {
     // auto chose float16 but a weight does not fit: float32 instead (an explicit float16 says why it cannot)
     if (!(e instanceof HalfRangeError) || (opts.weightPrecision ?? 'auto') !== 'auto') throw e;
     precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
+    shape = { ...shape, precision };
+    built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
   }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
   // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
-  let forward = await createSession(built.forward, { ...opts, environment });
+  const pinned = { cpuNodes: ropeCpuNodes(spec) };
+  let forward = await createSession(built.forward, { ...opts, environment, ...pinned });
   const providerNote = forward.providerNote;
-  if (forward.provider === 'cpu' && precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto') {
-    // auto chose float16 for a GPU provider that then failed to start: on the CPU the float16
-    // graph would widen every weight product, so build the float32 graphs instead.
+  const autoHalf = precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto';
+  if (forward.provider === 'cpu' && (autoHalf || shape.gpuTopK)) {
+    // the graphs were shaped for a GPU provider that then failed to start: on the CPU auto's
+    // float16 graph would widen every weight product, and TopK is faster whole; build them for the CPU.
     await forward.release();
-    precision = 'float32';
-    built = await buildGraphs(dir, ckpt, spec, opts, precision, control);
-    forward = await createSession(built.forward, { ...opts, executionProvider: 'cpu' });
+    if (autoHalf) precision = 'float32';
+    shape = { precision, gpuTopK: false };
+    built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
+    forward = await createSession(built.forward, { ...opts, ...pinned, executionProvider: 'cpu' });
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
   const started: LoadOptions = { ...opts, environment, executionProvider: forward.provider as ProviderRequest };
@@ -160,18 +184,31 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   }
   const { lnFinal, unembedNorms, embedNorms } = built;
   const suffix = lazySuffix(dir, spec, precision, started, built.suffix);
+  // the intervention inputs default to "no intervention" for every caller (interventions/session.ts)
+  const forwardSession = withInterventionDefaults(forward, spec);
+  const generation = generationSessions(
+    forwardSession,
+    forward.provider === 'webgpu' ? built.forward : null,
+    spec,
+    opts.patterns ?? true,
+    started,
+  );
   if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
   if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
   return {
     dir,
     info: {
-      ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, { provider: forward.provider, providerNote }),
+      ...modelInfo(opts.name ?? path.basename(path.resolve(dir)), spec, {
+        provider: forward.provider,
+        providerNote,
+        adapter: forward.adapter,
+      }),
       weights: precision,
       interventions: true,
     },
     spec,
     tokenizer,
-    forward: withInterventionDefaults(forward, spec),
+    forward: forwardSession,
     lens,
     lnFinal,
     unembedNorms,
@@ -180,11 +217,43 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     graphSource: built.source,
     linalg,
     suffix: suffix.session,
+    generation: generation.get,
     async release() {
+      await generation.release();
       await forward.release();
       await lens.release();
       await linalg.release();
       await suffix.release();
+    },
+  };
+}
+
+/** Every output of the forward graph but the logits (they stay on the device while generating). */
+function deviceOutputs(spec: ModelSpec, patterns: boolean): string[] {
+  const names = [hook.residPre(0)];
+  for (let L = 0; L < spec.nLayers; L++) {
+    names.push(hook.residMid(L), hook.residPost(L), hook.presentKey(L), hook.presentValue(L));
+    if (patterns) names.push(hook.pattern(L));
+  }
+  return names;
+}
+
+/**
+ * LoadedModel.generation: the forward session itself, or (graph given: WebGPU) a second session
+ * of that graph made on first use, with everything but the logits kept on the device.
+ */
+function generationSessions(forward: Session, graph: Uint8Array | string | null, spec: ModelSpec, patterns: boolean, opts: LoadOptions) {
+  let made: Promise<Session> | null = null;
+  return {
+    get(): Promise<Session> {
+      if (graph === null) return Promise.resolve(forward);
+      made ??= createSession(graph, { ...opts, cpuNodes: ropeCpuNodes(spec), deviceOutputs: deviceOutputs(spec, patterns) }).then((s) =>
+        withInterventionDefaults(s, spec),
+      );
+      return made;
+    },
+    async release(): Promise<void> {
+      if (made) await (await made).release();
     },
   };
 }
@@ -194,22 +263,37 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
  * own, not a closure in loadModel: a closure there would keep the checkpoint — its parsed
  * tokenizer.json included — alive for as long as the model is loaded.)
  */
+/** What the graphs are built for: the weights' precision, and the lens's top-k for a GPU. */
+interface GraphShape {
+  precision: 'float32' | 'float16';
+  gpuTopK: boolean;
+}
+
 function buildGraphs(
   dir: string,
   ckpt: Checkpoint,
   spec: ModelSpec,
   opts: LoadOptions,
-  precision: 'float32' | 'float16',
+  shape: GraphShape,
   control: LoadControl,
 ): Promise<BuiltGraphs> {
-  const graphOpts: ForwardGraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16' };
+  const { precision } = shape;
+  const graphOpts: GraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16', gpuTopK: shape.gpuTopK };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
   const watch = (what: string): LayerWatch => ({
     onLayer: layerProgress(spec, what, control.onProgress, opts.progressIntervalMs),
     signal: control.signal,
   });
   return cacheDir
-    ? graphsViaCache(dir, ckpt, spec, graphOpts, cacheDir, watch('converting the weights into the graph cache (once per model)'))
+    ? graphsViaCache(
+        dir,
+        ckpt,
+        spec,
+        graphOpts,
+        cacheDir,
+        watch('converting the weights into the graph cache (once per model)'),
+        opts.cacheMaxBytes,
+      )
     : buildInMemory(ckpt, spec, graphOpts, watch('building the graph'));
 }
 
@@ -354,12 +438,15 @@ function jsSide(spec: ModelSpec, globals: GlobalWeights) {
   };
 }
 
-async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: ForwardGraphOptions, watch: LayerWatch): Promise<BuiltGraphs> {
+/** The forward graph's options and the lens graph's. */
+type GraphOptions = ForwardGraphOptions & { gpuTopK: boolean };
+
+async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: GraphOptions, watch: LayerWatch): Promise<BuiltGraphs> {
   const reader = weightReader(spec, ckpt.weights);
   const forward = (await buildForward(spec, reader, graphOpts, null, watch)).encode();
   ckpt.weights.releaseScratch();
   const globals = reader.globals();
-  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights).encode();
+  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK).encode();
   return { forward, lens, suffix: null, ...jsSide(spec, globals), source: 'memory' };
 }
 
@@ -387,20 +474,22 @@ async function graphsViaCache(
   dir: string,
   ckpt: Checkpoint,
   spec: ModelSpec,
-  graphOpts: ForwardGraphOptions,
+  graphOpts: GraphOptions,
   cacheDir: string,
   watch: LayerWatch,
+  limit: number | undefined,
 ): Promise<BuiltGraphs> {
   const key = cacheKey(
     dir,
     ckpt.weights.files.map((f) => f.filePath),
-    { patterns: graphOpts.patterns, halfWeights: graphOpts.halfWeights ?? false },
+    { patterns: graphOpts.patterns, halfWeights: graphOpts.halfWeights ?? false, ...(graphOpts.gpuTopK ? { gpuTopK: true } : {}) },
   );
   const hit = findCached(cacheDir, key);
   if (hit) {
     try {
       const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
-      fs.utimesSync(hit.dir, new Date(), new Date());
+      markUsed(hit.dir);
+      pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
       return {
         forward: hit.forward,
         lens: hit.lens,
@@ -421,7 +510,7 @@ async function graphsViaCache(
     fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch, suffix)).encode());
     ckpt.weights.releaseScratch();
     const globals = reader.globals();
-    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights).encode());
+    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights, graphOpts.gpuTopK).encode());
     fs.writeFileSync(entry.paths.suffix, suffix.finish(globals).encode());
     sink.close();
     const side = jsSide(spec, globals);
@@ -437,7 +526,7 @@ async function graphsViaCache(
       }),
     );
     const final = entry.commit();
-    pruneCache(cacheDir);
+    pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
     return { forward: final.forward, lens: final.lens, suffix: final.suffix, ...side, source: 'cache-write' };
   } catch (e) {
     sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes

@@ -3,33 +3,23 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
+import { selectionSource } from './source';
 import { cachedHubModels, downloadFromHub, setToken } from './hub';
 import { comparePrompts } from './diff';
+import { clearCache, limitBytes, listCache, type CacheEntry } from '../engine/graphcache';
+import { formatBytes } from '../engine/hub/messages';
 
 export type Cmd = (...args: unknown[]) => unknown;
 
 /** Analyse the selection, or the whole document when nothing is selected. */
 export function analyzeSelection(ctx: Ctx): Cmd {
   return async () => {
-    const editor = vscode.window.activeTextEditor;
-    if (!editor) {
-      void vscode.window.showWarningMessage('Transformer Dynamics: open a file and select some text to analyse.');
+    const input = selectionSource();
+    if (typeof input === 'string') {
+      void vscode.window.showWarningMessage(`Transformer Dynamics: ${input}`);
       return;
     }
-    const doc = editor.document;
-    const sel = editor.selection;
-    const range = sel.isEmpty
-      ? new vscode.Range(doc.positionAt(0), doc.positionAt(doc.getText().length))
-      : new vscode.Range(sel.start, sel.end);
-    const text = doc.getText(range);
-    if (text.trim().length === 0 && text.length === 0) {
-      void vscode.window.showWarningMessage('Transformer Dynamics: the document is empty — there is nothing to analyse.');
-      return;
-    }
-    return ctx.analyze({
-      text,
-      source: { uri: doc.uri.toString(), fileName: path.basename(doc.fileName), offset: doc.offsetAt(range.start) },
-    });
+    return ctx.analyze(input);
   };
 }
 
@@ -38,24 +28,47 @@ export function openPanel(ctx: Ctx): Cmd {
 }
 
 interface ModelPick extends vscode.QuickPickItem {
-  action: 'bundled' | 'folder' | 'recent' | 'hub' | 'download';
+  action: 'bundled' | 'folder' | 'recent' | 'hub' | 'download' | 'clearCache';
   dir?: string;
+}
+
+/** "graph cached (30 MB)" for a model folder with graphs in the cache, else ''. */
+function cachedNote(entries: readonly CacheEntry[], dir: string): string {
+  const mine = entries.filter((e) => e.model !== null && path.resolve(e.model) === path.resolve(dir));
+  return mine.length ? `graph cached (${formatBytes(mine.reduce((s, e) => s + e.bytes, 0))})` : '';
+}
+
+/** The picker's line on the graph cache: its size, its limit, and clearing it. */
+function cacheItem(ctx: Ctx, entries: readonly CacheEntry[]): ModelPick {
+  const dir = ctx.graphCacheDir();
+  const used = entries.reduce((s, e) => s + e.bytes, 0);
+  const limit = limitBytes(dir, ctx.config.graphCacheLimitBytes, entries);
+  return {
+    label: '$(trash) Clear Graph Cache',
+    description: `${formatBytes(used)} in ${entries.length} graph${entries.length === 1 ? '' : 's'} · limit ${formatBytes(limit)}`,
+    detail: ctx.config.graphCache
+      ? 'Built graphs of the models used last; the next load of a cleared model converts it again'
+      : 'The graph cache is off (transformerDynamics.graphCache)',
+    action: 'clearCache',
+  };
 }
 
 /** Pick the bundled model, a recent folder, or browse for a Hugging Face model folder. */
 export function selectModel(ctx: Ctx): Cmd {
   return async () => {
     const current = ctx.models.current();
+    const cached = listCache(ctx.graphCacheDir());
+    const note = (dir: string, text: string) => [text, cachedNote(cached, dir)].filter(Boolean).join(' · ');
     const items: ModelPick[] = [
       {
         label: '$(package) td-mini (bundled)',
-        description: current.bundled ? 'current' : '',
+        description: note(ctx.models.bundledDir, current.bundled ? 'current' : ''),
         detail: 'Trained by this project on public-domain prose and Python code',
         action: 'bundled',
       },
       ...ctx.models.recent().map<ModelPick>((dir) => ({
         label: `$(folder) ${path.basename(dir)}`,
-        description: !current.bundled && current.dir === dir ? 'current' : '',
+        description: note(dir, !current.bundled && current.dir === dir ? 'current' : ''),
         detail: dir,
         action: 'recent',
         dir,
@@ -64,7 +77,7 @@ export function selectModel(ctx: Ctx): Cmd {
         .filter((m) => !ctx.models.recent().includes(m.dir))
         .map<ModelPick>((m) => ({
           label: `$(cloud) ${m.repo}`,
-          description: !current.bundled && current.dir === m.dir ? 'current' : 'downloaded',
+          description: note(m.dir, !current.bundled && current.dir === m.dir ? 'current' : 'downloaded'),
           detail: `${(m.size / 1e6).toFixed(0)} MB in the extension's storage`,
           action: 'hub',
           dir: m.dir,
@@ -79,12 +92,15 @@ export function selectModel(ctx: Ctx): Cmd {
         detail: 'GPT-2, Pythia, SmolLM2, Qwen2.5 or any supported repository',
         action: 'download',
       },
+      { label: 'Graph cache', kind: vscode.QuickPickItemKind.Separator, action: 'clearCache' },
+      cacheItem(ctx, cached),
     ];
     const pick = await vscode.window.showQuickPick(items, {
       title: 'Transformer Dynamics: Select Model',
       placeHolder: `Current: ${current.name}`,
     });
     if (!pick) return;
+    if (pick.action === 'clearCache') return clearGraphCache(ctx)();
     let dir = '';
     if ((pick.action === 'recent' || pick.action === 'hub') && pick.dir) dir = pick.dir;
     if (pick.action === 'download') {
@@ -108,7 +124,9 @@ export function selectModel(ctx: Ctx): Cmd {
       dir = chosen;
     }
     await ctx.config.setModelPath(dir);
-    if ((await loadSelected(ctx)) && ctx.last) await ctx.rerunLast();
+    if (!(await loadSelected(ctx))) return;
+    void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.loadedModel()}.`);
+    if (ctx.last) await ctx.rerunLast();
   };
 }
 
@@ -131,13 +149,33 @@ async function loadSelected(ctx: Ctx): Promise<boolean> {
   }
 }
 
+/** Removes every built graph and says how much disk it freed. */
+export function clearGraphCache(ctx: Ctx): Cmd {
+  return () => {
+    const r = clearCache(ctx.graphCacheDir());
+    const failed = r.failed ? ` ${r.failed} could not be removed (in use, or no permission).` : '';
+    if (r.entries === 0 && r.freedBytes === 0) {
+      void vscode.window.showInformationMessage(`Transformer Dynamics: the graph cache is already empty.${failed}`);
+      return;
+    }
+    ctx.log.info(`graph cache cleared: ${r.entries} entries, ${r.freedBytes} bytes freed, ${r.failed} failed`);
+    void vscode.window.showInformationMessage(
+      `Transformer Dynamics: cleared the graph cache — freed ${formatBytes(r.freedBytes)} (${r.entries} graph${r.entries === 1 ? '' : 's'}). ` +
+        `The next load of each model converts it again.${failed}`,
+    );
+  };
+}
+
 export function exportAnalysis(ctx: Ctx): Cmd {
   return () => ctx.exportAnalysis();
 }
 
 export function toggleOverlay(ctx: Ctx): Cmd {
   return async () => {
-    await ctx.config.setOverlayEnabled(!ctx.config.overlayEnabled);
+    const on = !ctx.config.overlayEnabled;
+    await ctx.config.setOverlayEnabled(on);
+    // nothing else may show the change yet (no analysis): say it where the model is shown
+    vscode.window.setStatusBarMessage(`Transformer Dynamics: surprisal overlay ${on ? 'on' : 'off'}`, 5000);
   };
 }
 
@@ -156,7 +194,7 @@ export function downloadModel(ctx: Ctx): Cmd {
     if (!dir) return;
     await ctx.config.setModelPath(dir);
     if (!(await loadSelected(ctx))) return;
-    void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.models.current().name}.`);
+    void vscode.window.showInformationMessage(`Transformer Dynamics: now using ${ctx.loadedModel()}.`);
     if (ctx.last) await ctx.rerunLast();
   };
 }

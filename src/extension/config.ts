@@ -53,7 +53,7 @@ export class Config {
     return this.cfg.get<boolean>('attentionPatterns') ?? true;
   }
 
-  /** onnxruntime execution provider: auto picks CUDA when its binaries and a GPU are present. */
+  /** onnxruntime execution provider: auto picks WebGPU on a hardware adapter, then CUDA when installed. */
   get executionProvider(): ProviderRequest {
     const v = this.cfg.get<string>('executionProvider') ?? 'auto';
     return (PROVIDERS as readonly string[]).includes(v) ? (v as ProviderRequest) : 'auto';
@@ -68,6 +68,12 @@ export class Config {
   /** Keep built graphs (weights as external data) in the extension's storage for faster loads. */
   get graphCache(): boolean {
     return this.cfg.get<boolean>('graphCache') ?? true;
+  }
+
+  /** Most bytes the graph cache keeps (least recently used graphs go first); 0: automatic. */
+  get graphCacheLimitBytes(): number {
+    const v = this.cfg.get<number>('graphCacheLimitGB') ?? 0;
+    return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v * 1e9 : 0;
   }
 
   /** Cap on the engine's memory in GB (0 = only the free memory limits). */

@@ -17,8 +17,10 @@ import { StatusBar } from './statusbar';
 import { guardFolder } from './hub';
 import { Completions } from './completions';
 import { LatestOnly } from '../shared/latest';
+import { runsOn } from '../shared/runs-on';
 import { formatLag, LagProbe } from './lag';
 import { WhatIf, type KeptRun } from './whatif';
+import { selectionSource } from './source';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
@@ -65,7 +67,6 @@ export class Ctx implements vscode.Disposable {
     this.panel = new AnalysisPanel(
       context.extensionUri,
       {
-        onReady: () => this.onPanelReady(),
         onSelectPosition: (runId, pos) => this.revealToken(runId, pos),
         onRequest: (method, params) => this.onPanelRequest(method, params),
         onLog: (level, message) => this.log[level](`webview: ${message}`),
@@ -74,6 +75,10 @@ export class Ctx implements vscode.Disposable {
       this.log,
     );
     this.status.setModel(this.models.current().name);
+    // what a panel shows before anything ran (the panel keeps it for a webview that is not ready yet)
+    this.panel.post({ type: 'runState', state: this.runState });
+    this.panel.post({ type: 'settings', settings: this.settings() });
+    this.panel.post({ type: 'modelChanged', model: null, modelName: this.models.current().name });
     this.completions = new Completions(this);
     this.whatIf = new WhatIf({
       get last() {
@@ -123,14 +128,6 @@ export class Ctx implements vscode.Disposable {
     this.panel.post({ type: 'runState', state: s });
   }
 
-  private onPanelReady(): void {
-    this.panel.post({ type: 'runState', state: this.runState });
-    // the header names the selected model while it loads (the analysis names it after)
-    if (!this.last) this.panel.post({ type: 'modelChanged', model: this.loaded?.info ?? null, modelName: this.models.current().name });
-    this.panel.post({ type: 'settings', settings: this.settings() });
-    if (this.last) this.panel.post({ type: 'analysis', payload: this.last.payload });
-  }
-
   private onRevive(state: PersistedState | null): void {
     if (!state || this.last || !state.text) return;
     void this.analyze({ text: state.text, source: state.source }, { reveal: false });
@@ -149,11 +146,12 @@ export class Ctx implements vscode.Disposable {
       executionProvider: this.config.executionProvider,
       weightPrecision: this.config.weightPrecision,
       patterns: this.config.attentionPatterns,
-      cacheDir: this.config.graphCache ? vscode.Uri.joinPath(this.context.globalStorageUri, 'graphs').fsPath : undefined,
+      cacheDir: this.config.graphCache ? this.graphCacheDir() : undefined,
       // a model whose files change on disk is reloaded on the next run
       fingerprint: folderFingerprint(choice.dir),
     };
     const key = JSON.stringify(req);
+    const limited = { ...req, cacheMaxBytes: this.config.graphCacheLimitBytes }; // a new limit needs no reload
     if (this.loaded?.key === key) return { choice, info: this.loaded.info };
     if (!choice.bundled) guardFolder(this, choice.dir, choice.name);
     if (choice.bundled && !fs.existsSync(choice.dir)) {
@@ -162,15 +160,15 @@ export class Ctx implements vscode.Disposable {
         `The bundled model is missing from the extension (${choice.dir}). Reinstall the extension or select a model folder.`,
       );
     }
-    const { info, loadMs } = await this.engine.load(req, (message) => onProgress?.(message), signal);
+    const { info, loadMs } = await this.engine.load(limited, (message) => onProgress?.(message), signal);
     this.log.info(
-      `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${info.provider} in ${loadMs.toFixed(0)} ms`,
+      `loaded ${choice.name} (${info.architecture}, ${info.n_layers} layers, ${info.weights ?? 'float32'} weights) on ${runsOn(info)} in ${loadMs.toFixed(0)} ms`,
     );
     if (info.provider_note) void vscode.window.showWarningMessage(`Transformer Dynamics: ${info.provider_note}`);
     this.loaded = { key, info };
     if (!choice.bundled) await this.models.remember(choice.dir);
-    // "cuda fp16": a half-precision checkpoint kept in half precision on the GPU
-    this.status.setModel(choice.name, info.weights === 'float16' ? `${info.provider} fp16` : info.provider);
+    // "cuda fp16", "webgpu · NVIDIA H200": the provider, the precision and the GPU adapter that ran
+    this.status.setModel(choice.name, runsOn(info));
     this.panel.post({ type: 'modelChanged', model: info, modelName: choice.name });
     return { choice, info };
   }
@@ -360,12 +358,31 @@ export class Ctx implements vscode.Disposable {
     return ++this.runSeq;
   }
 
+  /** Where the engine keeps built graphs (transformerDynamics.graphCache). */
+  graphCacheDir(): string {
+    return vscode.Uri.joinPath(this.context.globalStorageUri, 'graphs').fsPath;
+  }
+
+  /** The selected model and where it runs once loaded ("td-mini (bundled) on cpu"), for messages. */
+  loadedModel(): string {
+    const name = this.models.current().name;
+    const info = this.loaded?.info;
+    return info ? `${name} on ${info.provider}${info.weights === 'float16' ? ' (float16 weights)' : ''}` : name;
+  }
+
   async exportAnalysis(format?: 'json' | 'csv'): Promise<string | null> {
-    const shown = this.whatIf.shown();
-    if (!shown) {
-      void vscode.window.showWarningMessage('Transformer Dynamics: nothing to export yet — analyse some text first.');
-      return null;
+    if (!this.last) {
+      // Export as the first command: export what Analyze Selection would show
+      const input = selectionSource();
+      if (typeof input === 'string') {
+        void vscode.window.showWarningMessage(`Transformer Dynamics: nothing to export yet — ${input}`);
+        return null;
+      }
+      if (!(await this.analyze(input))) return null;
     }
+    // the run the panel shows: the clean one or its intervened twin (what-if)
+    const shown = this.whatIf.shown();
+    if (!shown) return null;
     const fmt =
       format ??
       (

@@ -3,6 +3,7 @@
 import * as vscode from 'vscode';
 import {
   analyzeSelection,
+  clearGraphCache,
   compareCompletions,
   comparePromptsCmd,
   downloadModel,
@@ -28,6 +29,7 @@ const COMMANDS: Record<string, (ctx: Ctx) => Cmd> = {
   'transformerDynamics.compareCompletions': compareCompletions,
   'transformerDynamics.comparePrompts': comparePromptsCmd,
   'transformerDynamics.setHuggingFaceToken': setHuggingFaceToken,
+  'transformerDynamics.clearGraphCache': clearGraphCache,
 };
 
 let ctx: Ctx | null = null;

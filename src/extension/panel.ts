@@ -1,13 +1,15 @@
 // The analysis panel: a webview beside the editor (createOrShow / revive), its HTML shell
-// with a nonce CSP, and the typed message channel to the webview app.
+// with a nonce CSP, and the typed message channel to the webview app. Messages go through an
+// Outbox (src/shared/outbox.ts): a webview document that is still loading, reloading or not yet
+// created gets everything it missed, in order, when it says `ready`.
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
+import { Outbox } from '../shared/outbox';
 import { routeWebviewMessage, type HostToWebview, type PersistedState, type RequestMap, type RequestMethod } from '../shared/protocol';
 
 export const PANEL_VIEW_TYPE = 'transformerDynamics.panel';
 
 export interface PanelHandlers {
-  onReady(): void;
   onSelectPosition(runId: number, pos: number): void;
   onRequest<M extends RequestMethod>(method: M, params: RequestMap[M]['params']): Promise<RequestMap[M]['result']>;
   onLog(level: 'info' | 'warn' | 'error', message: string): void;
@@ -16,8 +18,7 @@ export interface PanelHandlers {
 
 export class AnalysisPanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | null = null;
-  private ready = false;
-  private queue: HostToWebview[] = [];
+  private readonly outbox = new Outbox((m) => this.deliver(m));
   constructor(
     private readonly extensionUri: vscode.Uri,
     private readonly handlers: PanelHandlers,
@@ -51,43 +52,50 @@ export class AnalysisPanel implements vscode.Disposable {
     this.handlers.onRevive(s && typeof s === 'object' && s.version === 1 ? s : null);
   }
 
+  /**
+   * Sends a message to the panel: now if its webview is listening, else when it is (also when
+   * no panel is open: the next one shows what this one would have).
+   */
   post(msg: HostToWebview): void {
-    if (!this.panel) return;
-    if (!this.ready) {
-      // Keep only the latest message of each type until the webview is listening.
-      this.queue = this.queue.filter((m) => m.type !== msg.type || msg.type === 'response');
-      this.queue.push(msg);
-      return;
-    }
-    void this.panel.webview.postMessage(msg);
+    this.outbox.post(msg);
+  }
+
+  private deliver(msg: HostToWebview): void {
+    const panel = this.panel;
+    if (!panel) return;
+    panel.webview.postMessage(msg).then(
+      (delivered) => {
+        // a webview that is being replaced says `ready` again and gets everything then
+        if (!delivered && panel === this.panel)
+          this.log.info(`panel: ${msg.type} not delivered (webview not live); kept for its next ready`);
+      },
+      (e: unknown) => this.log.warn(`panel: posting ${msg.type} failed: ${e instanceof Error ? e.message : String(e)}`),
+    );
   }
 
   private attach(panel: vscode.WebviewPanel): void {
     this.panel = panel;
-    this.ready = false;
+    this.outbox.loading();
     panel.iconPath = vscode.Uri.joinPath(this.extensionUri, 'media', 'icon.svg');
-    panel.webview.html = this.html(panel.webview);
+    // listen before the document exists, so its `ready` cannot come first
     const subs = [panel.webview.onDidReceiveMessage((m: unknown) => this.receive(m))];
     subs.push(
       panel.onDidDispose(() => {
-        this.panel = null;
-        this.ready = false;
-        this.queue = [];
+        if (this.panel === panel) {
+          this.panel = null;
+          this.outbox.closed();
+        }
         subs.forEach((d) => d.dispose());
       }),
     );
+    panel.webview.html = this.html(panel.webview);
   }
 
   private receive(raw: unknown): void {
     routeWebviewMessage(raw, {
       dropped: (m) => this.log.warn(`panel: dropped a malformed message ${safeJson(m)}`),
-      ready: () => {
-        this.ready = true;
-        const queued = this.queue;
-        this.queue = [];
-        this.handlers.onReady();
-        for (const q of queued) void this.panel?.webview.postMessage(q);
-      },
+      // the first `ready` of this panel's webview, or again after it reloaded: it starts empty
+      ready: () => this.outbox.ready(),
       selectPosition: (runId, pos) => this.handlers.onSelectPosition(runId, pos),
       log: (level, message) => this.handlers.onLog(level, message),
       request: (m) =>

@@ -22,6 +22,8 @@ export interface ModelInfo {
   provider: string;
   /** Why the requested provider was not used, if it was not. */
   provider_note: string | null;
+  /** The GPU adapter a WebGPU run uses ("NVIDIA H200"); null on other providers. */
+  adapter?: string | null;
   /** Precision of the weight matrices in the graphs (float16: half-precision checkpoint on a GPU). */
   weights?: 'float32' | 'float16';
   /** The graphs take interventions (head ablation, residual patching); false for ONNX exports. */

@@ -2,9 +2,11 @@
 // this file. Every message that crosses is checked by a guard on receipt; anything that does
 // not match is dropped and logged.
 //
-// Handshake: the webview posts `ready` once its script runs; the host answers with the
-// current run state and the last analysis (if any). Requests carry an id and get exactly one
-// `response` with the same id.
+// Handshake: the webview posts `ready` once its script runs (each new document does: a created,
+// revived or reloaded panel). Until then the host holds its messages; on `ready` it sends every
+// message that makes up what the panel shows, in the order they were posted (src/shared/outbox.ts),
+// then each new one as it is posted. Requests carry an id and get exactly one `response` with the
+// same id, sent only to the document that asked.
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult, WalkMetrics } from './analysis';
 import type { Completion, GenStep, Strategy } from './generation';
 import { ABLATION_MODES, type HeadAblation, type InterventionRecord, type PatchDirection, type PatchingResult } from './interventions';

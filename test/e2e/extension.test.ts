@@ -9,21 +9,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, resultsDir, startVsCode, withVsCode, type VsCodeSession } from './harness';
 import { Engine } from '../../src/engine/engine';
-import { convertLlama2c } from '../../tools/convert/llama2c';
-import { tokenDisplay } from '../../webview/shapeText';
+import { assertLensCells } from './checks';
 import type { Analysis } from '../../src/shared/analysis';
 
 const ROOT = repoRoot();
-const SHARED = path.resolve(ROOT, '..', 'shared', 'data');
 const BUNDLED = path.join(ROOT, 'media', 'models', 'td-mini');
 const SCREENSHOTS = path.join(ROOT, 'docs', 'screenshots');
 
-/** The model the extension will use: the bundled one, or stories260K until it exists. */
-function modelForTest(tmp: string): { dir: string; settings: Record<string, unknown>; name: RegExp } {
-  if (fs.existsSync(path.join(BUNDLED, 'model.safetensors'))) return { dir: BUNDLED, settings: {}, name: /td-mini/ };
-  const dir = path.join(tmp, 'stories260K');
-  convertLlama2c(path.join(SHARED, 'stories260K', 'stories260K.bin'), path.join(SHARED, 'stories260K', 'tok512.bin'), dir);
-  return { dir, settings: { 'transformerDynamics.modelPath': dir }, name: /stories260K/ };
+/** The model the extension uses: the bundled td-mini (no setting needed). */
+function modelForTest(): { dir: string; settings: Record<string, unknown>; name: RegExp } {
+  return { dir: BUNDLED, settings: {}, name: /td-mini/ };
 }
 
 /** Elements the hostile text would create if it were parsed as HTML (VS Code's own scripts excluded). */
@@ -44,11 +39,10 @@ describe('real VS Code: Analyze Selection', { skip: e2eSkipReason() }, () => {
   let vs: VsCodeSession;
   let expected: Analysis;
   let failed = false;
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'td-e2e-'));
 
   before(async () => {
     const vsix = buildVsix();
-    const model = modelForTest(tmp);
+    const model = modelForTest();
     const engine = new Engine();
     await engine.load({ dir: model.dir, threads: 2, executionProvider: 'cpu' });
     expected = await engine.analyze({ text: PROSE.join('\n'), topK: 5, maxTokens: 1024, patterns: false });
@@ -78,18 +72,7 @@ describe('real VS Code: Analyze Selection', { skip: e2eSkipReason() }, () => {
       t.diagnostic(`command → lens table painted: ${Date.now() - t0} ms`);
 
       // Every painted lens cell shows the top-1 token the engine computes for that layer and position.
-      const cells = await frame
-        .locator('.lens-body .lc')
-        .evaluateAll((els) =>
-          els.map((e) => ({ r: Number(e.getAttribute('data-r')), p: Number(e.getAttribute('data-p')), text: e.textContent ?? '' })),
-        );
-      assert.ok(cells.length >= 20, `only ${cells.length} cells painted`);
-      const T = expected.lens.pos;
-      const k = expected.lens.k;
-      for (const c of cells) {
-        const id = expected.lens.topIds[(c.r * T + c.p) * k]!;
-        assert.equal(c.text, tokenDisplay({ text: expected.vocab[id] ?? '' }).text, `lens cell row ${c.r}, position ${c.p}`);
-      }
+      await assertLensCells(frame, expected);
       // token strip: the tokens as the model sees them, hostile markup as text
       const strip = (await frame.locator('.strip-tokens').textContent()) ?? '';
       assert.ok(
@@ -210,7 +193,7 @@ describe('real VS Code: Analyze Selection', { skip: e2eSkipReason() }, () => {
 describe('real VS Code: restricted (untrusted) workspace', { skip: e2eSkipReason() }, () => {
   test('a model path in workspace settings is ignored until the workspace is trusted', async () => {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'td-e2e-trust-'));
-    const model = modelForTest(tmp);
+    const model = modelForTest();
     const evil = path.join(tmp, 'not-a-model');
     await withVsCode(
       {

@@ -25,6 +25,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   chromium,
+  type Browser,
   type BrowserContext,
   type ConsoleMessage,
   type Frame,
@@ -256,13 +257,10 @@ export const DEFAULT_CONSOLE_NOISE: readonly RegExp[] = [
 // Options & records
 // ------------------------------------------------------------------------------------------
 
-export interface StartOptions {
-  /** Prefix for screenshots / artefacts, e.g. the test name. */
+/** What one code-server process is started with: shared by every window it serves. */
+export interface ServerOptions {
+  /** Prefix for the temp dir and artefacts. */
   name?: string;
-  /** Folder to open. Default: a fresh temp folder. */
-  workspace?: string;
-  /** Files (relative path → content) written into the workspace before start. */
-  files?: Record<string, string>;
   /** .vsix file(s) installed with `--install-extension` into a fresh extensions dir. */
   vsix?: string | string[];
   /** Unpacked extension folder(s) symlinked into the extensions dir. */
@@ -275,20 +273,35 @@ export interface StartOptions {
   theme?: 'light' | 'dark' | (string & {});
   /** Keep workspace trust enabled (default: disabled). */
   workspaceTrust?: boolean;
-  /** Extra environment for code-server and its extension host. */
+  /** Extra environment for code-server and its extension hosts. */
   env?: Record<string, string>;
   /** Default TD_E2E_HEADED=1. */
   headed?: boolean;
+  /** Keep the temp dir when a window failed (default true) / always (TD_E2E_KEEP=1). */
+  keepTempDirOnFailure?: boolean;
+  /** Extra Chromium flags. */
+  chromiumArgs?: string[];
+}
+
+/**
+ * One browser window on a code-server: a fresh browser profile (no workbench state in
+ * IndexedDB) on a fresh workspace folder, so a fresh workbench and extension host.
+ */
+export interface WindowOptions {
+  /** Prefix for screenshots / artefacts, e.g. the test name. */
+  name?: string;
+  /** Folder to open. Default: a fresh folder in the server's temp dir. */
+  workspace?: string;
+  /** Files (relative path → content) written into the workspace before the window opens. */
+  files?: Record<string, string>;
   viewport?: { width: number; height: number };
   /** Default timeout for helper steps (ms). Default 30 s. */
   timeoutMs?: number;
   /** Console messages to ignore (added to DEFAULT_CONSOLE_NOISE). */
   ignoreConsole?: RegExp[];
-  /** Keep the temp dir when the session fails (default true) / always (TD_E2E_KEEP=1). */
-  keepTempDirOnFailure?: boolean;
-  /** Extra Chromium flags. */
-  chromiumArgs?: string[];
 }
+
+export type StartOptions = ServerOptions & WindowOptions;
 
 export interface CspViolation {
   /** 'event': securitypolicyviolation event; 'console': a console message about CSP. */
@@ -319,7 +332,7 @@ export interface Timings {
   browserLaunchMs: number;
   /** page.goto → .monaco-workbench visible (first workbench paint). */
   workbenchMs: number;
-  /** Whole startVsCode(). */
+  /** Whole startVsCode() (the server's start counted in the first window only). */
   totalMs: number;
 }
 
@@ -374,27 +387,23 @@ export class VsCodeSession {
   /** alert/confirm/prompt dialogs seen (they are dismissed); any is usually an XSS. */
   readonly dialogs: string[] = [];
   failed = false;
-  private serverOutput = '';
   private shotCounter = 0;
   private disposed = false;
   private readonly noise: RegExp[];
-  private readonly exitHook = (): void => this.killServerSync();
 
   constructor(
     readonly page: Page,
     readonly context: BrowserContext,
-    private readonly server: ChildProcess,
+    /** The code-server this window runs on (shared with other windows, or its own). */
+    readonly server: CodeServer,
     readonly url: string,
-    readonly port: number,
-    readonly tmpDir: string,
-    readonly userDataDir: string,
-    readonly extensionsDir: string,
     readonly workspaceDir: string,
     readonly timings: Timings,
-    private readonly opts: StartOptions,
+    private readonly opts: WindowOptions,
+    /** Extension-host processes that appeared while this window opened (its own). */
+    private readonly hostPidsBefore: ReadonlySet<number>,
   ) {
     this.noise = [...DEFAULT_CONSOLE_NOISE, ...(opts.ignoreConsole ?? [])];
-    process.once('exit', this.exitHook);
   }
 
   get name(): string {
@@ -403,15 +412,22 @@ export class VsCodeSession {
   get timeoutMs(): number {
     return this.opts.timeoutMs ?? 30_000;
   }
-
-  /** @internal */
-  appendServerOutput(s: string, echo = true): void {
-    this.serverOutput = (this.serverOutput + s).slice(-200_000);
-    if (echo && process.env.TD_E2E_DEBUG === '1') process.stderr.write(`[code-server] ${s}`);
+  get port(): number {
+    return this.server.port;
   }
+  get tmpDir(): string {
+    return this.server.tmpDir;
+  }
+  get userDataDir(): string {
+    return this.server.userDataDir;
+  }
+  get extensionsDir(): string {
+    return this.server.extensionsDir;
+  }
+
   /** Tail of code-server's stdout/stderr. */
   serverLog(chars = 20_000): string {
-    return this.serverOutput.slice(-chars);
+    return this.server.serverLog(chars);
   }
 
   /** @internal */
@@ -589,12 +605,26 @@ export class VsCodeSession {
         .catch(() => undefined);
   }
 
-  /** Runs a command by its palette title (e.g. "Transformer Dynamics: Analyze Selection"). */
+  /**
+   * Runs a command by its palette title (e.g. "Transformer Dynamics: Analyze Selection"). In a
+   * window that has just opened, the extensions' commands may not be registered yet, and an open
+   * palette does not pick them up: it is opened again until the command shows.
+   */
   async runCommand(title: string, opts: { timeoutMs?: number } = {}): Promise<void> {
     await this.step(`runCommand ${title}`, async () => {
-      const input = await this.openQuickInput('F1');
-      await input.fill(`>${title}`);
-      await this.acceptQuickPickRow(title, opts.timeoutMs ?? this.timeoutMs);
+      const deadline = Date.now() + (opts.timeoutMs ?? this.timeoutMs);
+      const row = this.quickInput().locator('.quick-input-list .monaco-list-row').filter({ hasText: title }).first();
+      for (;;) {
+        const input = await this.openQuickInput('F1');
+        await input.fill(`>${title}`);
+        const shown = await row
+          .waitFor({ state: 'visible', timeout: Math.max(1, Math.min(3_000, deadline - Date.now())) })
+          .then(() => true)
+          .catch(() => false);
+        if (shown || Date.now() >= deadline) break;
+        this.debug(`${title}: not in the palette yet, opening it again`);
+      }
+      await this.acceptQuickPickRow(title, Math.max(1_000, deadline - Date.now()));
     });
   }
 
@@ -793,7 +823,7 @@ export class VsCodeSession {
   /** Copies code-server output and the VS Code logs (incl. extension host) to `dest`. */
   async saveLogs(dest = path.join(resultsDir(), `${this.name}-logs`)): Promise<string> {
     await fsp.mkdir(dest, { recursive: true });
-    await fsp.writeFile(path.join(dest, 'code-server.log'), this.serverOutput);
+    await fsp.writeFile(path.join(dest, 'code-server.log'), this.server.serverLog(200_000));
     await fsp.writeFile(
       path.join(dest, 'browser-console.log'),
       this.consoleMessages.map((m) => `[${m.type}] ${m.text} (${m.frameUrl})`).join('\n'),
@@ -803,55 +833,25 @@ export class VsCodeSession {
     return dest;
   }
 
-  private killServerSync(): void {
-    const pid = this.server.pid;
-    if (pid === undefined || this.server.exitCode !== null || this.server.signalCode !== null) return;
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      /* gone */
-    }
-  }
-
-  private async killServer(): Promise<void> {
-    const pid = this.server.pid;
-    if (pid === undefined || this.server.exitCode !== null || this.server.signalCode !== null) return;
-    const exited = new Promise<void>((r) => this.server.once('exit', () => r()));
-    try {
-      process.kill(-pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    const ok = await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]);
-    if (!ok) this.killServerSync();
-    // Children that ignored SIGTERM (extension host, pty host) share the group.
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      /* all gone */
-    }
-  }
-
   /**
-   * Closes the browser, kills code-server's process group, removes the temp dir (kept when the
-   * session failed or TD_E2E_KEEP=1). Pass `{ failed: true }` from a failing test to get a final
-   * screenshot and the logs under test-results/.
+   * Closes the window: its browser context, then its extension host (with the engine process
+   * under it) when code-server keeps it waiting for a reconnection. A session from startVsCode()
+   * also stops its code-server and removes the temp dir (kept when it failed or TD_E2E_KEEP=1).
+   * Pass `{ failed: true }` from a failing test to get a final screenshot and the logs under
+   * test-results/.
    */
   async dispose(opts: { failed?: boolean } = {}): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
     const failed = this.failed || opts.failed === true;
     if (failed) {
+      this.server.failed = true;
       await this.screenshot('final').catch(() => undefined);
       const logs = await this.saveLogs().catch(() => undefined);
       if (logs) process.stderr.write(`[e2e ${this.name}] logs saved to ${logs}\n`);
     }
     await Promise.race([this.context.close().catch(() => undefined), sleep(10_000)]);
-    await this.killServer();
-    process.removeListener('exit', this.exitHook);
-    const keep = process.env.TD_E2E_KEEP === '1' || (failed && this.opts.keepTempDirOnFailure !== false);
-    if (keep) process.stderr.write(`[e2e ${this.name}] temp dir kept: ${this.tmpDir}\n`);
-    else await fsp.rm(this.tmpDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+    await this.server.windowClosed(this.hostPidsBefore);
   }
 }
 
@@ -865,11 +865,236 @@ function safeFrameUrl(msg: ConsoleMessage): string {
 }
 
 // ------------------------------------------------------------------------------------------
-// startVsCode
+// Processes under code-server
 // ------------------------------------------------------------------------------------------
 
-/** Starts code-server + Chromium, opens the workbench and returns a session. */
-export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSession> {
+/** pid → parent pid and command line of every process (Linux /proc). */
+function processTable(): Map<number, { ppid: number; cmd: string }> {
+  const out = new Map<number, { ppid: number; cmd: string }>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const cmd = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      out.set(Number(name), { ppid, cmd });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
+/** `root` and every process below it. */
+function processTree(root: number, table = processTable()): number[] {
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) for (const [pid, p] of table) if (p.ppid === tree[i]) tree.push(pid);
+  return tree;
+}
+
+// ------------------------------------------------------------------------------------------
+// CodeServer: one process, many fresh windows
+// ------------------------------------------------------------------------------------------
+
+/**
+ * A code-server process with one headless Chromium. Each `openWindow()` is a fresh VS Code
+ * window — new browser profile, new workspace folder, so a new workbench and a new extension
+ * host — without paying code-server's and Chromium's start again. Extensions, user settings
+ * and the extensions' global storage are shared by the windows.
+ */
+export class CodeServer {
+  failed = false;
+  private output = '';
+  private windows = 0;
+  private disposed = false;
+  private ownedBy: VsCodeSession | null = null;
+  private readonly exitHook = (): void => this.killSync();
+
+  constructor(
+    private readonly process_: ChildProcess,
+    readonly browser: Browser,
+    readonly base: string,
+    readonly port: number,
+    readonly tmpDir: string,
+    readonly userDataDir: string,
+    readonly extensionsDir: string,
+    readonly timings: Timings,
+    private readonly opts: ServerOptions,
+  ) {
+    process.once('exit', this.exitHook);
+  }
+
+  get name(): string {
+    return slug(this.opts.name ?? 'e2e');
+  }
+
+  /** @internal */
+  appendOutput(s: string, echo = true): void {
+    this.output = (this.output + s).slice(-200_000);
+    if (echo && process.env.TD_E2E_DEBUG === '1') process.stderr.write(`[code-server] ${s}`);
+  }
+
+  /** Tail of code-server's stdout/stderr. */
+  serverLog(chars = 20_000): string {
+    return this.output.slice(-chars);
+  }
+
+  /** Extension-host processes of this server now. */
+  extensionHostPids(): Set<number> {
+    const pid = this.process_.pid;
+    if (pid === undefined) return new Set();
+    const table = processTable();
+    return new Set(processTree(pid, table).filter((p) => /--type=extensionHost/.test(table.get(p)?.cmd ?? '')));
+  }
+
+  /** Opens a fresh window (see the class comment) on its own workspace folder. */
+  async openWindow(options: WindowOptions = {}): Promise<VsCodeSession> {
+    if (this.disposed) throw new Error('e2e harness: openWindow on a stopped code-server');
+    const tStart = Date.now();
+    const n = ++this.windows;
+    const workspaceDir = options.workspace
+      ? path.resolve(options.workspace)
+      : path.join(this.tmpDir, n === 1 ? 'workspace' : `workspace-${n}-${slug(options.name ?? 'window')}`);
+    await fsp.mkdir(workspaceDir, { recursive: true });
+    for (const [rel, content] of Object.entries(options.files ?? {})) {
+      const f = path.join(workspaceDir, rel);
+      await fsp.mkdir(path.dirname(f), { recursive: true });
+      await fsp.writeFile(f, content);
+    }
+    const hostPidsBefore = this.extensionHostPids();
+    const context = await this.browser.newContext({ viewport: options.viewport ?? { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const url = `${this.base}/?folder=${encodeURIComponent(workspaceDir)}`;
+    const timings: Timings =
+      n === 1
+        ? { ...this.timings, workbenchMs: 0, totalMs: 0 }
+        : { setupMs: 0, extensionsMs: 0, serverStartMs: 0, browserLaunchMs: 0, workbenchMs: 0, totalMs: 0 };
+    const sess = new VsCodeSession(
+      page,
+      context,
+      this,
+      url,
+      workspaceDir,
+      timings,
+      { ...options, name: options.name ?? this.opts.name },
+      hostPidsBefore,
+    );
+    try {
+      await context.exposeBinding('__tdE2EReport', (source, data: unknown) => {
+        sess.onViolationEvent(source.frame.url(), data);
+      });
+      await context.addInitScript({ content: INIT_SCRIPT });
+      page.on('console', (m) => sess.onConsole(m));
+      page.on('pageerror', (e) => sess.pageErrors.push(String(e?.stack ?? e)));
+      page.on('dialog', (d) => {
+        sess.dialogs.push(`${d.type()}: ${d.message()}`);
+        void d.dismiss().catch(() => undefined);
+      });
+      const tPage = Date.now();
+      await sess.step('open workbench', async () => {
+        await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 60_000 });
+        await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
+        timings.workbenchMs = Date.now() - tPage;
+        await page.locator('.part.statusbar').waitFor({ state: 'visible', timeout: 60_000 });
+        await sess.focusWorkbench(); // the first key chord is lost without a click
+      });
+      timings.totalMs = Date.now() - tStart + (n === 1 ? this.timings.totalMs : 0);
+      return sess;
+    } catch (e) {
+      await sess.dispose({ failed: true }).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** @internal A window was closed: its extension host goes (code-server would keep it for hours). */
+  async windowClosed(hostPidsBefore: ReadonlySet<number>): Promise<void> {
+    if (this.ownedBy) return this.dispose();
+    const own = [...this.extensionHostPids()].filter((p) => !hostPidsBefore.has(p));
+    // closing the browser tab drops the connection; code-server would wait 3 h for it to come back
+    const t0 = Date.now();
+    while (Date.now() - t0 < 500 && own.some(alive)) await sleep(50);
+    if (process.env.TD_E2E_DEBUG === '1')
+      process.stderr.write(
+        `[e2e ${this.name}] window closed: extension host ${own.join(', ') || '(none)'} ${own.some(alive) ? 'killed' : 'exited'}\n`,
+      );
+    const table = processTable();
+    for (const pid of own.filter(alive)) {
+      for (const p of processTree(pid, table).reverse()) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  }
+
+  /** @internal The session that owns this server (startVsCode): closing it stops the server. */
+  ownBy(s: VsCodeSession): void {
+    this.ownedBy = s;
+  }
+
+  private killSync(): void {
+    const pid = this.process_.pid;
+    if (pid === undefined || this.process_.exitCode !== null || this.process_.signalCode !== null) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+
+  private async kill(): Promise<void> {
+    const pid = this.process_.pid;
+    if (pid === undefined || this.process_.exitCode !== null || this.process_.signalCode !== null) return;
+    const exited = new Promise<void>((r) => this.process_.once('exit', () => r()));
+    try {
+      process.kill(-pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const ok = await Promise.race([exited.then(() => true), sleep(5_000).then(() => false)]);
+    if (!ok) this.killSync();
+    // Children that ignored SIGTERM (extension host, pty host) share the group.
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      /* all gone */
+    }
+  }
+
+  /**
+   * Closes Chromium, kills code-server's process group and removes the temp dir (kept when a
+   * window failed, `failed` is passed, or TD_E2E_KEEP=1).
+   */
+  async dispose(opts: { failed?: boolean } = {}): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const failed = this.failed || opts.failed === true;
+    await Promise.race([this.browser.close().catch(() => undefined), sleep(10_000)]);
+    await this.kill();
+    process.removeListener('exit', this.exitHook);
+    const keep = process.env.TD_E2E_KEEP === '1' || (failed && this.opts.keepTempDirOnFailure !== false);
+    if (keep) process.stderr.write(`[e2e ${this.name}] temp dir kept: ${this.tmpDir}\n`);
+    else await fsp.rm(this.tmpDir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// startCodeServer, startVsCode
+// ------------------------------------------------------------------------------------------
+
+/** Starts code-server (with the extensions installed) and Chromium; open windows with `openWindow()`. */
+export async function startCodeServer(options: ServerOptions = {}): Promise<CodeServer> {
   const tStart = Date.now();
   const timings: Timings = { setupMs: 0, extensionsMs: 0, serverStartMs: 0, browserLaunchMs: 0, workbenchMs: 0, totalMs: 0 };
   const bin = ensureCodeServer();
@@ -878,35 +1103,14 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
   const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), `td-e2e-${slug(options.name ?? 'vscode')}-`));
   const userDataDir = path.join(tmp, 'user-data');
   const extensionsDir = path.join(tmp, 'extensions');
-  const chromeDir = path.join(tmp, 'chromium-profile');
-  const workspaceDir = options.workspace ? path.resolve(options.workspace) : path.join(tmp, 'workspace');
   let server: ChildProcess | undefined;
-  let context: BrowserContext | undefined;
+  let browser: Browser | undefined;
   let serverOut = '';
-  let session: VsCodeSession | undefined;
-  const cleanup = async (): Promise<void> => {
-    await context?.close().catch(() => undefined);
-    if (server?.pid !== undefined && server.exitCode === null) {
-      try {
-        process.kill(-server.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  };
-
   try {
-    await Promise.all([userDataDir, extensionsDir, chromeDir, workspaceDir].map((d) => fsp.mkdir(d, { recursive: true })));
-    for (const [rel, content] of Object.entries(options.files ?? {})) {
-      const f = path.join(workspaceDir, rel);
-      await fsp.mkdir(path.dirname(f), { recursive: true });
-      await fsp.writeFile(f, content);
-    }
+    await Promise.all([userDataDir, extensionsDir].map((d) => fsp.mkdir(d, { recursive: true })));
     const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS };
     if (!options.workspaceTrust) settings['security.workspace.trust.enabled'] = false;
-    if (options.theme) {
-      settings['workbench.colorTheme'] = themeLabel(options.theme);
-    }
+    if (options.theme) settings['workbench.colorTheme'] = themeLabel(options.theme);
     Object.assign(settings, options.settings ?? {});
     await fsp.mkdir(path.join(userDataDir, 'User'), { recursive: true });
     await fsp.writeFile(path.join(userDataDir, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
@@ -931,7 +1135,7 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
     for (const f of folders) linkExtensionFolder(f, extensionsDir);
     timings.extensionsMs = Date.now() - tExt;
 
-    // Server
+    // Server (no folder argument: each window names its own in the URL)
     const tServer = Date.now();
     const port = await freePort();
     const configFile = path.join(tmp, 'code-server.yaml');
@@ -952,11 +1156,10 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
       extensionsDir,
     ];
     if (!options.workspaceTrust) args.push('--disable-workspace-trust');
-    args.push(workspaceDir);
     server = spawn(bin, args, {
       cwd: tmp,
       env: childEnv(tmp, options.env),
-      detached: true, // own process group → dispose() kills extension host etc. too
+      detached: true, // own process group → dispose() kills extension hosts etc. too
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const srv = server;
@@ -980,58 +1183,50 @@ export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSes
     // Browser
     const tBrowser = Date.now();
     const headed = options.headed ?? process.env.TD_E2E_HEADED === '1';
-    context = await chromium.launchPersistentContext(chromeDir, {
+    browser = await chromium.launch({
       executablePath: chromiumPath(),
       headless: !headed,
       args: [...CHROMIUM_ARGS, ...(options.chromiumArgs ?? [])],
-      viewport: options.viewport ?? { width: 1400, height: 900 },
       ...(headed ? { slowMo: 50 } : {}),
       timeout: 60_000,
     });
     timings.browserLaunchMs = Date.now() - tBrowser;
-    const page = context.pages()[0] ?? (await context.newPage());
-    const url = `${base}/?folder=${encodeURIComponent(workspaceDir)}`;
+    timings.totalMs = Date.now() - tStart;
 
-    session = new VsCodeSession(page, context, srv, url, port, tmp, userDataDir, extensionsDir, workspaceDir, timings, options);
-    const sess = session;
-    sess.appendServerOutput(serverOut, false);
+    const cs = new CodeServer(srv, browser, base, port, tmp, userDataDir, extensionsDir, timings, options);
+    cs.appendOutput(serverOut, false);
     srv.stdout?.off('data', onOut);
     srv.stderr?.off('data', onOut);
-    srv.stdout?.on('data', (d: Buffer) => sess.appendServerOutput(d.toString()));
-    srv.stderr?.on('data', (d: Buffer) => sess.appendServerOutput(d.toString()));
-
-    await context.exposeBinding('__tdE2EReport', (source, data: unknown) => {
-      sess.onViolationEvent(source.frame.url(), data);
-    });
-    await context.addInitScript({ content: INIT_SCRIPT });
-    page.on('console', (m) => sess.onConsole(m));
-    page.on('pageerror', (e) => sess.pageErrors.push(String(e?.stack ?? e)));
-    page.on('dialog', (d) => {
-      sess.dialogs.push(`${d.type()}: ${d.message()}`);
-      void d.dismiss().catch(() => undefined);
-    });
-
-    const tPage = Date.now();
-    await sess.step('open workbench', async () => {
-      await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 60_000 });
-      await page.locator('.monaco-workbench').waitFor({ state: 'visible', timeout: 60_000 });
-      timings.workbenchMs = Date.now() - tPage;
-      await page.locator('.part.statusbar').waitFor({ state: 'visible', timeout: 60_000 });
-      await sess.focusWorkbench(); // the first key chord is lost without a click
-    });
-    timings.totalMs = Date.now() - tStart;
-    return sess;
+    srv.stdout?.on('data', (d: Buffer) => cs.appendOutput(d.toString()));
+    srv.stderr?.on('data', (d: Buffer) => cs.appendOutput(d.toString()));
+    return cs;
   } catch (e) {
-    if (session) {
-      await session.dispose({ failed: true }).catch(() => undefined);
-      throw e;
+    await browser?.close().catch(() => undefined);
+    if (server?.pid !== undefined && server.exitCode === null) {
+      try {
+        process.kill(-server.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
-    await cleanup();
     if (process.env.TD_E2E_KEEP === '1' || options.keepTempDirOnFailure !== false) {
       process.stderr.write(`[e2e] start failed; temp dir kept: ${tmp}\n`);
     } else {
       await fsp.rm(tmp, { recursive: true, force: true }).catch(() => undefined);
     }
+    throw e;
+  }
+}
+
+/** Starts a code-server of its own and opens one window on it; disposing the window stops both. */
+export async function startVsCode(options: StartOptions = {}): Promise<VsCodeSession> {
+  const server = await startCodeServer(options);
+  try {
+    const vs = await server.openWindow(options);
+    server.ownBy(vs);
+    return vs;
+  } catch (e) {
+    await server.dispose({ failed: true });
     throw e;
   }
 }

@@ -10,41 +10,10 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, emptyPast } from '../../src/engine/analyze';
 import type { Analysis } from '../../src/shared/analysis';
 import { convertLlama2c } from '../../tools/convert/llama2c';
-import { FIXTURES, assertClose, flat, readJson, tmpDir } from '../helpers';
-import { HF_DIR, assertStreamsClose, hfFixtureNames } from '../hfReference';
+import { FIXTURES, assertClose, readJson, tmpDir } from '../helpers';
+import { HF_DIR, hfFixtureNames } from '../hfReference';
+import { compareMidAndLens, compareToGolden, TOL, type Golden, type LensAndMid } from '../goldens-compare';
 
-interface LensGolden {
-  top_ids: number[][];
-  top_probs: number[][];
-  entropy: number[];
-  next_logprob: (number | null)[];
-  next_rank: (number | null)[];
-  kl_to_final: number[];
-}
-
-/** What every golden holds (hf/ goldens: only these). */
-interface LensAndMid {
-  model: string;
-  ids: number[];
-  n_layers: number;
-  d_model: number;
-  n_heads: number;
-  d_vocab: number;
-  resid_mid: number[][][];
-  lens: { k: number; layers: LensGolden[] };
-}
-
-interface Golden extends LensAndMid {
-  resid_pre: number[][][];
-  resid_post: number[][][];
-  pattern: number[][][][];
-  logits: number[][];
-  greedy_ids?: number[];
-  encode_once_upon_a_time?: number[];
-  encode_cases?: { text: string; ids: number[] }[];
-}
-
-const TOL = 1e-4;
 const STORIES = path.join(FIXTURES, 'stories260K');
 
 /** The model's folder: a committed fixture, or the vendored stories260K converted to HF layout. */
@@ -53,55 +22,6 @@ function modelDir(name: string): string {
   const out = path.join(tmpDir('td-stories-'), 'stories260K');
   convertLlama2c(path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), out);
   return out;
-}
-
-function compareToGolden(a: Analysis, g: Golden): void {
-  const T = g.ids.length;
-  const d = g.d_model;
-  const nL = g.n_layers;
-  const { cache } = a;
-  assert.equal(cache.pos, T);
-  assertClose(cache.resid.subarray(0, T * d), flat(g.resid_pre[0]), TOL, 'resid_pre[0]');
-  for (let L = 0; L < nL; L++) {
-    assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_post[L]), TOL, `resid_post[${L}]`);
-    if (L + 1 < nL)
-      assertClose(cache.resid.subarray((L + 1) * T * d, (L + 2) * T * d), flat(g.resid_pre[L + 1]), TOL, `resid_pre[${L + 1}]`);
-  }
-  assert.ok(cache.patterns, 'patterns were computed');
-  assertClose(cache.patterns, flat(g.pattern), TOL, 'attention patterns');
-  compareMidAndLens(a, g);
-}
-
-/** resid_mid of every layer and the logit lens of every layer and position. */
-function compareMidAndLens(a: Analysis, g: LensAndMid): void {
-  const T = g.ids.length;
-  const nL = g.n_layers;
-  const { cache, lens } = a;
-  assertStreamsClose(cache.residMid, Float32Array.from(flat(g.resid_mid)), nL, 'resid_mid');
-  const k = lens.k;
-  for (let L = 0; L < nL; L++) {
-    const gl = g.lens.layers[L]!;
-    const row = L + 1;
-    for (let p = 0; p < T; p++) {
-      const i = row * T + p;
-      assert.equal(lens.topIds[i * k], gl.top_ids[p]![0], `lens top-1 at layer ${L}, pos ${p}`);
-      assert.deepEqual(
-        Array.from(lens.topIds.subarray(i * k, i * k + Math.min(k, g.lens.k))),
-        gl.top_ids[p]!.slice(0, k),
-        `lens top-k ids at ${L},${p}`,
-      );
-      assertClose(lens.topProbs.subarray(i * k, i * k + k), gl.top_probs[p]!.slice(0, k), TOL, `lens top-k probs at ${L},${p}`);
-      assertClose([lens.entropy[i]!], [gl.entropy[p]!], TOL, `lens entropy at ${L},${p}`);
-      assertClose([lens.klToFinal[i]!], [gl.kl_to_final[p]!], TOL, `KL to final at ${L},${p}`);
-      if (p < T - 1) {
-        assertClose([lens.nextLogprob[i]!], [gl.next_logprob[p]!], TOL, `next log-prob at ${L},${p}`);
-        assert.equal(lens.nextRank[i], gl.next_rank[p], `next rank at ${L},${p}`);
-      } else {
-        assert.ok(Number.isNaN(lens.nextLogprob[i]!));
-        assert.equal(lens.nextRank[i], -1);
-      }
-    }
-  }
 }
 
 /** log-softmax of a row of golden logits. */

@@ -146,7 +146,7 @@ interface KvCase {
   gen_logits: number[][];
 }
 
-describe('KV cache across a change of RoPE frequencies (numpy reference, goldens/hf/kv-cache.json)', () => {
+describe('KV-cache generation across a change of RoPE frequencies (numpy reference, goldens/hf/kv-cache.json)', () => {
   const { cases } = readJson<{ cases: KvCase[] }>(path.join(FIXTURES, 'goldens', 'hf', 'kv-cache.json'));
   for (const c of cases) {
     test(`${c.model}: ${c.what}`, async () => {
@@ -160,14 +160,23 @@ describe('KV cache across a change of RoPE frequencies (numpy reference, goldens
   }
 });
 
-describe('KV cache equals full recompute where nothing depends on the length (beams reordered)', () => {
-  for (const name of ['gemma3-mixed', 'qwen2-window', 'olmo2-3l', 'phi3', 'smollm3-nope']) {
-    test(name, async () => {
+describe('KV cache equals full recompute, beams reordered (all but dynamic NTK)', () => {
+  // phi3-longrope-short: the steps cross LongRoPE's original context (64), where the cache is rebuilt
+  for (const [name, promptLength] of [
+    ['gemma3-mixed', 12],
+    ['qwen2-window', 12],
+    ['olmo2-3l', 12],
+    ['phi3', 12],
+    ['smollm3-nope', 12],
+    ['phi3-longrope-short', 62],
+  ] as const) {
+    test(`${name}, ${promptLength}-token prompt`, async () => {
       const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu' });
       try {
         const kv = new KvStepModel(model);
         const re = new RecomputeStepModel(model);
-        const prompt = readHfReference(name).inputIds.slice(0, 12);
+        const ids = readHfReference(name).inputIds;
+        const prompt = [...ids, ...ids].slice(0, promptLength);
         assertClose(await kv.prefill(prompt), await re.prefill(prompt), TOL, 'prefill logits');
         kv.reorder([0, 0]);
         re.reorder([0, 0]);

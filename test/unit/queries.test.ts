@@ -2,19 +2,15 @@
 // clusters and prompt diff through the engine.
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Engine } from '../../src/engine/engine';
 import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors';
 import { spearman } from '../../src/engine/queries';
 import { convertLlama2c } from '../../tools/convert/llama2c';
 import type { ProximityResult } from '../../src/shared/analysis';
-import { FIXTURES, SHARED_DATA, assertClose, readJson, tmpDir } from '../helpers';
+import { FIXTURES, STORIES260K, assertClose, readJson, tmpDir } from '../helpers';
 
-const BIN = path.join(SHARED_DATA, 'stories260K', 'stories260K.bin');
-const skip = !fs.existsSync(BIN) && 'needs ../shared/data';
-
-describe('queries on stories260K', { skip }, () => {
+describe('queries on stories260K', () => {
   const engine = new Engine();
   let dir = '';
   const golden = () =>
@@ -23,7 +19,7 @@ describe('queries on stories260K', { skip }, () => {
     );
   before(async () => {
     dir = path.join(tmpDir(), 'stories260K');
-    convertLlama2c(BIN, path.join(SHARED_DATA, 'stories260K', 'tok512.bin'), dir);
+    convertLlama2c(STORIES260K.bin, STORIES260K.tokenizer, dir);
     await engine.load({ dir, threads: 1, executionProvider: 'cpu' });
   });
   after(() => engine.dispose());

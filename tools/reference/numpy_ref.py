@@ -501,6 +501,10 @@ class Decoder(Model):
         self.types, self.window = layer_types(cfg, mt, n, self.no_rope)
         ropes = {t: Rope(rp, self.hd, max_pos) for t, rp in rope_parameters(cfg, mt).items()}
         self.ropes = [None if self.no_rope[i] else ropes.get(self.types[i], ropes.get("all")) for i in range(n)]
+        # Phi3ForCausalLM.prepare_inputs_for_generation: once the sequence first passes LongRoPE's
+        # original context, generation drops the cache and recomputes it (all keys long-rotated)
+        long = next((r for r in self.ropes if r is not None and r.type == "longrope"), None)
+        self.recompute_at = long.rp["original_max_position_embeddings"] if mt == "phi3" and long else None
         caps = f.get("softcap")
         if caps:  # Gemma 2 defaults 50 / 30; Gemma 3's attention takes no softcap in transformers 5.17
             self.attn_cap = cfg.get("attn_logit_softcapping", caps[0]) if mt == "gemma2" else None
@@ -663,7 +667,9 @@ def load_hf(model_dir: str) -> Model:
 
 def greedy_kv(model: Model, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
     """Greedy continuation through the KV cache: the prompt in one call, then one token per
-    call (as transformers generates); returns the ids and the logits each step chose from."""
+    call, as transformers' generate() does (Phi-3: the cache is recomputed when the cached
+    sequence reaches LongRoPE's original context); returns the ids and the logits each step
+    chose from."""
     cache = model.new_cache()
     logits = model.run(prompt, cache)["logits"][-1]
     ids, steps = [], []
@@ -671,7 +677,11 @@ def greedy_kv(model: Model, prompt: list[int], n: int) -> tuple[list[int], np.nd
         steps.append(logits)
         nxt = int(np.argmax(logits))
         ids.append(nxt)
-        logits = model.run([nxt], cache)["logits"][-1]
+        if cache["length"] == getattr(model, "recompute_at", None):
+            cache = model.new_cache()
+            logits = model.run(list(prompt) + ids, cache)["logits"][-1]
+        else:
+            logits = model.run([nxt], cache)["logits"][-1]
     return ids, np.stack(steps)
 
 

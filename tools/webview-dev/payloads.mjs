@@ -9,7 +9,7 @@ import * as path from 'node:path';
 const require = createRequire(import.meta.url);
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
-const STORIES = path.resolve(ROOT, '..', 'shared', 'data', 'stories260K');
+const STORIES = path.join(ROOT, 'test', 'fixtures', 'stories260K'); // vendored (its SOURCE.md)
 
 const TYPED = { Float32Array, Int32Array, Uint8Array, Float64Array };
 

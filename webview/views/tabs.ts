@@ -28,10 +28,32 @@ export const TABS: TabFactory[] = [
   completionsTab,
 ];
 
+/**
+ * vscode-tabs lays its headers out on one line and clips what does not fit: in a narrow panel
+ * the last tabs ("COMP…") vanished with nothing saying they exist. They wrap onto more rows
+ * instead. The tab list lives in the element's shadow DOM (no CSS parts), so the rule is
+ * adopted into it.
+ */
+const WRAP_TABS = `
+  .tablist { flex-wrap: wrap; flex: 1 1 auto; min-width: 0; row-gap: 2px; }
+`;
+
+function wrapHeaders(tabs: HTMLElement & { updateComplete?: Promise<unknown> }): void {
+  const adopt = () => {
+    const root = tabs.shadowRoot;
+    if (!root) return;
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(WRAP_TABS);
+    root.adoptedStyleSheets = [...root.adoptedStyleSheets, sheet];
+  };
+  void customElements.whenDefined('vscode-tabs').then(() => (tabs.updateComplete ?? Promise.resolve()).then(adopt));
+}
+
 /** Builds the vscode-tabs element; the selected tab follows the store's `tab`. */
 export function createTabs(ctx: ViewContext): HTMLElement {
   const views: TabView[] = TABS.map((f) => f(ctx));
   const tabs = el('vscode-tabs', { class: 'td-tabs', attrs: { panel: true } }) as HTMLElement & { selectedIndex: number };
+  wrapHeaders(tabs);
   for (const v of views) {
     tabs.append(
       el('vscode-tab-header', { text: v.title, attrs: { slot: 'header', panel: true, 'data-tab': v.id } }),

@@ -4,7 +4,7 @@
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
-import type { NamedTensor } from '../runtime/ort';
+import { disposeAll, isDeviceTensor, type AnyTensor, type NamedTensor } from '../runtime/ort';
 import { distinctN, loopStart, repetitionRate } from '../analysis/repetition';
 import type { Completion, CompletionMetrics, GenStep, Strategy, StopReason } from '../../shared/generation';
 import {
@@ -29,19 +29,27 @@ export interface StepModel {
   /** Runs the prompt (batch 1); returns the logits after its last token. */
   prefill(promptIds: readonly number[]): Promise<Float32Array>;
   /** Replicates the batch-1 state into n beams. */
-  expand(n: number): void;
+  expand(n: number): void | Promise<void>;
   /** Reorders beams: new beam i continues old beam `from[i]`. */
-  reorder(from: readonly number[]): void;
+  reorder(from: readonly number[]): void | Promise<void>;
   /** Feeds one token per beam; returns logits per beam. */
   step(tokens: readonly number[]): Promise<Float32Array[]>;
   /** Tokens in the context so far (prompt + fed tokens). */
   readonly length: number;
+  /** Frees what the model holds between steps (a KV cache in GPU memory). */
+  release?(): void;
 }
 
-/** The instrumented forward graph with its KV cache (present → past). */
+/**
+ * The instrumented forward graph with its KV cache (present → past). On a GPU provider the
+ * cache stays in device memory between steps (only the logits come back); on the CPU it is
+ * arrays. Call release() when done: device memory is freed only then.
+ */
 export class KvStepModel implements StepModel {
-  private past: Record<string, NamedTensor> = {};
+  private past: Record<string, AnyTensor> = {};
   private batch = 1;
+  /** Each beam's tokens so far: the cache is rebuilt from them where the model requires it. */
+  private seqs: number[][] = [];
   length = 0;
 
   /** `feeds`: interventions (head ablation) fed on every step; they broadcast over the beams. */
@@ -56,27 +64,45 @@ export class KvStepModel implements StepModel {
 
   private async run(ids: BigInt64Array, batch: number, seq: number): Promise<Float32Array> {
     const s = this.model.spec;
-    const fetches = ['logits'];
-    for (let L = 0; L < s.nLayers; L++) fetches.push(hook.presentKey(L), hook.presentValue(L));
-    const out = await this.model.forward.run({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past, ...this.feeds }, fetches);
-    const next: Record<string, NamedTensor> = {};
+    const session = await this.model.generation();
+    const kv: string[] = [];
+    for (let L = 0; L < s.nLayers; L++) kv.push(hook.presentKey(L), hook.presentValue(L));
+    const fetches = session.fetchAll ? session.outputNames : ['logits', ...kv];
+    const out = await session.runKeeping({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past, ...this.feeds }, fetches);
+    const next: Record<string, AnyTensor> = {};
     for (let L = 0; L < s.nLayers; L++) {
       next[hook.pastKey(L)] = out[hook.presentKey(L)]!;
       next[hook.pastValue(L)] = out[hook.presentValue(L)]!;
     }
+    const kept = new Set(['logits', ...kv]);
+    disposeAll(Object.entries(out).flatMap(([name, t]) => (kept.has(name) ? [] : [t]))); // hooks fetched only because all must be
+    this.setPast(next);
+    const logits = out.logits!;
+    if (isDeviceTensor(logits)) throw new EngineError('RUNTIME', 'the logits stayed on the device');
+    return logits.data as Float32Array;
+  }
+
+  private setPast(next: Record<string, AnyTensor>): void {
+    disposeAll(Object.values(this.past));
     this.past = next;
-    return out.logits!.data as Float32Array;
+  }
+
+  /** An empty cache for `batch` sequences. */
+  private clear(batch: number): void {
+    const s = this.model.spec;
+    const empty: Record<string, AnyTensor> = {};
+    const dims = [batch, s.nKvHeads, 0, s.headDim];
+    for (let L = 0; L < s.nLayers; L++) {
+      empty[hook.pastKey(L)] = { data: new Float32Array(0), dims };
+      empty[hook.pastValue(L)] = { data: new Float32Array(0), dims };
+    }
+    this.setPast(empty);
   }
 
   async prefill(promptIds: readonly number[]): Promise<Float32Array> {
-    const s = this.model.spec;
     this.batch = 1;
-    this.past = {};
-    const dims = [1, s.nKvHeads, 0, s.headDim];
-    for (let L = 0; L < s.nLayers; L++) {
-      this.past[hook.pastKey(L)] = { data: new Float32Array(0), dims };
-      this.past[hook.pastValue(L)] = { data: new Float32Array(0), dims };
-    }
+    this.seqs = [[...promptIds]];
+    this.clear(1);
     const logits = await this.run(
       BigInt64Array.from(promptIds, (i) => BigInt(i)),
       1,
@@ -86,35 +112,69 @@ export class KvStepModel implements StepModel {
     return logits;
   }
 
-  expand(n: number): void {
-    this.reorder(Array.from({ length: n }, () => 0));
+  expand(n: number): Promise<void> {
+    return this.reorder(Array.from({ length: n }, () => 0));
   }
 
-  reorder(from: readonly number[]): void {
+  async reorder(from: readonly number[]): Promise<void> {
     const same = from.length === this.batch && from.every((b, i) => b === i);
     if (same) return;
-    const next: Record<string, NamedTensor> = {};
-    for (const [name, t] of Object.entries(this.past)) {
-      const per = t.data.length / this.batch;
-      const data = new Float32Array(per * from.length);
-      from.forEach((b, i) => data.set((t.data as Float32Array).subarray(b * per, (b + 1) * per), i * per));
-      next[name] = { data, dims: [from.length, ...t.dims.slice(1)] };
-    }
-    this.past = next;
+    const names = Object.keys(this.past);
+    const tensors = names.map((n) => this.past[n]!);
+    const device = tensors.filter(isDeviceTensor);
+    const moved = device.length > 0 ? await (await this.model.generation()).gatherBatch(device, from) : [];
+    const next: Record<string, AnyTensor> = {};
+    names.forEach((name, i) => {
+      const t = tensors[i]!;
+      next[name] = isDeviceTensor(t) ? moved[device.indexOf(t)]! : gatherHostBatch(t, this.batch, from);
+    });
+    this.setPast(next);
+    this.seqs = from.map((b) => [...this.seqs[b]!]);
     this.batch = from.length;
   }
 
   async step(tokens: readonly number[]): Promise<Float32Array[]> {
     if (tokens.length !== this.batch) throw new Error(`step: ${tokens.length} tokens for ${this.batch} beams`);
-    const logits = await this.run(
-      BigInt64Array.from(tokens, (i) => BigInt(i)),
-      this.batch,
-      1,
-    );
+    tokens.forEach((t, b) => this.seqs[b]!.push(t));
+    const logits =
+      this.length === this.model.spec.cacheRecomputeAt
+        ? await this.rebuild()
+        : await this.run(
+            BigInt64Array.from(tokens, (i) => BigInt(i)),
+            this.batch,
+            1,
+          );
     this.length++;
     const V = this.vocabSize;
     return tokens.map((_, b) => logits.subarray(b * V, (b + 1) * V));
   }
+
+  /**
+   * The whole sequences again, from an empty cache: Phi-3's LongRoPE switches to its long
+   * factors once the sequence passes its original context, and transformers then recomputes
+   * the cache so every key has the long rotation (Phi3ForCausalLM.prepare_inputs_for_generation).
+   */
+  private async rebuild(): Promise<Float32Array> {
+    this.clear(this.batch);
+    const n = this.seqs[0]!.length;
+    return this.run(
+      BigInt64Array.from(this.seqs.flat(), (i) => BigInt(i)),
+      this.batch,
+      n,
+    );
+  }
+
+  release(): void {
+    this.setPast({});
+  }
+}
+
+/** Rows of a host KV tensor along the batch axis, in the order `from`. */
+function gatherHostBatch(t: NamedTensor, batch: number, from: readonly number[]): NamedTensor {
+  const per = t.data.length / batch;
+  const data = new Float32Array(per * from.length);
+  from.forEach((b, i) => data.set((t.data as Float32Array).subarray(b * per, (b + 1) * per), i * per));
+  return { data, dims: [from.length, ...t.dims.slice(1)] };
 }
 
 /** Recomputes the whole sequence at every step (no cache): the reference for KV-cache tests. */
@@ -417,7 +477,7 @@ export async function beamSearch(
       stop = 'max_new_tokens';
       break;
     }
-    model.reorder(from); // the first step replicates the prompt's state into the beams
+    await model.reorder(from); // the first step replicates the prompt's state into the beams
     logits = await model.step(beams.map((b) => b.ids[b.ids.length - 1]!));
   }
   if (stop !== 'cancelled') for (const b of beams) addFinished(b);

@@ -62,7 +62,12 @@ export async function generate(
     onStep,
     signal,
   };
-  const result = req.strategy.kind === 'beam' ? await beamSearch(stepModel, opts) : await decodeSingle(stepModel, opts);
+  let result;
+  try {
+    result = req.strategy.kind === 'beam' ? await beamSearch(stepModel, opts) : await decodeSingle(stepModel, opts);
+  } finally {
+    stepModel.release?.(); // a KV cache in GPU memory is freed only so
+  }
   const totalMs = performance.now() - t0;
   const { firstStepMs, ...rest } = result;
   const n = rest.steps.length;

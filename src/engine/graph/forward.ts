@@ -87,6 +87,41 @@ function weightProduct(g: GraphBuilder, op: 'MatMul' | 'Gemm', x: string, w: str
   return g.cast(g.op(op, [g.cast(x, 'float16'), w], attrs), 'float32');
 }
 
+/** The names of a rope's table nodes (`rope{index}/{suffix}`): see ropeCpuNodes. */
+const ROPE_NODES = [
+  'positions',
+  'freqs',
+  'angles',
+  'cos',
+  'sin',
+  'cos_scaled',
+  'sin_scaled',
+  'long',
+  'n_max',
+  'n',
+  'ratio_num',
+  'ratio',
+  'growth',
+  'ln_growth',
+  'ln_base_scaled',
+  'ln_base',
+  'inv_exponent',
+  'inv_freq',
+] as const;
+
+/**
+ * The rotary tables' nodes, which the forward sessions keep on the CPU on every provider:
+ * WGSL's sin and cos are only accurate to 2^-11 absolute on [-π, π] (the WGSL spec's bound;
+ * measured 4.8e-4 on resid_mid[0] of tiny-llama on WebGPU), and an angle is position ×
+ * frequency, far outside that range. Computing the frequencies there too keeps the chain on
+ * one side (no readback mid-graph). On the CPU they cost [seq, rotary_dim] operations and one
+ * small upload per run. Names of absent nodes are harmless.
+ */
+export function ropeCpuNodes(spec: ModelSpec): string[] {
+  const ropes = new Set(spec.layers.map((l) => l.rope).filter((r) => r !== null)).size;
+  return Array.from({ length: ropes }, (_, i) => ROPE_NODES.map((n) => `rope${i}/${n}`)).flat();
+}
+
 /** Per-graph shared values: positions, one causal mask per window size, RoPE tables per rope. */
 export interface Shared {
   batch: string;
@@ -155,26 +190,43 @@ export function* forwardGraphLayers(
     yield L;
   }
 
+  finalLogits(g, spec, globals, wE, shared, x, opts.logits ?? 'last');
+  return g;
+}
+
+/**
+ * `logits`: ln_final, W_U (+ b_U) and the final soft-capping — at the last position
+ * [batch, d_vocab] (all generation and analysis read), or at every one [batch, seq, d_vocab].
+ */
+function finalLogits(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  globals: GlobalWeights,
+  wE: string,
+  sh: Shared,
+  x: string,
+  positions: 'last' | 'all',
+): void {
   const readOut = (h: string) =>
     softcap(
       g,
       unembed(g, spec, globals, norm(g, spec, h, globals.lnFinal, 'ln_final'), globals.unembed === globals.embed ? wE : null),
       spec.finalSoftcap,
     );
-  if (opts.logits === 'all') {
+  if (positions === 'all') {
     const flat = readOut(g.op('Reshape', [x, g.ints([-1, spec.dModel])])); // [batch·seq, d_vocab]
     const shape = g.op(
       'Concat',
-      [g.op('Unsqueeze', [shared.batch, g.ints([0])]), g.op('Unsqueeze', [shared.seq, g.ints([0])]), g.ints([spec.dVocab])],
-      { axis: 0 },
+      [g.op('Unsqueeze', [sh.batch, g.ints([0])]), g.op('Unsqueeze', [sh.seq, g.ints([0])]), g.ints([spec.dVocab])],
+      {
+        axis: 0,
+      },
     );
     g.output('logits', g.op('Reshape', [flat, shape]), 'float32', ['batch', 'seq', spec.dVocab]);
-    return g;
+    return;
   }
-  // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
-  const last = g.op('Gather', [x, g.op('Sub', [shared.seq, g.ints([1], true)])], { axis: 1 });
+  const last = g.op('Gather', [x, g.op('Sub', [sh.seq, g.ints([1], true)])], { axis: 1 });
   g.output('logits', readOut(last), 'float32', ['batch', spec.dVocab]);
-  return g;
 }
 
 /** cap·tanh(x/cap) (Gemma 2/3's soft-capping of attention scores and final logits); x when cap is null. */
@@ -228,36 +280,44 @@ function causalMask(g: GraphBuilder, sh: Shared, window: number | null): string 
  * the KV cache keep the rotation they were given, as in transformers.
  */
 export function ropeTables(g: GraphBuilder, sh: Shared, rope: RopeSpec, index: number): { cos: string; sin: string } {
-  const inv = invFreq(g, sh, rope, `rope${index}`); // [1, rotary_dim/2]
-  const freqs = g.op('Mul', [g.cast(sh.qCol, 'float32'), inv]); // [seq, rotary_dim/2]
-  const emb = g.op('Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
-  const scaled = (t: string) => (rope.attentionFactor === 1 ? t : g.op('Mul', [t, g.float(rope.attentionFactor)]));
-  return { cos: scaled(g.op('Cos', [emb])), sin: scaled(g.op('Sin', [emb])) };
+  // every node named, to be kept on the CPU (ropeCpuNodes)
+  const op: RopeOp = (node, type, inputs, attrs) => g.namedOp(`rope${index}/${node}`, type, inputs, attrs);
+  const inv = invFreq(g, op, sh, rope, `rope${index}`); // [1, rotary_dim/2]
+  const freqs = op('freqs', 'Mul', [op('positions', 'Cast', [sh.qCol], { to: 1 }), inv]); // [seq, rotary_dim/2] (Cast to float32)
+  const emb = op('angles', 'Concat', [freqs, freqs], { axis: -1 }); // [seq, rotary_dim]
+  const scaled = (t: string, node: (typeof ROPE_NODES)[number]) =>
+    rope.attentionFactor === 1 ? t : op(node, 'Mul', [t, g.float(rope.attentionFactor)]);
+  return { cos: scaled(op('cos', 'Cos', [emb]), 'cos_scaled'), sin: scaled(op('sin', 'Sin', [emb]), 'sin_scaled') };
 }
 
-function invFreq(g: GraphBuilder, sh: Shared, rope: RopeSpec, name: string): string {
+type RopeOp = (node: (typeof ROPE_NODES)[number], type: string, inputs: string[], attrs?: Record<string, number>) => string;
+
+function invFreq(g: GraphBuilder, op: RopeOp, sh: Shared, rope: RopeSpec, name: string): string {
   const half = rope.rotaryDim / 2;
   const f = rope.freq;
   if (f.kind === 'fixed') return g.initializer(`${name}.inv_freq`, f.invFreq, [1, half]);
   if (f.kind === 'longrope') {
-    const long = g.op('Greater', [sh.total, g.ints([f.originalMax], true)]);
-    return g.op('Where', [
+    const long = op('long', 'Greater', [sh.total, g.ints([f.originalMax], true)]);
+    return op('inv_freq', 'Where', [
       long,
       g.initializer(`${name}.inv_freq_long`, f.long, [1, half]),
       g.initializer(`${name}.inv_freq_short`, f.short, [1, half]),
     ]);
   }
   // dynamic NTK: ln base = ln θ + d/(d−2)·ln(factor·n/max − (factor−1)), n = max(past + seq, max); inv_i = base^(−2i/d)
-  const n = g.cast(g.op('Max', [sh.total, g.ints([f.maxPositions], true)]), 'float32');
-  const ratio = g.op('Div', [g.op('Mul', [n, g.float(f.factor)]), g.float(f.maxPositions)]);
-  const lnGrowth = g.op('Log', [g.op('Sub', [ratio, g.float(f.factor - 1)])]);
-  const lnBase = g.op('Add', [g.op('Mul', [lnGrowth, g.float(rope.rotaryDim / (rope.rotaryDim - 2))]), g.float(Math.log(f.theta))]);
+  const n = op('n', 'Cast', [op('n_max', 'Max', [sh.total, g.ints([f.maxPositions], true)])], { to: 1 }); // float32
+  const ratio = op('ratio', 'Div', [op('ratio_num', 'Mul', [n, g.float(f.factor)]), g.float(f.maxPositions)]);
+  const lnGrowth = op('ln_growth', 'Log', [op('growth', 'Sub', [ratio, g.float(f.factor - 1)])]);
+  const lnBase = op('ln_base', 'Add', [
+    op('ln_base_scaled', 'Mul', [lnGrowth, g.float(rope.rotaryDim / (rope.rotaryDim - 2))]),
+    g.float(Math.log(f.theta)),
+  ]);
   const exponents = g.initializer(
     `${name}.exponents`,
     Float32Array.from({ length: half }, (_, i) => (-2 * i) / rope.rotaryDim),
     [1, half],
   );
-  return g.op('Exp', [g.op('Mul', [exponents, lnBase])]);
+  return op('inv_freq', 'Exp', [op('inv_exponent', 'Mul', [exponents, lnBase])]);
 }
 
 function norm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm, name: string): string {

@@ -3,14 +3,18 @@
 // onnxruntime, so the vocabulary-sized tensor never reaches JavaScript.
 //
 // Inputs
-//   resid     [chunk, rows, d_model]    the LAST row must be the final layer's resid_post
-//   next_ids  [chunk] int64             the actual next token (any id at the last position)
-//   seen      [chunk, d_vocab] float    1 where the token occurs at positions ≤ this one
-//   k         [1] int64                 how many top tokens to return
+//   resid        [chunk, rows, d_model]  the LAST row must be the final layer's resid_post
+//   next_ids     [chunk] int64           the actual next token (any id at the last position)
+//   context_ids  [n] int64               the distinct tokens at positions ≤ the chunk's last
+//   first_seen   [n] float               the position where each of them first occurs
+//   positions    [chunk] float           the position of each chunk row
+//   k            [1] int64               how many top tokens to return
+// (context_ids/first_seen instead of a [chunk, d_vocab] mask of seen tokens: n ≤ positions, and
+// nothing vocabulary-sized is built in JavaScript or copied to a GPU per chunk.)
 // Outputs (all [chunk, rows] unless noted; rows = layers of the walk)
 //   top_ids [chunk, rows, k] int64, top_probs [chunk, rows, k], entropy (nats),
 //   next_logprob, next_rank (number of tokens with a strictly larger logit),
-//   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over seen tokens,
+//   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over the tokens seen so far,
 //   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
 //   (no full logits: onnxruntime would copy that [chunk, rows, d_vocab] output on every run)
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
@@ -30,15 +34,26 @@ export const LENS_OUTPUTS = [
   'cos_pred',
 ] as const;
 
-/** Builds the lens graph (its own session: see model.ts). */
-export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: WeightSink | null = null, halfWeights = false): GraphBuilder {
+/**
+ * Builds the lens graph (its own session: see model.ts). `gpuTopK`: the top-k of a GPU provider
+ * (gpuTopK below) instead of onnxruntime's TopK over the whole vocabulary.
+ */
+export function buildLensGraph(
+  spec: ModelSpec,
+  globals: GlobalWeights,
+  sink: WeightSink | null = null,
+  halfWeights = false,
+  gpuTopK = false,
+): GraphBuilder {
   const g = new GraphBuilder(`${spec.modelType}-lens`, sink, halfWeights);
   const V = spec.dVocab;
   // Position-major layout [chunk, rows, …]: the per-position reductions below become batched
   // matrix products over the vocabulary instead of several elementwise passes.
   const resid = g.input('resid', 'float32', ['chunk', 'rows', spec.dModel]);
   const nextIds = g.input('next_ids', 'int64', ['chunk']);
-  const seen = g.input('seen', 'float32', ['chunk', V]);
+  const contextIds = g.input('context_ids', 'int64', ['n']);
+  const firstSeen = g.input('first_seen', 'float32', ['n']);
+  const positions = g.input('positions', 'float32', ['chunk']);
   const k = g.input('k', 'int64', [1]);
   const BIG = 2 ** 31 - 1;
 
@@ -53,10 +68,23 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   // One softmax; everything else from logits, p and the log-sum-exp. lse is recovered exactly
   // from the top-1 token: p_top = exp(x_top − lse) ⇒ lse = x_top − log p_top (p_top ≥ 1/V, no underflow).
   const p = g.op('Softmax', [logits], { axis: -1 }); // [C, R, V]
-  const [topLogits, topIds] = g.opN('TopK', [logits, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
-  const topProbs = g.op('GatherElements', [p, topIds], { axis: 2 }); // [C, R, k]
   const first = (t: string) => g.op('Slice', [t, g.ints([0]), g.ints([1]), g.ints([2])]); // [C, R, 1]
-  const lse = g.op('Sub', [first(topLogits), g.op('Log', [first(topProbs)])]); // [C, R, 1]
+  let topIds: string;
+  let topProbs: string;
+  let lse: string;
+  if (gpuTopK) {
+    let topLogits: string;
+    [topLogits, topIds] = blockTopK(g, logits, k, V);
+    // p at the top-1 is the largest p; the other top probabilities from the logits and lse
+    // (topIds stay off the GPU's critical path: int64 arithmetic runs on the CPU there)
+    lse = g.op('Sub', [first(topLogits), g.op('Log', [g.op('ReduceMax', [p], { axes: [-1], keepdims: 1 })])]);
+    topProbs = g.op('Exp', [g.op('Sub', [topLogits, lse])]); // [C, R, k]
+  } else {
+    let topLogits: string;
+    [topLogits, topIds] = g.opN('TopK', [logits, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
+    topProbs = g.op('GatherElements', [p, topIds], { axis: 2 }); // [C, R, k]
+    lse = g.op('Sub', [first(topLogits), g.op('Log', [first(topProbs)])]); // [C, R, 1]
+  }
   // H = lse − Σ p·x
   const pDotX = g.op('ReduceSum', [g.op('Mul', [p, logits]), g.ints([-1])], { keepdims: 1 });
   const entropy = g.op('Squeeze', [g.op('Sub', [lse, pDotX]), g.ints([2])]);
@@ -81,15 +109,23 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   const crossFinal = g.op('Slice', [cross, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, 1]
   const kl = g.op('Squeeze', [g.op('Sub', [crossFinal, cross]), g.ints([2])]);
 
-  // Copy mass Σ_v p_L[v]·seen[v]: again a batched matrix-vector product.
-  const copyMass = g.op('Squeeze', [g.op('MatMul', [p, g.op('Unsqueeze', [seen, g.ints([2])])]), g.ints([2])]);
+  // Copy mass Σ_j p_L[context_ids[j]]·[first_seen[j] ≤ position]: the probabilities of the context's
+  // tokens [C, R, n] times a 0/1 mask [C, n, 1] (positions are integers, so clip(pos − first + 1, 0, 1)
+  // is the comparison, in arithmetic that stays on a GPU provider).
+  const pContext = g.op('Gather', [p, contextIds], { axis: 2 }); // [C, R, n]
+  const lag = g.op('Sub', [g.op('Unsqueeze', [positions, g.ints([1])]), g.op('Unsqueeze', [firstSeen, g.ints([0])])]); // [C, n]
+  const seenMask = g.op('Clip', [g.op('Add', [lag, g.float(1)]), g.float(0), g.float(1)]);
+  const copyMass = g.op('Squeeze', [g.op('MatMul', [pContext, g.op('Unsqueeze', [seenMask, g.ints([2])])]), g.ints([2])]);
 
   // Angular proximity: cos(ln_final(x_L), W_E[t]) for t = next token and final top-1.
   const unit = (x: string) => g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 })])]);
   const normedUnit = unit(normed); // [C, R, d]
   const eNext = g.op('Unsqueeze', [unit(gatherRows(g, wE, nextIds)), g.ints([1])]); // [C, 1, d]
-  const finalTop1 = g.op('Reshape', [g.op('Slice', [topIds, g.ints([-1, 0]), g.ints([BIG, 1]), g.ints([1, 2])]), g.ints([-1])]); // [C]
-  const ePred = g.op('Unsqueeze', [unit(gatherRows(g, wE, finalTop1)), g.ints([1])]);
+  // The final row's top-1 by ArgMax on its logits, not by slicing top_ids: int64 slicing runs on the
+  // CPU under a GPU provider, and would fetch top_ids back in the middle of the graph.
+  const finalLogits = g.op('Slice', [logits, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, V]
+  const finalTop1 = g.op('ArgMax', [finalLogits], { axis: 2, keepdims: 0 }); // [C, 1]
+  const ePred = unit(gatherRows(g, wE, finalTop1)); // [C, 1, d]
   const cosNext = g.op('ReduceSum', [g.op('Mul', [normedUnit, eNext]), g.ints([-1])], { keepdims: 0 });
   const cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
 
@@ -104,4 +140,34 @@ export function buildLensGraph(spec: ModelSpec, globals: GlobalWeights, sink: We
   g.output('cos_next', cosNext, 'float32', CR);
   g.output('cos_pred', cosPred, 'float32', CR);
   return g;
+}
+
+/** Vocabulary block of the GPU top-k: the largest row onnxruntime's WebGPU TopK sorts in one workgroup. */
+const TOPK_BLOCK = 2048;
+
+/**
+ * Exact top-k over the last axis in two stages, for a GPU provider: onnxruntime's WebGPU TopK
+ * bitonic-sorts the whole padded row in global memory (65,536 elements, 136 dispatches for a
+ * 50,257-token vocabulary), while rows of ≤ 2048 sort in one workgroup's shared memory. So: the
+ * top-k of each block of TOPK_BLOCK tokens, then the top-k of those candidates. Same order as
+ * TopK, ties included (lower index first: blocks are in index order and each sort is stable).
+ * x [C, R, V] → values [C, R, k], ids [C, R, k] int64.
+ */
+export function blockTopK(g: GraphBuilder, x: string, k: string, V: number): [string, string] {
+  if (V <= TOPK_BLOCK) return g.opN('TopK', [x, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string];
+  const B = Math.ceil(V / TOPK_BLOCK);
+  const padded = g.op('Pad', [x, g.ints([0, 0, 0, 0, 0, B * TOPK_BLOCK - V]), g.float(-Infinity)]); // [C, R, B·S]
+  const blocks = g.op('Reshape', [padded, g.ints([0, 0, B, TOPK_BLOCK])]);
+  const [v1, i1] = g.opN('TopK', [blocks, k], 2, { axis: -1, largest: 1, sorted: 1 }) as [string, string]; // [C, R, B, k]
+  const offsets = g.initializer(
+    'topk_block_offsets',
+    BigInt64Array.from({ length: B }, (_, b) => BigInt(b * TOPK_BLOCK)),
+    [B, 1],
+  );
+  const candidates = g.op('Reshape', [g.op('Add', [i1, offsets]), g.ints([0, 0, -1])]); // [C, R, B·k] token ids
+  const [values, pick] = g.opN('TopK', [g.op('Reshape', [v1, g.ints([0, 0, -1])]), k], 2, { axis: -1, largest: 1, sorted: 1 }) as [
+    string,
+    string,
+  ];
+  return [values, g.op('GatherElements', [candidates, pick], { axis: 2 })];
 }

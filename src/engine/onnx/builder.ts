@@ -208,6 +208,17 @@ export class GraphBuilder {
     return out;
   }
 
+  /**
+   * Adds a node named `name` (its output too): a name a session option can refer to, e.g. to
+   * keep the node on the CPU (RuntimeOptions.cpuNodes).
+   */
+  namedOp(name: string, opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}): string {
+    if (this.names.has(name)) throw new Error(`graph value ${name} exists already`);
+    this.names.add(name);
+    this.pushNode(opType, inputs, [name], attrs, name);
+    return name;
+  }
+
   /** Adds a node with several outputs. */
   opN(opType: string, inputs: string[], nOutputs: number, attrs: Record<string, AttrValue> = {}): string[] {
     const outs = Array.from({ length: nOutputs }, () => this.fresh(opType.toLowerCase()));
@@ -215,12 +226,12 @@ export class GraphBuilder {
     return outs;
   }
 
-  private pushNode(opType: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue>): void {
+  private pushNode(opType: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue>, name?: string): void {
     this.nodes.push({
       opType,
       input: inputs.map((i) => this.aliases.get(i) ?? i),
       output: outputs,
-      name: `${opType}_${this.nodes.length}`,
+      name: name ?? `${opType}_${this.nodes.length}`,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
     });
   }
