@@ -22,7 +22,7 @@ export const vi = (name: string, elemType: number, dims: (number | string)[]): o
 export function exportLikeOf(dir: string): onnx.IModelProto {
   const ckpt = openCheckpoint(dir);
   const spec = specFromConfig(ckpt.config);
-  const proto = buildForwardGraph(spec, weightReader(spec, ckpt.weights), { patterns: false }).toModelProto();
+  const proto = buildForwardGraph(spec, weightReader(spec, ckpt.weights), { patterns: false, interventions: false }).toModelProto();
   const g = proto.graph!;
   g.output = g.output!.filter((o) => !o.name!.startsWith('blocks.'));
   g.node = g.node!.filter((n) => !(n.opType === 'Identity' && n.output![0]!.startsWith('blocks.')));

@@ -14,6 +14,8 @@ import { createHeader } from './views/header';
 import { createTabs } from './views/tabs';
 import { createTokenStrip } from './views/tokenStrip';
 import { Tooltip } from './views/tooltip';
+import { createWhatIfBar, pairPatch } from './views/whatIfBar';
+import { EMPTY_ABLATION, isPairRun } from './shapeWhatIf';
 
 const host = new Host();
 const restored = readPersisted(host.getState());
@@ -32,6 +34,9 @@ const store = new Store({
   themeVersion: 0,
   completions: EMPTY_COMPLETIONS,
   promptDiff: null,
+  whatIf: null,
+  ablation: EMPTY_ABLATION,
+  whatIfStatus: { kind: 'idle' },
 });
 
 let palette: Palette = readPalette();
@@ -91,7 +96,20 @@ function onMessage(m: HostMessage): void {
         selectedPos: initialPosition(sameText ? store.state.selectedPos : -1, p.tokens.length),
         highlightPos: null,
         similarityRow: initialSimilarityRow(sameText ? store.state.similarityRow : -1, p),
+        whatIf: null, // a new run: its intervened twin, if any, comes as `whatIf`
       });
+      break;
+    }
+    case 'whatIf': {
+      const problems = m.pair ? [...payloadProblems(m.pair.clean), ...payloadProblems(m.pair.intervened)] : [];
+      if (problems.length > 0) {
+        host.log('error', `Dropped a malformed what-if pair: ${problems.slice(0, 5).join('; ')}`);
+        store.set({
+          whatIfStatus: { kind: 'error', message: 'The ablated run could not be shown: its data is inconsistent (see the output log).' },
+        });
+        break;
+      }
+      store.set(pairPatch(store.state, m.pair));
       break;
     }
     case 'runState':
@@ -103,7 +121,8 @@ function onMessage(m: HostMessage): void {
       break;
     case 'selectPosition': {
       const p = store.state.payload;
-      if (p && m.runId === p.runId && m.pos < p.tokens.length) store.set({ selectedPos: m.pos, highlightPos: null });
+      if (p && (m.runId === p.runId || isPairRun(store.state.whatIf, m.runId)) && m.pos < p.tokens.length)
+        store.set({ selectedPos: m.pos, highlightPos: null });
       break;
     }
     case 'modelChanged':
@@ -120,7 +139,10 @@ function onMessage(m: HostMessage): void {
     }
     // Diff tab: a prompt comparison brings the tab forward
     case 'promptDiff':
-      store.set({ promptDiff: { a: m.a, b: m.b, diff: m.diff, labels: m.labels }, tab: 'diff' });
+      store.set({
+        promptDiff: { a: m.a, b: m.b, diff: m.diff, labels: m.labels, ...(m.patching ? { patching: m.patching } : {}) },
+        tab: 'diff',
+      });
       break;
   }
 }
@@ -171,7 +193,7 @@ function emptyState(): HTMLElement {
 function mount(): void {
   const app = document.getElementById('app') ?? document.body.appendChild(el('div', { attrs: { id: 'app' } }));
   const tabs = createTabs(ctx);
-  const main = el('main', { class: 'td-main' }, [createTokenStrip(ctx), tabs]);
+  const main = el('main', { class: 'td-main' }, [createWhatIfBar(ctx), createTokenStrip(ctx), tabs]);
   app.append(createHeader(ctx), emptyState(), main);
   const showMain = (s: Readonly<AppState>) => (main.hidden = !s.payload && !hasCompletions(s) && !s.promptDiff);
   showMain(store.state);

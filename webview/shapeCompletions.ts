@@ -4,6 +4,7 @@
 // decoding-walk tree and its forks, and what the view paints (tints, repeated 4-grams).
 import { DEFAULT_STRATEGIES, type Completion, type GenStep, type Strategy, type StrategyKind } from '../src/shared/generation';
 import { isStrategy, type GenerateParams, type HostToWebview } from '../src/shared/protocol';
+import type { HeadAblation } from '../src/shared/interventions';
 import { clip, fmt, pct, visibleText } from './shapeText';
 
 /** At most this many columns (strategies) side by side; the host takes at most 6 per batch. */
@@ -269,8 +270,33 @@ export function isEdited(s: CompletionsState, col: Column): boolean {
 
 export function sameStrategy(a: Strategy, b: Strategy): boolean {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)] as (keyof Strategy)[]);
-  for (const k of keys) if (k !== 'label' && a[k] !== b[k]) return false;
+  for (const k of keys) {
+    if (k === 'label') continue;
+    if (k === 'ablation' ? JSON.stringify(a.ablation) !== JSON.stringify(b.ablation) : a[k] !== b[k]) return false;
+  }
   return true;
+}
+
+/**
+ * What-if: after each column without an ablation, a copy of it with `ablation` (same strategy
+ * and seed), while there is room; null when nothing could be added.
+ */
+export function withAblatedCopies(s: CompletionsState, ablation: HeadAblation): CompletionsState | null {
+  if (ablation.heads.length === 0) return null;
+  const columns: Column[] = [];
+  let next = s.nextColumnId;
+  let added = 0;
+  const room = MAX_COLUMNS - s.columns.length;
+  for (const c of s.columns) {
+    columns.push(c);
+    const has = s.columns.some((o) => o.strategy.ablation && sameStrategy({ ...o.strategy, ablation }, { ...c.strategy, ablation }));
+    if (c.strategy.ablation || has || added >= room) continue;
+    const strategy: Strategy = { ...c.strategy, ablation };
+    strategy.label = strategyLabel(strategy);
+    columns.push({ id: next++, strategy, entry: null });
+    added++;
+  }
+  return added ? { ...s, columns, nextColumnId: next } : null;
 }
 
 // ---- the settings form -----------------------------------------------------------------------
@@ -389,6 +415,7 @@ export function strategyFromForm(
 ): { strategy: Strategy | null; errors: Partial<Record<FormField, string>> } {
   const errors: Partial<Record<FormField, string>> = {};
   const s: Strategy = { label: '', kind };
+  if (base.ablation) s.ablation = base.ablation; // what-if: the column stays ablated
   if (base.frequencyPenalty !== undefined) s.frequencyPenalty = base.frequencyPenalty;
   if (base.presencePenalty !== undefined) s.presencePenalty = base.presencePenalty;
   for (const f of FIELDS) {
@@ -424,7 +451,8 @@ export function strategyLabel(s: Strategy): string {
   const extra: string[] = [];
   if (s.repetitionPenalty !== undefined && s.repetitionPenalty !== 1) extra.push(`rep ×${s.repetitionPenalty}`);
   if (s.noRepeatNgram) extra.push(`no-repeat ${s.noRepeatNgram}`);
-  return parts.join(', ') + (extra.length ? ` + ${extra.join(', ')}` : '');
+  const ablated = s.ablation && s.ablation.heads.length > 0 ? ' · ablated' : '';
+  return parts.join(', ') + (extra.length ? ` + ${extra.join(', ')}` : '') + ablated;
 }
 
 /** Every setting of a strategy on one line, e.g. "sample · T=0.8 · top-p 0.9 · seed 1". */
@@ -442,6 +470,8 @@ export function settingsLine(s: Strategy): string {
   if (s.frequencyPenalty) parts.push(`frequency ${s.frequencyPenalty}`);
   if (s.presencePenalty) parts.push(`presence ${s.presencePenalty}`);
   if (s.kind === 'sample') parts.push(`seed ${s.seed ?? 0}`);
+  if (s.ablation && s.ablation.heads.length > 0)
+    parts.push(`${s.ablation.mode}-ablated ${s.ablation.heads.map((h) => `L${h.layer}H${h.head}`).join(', ')}`);
   return parts.join(' · ');
 }
 

@@ -2,7 +2,8 @@
 // panel's requests, inlined as typed-array-aware JSON in a <script type="application/json">.
 // Pure: encoding, decoding and answering requests from the data. The DOM side (reading the
 // script element, downloads) is webview/staticHost.ts; the writer is src/cli/report.ts.
-import type { ClustersResult, HeadStatsResult, ProximityResult } from '../src/shared/analysis';
+import type { ClustersResult, DiffResult, HeadStatsResult, ProximityResult } from '../src/shared/analysis';
+import type { PatchingResult } from '../src/shared/interventions';
 import type { AnalysisPayload, PanelSettings, RequestMap, RequestMethod } from '../src/shared/protocol';
 import { averageLinkage, cosineDistance } from '../src/engine/analysis/clusters';
 
@@ -30,6 +31,16 @@ export interface StaticData {
   proximity: Record<number, ProximityResult>;
   /** Encoding-walk clusters per row (rows without one are computed from `similarity`). */
   clusters: Record<number, ClustersResult>;
+  /** What-if (CLI --ablate, --patch-cells): the clean run beside the intervened `payload`. */
+  clean?: AnalysisPayload | null;
+  /** Two prompts for the Diff tab and their activation-patching heatmap (CLI --patch-from). */
+  promptDiff?: {
+    a: AnalysisPayload;
+    b: AnalysisPayload;
+    diff: DiffResult;
+    labels: [string, string];
+    patching: PatchingResult | null;
+  } | null;
 }
 
 // ---- typed-array-aware JSON -------------------------------------------------------------
@@ -122,7 +133,12 @@ export function staticAnswer<M extends RequestMethod>(
   const lastRow = rows - 1;
   const p = params as Record<string, unknown>;
   const run = p.runId;
-  if (typeof run === 'number' && run !== data.payload.runId) throw new StaticAnswerError('This report holds one analysis only.');
+  if (typeof run === 'number' && run !== data.payload.runId)
+    throw new StaticAnswerError(
+      data.clean?.runId === run
+        ? 'This report holds the views of the intervened run; the clean run is here for comparison only.'
+        : 'This report holds one analysis only.',
+    );
   const result = (v: unknown) => v as RequestMap[M]['result'];
   switch (method) {
     case 'similarity': {
@@ -164,6 +180,20 @@ export function staticAnswer<M extends RequestMethod>(
     }
     case 'showClusters':
       return result(null);
+    case 'patching': {
+      const have = data.promptDiff?.patching;
+      if (!have) throw new StaticAnswerError('This report has no activation patching: run the CLI with --patch-from.');
+      const q = params as RequestMap['patching']['params'];
+      const same =
+        q.direction === have.direction &&
+        (q.target === undefined || q.target === have.target) &&
+        (q.contrast === undefined || q.contrast === have.contrast);
+      if (!same)
+        throw new StaticAnswerError(
+          `This report holds the ${have.direction === 'denoise' ? 'denoising' : 'noising'} heatmap for one target only; run the CLI with --patch-direction, --target and --contrast for others.`,
+        );
+      return result(have);
+    }
     default:
       throw new StaticAnswerError('Not available in a static report — open the text in VS Code with Transformer Dynamics for this.');
   }

@@ -1,6 +1,7 @@
 // Request/response bookkeeping for webview → host requests: ids, timeouts, and checking
 // each result's type before it reaches a view. Timers are injected so this stays pure.
 import type { RequestMap, RequestMethod } from '../src/shared/protocol';
+import type { PatchingResult } from '../src/shared/interventions';
 
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
@@ -23,6 +24,10 @@ export const REQUEST_TIMEOUT_MS: Record<RequestMethod, number> = {
   proximity: 120_000,
   clusters: 120_000,
   showClusters: 30_000,
+  // what-if: a re-analysis with heads ablated; the patching heatmap (n_layers × pos patched runs)
+  ablate: 5 * 60_000,
+  patching: 10 * 60_000,
+  showRun: 30_000,
 };
 
 export class RequestError extends Error {
@@ -59,10 +64,33 @@ export function isResult<M extends RequestMethod>(method: M, v: unknown): v is R
     case 'pattern':
       return v instanceof Float32Array;
     case 'showClusters':
+    case 'ablate':
+    case 'showRun':
       return v === null;
+    case 'patching':
+      return isPatchingResult(v);
     default:
       return false;
   }
+}
+
+/** A patching heatmap whose arrays have the size its dimensions promise. */
+export function isPatchingResult(v: unknown): v is PatchingResult {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Partial<PatchingResult>;
+  const n = (r.n_layers ?? -1) * (r.pos ?? -1);
+  return (
+    Number.isInteger(r.n_layers) &&
+    Number.isInteger(r.pos) &&
+    n > 0 &&
+    r.ld instanceof Float32Array &&
+    r.ld.length === n &&
+    r.normalized instanceof Float32Array &&
+    r.normalized.length === n &&
+    Number.isInteger(r.target) &&
+    (r.contrast === null || Number.isInteger(r.contrast)) &&
+    (r.direction === 'denoise' || r.direction === 'noise')
+  );
 }
 
 interface Pending {

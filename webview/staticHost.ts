@@ -138,6 +138,13 @@ export function createStaticApi(): StaticApi | null {
           toWebview({ type: 'runState', state: { kind: 'idle' } });
           toWebview({ type: 'settings', settings: data.settings });
           toWebview({ type: 'analysis', payload: data.payload });
+          // what-if (CLI --ablate / --patch-cells): the clean run beside the intervened one
+          if (data.clean) toWebview({ type: 'whatIf', pair: { clean: data.clean, intervened: data.payload } });
+          // CLI --patch-from: the two prompts and their activation-patching heatmap
+          if (data.promptDiff) {
+            const { patching, ...d } = data.promptDiff;
+            toWebview({ type: 'promptDiff', ...d, ...(patching ? { patching } : {}) });
+          }
           return;
         case 'request':
           answer(m).then(

@@ -1,6 +1,8 @@
 // The panel's state in one object; views subscribe and re-render what changed.
 import type { AnalysisPayload, HostToWebview, LensColorMode, PanelSettings, RunState } from '../src/shared/protocol';
 import type { CompletionsState } from './shapeCompletions';
+import type { WhatIfState } from './shapeWhatIf';
+import type { HeadAblation } from '../src/shared/interventions';
 
 export interface AppState {
   payload: AnalysisPayload | null;
@@ -25,6 +27,12 @@ export interface AppState {
   completions: CompletionsState;
   /** Diff tab: the last prompt comparison from the host (Compare Prompts…), or null. */
   promptDiff: PromptDiff | null;
+  /** What-if: the clean run and its intervened twin (`payload` is the one shown), or null. */
+  whatIf: WhatIfState | null;
+  /** Heads chosen for ablation (Attention tab) and how; kept across runs. */
+  ablation: HeadAblation;
+  /** An ablated re-run in progress, or why the last one failed. */
+  whatIfStatus: { kind: 'idle' } | { kind: 'running' } | { kind: 'error'; message: string };
 }
 
 /** A prompt comparison as the host sends it. */

@@ -2,6 +2,7 @@
 //   transformer-dynamics analyze --model <dir> (--text <s> | --text-file <f|->) [--top-k 5]
 //                                [--max-tokens N] [--threads N] [--no-patterns]
 //                                [--json <out.json|->] [--csv <out.csv>] [--html <report.html>]
+//                                [--ablate L.H,… [--ablation zero|mean]] [--patch-from FILE [--patch-cells …]]
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,6 +17,7 @@ import { runsOn } from '../shared/runs-on';
 import { WEIGHT_PRECISIONS, type WeightPrecisionRequest } from '../engine/runtime/providers';
 import type { ClustersResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
 import { writeReport } from './report';
+import { runWhatIf } from './whatifRun';
 
 export const BUNDLED_MODEL_DIR = path.resolve(__dirname, '..', 'media', 'models', 'td-mini');
 
@@ -51,6 +53,27 @@ Options:
                        needed; attention patterns of single heads are included when
                        n_layers·n_heads·pos² ≤ 8e6, similarity matrices for every
                        layer up to 512 tokens (else the last layer).
+
+What-if (interventions; README "Metrics"):
+  --ablate L.H[,L.H…]  Ablate these attention heads (layer.head, 0-based) and analyse
+                       the text with them ablated. The report shows the clean run beside it.
+  --ablation zero|mean How (default zero): zero sets each head's output z to 0; mean sets it
+                       to the head's mean z over the analysed text's positions.
+  --patch-from FILE    Another prompt: a JSON export of a run of this model (--json; its
+                       tokens; the name ends in .json) or a text file. Without --patch-cells:
+                       the activation-patching heatmap (every layer × position) with this text
+                       as the clean prompt and FILE as the corrupted one (into the JSON's
+                       "patching" and the report's Diff tab). Prompts of different lengths are
+                       aligned from the end.
+  --patch-cells CELLS  Instead, analyse this text with resid_pre replaced by FILE's values at
+                       these cells: L:P, L:A-B or L:* (every position), comma-separated.
+  --patch-direction denoise|noise  Heatmap (default denoise): patch the clean run's values
+                       into the corrupted run (how much does a cell restore?) or the reverse.
+  --target TOKEN       Heatmap target token (id, or text that is one token); default the clean
+                       run's top prediction at its last position.
+  --contrast TOKEN|none  Contrast token: LD = logit(target) − logit(contrast); default the
+                       corrupted run's top prediction when it differs from the target; none:
+                       LD = log p(target).
   -h, --help           Show this help.
 `;
 
@@ -154,6 +177,13 @@ export async function main(argv: string[]): Promise<number> {
       json: { type: 'string' },
       csv: { type: 'string' },
       html: { type: 'string' },
+      ablate: { type: 'string' },
+      ablation: { type: 'string' },
+      'patch-from': { type: 'string' },
+      'patch-cells': { type: 'string' },
+      'patch-direction': { type: 'string' },
+      target: { type: 'string' },
+      contrast: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -186,29 +216,26 @@ export async function main(argv: string[]): Promise<number> {
     );
     if (shown) process.stderr.write('\r\x1b[K');
     if (info.provider_note) process.stderr.write(`note: ${info.provider_note}\n`);
-    const runId = 1;
-    const analysis = await engine.analyze(
-      {
-        text,
-        topK: positiveInt('top-k', values['top-k'], 5),
-        maxTokens: positiveInt('max-tokens', values['max-tokens'], info.max_positions),
-        // the head statistics come from the forward graph; full patterns only while they are small
-        patterns: values['no-patterns'] ? false : 'auto',
-      },
-      undefined,
-      runId,
-    );
+    const request = {
+      text,
+      topK: positiveInt('top-k', values['top-k'], 5),
+      maxTokens: positiveInt('max-tokens', values['max-tokens'], info.max_positions),
+      // the head statistics come from the forward graph; full patterns only while they are small
+      patterns: values['no-patterns'] ? false : ('auto' as const),
+    };
+    const whatIf = await runWhatIf(engine, values, request);
+    const { analysis, runId } = whatIf;
     if (values.json !== undefined) {
-      const json = JSON.stringify(analysisToJson(analysis, await jsonExtras(engine, analysis, runId)));
+      const json = JSON.stringify(analysisToJson(analysis, { ...(await jsonExtras(engine, analysis, runId)), patching: whatIf.patching }));
       if (values.json === '-') process.stdout.write(json + '\n');
       else fs.writeFileSync(values.json, json);
     }
     if (values.csv !== undefined) fs.writeFileSync(values.csv, analysisToCsv(analysis));
     if (values.html !== undefined) {
-      const bytes = await writeReport(values.html, engine, analysis, runId);
+      const bytes = await writeReport(values.html, engine, analysis, runId, {}, whatIf.report);
       if (values.json !== '-') process.stderr.write(`report: ${values.html} (${(bytes / 1e6).toFixed(1)} MB)\n`);
     }
-    if (values.json !== '-') process.stderr.write(summary(analysis) + '\n');
+    if (values.json !== '-') process.stderr.write(summary(analysis) + '\n' + whatIf.summary);
     return 0;
   } finally {
     await engine.dispose();

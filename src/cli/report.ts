@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Engine } from '../engine/engine';
-import type { Analysis, ClustersResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
+import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
+import type { PatchingResult } from '../shared/interventions';
 import { analysisToPayload } from '../shared/payload';
 import { STATIC_DATA_ID, STATIC_DATA_VERSION, encodeTypedJson, type Base64Codec, type StaticData } from '../../webview/shapeDynamicsStatic';
 import { reportThemeCss } from './reportTheme';
@@ -26,13 +27,28 @@ export interface ReportOptions {
 
 export const REPORT_DEFAULTS = { maxSimilarityPos: 512, maxPatternFloats: 8e6 } as const;
 
+/** What-if parts of a report (runs kept in the engine by id). */
+export interface ReportWhatIf {
+  /** The clean run shown beside the intervened analysis of the report. */
+  twinRunId?: number;
+  /** Two prompts for the Diff tab, with their activation-patching heatmap. */
+  diff?: { a: number; b: number; labels: [string, string] };
+  patching?: PatchingResult;
+}
+
 const NODE_BASE64: Base64Codec = {
   encode: (b) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64'),
   decode: (s) => new Uint8Array(Buffer.from(s, 'base64')),
 };
 
 /** The analysis and the panel's precomputed request answers (kept in the engine as `runId`). */
-export async function reportData(engine: Engine, analysis: Analysis, runId: number, opts: ReportOptions = {}): Promise<StaticData> {
+export async function reportData(
+  engine: Engine,
+  analysis: Analysis,
+  runId: number,
+  opts: ReportOptions = {},
+  whatIf: ReportWhatIf = {},
+): Promise<StaticData> {
   const c = analysis.cache;
   const T = c.pos;
   const rows = c.n_layers + 1;
@@ -92,6 +108,20 @@ export async function reportData(engine: Engine, analysis: Analysis, runId: numb
     patternsNote,
     proximity,
     clusters,
+    clean: whatIf.twinRunId !== undefined ? analysisToPayload(engine.analysis(whatIf.twinRunId), whatIf.twinRunId, null) : null,
+    promptDiff: await promptDiffData(engine, whatIf),
+  };
+}
+
+async function promptDiffData(engine: Engine, w: ReportWhatIf): Promise<StaticData['promptDiff']> {
+  if (!w.diff) return null;
+  const { a, b, labels } = w.diff;
+  return {
+    a: analysisToPayload(engine.analysis(a), a, null),
+    b: analysisToPayload(engine.analysis(b), b, null),
+    diff: (await engine.query({ type: 'diff', runId: a, otherRunId: b })) as DiffResult,
+    labels,
+    patching: w.patching ?? null,
   };
 }
 
@@ -199,9 +229,10 @@ export async function writeReport(
   analysis: Analysis,
   runId: number,
   opts: ReportOptions = {},
+  whatIf: ReportWhatIf = {},
 ): Promise<number> {
   const assets = loadAssets();
-  const data = await reportData(engine, analysis, runId, opts);
+  const data = await reportData(engine, analysis, runId, opts, whatIf);
   const html = reportHtml(data, assets);
   fs.writeFileSync(file, html);
   return Buffer.byteLength(html);

@@ -14,6 +14,9 @@ import { pca, pcaFromCovarianceWith, project, type Pca } from './analysis/pca';
 import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
 import type { BufferPool } from './pool';
+import { interventionName } from './graph/interventions';
+import { interventionFeeds, rememberFeeds, type Feeds } from './interventions/feeds';
+import type { Interventions } from '../shared/interventions';
 
 export interface AnalyzeRequest {
   /** The text to analyse (tokenized with the model's tokenizer). */
@@ -32,6 +35,14 @@ export interface AnalyzeRequest {
   patterns: boolean | 'auto';
   /** Budget for 'auto' (floats); default PATTERN_BUDGET_FLOATS. */
   patternBudgetFloats?: number;
+  /** Head ablation and/or residual patching for this run (interventions/feeds.ts). */
+  interventions?: Interventions;
+}
+
+/** What the engine knows beyond the request (kept analyses). */
+export interface AnalyzeContext {
+  /** The clean z means of these ids, when a kept analysis has them (mean ablation without an extra pass). */
+  zMeanOf?: (ids: readonly number[]) => Float32Array | null;
 }
 
 /**
@@ -97,11 +108,23 @@ export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: strin
   return { text, tokens, truncation };
 }
 
-export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: AbortSignal, pool?: BufferPool): Promise<Analysis> {
+export async function analyze(
+  model: LoadedModel,
+  req: AnalyzeRequest,
+  signal?: AbortSignal,
+  pool?: BufferPool,
+  context: AnalyzeContext = {},
+): Promise<Analysis> {
   const t0 = performance.now();
   if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100)
     throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
   const { text, tokens, truncation } = tokenize(model, req);
+  const intervened = await interventionFeeds(
+    model,
+    tokens.map((t) => t.id),
+    req.interventions,
+    context.zMeanOf,
+  );
   const t1 = performance.now();
   checkCancel(signal);
   const cache = await forwardCache(
@@ -110,7 +133,10 @@ export async function analyze(model: LoadedModel, req: AnalyzeRequest, signal?: 
     req.patterns,
     req.patternBudgetFloats,
     pool,
+    intervened.feeds,
   );
+  cache.interventions = intervened.record;
+  rememberFeeds(cache, intervened.feeds);
   const t2 = performance.now();
   checkCancel(signal);
   const { lens, lastLogitsTop, perPosition } = await logitLens(
@@ -171,9 +197,12 @@ export function keepPatterns(model: LoadedModel, T: number, req: AnalyzeRequest[
   return req;
 }
 
-/** One layer's attention pattern for a sequence, recomputed (views of long inputs) → [n_heads, T, T]. */
-export async function layerPattern(model: LoadedModel, ids: number[], layer: number): Promise<Float32Array> {
-  const out = await model.forward.run(forwardFeeds(model, ids, true), [hook.pattern(layer)]);
+/**
+ * One layer's attention pattern for a sequence, recomputed (views of long inputs) → [n_heads, T, T];
+ * `feeds`: the interventions of the run it belongs to.
+ */
+export async function layerPattern(model: LoadedModel, ids: number[], layer: number, feeds: Feeds = {}): Promise<Float32Array> {
+  const out = await model.forward.run({ ...forwardFeeds(model, ids, true), ...feeds }, [hook.pattern(layer)]);
   return out[hook.pattern(layer)]!.data as Float32Array;
 }
 
@@ -213,6 +242,7 @@ async function forwardCache(
   patternsReq: AnalyzeRequest['patterns'],
   budget?: number,
   pool?: BufferPool,
+  feeds: Record<string, NamedTensor> = {},
 ): Promise<ActivationCache> {
   const s = model.spec;
   const T = ids.length;
@@ -226,6 +256,8 @@ async function forwardCache(
     if (hasPatterns) fetches.push(hook.pattern(L));
     if (hasStats) for (const k of STATS) fetches.push(statsHook[k](L));
   }
+  const hasZMean = outputs.includes(interventionName.zMean(0));
+  if (hasZMean) for (let L = 0; L < s.nLayers; L++) fetches.push(interventionName.zMean(L));
   // onnxruntime writes every hooked tensor straight into these arrays (onnxruntime-node then
   // returns a copy of each as well, dropped here).
   const alloc = (n: number) => (pool ? pool.take(n) : new Float32Array(n));
@@ -240,7 +272,13 @@ async function forwardCache(
     into[hook.residMid(L)] = { data: residMid.subarray(L * T * d, (L + 1) * T * d), dims: rd };
     if (pat) into[hook.pattern(L)] = { data: pat.subarray(L * per, (L + 1) * per), dims: [1, s.nHeads, T, T] };
   }
-  const out = await model.forward.run(forwardFeeds(model, ids, hasPatterns), fetches, into);
+  const out = await model.forward.run({ ...forwardFeeds(model, ids, hasPatterns), ...feeds }, fetches, into);
+  let zMean: Float32Array | null = null;
+  if (hasZMean) {
+    const per = s.nHeads * s.headDim;
+    zMean = new Float32Array(s.nLayers * per);
+    for (let L = 0; L < s.nLayers; L++) zMean.set(out[interventionName.zMean(L)]!.data as Float32Array, L * per);
+  }
   return {
     n_layers: s.nLayers,
     pos: T,
@@ -250,6 +288,7 @@ async function forwardCache(
     residMid,
     patterns: pat,
     headStats: hasStats ? collectHeadStats(model, T, out) : null,
+    zMean,
   };
 }
 

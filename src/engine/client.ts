@@ -191,8 +191,9 @@ export class EngineClient {
     return reply.completion;
   }
 
-  async query<Q extends CacheQuery>(q: Q): Promise<CacheQueryResults[Q['type']]> {
-    const reply = await this.request({ kind: 'query', query: q });
+  /** A question about kept analyses; `signal` cancels a long one (activation patching). */
+  async query<Q extends CacheQuery>(q: Q, signal?: AbortSignal): Promise<CacheQueryResults[Q['type']]> {
+    const reply = await this.request({ kind: 'query', query: q }, { signal });
     if (reply.kind !== 'queryResult') throw new EngineError('RUNTIME', `unexpected reply ${reply.kind}`);
     return reply.value as CacheQueryResults[Q['type']];
   }

@@ -1,6 +1,8 @@
 // The engine: one loaded model at a time, analyses on it, cancellation. Used in-process by
 // the CLI and inside the worker process by the extension host.
-import { analyze, similarityAt, type AnalyzeRequest } from './analyze';
+import { analyze, similarityAt, type AnalyzeContext, type AnalyzeRequest } from './analyze';
+import { patchingHeatmap } from './interventions/patching';
+import type { PatchingRequest, PatchingResult } from '../shared/interventions';
 import { BufferPool } from './pool';
 import { EngineError } from './errors';
 import { loadModel, type LoadControl, type LoadedModel, type LoadOptions } from './model';
@@ -16,7 +18,9 @@ export type CacheQuery =
   | { type: 'pattern'; runId: number; layer: number; head: number }
   | { type: 'proximity'; runId: number; pos: number }
   | { type: 'clusters'; runId: number; row: number }
-  | { type: 'diff'; runId: number; otherRunId: number };
+  | { type: 'diff'; runId: number; otherRunId: number }
+  /** Activation patching between two kept runs (clean and corrupted prompts). */
+  | ({ type: 'patching'; cleanRunId: number; corruptedRunId: number } & Omit<PatchingRequest, 'cleanIds' | 'corruptedIds'>);
 
 export interface CacheQueryResults {
   similarity: Float32Array;
@@ -25,6 +29,7 @@ export interface CacheQueryResults {
   proximity: ProximityResult;
   clusters: ClustersResult;
   diff: DiffResult;
+  patching: PatchingResult;
 }
 export type CacheQueryResult = CacheQueryResults[keyof CacheQueryResults];
 
@@ -97,7 +102,7 @@ export class Engine {
   }
 
   async analyze(req: AnalyzeRequest, signal?: AbortSignal, runId = 0): Promise<Analysis> {
-    const a = await analyze(this.requireModel(), req, signal, this.pool);
+    const a = await analyze(this.requireModel(), req, signal, this.pool, this.context());
     this.forget(runId);
     this.kept.set(runId, a);
     while (this.kept.size > KEEP_ANALYSES) this.forget(this.kept.keys().next().value!);
@@ -124,18 +129,33 @@ export class Engine {
     if (old && this.pool && ![...this.kept.values()].includes(old)) this.pool.give(old.cache.resid, old.cache.residMid, old.cache.patterns);
   }
 
-  private analysis(runId: number): Analysis {
+  /** A kept analysis by run id. */
+  analysis(runId: number): Analysis {
     const a = this.kept.get(runId);
     if (!a) throw new EngineError('BAD_REQUEST', 'That analysis is no longer in memory; run it again.');
     return a;
   }
 
   generate(req: GenerateRequest, onStep?: (step: GenStep, index: number) => void, signal?: AbortSignal): Promise<Completion> {
-    return generate(this.requireModel(), req, onStep, signal);
+    return generate(this.requireModel(), req, onStep, signal, undefined, this.context());
+  }
+
+  /** What kept analyses offer a new run: the clean z means of the same ids (mean ablation without an extra pass). */
+  private context(): AnalyzeContext {
+    return {
+      zMeanOf: (ids) => {
+        for (const a of this.kept.values()) {
+          const c = a.cache;
+          if (c.zMean && !c.interventions && a.tokens.length === ids.length && a.tokens.every((t, i) => t.id === ids[i])) return c.zMean;
+        }
+        return null;
+      },
+    };
   }
 
   /** Answers a query about a kept analysis (on-demand views). */
-  async query(q: CacheQuery): Promise<CacheQueryResult> {
+  async query(q: CacheQuery, signal?: AbortSignal): Promise<CacheQueryResult> {
+    if (q.type === 'patching') return this.patching(q, signal);
     const a = this.analysis(q.runId);
     const c = a.cache;
     switch (q.type) {
@@ -154,6 +174,13 @@ export class Engine {
       case 'diff':
         return promptDiff(a, this.analysis(q.otherRunId));
     }
+  }
+
+  /** Activation patching between two kept runs (their own interventions are not carried over). */
+  patching(q: Extract<CacheQuery, { type: 'patching' }>, signal?: AbortSignal): Promise<PatchingResult> {
+    const ids = (runId: number) => this.analysis(runId).tokens.map((t) => t.id);
+    const { type: _type, cleanRunId, corruptedRunId, ...rest } = q;
+    return patchingHeatmap(this.requireModel(), { ...rest, cleanIds: ids(cleanRunId), corruptedIds: ids(corruptedRunId) }, signal);
   }
 
   async dispose(): Promise<void> {

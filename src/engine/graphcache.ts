@@ -72,7 +72,10 @@ function builderFingerprint(): string {
       'graph/lens.js',
       'graph/walkstats.js',
       'graph/gates.js',
+      'graph/interventions.js',
+      'graph/suffix.js',
       'onnx/builder.js',
+      'onnx/branch.js',
       'arch/weights.js',
       'arch/decoder-weights.js',
       'arch/linear.js',
@@ -111,6 +114,8 @@ export interface CachedGraphPaths {
   dir: string;
   forward: string;
   lens: string;
+  /** The suffix graph for activation patching (graph/suffix.ts). */
+  suffix: string;
   meta: string;
   norms: string;
 }
@@ -120,6 +125,7 @@ export function cachePaths(dir: string): CachedGraphPaths {
     dir,
     forward: path.join(dir, 'forward.onnx'),
     lens: path.join(dir, 'lens.onnx'),
+    suffix: path.join(dir, 'suffix.onnx'),
     meta: path.join(dir, 'meta.json'),
     norms: path.join(dir, 'norms.bin'),
   };

@@ -20,6 +20,13 @@
 //   SmolLM2-135M shapes, 512 tokens + patterns: after loading 2.07 → 2.08 GB, after the analysis 2.48 → 2.56 GB
 //   Pythia-70M-like llama (untied), 1024 tokens + patterns: 1.53 → 1.57 GB, 1.56 → 1.97 GB
 //   the same, 2048 tokens + patterns (patterns dominate): after the analysis 2.89 → 3.06 GB
+// Through the graph cache (the extension's default, `graphCache`), a load converts the weights
+// tensor by tensor into a file the sessions then memory-map: no second copy at any time, so the
+// load adds nothing beyond the weights (bench, 1.17 B bfloat16 Llama-shaped checkpoint: peak
+// 1.3 GB while converting). Peak RSS measured → estimated, load through the cache + one analysis:
+//   1.17 B Llama shape (bench), 16 tokens + patterns: 5.90 GB (converting load) / 5.02 (cached) → 6.0 GB
+//   SmolLM2-135M shape, bfloat16 on disk: 16 tokens 0.96 → 1.09 GB; 512 tokens 1.18 → 1.28 GB;
+//   1024 tokens 1.36 → 1.52 GB; 512 + patterns 1.77 → 1.85 GB; 1024 + patterns 3.64 → 3.79 GB
 import { EngineError } from './errors';
 import { paramCount, type ParamShape } from './arch/spec';
 
@@ -31,6 +38,8 @@ export interface MemoryOptions {
   patterns: boolean;
   /** Budget of one logit-lens chunk (analyze.ts: 192 MiB). */
   lensChunkBytes?: number;
+  /** The weights go through the graph cache (setting transformerDynamics.graphCache, default on). */
+  graphCache?: boolean;
 }
 
 export interface MemoryEstimate {
@@ -54,7 +63,7 @@ export interface MemoryEstimate {
   overhead: number;
   /** Weights + activations + overhead: the working set of an analysis. */
   total: number;
-  /** Extra bytes taken while the model loads (float32 arrays and ONNX bytes next to onnxruntime's copy). */
+  /** Extra bytes taken while the model loads (float32 arrays and ONNX bytes next to onnxruntime's copy; none through the graph cache). */
   loadTransient: number;
   /** weights + load transient + overhead: the process size right after loading. */
   loadPeak: number;
@@ -78,7 +87,11 @@ const F = 4; // bytes per float32
 
 export function estimateMemory(spec: MemorySpec, weightBytesOnDisk: number, contextTokens: number, opts: MemoryOptions): MemoryEstimate {
   const s = spec;
-  const options: Required<MemoryOptions> = { patterns: opts.patterns, lensChunkBytes: opts.lensChunkBytes ?? LENS_CHUNK_BYTES };
+  const options: Required<MemoryOptions> = {
+    patterns: opts.patterns,
+    lensChunkBytes: opts.lensChunkBytes ?? LENS_CHUNK_BYTES,
+    graphCache: opts.graphCache ?? false,
+  };
   const T = Math.max(1, Math.min(Math.floor(contextTokens), s.maxPositions));
   const L = s.nLayers;
   const V = s.dVocab;
@@ -102,7 +115,7 @@ export function estimateMemory(spec: MemorySpec, weightBytesOnDisk: number, cont
 
   const overhead = BASE_OVERHEAD_BYTES + V * OVERHEAD_PER_VOCAB_BYTES;
   const total = weights.total + actTotal + overhead;
-  const loadTransient = 2 * forward + lensW;
+  const loadTransient = options.graphCache ? 0 : 2 * forward + lensW;
   const loadPeak = weights.total + loadTransient + overhead;
   const peak = Math.max(total, loadPeak + ACTIVATIONS_BEYOND_LOAD * actTotal);
   return {
@@ -211,7 +224,9 @@ export function checkMemory(estimate: MemoryEstimate, limits: MemoryLimits): Mem
   const parts = [
     ...(loaded && !overCap
       ? []
-      : [`weights ${gb(e.weights.total)} as float32${loaded ? '' : `, ${gb(e.loadTransient)} more while loading`}`]),
+      : [
+          `weights ${gb(e.weights.total)} as float32${loaded || e.loadTransient === 0 ? '' : `, ${gb(e.loadTransient)} more while loading`}`,
+        ]),
     `activations ${gb(e.activations.total)}${e.patterns ? ` (attention patterns ${gb(e.activations.patterns)})` : ''}`,
   ];
   const amount = overFree ? need : footprint;

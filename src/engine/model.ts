@@ -26,7 +26,9 @@ import { EngineError } from './errors';
 import type { ModelInfo } from '../shared/analysis';
 import { findOnnxExport, loadOnnxExport } from './onnx/export-model';
 import { beginEntry, cacheKey, ExternalWeightFile, findCached, markUsed, pruneCache, WEIGHTS_FILE } from './graphcache';
-import type { GlobalWeights } from './arch/weights';
+import type { BlockWeights, GlobalWeights } from './arch/weights';
+import { SuffixGraphBuilder } from './graph/suffix';
+import { withInterventionDefaults } from './interventions/session';
 
 export interface LoadedModel {
   dir: string;
@@ -51,6 +53,11 @@ export interface LoadedModel {
   linalg?: LinAlg;
   /** How the graphs were obtained: built in memory, built into the cache, or read from it. */
   graphSource: 'memory' | 'cache-write' | 'cache-hit';
+  /**
+   * The suffix graph's session (graph/suffix.ts: activation patching), created on first use.
+   * Absent when the graphs take no interventions (ONNX exports).
+   */
+  suffix?: () => Promise<Session>;
   release(): Promise<void>;
 }
 
@@ -180,8 +187,11 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     throw e;
   }
   const { lnFinal, unembedNorms, embedNorms } = built;
+  const suffix = lazySuffix(dir, spec, precision, started, built.suffix);
+  // the intervention inputs default to "no intervention" for every caller (interventions/session.ts)
+  const forwardSession = withInterventionDefaults(forward, spec);
   const generation = generationSessions(
-    forward,
+    forwardSession,
     forward.provider === 'webgpu' ? built.forward : null,
     spec,
     opts.patterns ?? true,
@@ -198,10 +208,11 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
         adapter: forward.adapter,
       }),
       weights: precision,
+      interventions: true,
     },
     spec,
     tokenizer,
-    forward,
+    forward: forwardSession,
     lens,
     lnFinal,
     unembedNorms,
@@ -209,12 +220,14 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     loadMs: performance.now() - t0,
     graphSource: built.source,
     linalg,
+    suffix: suffix.session,
     generation: generation.get,
     async release() {
       await generation.release();
       await forward.release();
       await lens.release();
       await linalg.release();
+      await suffix.release();
     },
   };
 }
@@ -238,8 +251,8 @@ function generationSessions(forward: Session, graph: Uint8Array | string | null,
   return {
     get(): Promise<Session> {
       if (graph === null) return Promise.resolve(forward);
-      made ??= createSession(graph, { ...opts, cpuNodes: ropeCpuNodes(spec), deviceOutputs: deviceOutputs(spec, patterns) }).then(
-        withGateDefaults,
+      made ??= createSession(graph, { ...opts, cpuNodes: ropeCpuNodes(spec), deviceOutputs: deviceOutputs(spec, patterns) }).then((s) =>
+        withInterventionDefaults(withGateDefaults(s), spec),
       );
       return made;
     },
@@ -303,15 +316,67 @@ async function buildForward(
   graphOpts: ForwardGraphOptions,
   sink: WeightSink | null,
   watch: LayerWatch,
+  suffix: SuffixGraphBuilder | null = null,
 ): Promise<GraphBuilder> {
-  const layers = forwardGraphLayers(spec, reader, graphOpts, sink);
+  // The suffix graph takes each layer's weights as the forward graph reads them: the same
+  // arrays, so a weight sink writes them once for both graphs.
+  let lastBlock: { L: number; w: BlockWeights } | null = null;
+  const tapped: WeightReader = {
+    globals: () => reader.globals(),
+    block: (L) => {
+      const w = reader.block(L);
+      lastBlock = { L, w };
+      return w;
+    },
+  };
+  const layers = forwardGraphLayers(spec, suffix ? tapped : reader, graphOpts, sink);
   for (;;) {
     if (watch.signal?.aborted) throw new EngineError('CANCELLED', 'The model load was cancelled.');
     const step = layers.next();
     if (step.done) return step.value;
+    const built = lastBlock as { L: number; w: BlockWeights } | null;
+    if (suffix && built?.L === step.value) suffix.addLayer(step.value, built.w);
+    lastBlock = null;
     watch.onLayer?.(step.value);
     await new Promise((resolve) => setImmediate(resolve));
   }
+}
+
+/**
+ * The suffix graph's session, made on first use. With a graph cache the graph was written next
+ * to the forward graph (same weights file); built in memory it is built now from the checkpoint
+ * (the weights read again), so a model that never patches pays nothing for it.
+ */
+function lazySuffix(
+  dir: string,
+  spec: ModelSpec,
+  precision: 'float32' | 'float16',
+  opts: LoadOptions,
+  cached: string | null,
+): { session: () => Promise<Session>; release: () => Promise<void> } {
+  let made: Promise<Session> | null = null;
+  return {
+    session: () =>
+      (made ??= (async () => {
+        const graph = cached ?? buildSuffixInMemory(dir, spec, precision === 'float16');
+        return withInterventionDefaults(withGateDefaults(await createSession(graph, opts)), spec);
+      })()),
+    release: async () => {
+      const s = made;
+      made = null;
+      if (s) await (await s.catch(() => null))?.release();
+    },
+  };
+}
+
+function buildSuffixInMemory(dir: string, spec: ModelSpec, halfWeights: boolean): Uint8Array {
+  const ckpt = openCheckpoint(dir);
+  const reader = weightReader(spec, ckpt.weights);
+  const suffix = new SuffixGraphBuilder(spec, null, halfWeights);
+  for (let L = 0; L < spec.nLayers; L++) suffix.addLayer(L, reader.block(L));
+  const bytes = suffix.finish(reader.globals()).encode();
+  ckpt.weights.releaseScratch();
+  return bytes;
 }
 
 /** Per-layer progress messages, at most one per `intervalMs` (small models build in a blink: none). */
@@ -350,6 +415,8 @@ interface BuiltGraphs {
   /** Graph bytes (in memory) or a path to a cached .onnx file with external data. */
   forward: Uint8Array | string;
   lens: Uint8Array | string;
+  /** The suffix graph's file in the cache; null: built in memory when first needed. */
+  suffix: string | null;
   lnFinal: { w: Float32Array; b: Float32Array | null };
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
@@ -384,7 +451,7 @@ async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: Graph
   ckpt.weights.releaseScratch();
   const globals = reader.globals();
   const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK).encode();
-  return { forward, lens, ...jsSide(spec, globals), source: 'memory' };
+  return { forward, lens, suffix: null, ...jsSide(spec, globals), source: 'memory' };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -427,7 +494,13 @@ async function graphsViaCache(
       const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
       markUsed(hit.dir);
       pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
-      return { forward: hit.forward, lens: hit.lens, ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms), source: 'cache-hit' };
+      return {
+        forward: hit.forward,
+        lens: hit.lens,
+        suffix: hit.suffix,
+        ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms),
+        source: 'cache-hit',
+      };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
     }
@@ -437,10 +510,12 @@ async function graphsViaCache(
   try {
     sink = new ExternalWeightFile(path.join(entry.paths.dir, WEIGHTS_FILE));
     const reader = weightReader(spec, ckpt.weights);
-    fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch)).encode());
+    const suffix = new SuffixGraphBuilder(spec, sink, graphOpts.halfWeights ?? false);
+    fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch, suffix)).encode());
     ckpt.weights.releaseScratch();
     const globals = reader.globals();
     fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights, graphOpts.gpuTopK).encode());
+    fs.writeFileSync(entry.paths.suffix, suffix.finish(globals).encode());
     sink.close();
     const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);
@@ -456,7 +531,7 @@ async function graphsViaCache(
     );
     const final = entry.commit();
     pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
-    return { forward: final.forward, lens: final.lens, ...side, source: 'cache-write' };
+    return { forward: final.forward, lens: final.lens, suffix: final.suffix, ...side, source: 'cache-write' };
   } catch (e) {
     sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes
     entry.abort();

@@ -10,6 +10,7 @@ import { averageLinkage, cosineDistance } from './analysis/clusters';
 import { pca, project } from './analysis/pca';
 import { cosine } from './analysis/walk';
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ProximityResult } from '../shared/analysis';
+import { feedsOf, prefixFeeds } from './interventions/feeds';
 
 /** ln_final applied to one vector (RMSNorm or LayerNorm, as the model defines it). */
 export function applyLnFinal(spec: ModelSpec, ln: { w: Float32Array; b: Float32Array | null }, x: Float32Array, off: number): Float32Array {
@@ -99,6 +100,7 @@ async function shownLayer(model: LoadedModel, a: Analysis, layer: number): Promi
     model,
     a.tokens.map((t) => t.id),
     layer,
+    feedsOf(a.cache), // the interventions of the run it belongs to
   );
   lastLayer.set(a, { layer, patterns });
   return patterns;
@@ -187,10 +189,13 @@ export async function proximity(model: LoadedModel, a: Analysis, pos: number, k 
   const x = c.resid.slice((c.n_layers * c.pos + pos) * d, (c.n_layers * c.pos + pos + 1) * d);
   const V = model.spec.dVocab;
   // The model's logits at `pos` (causal: a forward pass over the prefix ends there).
+  // (with the run's interventions, cut to the prefix: patch cells lie along the positions)
   const prefix = a.tokens.slice(0, pos + 1).map((t) => BigInt(t.id));
-  const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model) }, [
-    'logits',
-  ]);
+  const feeds = prefixFeeds(feedsOf(c), pos + 1);
+  const out = await model.forward.run(
+    { input_ids: { data: BigInt64Array.from(prefix), dims: [1, prefix.length] }, ...emptyPast(model), ...feeds },
+    ['logits'],
+  );
   const logits = Float32Array.from(out.logits!.data as Float32Array);
   const normed = applyLnFinal(model.spec, model.lnFinal, x, 0);
   let xNorm = 0;

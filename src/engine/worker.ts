@@ -49,8 +49,9 @@ async function handle(msg: WorkerRequest): Promise<void> {
         send({ kind: 'completion', id: msg.id, completion });
       });
     case 'query':
-      send({ kind: 'queryResult', id: msg.id, value: await engine.query(msg.query) });
-      return;
+      return cancellable(msg.id, async (signal) => {
+        send({ kind: 'queryResult', id: msg.id, value: await engine.query(msg.query, signal) });
+      });
     case 'stats': {
       // Measure after a full collection when available, so soak runs see live memory only.
       (globalThis as { gc?: () => void }).gc?.();
@@ -87,7 +88,7 @@ process.on('message', (raw: unknown) => {
     running.get(msg.id)?.abort();
     return;
   }
-  if (msg.kind === 'analyze' || msg.kind === 'generate' || msg.kind === 'load')
+  if (msg.kind === 'analyze' || msg.kind === 'generate' || msg.kind === 'load' || msg.kind === 'query')
     running.set(msg.id, running.get(msg.id) ?? new AbortController());
   queue = queue.then(() =>
     handle(msg).catch((e: unknown) => {

@@ -91,7 +91,8 @@ export class Completions {
       const strategy = batch.strategies[index]!;
       try {
         const completion = await this.ctx.engine.generate(
-          { text, strategy, maxNewTokens: batch.maxNewTokens, forcedIds: batch.forcedIds, topAlternatives: 5 },
+          // a column with an ablation (what-if) generates with those heads ablated
+          { text, strategy, maxNewTokens: batch.maxNewTokens, forcedIds: batch.forcedIds, topAlternatives: 5, ablation: strategy.ablation },
           (step, stepIndex) => this.ctx.panel.post({ type: 'completionStep', batchId: batch.batchId, index, stepIndex, step }),
           ctl.signal,
         );

@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import { EngineClient } from '../engine/client';
 import { EngineError } from '../engine/errors';
 import { folderFingerprint } from '../engine/fingerprint';
-import type { Analysis, ModelInfo } from '../shared/analysis';
+import type { ModelInfo } from '../shared/analysis';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import { analysisToPayload } from '../shared/payload';
 import type { AnalysisPayload, PersistedState, RequestMap, RequestMethod, RunState } from '../shared/protocol';
@@ -19,6 +19,7 @@ import { Completions } from './completions';
 import { LatestOnly } from '../shared/latest';
 import { runsOn } from '../shared/runs-on';
 import { formatLag, LagProbe } from './lag';
+import { WhatIf, type KeptRun } from './whatif';
 import { selectionSource } from './source';
 
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
@@ -27,11 +28,6 @@ const MAX_CHARS = 2_000_000;
 export interface AnalysisSource {
   text: string;
   source: AnalysisPayload['source'];
-}
-
-interface LastRun {
-  analysis: Analysis;
-  payload: AnalysisPayload;
 }
 
 export class Ctx implements vscode.Disposable {
@@ -48,11 +44,15 @@ export class Ctx implements vscode.Disposable {
   private readonly runs = new LatestOnly();
   private runState: RunState = { kind: 'idle' };
   private loaded: { key: string; info: ModelInfo } | null = null;
-  last: LastRun | null = null;
+  last: KeptRun | null = null;
+  /** What-if: the shown run's intervened twin, and activation patching (whatif.ts). */
+  readonly whatIf: WhatIf;
   /** The source of the last run (kept so a revived panel can re-run it). */
   private lastSource: AnalysisSource | null = null;
 
   constructor(readonly context: vscode.ExtensionContext) {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the what-if host reads live fields
+    const self = this;
     this.log = vscode.window.createOutputChannel('Transformer Dynamics', { log: true });
     this.models = new ModelRegistry(context, this.config);
     this.engine = new EngineClient({
@@ -80,6 +80,21 @@ export class Ctx implements vscode.Disposable {
     this.panel.post({ type: 'settings', settings: this.settings() });
     this.panel.post({ type: 'modelChanged', model: null, modelName: this.models.current().name });
     this.completions = new Completions(this);
+    this.whatIf = new WhatIf({
+      get last() {
+        return self.last;
+      },
+      get diffRuns() {
+        return self.diffRuns;
+      },
+      nextRunId: () => this.nextRunId(),
+      retainRuns: () => this.retainRuns(),
+      analyzeRun: (req, runId, signal) => this.engine.analyze(req, signal, false, runId),
+      postPair: (pair) => this.panel.post({ type: 'whatIf', pair }),
+      showOverlay: (shown, compareTo) => this.overlay.show(shown, compareTo),
+      patching: (p, signal) => this.engine.query({ type: 'patching', ...p }, signal),
+      log: (line) => this.log.info(line),
+    });
     this.disposables.push(
       this.log,
       this.overlay,
@@ -184,21 +199,18 @@ export class Ctx implements vscode.Disposable {
           const { choice } = await this.ensureModel((message) => step(`loading ${name}: ${message}…`), ctl.signal);
           if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'cancelled');
           step(`analysing with ${choice.name}…`);
-          const analysis = await this.engine.analyze(
-            {
-              text,
-              topK: this.config.lensTopK,
-              maxTokens: this.config.maxTokens,
-              patterns: this.config.attentionPatterns ? 'auto' : false,
-            },
-            ctl.signal,
-            false,
-            id,
-          );
+          const request = {
+            text,
+            topK: this.config.lensTopK,
+            maxTokens: this.config.maxTokens,
+            patterns: this.config.attentionPatterns ? ('auto' as const) : false,
+          };
+          const analysis = await this.engine.analyze(request, ctl.signal, false, id);
           if (!ticket.isCurrent()) throw new EngineError('CANCELLED', 'superseded');
           const payload = analysisToPayload({ ...analysis, model: { ...analysis.model, name: choice.name } }, id, input.source);
           if (cut && payload.truncation === null) payload.truncation = { kept: payload.tokens.length, total: payload.tokens.length + 1 };
-          this.last = { analysis, payload };
+          this.last = { analysis, payload, request };
+          this.whatIf.reset();
           this.retainRuns();
           this.panel.post({ type: 'analysis', payload });
           this.overlay.show(payload);
@@ -262,7 +274,7 @@ export class Ctx implements vscode.Disposable {
   /** Panel click → select the token in the editor. */
   private revealToken(runId: number, pos: number): void {
     const p = this.last?.payload;
-    if (!p || p.runId !== runId || !p.source) return;
+    if (!p || (p.runId !== runId && !this.whatIf.keptIds().includes(runId)) || !p.source) return;
     const editor = vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === p.source!.uri);
     if (!editor) return;
     const range = this.overlay.rangeOf(editor.document, pos);
@@ -310,11 +322,14 @@ export class Ctx implements vscode.Disposable {
       void this.analyze({ text: q.text, source: null });
       return null;
     },
+    ablate: (q) => this.whatIf.ablate(q.runId, q.ablation),
+    patching: (q) => this.whatIf.patching(q),
+    showRun: async (q) => this.whatIf.show(q.runId, q.compareTo),
   };
 
   /** The run id of a request, if the engine still keeps that analysis. */
   private keptRun(runId: number): number {
-    if (!this.last || (this.last.payload.runId !== runId && !this.diffRuns.includes(runId)))
+    if (!this.last || (this.last.payload.runId !== runId && !this.diffRuns.includes(runId) && !this.whatIf.keptIds().includes(runId)))
       throw new Error('That analysis is no longer loaded; run it again.');
     return runId;
   }
@@ -328,7 +343,7 @@ export class Ctx implements vscode.Disposable {
    * holds 0.6 GB.
    */
   retainRuns(): void {
-    const keep = [...(this.last ? [this.last.payload.runId] : []), ...this.diffRuns];
+    const keep = [...(this.last ? [this.last.payload.runId] : []), ...this.whatIf.keptIds(), ...this.diffRuns];
     this.engine.retain(keep).catch((e: unknown) => this.log.warn(`could not release old analyses: ${(e as Error).message}`));
   }
 
@@ -365,7 +380,9 @@ export class Ctx implements vscode.Disposable {
       }
       if (!(await this.analyze(input))) return null;
     }
-    if (!this.last) return null;
+    // the run the panel shows: the clean one or its intervened twin (what-if)
+    const shown = this.whatIf.shown();
+    if (!shown) return null;
     const fmt =
       format ??
       (
@@ -385,11 +402,11 @@ export class Ctx implements vscode.Disposable {
       filters: fmt === 'json' ? { JSON: ['json'] } : { CSV: ['csv'] },
     });
     if (!uri) return null;
-    const a = { ...this.last.analysis, model: this.last.payload.model };
+    const a = { ...shown.analysis, model: shown.payload.model };
     let body: string;
     if (fmt === 'json') {
       // the measures computed on demand come from the engine, which keeps this run
-      const runId = this.last.payload.runId;
+      const runId = shown.payload.runId;
       const last = a.lens.pos - 1;
       const ask = async <T>(f: () => Promise<T>): Promise<T | null> => f().catch(() => null);
       const extras = {

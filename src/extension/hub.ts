@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { downloadModel, listCachedModels, parseRepoInput, type DownloadProgress } from '../engine/hub/download';
-import { SUGGESTED_MODELS, approximateSize } from '../engine/hub/suggested';
+import { SUGGESTED_MODELS, suggestionSummary } from '../engine/hub/suggested';
 import { checkMemory, estimateMemory } from '../engine/memory';
 import { specFromConfig } from '../engine/arch/spec';
 import { EngineError } from '../engine/errors';
@@ -39,7 +39,7 @@ function formatBytes(n: number): string {
 export function guardMemory(ctx: Ctx, config: Record<string, unknown>, weightBytes: number, name: string): void {
   const spec = specFromConfig(config);
   const tokens = Math.min(ctx.config.maxTokens, spec.maxPositions);
-  const est = estimateMemory(spec, weightBytes, tokens, { patterns: ctx.config.attentionPatterns });
+  const est = estimateMemory(spec, weightBytes, tokens, { patterns: ctx.config.attentionPatterns, graphCache: ctx.config.graphCache });
   const capGb = ctx.config.memoryCapGb;
   checkMemory(est, {
     freeBytes: os.freemem(),
@@ -100,7 +100,11 @@ export async function downloadFromHub(ctx: Ctx, preset?: string): Promise<string
     const items: RepoPick[] = [
       ...SUGGESTED_MODELS.map<RepoPick>((m) => ({
         label: m.label,
-        description: `${m.repo} · ${approximateSize(m)}`,
+        description: `${m.repo} · ${suggestionSummary(m, {
+          tokens: ctx.config.maxTokens,
+          patterns: ctx.config.attentionPatterns,
+          graphCache: ctx.config.graphCache,
+        })}`,
         detail: m.description,
         repo: m.repo,
       })),

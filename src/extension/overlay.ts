@@ -2,7 +2,7 @@
 // hover with the model's top-k next-token predictions.
 import * as vscode from 'vscode';
 import type { AnalysisPayload } from '../shared/protocol';
-import { BUCKET_COUNT, hoverMarkdown, overlayTokens, tokenAtOffset } from '../shared/overlay';
+import { BUCKET_COUNT, DIFF_BUCKET_COUNT, hoverMarkdown, overlayDiffTokens, overlayTokens, tokenAtOffset } from '../shared/overlay';
 
 // Orange-to-red ramp; alpha grows with surprisal. Light and dark variants keep contrast.
 const LIGHT = [
@@ -22,6 +22,13 @@ const DARK = [
   'rgba(255,40,40,0.50)',
 ];
 
+// What-if difference (shown run − run compared with): more surprising in red, less in teal,
+// alpha growing with |Δ bits| (DIFF_BUCKETS).
+const MORE = ['rgba(230,40,40,0.14)', 'rgba(230,40,40,0.26)', 'rgba(230,40,40,0.38)', 'rgba(230,40,40,0.52)'];
+const LESS = ['rgba(0,150,170,0.14)', 'rgba(0,150,170,0.26)', 'rgba(0,150,170,0.38)', 'rgba(0,150,170,0.52)'];
+const MORE_DARK = ['rgba(255,80,80,0.16)', 'rgba(255,80,80,0.28)', 'rgba(255,80,80,0.40)', 'rgba(255,80,80,0.54)'];
+const LESS_DARK = ['rgba(60,200,220,0.16)', 'rgba(60,200,220,0.28)', 'rgba(60,200,220,0.40)', 'rgba(60,200,220,0.54)'];
+
 // Soft clusters of the encoding walk: a few distinct hues, underlined so they combine with the tint.
 const CLUSTER_COLORS = ['#3b82f6', '#f59e0b', '#10b981', '#ef4444', '#8b5cf6', '#06b6d4', '#ec4899', '#84cc16'];
 
@@ -38,6 +45,9 @@ export class Overlay implements vscode.Disposable {
   private clusterLabels: number[] | null = null;
   private readonly disposables: vscode.Disposable[] = [];
   private payload: AnalysisPayload | null = null;
+  /** What-if: tint by the change of surprisal against this run (same tokens) instead. */
+  private base: AnalysisPayload | null = null;
+  private readonly diffTypes: { more: vscode.TextEditorDecorationType[]; less: vscode.TextEditorDecorationType[] };
   private enabled: boolean;
 
   constructor(enabled: boolean) {
@@ -50,6 +60,17 @@ export class Overlay implements vscode.Disposable {
         rangeBehavior: vscode.DecorationRangeBehavior.ClosedClosed,
       }),
     );
+    const diffType = (light: string, dark: string) =>
+      vscode.window.createTextEditorDecorationType({
+        light: { backgroundColor: light },
+        dark: { backgroundColor: dark },
+        borderRadius: '2px',
+        rangeBehavior: vscode.DecorationRangeBehavior.ClosedClosed,
+      });
+    this.diffTypes = {
+      more: Array.from({ length: DIFF_BUCKET_COUNT }, (_, b) => diffType(MORE[b]!, MORE_DARK[b]!)),
+      less: Array.from({ length: DIFF_BUCKET_COUNT }, (_, b) => diffType(LESS[b]!, LESS_DARK[b]!)),
+    };
     this.disposables.push(
       vscode.languages.registerHoverProvider('*', { provideHover: (doc, pos) => this.hover(doc, pos) }),
       vscode.window.onDidChangeVisibleTextEditors(() => this.render()),
@@ -64,8 +85,10 @@ export class Overlay implements vscode.Disposable {
     return this.payload;
   }
 
-  show(payload: AnalysisPayload): void {
+  /** Tints the run's tokens by surprisal, or by its change against `base` (what-if: the same tokens). */
+  show(payload: AnalysisPayload, base: AnalysisPayload | null = null): void {
     this.payload = payload;
+    this.base = base && base.tokens.length === payload.tokens.length ? base : null;
     this.render();
   }
 
@@ -76,6 +99,7 @@ export class Overlay implements vscode.Disposable {
 
   clear(): void {
     this.payload = null;
+    this.base = null;
     this.clusterLabels = null;
     this.render();
   }
@@ -107,13 +131,18 @@ export class Overlay implements vscode.Disposable {
     for (const editor of vscode.window.visibleTextEditors) {
       const mine = this.enabled && p?.source && editor.document.uri.toString() === p.source.uri;
       const buckets: vscode.Range[][] = Array.from({ length: BUCKET_COUNT }, () => []);
-      if (mine && p) {
-        for (const t of overlayTokens(p)) {
-          if (t.bucket < 0) continue;
-          buckets[t.bucket]!.push(new vscode.Range(editor.document.positionAt(t.start), editor.document.positionAt(t.end)));
-        }
+      const more: vscode.Range[][] = Array.from({ length: DIFF_BUCKET_COUNT }, () => []);
+      const less: vscode.Range[][] = Array.from({ length: DIFF_BUCKET_COUNT }, () => []);
+      const range = (t: { start: number; end: number }) =>
+        new vscode.Range(editor.document.positionAt(t.start), editor.document.positionAt(t.end));
+      if (mine && p && this.base) {
+        for (const t of overlayDiffTokens(p, this.base)) if (t.sign !== 0) (t.sign > 0 ? more : less)[t.bucket]!.push(range(t));
+      } else if (mine && p) {
+        for (const t of overlayTokens(p)) if (t.bucket >= 0) buckets[t.bucket]!.push(range(t));
       }
       this.types.forEach((type, b) => editor.setDecorations(type, buckets[b]!));
+      this.diffTypes.more.forEach((type, b) => editor.setDecorations(type, more[b]!));
+      this.diffTypes.less.forEach((type, b) => editor.setDecorations(type, less[b]!));
       const clusters: vscode.Range[][] = CLUSTER_COLORS.map(() => []);
       if (p?.source && this.clusterLabels && editor.document.uri.toString() === p.source.uri) {
         for (const t of overlayTokens(p)) {
@@ -132,7 +161,7 @@ export class Overlay implements vscode.Disposable {
     if (!this.enabled || !this.payload) return null;
     const j = this.tokenAt(doc, pos);
     if (j === null) return null;
-    const md = new vscode.MarkdownString(hoverMarkdown(this.payload, j));
+    const md = new vscode.MarkdownString(hoverMarkdown(this.payload, j, this.base));
     md.isTrusted = false;
     md.supportHtml = false;
     return new vscode.Hover(md, this.rangeOf(doc, j) ?? undefined);
@@ -140,6 +169,7 @@ export class Overlay implements vscode.Disposable {
 
   dispose(): void {
     this.types.forEach((t) => t.dispose());
+    [...this.diffTypes.more, ...this.diffTypes.less].forEach((t) => t.dispose());
     this.clusterTypes.forEach((t) => t.dispose());
     this.disposables.forEach((d) => d.dispose());
   }

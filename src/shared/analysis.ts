@@ -1,6 +1,7 @@
 // Data shapes shared by the engine, the extension host, the CLI and the webview.
 // Plain objects and typed arrays only, so they cross process and webview boundaries.
 // Shapes use TransformerLens vocabulary: [n_layers, pos, d_model] etc.
+import type { InterventionRecord } from './interventions';
 
 export interface ModelInfo {
   /** Display name (folder name or Hub id). */
@@ -25,6 +26,8 @@ export interface ModelInfo {
   adapter?: string | null;
   /** Precision of the weight matrices in the graphs (float16: half-precision checkpoint on a GPU). */
   weights?: 'float32' | 'float16';
+  /** The graphs take interventions (head ablation, residual patching); false for ONNX exports. */
+  interventions?: boolean;
 }
 
 export interface Token {
@@ -73,6 +76,10 @@ export interface ActivationCache {
    * Absent when the graph has none (ONNX exports, no patterns).
    */
   headStats?: HeadStatsResult | null;
+  /** blocks.{L}.attn.hook_z_mean: each head's z averaged over the positions [n_layers, n_heads, d_head] (mean ablation) */
+  zMean?: Float32Array | null;
+  /** The interventions this run had (head ablation, residual patching); null or absent: a clean run. */
+  interventions?: InterventionRecord | null;
 }
 
 export interface RepeatedNgram {

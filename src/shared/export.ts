@@ -1,11 +1,12 @@
 // The analysis as JSON (CLI --json, "Export Analysis…") and CSV. One schema, versioned,
 // documented in the README.
 import type { Analysis, ClustersResult, HeadStatsResult, ProximityResult } from './analysis';
+import type { InterventionRecord, PatchingResult } from './interventions';
 import { headStats } from '../engine/analysis/attention';
 import { averageLinkage, cosineDistance } from '../engine/analysis/clusters';
 import { similarityMatrix } from '../engine/analysis/walk';
 
-export const JSON_SCHEMA_VERSION = 2;
+export const JSON_SCHEMA_VERSION = 3;
 
 /**
  * Results of on-demand queries to include (the CLI asks the engine for them). Left out:
@@ -16,6 +17,8 @@ export interface JsonExtras {
   headStats?: HeadStatsResult | null;
   proximityLast?: ProximityResult | null;
   clustersLast?: ClustersResult | null;
+  /** An activation-patching heatmap computed with this run as the clean prompt (CLI --patch-from). */
+  patching?: { result: PatchingResult; cleanText: string; corruptedText: string; vocab: (id: number) => string } | null;
 }
 
 const round = (x: number, digits = 6) => (Number.isFinite(x) ? Number(x.toPrecision(digits)) : null);
@@ -80,7 +83,51 @@ export function analysisToJson(a: Analysis, extras: JsonExtras = {}): Record<str
     attention: attentionJson(extras.headStats === undefined ? attentionFromCache(a) : extras.headStats),
     proximity_last: proximityJson(extras.proximityLast ?? null, (id) => extras.proximityLast?.labels[id] ?? text(id)),
     clusters_last: clustersJson(extras.clustersLast === undefined ? clustersFromAnalysis(a) : extras.clustersLast),
+    interventions: interventionsJson(a.cache?.interventions ?? null),
+    patching: patchingJson(extras.patching ?? null),
     timings_ms: a.timings,
+  };
+}
+
+function interventionsJson(r: InterventionRecord | null) {
+  if (!r) return null;
+  return {
+    ablation: r.ablation ? { mode: r.ablation.mode, heads: r.ablation.heads.map((h) => ({ layer: h.layer, head: h.head })) } : null,
+    patch: r.patch
+      ? {
+          source_text: r.patch.sourceText,
+          source_tokens: r.patch.sourceTokens,
+          alignment: r.patch.alignment,
+          cells: r.patch.cells.map((c) => ({ layer: c.layer, pos: c.pos })),
+        }
+      : null,
+  };
+}
+
+function patchingJson(p: JsonExtras['patching']) {
+  if (!p) return null;
+  const r = p.result;
+  const rows = (a: Float32Array) =>
+    Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * r.pos, (L + 1) * r.pos), (v) => round(v)));
+  return {
+    direction: r.direction,
+    patched_run: r.direction === 'denoise' ? 'corrupted' : 'clean',
+    clean_text: p.cleanText,
+    corrupted_text: p.corruptedText,
+    alignment: 'end',
+    offset: r.offset,
+    metric: r.metric,
+    target: { id: r.target, text: p.vocab(r.target) },
+    contrast: r.contrast === null ? null : { id: r.contrast, text: p.vocab(r.contrast) },
+    ld_clean: round(r.ldClean),
+    ld_corrupted: round(r.ldCorrupted),
+    n_layers: r.n_layers,
+    pos: r.pos,
+    ld: rows(r.ld),
+    normalized: rows(r.normalized),
+    runs: r.runs,
+    skipped: r.skipped,
+    ms: round(r.ms, 4),
   };
 }
 

@@ -1,4 +1,5 @@
 // Decoding strategies and completions: shared by the engine, the host and the webview.
+import type { HeadAblation } from './interventions';
 
 export type StrategyKind = 'greedy' | 'sample' | 'beam';
 
@@ -18,6 +19,8 @@ export interface Strategy {
   lengthPenalty?: number;
   earlyStopping?: boolean;
   seed?: number;
+  /** Generate with these heads ablated (what-if): the column is the ablated model's. */
+  ablation?: HeadAblation;
 }
 
 /** The default presets of "Compare Completions…". */
@@ -63,6 +66,8 @@ export interface Completion {
   metrics: CompletionMetrics;
   /** Beam search: the final score (sum of log-probs / length^penalty). */
   score: number | null;
+  /** The heads that were ablated while generating (absent: the clean model). */
+  ablation?: HeadAblation;
   timings: { totalMs: number; firstStepMs: number; perTokenMs: number };
 }
 
@@ -77,4 +82,6 @@ export interface GenerateRequest {
   stopStrings?: string[];
   /** Alternatives recorded per step. */
   topAlternatives?: number;
+  /** Generate with these heads ablated (mean ablation: means over the prompt's positions). */
+  ablation?: HeadAblation;
 }

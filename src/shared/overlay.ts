@@ -50,6 +50,39 @@ export function overlayTokens(p: AnalysisPayload): OverlayToken[] {
   return out;
 }
 
+/**
+ * What-if difference: Δ = surprisal of seeing the token in the shown run − in the run compared
+ * with (bits). Buckets by |Δ|, separately for "more surprising" (positive) and "less".
+ */
+export const DIFF_BUCKETS = [0.25, 1, 2, 4] as const;
+export const DIFF_BUCKET_COUNT = DIFF_BUCKETS.length;
+
+export interface OverlayDiffToken extends OverlayToken {
+  /** Δ bits (NaN for the first token). */
+  delta: number;
+  /** More (+1) or less (−1) surprising than the run compared with; 0: within ±0.25 bits. */
+  sign: -1 | 0 | 1;
+}
+
+/** Tokens with their change in surprisal against `base` (the same tokens, e.g. the clean twin). */
+export function overlayDiffTokens(p: AnalysisPayload, base: AnalysisPayload): OverlayDiffToken[] {
+  const mine = surprisalBits(p);
+  const theirs = surprisalBits(base);
+  return overlayTokens(p).map((t) => {
+    const j = t.index;
+    const delta = j === 0 || j - 1 >= theirs.length ? NaN : mine[j - 1]! - theirs[j - 1]!;
+    const size = Math.abs(delta);
+    let bucket = -1;
+    for (let b = DIFF_BUCKETS.length - 1; b >= 0; b--)
+      if (size >= DIFF_BUCKETS[b]!) {
+        bucket = b;
+        break;
+      }
+    const sign = bucket < 0 || Number.isNaN(delta) ? 0 : delta > 0 ? 1 : -1;
+    return { ...t, delta, sign, bucket: sign === 0 ? -1 : bucket };
+  });
+}
+
 /** Index of the token covering document offset `off` (or null). */
 export function tokenAtOffset(p: AnalysisPayload, off: number): number | null {
   if (!p.source) return null;
@@ -85,8 +118,15 @@ function code(s: string): string {
   return `${fence}${v.includes('`') ? ' ' : ''}${v}${v.includes('`') ? ' ' : ''}${fence}`;
 }
 
-/** The hover for token j: how surprising it was, and what the model predicts next. */
-export function hoverMarkdown(p: AnalysisPayload, j: number): string {
+/** A run's name in the what-if hover: "clean" or what was done to it. */
+function runName(p: AnalysisPayload): string {
+  const a = p.interventions?.ablation;
+  if (a) return `ablated (${a.heads.map((h) => `L${h.layer}H${h.head}`).join(', ')}, ${a.mode})`;
+  return p.interventions?.patch ? 'patched' : 'clean';
+}
+
+/** The hover for token j: how surprising it was, and what the model predicts next (against `base`: both runs). */
+export function hoverMarkdown(p: AnalysisPayload, j: number, base: AnalysisPayload | null = null): string {
   const T = p.lens.pos;
   const k = p.lens.k;
   const last = p.lens.rows - 1;
@@ -96,6 +136,13 @@ export function hoverMarkdown(p: AnalysisPayload, j: number): string {
   if (j > 0) {
     const b = bits[j - 1]!;
     lines.push(`p = ${(2 ** -b * 100).toPrecision(3)}% · surprisal ${b.toFixed(2)} bits`);
+    if (base) {
+      const b0 = surprisalBits(base)[j - 1]!;
+      lines.push(
+        '',
+        `${runName(base)} ${b0.toFixed(2)} bits → ${runName(p)} ${b.toFixed(2)} bits (Δ ${b - b0 >= 0 ? '+' : ''}${(b - b0).toFixed(2)})`,
+      );
+    }
   }
   lines.push('', `**Top ${k} predictions for the next token**`, '');
   lines.push('| token | p |', '|---|---:|');

@@ -8,6 +8,7 @@ export function analysisToPayload(a: Analysis, runId: number, source: AnalysisPa
     ...rest,
     runId,
     source,
+    interventions: cache.interventions ?? null,
     dims: { n_layers: cache.n_layers, pos: cache.pos, d_model: cache.d_model, n_heads: cache.n_heads },
   };
 }

@@ -9,11 +9,14 @@
 // same id, sent only to the document that asked.
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult, WalkMetrics } from './analysis';
 import type { Completion, GenStep, Strategy } from './generation';
+import { ABLATION_MODES, type HeadAblation, type InterventionRecord, type PatchDirection, type PatchingResult } from './interventions';
 
 /** What the panel shows for one run: the analysis minus the heavy activation cache. */
 export interface AnalysisPayload extends Omit<Analysis, 'cache'> {
   runId: number;
   dims: { n_layers: number; pos: number; d_model: number; n_heads: number };
+  /** The run's interventions (the activation cache's record); null or absent for a clean run. */
+  interventions?: InterventionRecord | null;
   /** Where the text came from (for selection sync); null for text not from an editor. */
   source: { uri: string; fileName: string; offset: number } | null;
   walk: WalkMetrics;
@@ -52,6 +55,31 @@ export interface RequestMap {
   insertText: { params: { text: string }; result: boolean };
   /** Run the full analysis on a text (prompt + completion). */
   analyzeText: { params: { text: string }; result: null };
+  /** Re-run the run's text with heads ablated (null: drop the intervened run); the pair arrives as `whatIf`. */
+  ablate: { params: { runId: number; ablation: HeadAblation | null }; result: null };
+  /** Activation patching between the prompt comparison's two runs (Diff tab). */
+  patching: { params: PatchingParams; result: PatchingResult };
+  /**
+   * The run the panel shows (what-if: clean or intervened), compared with another or not: the
+   * editor's surprisal tint (the difference when compared) and Export Analysis follow it.
+   */
+  showRun: { params: { runId: number; compareTo: number | null }; result: null };
+}
+
+export interface PatchingParams {
+  cleanRunId: number;
+  corruptedRunId: number;
+  direction: PatchDirection;
+  /** Default: the clean run's top prediction at its last position. */
+  target?: number;
+  /** Default: the corrupted run's top prediction when it differs; null: log p(target). */
+  contrast?: number | null;
+}
+
+/** A clean run and the same text with interventions (head ablation), shown beside each other. */
+export interface WhatIfPair {
+  clean: AnalysisPayload;
+  intervened: AnalysisPayload;
 }
 
 export interface GenerateParams {
@@ -87,7 +115,16 @@ export type HostToWebview =
   | { type: 'completionStep'; batchId: number; index: number; stepIndex: number; step: GenStep }
   | { type: 'completionDone'; batchId: number; index: number; completion: Completion }
   | { type: 'completionError'; batchId: number; index: number; error: string }
-  | { type: 'promptDiff'; a: AnalysisPayload; b: AnalysisPayload; diff: DiffResult; labels: [string, string] }
+  | {
+      type: 'promptDiff';
+      a: AnalysisPayload;
+      b: AnalysisPayload;
+      diff: DiffResult;
+      labels: [string, string];
+      /** A heatmap computed with A clean and B corrupted (the CLI's report); the panel computes on request. */
+      patching?: PatchingResult;
+    }
+  | { type: 'whatIf'; pair: WhatIfPair | null }
   | { type: 'response'; id: number; ok: true; result: unknown }
   | { type: 'response'; id: number; ok: false; error: string };
 
@@ -147,6 +184,18 @@ function isParams(method: unknown, p: unknown): boolean {
       );
     case 'generate':
       return isGenerateParams(p);
+    case 'ablate':
+      return isNonNegInt(p.runId) && (p.ablation === null || isAblation(p.ablation));
+    case 'patching':
+      return (
+        isNonNegInt(p.cleanRunId) &&
+        isNonNegInt(p.corruptedRunId) &&
+        (p.direction === 'denoise' || p.direction === 'noise') &&
+        (p.target === undefined || isNonNegInt(p.target)) &&
+        (p.contrast === undefined || p.contrast === null || isNonNegInt(p.contrast))
+      );
+    case 'showRun':
+      return isNonNegInt(p.runId) && (p.compareTo === null || isNonNegInt(p.compareTo));
     case 'stopGeneration':
       return isNonNegInt(p.batchId);
     case 'insertText':
@@ -174,7 +223,19 @@ const STRATEGY_NUMBERS = [
 export function isStrategy(s: unknown): s is Strategy {
   if (!isObj(s) || !isStr(s.label, 200) || !['greedy', 'sample', 'beam'].includes(s.kind as string)) return false;
   for (const k of STRATEGY_NUMBERS) if (s[k] !== undefined && (typeof s[k] !== 'number' || !Number.isFinite(s[k] as number))) return false;
+  if (s.ablation !== undefined && !isAblation(s.ablation)) return false;
   return s.earlyStopping === undefined || typeof s.earlyStopping === 'boolean';
+}
+
+/** A head ablation's outline (the engine checks the heads against the model). */
+export function isAblation(a: unknown): a is HeadAblation {
+  return (
+    isObj(a) &&
+    (ABLATION_MODES as readonly unknown[]).includes(a.mode) &&
+    Array.isArray(a.heads) &&
+    a.heads.length <= 4096 &&
+    a.heads.every((h) => isObj(h) && isNonNegInt(h.layer) && isNonNegInt(h.head))
+  );
 }
 
 function isGenerateParams(p: Obj): boolean {
@@ -263,6 +324,8 @@ export function isHostToWebview(m: unknown): m is HostToWebview {
       return isNonNegInt(m.batchId) && isNonNegInt(m.index) && isStr(m.error, 10000);
     case 'promptDiff':
       return isPayload(m.a) && isPayload(m.b) && isObj(m.diff) && Array.isArray(m.labels) && m.labels.length === 2;
+    case 'whatIf':
+      return m.pair === null || (isObj(m.pair) && isPayload((m.pair as Obj).clean) && isPayload((m.pair as Obj).intervened));
     case 'response':
       return isNonNegInt(m.id) && (m.ok === true || (m.ok === false && isStr(m.error, 10000)));
     default:

@@ -10,7 +10,7 @@ import { paramCount, readConfig, specFromConfig, type ModelSpec, type RopeSpec }
 import { SafetensorsFile } from '../../src/engine/checkpoint/safetensors';
 import { IRRELEVANT_KEYS } from '../../src/engine/arch/config';
 import { EngineError } from '../../src/engine/errors';
-import { FIXTURES } from '../helpers';
+import { BUNDLED_MODEL, FIXTURES } from '../helpers';
 import { HF_DIR, hfFixtureNames, olderFormat, readHfConfig } from '../hfReference';
 
 type Json = Record<string, unknown>;
@@ -29,6 +29,11 @@ function configsOnDisk(): { where: string; cfg: Json }[] {
     const file = path.join(FIXTURES, 'models', name, 'config.json');
     out.push({ where: `models/${name}`, cfg: JSON.parse(fs.readFileSync(file, 'utf8')) as Json });
   }
+  // today's Hub models as published, and the bundled model
+  for (const name of fs.readdirSync(path.join(FIXTURES, 'hub-configs')).filter((f) => f.endsWith('.json'))) {
+    out.push({ where: `hub-configs/${name}`, cfg: JSON.parse(fs.readFileSync(path.join(FIXTURES, 'hub-configs', name), 'utf8')) as Json });
+  }
+  out.push({ where: 'media/models/td-mini', cfg: JSON.parse(fs.readFileSync(path.join(BUNDLED_MODEL, 'config.json'), 'utf8')) as Json });
   return out;
 }
 
@@ -348,6 +353,10 @@ describe('sliding windows, layer types and other keys that change the numbers', 
       [{ ...LLAMA, model_type: 'mistral', attention_bias: true }, /"attention_bias" = true is not supported for mistral/],
       [{ ...LLAMA, model_type: 'qwen3', mlp_bias: true }, /"mlp_bias" = true is not supported for qwen3/],
       [{ ...LLAMA, model_type: 'gemma3_text', head_dim: 8, use_bidirectional_attention: true }, /use_bidirectional_attention/],
+      [
+        { ...LLAMA, model_type: 'gemma2', head_dim: 8, use_bidirectional_attention: true },
+        /"use_bidirectional_attention" = true is not supported for gemma2/,
+      ],
       [{ ...LLAMA, is_causal: false }, /"is_causal" = false/],
       [{ ...LLAMA, quantization_config: { quant_method: 'gptq' } }, /quantization_config.*quantized checkpoints are not supported/],
       [{ ...LLAMA, model_type: 'phi3', head_dim: 16 }, /"head_dim" = 16 is not supported for phi3/],

@@ -61,10 +61,9 @@ for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-
         }
       }
       // the forward graph's own logits at the last position (as generation reads them) agree with the lens
-      const out = await model.forward.run(
-        { input_ids: { data: BigInt64Array.from(g.ids, BigInt), dims: [1, T] }, ...emptyPast(model) },
-        ['logits'],
-      );
+      const out = await model.forward.run({ input_ids: { data: BigInt64Array.from(g.ids, BigInt), dims: [1, T] }, ...emptyPast(model) }, [
+        'logits',
+      ]);
       const lp = logSoftmax(Array.from(out.logits!.data as Float32Array));
       const top = lp.indexOf(Math.max(...lp));
       assert.equal(a.lastLogitsTop[0]!.id, top);

@@ -12,6 +12,7 @@ import { analyze } from '../../src/engine/analyze';
 import { openCheckpoint } from '../../src/engine/checkpoint/hf';
 import { specFromConfig } from '../../src/engine/arch/spec';
 import { weightReader } from '../../src/engine/arch/weights';
+import { withInterventionDefaults } from '../../src/engine/interventions/session';
 import { buildForwardGraph } from '../../src/engine/graph/forward';
 import { createSession } from '../../src/engine/runtime/ort';
 import { emptyPast } from '../../src/engine/analyze';
@@ -42,7 +43,8 @@ async function allLogits(dir: string, ids: number[]): Promise<Float32Array> {
   const ckpt = openCheckpoint(dir);
   const spec = specFromConfig(ckpt.config);
   const g = buildForwardGraph(spec, weightReader(spec, ckpt.weights), { patterns: false, logits: 'all' });
-  const session = await createSession(g.encode(), { threads: 2, executionProvider: 'cpu' });
+  // the graph as shipped, its intervention inputs fed "no intervention" (interventions/session.ts)
+  const session = withInterventionDefaults(await createSession(g.encode(), { threads: 2, executionProvider: 'cpu' }), spec);
   try {
     const past: Parameters<typeof emptyPast>[0] = { spec } as LoadedModel;
     const out = await session.run({ input_ids: { data: BigInt64Array.from(ids, BigInt), dims: [1, ids.length] }, ...emptyPast(past) }, [
@@ -144,7 +146,7 @@ interface KvCase {
   gen_logits: number[][];
 }
 
-describe('KV cache across a change of RoPE frequencies (numpy reference, goldens/hf/kv-cache.json)', () => {
+describe('KV-cache generation across a change of RoPE frequencies (numpy reference, goldens/hf/kv-cache.json)', () => {
   const { cases } = readJson<{ cases: KvCase[] }>(path.join(FIXTURES, 'goldens', 'hf', 'kv-cache.json'));
   for (const c of cases) {
     test(`${c.model}: ${c.what}`, async () => {
@@ -158,14 +160,23 @@ describe('KV cache across a change of RoPE frequencies (numpy reference, goldens
   }
 });
 
-describe('KV cache equals full recompute where nothing depends on the length (beams reordered)', () => {
-  for (const name of ['gemma3-mixed', 'qwen2-window', 'olmo2-3l', 'phi3', 'smollm3-nope']) {
-    test(name, async () => {
+describe('KV cache equals full recompute, beams reordered (all but dynamic NTK)', () => {
+  // phi3-longrope-short: the steps cross LongRoPE's original context (64), where the cache is rebuilt
+  for (const [name, promptLength] of [
+    ['gemma3-mixed', 12],
+    ['qwen2-window', 12],
+    ['olmo2-3l', 12],
+    ['phi3', 12],
+    ['smollm3-nope', 12],
+    ['phi3-longrope-short', 62],
+  ] as const) {
+    test(`${name}, ${promptLength}-token prompt`, async () => {
       const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu' });
       try {
         const kv = new KvStepModel(model);
         const re = new RecomputeStepModel(model);
-        const prompt = readHfReference(name).inputIds.slice(0, 12);
+        const ids = readHfReference(name).inputIds;
+        const prompt = [...ids, ...ids].slice(0, promptLength);
         assertClose(await kv.prefill(prompt), await re.prefill(prompt), TOL, 'prefill logits');
         kv.reorder([0, 0]);
         re.reorder([0, 0]);

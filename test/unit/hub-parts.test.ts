@@ -207,7 +207,7 @@ describe('cache bookkeeping', () => {
 });
 
 describe('suggested models', () => {
-  test('the four picker entries with approximate sizes and valid configs', () => {
+  test('the picker entries with approximate sizes and valid configs', () => {
     assert.deepEqual(
       SUGGESTED_MODELS.map((m) => [m.repo, approximateSize(m)]),
       [
@@ -215,6 +215,12 @@ describe('suggested models', () => {
         ['EleutherAI/pythia-70m', '~166 MB'],
         ['HuggingFaceTB/SmolLM2-135M', '~269 MB'],
         ['Qwen/Qwen2.5-0.5B', '~988 MB'],
+        ['Qwen/Qwen3-0.6B', '~1.5 GB'],
+        ['google/gemma-3-270m', '~536 MB'],
+        ['meta-llama/Llama-3.2-1B', '~2.5 GB'],
+        ['allenai/OLMo-2-0425-1B', '~5.9 GB'],
+        ['HuggingFaceTB/SmolLM3-3B', '~6.2 GB'],
+        ['microsoft/Phi-4-mini-instruct', '~7.7 GB'],
       ],
     );
     for (const m of SUGGESTED_MODELS) {

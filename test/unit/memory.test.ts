@@ -95,6 +95,27 @@ describe('estimateMemory', () => {
     assert.equal(untied.weights.lens, 2 * 50257 * 768 * 4);
   });
 
+  test('through the graph cache a load adds nothing beyond the weights (calibrated on the bench 1.17 B model)', () => {
+    // bench/checkpoints.ts LLAMA_1B: measured peak RSS with the first analysis (16 tokens + patterns)
+    // 5.90 GB on the load that converts into the cache, 5.02 GB on the next
+    const bench = specFromConfig({
+      model_type: 'llama',
+      hidden_size: 2048,
+      num_hidden_layers: 22,
+      num_attention_heads: 32,
+      num_key_value_heads: 4,
+      intermediate_size: 5632,
+      vocab_size: 50304,
+    });
+    const cached = estimateMemory(bench, 2.35e9, 16, { patterns: true, graphCache: true });
+    assert.equal(cached.loadTransient, 0);
+    assert.equal(cached.loadPeak, cached.weights.total + cached.overhead);
+    assert.ok(cached.peak >= 5.9e9 && cached.peak <= 1.1 * 5.9e9, `estimate ${cached.peak}`);
+    const plain = estimateMemory(bench, 2.35e9, 16, { patterns: true });
+    assert.equal(plain.loadTransient, 2 * plain.weights.forward + plain.weights.lens);
+    assert.ok(plain.peak > 2 * cached.peak);
+  });
+
   test('attention patterns grow with tokens², the rest linearly', () => {
     const s = gpt2();
     const a = estimateMemory(s, 0, 256, { patterns: true });

@@ -114,8 +114,10 @@ describe('HTML report', () => {
     assert.equal(d.settings.lensTopK, p.lens.k);
   });
 
-  test('JSON schema 2: attention, proximity_last, norms_final, clusters_last', () => {
-    assert.equal(json.version, 2);
+  test('JSON schema 2 fields (in version 3): attention, proximity_last, norms_final, clusters_last', () => {
+    assert.equal(json.version, 3);
+    assert.equal(json.interventions, null, 'a clean run');
+    assert.equal(json.patching, null);
     const model = json.model as { n_layers: number; n_heads: number };
     const T = (json.tokens as unknown[]).length;
     const att = json.attention as {

@@ -30,6 +30,8 @@ Contents
   * Llama2cTokenizer          llama2.c's tok512.bin + run.c encode()/decode()
   * lens()                    logit-lens quantities (docs/METRICS.md), through the model's
                               final norm, unembedding and final soft-capping
+  * run_intervened()          head ablation (replace a head's z) and residual-stream patching
+                              (replace resid_pre cells), greedy_intervened(), patching_grid()
 
 Conventions (TransformerLens names, as the engine): resid_pre[L] = input of block L
 (resid_pre[0] = token embedding (+ position embedding for gpt2; x sqrt(d_model) for
@@ -146,8 +148,16 @@ def attention(q, k, v, q_pos, k_pos, scale, window=None, softcap=None):
         blocked |= k_pos[None, :] <= q_pos[:, None] - window
     scores = np.where(blocked[None], -np.inf, scores)
     p = softmax(scores, -1)
-    out = (p @ v).transpose(1, 0, 2).reshape(s, H * hd)
+    z = p @ v  # [H, s, hd]: each head's output before W_O (TransformerLens hook_z)
+    if _Z_HOOK is not None:
+        z = _Z_HOOK(z)
+    out = z.transpose(1, 0, 2).reshape(s, H * hd)
     return out, p
+
+
+# Set by run_intervened() while one block runs: a function of that block's z [H,s,hd]
+# (head ablation), applied by attention(). None outside interventions.
+_Z_HOOK: Callable | None = None
 
 
 def causal_attention(q, k, v):
@@ -491,6 +501,10 @@ class Decoder(Model):
         self.types, self.window = layer_types(cfg, mt, n, self.no_rope)
         ropes = {t: Rope(rp, self.hd, max_pos) for t, rp in rope_parameters(cfg, mt).items()}
         self.ropes = [None if self.no_rope[i] else ropes.get(self.types[i], ropes.get("all")) for i in range(n)]
+        # Phi3ForCausalLM.prepare_inputs_for_generation: once the sequence first passes LongRoPE's
+        # original context, generation drops the cache and recomputes it (all keys long-rotated)
+        long = next((r for r in self.ropes if r is not None and r.type == "longrope"), None)
+        self.recompute_at = long.rp["original_max_position_embeddings"] if mt == "phi3" and long else None
         caps = f.get("softcap")
         if caps:  # Gemma 2 defaults 50 / 30; Gemma 3's attention takes no softcap in transformers 5.17
             self.attn_cap = cfg.get("attn_logit_softcapping", caps[0]) if mt == "gemma2" else None
@@ -653,7 +667,9 @@ def load_hf(model_dir: str) -> Model:
 
 def greedy_kv(model: Model, prompt: list[int], n: int) -> tuple[list[int], np.ndarray]:
     """Greedy continuation through the KV cache: the prompt in one call, then one token per
-    call (as transformers generates); returns the ids and the logits each step chose from."""
+    call, as transformers' generate() does (Phi-3: the cache is recomputed when the cached
+    sequence reaches LongRoPE's original context); returns the ids and the logits each step
+    chose from."""
     cache = model.new_cache()
     logits = model.run(prompt, cache)["logits"][-1]
     ids, steps = [], []
@@ -661,7 +677,11 @@ def greedy_kv(model: Model, prompt: list[int], n: int) -> tuple[list[int], np.nd
         steps.append(logits)
         nxt = int(np.argmax(logits))
         ids.append(nxt)
-        logits = model.run([nxt], cache)["logits"][-1]
+        if cache["length"] == getattr(model, "recompute_at", None):
+            cache = model.new_cache()
+            logits = model.run(list(prompt) + ids, cache)["logits"][-1]
+        else:
+            logits = model.run([nxt], cache)["logits"][-1]
     return ids, np.stack(steps)
 
 
@@ -830,6 +850,108 @@ def lens(model: Model, run: dict, ids, k: int = 5) -> list[dict]:
         }
         out.append(entry)
     return out
+
+
+# ----------------------------------------------------------------------------- interventions
+def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
+    """model.run() with interventions, written from their definitions (README "Metrics"):
+
+    head_z      {layer: {head: vector [d_head]}}: that head's z (its attention output before
+                W_O) is the given vector at every position — zeros for zero ablation, the head's
+                mean z over a clean run's positions for mean ablation.
+    resid_patch {layer: {pos: vector [d_model]}}: resid_pre[layer][pos] is replaced before the
+                block runs (layer 0: the embeddings).
+
+    Returns run()'s dict plus "z" [L, H, T, d_head]: every head's z before any replacement.
+    """
+    global _Z_HOOK
+    ids = np.asarray(ids, dtype=np.int64)
+    pos = np.arange(len(ids))
+    x = model.embed(ids, pos)
+    head_z = head_z or {}
+    resid_patch = resid_patch or {}
+    pre, mid, post, pat, zs = [], [], [], [], []
+    for L in range(model.n_layers):
+        x = x.copy()
+        for p, vec in resid_patch.get(L, {}).items():
+            x[p] = vec
+        pre.append(x)
+        seen = []
+
+        def hook(z, L=L, seen=seen):
+            seen.append(z.copy())
+            z = z.copy()
+            for h, vec in head_z.get(L, {}).items():
+                z[h, :, :] = vec
+            return z
+
+        _Z_HOOK = hook
+        try:
+            m, x, p_ = model.block(L, x, pos, None)
+        finally:
+            _Z_HOOK = None
+        assert len(seen) == 1, f"block {L} of {model.arch} did not go through attention() once"
+        zs.append(seen[0])
+        mid.append(m)
+        post.append(x)
+        pat.append(p_)
+    logits = model.unembed(model.final_norm(x))
+    return {
+        "resid_pre": np.stack(pre),
+        "resid_mid": np.stack(mid),
+        "resid_post": np.stack(post),
+        "pattern": np.stack(pat),
+        "logits": logits,
+        "z": np.stack(zs),
+    }
+
+
+def head_z_for(model: Model, clean_z, heads, mode: str) -> dict:
+    """The head_z argument of run_intervened() for an ablation of `heads` [(layer, head)];
+    clean_z = run_intervened(model, ids)["z"] of the clean run (mean ablation)."""
+    out: dict = {}
+    for L, h in heads:
+        vec = np.zeros(clean_z.shape[-1]) if mode == "zero" else clean_z[L, h].mean(axis=0)
+        out.setdefault(L, {})[h] = vec
+    return out
+
+
+def greedy_intervened(model: Model, prompt: list[int], n: int, head_z: dict, stop=()) -> list[int]:
+    """Greedy continuation with the same head_z at every step (full recomputation); a token
+    in `stop` (EOS) ends it, included."""
+    ids = list(prompt)
+    out: list[int] = []
+    for _ in range(n):
+        nxt = int(np.argmax(run_intervened(model, ids, head_z=head_z)["logits"][-1]))
+        out.append(nxt)
+        ids.append(nxt)
+        if nxt in stop:
+            break
+    return out
+
+
+def logit_diff(logits_last, target: int, contrast):
+    """logit(target) − logit(contrast), or log p(target) when contrast is None."""
+    if contrast is not None:
+        return float(logits_last[target] - logits_last[contrast])
+    return float(log_softmax(logits_last)[target])
+
+
+def patching_grid(model: Model, base_ids, source_ids, target: int, contrast, head_z=None):
+    """LD at the last position of the base run with resid_pre[L][p] replaced by the source's
+    resid_pre[L][p - (T_base - T_source)] (aligned from the end), for every L, p: [L, T_base];
+    NaN where the source has no aligned token. Brute force: one full run per cell."""
+    src = run_intervened(model, source_ids, head_z=head_z)["resid_pre"]
+    T, S = len(base_ids), len(source_ids)
+    grid = np.full((model.n_layers, T), np.nan)
+    for L in range(model.n_layers):
+        for p in range(T):
+            q = p - (T - S)
+            if q < 0:
+                continue
+            r = run_intervened(model, base_ids, head_z=head_z, resid_patch={L: {p: src[L, q]}})
+            grid[L, p] = logit_diff(r["logits"][-1], target, contrast)
+    return grid
 
 
 # ----------------------------------------------------------------------------- cli

@@ -32,6 +32,7 @@ import type { AppState } from '../store';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
 import type { TabFactory, ViewContext } from './context';
 import { CustomCard, ResultCache, fillNote, segmented, serializeSvg, svg } from './dynamicsCard';
+import { createAblateControls } from './ablateControls';
 
 type Shape = NonNullable<Layout['shapes']>[number];
 type State = { kind: 'none' } | { kind: 'loading' } | { kind: 'ok'; stats: HeadStatsResult } | { kind: 'error'; message: string };
@@ -84,6 +85,8 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
     },
   );
   const hint = el('span', { class: 'hint', text: 'K(d): mean attention d tokens back · click a head for its pattern' });
+  // what-if: heads to ablate (the ✕ in a cell or the table's column), and the re-run
+  const ablate = createAblateControls(ctx);
   const controls = el('span', { class: 'att-controls' }, [
     el('label', { class: 'bar-label', text: 'Kernel' }),
     modeCtl.el,
@@ -94,6 +97,7 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
     layoutCtl.el,
   ]);
   const bar = el('div', { class: 'view-bar' }, [controls, el('span', { class: 'spacer' }), hint]);
+  const ablateBar = el('div', { class: 'view-bar abl-bar' }, [ablate.el]);
 
   const model = () => ctx.store.state.payload?.model.name ?? 'model';
   let gridSvg: SVGSVGElement | null = null;
@@ -118,7 +122,7 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
   const keysLine = el('div', { class: 'att-keys' });
   heat.el.append(keysLine);
 
-  const root = el('div', { class: 'view att-view' }, [bar, el('div', { class: 'dyn-split att-split' }, [grid.el, heat.el])]);
+  const root = el('div', { class: 'view att-view' }, [bar, ablateBar, el('div', { class: 'dyn-split att-split' }, [grid.el, heat.el])]);
 
   const statsCache = new Map<number, State>();
   const patterns = new ResultCache<Float32Array>(24);
@@ -135,6 +139,32 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
     if (rowsOf?.stats !== stats) rowsOf = { stats, rows: headRows(stats) };
     return rowsOf.rows;
   };
+
+  /** The ✕ in a grid cell: selects the head for ablation (filled while selected). */
+  const ablateToggle = (layer: number, head: number, cellW: number, pal: ReturnType<ViewContext['palette']>) => {
+    const on = ablate.isAblated(layer, head);
+    const g = svg('g', { transform: `translate(${cellW - 15} 3)`, class: `att-abl${on ? ' on' : ''}`, 'data-ablate': `${layer}.${head}` });
+    g.append(
+      svg('title', {}, on ? 'selected for ablation (click to unselect)' : 'select for ablation'),
+      svg('rect', {
+        width: 12,
+        height: 12,
+        rx: 2,
+        fill: on ? toCss(pal.red) : toCss(pal.bg),
+        stroke: on ? toCss(pal.red) : toCss(pal.muted),
+      }),
+      svg('path', { d: 'M3.5 3.5 L8.5 8.5 M8.5 3.5 L3.5 8.5', stroke: on ? toCss(pal.bg) : toCss(pal.muted), 'stroke-width': 1.4 }),
+    );
+    return g;
+  };
+  const ablateBox = (layer: number, head: number) => {
+    const box = el('input', {
+      attrs: { type: 'checkbox', 'aria-label': `ablate ${headLabel(layer, head)}`, 'data-ablate': `${layer}.${head}` },
+    });
+    box.checked = ablate.isAblated(layer, head);
+    return box;
+  };
+  const abKey = (s: Readonly<AppState>) => s.ablation.heads.map((h) => `${h.layer}.${h.head}`).join(',');
 
   const selectedName = () => {
     const s = current();
@@ -248,9 +278,10 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
         svg('text', { x: 5, y: 12, fill: fg, 'font-weight': 600 }, byLayer && cellW < 84 ? '' : headLabel(r.layer, r.head)),
         svg(
           'text',
-          { x: cellW - 5, y: 12, fill: Number.isFinite(r.induction) && r.induction > 0.2 ? fg : muted, 'text-anchor': 'end' },
+          { x: cellW - 19, y: 12, fill: Number.isFinite(r.induction) && r.induction > 0.2 ? fg : muted, 'text-anchor': 'end' },
           `ind ${inductionText(r.induction)}`,
         ),
+        ablateToggle(r.layer, r.head, cellW, pal),
       );
       const plot = svg('g', { transform: `translate(6 17)` });
       const pw = cellW - 12;
@@ -325,6 +356,7 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
           th('K(0)', null, 'mean attention to the token itself'),
           th('K(1)', null, 'mean attention to the previous token'),
           th('Peak d', null, 'offset with the largest normalised kernel'),
+          th('Ablate', null, 'select the head for ablation (what-if)'),
         ]),
       ]),
     ]);
@@ -338,6 +370,7 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
         el('td', { class: 'num', text: fmt(r.k0, 3) }),
         el('td', { class: 'num', text: fmt(r.k1, 3) }),
         el('td', { class: 'num', text: String(r.peak) }),
+        el('td', { class: 'abl' }, [ablateBox(r.layer, r.head)]),
       ]);
       const cell = tr.children[1] as HTMLElement;
       cell.style.backgroundColor = toCss(mix(pal.bg, t < 0 ? pal.orange : pal.blue, Math.abs(t) * 0.42, pal.bg));
@@ -353,11 +386,24 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
   };
 
   scroller.addEventListener('click', (ev) => {
+    const t = (ev.target as Element).closest?.('[data-ablate]');
+    if (t) {
+      ev.stopPropagation();
+      const [L, h] = (t.getAttribute('data-ablate') ?? '').split('.').map(Number) as [number, number];
+      ablate.toggle(L, h);
+      return;
+    }
     const g = (ev.target as Element).closest?.('[data-head]');
     if (g && g instanceof SVGElement) pick(Number(g.getAttribute('data-head')));
   });
   scroller.addEventListener('keydown', (ev) => {
     const g = (ev.target as Element).closest?.('[data-head]');
+    if (g instanceof SVGElement && (ev.key === 'a' || ev.key === 'A')) {
+      const s = current();
+      const r = s.kind === 'ok' ? rowsFor(s.stats)[Number(g.getAttribute('data-head'))] : undefined;
+      if (r) ablate.toggle(r.layer, r.head);
+      return;
+    }
     if (g instanceof SVGElement && (ev.key === 'Enter' || ev.key === ' ')) {
       ev.preventDefault();
       pick(Number(g.getAttribute('data-head')));
@@ -374,7 +420,10 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
       el('div', { text: `self-bias ${signedText(r.selfBias, 3)}${r.selfBias < 0 ? ' (avoids itself)' : ''}` }),
       el('div', { text: `induction ${inductionText(r.induction, 3)}` }),
       el('div', { class: 'muted', text: `K(0) ${fmt(r.k0, 3)} · K(1) ${fmt(r.k1, 3)} · peak at d = ${r.peak}` }),
-      el('div', { class: 'muted', text: 'click: show its attention pattern' }),
+      el('div', {
+        class: 'muted',
+        text: `click: show its attention pattern · ✕ (or A): ${ablate.isAblated(r.layer, r.head) ? 'do not ablate it' : 'select it for ablation'}`,
+      }),
     ]);
   });
   scroller.addEventListener('mouseleave', () => ctx.tooltip.hide());
@@ -596,13 +645,14 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
     }
     note.hidden = true;
     const stats = st.stats;
+    ablate.setStats(stats);
     if (selected < 0 || selected >= stats.n_layers * stats.n_heads) {
       // start on the most self-avoiding head: the seed's "negative self-bias"
       selected = sortHeads(rowsFor(stats), 'selfBias')[0]?.index ?? 0;
     }
     try {
       // the grid and table only change with their own inputs, not with the selected token
-      const gk = `${p.runId}:${layout}:${mode}:${sort}:${reverse}:${selected}:${s.themeVersion}:${scroller.clientWidth}`;
+      const gk = `${p.runId}:${layout}:${mode}:${sort}:${reverse}:${selected}:${s.themeVersion}:${scroller.clientWidth}:${abKey(s)}`;
       if (gk !== gridKey) {
         gridKey = gk;
         if (layout === 'grid') drawGrid(p, stats);
@@ -630,7 +680,7 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
       patternErrors.clear();
       heatKey = '';
     }
-    const relevant = ['payload', 'selectedPos', 'highlightPos', 'themeVersion'] as const;
+    const relevant = ['payload', 'selectedPos', 'highlightPos', 'themeVersion', 'ablation'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
     lazy.invalidate();
   });

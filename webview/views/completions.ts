@@ -9,6 +9,7 @@ import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
 import { clear, el, icon, rafThrottle, toolButton } from '../dom';
 import { mix, readableOn, toCss, type Rgba } from '../shapeColor';
 import {
+  withAblatedCopies,
   FIELDS,
   MAX_COLUMNS,
   MAX_NEW_TOKENS,
@@ -545,6 +546,19 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
   ]);
   const stop = toolButton('Stop', 'debug-stop', 'Stop generating', () => void onStop());
   const add = el('select', { class: 'comp-input comp-add', attrs: { 'aria-label': 'Add a column', title: 'Add a column from a preset' } });
+  // what-if: a copy of each column generating with the heads chosen in the Attention tab ablated
+  const ablated = toolButton('Ablated copies', 'beaker', '', () => {
+    const next = withAblatedCopies(ctx.store.state.completions, ctx.store.state.ablation);
+    if (next) api.set(next);
+    else toast(`No room: at most ${MAX_COLUMNS} columns, and each column has its ablated copy already.`, true);
+  });
+  const paintAblated = () => {
+    const a = ctx.store.state.ablation;
+    ablated.disabled = a.heads.length === 0;
+    ablated.title = a.heads.length
+      ? `Add a copy of each column that generates with ${a.heads.map((h) => `L${h.layer}H${h.head}`).join(', ')} ${a.mode}-ablated`
+      : 'Pick heads to ablate in the Attention tab first';
+  };
   const status = el('span', { class: 'comp-status', attrs: { 'aria-live': 'polite' } });
   const legendBar = el('span', { class: 'comp-legend-bar' });
   const legend = el('span', { class: 'comp-legend', title: 'Token tint: the model’s probability of the token (surprisal, 0 to 8+ bits)' }, [
@@ -564,6 +578,7 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
     stop,
     el('span', { class: 'sep' }),
     add,
+    ablated,
     status,
     el('span', { class: 'spacer' }),
     legend,
@@ -941,7 +956,9 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
       for (const v of columns.values()) v.repaint(ramp);
     }
     if (changed.has('completions')) schedule();
+    if (changed.has('ablation')) paintAblated();
   });
+  paintAblated();
 
   return {
     id: 'completions',

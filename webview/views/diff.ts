@@ -12,6 +12,7 @@ import type { AppState, PromptDiff } from '../store';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
 import type { TabFactory, ViewContext } from './context';
 import { CustomCard, fillNote } from './dynamicsCard';
+import { createPatchingCard } from './patchingCard';
 
 type Shape = NonNullable<Layout['shapes']>[number];
 
@@ -60,7 +61,8 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
   const traj = new ChartCard(ctx, 'Last-token trajectories (one PCA basis)', name('prompt-diff-trajectories'), 'diff-traj');
   const cos = new ChartCard(ctx, 'cos(A, B) of the last-token residual stream', name('prompt-diff-cosine'), 'diff-cos');
   const content = el('div', { class: 'dyn-split diff-split' }, [tableCard.el, el('div', { class: 'dyn-col' }, [traj.el, cos.el])]);
-  const root = el('div', { class: 'view diff-view' }, [bar, note, content]);
+  const patching = createPatchingCard(ctx);
+  const root = el('div', { class: 'view diff-view' }, [bar, note, content, patching.el]);
 
   const lazy = lazyDraw(
     () => render(),
@@ -224,6 +226,7 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
     const d = s.promptDiff;
     if (!d || !isDiffResult(d.diff, d.a.lens.rows) || d.b.lens.rows !== d.a.lens.rows) {
       content.hidden = true;
+      patching.el.hidden = true;
       clear(sideA);
       clear(sideB);
       sentence.textContent = '';
@@ -239,6 +242,7 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
     }
     note.hidden = true;
     content.hidden = false;
+    patching.el.hidden = false;
     const side = (box: HTMLElement, tag: string, label: string, p: PromptDiff['a']) => {
       clear(box);
       box.append(
@@ -254,7 +258,7 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
     rows = diffRows(d.a, d.b, d.diff);
     drawTable(d);
     try {
-      await Promise.all([drawTraj(d), drawCos(d)]);
+      await Promise.all([drawTraj(d), drawCos(d), patching.show(d)]);
     } catch (e) {
       ctx.host.log('error', `Prompt diff failed to draw: ${(e as Error).message}`);
     }

@@ -24,6 +24,8 @@ import {
 import { fmt, pct, rowLabel, tokenDisplay } from '../shapeText';
 import type { Palette } from '../theme';
 import type { TabFactory, ViewContext } from './context';
+import type { AppState } from '../store';
+import { comparison, divergingIndex, lensDelta, lensDeltaScale, runRole, top1Changed, type Comparison } from '../shapeWhatIf';
 
 const COL_W = 68;
 const ROW_H = 20;
@@ -83,6 +85,27 @@ interface Colours {
   ramp: Rgba[];
 }
 
+/** What-if difference colours: Δ log p(next token), ablated − clean, on a diverging ramp. */
+interface DiffColours {
+  fills: string[];
+  inks: string[];
+  scale: number;
+}
+
+function diffColours(pal: Palette, cmp: Comparison): DiffColours {
+  const ramp = Array.from({ length: 2 * DIFF_HALF + 1 }, (_, i) => {
+    const t = (i - DIFF_HALF) / DIFF_HALF;
+    return mix(pal.bg, t < 0 ? pal.orange : pal.blue, 0.9 * Math.abs(t), pal.bg);
+  });
+  return {
+    fills: ramp.map((c) => toCss(c)),
+    inks: ramp.map((c) => toCss(readableOn(c, [pal.fg, pal.bg]))),
+    scale: lensDeltaScale(cmp.intervened.lens, cmp.clean.lens),
+  };
+}
+
+const DIFF_HALF = 24;
+
 function colours(pal: Palette, p: AnalysisPayload, mode: LensColorMode): Colours {
   const accent = { prob: pal.blue, rank: pal.green, entropy: pal.orange, kl: pal.purple }[mode];
   const ramp = Array.from({ length: STEPS }, (_, i) => mix(pal.bg, accent, (0.9 * i) / (STEPS - 1), pal.bg));
@@ -137,6 +160,9 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
   let dirty = true;
   let payload: AnalysisPayload | null = null;
   let col: Colours | null = null;
+  /** What-if: the run compared with, and the difference colours when comparing by difference. */
+  let cmp: Comparison | null = null;
+  let dcol: DiffColours | null = null;
   let textCache = new Map<number, string>();
   let range = { c0: 0, c1: 0, r0: 0, r1: 0 };
   let paintedRun = -1;
@@ -169,6 +195,15 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
     e.dataset.r = String(r);
     e.dataset.p = String(c);
     e.textContent = top1Text(top1Id(p.lens, r, c));
+    if (cmp && top1Changed(p.lens, cmp.other.lens, r, c)) e.classList.add('chg');
+    if (dcol && cmp) {
+      const k = divergingIndex(lensDelta(cmp.intervened.lens, cmp.clean.lens, r, c), dcol.scale, DIFF_HALF);
+      e.style.backgroundColor = k === null ? '' : dcol.fills[k]!;
+      e.style.color = k === null ? col!.naInk : dcol.inks[k]!;
+      if (isNextMatch(p, r, c)) e.classList.add('hit');
+      if (r === p.lens.rows - 1) e.classList.add('out');
+      return;
+    }
     const t = scaleT(col!.scale, modeValue(p.lens, ctx.store.state.lensColor, r, c));
     if (t === null) {
       e.style.backgroundColor = '';
@@ -246,6 +281,24 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
 
   const paintLegend = () => {
     clear(legend);
+    if (dcol && cmp) {
+      const g = el('div', { class: 'legend-bar' });
+      g.style.background = `linear-gradient(to right, ${dcol.fills[0]}, ${dcol.fills[DIFF_HALF]}, ${dcol.fills[2 * DIFF_HALF]})`;
+      const ticks = el('div', { class: 'legend-ticks' });
+      for (const [t, label] of [
+        [0, `−${fmt(dcol.scale, 2)}`],
+        [0.5, '0'],
+        [1, `+${fmt(dcol.scale, 2)}`],
+      ] as const) {
+        const tick = el('span', { text: label });
+        tick.style.left = `${t * 100}%`;
+        ticks.append(tick);
+      }
+      legend.title =
+        'log p(actual next token): ablated − clean, in nats. Orange: the ablation makes the next token less likely; blue: more likely. Outlined cells: the top-1 token changed.';
+      legend.append(el('span', { class: 'legend-title', text: 'Δ log p(next)' }), el('div', { class: 'legend-scale' }, [g, ticks]));
+      return;
+    }
     if (!col) return;
     const stops = col.fills.filter((_, i) => i % 6 === 0 || i === STEPS - 1);
     const gradient = el('div', { class: 'legend-bar' });
@@ -278,6 +331,9 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
     root.classList.toggle('empty', !payload);
     if (!payload) return;
     col = colours(ctx.palette(), payload, ctx.store.state.lensColor);
+    cmp = comparison(ctx.store.state.whatIf, payload);
+    dcol = cmp?.mode === 'difference' ? diffColours(ctx.palette(), cmp) : null;
+    select.hidden = !!dcol;
     layout();
     paintLegend();
     placeSelection(true);
@@ -323,6 +379,20 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
       el('span', { text: `copy mass ${pct(info.copyMass)}` }),
     ]);
     rows.push(stats);
+    if (cmp) {
+      const o = lensCellInfo(cmp.other, r, p, 1);
+      const d = lensDelta(cmp.intervened.lens, cmp.clean.lens, r, p);
+      rows.push(
+        el('div', { class: 'tt-stats' }, [
+          el('span', { text: `${runRole(cmp.other)}: top-1 ${o.top[0]?.text.text ?? ''} ${pct(o.top[0]?.prob ?? NaN)}` }),
+          el('span', {
+            text: Number.isFinite(d)
+              ? `Δ log p(next) ablated − clean ${d >= 0 ? '+' : ''}${fmt(d, 3)} nats`
+              : 'last position: no next token',
+          }),
+        ]),
+      );
+    }
     const rect = cell.getBoundingClientRect();
     ctx.tooltip.show(rect.left, rect.bottom, rows);
   });
@@ -365,10 +435,10 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
   ctx.store.subscribe((s, changed) => {
     if (changed.has('payload')) textCache = new Map();
     if (!active) {
-      if (changed.has('payload') || changed.has('lensColor') || changed.has('themeVersion') || changed.has('selectedPos')) dirty = true;
+      if (['payload', 'lensColor', 'themeVersion', 'selectedPos', 'whatIf'].some((k) => changed.has(k as keyof AppState))) dirty = true;
       return;
     }
-    if (changed.has('payload') || changed.has('lensColor') || changed.has('themeVersion')) render();
+    if (changed.has('payload') || changed.has('lensColor') || changed.has('themeVersion') || changed.has('whatIf')) render();
     else if (changed.has('selectedPos') && payload) {
       placeSelection(true);
       // header and footer cells carry the selection mark

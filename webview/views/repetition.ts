@@ -23,6 +23,7 @@ import { fmt, pct, plotlyToken, rowLabel, rowTitle, tokenDisplay, clip } from '.
 import type { AppState } from '../store';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
 import type { TabFactory, ViewContext } from './context';
+import { comparison, copyMassDelta, copyMassRow, repeatCopyMass, type Comparison } from '../shapeWhatIf';
 
 type Shape = NonNullable<Layout['shapes']>[number];
 
@@ -289,10 +290,12 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
         y1: 1,
         line: { color: c(pal.focus), width: 1.5 },
       });
-    const drawKey = `${k}:${minN}:${s.themeVersion}`;
+    const cmp = comparison(s.whatIf, p);
+    const drawKey = `${k}:${minN}:${s.themeVersion}:${cmp ? `${cmp.mode}:${cmp.other.runId}` : ''}`;
     if (copyKey === drawKey && copy.isDrawn) return copy.relayout({ shapes });
     copyKey = drawKey;
     const ax = axisStyle(pal);
+    if (cmp) return drawCopyCompared(p, s, cmp, x, shapes);
     await copy.draw(
       [
         {
@@ -323,6 +326,64 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
     );
   };
 
+  /** What-if: copy mass of both runs (beside) or ablated − clean (difference). */
+  const drawCopyCompared = async (p: AnalysisPayload, s: Readonly<AppState>, cmp: Comparison, x: number[], shapes: Shape[]) => {
+    const pal = ctx.palette();
+    const row = s.similarityRow;
+    const ax = axisStyle(pal);
+    const tok = (i: number) => plotlyToken(p.tokens[i]!.text);
+    const series = (lens: AnalysisPayload['lens'], name: string, color: string, dash: string): Data =>
+      ({
+        type: 'scatter',
+        mode: p.lens.pos <= 200 ? 'lines+markers' : 'lines',
+        name,
+        x,
+        y: copyMassRow(lens, row),
+        hovertext: copyMassRow(lens, row).map((v, i) => `pos ${i} <b>${tok(i)}</b><br>${name} copy mass ${pct(v)}`),
+        hoverinfo: 'text',
+        line: { color, width: 1.5, dash },
+        marker: { color, size: 3 },
+      }) as Data;
+    const diff = cmp.mode === 'difference';
+    const delta = copyMassDelta(cmp.intervened.lens, cmp.clean.lens, row);
+    const traces: Data[] = diff
+      ? [
+          {
+            type: 'scatter',
+            mode: p.lens.pos <= 200 ? 'lines+markers' : 'lines',
+            name: 'ablated − clean',
+            x,
+            y: delta,
+            hovertext: delta.map((v, i) => `pos ${i} <b>${tok(i)}</b><br>copy mass ablated − clean ${v >= 0 ? '+' : ''}${pct(v)}`),
+            hoverinfo: 'text',
+            line: { color: c(pal.purple), width: 1.5 },
+            marker: { color: c(pal.purple), size: 3 },
+            fill: 'tozeroy',
+            fillcolor: c(pal.purple, 0.12),
+          } as Data,
+        ]
+      : [series(cmp.clean.lens, 'clean', c(pal.muted), 'dot'), series(cmp.intervened.lens, 'ablated', c(pal.orange), 'solid')];
+    let lo = 0;
+    let hi = 0;
+    for (const v of delta) if (Number.isFinite(v)) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+    await copy.draw(traces, {
+      ...baseLayout(pal),
+      showlegend: !diff,
+      legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 10, color: c(pal.fg) }, bgcolor: 'rgba(0,0,0,0)' },
+      margin: { l: 44, r: 8, t: diff ? 6 : 18, b: 30 },
+      uirevision: `${p.runId}`,
+      shapes,
+      xaxis: {
+        ...ax,
+        title: { text: 'position (shaded: inside a later repeat)', font: { size: 10, color: c(pal.muted) } },
+        zeroline: false,
+      },
+      yaxis: diff
+        ? { ...ax, range: [lo - 0.05, hi + 0.05], tickformat: '.0%', zeroline: true }
+        : { ...ax, range: [0, 1.02], tickformat: '.0%' },
+    });
+  };
+
   const drawList = (p: AnalysisPayload) => {
     clear(list);
     if (runs.length === 0) {
@@ -338,11 +399,28 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
         el('span', { class: 'count', text: String(r.len) }),
         el('span', { class: 'mono', text: clip(text, 80) }),
         el('span', { class: 'muted', text: `${r.src} → ${r.dst}` }),
+        repeatCompare(r),
       ]);
       item.title = `${r.len} tokens at ${r.src}–${r.src + r.len - 1} repeat at ${r.dst}–${r.dst + r.len - 1}. Click: select the repeat, highlight the original.`;
       item.addEventListener('click', () => ctx.select(r.dst, r.src));
       list.append(item);
     }
+  };
+
+  /** What-if: how much the repeat is copied in each run (mean copy mass inside its later occurrence). */
+  const repeatCompare = (r: RepeatRun): HTMLElement | null => {
+    const s = ctx.store.state;
+    const cmp = comparison(s.whatIf, s.payload);
+    if (!cmp) return null;
+    const a = repeatCopyMass(cmp.clean.lens, r, s.similarityRow);
+    const b = repeatCopyMass(cmp.intervened.lens, r, s.similarityRow);
+    if (!Number.isFinite(a) || !Number.isFinite(b)) return null;
+    const text = cmp.mode === 'difference' ? `copy ${b - a >= 0 ? '+' : ''}${pct(b - a)}` : `copy ${pct(a)} → ${pct(b)}`;
+    return el('span', {
+      class: `rep-cmp${b < a ? ' down' : ''}`,
+      text,
+      title: `mean copy mass inside the repeat at ${rowTitle(s.similarityRow, cmp.clean.lens.rows)}: clean ${pct(a)}, ablated ${pct(b)}`,
+    });
   };
 
   const render = serial(async () => {
@@ -354,7 +432,8 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
     slider.max = String(rows - 1);
     slider.value = String(row);
     layerName.textContent = rowTitle(row, rows);
-    const rk = `${p.runId}:${minN}`;
+    const cmpNow = comparison(s.whatIf, p);
+    const rk = `${p.runId}:${minN}:${cmpNow ? `${cmpNow.mode}:${cmpNow.other.runId}:${s.similarityRow}` : ''}`;
     if (runsFor !== rk) {
       runs = repeatRuns(p.walk.ngrams, minN);
       runsFor = rk;
@@ -382,7 +461,7 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
       memo.clear();
       runsFor = '';
     }
-    const relevant = ['payload', 'selectedPos', 'highlightPos', 'similarityRow', 'themeVersion'] as const;
+    const relevant = ['payload', 'selectedPos', 'highlightPos', 'similarityRow', 'themeVersion', 'whatIf'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
     lazy.invalidate();
   });

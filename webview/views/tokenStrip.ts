@@ -7,8 +7,11 @@ import { surprisalBits } from '../shapeLens';
 import { fmt, pct, tokenDisplay } from '../shapeText';
 import type { AppState } from '../store';
 import type { ViewContext } from './context';
+import { comparison, divergingIndex, surprisalAt, type Comparison } from '../shapeWhatIf';
 
 const STEPS = 32;
+/** Δ surprisal (bits) at full strength of the what-if difference tint. */
+const DELTA_BITS = 4;
 
 export function createTokenStrip(ctx: ViewContext): HTMLElement {
   const list = el('div', { class: 'strip-tokens', attrs: { role: 'listbox', 'aria-label': 'Tokens', tabindex: 0 } });
@@ -45,6 +48,8 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
   const paintTint = (s: Readonly<AppState>) => {
     const p = s.payload;
     if (!p) return;
+    const cmp = comparison(s.whatIf, p);
+    if (cmp?.mode === 'difference') return paintDelta(s, cmp);
     legend.textContent = s.surprisalTint ? 'low → high surprisal' : '';
     const pal = ctx.palette();
     const maxBits = Math.log2(Math.max(2, p.model.d_vocab));
@@ -65,6 +70,27 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
       const k = rampIndex(bits / maxBits, STEPS);
       span.style.backgroundColor = fills[k]!;
       span.style.color = inks[k]!;
+    });
+  };
+
+  /** What-if difference: each token tinted by its surprisal ablated − clean (red: more surprising). */
+  const paintDelta = (s: Readonly<AppState>, cmp: Comparison) => {
+    legend.textContent = s.surprisalTint ? 'surprisal ablated − clean: less ← → more' : '';
+    const pal = ctx.palette();
+    const half = STEPS / 2;
+    const fills = Array.from({ length: STEPS + 1 }, (_, i) => {
+      const t = (i - half) / half;
+      return mix(pal.bg, t < 0 ? pal.blue : pal.red, 0.85 * Math.abs(t), pal.bg);
+    });
+    spans.forEach((span, i) => {
+      const k = i === 0 ? null : divergingIndex(surprisalAt(cmp.intervened, i - 1) - surprisalAt(cmp.clean, i - 1), DELTA_BITS, half);
+      if (!s.surprisalTint || k === null) {
+        span.style.backgroundColor = '';
+        span.style.color = '';
+        return;
+      }
+      span.style.backgroundColor = toCss(fills[k]!);
+      span.style.color = toCss(readableOn(fills[k]!, [pal.fg, pal.bg]));
     });
   };
 
@@ -100,6 +126,12 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
       el('div', { class: 'muted', text: d.title }),
     ];
     if (bits !== null) rows.push(el('div', { text: `surprisal ${fmt(bits)} bits (p ${pct(2 ** -bits)} given the tokens before)` }));
+    const cmp = comparison(ctx.store.state.whatIf, p);
+    if (cmp && i > 0) {
+      const a = surprisalAt(cmp.clean, i - 1);
+      const b = surprisalAt(cmp.intervened, i - 1);
+      rows.push(el('div', { text: `clean ${fmt(a)} bits → ablated ${fmt(b)} bits (Δ ${b - a >= 0 ? '+' : ''}${fmt(b - a)})` }));
+    }
     if (tok.special) rows.push(el('div', { class: 'muted', text: 'special token (not in the text)' }));
     const r = t.getBoundingClientRect();
     ctx.tooltip.show(r.left, r.bottom, rows);
@@ -108,7 +140,7 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
 
   ctx.store.subscribe((s, changed) => {
     if (changed.has('payload')) build(s);
-    if (changed.has('payload') || changed.has('surprisalTint') || changed.has('themeVersion')) paintTint(s);
+    if (changed.has('payload') || changed.has('surprisalTint') || changed.has('themeVersion') || changed.has('whatIf')) paintTint(s);
     if (changed.has('payload') || changed.has('selectedPos') || changed.has('highlightPos')) paintSelection(s);
   });
   build(ctx.store.state);

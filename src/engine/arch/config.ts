@@ -104,6 +104,7 @@ export const IRRELEVANT_KEYS: Readonly<Record<string, string>> = {
   remove_invalid_values: GENERATION,
   exponential_decay_length_penalty: GENERATION,
   suppress_tokens: GENERATION,
+  cache_implementation: 'which KV-cache class transformers generates with (Gemma 2: "hybrid"); the numbers are the same',
   begin_suppress_tokens: GENERATION,
 };
 
@@ -192,7 +193,7 @@ export class ConfigReader {
   inert(key: string, inert: (v: unknown) => boolean, why: string): void {
     const v = this.cfg[key];
     if (v === undefined || v === null || inert(v)) {
-      this.ignore(key, why);
+      this.ignore(key, `${show(v ?? null)} changes nothing (another value is refused: ${why})`);
       return;
     }
     throw unsupported(`"${key}" = ${show(v)} is not supported for ${this.modelType}: ${why}.`);

@@ -42,6 +42,10 @@ interface DecoderTraits {
   layering: (r: ConfigReader, nLayers: number) => Layering;
   /** Gemma 2/3: query_pre_attn_scalar and soft-capping. */
   gemmaAttention?: { attnSoftcap: number | null | 'ignored'; finalSoftcap: number | null };
+  /** Generation recomputes the KV cache when the sequence first passes a LongRoPE's original context (Phi-3). */
+  longropeRecompute?: true;
+  /** Keys of a family's published configs that transformers does not read, with the value at which they change nothing. */
+  inertKeys?: Readonly<Record<string, { value: unknown; why: string }>>;
 }
 
 const BASE_ROPE: FlatRopeRules = {
@@ -170,11 +174,22 @@ const GEMMA_LIKE = {
   tied: true,
   act: { key: 'hidden_act', fallback: 'gelu_pytorch_tanh' },
   gemma: true,
+  inertKeys: {
+    use_bidirectional_attention: { value: false, why: 'bidirectional attention (EmbeddingGemma) is not a causal language model' },
+  },
 } as const satisfies DecoderTraits;
 
 /** Every supported model_type with the Llama layout. */
 export const DECODER_TRAITS: Readonly<Record<string, DecoderTraits>> = {
-  llama: { ...LLAMA_LIKE, mlpBias: true },
+  llama: {
+    ...LLAMA_LIKE,
+    mlpBias: true,
+    // keys nanotron writes into the Llama configs it exports (SmolLM2), not read by transformers
+    inertKeys: {
+      is_llama_config: { value: true, why: "nanotron's marker that the checkpoint has Llama's layout" },
+      rope_interleaved: { value: false, why: 'interleaved RoPE pairs; transformers rotates halves (rotate_half)' },
+    },
+  },
   mistral: { ...LLAMA_LIKE, kvHeads: 8, maxPositions: 4096 * 32, bias: 'none', layering: everyLayer(4096) },
   qwen2: { ...LLAMA_LIKE, kvHeads: 32, maxPositions: 32768, bias: 'qkv', layering: qwenLayering },
   qwen3: { ...LLAMA_LIKE, kvHeads: 32, headDim: 128, maxPositions: 32768, qkNorm: 'head', layering: qwenLayering },
@@ -198,6 +213,13 @@ export const DECODER_TRAITS: Readonly<Record<string, DecoderTraits>> = {
     rope: { ...BASE_ROPE, partialDefault: 1, originalMaxDefault: 4096, renameTypes: { su: 'longrope', yarn: 'longrope' } },
     ropeTypes: ['default', 'longrope'],
     layering: everyLayer(null),
+    longropeRecompute: true,
+    // Phi-4-mini's config.json carries keys of its own modeling code (auto_map), not read by transformers' Phi-3
+    inertKeys: {
+      lm_head_bias: { value: false, why: 'an LM-head bias is not part of transformers 5.17 Phi-3' },
+      full_attn_mod: { value: 1, why: "Phi-4-mini's own code: 1 = every layer attends fully, as transformers' Phi-3 does" },
+      interpolate_factor: { value: 1, why: "Phi-4-mini's own code: 1 = no position interpolation" },
+    },
   },
   gemma: GEMMA_LIKE,
   gemma2: {
@@ -299,6 +321,7 @@ export function decoderSpec(r: ConfigReader, modelType: string): ModelSpec {
     rope: ropes[i]!,
   }));
   otherActivationKey(r, t);
+  for (const [key, k] of Object.entries(t.inertKeys ?? {})) r.inert(key, (v) => v === k.value, k.why);
   return {
     family: 'llama',
     modelType,
@@ -323,10 +346,17 @@ export function decoderSpec(r: ConfigReader, modelType: string): ModelSpec {
     embedScale: t.gemma ? Math.fround(Math.sqrt(dModel)) : 1,
     ...attention(r, t, headDim),
     layers,
+    cacheRecomputeAt: t.longropeRecompute ? longropeSwitch(ropes) : null,
     tiedEmbeddings: r.bool('tie_word_embeddings', t.tied),
     ...biases(r, t),
     ...specialTokens(r),
   };
+}
+
+/** The original context of a LongRoPE (where it switches to its long factors), or null. */
+function longropeSwitch(ropes: (RopeSpec | null)[]): number | null {
+  const f = ropes.find((x) => x?.freq.kind === 'longrope')?.freq;
+  return f?.kind === 'longrope' ? f.originalMax : null;
 }
 
 function slidingWindow(lay: Layering): number {

@@ -1,7 +1,8 @@
 // config.json → ModelSpec: one normalised description of every architecture the graph
-// builder supports. Each family's reader (families.ts, and GPT-2/GPT-NeoX below) reads its
-// keys with transformers 5.17's defaults and precedence; a key it does not read must be one
-// that cannot change the numbers (config.ts), or the config is refused by the key's name.
+// builder supports. Each family's reader (families.ts for the Llama layout, readers.ts for
+// GPT-2 and GPT-NeoX) reads its keys with transformers 5.17's defaults and precedence; a key
+// it does not read must be one that cannot change the numbers (config.ts), or the config is
+// refused by the key's name.
 import { EngineError } from '../errors';
 import { ConfigReader, bad, type Json, type KeyLedger } from './config';
 import { DECODER_TRAITS, decoderSpec } from './families';
@@ -81,6 +82,12 @@ export interface ModelSpec {
   finalSoftcap: number | null;
   /** One entry per layer. */
   layers: LayerSpec[];
+  /**
+   * Generation rebuilds the KV cache from scratch when the cached sequence reaches this length
+   * (Phi-3 with LongRoPE: transformers' Phi3ForCausalLM recomputes it when the sequence first
+   * passes original_max_position_embeddings, so every cached key gets the long factors); null: never.
+   */
+  cacheRecomputeAt: number | null;
   tiedEmbeddings: boolean;
   /** q/k/v projections carry biases (Qwen2, NeoX, GPT-2, attention_bias). */
   qkvBias: boolean;

@@ -48,9 +48,15 @@ export interface StepModel {
 export class KvStepModel implements StepModel {
   private past: Record<string, AnyTensor> = {};
   private batch = 1;
+  /** Each beam's tokens so far: the cache is rebuilt from them where the model requires it. */
+  private seqs: number[][] = [];
   length = 0;
 
-  constructor(private readonly model: LoadedModel) {}
+  /** `feeds`: interventions (head ablation) fed on every step; they broadcast over the beams. */
+  constructor(
+    private readonly model: LoadedModel,
+    private readonly feeds: Record<string, NamedTensor> = {},
+  ) {}
 
   get vocabSize(): number {
     return this.model.spec.dVocab;
@@ -62,7 +68,7 @@ export class KvStepModel implements StepModel {
     const kv: string[] = [];
     for (let L = 0; L < s.nLayers; L++) kv.push(hook.presentKey(L), hook.presentValue(L));
     const fetches = session.fetchAll ? session.outputNames : ['logits', ...kv];
-    const out = await session.runKeeping({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past }, fetches);
+    const out = await session.runKeeping({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past, ...this.feeds }, fetches);
     const next: Record<string, AnyTensor> = {};
     for (let L = 0; L < s.nLayers; L++) {
       next[hook.pastKey(L)] = out[hook.presentKey(L)]!;
@@ -81,16 +87,22 @@ export class KvStepModel implements StepModel {
     this.past = next;
   }
 
-  async prefill(promptIds: readonly number[]): Promise<Float32Array> {
+  /** An empty cache for `batch` sequences. */
+  private clear(batch: number): void {
     const s = this.model.spec;
-    this.batch = 1;
     const empty: Record<string, AnyTensor> = {};
-    const dims = [1, s.nKvHeads, 0, s.headDim];
+    const dims = [batch, s.nKvHeads, 0, s.headDim];
     for (let L = 0; L < s.nLayers; L++) {
       empty[hook.pastKey(L)] = { data: new Float32Array(0), dims };
       empty[hook.pastValue(L)] = { data: new Float32Array(0), dims };
     }
     this.setPast(empty);
+  }
+
+  async prefill(promptIds: readonly number[]): Promise<Float32Array> {
+    this.batch = 1;
+    this.seqs = [[...promptIds]];
+    this.clear(1);
     const logits = await this.run(
       BigInt64Array.from(promptIds, (i) => BigInt(i)),
       1,
@@ -117,19 +129,39 @@ export class KvStepModel implements StepModel {
       next[name] = isDeviceTensor(t) ? moved[device.indexOf(t)]! : gatherHostBatch(t, this.batch, from);
     });
     this.setPast(next);
+    this.seqs = from.map((b) => [...this.seqs[b]!]);
     this.batch = from.length;
   }
 
   async step(tokens: readonly number[]): Promise<Float32Array[]> {
     if (tokens.length !== this.batch) throw new Error(`step: ${tokens.length} tokens for ${this.batch} beams`);
-    const logits = await this.run(
-      BigInt64Array.from(tokens, (i) => BigInt(i)),
-      this.batch,
-      1,
-    );
+    tokens.forEach((t, b) => this.seqs[b]!.push(t));
+    const logits =
+      this.length === this.model.spec.cacheRecomputeAt
+        ? await this.rebuild()
+        : await this.run(
+            BigInt64Array.from(tokens, (i) => BigInt(i)),
+            this.batch,
+            1,
+          );
     this.length++;
     const V = this.vocabSize;
     return tokens.map((_, b) => logits.subarray(b * V, (b + 1) * V));
+  }
+
+  /**
+   * The whole sequences again, from an empty cache: Phi-3's LongRoPE switches to its long
+   * factors once the sequence passes its original context, and transformers then recomputes
+   * the cache so every key has the long rotation (Phi3ForCausalLM.prepare_inputs_for_generation).
+   */
+  private async rebuild(): Promise<Float32Array> {
+    this.clear(this.batch);
+    const n = this.seqs[0]!.length;
+    return this.run(
+      BigInt64Array.from(this.seqs.flat(), (i) => BigInt(i)),
+      this.batch,
+      n,
+    );
   }
 
   release(): void {
@@ -149,7 +181,10 @@ function gatherHostBatch(t: NamedTensor, batch: number, from: readonly number[])
 export class RecomputeStepModel implements StepModel {
   private seqs: number[][] = [];
 
-  constructor(private readonly model: LoadedModel) {}
+  constructor(
+    private readonly model: LoadedModel,
+    private readonly feeds: Record<string, NamedTensor> = {},
+  ) {}
 
   get vocabSize(): number {
     return this.model.spec.dVocab;
@@ -167,7 +202,7 @@ export class RecomputeStepModel implements StepModel {
       past[hook.pastValue(L)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
     }
     const out = await this.model.forward.run(
-      { input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] }, ...past },
+      { input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] }, ...past, ...this.feeds },
       ['logits'],
     );
     return out.logits!.data as Float32Array;

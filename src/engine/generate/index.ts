@@ -4,13 +4,20 @@ import { EngineError } from '../errors';
 import type { LoadedModel } from '../model';
 import type { Completion, GenerateRequest, GenStep } from '../../shared/generation';
 import { beamSearch, decodeSingle, KvStepModel, validateStrategy, type StepModel } from './generator';
+import { interventionFeeds, type Feeds } from '../interventions/feeds';
+import type { AnalyzeContext } from '../analyze';
 
 export async function generate(
   model: LoadedModel,
   req: GenerateRequest,
   onStep?: (step: GenStep, index: number) => void,
   signal?: AbortSignal,
-  stepModel: StepModel = new KvStepModel(model),
+  /**
+   * The model seen step by step, or a factory given the request's intervention feeds; default
+   * the KV-cache graph with them.
+   */
+  stepModelOf?: StepModel | ((feeds: Feeds) => StepModel),
+  context: AnalyzeContext = {},
 ): Promise<Completion> {
   validateStrategy(req.strategy);
   if (!Number.isInteger(req.maxNewTokens) || req.maxNewTokens < 1 || req.maxNewTokens > 4096) {
@@ -33,6 +40,14 @@ export async function generate(
   // Keep the end of a long prompt: the model continues from there.
   if (promptIds.length + maxNew > ctxLen) promptIds = promptIds.slice(promptIds.length + maxNew - ctxLen);
   if (forced.length >= maxNew) throw new EngineError('BAD_REQUEST', 'The forced prefix leaves no room to generate.');
+  // head ablation on every step; mean ablation takes the means over the prompt's positions
+  const { feeds, record } = await interventionFeeds(
+    model,
+    promptIds,
+    req.ablation ? { ablation: req.ablation } : undefined,
+    context.zMeanOf,
+  );
+  const stepModel = typeof stepModelOf === 'function' ? stepModelOf(feeds) : (stepModelOf ?? new KvStepModel(model, feeds));
   const t0 = performance.now();
   const opts = {
     strategy: req.strategy,
@@ -59,6 +74,7 @@ export async function generate(
   return {
     ...rest,
     strategy: req.strategy,
+    ...(record?.ablation ? { ablation: record.ablation } : {}),
     stopReason: rest.stopReason === 'max_new_tokens' && maxNew < req.maxNewTokens ? 'context_full' : rest.stopReason,
     timings: { totalMs, firstStepMs, perTokenMs: n > 1 ? (totalMs - firstStepMs) / (n - 1) : 0 },
   };

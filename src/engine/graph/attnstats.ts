@@ -31,12 +31,13 @@ function patternOutput(g: GraphBuilder, name: string, pattern: string, nHeads: n
  */
 export function attentionOutputs(
   g: GraphBuilder,
-  shared: { ids: string; past: string; seq: string },
+  shared: { ids?: string; past: string; seq: string },
   pattern: string,
   name: string,
   L: number,
   nHeads: number,
 ): string {
+  if (!shared.ids) throw new Error("attention statistics need the graph's input_ids");
   const cut = patternOutput(g, name, pattern, nHeads);
   const { kernel, hits } = attentionStats(g, shared.ids, shared.past, shared.seq, pattern, L);
   // finite sums (probabilities; an empty cut sums to 0), so 0·(their sum) is exactly 0

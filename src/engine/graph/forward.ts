@@ -16,6 +16,7 @@ import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
 import { attentionOutputs } from './attnstats';
 import { gated, LOGIT_ROWS } from './gates';
+import { headHook, residPatchHook } from './interventions';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -44,6 +45,8 @@ export interface ForwardGraphOptions {
    * generation and analysis read.
    */
   logits?: 'last' | 'all';
+  /** Intervention inputs and the z-mean outputs (graph/interventions.ts); default on. */
+  interventions?: boolean;
 }
 
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
@@ -124,8 +127,9 @@ export function ropeCpuNodes(spec: ModelSpec): string[] {
 }
 
 /** Per-graph shared values: positions, one causal mask per window size, RoPE tables per rope. */
-interface Shared {
-  ids: string;
+export interface Shared {
+  /** input_ids (the head statistics need them); absent in graphs fed residual streams (suffix.ts) */
+  ids?: string;
   batch: string;
   seq: string;
   past: string;
@@ -181,35 +185,55 @@ export function* forwardGraphLayers(
     x = g.op('Add', [x, gatherRows(g, wPos, posIds)]);
   }
   const residDims = ['batch', 'seq', spec.dModel];
+  x = residPatchHook(g, 0, x, opts); // interventions.ts: patched resid_pre cells
   g.output(hook.residPre(0), x, 'float32', residDims);
 
   for (let L = 0; L < spec.nLayers; L++) {
     const w = reader.block(L);
     x = block(g, spec, shared, { w, L, layer: spec.layers[L]! }, x, opts);
+    if (L + 1 < spec.nLayers) x = residPatchHook(g, L + 1, x, opts); // interventions.ts
     g.output(hook.residPost(L), x, 'float32', residDims);
     yield L;
   }
 
+  finalLogits(g, spec, globals, wE, shared, x, opts.logits ?? 'last');
+  return g;
+}
+
+/**
+ * `logits`: ln_final, W_U (+ b_U) and the final soft-capping — at the last position
+ * [batch, d_vocab] (all generation and analysis read), or at every one [batch, seq, d_vocab].
+ */
+function finalLogits(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  globals: GlobalWeights,
+  wE: string,
+  sh: Shared,
+  x: string,
+  positions: 'last' | 'all',
+): void {
   const readOut = (h: string) =>
     softcap(
       g,
       unembed(g, spec, globals, norm(g, spec, h, globals.lnFinal, 'ln_final'), globals.unembed === globals.embed ? wE : null),
       spec.finalSoftcap,
     );
-  if (opts.logits === 'all') {
+  if (positions === 'all') {
     const flat = readOut(g.op('Reshape', [x, g.ints([-1, spec.dModel])])); // [batch·seq, d_vocab]
     const shape = g.op(
       'Concat',
-      [g.op('Unsqueeze', [shared.batch, g.ints([0])]), g.op('Unsqueeze', [shared.seq, g.ints([0])]), g.ints([spec.dVocab])],
-      { axis: 0 },
+      [g.op('Unsqueeze', [sh.batch, g.ints([0])]), g.op('Unsqueeze', [sh.seq, g.ints([0])]), g.ints([spec.dVocab])],
+      {
+        axis: 0,
+      },
     );
     g.output('logits', g.op('Reshape', [flat, shape]), 'float32', ['batch', 'seq', spec.dVocab]);
-    return g;
+    return;
   }
   // Final logits at the last position only: [batch, d_model] → [batch, d_vocab].
-  const last = g.op('Gather', [x, g.op('Sub', [shared.seq, g.ints([1], true)])], { axis: 1 });
+  const last = g.op('Gather', [x, g.op('Sub', [sh.seq, g.ints([1], true)])], { axis: 1 });
   g.output('logits', readOut(gated(g, LOGIT_ROWS, last, 0)), 'float32', ['batch', spec.dVocab]); // analyses: none (gates.ts)
-  return g;
 }
 
 /** cap·tanh(x/cap) (Gemma 2/3's soft-capping of attention scores and final logits); x when cap is null. */
@@ -262,7 +286,7 @@ function causalMask(g: GraphBuilder, sh: Shared, window: number | null): string 
  * the graph, so one generation step sees what transformers computes for it. Keys already in
  * the KV cache keep the rotation they were given, as in transformers.
  */
-function ropeTables(g: GraphBuilder, sh: Shared, rope: RopeSpec, index: number): { cos: string; sin: string } {
+export function ropeTables(g: GraphBuilder, sh: Shared, rope: RopeSpec, index: number): { cos: string; sin: string } {
   // every node named, to be kept on the CPU (ropeCpuNodes)
   const op: RopeOp = (node, type, inputs, attrs) => g.namedOp(`rope${index}/${node}`, type, inputs, attrs);
   const inv = invFreq(g, op, sh, rope, `rope${index}`); // [1, rotary_dim/2]
@@ -373,7 +397,7 @@ function repeatKv(g: GraphBuilder, spec: ModelSpec, x: string): string {
 }
 
 /** What one block of the graph is built from. */
-interface BlockInput {
+export interface BlockInput {
   w: BlockWeights;
   L: number;
   layer: LayerSpec;
@@ -409,7 +433,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   const pattern = g.op('Softmax', [g.op('Add', [scores, sh.masks.get(b.layer.window)!])], { axis: -1 }); // [b, h, seq, total]
   // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
   const zero = opts.patterns ? attentionOutputs(g, sh, pattern, hook.pattern(L), L, spec.nHeads) : null;
-  const z = g.op('MatMul', [pattern, repeatKv(g, spec, v)]); // [b, h, seq, d_head]
+  const z = headHook(g, spec, L, g.op('MatMul', [pattern, repeatKv(g, spec, v)]), opts); // [b, h, seq, d_head], interventions.ts
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
   const out = linear(g, merged, w.o, `${p}.W_O`);
   return zero ? g.op('Add', [out, zero]) : out; // + 0: those outputs are computed before the next layer
@@ -431,7 +455,7 @@ function optNorm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm | null, na
  * One block. resid_mid is the residual stream between the two sublayers: resid_pre + the
  * attention output as it is added (after Gemma 2/3's and OLMo 2's post-attention norm).
  */
-function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, x: string, opts: ForwardGraphOptions): string {
+export function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, x: string, opts: ForwardGraphOptions): string {
   const { w, L } = b;
   const residDims = ['batch', 'seq', spec.dModel];
   const attnOut = attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);

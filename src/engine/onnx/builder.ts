@@ -17,7 +17,7 @@ const ELEM: Record<ElemType, number> = {
 };
 
 export type Dim = number | string;
-export type AttrValue = number | number[] | string | { float: number } | { floats: number[] };
+export type AttrValue = number | number[] | string | { float: number } | { floats: number[] } | { graph: onnx.IGraphProto };
 
 /** Where an initializer's bytes live: inline in the proto or in an external file. */
 export interface ExternalRef {
@@ -34,7 +34,7 @@ interface Initializer {
   external: ExternalRef | null;
 }
 
-function valueInfo(name: string, type: ElemType, dims: Dim[]): onnx.IValueInfoProto {
+export function valueInfo(name: string, type: ElemType, dims: Dim[]): onnx.IValueInfoProto {
   return {
     name,
     type: {
@@ -57,6 +57,7 @@ function attribute(name: string, value: AttrValue): onnx.IAttributeProto {
   if (typeof value === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(value) };
   if (Array.isArray(value)) return { name, type: T.INTS, ints: value };
   if ('float' in value) return { name, type: T.FLOAT, f: value.float };
+  if ('graph' in value) return { name, type: T.GRAPH, g: value.graph };
   return { name, type: T.FLOATS, floats: value.floats };
 }
 
@@ -73,7 +74,7 @@ export interface WeightSink {
 const EXTERNAL_MIN_BYTES = 1024;
 
 export class GraphBuilder {
-  private readonly nodes: onnx.INodeProto[] = [];
+  protected readonly nodes: onnx.INodeProto[] = [];
   private readonly inputs: onnx.IValueInfoProto[] = [];
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private readonly initializers: Initializer[] = [];
@@ -97,6 +98,11 @@ export class GraphBuilder {
     /** Weight matrices are stored as float16 (activations stay float32); see graph/forward.ts. */
     readonly halfWeights = false,
   ) {}
+
+  /** The graph that holds inputs and initializers (a branch's outer graph; see branch.ts). */
+  get root(): GraphBuilder {
+    return this;
+  }
 
   /** A fresh tensor name with a readable prefix. */
   fresh(prefix: string): string {

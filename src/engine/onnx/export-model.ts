@@ -262,6 +262,7 @@ export function specForExport(config: Json, d: SurgeryDescription): ModelSpec {
     attnSoftcap: base?.attnSoftcap ?? null,
     finalSoftcap: d.finalSoftcap, // the graph's own (checked against config.json above)
     layers: base?.layers ?? Array.from({ length: d.nLayers }, () => ({ window: null, rope: null })),
+    cacheRecomputeAt: null, // length-dependent RoPE exports are refused (checkExportAgainstConfig)
     parallelResidual: d.parallelResidual,
     tiedEmbeddings: d.tiedEmbeddings,
     qkvBias: base?.qkvBias ?? false,

@@ -1,0 +1,103 @@
+// The suffix graph: the model from a chosen layer upwards, for activation patching. A patch
+// at (layer L, position p) changes nothing below L and nothing before p, so a patched run only
+// recomputes layers L.. for positions p.. — the clean run's KV cache stands in for the
+// positions before. Several patched runs go through one call packed into one sequence (no
+// padding): each run's rows attend to the clean prefix before its own patched position and to
+// its own rows, as the attention bias says.
+//
+// Inputs
+//   resid                        [1, rows, d_model]    resid_pre[start_layer] of every packed run's positions
+//   positions                    [rows] int64           each row's position in its run (RoPE)
+//   attn_bias[.window_W]         [rows, past+rows]      0 where a row may attend, −inf elsewhere; one per
+//                                                        attention window of the model's layers (W, or none)
+//   run_length                   [] int64                the runs' length T (LongRoPE / dynamic NTK choose by it)
+//   last_rows                    [runs] int64           the row of each run's last position
+//   start_layer                  [] int64                layers below it are skipped (If nodes)
+//   past_key_values.{L}.key|value [1, n_kv, past, d_head] the clean run's keys/values of positions 0..past-1
+//   blocks.{L}.attn.head_scale|head_bias  as in the forward graph (interventions.ts)
+// Output
+//   logits                       [runs, d_vocab]        at each run's last position
+//
+// Each block is the forward graph's own block code (forward.ts) written into the then-branch
+// of an If; onnxruntime runs only the branch taken, so layers below start_layer cost nothing.
+// The weights are outer-scope initializers: with a graph cache they are the same bytes of the
+// same external data file as the forward graph's.
+import { GraphBuilder, type WeightSink } from '../onnx/builder';
+import { BranchBuilder } from '../onnx/branch';
+import type { ModelSpec } from '../arch/spec';
+import type { BlockWeights, GlobalWeights } from '../arch/weights';
+import { block, hook, normNode, ropeTables, softcap, unembed, type Shared } from './forward';
+
+export const SUFFIX_INPUT = {
+  resid: 'resid',
+  positions: 'positions',
+  attnBias: (window: number | null) => (window === null ? 'attn_bias' : `attn_bias.window_${window}`),
+  runLength: 'run_length',
+  lastRows: 'last_rows',
+  startLayer: 'start_layer',
+};
+
+/** Built layer by layer next to the forward graph, reading the same weight arrays (written once). */
+export class SuffixGraphBuilder {
+  private readonly g: GraphBuilder;
+  private readonly shared: Shared;
+  private x: string;
+  private next = 0;
+
+  constructor(
+    private readonly spec: ModelSpec,
+    sink: WeightSink | null,
+    halfWeights: boolean,
+  ) {
+    const g = (this.g = new GraphBuilder(`${spec.modelType}-suffix`, sink, halfWeights));
+    this.x = g.input(SUFFIX_INPUT.resid, 'float32', [1, 'rows', spec.dModel]);
+    const positions = g.input(SUFFIX_INPUT.positions, 'int64', ['rows']);
+    const total = g.input(SUFFIX_INPUT.runLength, 'int64', []);
+    g.input(SUFFIX_INPUT.lastRows, 'int64', ['runs']);
+    g.input(SUFFIX_INPUT.startLayer, 'int64', []);
+    const kvDims = [1, spec.nKvHeads, 'past', spec.headDim];
+    for (let L = 0; L < spec.nLayers; L++) {
+      g.input(hook.pastKey(L), 'float32', kvDims);
+      g.input(hook.pastValue(L), 'float32', kvDims);
+    }
+    const shape = g.op('Shape', [this.x]);
+    const seq = g.op('Gather', [shape, g.ints([1], true)], { axis: 0 });
+    const past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
+    const qCol = g.op('Unsqueeze', [positions, g.ints([1])]); // [rows, 1]: each row's own position
+    const kRow = g.op('Unsqueeze', [g.op('Range', [g.ints([0], true), g.op('Add', [past, seq]), g.ints([1], true)]), g.ints([0])]); // key slots
+    const sh: Shared = { batch: g.ints([1], true), seq, past, total, qCol, kRow, masks: new Map(), ropes: new Map() };
+    // the masks come in (a pack's runs see different keys); RoPE tables as the forward graph makes them
+    for (const layer of spec.layers) {
+      if (!sh.masks.has(layer.window))
+        sh.masks.set(layer.window, g.input(SUFFIX_INPUT.attnBias(layer.window), 'float32', ['rows', 'keys']));
+      if (layer.rope && !sh.ropes.has(layer.rope)) sh.ropes.set(layer.rope, ropeTables(g, sh, layer.rope, sh.ropes.size));
+    }
+    this.shared = sh;
+  }
+
+  /** Adds layer L (layers come in order): x = start_layer ≤ L ? block_L(x) : x. */
+  addLayer(L: number, w: BlockWeights): void {
+    if (L !== this.next) throw new Error(`suffix graph: layer ${L} added after layer ${this.next - 1}`);
+    this.next++;
+    const { g, spec } = this;
+    const dims = [1, 'rows', spec.dModel];
+    const run = new BranchBuilder(g, `block_${L}`);
+    const b = { w, L, layer: spec.layers[L]! };
+    run.branchOutput(`resid_post_${L}`, block(run, spec, this.shared, b, this.x, { patterns: false }), 'float32', dims);
+    const skip = new BranchBuilder(g, `skip_${L}`);
+    skip.branchOutput(`resid_skip_${L}`, this.x, 'float32', dims);
+    const taken = g.op('GreaterOrEqual', [g.ints([L], true), SUFFIX_INPUT.startLayer]);
+    this.x = g.op('If', [taken], { then_branch: { graph: run.graph() }, else_branch: { graph: skip.graph() } });
+  }
+
+  /** Final norm and unembedding at each run's last row → logits [runs, d_vocab]. */
+  finish(globals: GlobalWeights): GraphBuilder {
+    const { g, spec } = this;
+    if (this.next !== spec.nLayers) throw new Error(`suffix graph: ${this.next} of ${spec.nLayers} layers added`);
+    const rows = g.op('Squeeze', [this.x, g.ints([0])]); // [rows, d_model]
+    const last = g.op('Gather', [rows, SUFFIX_INPUT.lastRows], { axis: 0 }); // [runs, d_model]
+    const logits = softcap(g, unembed(g, spec, globals, normNode(g, spec, last, globals.lnFinal, 'ln_final'), null), spec.finalSoftcap);
+    g.output('logits', logits, 'float32', ['runs', spec.dVocab]);
+    return g;
+  }
+}

@@ -1,0 +1,210 @@
+// Activation patching between two prompts: for every layer L and position p of the base run,
+// resid_pre[L][p] is replaced by the source run's (aligned from the end) and the metric is read
+// at the last position (README "Metrics"). Only what a patch changes is recomputed: the suffix
+// graph (graph/suffix.ts) starts at layer L and at the batch's first patched position, with the
+// base run's KV cache for the positions before; cells whose two vectors are equal cannot change
+// anything and take the base run's value without a run.
+import { EngineError } from '../errors';
+import { hook } from '../graph/forward';
+import type { LoadedModel } from '../model';
+import type { NamedTensor } from '../runtime/ort';
+import { SUFFIX_INPUT } from '../graph/suffix';
+import { emptyPast } from '../analyze';
+import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
+import { argmax, logitDiff, normalizedLd, packBias, packPositions } from './metric';
+import type { PatchingRequest, PatchingResult } from '../../shared/interventions';
+
+/** How patched runs are packed into calls: rows = positions recomputed in one call (bench/whatif.ts measures it). */
+export interface PatchBatching {
+  rowBudget: number;
+  maxRuns: number;
+}
+export const PATCH_BATCHING: PatchBatching = { rowBudget: 384, maxRuns: 64 };
+
+/** A clean (or ablated) run of one prompt: its resid_pre rows, KV cache and last logits. */
+interface BaseRun {
+  T: number;
+  /** resid_pre[0..n_layers-1] [n_layers, T, d_model] */
+  resid: Float32Array;
+  /** present.{L}.key|value [1, n_kv, T, d_head] */
+  keys: Float32Array[];
+  values: Float32Array[];
+  logits: Float32Array;
+}
+
+async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds, withKv: boolean): Promise<BaseRun> {
+  const s = model.spec;
+  const T = ids.length;
+  const d = s.dModel;
+  const residNames = [hook.residPre(0), ...Array.from({ length: s.nLayers - 1 }, (_, L) => hook.residPost(L))];
+  const fetches = ['logits', ...residNames];
+  if (withKv) for (let L = 0; L < s.nLayers; L++) fetches.push(hook.presentKey(L), hook.presentValue(L));
+  const out = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, fetches);
+  const resid = new Float32Array(s.nLayers * T * d);
+  residNames.forEach((n, L) => resid.set(out[n]!.data as Float32Array, L * T * d));
+  const f = (n: string) => out[n]!.data as Float32Array;
+  return {
+    T,
+    resid,
+    keys: withKv ? Array.from({ length: s.nLayers }, (_, L) => f(hook.presentKey(L))) : [],
+    values: withKv ? Array.from({ length: s.nLayers }, (_, L) => f(hook.presentValue(L))) : [],
+    logits: f('logits'),
+  };
+}
+
+/** Positions < p0 of a [1, n_kv, T, d_head] cache → [1, n_kv, p0, d_head]. */
+function pastSlice(full: Float32Array, kv: number, T: number, hd: number, p0: number): NamedTensor {
+  const out = new Float32Array(kv * p0 * hd);
+  for (let h = 0; h < kv; h++) out.set(full.subarray(h * T * hd, h * T * hd + p0 * hd), h * p0 * hd);
+  return { data: out, dims: [1, kv, p0, hd] };
+}
+
+/**
+ * The feeds of one call: the runs patched at layer L at positions `pack` (descending), packed
+ * into one sequence, each with the source's vector at its patched position.
+ */
+function packFeeds(model: LoadedModel, L: number, pack: number[], base: BaseRun, source: BaseRun): Feeds {
+  const s = model.spec;
+  const d = s.dModel;
+  const { T } = base;
+  const runs: { p: number; offset: number }[] = [];
+  let rows = 0;
+  for (const p of pack) {
+    runs.push({ p, offset: rows });
+    rows += T - p;
+  }
+  const resid = new Float32Array(rows * d);
+  const positions = new BigInt64Array(rows);
+  const lastRows = new BigInt64Array(pack.length);
+  runs.forEach(({ p, offset }, j) => {
+    resid.set(base.resid.subarray((L * T + p) * d, (L * T + T) * d), offset * d);
+    const q = alignedPos(p, T, source.T);
+    resid.set(source.resid.subarray((L * source.T + q) * d, (L * source.T + q + 1) * d), offset * d);
+    for (let i = 0; i < T - p; i++) positions[offset + i] = BigInt(p + i);
+    lastRows[j] = BigInt(offset + T - p - 1);
+  });
+  const past = Math.max(...pack);
+  const feeds: Feeds = {
+    [SUFFIX_INPUT.resid]: { data: resid, dims: [1, rows, d] },
+    [SUFFIX_INPUT.positions]: { data: positions, dims: [rows] },
+    [SUFFIX_INPUT.runLength]: { data: BigInt64Array.of(BigInt(T)), dims: [] },
+    [SUFFIX_INPUT.lastRows]: { data: lastRows, dims: [pack.length] },
+    [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
+  };
+  for (const window of new Set(s.layers.map((l) => l.window)))
+    feeds[SUFFIX_INPUT.attnBias(window)] = { data: packBias(runs, T, past, window), dims: [rows, past + rows] };
+  for (let l = 0; l < s.nLayers; l++) {
+    feeds[hook.pastKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, past);
+    feeds[hook.pastValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, past);
+  }
+  return feeds;
+}
+
+function sameVector(a: Float32Array, ia: number, b: Float32Array, ib: number, d: number): boolean {
+  for (let i = 0; i < d; i++) if (a[ia + i] !== b[ib + i]) return false;
+  return true;
+}
+
+function checkRequest(model: LoadedModel, req: PatchingRequest): void {
+  const s = model.spec;
+  for (const [what, ids] of [
+    ['clean', req.cleanIds],
+    ['corrupted', req.corruptedIds],
+  ] as const) {
+    if (!Array.isArray(ids) || ids.length === 0) throw new EngineError('BAD_REQUEST', `The ${what} prompt has no tokens.`);
+    if (ids.length > s.maxPositions) throw new EngineError('BAD_REQUEST', `The ${what} prompt is longer than the model's context.`);
+    for (const id of ids)
+      if (!Number.isInteger(id) || id < 0 || id >= s.dVocab)
+        throw new EngineError('BAD_REQUEST', `The ${what} prompt holds token id ${id}, outside the vocabulary.`);
+  }
+  if (req.direction !== 'denoise' && req.direction !== 'noise')
+    throw new EngineError('BAD_REQUEST', `Unknown patching direction "${String(req.direction)}": use denoise or noise.`);
+  for (const [what, t] of [
+    ['target', req.target],
+    ['contrast', req.contrast],
+  ] as const) {
+    if (t !== undefined && t !== null && (!Number.isInteger(t) || t < 0 || t >= s.dVocab))
+      throw new EngineError('BAD_REQUEST', `The ${what} token ${t} is outside the vocabulary.`);
+  }
+}
+
+/** The layer × position heatmap (PatchingResult in shared/interventions.ts). */
+export async function patchingHeatmap(
+  model: LoadedModel,
+  req: PatchingRequest,
+  signal?: AbortSignal,
+  batching: PatchBatching = PATCH_BATCHING,
+): Promise<PatchingResult> {
+  const t0 = performance.now();
+  requireInterventions(model);
+  checkRequest(model, req);
+  const s = model.spec;
+  const d = s.dModel;
+  // every run sees the same model: with an ablation, the means come from the clean prompt
+  const ablation = req.ablation && req.ablation.heads.length > 0 ? checkAblation(s, req.ablation) : null;
+  const heads = ablation ? headFeeds(s, ablation, ablation.mode === 'mean' ? await cleanZMean(model, req.cleanIds) : null) : {};
+  const denoise = req.direction === 'denoise';
+  const baseIds = denoise ? req.corruptedIds : req.cleanIds;
+  const sourceIds = denoise ? req.cleanIds : req.corruptedIds;
+  const base = await runOnce(model, baseIds, heads, true);
+  const source = await runOnce(model, sourceIds, heads, false);
+  const [clean, corrupted] = denoise ? [source, base] : [base, source];
+
+  const target = req.target ?? argmax(clean.logits);
+  const corruptedTop = argmax(corrupted.logits);
+  const contrast = req.contrast !== undefined ? req.contrast : corruptedTop !== target ? corruptedTop : null;
+  if (contrast === target) throw new EngineError('BAD_REQUEST', 'The contrast token must differ from the target token.');
+  const ld = (logits: Float32Array) => logitDiff(logits, target, contrast);
+  const ldClean = ld(clean.logits);
+  const ldCorrupted = ld(corrupted.logits);
+  const ldBase = denoise ? ldCorrupted : ldClean;
+
+  const T = base.T;
+  const S = source.T;
+  const grid = new Float32Array(s.nLayers * T).fill(NaN);
+  let skipped = 0;
+  let runs = 0;
+  let calls = 0;
+  let layerPositions = 0;
+  const suffix = await model.suffix!();
+  const V = s.dVocab;
+  for (let L = 0; L < s.nLayers; L++) {
+    const todo: number[] = [];
+    for (let p = 0; p < T; p++) {
+      const q = alignedPos(p, T, S);
+      if (q < 0) continue;
+      if (sameVector(base.resid, (L * T + p) * d, source.resid, (L * S + q) * d, d)) {
+        grid[L * T + p] = ldBase;
+        skipped++;
+      } else todo.push(p);
+    }
+    for (const pack of packPositions(todo, T, batching.rowBudget, batching.maxRuns)) {
+      if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
+      const out = await suffix.run({ ...heads, ...packFeeds(model, L, pack, base, source) }, ['logits']);
+      const logits = out.logits!.data as Float32Array;
+      pack.forEach((p, b) => (grid[L * T + p] = ld(logits.subarray(b * V, (b + 1) * V))));
+      runs += pack.length;
+      calls++;
+      for (const p of pack) layerPositions += (T - p) * (s.nLayers - L);
+    }
+  }
+  const normalized = grid.map((v) => normalizedLd(v, ldClean, ldCorrupted));
+  return {
+    direction: req.direction,
+    n_layers: s.nLayers,
+    pos: T,
+    offset: T - S,
+    target,
+    contrast,
+    metric: contrast === null ? 'logprob' : 'logit_diff',
+    ldClean,
+    ldCorrupted,
+    ld: grid,
+    normalized,
+    skipped,
+    runs,
+    calls,
+    layerPositions,
+    ms: performance.now() - t0,
+  };
+}

@@ -1,0 +1,111 @@
+// Interventions on a run (what-if experiments), shared by the engine, the host, the CLI and the
+// webview: head ablation and residual-stream patching, what a run records about them, and the
+// activation-patching heatmap. Definitions: README "Metrics" (Interventions).
+
+export interface HeadRef {
+  layer: number;
+  head: number;
+}
+
+/**
+ * zero: the head's output z (hook_z, before W_O) is 0 at every position.
+ * mean: z is the head's mean z over the positions of a clean run of the same input (the
+ * analysed text; for generation, the prompt).
+ */
+export type AblationMode = 'zero' | 'mean';
+export const ABLATION_MODES: readonly AblationMode[] = ['zero', 'mean'];
+
+export interface HeadAblation {
+  heads: HeadRef[];
+  mode: AblationMode;
+}
+
+/** A cell of the residual stream: resid_pre[layer] at a position of the run. */
+export interface ResidCell {
+  layer: number;
+  pos: number;
+}
+
+/**
+ * Residual-stream patching: at each cell, resid_pre[layer][pos] of this run is replaced by the
+ * source run's resid_pre[layer] at the aligned position. Runs of different lengths are aligned
+ * from the end: position p of this run ↔ p − (pos_this − pos_source) of the source.
+ */
+export interface ResidPatch {
+  /** The source run's token ids (the engine runs it clean to read its residual stream). */
+  sourceIds: number[];
+  cells: ResidCell[];
+}
+
+export interface Interventions {
+  ablation?: HeadAblation;
+  patch?: ResidPatch;
+}
+
+/** What a run records about the interventions it had (null fields: none of that kind). */
+export interface InterventionRecord {
+  ablation: HeadAblation | null;
+  patch: { sourceText: string; sourceTokens: number; cells: ResidCell[]; alignment: 'end' } | null;
+}
+
+export function hasInterventions(i: Interventions | undefined | null): boolean {
+  return !!i && ((i.ablation?.heads.length ?? 0) > 0 || (i.patch?.cells.length ?? 0) > 0);
+}
+
+export const headLabelOf = (h: HeadRef) => `L${h.layer}H${h.head}`;
+
+/** "L3H1, L4H0 (mean)" */
+export function describeAblation(a: HeadAblation): string {
+  return `${a.heads.map(headLabelOf).join(', ')} (${a.mode} ablation)`;
+}
+
+/**
+ * Activation patching between two prompts (the layer × position heatmap).
+ * Direction: the `base` run is the one patched, with values from the `source` run.
+ * denoising: base = corrupted, source = clean (how much does a cell restore the clean behaviour?)
+ * noising:   base = clean, source = corrupted (how much does a cell break it?)
+ */
+export type PatchDirection = 'denoise' | 'noise';
+
+export interface PatchingRequest {
+  /** The clean and corrupted prompts' token ids. */
+  cleanIds: number[];
+  corruptedIds: number[];
+  direction: PatchDirection;
+  /** Target token; default: the clean run's top-1 prediction at its last position. */
+  target?: number;
+  /**
+   * Contrast token: LD = logit(target) − logit(contrast). Default: the corrupted run's top-1
+   * at its last position when it differs from the target; null: no contrast, LD = log p(target).
+   */
+  contrast?: number | null;
+  /** Head ablation applied to every run (clean, corrupted and patched). */
+  ablation?: HeadAblation;
+}
+
+export interface PatchingResult {
+  direction: PatchDirection;
+  n_layers: number;
+  /** Positions of the base run (the heatmap's columns); the source is aligned from the end. */
+  pos: number;
+  /** base position p ↔ source position p − offset (negative source positions are not patchable). */
+  offset: number;
+  target: number;
+  contrast: number | null;
+  /** 'logit_diff': logit(target) − logit(contrast); 'logprob': log p(target). */
+  metric: 'logit_diff' | 'logprob';
+  ldClean: number;
+  ldCorrupted: number;
+  /** LD of each patched run [n_layers, pos] (resid_pre[L] at p); NaN where nothing is patchable. */
+  ld: Float32Array;
+  /** (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted) [n_layers, pos]; NaN where undefined. */
+  normalized: Float32Array;
+  /** Cells whose patch changed nothing (equal vectors) and took the base run's value without a run. */
+  skipped: number;
+  /** Patched runs actually computed, and the onnxruntime calls they took. */
+  runs: number;
+  calls: number;
+  /** Σ over calls of batch × positions × layers recomputed (the work done, in layer-positions). */
+  layerPositions: number;
+  ms: number;
+}

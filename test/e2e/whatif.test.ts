@@ -1,0 +1,192 @@
+// End-to-end what-if in a real VS Code (code-server + Chromium): on a repetitive text, pick the
+// three heads with the highest induction score in the Attention tab, re-run with them ablated,
+// and see the copy mass change (Repetition tab, against the engine run in this process) and the
+// completions' repetition change (Compare Completions with an ablated copy of the greedy column).
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from './harness';
+import { Engine } from '../../src/engine/engine';
+import type { HeadStatsResult } from '../../src/shared/analysis';
+import type { HeadRef } from '../../src/shared/interventions';
+import { percent } from '../../webview/shapeCompletions';
+import { repeatRuns } from '../../webview/shapeRepetition';
+import { repeatCopyMass, topInductionHeads } from '../../webview/shapeWhatIf';
+import { pct } from '../../webview/shapeText';
+
+const BUNDLED = path.join(repoRoot(), 'media', 'models', 'td-mini');
+// td-mini repeats itself here; its induction heads carry the copying
+const TEXT = [
+  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window. The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
+  'The cat sat on the mat and looked',
+].join('\n');
+const NEW_TOKENS = 40;
+// two prompts that differ in one name (activation patching)
+const CLEAN = 'When Mary and John went to the store, John gave a drink to';
+const CORRUPTED = 'When Mary and John went to the store, Mary gave a drink to';
+
+interface Expected {
+  heads: HeadRef[];
+  /** "copy a → b" of the longest repeat at the last layer. */
+  firstRepeat: string;
+  cleanCopy: number;
+  ablatedCopy: number;
+  repetition: { clean: number; ablated: number };
+}
+
+/** The same experiment in this process: the heads, the copy mass of the longest repeat, greedy repetition. */
+async function expectedNumbers(): Promise<Expected> {
+  const engine = new Engine();
+  await engine.load({ dir: BUNDLED, threads: 2, executionProvider: 'cpu' });
+  try {
+    const req = { text: TEXT, topK: 5, maxTokens: 1024, patterns: true as const };
+    const clean = await engine.analyze(req, undefined, 1);
+    const stats = (await engine.query({ type: 'headStats', runId: 1 })) as HeadStatsResult;
+    const heads = topInductionHeads(stats, 3);
+    const ablated = await engine.analyze({ ...req, interventions: { ablation: { heads, mode: 'zero' } } }, undefined, 2);
+    const run = repeatRuns(clean.walk.ngrams, 2)[0]!;
+    const row = clean.lens.rows - 1;
+    const a = repeatCopyMass(clean.lens, run, row);
+    const b = repeatCopyMass(ablated.lens, run, row);
+    const greedy = { label: 'greedy', kind: 'greedy' as const };
+    const c0 = await engine.generate({ text: TEXT, strategy: greedy, maxNewTokens: NEW_TOKENS });
+    const c1 = await engine.generate({
+      text: TEXT,
+      strategy: { ...greedy, ablation: { heads, mode: 'zero' } },
+      maxNewTokens: NEW_TOKENS,
+      ablation: { heads, mode: 'zero' },
+    });
+    return {
+      heads,
+      firstRepeat: `copy ${pct(a)} → ${pct(b)}`,
+      cleanCopy: a,
+      ablatedCopy: b,
+      repetition: { clean: c0.metrics.repetitionRate, ablated: c1.metrics.repetitionRate },
+    };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
+  let vs: VsCodeSession;
+  let want: Expected;
+  let failed = false;
+
+  before(async () => {
+    want = await expectedNumbers();
+    vs = await startVsCode({
+      name: 'whatif',
+      vsix: buildVsix(),
+      // no final newline: Select All is the text
+      files: { 'repeats.md': TEXT, 'clean.md': CLEAN, 'corrupted.md': CORRUPTED },
+      theme: 'light',
+      viewport: { width: 1680, height: 1000 },
+    });
+  });
+
+  after(async () => {
+    await vs?.dispose({ failed });
+  });
+
+  test('ablating the top induction heads lowers the copy mass and changes the completions’ repetition', async (t) => {
+    try {
+      // the experiment is worth running: the ablation changes what this test looks for
+      assert.ok(want.ablatedCopy < want.cleanCopy - 0.01, `copy mass ${want.cleanCopy} → ${want.ablatedCopy}`);
+      assert.notEqual(want.repetition.ablated, want.repetition.clean);
+      t.diagnostic(`heads ${JSON.stringify(want.heads)}; ${want.firstRepeat}; repetition ${JSON.stringify(want.repetition)}`);
+
+      await vs.openFile('repeats.md');
+      await vs.selectAll();
+      await vs.runCommand('Transformer Dynamics: Analyze Selection');
+      const frame = vs.webviewFrame();
+      await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+
+      // Attention tab: the three heads with the highest induction score, then the re-run
+      await frame.locator('vscode-tab-header[data-tab="attention"]').click();
+      await vs.waitForWebview((f) => f.locator('.att-svg .att-cell').first(), { timeoutMs: 60_000 });
+      await frame.getByRole('button', { name: /Top 3 induction/ }).click();
+      const chosen = want.heads.map((h) => `L${h.layer}H${h.head}`).join(', ');
+      assert.equal(await frame.locator('.abl-chosen').innerText(), chosen);
+      assert.equal(await frame.locator('.att-abl.on').count(), 3, 'the three heads are marked in the grid');
+      await vs.screenshot('attention-ablate-light');
+      await frame.locator('.abl-run').click();
+      await vs.waitForWebview((f) => f.locator('.td-whatif .wi-what').getByText(`${chosen} · zero ablation`), { timeoutMs: 120_000 });
+
+      // Repetition tab: both runs' copy mass, and the longest repeat copied less
+      await frame.locator('vscode-tab-header[data-tab="repetition"]').click();
+      await vs.waitForWebview((f) => f.locator('.rep-copy .js-plotly-plot .scatterlayer .trace').nth(1), { timeoutMs: 60_000 });
+      assert.equal(await frame.locator('.rep-copy .js-plotly-plot .scatterlayer .trace').count(), 2, 'clean and ablated copy mass');
+      assert.equal(await frame.locator('.ngram .rep-cmp').first().innerText(), want.firstRepeat);
+      await vs.screenshot('repetition-whatif-light');
+      // as a difference: one trace, ablated − clean
+      await frame.locator('.td-whatif .seg[data-value="difference"]').click();
+      await vs.waitForWebview((f) => f.locator('.rep-copy .legend').first().or(f.locator('.rep-copy .scatterlayer .trace').first()));
+      await frame.locator('vscode-tab-header[data-tab="lens"]').click();
+      await vs.waitForWebview((f) => f.locator('.lens-body .lc.chg').first(), { timeoutMs: 30_000 });
+      await vs.screenshot('lens-difference-light');
+      await vs.setTheme('dark');
+      await vs.screenshot('lens-difference-dark');
+      await vs.setTheme('light');
+
+      // Compare Completions: the greedy column and its ablated copy
+      await vs.page.keyboard.press('Control+1');
+      await vs.selectAll();
+      await vs.runCommand('Transformer Dynamics: Compare Completions…');
+      await vs.page.locator('.quick-input-widget').waitFor({ timeout: 20_000 });
+      await vs.page.keyboard.press('Enter'); // the default presets
+      await vs.page.waitForTimeout(800);
+      await vs.page.keyboard.type(String(NEW_TOKENS));
+      await vs.page.keyboard.press('Enter');
+      await vs.waitForWebview((f) => f.locator('.comp-col .comp-metrics:not([hidden])').nth(5), { timeoutMs: 300_000 });
+      while ((await frame.locator('.comp-col').count()) > 1)
+        await frame.locator('.comp-col').nth(1).getByRole('button', { name: 'Remove column' }).click();
+      await frame.getByRole('button', { name: /Ablated copies/ }).click();
+      assert.equal(await frame.locator('.comp-col').count(), 2);
+      await frame.getByRole('button', { name: /Generate/ }).click();
+      await vs.waitForWebview((f) => f.locator('.comp-col').nth(1).locator('.comp-metrics:not([hidden])'), { timeoutMs: 300_000 });
+      const repetitionOf = async (i: number) => {
+        const m = frame.locator('.comp-col').nth(i).locator('.comp-metrics');
+        const labels = await m.locator('.m-label').allInnerTexts();
+        return (await m.locator('.m-value').allInnerTexts())[labels.indexOf('repetition')];
+      };
+      assert.match(await frame.locator('.comp-col').nth(1).locator('.col-sub').innerText(), new RegExp(`zero-ablated ${chosen}`));
+      assert.equal(await repetitionOf(0), percent(want.repetition.clean), 'clean greedy repetition');
+      assert.equal(await repetitionOf(1), percent(want.repetition.ablated), 'ablated greedy repetition');
+      await vs.screenshot('completions-ablated-light');
+      await vs.assertNoCspViolations();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+
+  test('activation patching between two prompts from Compare Prompts (the Diff tab)', async () => {
+    try {
+      // the corrupted prompt in an editor beside the clean one
+      await vs.openFile('corrupted.md');
+      await vs.runCommand('View: Move Editor into Right Group');
+      await vs.page.keyboard.press('Control+1');
+      await vs.openFile('clean.md');
+      await vs.selectAll();
+      await vs.runCommand('Transformer Dynamics: Compare Prompts…');
+      await vs.page.locator('.quick-input-list .monaco-list-row', { hasText: 'vs corrupted.md' }).click();
+      const frame = vs.webviewFrame();
+      await vs.waitForWebview((f) => f.locator('.diff-table tbody tr').first(), { timeoutMs: 120_000 });
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-heat .js-plotly-plot .heatmaplayer').first(), { timeoutMs: 120_000 });
+      const summary = await frame.locator('.pat-summary').innerText();
+      assert.match(summary, /LD = .* at the last position: clean -?[\d.]+, corrupted -?[\d.]+/);
+      assert.match(summary, /have the same length/);
+      assert.match(await frame.locator('.pat-bar .chart-status').innerText(), /\d+ patched runs, \d+ unchanged cells/);
+      await frame.locator('.pat-card').scrollIntoViewIfNeeded();
+      await vs.screenshot('patching-light');
+      await vs.setTheme('dark');
+      await vs.screenshot('patching-dark');
+      await vs.assertNoCspViolations();
+    } catch (e) {
+      failed = true;
+      throw e;
+    }
+  });
+});

@@ -1,0 +1,320 @@
+// Interventions (head ablation, residual-stream patching, the activation-patching heatmap)
+// against the independent numpy reference (tools/reference/make_intervention_goldens.py) for
+// every family's tiny model, plus the identities that must hold exactly.
+import { after, before, describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { loadModel, type LoadedModel } from '../../src/engine/model';
+import { analyze, emptyPast } from '../../src/engine/analyze';
+import { generate } from '../../src/engine/generate';
+import { RecomputeStepModel } from '../../src/engine/generate/generator';
+import { buildForwardGraph, hook } from '../../src/engine/graph/forward';
+import { openCheckpoint } from '../../src/engine/checkpoint/hf';
+import { weightReader } from '../../src/engine/arch/weights';
+import { createSession } from '../../src/engine/runtime/ort';
+import { interventionName } from '../../src/engine/graph/interventions';
+import { cleanResidPre, feedsOf, headFeeds, idsTensor } from '../../src/engine/interventions/feeds';
+import { patchingHeatmap } from '../../src/engine/interventions/patching';
+import type { Analysis } from '../../src/shared/analysis';
+import type { AblationMode, HeadAblation } from '../../src/shared/interventions';
+import { FIXTURES, ROOT, assertClose, flat, readJson, rejectsWith, tmpDir } from '../helpers';
+
+const TOL = 1e-4;
+
+/** 1e-4 on values up to 1, relative beyond: float32's precision on the larger residual streams of some fixtures. */
+function assertNear(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  let scale = 1;
+  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
+  assertClose(actual, expected, TOL * scale, what);
+}
+
+interface AblationGolden {
+  mode: AblationMode;
+  heads: { layer: number; head: number }[];
+  resid_pre: number[][][];
+  resid_post_last: number[][];
+  logits_last: number[];
+  greedy_ids: number[];
+}
+
+interface PatchingGolden {
+  clean_ids: number[];
+  corrupted_ids: number[];
+  target: number;
+  contrast: number | null;
+  ld_clean: number;
+  ld_corrupted: number;
+  denoise_ld: (number | null)[][];
+  noise_ld: (number | null)[][];
+}
+
+interface Golden {
+  model_dir: string;
+  ids: number[];
+  n_layers: number;
+  n_heads: number;
+  d_model: number;
+  z_mean: number[][][];
+  ablation: AblationGolden[];
+  patching: PatchingGolden[];
+  patch_layer: { layer: number; source_ids: number[]; resid_pre: number[][][]; logits_last: number[] };
+}
+
+/** Every family and variant: the tiny models and transformers' own small models of the newer families. */
+const MODELS = [
+  'tiny-gpt2',
+  'tiny-llama',
+  'tiny-qwen2',
+  'tiny-neox',
+  'tiny-neox-seq',
+  'gemma',
+  'gemma2',
+  'gemma3-mixed',
+  'qwen3',
+  'olmo2',
+  'phi3-longrope',
+  'smollm3-nope',
+  'mistral-window',
+  'llama-dynamic',
+];
+
+const req = (ids: number[], extra: Partial<Parameters<typeof analyze>[1]> = {}) => ({
+  ids,
+  topK: 5,
+  maxTokens: 4096,
+  patterns: true as const,
+  ...extra,
+});
+
+/** Rows 0..n_layers-1 of the walk (= resid_pre[0..n_layers-1]). */
+function residPre(a: Analysis): Float32Array {
+  const { n_layers, pos, d_model } = a.cache;
+  return a.cache.resid.subarray(0, n_layers * pos * d_model);
+}
+
+function lastRow(a: Analysis): Float32Array {
+  const { n_layers, pos, d_model } = a.cache;
+  return a.cache.resid.subarray(n_layers * pos * d_model);
+}
+
+async function lastLogits(model: LoadedModel, ids: number[], feeds = {}): Promise<Float32Array> {
+  const out = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, ['logits']);
+  return out.logits!.data as Float32Array;
+}
+
+/** Golden grid → flat array with NaN for null. */
+const grid = (g: (number | null)[][]) => g.flat().map((v) => (v === null ? NaN : v));
+
+function assertGridClose(actual: Float32Array, expected: number[], what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: size`);
+  for (let i = 0; i < expected.length; i++) {
+    if (Number.isNaN(expected[i]!)) assert.ok(Number.isNaN(actual[i]!), `${what}[${i}] should be NaN, got ${actual[i]}`);
+    else
+      assert.ok(
+        Math.abs(actual[i]! - expected[i]!) <= TOL * Math.max(1, Math.abs(expected[i]!)),
+        `${what}[${i}]: ${actual[i]} vs ${expected[i]}`,
+      );
+  }
+}
+
+for (const name of MODELS) {
+  describe(`interventions vs numpy: ${name}`, () => {
+    let model: LoadedModel;
+    let g: Golden;
+    before(async () => {
+      g = readJson<Golden>(path.join(FIXTURES, 'goldens', 'interventions', `${name}.json`));
+      // through the graph cache too: the suffix graph then shares the forward graph's weights file
+      model = await loadModel(path.join(ROOT, g.model_dir), { threads: 2, executionProvider: 'cpu', cacheDir: tmpDir('td-iv-') });
+    });
+    after(async () => model?.release());
+
+    test('a clean run records each head’s mean z', async () => {
+      const a = await analyze(model, req(g.ids));
+      assert.equal(a.cache.interventions, null);
+      assertClose(a.cache.zMean!, flat(g.z_mean), TOL, 'z_mean');
+    });
+
+    for (const mode of ['zero', 'mean'] as const) {
+      test(`${mode} ablation: residual streams, logits, and greedy generation`, async () => {
+        const gold = g.ablation.find((x) => x.mode === mode)!;
+        const ablation: HeadAblation = { heads: gold.heads, mode };
+        const a = await analyze(model, req(g.ids, { interventions: { ablation } }));
+        assert.deepEqual(a.cache.interventions, { ablation, patch: null });
+        assertNear(residPre(a), flat(gold.resid_pre), `${mode}: resid_pre`);
+        assertNear(lastRow(a), flat(gold.resid_post_last), `${mode}: resid_post of the last layer`);
+        const feeds = headFeeds(model.spec, ablation, mode === 'mean' ? (a.cache.zMean ?? null) : null);
+        // (the ablated run's zMean is its own; mean ablation takes the clean one)
+        const clean = await analyze(model, req(g.ids));
+        const meanFeeds = mode === 'mean' ? headFeeds(model.spec, ablation, clean.cache.zMean!) : feeds;
+        assertNear(await lastLogits(model, g.ids, meanFeeds), gold.logits_last, `${mode}: last logits`);
+        const c = await generate(model, { promptIds: g.ids, strategy: { label: 'greedy', kind: 'greedy' }, maxNewTokens: 6, ablation });
+        assert.deepEqual(
+          c.steps.map((s) => s.id),
+          gold.greedy_ids,
+          `${mode}: greedy under ablation`,
+        );
+        assert.deepEqual(c.ablation, ablation);
+        // the KV cache agrees with recomputing everything under the ablation
+        const re = await generate(
+          model,
+          { promptIds: g.ids, strategy: { label: 'beam', kind: 'beam', beams: 2 }, maxNewTokens: 4, ablation },
+          undefined,
+          undefined,
+          (f) => new RecomputeStepModel(model, f),
+        );
+        const kv = await generate(model, {
+          promptIds: g.ids,
+          strategy: { label: 'beam', kind: 'beam', beams: 2 },
+          maxNewTokens: 4,
+          ablation,
+        });
+        assert.deepEqual(
+          kv.steps.map((s) => s.id),
+          re.steps.map((s) => s.id),
+        );
+        for (let i = 0; i < kv.steps.length; i++) assertClose([kv.steps[i]!.prob], [re.steps[i]!.prob], 1e-5, `step ${i} prob`);
+      });
+    }
+
+    test('patching a layer at every position with another run', async () => {
+      const pl = g.patch_layer;
+      const cells = g.ids.map((_, pos) => ({ layer: pl.layer, pos }));
+      const a = await analyze(model, req(g.ids, { interventions: { patch: { sourceIds: pl.source_ids, cells } } }));
+      assertNear(residPre(a), flat(pl.resid_pre), 'patched resid_pre');
+      assertNear(await lastLogits(model, g.ids, feedsOf(a.cache)), pl.logits_last, 'patched logits');
+      assert.equal(a.cache.interventions?.patch?.cells.length, g.ids.length);
+      assert.equal(a.cache.interventions?.patch?.sourceTokens, pl.source_ids.length);
+    });
+
+    test('activation-patching heatmap in both directions, equal and unequal lengths', async () => {
+      for (const pg of g.patching) {
+        for (const direction of ['denoise', 'noise'] as const) {
+          const r = await patchingHeatmap(model, { cleanIds: pg.clean_ids, corruptedIds: pg.corrupted_ids, direction });
+          assert.equal(r.target, pg.target);
+          assert.equal(r.contrast, pg.contrast);
+          assert.equal(r.metric, pg.contrast === null ? 'logprob' : 'logit_diff');
+          assertClose([r.ldClean, r.ldCorrupted], [pg.ld_clean, pg.ld_corrupted], TOL, 'LD clean / corrupted');
+          assertGridClose(r.ld, grid(direction === 'denoise' ? pg.denoise_ld : pg.noise_ld), `${direction} LD`);
+          const base = direction === 'denoise' ? pg.corrupted_ids : pg.clean_ids;
+          const src = direction === 'denoise' ? pg.clean_ids : pg.corrupted_ids;
+          assert.equal(r.offset, base.length - src.length);
+          for (let i = 0; i < r.ld.length; i++) {
+            if (Number.isNaN(r.ld[i]!) || r.ldClean === r.ldCorrupted) assert.ok(Number.isNaN(r.normalized[i]!), 'undefined');
+            else assertClose([r.normalized[i]!], [(r.ld[i]! - r.ldCorrupted) / (r.ldClean - r.ldCorrupted)], 1e-6, 'normalised');
+          }
+        }
+      }
+    });
+  });
+}
+
+describe('interventions: identities', () => {
+  let model: LoadedModel;
+  const ids = [83, 258, 269, 265, 264, 265, 220, 261, 262, 285, 265, 11, 290, 262];
+  before(async () => {
+    model = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 2, executionProvider: 'cpu' });
+  });
+  after(async () => model?.release());
+
+  test('ablating nothing equals the clean run exactly', async () => {
+    const s = model.spec;
+    const fetches = ['logits'];
+    for (let L = 0; L < s.nLayers; L++) fetches.push(hook.residMid(L), hook.residPost(L), hook.pattern(L), hook.presentKey(L));
+    const clean = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model) }, fetches);
+    // every layer's head inputs fed explicitly with "no ablation"
+    const feeds: Record<string, { data: Float32Array; dims: number[] }> = {};
+    for (let L = 0; L < s.nLayers; L++) {
+      feeds[interventionName.headScale(L)] = { data: new Float32Array(s.nHeads).fill(1), dims: [s.nHeads, 1, 1] };
+      feeds[interventionName.headBias(L)] = { data: new Float32Array(s.nHeads * s.headDim), dims: [s.nHeads, 1, s.headDim] };
+    }
+    const fed = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, fetches);
+    for (const f of fetches) assert.deepEqual(fed[f]!.data, clean[f]!.data, f);
+    // and the graph without the intervention hooks at all computes the same bits
+    const ckpt = openCheckpoint(path.join(FIXTURES, 'models', 'tiny-llama'));
+    const bare = buildForwardGraph(s, weightReader(s, ckpt.weights), { patterns: true, interventions: false });
+    const session = await createSession(bare.encode(), { threads: 2, executionProvider: 'cpu' });
+    try {
+      const plain = await session.run({ input_ids: idsTensor(ids), ...emptyPast(model) }, fetches);
+      for (const f of fetches) assert.deepEqual(clean[f]!.data, plain[f]!.data, `${f}: with and without the hooks`);
+    } finally {
+      await session.release();
+    }
+    // an ablation of no heads is no intervention at all
+    const a = await analyze(model, req(ids, { interventions: { ablation: { heads: [], mode: 'zero' } } }));
+    const b = await analyze(model, req(ids));
+    assert.equal(a.cache.interventions, null);
+    assert.deepEqual(a.cache.resid, b.cache.resid);
+    assert.deepEqual(a.lens.topProbs, b.lens.topProbs);
+  });
+
+  test('patching every position of a layer with the run’s own values equals the clean run', async () => {
+    const clean = await analyze(model, req(ids));
+    for (let L = 0; L < model.spec.nLayers; L++) {
+      const cells = ids.map((_, pos) => ({ layer: L, pos }));
+      const a = await analyze(model, req(ids, { interventions: { patch: { sourceIds: ids, cells } } }));
+      assert.deepEqual(a.cache.resid, clean.cache.resid, `layer ${L}: residual streams`);
+      assert.deepEqual(a.lens.topIds, clean.lens.topIds, `layer ${L}: lens`);
+      assert.deepEqual(a.cache.patterns, clean.cache.patterns, `layer ${L}: patterns`);
+    }
+  });
+
+  test('patching every position at layer 0 with the corrupted run reproduces the corrupted run', async () => {
+    const corrupted = [...ids];
+    corrupted[3] = 17;
+    corrupted[9] = 40;
+    const want = await analyze(model, req(corrupted));
+    const cells = ids.map((_, pos) => ({ layer: 0, pos }));
+    const a = await analyze(model, req(ids, { interventions: { patch: { sourceIds: corrupted, cells } } }));
+    assert.deepEqual(a.cache.resid, want.cache.resid);
+    assert.deepEqual(a.cache.residMid, want.cache.residMid);
+    assert.deepEqual(a.lens.topIds, want.lens.topIds);
+    assert.deepEqual(a.lastLogitsTop, want.lastLogitsTop);
+  });
+
+  test('the heatmap equals single-cell patched runs of the forward graph, and skips equal cells', async () => {
+    const corrupted = [...ids];
+    corrupted[6] = 101;
+    const r = await patchingHeatmap(model, { cleanIds: ids, corruptedIds: corrupted, direction: 'noise', target: 7, contrast: 9 });
+    const T = ids.length;
+    const d = model.spec.dModel;
+    const source = await cleanResidPre(model, corrupted);
+    for (let L = 0; L < model.spec.nLayers; L++) {
+      for (const p of [0, 5, 6, 7, T - 1]) {
+        const value = new Float32Array(T * d);
+        value.set(source.subarray((L * T + p) * d, (L * T + p + 1) * d), p * d);
+        const logits = await lastLogits(model, ids, {
+          [interventionName.patchMask(L)]: { data: Float32Array.from({ length: T }, (_, i) => (i === p ? 1 : 0)), dims: [1, T, 1] },
+          [interventionName.patchValue(L)]: { data: value, dims: [1, T, d] },
+        });
+        assertClose([r.ld[L * T + p]!], [logits[7]! - logits[9]!], TOL, `cell ${L},${p}`);
+      }
+    }
+    // positions before the changed token hold the same vectors at every layer; at layer 0 only
+    // the changed token differs
+    assert.equal(r.skipped, model.spec.nLayers * 6 + (T - 7));
+    assert.equal(r.runs + r.skipped, model.spec.nLayers * T);
+  });
+
+  test('bad interventions are refused by name', async () => {
+    await rejectsWith(
+      analyze(model, req(ids, { interventions: { ablation: { heads: [{ layer: 9, head: 0 }], mode: 'zero' } } })),
+      'BAD_REQUEST',
+      /No head 9\.0/,
+    );
+    await rejectsWith(
+      analyze(model, req(ids, { interventions: { ablation: { heads: [{ layer: 0, head: 0 }], mode: 'resample' as AblationMode } } })),
+      'BAD_REQUEST',
+      /Unknown ablation "resample"/,
+    );
+    await rejectsWith(
+      analyze(model, req(ids, { interventions: { patch: { sourceIds: ids.slice(4), cells: [{ layer: 0, pos: 1 }] } } })),
+      'BAD_REQUEST',
+      /Position 1 has no token in the patch source/,
+    );
+    await rejectsWith(
+      patchingHeatmap(model, { cleanIds: ids, corruptedIds: ids, direction: 'sideways' as 'noise' }),
+      'BAD_REQUEST',
+      /Unknown patching direction/,
+    );
+  });
+});

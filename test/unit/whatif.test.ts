@@ -1,0 +1,368 @@
+// What-if around the engine: the patching metric and batching, the CLI's options and runs (JSON
+// version 3 and the report), the protocol's new messages, the editor's difference tint, and the
+// panel's what-if data shaping.
+import { describe, test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { logitDiff, normalizedLd, packBias, packPositions } from '../../src/engine/interventions/metric';
+import { parseAblationMode, parseCells, parseHeads, parseToken, readPatchSource } from '../../src/cli/whatif';
+import { isHostToWebview, isStrategy, isWebviewToHost } from '../../src/shared/protocol';
+import type { AnalysisPayload } from '../../src/shared/protocol';
+import { overlayDiffTokens } from '../../src/shared/overlay';
+import type { HeadStatsResult, LensTable } from '../../src/shared/analysis';
+import {
+  alignmentText,
+  comparison,
+  copyMassDelta,
+  divergingIndex,
+  lensDelta,
+  patchingZ,
+  repeatCopyMass,
+  toggleHead,
+  topInductionHeads,
+  whatIfFromPair,
+} from '../../webview/shapeWhatIf';
+import { EMPTY_COMPLETIONS, sameStrategy, strategyFromForm, formValues, withAblatedCopies } from '../../webview/shapeCompletions';
+import type { PatchingResult } from '../../src/shared/interventions';
+import type { Strategy } from '../../src/shared/generation';
+import { FIXTURES, ROOT, tmpDir } from '../helpers';
+
+const CLI = path.join(ROOT, 'dist', 'cli.js');
+const TINY = path.join(FIXTURES, 'models', 'tiny-llama');
+const cli = (args: string[]) =>
+  spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, TD_CACHE_DIR: tmpDir() } });
+
+describe('patching metric', () => {
+  test('logit difference, log-prob without a contrast, and the normalisation', () => {
+    const l = Float32Array.of(1, 3, 0.5);
+    assert.equal(logitDiff(l, 1, 0), 2);
+    const lse = Math.log(Math.exp(1) + Math.exp(3) + Math.exp(0.5));
+    assert.ok(Math.abs(logitDiff(l, 1, null) - (3 - lse)) < 1e-6);
+    assert.equal(normalizedLd(2, 2, -1), 1);
+    assert.equal(normalizedLd(-1, 2, -1), 0);
+    assert.equal(normalizedLd(0.5, 2, -1), 0.5);
+    assert.ok(Number.isNaN(normalizedLd(0.5, 1, 1)), 'nothing to restore');
+    assert.ok(Number.isNaN(normalizedLd(NaN, 2, -1)));
+  });
+
+  test('packs take runs from the end within the row budget', () => {
+    const b = packPositions([0, 1, 2, 60, 61, 62, 63], 64, 64, 32);
+    // rows of a pack = Σ (T − p) over its runs; a run longer than the budget is alone
+    for (const pack of b) assert.ok(pack.length === 1 || pack.reduce((n, p) => n + 64 - p, 0) <= 64, JSON.stringify(b));
+    assert.deepEqual(b, [[63, 62, 61, 60], [2], [1], [0]]);
+    assert.deepEqual(packPositions([5, 4, 3], 10, 1000, 2), [[5, 4], [3]]);
+  });
+
+  test('a pack’s attention bias: the clean prefix before each run’s position, its own rows causally, the window', () => {
+    // T = 4: runs patched at 2 (rows 0-1: positions 2, 3) and at 3 (row 2: position 3); past = 3
+    const bias = packBias(
+      [
+        { p: 2, offset: 0 },
+        { p: 3, offset: 2 },
+      ],
+      4,
+      3,
+      null,
+    );
+    const open = (row: number) => Array.from(bias.subarray(row * 6, row * 6 + 6), (v) => (v === 0 ? 1 : 0));
+    assert.deepEqual(open(0), [1, 1, 0, 1, 0, 0]); // position 2: prefix 0, 1 and itself
+    assert.deepEqual(open(1), [1, 1, 0, 1, 1, 0]); // position 3: prefix 0, 1, position 2, itself
+    assert.deepEqual(open(2), [1, 1, 1, 0, 0, 1]); // the other run at 3: prefix 0-2 and itself
+    const w = packBias([{ p: 2, offset: 0 }], 4, 2, 2);
+    assert.deepEqual(
+      Array.from(w.subarray(4, 8), (v) => (v === 0 ? 1 : 0)),
+      [0, 0, 1, 1],
+    ); // position 3, window 2: keys 2, 3
+  });
+});
+
+describe('CLI what-if options', () => {
+  const tk = { encodeIds: (t: string) => (t === 'x' ? [7] : t === 'xy' ? [7, 8] : []) };
+
+  test('heads, modes, cells and tokens parse or fail by name', () => {
+    assert.deepEqual(parseHeads('5.1, 6.9'), [
+      { layer: 5, head: 1 },
+      { layer: 6, head: 9 },
+    ]);
+    assert.throws(() => parseHeads('5:1'), /layer\.head/);
+    assert.equal(parseAblationMode(undefined), 'zero');
+    assert.throws(() => parseAblationMode('resample'), /zero or mean/);
+    assert.deepEqual(parseCells('1:*', 3), [
+      { layer: 1, pos: 0 },
+      { layer: 1, pos: 1 },
+      { layer: 1, pos: 2 },
+    ]);
+    assert.deepEqual(parseCells('0:2-3,0:3,2:0', 9), [
+      { layer: 0, pos: 2 },
+      { layer: 0, pos: 3 },
+      { layer: 2, pos: 0 },
+    ]);
+    assert.throws(() => parseCells('0:5-2', 9), /empty range/);
+    assert.throws(() => parseCells('x', 9), /layer:position/);
+    assert.equal(parseToken('target', '12', tk, 100), 12);
+    assert.equal(parseToken('target', 'x', tk, 100), 7);
+    assert.equal(parseToken('contrast', 'none', tk, 100), null);
+    assert.throws(() => parseToken('target', 'xy', tk, 100), /2 tokens/);
+    assert.throws(() => parseToken('target', '500', tk, 100), /outside the vocabulary/);
+  });
+
+  test('--patch-from reads a JSON export of the same model or a text file', () => {
+    const dir = tmpDir();
+    const model = { n_layers: 2, d_model: 4, d_vocab: 10 };
+    const json = path.join(dir, 'run.json');
+    fs.writeFileSync(json, JSON.stringify({ model, tokens: [{ id: 3 }, { id: 4 }] }));
+    assert.deepEqual(readPatchSource(json, model, tk).ids, [3, 4]);
+    fs.writeFileSync(json, JSON.stringify({ model: { ...model, d_model: 8 }, tokens: [{ id: 3 }] }));
+    assert.throws(() => readPatchSource(json, model, tk), /another model \(d_model 8/);
+    fs.writeFileSync(json, '{');
+    assert.throws(() => readPatchSource(json, model, tk), /not valid JSON/);
+    const txt = path.join(dir, 'other.txt');
+    fs.writeFileSync(txt, 'x');
+    assert.deepEqual(readPatchSource(txt, model, tk).ids, [7]);
+  });
+
+  test('--ablate writes version 3 with the interventions; the report carries the clean twin', () => {
+    const dir = tmpDir();
+    const r = cli([
+      'analyze',
+      '--model',
+      TINY,
+      '--text',
+      'the cat sat on the mat',
+      '--ablate',
+      '1.0,0.3',
+      '--ablation',
+      'mean',
+      '--json',
+      path.join(dir, 'a.json'),
+      '--html',
+      path.join(dir, 'a.html'),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /intervention: L0H3, L1H0 \(mean ablation\)/);
+    const j = JSON.parse(fs.readFileSync(path.join(dir, 'a.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(j.version, 3);
+    assert.deepEqual(j.interventions, {
+      ablation: {
+        mode: 'mean',
+        heads: [
+          { layer: 0, head: 3 },
+          { layer: 1, head: 0 },
+        ],
+      },
+      patch: null,
+    });
+    assert.equal(j.patching, null);
+    const html = fs.readFileSync(path.join(dir, 'a.html'), 'utf8');
+    assert.match(html, /"clean":\{/, 'the clean run is inlined beside the ablated one');
+  });
+
+  test('--patch-from writes the heatmap; --patch-cells a patched analysis; stray options are refused', () => {
+    const dir = tmpDir();
+    const other = path.join(dir, 'other.txt');
+    fs.writeFileSync(other, 'the dog sat on the mat');
+    const r = cli([
+      'analyze',
+      '--model',
+      TINY,
+      '--text',
+      'the cat sat on the mat',
+      '--patch-from',
+      other,
+      '--contrast',
+      'none',
+      '--json',
+      path.join(dir, 'h.json'),
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    const p = (JSON.parse(fs.readFileSync(path.join(dir, 'h.json'), 'utf8')) as { patching: Record<string, unknown> }).patching;
+    assert.equal(p.direction, 'denoise');
+    assert.equal(p.metric, 'logprob');
+    assert.equal(p.contrast, null);
+    assert.equal((p.normalized as unknown[][]).length, 3);
+    const c = cli([
+      'analyze',
+      '--model',
+      TINY,
+      '--text',
+      'the cat sat on the mat',
+      '--patch-from',
+      other,
+      '--patch-cells',
+      '1:*',
+      '--json',
+      path.join(dir, 'c.json'),
+    ]);
+    assert.equal(c.status, 0, c.stderr);
+    const iv = (JSON.parse(fs.readFileSync(path.join(dir, 'c.json'), 'utf8')) as { interventions: { patch: { cells: unknown[] } } })
+      .interventions;
+    assert.ok(iv.patch.cells.length > 0);
+    const bad = cli(['analyze', '--model', TINY, '--text', 'x', '--target', 'x']);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /--target applies to the patching heatmap/);
+    const bad2 = cli(['analyze', '--model', TINY, '--text', 'x', '--ablate', '9.0']);
+    assert.match(bad2.stderr, /No head 9\.0/);
+  });
+});
+
+describe('what-if protocol', () => {
+  test('ablate, patching and showRun requests; whatIf messages; strategies with an ablation', () => {
+    const ok = [
+      { type: 'request', id: 1, method: 'ablate', params: { runId: 3, ablation: { heads: [{ layer: 1, head: 2 }], mode: 'mean' } } },
+      { type: 'request', id: 2, method: 'ablate', params: { runId: 3, ablation: null } },
+      { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', contrast: null } },
+      { type: 'request', id: 4, method: 'showRun', params: { runId: 1, compareTo: 2 } },
+    ];
+    for (const m of ok) assert.ok(isWebviewToHost(m), JSON.stringify(m));
+    const bad = [
+      { type: 'request', id: 1, method: 'ablate', params: { runId: 3, ablation: { heads: [{ layer: -1, head: 2 }], mode: 'zero' } } },
+      { type: 'request', id: 1, method: 'ablate', params: { runId: 3, ablation: { heads: [], mode: 'resample' } } },
+      { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'up' } },
+      { type: 'request', id: 4, method: 'showRun', params: { runId: 1 } },
+    ];
+    for (const m of bad) assert.ok(!isWebviewToHost(m), JSON.stringify(m));
+    assert.ok(isHostToWebview({ type: 'whatIf', pair: null }));
+    assert.ok(!isHostToWebview({ type: 'whatIf', pair: { clean: {} } }));
+    assert.ok(isStrategy({ label: 'g', kind: 'greedy', ablation: { heads: [{ layer: 0, head: 1 }], mode: 'zero' } }));
+    assert.ok(!isStrategy({ label: 'g', kind: 'greedy', ablation: { heads: 'all', mode: 'zero' } }));
+  });
+});
+
+// ---- the panel's shaping -----------------------------------------------------------------
+
+function lens(pos: number, rows: number, fill: (r: number, p: number) => { top: number; lp: number; copy: number }): LensTable {
+  const k = 1;
+  const t: LensTable = {
+    rows,
+    pos,
+    k,
+    topIds: new Int32Array(rows * pos),
+    topProbs: new Float32Array(rows * pos),
+    entropy: new Float32Array(rows * pos),
+    nextLogprob: new Float32Array(rows * pos),
+    nextRank: new Int32Array(rows * pos),
+    klToFinal: new Float32Array(rows * pos),
+    copyMass: new Float32Array(rows * pos),
+    cosNext: new Float32Array(rows * pos),
+    cosPred: new Float32Array(rows * pos),
+  };
+  for (let r = 0; r < rows; r++)
+    for (let p = 0; p < pos; p++) {
+      const v = fill(r, p);
+      t.topIds[r * pos + p] = v.top;
+      t.nextLogprob[r * pos + p] = p === pos - 1 ? NaN : v.lp;
+      t.copyMass[r * pos + p] = v.copy;
+    }
+  return t;
+}
+
+function payload(runId: number, l: LensTable, interventions: AnalysisPayload['interventions'] = null): AnalysisPayload {
+  const tokens = Array.from({ length: l.pos }, (_, i) => ({ id: i, text: `t${i}`, start: i * 2, end: i * 2 + 2, special: false }));
+  return { runId, lens: l, tokens, interventions, source: { uri: 'file:///x', fileName: 'x', offset: 0 } } as unknown as AnalysisPayload;
+}
+
+describe('what-if shaping', () => {
+  const clean = payload(
+    1,
+    lens(4, 2, (r, p) => ({ top: p, lp: -2, copy: 0.5 })),
+  );
+  const abl = payload(
+    2,
+    lens(4, 2, (r, p) => ({ top: p === 1 ? 9 : p, lp: -3, copy: 0.2 })),
+    { ablation: { heads: [{ layer: 0, head: 1 }], mode: 'zero' }, patch: null },
+  );
+
+  test('the pair, the comparison, and the differences the views draw', () => {
+    const w = whatIfFromPair({ clean, intervened: abl })!;
+    assert.equal(w.show, 'intervened');
+    assert.equal(comparison({ ...w, compare: 'off' }, abl), null);
+    const cmp = comparison(w, abl)!;
+    assert.equal(cmp.other, clean);
+    assert.equal(comparison({ ...w, show: 'clean' }, clean)!.other, abl);
+    assert.equal(lensDelta(abl.lens, clean.lens, 1, 0), -1);
+    assert.ok(Number.isNaN(lensDelta(abl.lens, clean.lens, 1, 3)));
+    assert.deepEqual(
+      copyMassDelta(abl.lens, clean.lens, 1).map((v) => Math.round(v * 100) / 100),
+      [-0.3, -0.3, -0.3, -0.3],
+    );
+    // a repeat of 3 tokens at 1..3: copy mass at positions 1 and 2 predict its 2nd and 3rd tokens
+    assert.ok(Math.abs(repeatCopyMass(abl.lens, { src: 0, dst: 1, len: 3 }, 1) - 0.2) < 1e-6);
+    assert.ok(Number.isNaN(repeatCopyMass(abl.lens, { src: 0, dst: 2, len: 1 }, 1)));
+    assert.equal(divergingIndex(0, 1, 10), 10);
+    assert.equal(divergingIndex(-5, 1, 10), 0);
+    assert.equal(divergingIndex(NaN, 1, 10), null);
+    assert.equal(
+      whatIfFromPair({
+        clean,
+        intervened: payload(
+          3,
+          lens(5, 2, () => ({ top: 0, lp: 0, copy: 0 })),
+        ),
+      }),
+      null,
+      'different tokens',
+    );
+  });
+
+  test('the editor tint of a difference: more surprising vs less, by |Δ bits|', () => {
+    const t = overlayDiffTokens(abl, clean);
+    // Δ bits = (3 − 2) / ln 2 ≈ 1.44 more surprising for tokens 1..3; token 0 has no surprisal
+    assert.equal(t[0]!.sign, 0);
+    assert.equal(t[1]!.sign, 1);
+    assert.equal(t[1]!.bucket, 1);
+    assert.ok(Math.abs(t[1]!.delta - 1 / Math.LN2) < 1e-6);
+    const back = overlayDiffTokens(clean, abl);
+    assert.equal(back[2]!.sign, -1);
+  });
+
+  test('the top induction heads, and picking heads', () => {
+    const stats = { n_layers: 2, n_heads: 3, induction: Float32Array.of(0.1, NaN, 0.5, 0.9, 0.2, 0.5) } as unknown as HeadStatsResult;
+    assert.deepEqual(topInductionHeads(stats, 3), [
+      { layer: 1, head: 0 },
+      { layer: 0, head: 2 },
+      { layer: 1, head: 2 },
+    ]);
+    const a = toggleHead([{ layer: 1, head: 0 }], { layer: 0, head: 2 });
+    assert.deepEqual(a, [
+      { layer: 0, head: 2 },
+      { layer: 1, head: 0 },
+    ]);
+    assert.deepEqual(toggleHead(a, { layer: 1, head: 0 }), [{ layer: 0, head: 2 }]);
+  });
+
+  test('the heatmap grid and the alignment sentence', () => {
+    const r = {
+      n_layers: 2,
+      pos: 3,
+      offset: 2,
+      normalized: Float32Array.of(NaN, 0.5, 1, NaN, 0, 2),
+      ld: new Float32Array(6),
+    } as PatchingResult;
+    assert.deepEqual(patchingZ(r, 'normalized'), [
+      [null, 0.5, 1],
+      [null, 0, 2],
+    ]);
+    assert.match(alignmentText(r, 'B', 'A'), /B's position p takes A's position p − 2; its first 2 positions have no counterpart/);
+    assert.match(alignmentText({ ...r, offset: 0 }, 'B', 'A'), /same length/);
+  });
+
+  test('ablated copies of the completion columns', () => {
+    const ablation = { heads: [{ layer: 0, head: 1 }], mode: 'zero' as const };
+    const s = {
+      ...EMPTY_COMPLETIONS,
+      columns: [{ id: 1, strategy: { label: 'greedy', kind: 'greedy' as const }, entry: null }],
+      nextColumnId: 2,
+    };
+    const t = withAblatedCopies(s, ablation)!;
+    assert.equal(t.columns.length, 2);
+    assert.deepEqual(t.columns[1]!.strategy.ablation, ablation);
+    assert.match(t.columns[1]!.strategy.label, /greedy · ablated/);
+    assert.equal(withAblatedCopies(t, ablation), null, 'each column has its copy');
+    assert.ok(sameStrategy(t.columns[1]!.strategy, JSON.parse(JSON.stringify(t.columns[1]!.strategy)) as Strategy));
+    // editing an ablated column keeps it ablated
+    const edited = strategyFromForm('greedy', formValues(t.columns[1]!.strategy), t.columns[1]!.strategy).strategy!;
+    assert.deepEqual(edited.ablation, ablation);
+  });
+});

@@ -1,0 +1,285 @@
+// Activation patching between the two prompts of the Diff tab: which prompt is clean, the
+// direction (denoise: clean values into the corrupted run; noise: the reverse), the target and
+// contrast tokens, and the layer × position heatmap of the normalised logit difference
+// (README "Metrics"). Runs of different lengths are aligned from the end.
+import { el, toolButton } from '../dom';
+import { imageName } from '../shapeExport';
+import { alignmentText, patchingZ, targetChoices } from '../shapeWhatIf';
+import { fmt, plotlyToken, tokenDisplay } from '../shapeText';
+import type { PromptDiff } from '../store';
+import type { PatchDirection, PatchingResult } from '../../src/shared/interventions';
+import type { AnalysisPayload } from '../../src/shared/protocol';
+import { ChartCard, axisStyle, baseLayout, c, type Data } from './chart';
+import type { ViewContext } from './context';
+import { fillNote, segmented } from './dynamicsCard';
+
+type CleanSide = 'a' | 'b';
+
+export interface PatchingCard {
+  el: HTMLElement;
+  /** A new prompt comparison (or the same one redrawn: theme). */
+  show(d: PromptDiff): Promise<void>;
+}
+
+export function createPatchingCard(ctx: ViewContext): PatchingCard {
+  let diff: PromptDiff | null = null;
+  let cleanSide: CleanSide = 'a';
+  let direction: PatchDirection = 'denoise';
+  let target: number | undefined;
+  let contrast: number | null | undefined;
+  let result: PatchingResult | null = null;
+  /** Which prompt was clean when `result` was computed. */
+  let resultSide: CleanSide = 'a';
+  let running = false;
+
+  const sideCtl = segmented<CleanSide>(
+    'Clean prompt',
+    [
+      { value: 'a', text: 'A', title: 'A is the clean prompt, B the corrupted one' },
+      { value: 'b', text: 'B', title: 'B is the clean prompt, A the corrupted one' },
+    ],
+    (v) => {
+      cleanSide = v;
+      target = contrast = undefined;
+      void invalidate();
+    },
+  );
+  const dirCtl = segmented<PatchDirection>(
+    'Direction',
+    [
+      {
+        value: 'denoise',
+        text: 'denoise',
+        title: 'Patch the clean run’s residual stream into the corrupted run: which cells restore the clean prediction?',
+      },
+      { value: 'noise', text: 'noise', title: 'Patch the corrupted run’s residual stream into the clean run: which cells break it?' },
+    ],
+    (v) => {
+      direction = v;
+      void invalidate();
+    },
+  );
+  const targetSel = el('select', { class: 'comp-input pat-target', attrs: { 'aria-label': 'Target token' } });
+  const contrastSel = el('select', { class: 'comp-input pat-contrast', attrs: { 'aria-label': 'Contrast token' } });
+  targetSel.addEventListener('change', () => {
+    target = targetSel.value === '' ? undefined : Number(targetSel.value);
+    void invalidate();
+  });
+  contrastSel.addEventListener('change', () => {
+    contrast = contrastSel.value === '' ? undefined : contrastSel.value === 'none' ? null : Number(contrastSel.value);
+    void invalidate();
+  });
+  const runBtn = toolButton(
+    'Run patching',
+    'play',
+    'Patch every layer × position (one patched run per cell; unchanged cells are skipped)',
+    () => void run(),
+  );
+  runBtn.classList.add('primary');
+  const status = el('span', { class: 'chart-status', attrs: { 'aria-live': 'polite' } });
+  const controls = el('div', { class: 'view-bar pat-bar' }, [
+    el('label', { class: 'bar-label', text: 'Clean' }),
+    sideCtl.el,
+    el('label', { class: 'bar-label', text: 'Direction' }),
+    dirCtl.el,
+    el('label', { class: 'bar-label', text: 'Target' }),
+    targetSel,
+    el('label', { class: 'bar-label', text: 'vs' }),
+    contrastSel,
+    runBtn,
+    status,
+  ]);
+  const note = el('div', { class: 'dyn-note' });
+  note.hidden = true;
+  const summary = el('div', { class: 'pat-summary' });
+  const chart = new ChartCard(
+    ctx,
+    'Activation patching: normalised logit difference',
+    () => imageName('activation-patching', diff?.a.model.name ?? 'model', direction),
+    'pat-heat',
+  );
+  const root = el('section', { class: 'pat-card' }, [controls, note, summary, chart.el]);
+
+  const sides = (): { clean: AnalysisPayload; corrupted: AnalysisPayload; cleanName: string; corruptedName: string } | null => {
+    if (!diff) return null;
+    return cleanSide === 'a'
+      ? { clean: diff.a, corrupted: diff.b, cleanName: 'A', corruptedName: 'B' }
+      : { clean: diff.b, corrupted: diff.a, cleanName: 'B', corruptedName: 'A' };
+  };
+
+  const fillTokens = () => {
+    const s = sides();
+    targetSel.replaceChildren();
+    contrastSel.replaceChildren();
+    if (!s) return;
+    const choices = targetChoices(s.clean, s.corrupted);
+    const label = (x: { text: string; source: string }) => `${tokenDisplay({ text: x.text }).text} (${x.source} top)`;
+    targetSel.append(el('option', { text: 'clean run’s top prediction', attrs: { value: '' } }));
+    contrastSel.append(el('option', { text: 'corrupted run’s top (if different)', attrs: { value: '' } }));
+    contrastSel.append(el('option', { text: 'none: log p(target)', attrs: { value: 'none' } }));
+    for (const x of choices) {
+      targetSel.append(el('option', { text: label(x), attrs: { value: x.id, selected: target === x.id } }));
+      contrastSel.append(el('option', { text: label(x), attrs: { value: x.id, selected: contrast === x.id } }));
+    }
+    if (contrast === null) contrastSel.value = 'none';
+  };
+
+  const matches = (r: PatchingResult) =>
+    r.direction === direction && (target === undefined || r.target === target) && (contrast === undefined || r.contrast === contrast);
+
+  /** Settings changed: the heatmap shown no longer answers them. */
+  const invalidate = async () => {
+    sideCtl.set(cleanSide);
+    dirCtl.set(direction);
+    fillTokens();
+    if (result && !(matches(result) && resultSide === cleanSide)) {
+      result = null;
+      chart.el.hidden = true;
+      summary.textContent = '';
+    }
+    paintStatus();
+  };
+
+  const paintStatus = () => {
+    runBtn.disabled = running || !diff;
+    status.textContent = running
+      ? 'Patching…'
+      : result
+        ? `${result.runs} patched runs, ${result.skipped} unchanged cells, ${(result.ms / 1000).toFixed(1)} s`
+        : '';
+  };
+
+  const run = async () => {
+    const s = sides();
+    if (!s || running) return;
+    running = true;
+    note.hidden = true;
+    paintStatus();
+    try {
+      const r = await ctx.host.request('patching', {
+        cleanRunId: s.clean.runId,
+        corruptedRunId: s.corrupted.runId,
+        direction,
+        ...(target !== undefined ? { target } : {}),
+        ...(contrast !== undefined ? { contrast } : {}),
+      });
+      result = r;
+      resultSide = cleanSide;
+      await draw();
+    } catch (e) {
+      fillNote(note, 'warning', 'Activation patching failed.', (e as Error).message);
+    } finally {
+      running = false;
+      paintStatus();
+    }
+  };
+
+  const draw = async () => {
+    const s = sides();
+    const r = result;
+    if (!s || !r) return;
+    const pal = ctx.palette();
+    const base = r.direction === 'denoise' ? s.corrupted : s.clean;
+    const source = r.direction === 'denoise' ? s.clean : s.corrupted;
+    const baseName = r.direction === 'denoise' ? `${s.corruptedName} (corrupted)` : `${s.cleanName} (clean)`;
+    const sourceName = r.direction === 'denoise' ? `${s.cleanName} (clean)` : `${s.corruptedName} (corrupted)`;
+    const tok = (id: number) => tokenDisplay({ text: s.clean.vocab[id] ?? s.corrupted.vocab[id] ?? String(id) }).text;
+    const metric = r.metric === 'logprob' ? `log p(${tok(r.target)})` : `logit(${tok(r.target)}) − logit(${tok(r.contrast!)})`;
+    summary.replaceChildren(
+      el('div', {
+        text: `LD = ${metric} at the last position: clean ${fmt(r.ldClean, 3)}, corrupted ${fmt(r.ldCorrupted, 3)}. Cell = (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted): 1 = the clean prediction, 0 = the corrupted one.`,
+      }),
+      el('div', {
+        class: 'muted',
+        text: `Patching resid_pre of ${baseName} with ${sourceName}'s values. ${alignmentText(r, baseName, sourceName)}`,
+      }),
+    );
+    const z = patchingZ(r, 'normalized');
+    const lds = patchingZ(r, 'ld');
+    const x = Array.from({ length: r.pos }, (_, i) => i);
+    const y = Array.from({ length: r.n_layers }, (_, L) => L);
+    const hover = y.map((L) =>
+      x.map((p) => {
+        const v = z[L]![p];
+        const q = p - r.offset;
+        const at = `L${L} resid_pre · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
+        if (v === null || v === undefined)
+          return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : 'undefined (LD_clean = LD_corrupted)'}`;
+        return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
+      }),
+    );
+    const ax = axisStyle(pal);
+    const ticks =
+      r.pos <= 48
+        ? { tickmode: 'array' as const, tickvals: x, ticktext: base.tokens.map((t) => plotlyToken(t.text, 8)), tickangle: -60 }
+        : {};
+    chart.el.hidden = false;
+    await chart.draw(
+      [
+        {
+          type: 'heatmap',
+          z,
+          x,
+          y,
+          zmin: 0,
+          zmax: 1,
+          colorscale: [
+            [0, c(pal.orange)],
+            [0.5, c(pal.bg)],
+            [1, c(pal.blue)],
+          ],
+          hovertext: hover,
+          hoverinfo: 'text',
+          xgap: r.pos <= 64 ? 1 : 0,
+          ygap: 1,
+          colorbar: {
+            thickness: 8,
+            len: 0.9,
+            outlinewidth: 0,
+            tickvals: [0, 0.5, 1],
+            ticktext: ['0 corrupted', '0.5', '1 clean'],
+            tickfont: { size: 10, color: c(pal.muted) },
+          },
+        } as Data,
+      ],
+      {
+        ...baseLayout(pal),
+        margin: { l: 44, r: 8, t: 8, b: 40 },
+        xaxis: {
+          ...ax,
+          ...ticks,
+          title: { text: `position in ${baseName}`, font: { size: 11, color: c(pal.muted) } },
+          showgrid: false,
+          zeroline: false,
+        },
+        yaxis: {
+          ...ax,
+          title: { text: 'layer (resid_pre)', font: { size: 11, color: c(pal.muted) } },
+          showgrid: false,
+          zeroline: false,
+          dtick: 1,
+        },
+      },
+    );
+  };
+
+  return {
+    el: root,
+    async show(d: PromptDiff) {
+      if (d !== diff) {
+        diff = d;
+        result = d.patching ?? null;
+        if (result) {
+          direction = result.direction;
+          target = result.target;
+          contrast = result.contrast;
+          resultSide = cleanSide = 'a';
+        } else target = contrast = undefined;
+        chart.el.hidden = !result;
+        summary.textContent = '';
+      }
+      await invalidate();
+      if (result) await draw();
+    },
+  };
+}
