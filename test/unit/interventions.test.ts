@@ -18,6 +18,7 @@ import { patchingHeatmap } from '../../src/engine/interventions/patching';
 import type { Analysis } from '../../src/shared/analysis';
 import type { AblationMode, HeadAblation } from '../../src/shared/interventions';
 import { FIXTURES, ROOT, assertClose, flat, readJson, rejectsWith, tmpDir } from '../helpers';
+import { gateFeed, PATTERN_ROWS, withGateDefaults } from '../../src/engine/graph/gates';
 
 const TOL = 1e-4;
 
@@ -220,21 +221,23 @@ describe('interventions: identities', () => {
     const s = model.spec;
     const fetches = ['logits'];
     for (let L = 0; L < s.nLayers; L++) fetches.push(hook.residMid(L), hook.residPost(L), hook.pattern(L), hook.presentKey(L));
-    const clean = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model) }, fetches);
+    // the patterns' query rows asked for (graph/gates.ts), so the pattern outputs are compared too
+    const rows = { [PATTERN_ROWS]: gateFeed(ids.length) };
+    const clean = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...rows }, fetches);
     // every layer's head inputs fed explicitly with "no ablation"
     const feeds: Record<string, { data: Float32Array; dims: number[] }> = {};
     for (let L = 0; L < s.nLayers; L++) {
       feeds[interventionName.headScale(L)] = { data: new Float32Array(s.nHeads).fill(1), dims: [s.nHeads, 1, 1] };
       feeds[interventionName.headBias(L)] = { data: new Float32Array(s.nHeads * s.headDim), dims: [s.nHeads, 1, s.headDim] };
     }
-    const fed = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, fetches);
+    const fed = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...rows, ...feeds }, fetches);
     for (const f of fetches) assert.deepEqual(fed[f]!.data, clean[f]!.data, f);
     // and the graph without the intervention hooks at all computes the same bits
     const ckpt = openCheckpoint(path.join(FIXTURES, 'models', 'tiny-llama'));
     const bare = buildForwardGraph(s, weightReader(s, ckpt.weights), { patterns: true, interventions: false });
-    const session = await createSession(bare.encode(), { threads: 2, executionProvider: 'cpu' });
+    const session = withGateDefaults(await createSession(bare.encode(), { threads: 2, executionProvider: 'cpu' }));
     try {
-      const plain = await session.run({ input_ids: idsTensor(ids), ...emptyPast(model) }, fetches);
+      const plain = await session.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...rows }, fetches);
       for (const f of fetches) assert.deepEqual(clean[f]!.data, plain[f]!.data, `${f}: with and without the hooks`);
     } finally {
       await session.release();
