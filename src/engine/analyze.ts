@@ -7,6 +7,7 @@ import type { NamedTensor } from './runtime/ort';
 import { LENS_OUTPUTS } from './graph/lens';
 import { WALK_OUTPUTS } from './graph/walkstats';
 import type { ActivationCache, Analysis, HeadStatsResult, LensTable, Token, WalkMetrics } from '../shared/analysis';
+import { emptyLensTable } from '../shared/analysis';
 import { ATTN_STATS_MAX_OFFSET, statsHook } from './graph/attnstats';
 import { gateFeed, LOGIT_ROWS, PATTERN_ROWS } from './graph/gates';
 import { similarityMatrix } from './analysis/walk';
@@ -308,20 +309,7 @@ async function logitLens(
   const rows = s.nLayers + 1;
   const kk = Math.min(k, V);
   const chunk = Math.max(1, Math.min(T, Math.floor(lensChunkBytes(model.lens.provider) / (rows * V * 4 * 4))));
-  const lens: LensTable = {
-    rows,
-    pos: T,
-    k: kk,
-    topIds: new Int32Array(rows * T * kk),
-    topProbs: new Float32Array(rows * T * kk),
-    entropy: new Float32Array(rows * T),
-    nextLogprob: new Float32Array(rows * T),
-    nextRank: new Int32Array(rows * T),
-    klToFinal: new Float32Array(rows * T),
-    copyMass: new Float32Array(rows * T),
-    cosNext: new Float32Array(rows * T),
-    cosPred: new Float32Array(rows * T),
-  };
+  const lens: LensTable = emptyLensTable(rows, T, kk);
   const perPosition: PerPosition = {
     norms: new Float32Array(rows * T),
     normsFinal: new Float32Array(rows * T),

@@ -58,6 +58,25 @@ export interface LensTable {
   cosPred: Float32Array; // [rows, pos] cos(ln_final(x), W_E[final top-1])
 }
 
+/** A lens table of zeros for `rows` × `pos` cells with `k` top tokens each (filled by its producer). */
+export function emptyLensTable(rows: number, pos: number, k: number): LensTable {
+  const cells = rows * pos;
+  return {
+    rows,
+    pos,
+    k,
+    topIds: new Int32Array(cells * k),
+    topProbs: new Float32Array(cells * k),
+    entropy: new Float32Array(cells),
+    nextLogprob: new Float32Array(cells),
+    nextRank: new Int32Array(cells),
+    klToFinal: new Float32Array(cells),
+    copyMass: new Float32Array(cells),
+    cosNext: new Float32Array(cells),
+    cosPred: new Float32Array(cells),
+  };
+}
+
 /** Residual streams and attention patterns, keyed like TransformerLens hooks. */
 export interface ActivationCache {
   n_layers: number;

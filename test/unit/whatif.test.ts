@@ -12,6 +12,7 @@ import { isHostToWebview, isStrategy, isWebviewToHost } from '../../src/shared/p
 import type { AnalysisPayload } from '../../src/shared/protocol';
 import { overlayDiffTokens } from '../../src/shared/overlay';
 import type { HeadStatsResult, LensTable } from '../../src/shared/analysis';
+import { emptyLensTable } from '../../src/shared/analysis';
 import {
   alignmentText,
   comparison,
@@ -234,20 +235,7 @@ describe('what-if protocol', () => {
 
 function lens(pos: number, rows: number, fill: (r: number, p: number) => { top: number; lp: number; copy: number }): LensTable {
   const k = 1;
-  const t: LensTable = {
-    rows,
-    pos,
-    k,
-    topIds: new Int32Array(rows * pos),
-    topProbs: new Float32Array(rows * pos),
-    entropy: new Float32Array(rows * pos),
-    nextLogprob: new Float32Array(rows * pos),
-    nextRank: new Int32Array(rows * pos),
-    klToFinal: new Float32Array(rows * pos),
-    copyMass: new Float32Array(rows * pos),
-    cosNext: new Float32Array(rows * pos),
-    cosPred: new Float32Array(rows * pos),
-  };
+  const t: LensTable = emptyLensTable(rows, pos, k);
   for (let r = 0; r < rows; r++)
     for (let p = 0; p < pos; p++) {
       const v = fill(r, p);
