@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
-import { weightReader, type WeightReader } from './arch/weights';
+import { rowNorms, weightReader, type WeightReader } from './arch/weights';
 import { forwardGraphLayers, HalfRangeError, hook, ropeCpuNodes, type ForwardGraphOptions } from './graph/forward';
 import type { GraphBuilder, WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
@@ -13,6 +13,7 @@ import { createLinAlg, type LinAlg } from './linalg';
 import {
   chooseProvider,
   createSession,
+  lensPrepack,
   providerEnvironmentFor,
   type ProviderRequest,
   type RuntimeOptions,
@@ -172,9 +173,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   let lens: Session;
   let linalg: LinAlg;
   try {
-    // TD_LENS_PREPACK=1: the lens's unembedding pre-packed once instead of per chunk (measured on 2
-    // threads: lens −10%, +1 copy of W_U in memory); bench/scaling.ts compares it on many cores
-    lens = await createSession(built.lens, { ...started, prepack: process.env.TD_LENS_PREPACK === '1' });
+    lens = await createSession(built.lens, { ...started, prepack: lensPrepack() });
   } catch (e) {
     await forward.release();
     throw e;
@@ -423,16 +422,6 @@ interface BuiltGraphs {
   source: LoadedModel['graphSource'];
 }
 
-function rowNorms(m: Float32Array, rows: number, d: number): Float32Array {
-  const out = new Float32Array(rows);
-  for (let t = 0; t < rows; t++) {
-    let s = 0;
-    for (let i = 0; i < d; i++) s += m[t * d + i]! ** 2;
-    out[t] = Math.sqrt(s);
-  }
-  return out;
-}
-
 function jsSide(spec: ModelSpec, globals: GlobalWeights) {
   const unembedNorms = rowNorms(globals.unembed, spec.dVocab, spec.dModel);
   return {
@@ -450,8 +439,9 @@ async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: Graph
   const forward = (await buildForward(spec, reader, graphOpts, null, watch)).encode();
   ckpt.weights.releaseScratch();
   const globals = reader.globals();
-  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK).encode();
-  return { forward, lens, suffix: null, ...jsSide(spec, globals), source: 'memory' };
+  const side = jsSide(spec, globals);
+  const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK, side.embedNorms).encode();
+  return { forward, lens, suffix: null, ...side, source: 'memory' };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -514,10 +504,13 @@ async function graphsViaCache(
     fs.writeFileSync(entry.paths.forward, (await buildForward(spec, reader, graphOpts, sink, watch, suffix)).encode());
     ckpt.weights.releaseScratch();
     const globals = reader.globals();
-    fs.writeFileSync(entry.paths.lens, buildLensGraph(spec, globals, sink, graphOpts.halfWeights, graphOpts.gpuTopK).encode());
+    const side = jsSide(spec, globals);
+    fs.writeFileSync(
+      entry.paths.lens,
+      buildLensGraph(spec, globals, sink, graphOpts.halfWeights, graphOpts.gpuTopK, side.embedNorms).encode(),
+    );
     fs.writeFileSync(entry.paths.suffix, suffix.finish(globals).encode());
     sink.close();
-    const side = jsSide(spec, globals);
     writeNorms(entry.paths.norms, side);
     fs.writeFileSync(
       entry.paths.meta,

@@ -4,7 +4,12 @@ import * as assert from 'node:assert/strict';
 import { cosToFinal, norms, similarityMatrix, steps } from '../../src/engine/analysis/walk';
 import { covariance, pca, pcaFromCovariance, project, symmetricEigen } from '../../src/engine/analysis/pca';
 import { distinctN, loopStart, repeatedNgrams, repetitionRate } from '../../src/engine/analysis/repetition';
-import { assertClose, ROOT } from '../helpers';
+import { onnx } from 'onnx-proto';
+import { assertClose, FIXTURES, ROOT } from '../helpers';
+import { openCheckpoint } from '../../src/engine/checkpoint/hf';
+import { specFromConfig } from '../../src/engine/arch/spec';
+import { weightReader } from '../../src/engine/arch/weights';
+import { buildLensGraph } from '../../src/engine/graph/lens';
 import { loadModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { applyLnFinal } from '../../src/engine/queries';
@@ -138,6 +143,73 @@ describe('repetition', () => {
     assert.deepEqual(loopStart([9, 8, 1, 2, 3, 1, 2, 3, 1, 2, 3]), { step: 2, period: 3 });
     assert.deepEqual(loopStart([4, 5, 7, 7, 7, 7]), { step: 2, period: 1 });
     assert.equal(loopStart([1, 2, 3, 4, 5]), null);
+  });
+});
+
+describe('angular proximity in the lens graph', () => {
+  // td-mini: tied; gemma2: tied with final soft-capping (the cosine uses the logits before it);
+  // qwen2: untied (the cosine reads W_E rows, the logits W_U)
+  const MODELS = [BUNDLED, path.join(FIXTURES, 'hf-transformers', 'gemma2'), path.join(FIXTURES, 'hf-transformers', 'qwen2')];
+  for (const dir of MODELS) {
+    test(`cos_next and cos_pred equal cos(ln_final(x), W_E[t]) computed here (${path.basename(dir)})`, async () => {
+      const ckpt = openCheckpoint(dir);
+      const spec = specFromConfig(ckpt.config);
+      const wE = weightReader(spec, ckpt.weights).globals().embed;
+      const m = await loadModel(dir, { threads: 1, executionProvider: 'cpu' });
+      try {
+        const ids = Array.from({ length: 11 }, (_, i) => (i * 37 + 5) % spec.dVocab);
+        const k = 3;
+        const a = await analyze(m, { ids, topK: k, maxTokens: 64, patterns: false });
+        const { resid, pos: T, d_model: d } = a.cache;
+        const rows = a.cache.n_layers + 1;
+        const cos = (x: Float32Array, t: number) => {
+          let dot = 0;
+          let ex = 0;
+          for (let i = 0; i < d; i++) {
+            dot += x[i]! * wE[t * d + i]!;
+            ex += wE[t * d + i]! ** 2;
+          }
+          return dot / (Math.hypot(...x) * Math.sqrt(ex));
+        };
+        const next: number[] = [];
+        const pred: number[] = [];
+        for (let r = 0; r < rows; r++)
+          for (let p = 0; p < T; p++) {
+            const x = applyLnFinal(m.spec, m.lnFinal, resid, (r * T + p) * d);
+            next.push(p + 1 < T ? cos(x, ids[p + 1]!) : NaN);
+            pred.push(cos(x, a.lens.topIds[((rows - 1) * T + p) * k]!));
+          }
+        // no next token at the last position: NaN there, and only there
+        const last = (i: number) => i % T === T - 1;
+        assert.ok(Array.from(a.lens.cosNext).every((v, i) => Number.isNaN(v) === last(i)));
+        assertClose(
+          Array.from(a.lens.cosNext).filter((_, i) => !last(i)),
+          next.filter((_, i) => !last(i)),
+          1e-5,
+          'cos to the next token',
+        );
+        assertClose(a.lens.cosPred, pred, 1e-5, "cos to the final layer's top-1");
+      } finally {
+        await m.release();
+      }
+    });
+  }
+
+  test('a tied lens reads W_E through the unembedding product alone, so pre-packing replaces it', () => {
+    for (const [dir, tied] of [
+      [BUNDLED, true],
+      [path.join(FIXTURES, 'hf-transformers', 'qwen2'), false],
+    ] as const) {
+      const ckpt = openCheckpoint(dir);
+      const spec = specFromConfig(ckpt.config);
+      const globals = weightReader(spec, ckpt.weights).globals();
+      assert.equal(globals.unembed === globals.embed, tied, dir);
+      const proto = onnx.ModelProto.decode(buildLensGraph(spec, globals).encode());
+      const readers = (name: string) => proto.graph!.node!.filter((n) => n.input!.includes(name)).map((n) => n.opType);
+      // the unembedding: W_E when tied, W_U otherwise — one Gemm and nothing else
+      assert.deepEqual(readers(tied ? 'W_E' : 'W_U'), ['Gemm'], dir);
+      if (!tied) assert.deepEqual(readers('W_E'), ['Gather', 'Gather'], dir);
+    }
   });
 });
 

@@ -163,3 +163,14 @@ function neoxReader(s: ModelSpec, st: WeightStore): WeightReader {
     },
   };
 }
+
+/** ‖row‖ of each row of a [rows, d] matrix. */
+export function rowNorms(m: Float32Array, rows: number, d: number): Float32Array {
+  const out = new Float32Array(rows);
+  for (let t = 0; t < rows; t++) {
+    let s = 0;
+    for (let i = 0; i < d; i++) s += m[t * d + i]! ** 2;
+    out[t] = Math.sqrt(s);
+  }
+  return out;
+}

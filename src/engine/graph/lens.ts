@@ -15,12 +15,13 @@
 //   top_ids [chunk, rows, k] int64, top_probs [chunk, rows, k], entropy (nats),
 //   next_logprob, next_rank (number of tokens with a strictly larger logit),
 //   kl_to_final = KL(p_final || p_L), copy_mass = Σ p_L over the tokens seen so far,
-//   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1]),
+//   cos_next = cos(ln_final(x), W_E[next]), cos_pred = cos(ln_final(x), W_E[final top-1])
+//   (`embedNorms`: ‖W_E[t]‖ for every t when the caller has them; computed here otherwise),
 //   (no full logits: onnxruntime would copy that [chunk, rows, d_vocab] output on every run)
 //   and the walk's per-position measures (graph/walkstats.ts: norms, steps, cosines)
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import type { ModelSpec } from '../arch/spec';
-import type { GlobalWeights } from '../arch/weights';
+import { rowNorms, type GlobalWeights } from '../arch/weights';
 import { gatherRows, normNode, softcap, unembed, weightInit } from './forward';
 import { walkOutputs } from './walkstats';
 
@@ -46,6 +47,7 @@ export function buildLensGraph(
   sink: WeightSink | null = null,
   halfWeights = false,
   gpuTopK = false,
+  embedNorms?: Float32Array,
 ): GraphBuilder {
   const g = new GraphBuilder(`${spec.modelType}-lens`, sink, halfWeights);
   const V = spec.dVocab;
@@ -63,9 +65,12 @@ export function buildLensGraph(
   const flat = g.op('Reshape', [normed, g.ints([-1, spec.dModel])]);
   const wE = weightInit(g, 'W_E', globals.embed, [V, spec.dModel]);
   // the model's own read-out, final soft-capping included (Gemma 2/3), so the last row equals its logits
-  const logits2d = softcap(g, unembed(g, spec, globals, flat, globals.unembed === globals.embed ? wE : null), spec.finalSoftcap);
+  const tied = globals.unembed === globals.embed;
+  const raw2d = unembed(g, spec, globals, flat, tied ? wE : null);
+  const logits2d = softcap(g, raw2d, spec.finalSoftcap);
   const cr = g.op('Slice', [g.op('Shape', [resid]), g.ints([0]), g.ints([2])]); // [C, R]
-  const logits = g.op('Reshape', [logits2d, g.op('Concat', [cr, g.ints([V])], { axis: 0 })]); // [C, R, V]
+  const crV = g.op('Concat', [cr, g.ints([V])], { axis: 0 });
+  const logits = g.op('Reshape', [logits2d, crV]); // [C, R, V]
 
   // One softmax; everything else from logits, p and the log-sum-exp. lse is recovered exactly
   // from the top-1 token: p_top = exp(x_top − lse) ⇒ lse = x_top − log p_top (p_top ≥ 1/V, no underflow).
@@ -123,16 +128,35 @@ export function buildLensGraph(
   const copyMass = g.op('Squeeze', [g.op('MatMul', [pContext, g.op('Unsqueeze', [seenMask, g.ints([2])])]), g.ints([2])]);
 
   // Angular proximity: cos(ln_final(x_L), W_E[t]) for t = next token and final top-1.
-  const unit = (x: string) => g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 })])]);
-  const normedUnit = unit(normed); // [C, R, d]
-  const eNext = g.op('Unsqueeze', [unit(gatherRows(g, wE, nextIds)), g.ints([1])]); // [C, 1, d]
   // The final row's top-1 by ArgMax on its logits, not by slicing top_ids: int64 slicing runs on the
   // CPU under a GPU provider, and would fetch top_ids back in the middle of the graph.
   const finalLogits = g.op('Slice', [logits, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, V]
   const finalTop1 = g.op('ArgMax', [finalLogits], { axis: 2, keepdims: 0 }); // [C, 1]
-  const ePred = unit(gatherRows(g, wE, finalTop1)); // [C, 1, d]
-  const cosNext = g.op('ReduceSum', [g.op('Mul', [normedUnit, eNext]), g.ints([-1])], { keepdims: 0 });
-  const cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
+  let cosNext: string;
+  let cosPred: string;
+  if (tied && !globals.unembedBias && !g.halfWeights) {
+    // Tied read-out: ln_final(x)·W_E[t] is the raw logit of t (before soft-capping), so
+    // cos = raw[t] / (‖ln_final(x)‖·‖W_E[t]‖) with the rows' norms precomputed. Nothing but the
+    // unembedding product reads W_E here, so onnxruntime can pre-pack it for that product and drop
+    // the mapped original (runtime/ort.ts: lensPrepack).
+    const raw = spec.finalSoftcap === null ? logits : g.op('Reshape', [raw2d, crV]); // [C, R, V]
+    const eNorms = g.initializer('W_E_row_norms', embedNorms ?? rowNorms(globals.embed, V, spec.dModel), [V]);
+    const len = g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [normed, normed]), g.ints([-1])], { keepdims: 0 })]); // [C, R]
+    const cosOf = (ids: string /* [C] or [C, 1] */, norms: string /* [C, 1] */) => {
+      const at = g.op('Expand', [g.op('Reshape', [ids, g.ints([-1, 1, 1])]), g.op('Concat', [cr, g.ints([1])], { axis: 0 })]); // [C, R, 1]
+      const dot = g.op('Squeeze', [g.op('GatherElements', [raw, at], { axis: 2 }), g.ints([2])]); // [C, R]
+      return g.op('Div', [dot, g.op('Mul', [len, norms])]);
+    };
+    cosNext = cosOf(nextIds, g.op('Unsqueeze', [g.op('Gather', [eNorms, nextIds], { axis: 0 }), g.ints([1])]));
+    cosPred = cosOf(finalTop1, g.op('Gather', [eNorms, finalTop1], { axis: 0 }));
+  } else {
+    const unit = (x: string) => g.op('Div', [x, g.op('Sqrt', [g.op('ReduceSum', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 })])]);
+    const normedUnit = unit(normed); // [C, R, d]
+    const eNext = g.op('Unsqueeze', [unit(gatherRows(g, wE, nextIds)), g.ints([1])]); // [C, 1, d]
+    const ePred = unit(gatherRows(g, wE, finalTop1)); // [C, 1, d]
+    cosNext = g.op('ReduceSum', [g.op('Mul', [normedUnit, eNext]), g.ints([-1])], { keepdims: 0 });
+    cosPred = g.op('ReduceSum', [g.op('Mul', [normedUnit, ePred]), g.ints([-1])], { keepdims: 0 });
+  }
 
   const CR = ['chunk', 'rows'];
   g.output('top_ids', topIds, 'int64', [...CR, 'k']);

@@ -24,7 +24,8 @@ import { EngineError } from '../errors';
 import { specFromConfig, type ModelSpec } from '../arch/spec';
 import { buildLensGraph } from '../graph/lens';
 import { hook } from '../graph/forward';
-import { createSession, type ProviderRequest, type Session } from '../runtime/ort';
+import { createSession, lensPrepack, type ProviderRequest, type Session } from '../runtime/ort';
+import { rowNorms } from '../arch/weights';
 import { TextTokenizer } from '../tokenizer';
 import { modelInfo, type LoadedModel, type LoadOptions } from '../model';
 import { checkExportAgainstConfig, instrumentExport, type SurgeryDescription, type SurgeryResult } from './surgery';
@@ -390,18 +391,13 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
     }
     const w = result.weights;
     // on the provider the forward session started with (a GPU provider that failed is not retried)
-    lens = await createSession(buildLensGraph(spec, w).encode(), { ...opts, executionProvider: forward.provider as ProviderRequest });
-    const rowNorms = (m: Float32Array) => {
-      const out = new Float32Array(spec.dVocab);
-      for (let t = 0; t < spec.dVocab; t++) {
-        let s = 0;
-        for (let i = 0; i < spec.dModel; i++) s += m[t * spec.dModel + i]! ** 2;
-        out[t] = Math.sqrt(s);
-      }
-      return out;
-    };
-    const unembedNorms = rowNorms(w.unembed);
-    const embedNorms = w.unembed === w.embed ? unembedNorms : rowNorms(w.embed);
+    const unembedNorms = rowNorms(w.unembed, spec.dVocab, spec.dModel);
+    const embedNorms = w.unembed === w.embed ? unembedNorms : rowNorms(w.embed, spec.dVocab, spec.dModel);
+    lens = await createSession(buildLensGraph(spec, w, null, false, false, embedNorms).encode(), {
+      ...opts,
+      executionProvider: forward.provider as ProviderRequest,
+      prepack: lensPrepack(),
+    });
     if (spec.bosTokenId === null && tokenizer.bosId !== null) spec.bosTokenId = tokenizer.bosId;
     if (spec.eosTokenIds.length === 0) spec.eosTokenIds = tokenizer.eosIds;
     const fwd = forward;
