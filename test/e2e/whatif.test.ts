@@ -139,10 +139,16 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       await vs.page.keyboard.type(String(NEW_TOKENS));
       await vs.page.keyboard.press('Enter');
       await vs.waitForWebview((f) => f.locator('.comp-col .comp-metrics:not([hidden])').nth(5), { timeoutMs: 300_000 });
-      while ((await frame.locator('.comp-col').count()) > 1)
-        await frame.locator('.comp-col').nth(1).getByRole('button', { name: 'Remove column' }).click();
+      // the panel repaints on its next frame: wait for each change before the next click
+      const columns = frame.locator('.comp-col');
+      for (let n = await columns.count(); n > 1; n--) {
+        await columns.nth(1).getByRole('button', { name: 'Remove column' }).click();
+        await columns.nth(n - 1).waitFor({ state: 'detached', timeout: 10_000 });
+      }
+      assert.equal(await columns.count(), 1);
       await frame.getByRole('button', { name: /Ablated copies/ }).click();
-      assert.equal(await frame.locator('.comp-col').count(), 2);
+      await columns.nth(1).waitFor({ timeout: 10_000 });
+      assert.equal(await columns.count(), 2);
       await frame.getByRole('button', { name: /Generate/ }).click();
       await vs.waitForWebview((f) => f.locator('.comp-col').nth(1).locator('.comp-metrics:not([hidden])'), { timeoutMs: 300_000 });
       const repetitionOf = async (i: number) => {
