@@ -187,6 +187,31 @@ for (const name of MODELS) {
       assert.equal(a.cache.interventions?.patch?.sourceTokens, pl.source_ids.length);
     });
 
+    test('given a contrast token, the heatmap reads two logits per run: equal to single patched runs of the forward graph', async () => {
+      const pg = g.patching.find((x) => x.clean_ids.length === x.corrupted_ids.length) ?? g.patching[0]!;
+      const [ids, source] = [pg.corrupted_ids, pg.clean_ids]; // denoise: clean values into the corrupted run
+      const T = ids.length;
+      const S = source.length;
+      const target = pg.target;
+      const contrast = (target + 1) % model.spec.dVocab;
+      const r = await patchingHeatmap(model, { cleanIds: source, corruptedIds: ids, direction: 'denoise', target, contrast });
+      assert.equal(r.metric, 'logit_diff');
+      const d = model.spec.dModel;
+      const src = await cleanResidPre(model, source);
+      for (let L = 0; L < model.spec.nLayers; L++) {
+        for (const p of new Set([Math.max(0, T - S), Math.floor((T + Math.max(0, T - S)) / 2), T - 1])) {
+          const q = p - (T - S); // aligned from the end
+          const value = new Float32Array(T * d);
+          value.set(src.subarray((L * S + q) * d, (L * S + q + 1) * d), p * d);
+          const logits = await lastLogits(model, ids, {
+            [interventionName.patchMask(L)]: { data: Float32Array.from({ length: T }, (_, i) => (i === p ? 1 : 0)), dims: [1, T, 1] },
+            [interventionName.patchValue(L)]: { data: value, dims: [1, T, d] },
+          });
+          assertClose([r.ld[L * T + p]!], [logits[target]! - logits[contrast]!], TOL, `cell ${L},${p}`);
+        }
+      }
+    });
+
     test('activation-patching heatmap in both directions, equal and unequal lengths', async () => {
       for (const pg of g.patching) {
         for (const direction of ['denoise', 'noise'] as const) {

@@ -15,8 +15,14 @@
 //   start_layer                  [] int64                layers below it are skipped (If nodes)
 //   past_key_values.{L}.key|value [1, n_kv, past, d_head] the clean run's keys/values of positions 0..past-1
 //   blocks.{L}.attn.head_scale|head_bias  as in the forward graph (interventions.ts)
-// Output
-//   logits                       [runs, d_vocab]        at each run's last position
+//   readout_ids                  [k] int64              the tokens whose logits `readout` gives
+//   logit_rows                   [1] int64              how many runs get full logits (gates.ts; default all)
+// Outputs
+//   readout                      [runs, k]              each run's logits of readout_ids at its last position
+//   logits                       [logit_rows, d_vocab]  full logits at the last position of the first runs
+// A logit difference needs two logits: with logit_rows 0 a call never multiplies by the whole
+// unembedding (W_U is read only at the read-out ids' rows) — 0.75 s of the 12 s worst-case heatmap
+// of 64 tokens of GPT-2-small on 2 cores; a log-probability needs them all.
 //
 // Each block is the forward graph's own block code (forward.ts) written into the then-branch
 // of an If; onnxruntime runs only the branch taken, so layers below start_layer cost nothing.
@@ -26,10 +32,12 @@ import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import { BranchBuilder } from '../onnx/branch';
 import type { ModelSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights } from '../arch/weights';
-import { block, hook, normNode, ropeTables, softcap, unembed, type Shared } from './forward';
+import { block, gatherRows, hook, normNode, ropeTables, softcap, unembed, weightInit, type Shared } from './forward';
+import { gated, LOGIT_ROWS } from './gates';
 
 export const SUFFIX_INPUT = {
   resid: 'resid',
+  readoutIds: 'readout_ids',
   positions: 'positions',
   attnBias: (window: number | null) => (window === null ? 'attn_bias' : `attn_bias.window_${window}`),
   runLength: 'run_length',
@@ -90,14 +98,22 @@ export class SuffixGraphBuilder {
     this.x = g.op('If', [taken], { then_branch: { graph: run.graph() }, else_branch: { graph: skip.graph() } });
   }
 
-  /** Final norm and unembedding at each run's last row → logits [runs, d_vocab]. */
+  /** Final norm and unembedding at each run's last row → readout [runs, k] and logits [logit_rows, d_vocab]. */
   finish(globals: GlobalWeights): GraphBuilder {
     const { g, spec } = this;
     if (this.next !== spec.nLayers) throw new Error(`suffix graph: ${this.next} of ${spec.nLayers} layers added`);
     const rows = g.op('Squeeze', [this.x, g.ints([0])]); // [rows, d_model]
     const last = g.op('Gather', [rows, SUFFIX_INPUT.lastRows], { axis: 0 }); // [runs, d_model]
-    const logits = softcap(g, unembed(g, spec, globals, normNode(g, spec, last, globals.lnFinal, 'ln_final'), null), spec.finalSoftcap);
-    g.output('logits', logits, 'float32', ['runs', spec.dVocab]);
+    const normed = normNode(g, spec, last, globals.lnFinal, 'ln_final');
+    const wU = weightInit(g, 'W_U', globals.unembed, [spec.dVocab, spec.dModel]);
+    const full = softcap(g, unembed(g, spec, globals, gated(g, LOGIT_ROWS, normed, 0), wU), spec.finalSoftcap);
+    g.output('logits', full, 'float32', ['logit_rows', spec.dVocab]);
+    // the same read-out at the read-out ids' rows of W_U (and b_U) only
+    const ids = g.input(SUFFIX_INPUT.readoutIds, 'int64', ['k']);
+    let picked = g.op('MatMul', [normed, g.op('Transpose', [gatherRows(g, wU, ids)], { perm: [1, 0] })]); // [runs, k]
+    if (globals.unembedBias)
+      picked = g.op('Add', [picked, g.op('Gather', [g.initializer('b_U', globals.unembedBias, [spec.dVocab]), ids])]);
+    g.output('readout', softcap(g, picked, spec.finalSoftcap), 'float32', ['runs', 'k']);
     return g;
   }
 }

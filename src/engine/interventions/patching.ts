@@ -9,6 +9,7 @@ import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
 import type { NamedTensor } from '../runtime/ort';
 import { SUFFIX_INPUT } from '../graph/suffix';
+import { gateFeed, LOGIT_ROWS } from '../graph/gates';
 import { emptyPast } from '../analyze';
 import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
 import { argmax, logitDiff, normalizedLd, packBias, packPositions } from './metric';
@@ -168,6 +169,15 @@ export async function patchingHeatmap(
   let layerPositions = 0;
   const suffix = await model.suffix!();
   const V = s.dVocab;
+  // a logit difference reads two logits per run; a log-probability all of them
+  const logitDiffOnly = contrast !== null;
+  const readout: Feeds = {
+    [SUFFIX_INPUT.readoutIds]: {
+      data: BigInt64Array.from(logitDiffOnly ? [target, contrast] : [target], BigInt),
+      dims: [logitDiffOnly ? 2 : 1],
+    },
+    ...(logitDiffOnly ? { [LOGIT_ROWS]: gateFeed(0) } : {}), // else every run's full logits (the gate's default)
+  };
   for (let L = 0; L < s.nLayers; L++) {
     const todo: number[] = [];
     for (let p = 0; p < T; p++) {
@@ -180,9 +190,17 @@ export async function patchingHeatmap(
     }
     for (const pack of packPositions(todo, T, batching.rowBudget, batching.maxRuns)) {
       if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
-      const out = await suffix.run({ ...heads, ...packFeeds(model, L, pack, base, source) }, ['logits']);
-      const logits = out.logits!.data as Float32Array;
-      pack.forEach((p, b) => (grid[L * T + p] = ld(logits.subarray(b * V, (b + 1) * V))));
+      const out = await suffix.run({ ...heads, ...packFeeds(model, L, pack, base, source), ...readout }, [
+        logitDiffOnly ? 'readout' : 'logits',
+      ]);
+      if (logitDiffOnly) {
+        // the target's and the contrast's logits (graph/suffix.ts: no product with the whole W_U)
+        const two = out.readout!.data as Float32Array;
+        pack.forEach((p, b) => (grid[L * T + p] = two[2 * b]! - two[2 * b + 1]!));
+      } else {
+        const logits = out.logits!.data as Float32Array;
+        pack.forEach((p, b) => (grid[L * T + p] = ld(logits.subarray(b * V, (b + 1) * V))));
+      }
       runs += pack.length;
       calls++;
       for (const p of pack) layerPositions += (T - p) * (s.nLayers - L);
