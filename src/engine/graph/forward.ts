@@ -401,6 +401,12 @@ export interface BlockInput {
   w: BlockWeights;
   L: number;
   layer: LayerSpec;
+  /**
+   * Only these rows (int64 indices along seq) get queries and outputs; keys and values still
+   * come from every row (suffix.ts: the last layer, read at each run's last row). `sh` holds
+   * those rows' RoPE tables and mask rows.
+   */
+  only?: { rows: string; sh: Shared };
 }
 
 /** Queries or keys: projection, q/k norm (OLMo 2: over the projection; Qwen3/Gemma 3: per head), heads, RoPE. */
@@ -419,7 +425,8 @@ function queriesOrKeys(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInp
 function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, h: string, opts: ForwardGraphOptions): string {
   const { w, L } = b;
   const p = `blocks.${L}.attn`;
-  const q = queriesOrKeys(g, spec, sh, b, h, 'q');
+  const shQ = b.only?.sh ?? sh;
+  const q = queriesOrKeys(g, spec, shQ, b, b.only ? g.op('Gather', [h, b.only.rows], { axis: 1 }) : h, 'q');
   const kNew = queriesOrKeys(g, spec, sh, b, h, 'k');
   const vNew = splitHeads(g, linear(g, h, w.v, `${p}.W_V`), spec.nKvHeads, spec.headDim);
   const k = g.op('Concat', [hook.pastKey(L), kNew], { axis: 2 });
@@ -430,7 +437,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
 
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
   const scores = softcap(g, g.op('Mul', [g.op('MatMul', [q, kT]), g.float(spec.attnScale)]), spec.attnSoftcap);
-  const pattern = g.op('Softmax', [g.op('Add', [scores, sh.masks.get(b.layer.window)!])], { axis: -1 }); // [b, h, seq, total]
+  const pattern = g.op('Softmax', [g.op('Add', [scores, shQ.masks.get(b.layer.window)!])], { axis: -1 }); // [b, h, seq, total]
   // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
   const zero = opts.patterns ? attentionOutputs(g, sh, pattern, hook.pattern(L), L, spec.nHeads) : null;
   const z = headHook(g, spec, L, g.op('MatMul', [pattern, repeatKv(g, spec, v)]), opts); // [b, h, seq, d_head], interventions.ts
@@ -459,10 +466,11 @@ export function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInpu
   const { w, L } = b;
   const residDims = ['batch', 'seq', spec.dModel];
   const attnOut = attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);
-  const mid = g.op('Add', [x, optNorm(g, spec, attnOut, w.lnAttnOut, `blocks.${L}.ln1_post`)]);
+  const xOut = b.only ? g.op('Gather', [x, b.only.rows], { axis: 1 }) : x; // the rows this block outputs
+  const mid = g.op('Add', [xOut, optNorm(g, spec, attnOut, w.lnAttnOut, `blocks.${L}.ln1_post`)]);
   g.output(hook.residMid(L), mid, 'float32', residDims);
   // Parallel blocks (GPT-NeoX): the MLP reads the block input, not resid_mid.
-  const mlpIn = spec.parallelResidual ? x : mid;
+  const mlpIn = spec.parallelResidual ? xOut : mid;
   const mlpOut = mlp(g, spec, w, L, optNorm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`));
   return g.op('Add', [mid, optNorm(g, spec, mlpOut, w.lnMlpOut, `blocks.${L}.ln2_post`)]);
 }

@@ -83,27 +83,44 @@ export class SuffixGraphBuilder {
     this.shared = sh;
   }
 
-  /** Adds layer L (layers come in order): x = start_layer ≤ L ? block_L(x) : x. */
+  /**
+   * Adds layer L (layers come in order): x = start_layer ≤ L ? block_L(x) : x. The last layer
+   * is read at each run's last row only, so there it computes keys and values for every row
+   * but queries, attention and the MLP for those rows alone, and x becomes [1, runs, d_model].
+   */
   addLayer(L: number, w: BlockWeights): void {
     if (L !== this.next) throw new Error(`suffix graph: layer ${L} added after layer ${this.next - 1}`);
     this.next++;
     const { g, spec } = this;
-    const dims = [1, 'rows', spec.dModel];
+    const last = L === spec.nLayers - 1;
+    const dims = [1, last ? 'runs' : 'rows', spec.dModel];
     const run = new BranchBuilder(g, `block_${L}`);
-    const b = { w, L, layer: spec.layers[L]! };
+    const b = { w, L, layer: spec.layers[L]!, ...(last ? { only: { rows: SUFFIX_INPUT.lastRows, sh: this.lastRowsShared() } } : {}) };
     run.branchOutput(`resid_post_${L}`, block(run, spec, this.shared, b, this.x, { patterns: false }), 'float32', dims);
     const skip = new BranchBuilder(g, `skip_${L}`);
-    skip.branchOutput(`resid_skip_${L}`, this.x, 'float32', dims);
+    const kept = last ? skip.op('Gather', [this.x, SUFFIX_INPUT.lastRows], { axis: 1 }) : this.x;
+    skip.branchOutput(`resid_skip_${L}`, kept, 'float32', dims);
     const taken = g.op('GreaterOrEqual', [g.ints([L], true), SUFFIX_INPUT.startLayer]);
     this.x = g.op('If', [taken], { then_branch: { graph: run.graph() }, else_branch: { graph: skip.graph() } });
+  }
+
+  /** The shared values at each run's last row: its RoPE tables and attention-bias rows. */
+  private lastRowsShared(): Shared {
+    const { g, shared: sh } = this;
+    const pick = (t: string) => g.op('Gather', [t, SUFFIX_INPUT.lastRows], { axis: 0 });
+    return {
+      ...sh,
+      qCol: pick(sh.qCol),
+      masks: new Map([...sh.masks].map(([w, m]) => [w, pick(m)])),
+      ropes: new Map([...sh.ropes].map(([r, t]) => [r, { cos: pick(t.cos), sin: pick(t.sin) }])),
+    };
   }
 
   /** Final norm and unembedding at each run's last row → readout [runs, k] and logits [logit_rows, d_vocab]. */
   finish(globals: GlobalWeights): GraphBuilder {
     const { g, spec } = this;
     if (this.next !== spec.nLayers) throw new Error(`suffix graph: ${this.next} of ${spec.nLayers} layers added`);
-    const rows = g.op('Squeeze', [this.x, g.ints([0])]); // [rows, d_model]
-    const last = g.op('Gather', [rows, SUFFIX_INPUT.lastRows], { axis: 0 }); // [runs, d_model]
+    const last = g.op('Squeeze', [this.x, g.ints([0])]); // [runs, d_model]: the last layer kept each run's last row
     const normed = normNode(g, spec, last, globals.lnFinal, 'ln_final');
     const wU = weightInit(g, 'W_U', globals.unembed, [spec.dVocab, spec.dModel]);
     const full = softcap(g, unembed(g, spec, globals, gated(g, LOGIT_ROWS, normed, 0), wU), spec.finalSoftcap);
