@@ -6,7 +6,7 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { logitDiff, normalizedLd, packBias, packPositions } from '../../src/engine/interventions/metric';
+import { binBias, binRuns, logitDiff, normalizedLd } from '../../src/engine/interventions/metric';
 import { parseAblationMode, parseCells, parseHeads, parseToken, readPatchSource } from '../../src/cli/whatif';
 import { isHostToWebview, isStrategy, isWebviewToHost } from '../../src/shared/protocol';
 import type { AnalysisPayload } from '../../src/shared/protocol';
@@ -48,30 +48,64 @@ describe('patching metric', () => {
     assert.ok(Number.isNaN(normalizedLd(NaN, 2, -1)));
   });
 
-  test('packs take runs from the end within the row budget', () => {
-    const b = packPositions([0, 1, 2, 60, 61, 62, 63], 64, 64, 32);
-    // rows of a pack = Σ (T − p) over its runs; a run longer than the budget is alone
-    for (const pack of b) assert.ok(pack.length === 1 || pack.reduce((n, p) => n + 64 - p, 0) <= 64, JSON.stringify(b));
-    assert.deepEqual(b, [[63, 62, 61, 60], [2], [1], [0]]);
-    assert.deepEqual(packPositions([5, 4, 3], 10, 1000, 2), [[5, 4], [3]]);
+  test('bins: whole runs back to back, longest first, calls within the row and run budgets', () => {
+    // the worst case of 64 tokens: every position but the first patched → runs of 63 … 1 rows pair up
+    const calls = binRuns(
+      Array.from({ length: 63 }, (_, i) => i + 1),
+      64,
+      384,
+      64,
+    );
+    const seen: number[] = [];
+    for (const c of calls) {
+      const runs = c.bins.flat();
+      assert.ok(runs.length <= 64);
+      assert.ok(c.bins.length === 1 || c.bins.length * c.S <= 384, `rows of a call: ${c.bins.length} × ${c.S}`);
+      assert.equal(c.past, Math.max(...runs.map((r) => r.p)));
+      assert.equal(c.Q, Math.max(...c.bins.map((b) => b.length)));
+      for (const bin of c.bins) {
+        let at = 0;
+        for (const r of bin) {
+          assert.equal(r.offset, at, 'runs back to back');
+          at += 64 - r.p;
+          seen.push(r.p);
+        }
+        assert.ok(at <= c.S && c.S <= 64, `a bin holds at most the longest + the shortest run: ${at} of ${c.S}`);
+      }
+    }
+    assert.deepEqual(
+      seen.sort((a, b) => a - b),
+      Array.from({ length: 63 }, (_, i) => i + 1),
+      'every run once',
+    );
+    assert.equal(calls.flatMap((c) => c.bins).length, 32, '31 full pairs (p, 64 − p) and the run at 32 alone');
+    assert.deepEqual(binRuns([5, 4, 3], 10, 1000, 2), [
+      {
+        bins: [
+          [
+            { p: 3, offset: 0 },
+            { p: 5, offset: 7 },
+          ],
+        ],
+        S: 12,
+        Q: 2,
+        past: 5,
+      },
+      { bins: [[{ p: 4, offset: 0 }]], S: 6, Q: 1, past: 4 },
+    ]);
+    assert.deepEqual(binRuns([], 10, 100, 4), []);
   });
 
-  test('a pack’s attention bias: the clean prefix before each run’s position, its own rows causally, the window', () => {
-    // T = 4: runs patched at 2 (rows 0-1: positions 2, 3) and at 3 (row 2: position 3); past = 3
-    const bias = packBias(
-      [
-        { p: 2, offset: 0 },
-        { p: 3, offset: 2 },
-      ],
-      4,
-      3,
-      null,
-    );
-    const open = (row: number) => Array.from(bias.subarray(row * 6, row * 6 + 6), (v) => (v === 0 ? 1 : 0));
-    assert.deepEqual(open(0), [1, 1, 0, 1, 0, 0]); // position 2: prefix 0, 1 and itself
-    assert.deepEqual(open(1), [1, 1, 0, 1, 1, 0]); // position 3: prefix 0, 1, position 2, itself
-    assert.deepEqual(open(2), [1, 1, 1, 0, 0, 1]); // the other run at 3: prefix 0-2 and itself
-    const w = packBias([{ p: 2, offset: 0 }], 4, 2, 2);
+  test('a call’s attention bias: the clean prefix before each run’s position, its own rows causally, the window, padding', () => {
+    // T = 4: bin 0 holds the run patched at 2 (positions 2, 3), bin 1 the run at 3 and a padding row; past = 3
+    const call = { bins: [[{ p: 2, offset: 0 }], [{ p: 3, offset: 0 }]], S: 2, Q: 1, past: 3 };
+    const bias = binBias(call, 4, null);
+    const open = (row: number) => Array.from(bias.subarray(row * 5, row * 5 + 5), (v) => (v === 0 ? 1 : 0));
+    assert.deepEqual(open(0), [1, 1, 0, 1, 0]); // position 2: prefix 0, 1 and itself
+    assert.deepEqual(open(1), [1, 1, 0, 1, 1]); // position 3: prefix 0, 1, position 2, itself
+    assert.deepEqual(open(2), [1, 1, 1, 1, 0]); // bin 1, the run at 3: prefix 0-2 and itself
+    assert.deepEqual(open(3), [0, 0, 0, 0, 1]); // padding: itself only (finite, seen by no one)
+    const w = binBias({ bins: [[{ p: 2, offset: 0 }]], S: 2, Q: 1, past: 2 }, 4, 2);
     assert.deepEqual(
       Array.from(w.subarray(4, 8), (v) => (v === 0 ? 1 : 0)),
       [0, 0, 1, 1],

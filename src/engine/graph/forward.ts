@@ -402,11 +402,11 @@ export interface BlockInput {
   L: number;
   layer: LayerSpec;
   /**
-   * Only these rows (int64 indices along seq) get queries and outputs; keys and values still
-   * come from every row (suffix.ts: the last layer, read at each run's last row). `sh` holds
-   * those rows' RoPE tables and mask rows.
+   * Only the rows `pick` takes from a [batch, seq, …] value get queries and outputs; keys and
+   * values still come from every row (suffix.ts: the last layer, read at each run's last row).
+   * `sh` holds those rows' RoPE tables and mask rows.
    */
-  only?: { rows: string; sh: Shared };
+  only?: { pick: (g: GraphBuilder, x: string) => string; sh: Shared };
 }
 
 /** Queries or keys: projection, q/k norm (OLMo 2: over the projection; Qwen3/Gemma 3: per head), heads, RoPE. */
@@ -426,7 +426,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   const { w, L } = b;
   const p = `blocks.${L}.attn`;
   const shQ = b.only?.sh ?? sh;
-  const q = queriesOrKeys(g, spec, shQ, b, b.only ? g.op('Gather', [h, b.only.rows], { axis: 1 }) : h, 'q');
+  const q = queriesOrKeys(g, spec, shQ, b, b.only ? b.only.pick(g, h) : h, 'q');
   const kNew = queriesOrKeys(g, spec, sh, b, h, 'k');
   const vNew = splitHeads(g, linear(g, h, w.v, `${p}.W_V`), spec.nKvHeads, spec.headDim);
   const k = g.op('Concat', [hook.pastKey(L), kNew], { axis: 2 });
@@ -466,7 +466,7 @@ export function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInpu
   const { w, L } = b;
   const residDims = ['batch', 'seq', spec.dModel];
   const attnOut = attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);
-  const xOut = b.only ? g.op('Gather', [x, b.only.rows], { axis: 1 }) : x; // the rows this block outputs
+  const xOut = b.only ? b.only.pick(g, x) : x; // the rows this block outputs
   const mid = g.op('Add', [xOut, optNorm(g, spec, attnOut, w.lnAttnOut, `blocks.${L}.ln1_post`)]);
   g.output(hook.residMid(L), mid, 'float32', residDims);
   // Parallel blocks (GPT-NeoX): the MLP reads the block input, not resid_mid.

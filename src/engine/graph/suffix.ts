@@ -1,28 +1,35 @@
 // The suffix graph: the model from a chosen layer upwards, for activation patching. A patch
 // at (layer L, position p) changes nothing below L and nothing before p, so a patched run only
 // recomputes layers L.. for positions p.. — the clean run's KV cache stands in for the
-// positions before. Several patched runs go through one call packed into one sequence (no
-// padding): each run's rows attend to the clean prefix before its own patched position and to
-// its own rows, as the attention bias says.
+// positions before. Several patched runs go through one call: each row of the batch (a *bin*)
+// holds whole runs back to back, and each run's rows attend to the clean prefix before its own
+// patched position and to its own rows, as the attention bias says. Bins keep the attention
+// small: a row's keys are the prefix and its bin, not every run of the call (one sequence of
+// 384 packed rows spent 4× more on Softmax and the attention products than on useful keys).
 //
-// Inputs
-//   resid                        [1, rows, d_model]    resid_pre[start_layer] of every packed run's positions
-//   positions                    [rows] int64           each row's position in its run (RoPE)
-//   attn_bias[.window_W]         [rows, past+rows]      0 where a row may attend, −inf elsewhere; one per
+// Inputs (B bins of S rows; padding rows attend to themselves only)
+//   resid                        [B, S, d_model]        resid_pre[start_layer] of every run's positions
+//   positions                    [B, S] int64           each row's position in its run (RoPE)
+//   attn_bias[.window_W]         [B, S, past+S]         0 where a row may attend, −inf elsewhere; one per
 //                                                        attention window of the model's layers (W, or none)
 //   run_length                   [] int64                the runs' length T (LongRoPE / dynamic NTK choose by it)
-//   last_rows                    [runs] int64           the row of each run's last position
+//   last_rows                    [B, Q] int64           the row of each run's last position in its bin (Q slots
+//                                                        per bin; a bin with fewer runs repeats one)
 //   start_layer                  [] int64                layers below it are skipped (If nodes)
-//   past_key_values.{L}.key|value [1, n_kv, past, d_head] the clean run's keys/values of positions 0..past-1
+//   past_key_values.{L}.key|value [B, n_kv, past, d_head] the clean run's keys/values of positions 0..past-1
 //   blocks.{L}.attn.head_scale|head_bias  as in the forward graph (interventions.ts)
 //   readout_ids                  [k] int64              the tokens whose logits `readout` gives
-//   logit_rows                   [1] int64              how many runs get full logits (gates.ts; default all)
-// Outputs
-//   readout                      [runs, k]              each run's logits of readout_ids at its last position
-//   logits                       [logit_rows, d_vocab]  full logits at the last position of the first runs
+//   logit_rows                   [1] int64              how many slots get full logits (gates.ts; default all)
+// Outputs (one row per slot, B·Q: slot b·Q + j is the j-th run of bin b)
+//   readout                      [B·Q, k]               each run's logits of readout_ids at its last position
+//   logits                       [logit_rows, d_vocab]  full logits at the last position of the first slots
+//   lse                          [logit_rows]           their log-sum-exp
+//   last_resid                   [B·Q, d_model]         the last layer's output at those positions
 // A logit difference needs two logits: with logit_rows 0 a call never multiplies by the whole
-// unembedding (W_U is read only at the read-out ids' rows) — 0.75 s of the 12 s worst-case heatmap
-// of 64 tokens of GPT-2-small on 2 cores; a log-probability needs them all.
+// unembedding (W_U is read only at the read-out ids' rows). A log-probability needs them all:
+// the patching code collects last_resid of every call and reads them out together (a call with
+// start_layer = n_layers skips every block), one product with W_U for many runs instead of a
+// few rows per call.
 //
 // Each block is the forward graph's own block code (forward.ts) written into the then-branch
 // of an If; onnxruntime runs only the branch taken, so layers below start_layer cost nothing.
@@ -30,7 +37,7 @@
 // same external data file as the forward graph's.
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import { BranchBuilder } from '../onnx/branch';
-import type { ModelSpec } from '../arch/spec';
+import type { ModelSpec, RopeSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights } from '../arch/weights';
 import { block, gatherRows, hook, normNode, ropeTables, softcap, unembed, weightInit, type Shared } from './forward';
 import { gated, LOGIT_ROWS } from './gates';
@@ -51,6 +58,10 @@ export class SuffixGraphBuilder {
   private readonly shared: Shared;
   private x: string;
   private next = 0;
+  /** [B, S, …] bias and RoPE tables as they come, before the heads axis (picked at the last rows). */
+  private readonly rawMasks = new Map<number | null, string>();
+  private readonly rawRopes = new Map<RopeSpec, { cos: string; sin: string }>();
+  private readonly lastIdx: string;
 
   constructor(
     private readonly spec: ModelSpec,
@@ -58,28 +69,39 @@ export class SuffixGraphBuilder {
     halfWeights: boolean,
   ) {
     const g = (this.g = new GraphBuilder(`${spec.modelType}-suffix`, sink, halfWeights));
-    this.x = g.input(SUFFIX_INPUT.resid, 'float32', [1, 'rows', spec.dModel]);
-    const positions = g.input(SUFFIX_INPUT.positions, 'int64', ['rows']);
+    this.x = g.input(SUFFIX_INPUT.resid, 'float32', ['bins', 'bin_rows', spec.dModel]);
+    const positions = g.input(SUFFIX_INPUT.positions, 'int64', ['bins', 'bin_rows']);
     const total = g.input(SUFFIX_INPUT.runLength, 'int64', []);
-    g.input(SUFFIX_INPUT.lastRows, 'int64', ['runs']);
+    const lastRows = g.input(SUFFIX_INPUT.lastRows, 'int64', ['bins', 'slots']);
     g.input(SUFFIX_INPUT.startLayer, 'int64', []);
-    const kvDims = [1, spec.nKvHeads, 'past', spec.headDim];
+    const kvDims = ['bins', spec.nKvHeads, 'past', spec.headDim];
     for (let L = 0; L < spec.nLayers; L++) {
       g.input(hook.pastKey(L), 'float32', kvDims);
       g.input(hook.pastValue(L), 'float32', kvDims);
     }
     const shape = g.op('Shape', [this.x]);
+    const batch = g.op('Gather', [shape, g.ints([0], true)], { axis: 0 });
     const seq = g.op('Gather', [shape, g.ints([1], true)], { axis: 0 });
     const past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
-    const qCol = g.op('Unsqueeze', [positions, g.ints([1])]); // [rows, 1]: each row's own position
+    const qCol = g.op('Unsqueeze', [positions, g.ints([2])]); // [B, S, 1]: each row's own position
     const kRow = g.op('Unsqueeze', [g.op('Range', [g.ints([0], true), g.op('Add', [past, seq]), g.ints([1], true)]), g.ints([0])]); // key slots
-    const sh: Shared = { batch: g.ints([1], true), seq, past, total, qCol, kRow, masks: new Map(), ropes: new Map() };
-    // the masks come in (a pack's runs see different keys); RoPE tables as the forward graph makes them
+    const sh: Shared = { batch, seq, past, total, qCol, kRow, masks: new Map(), ropes: new Map() };
+    // per bin [B, S, …] tables: the heads axis goes in at 1 for the block code ([B, 1, S, …])
+    const perBin = (t: string) => g.op('Unsqueeze', [t, g.ints([1])]);
+    // the masks come in (each bin's runs see different keys); RoPE tables as the forward graph makes them
     for (const layer of spec.layers) {
-      if (!sh.masks.has(layer.window))
-        sh.masks.set(layer.window, g.input(SUFFIX_INPUT.attnBias(layer.window), 'float32', ['rows', 'keys']));
-      if (layer.rope && !sh.ropes.has(layer.rope)) sh.ropes.set(layer.rope, ropeTables(g, sh, layer.rope, sh.ropes.size));
+      if (!this.rawMasks.has(layer.window)) {
+        const bias = g.input(SUFFIX_INPUT.attnBias(layer.window), 'float32', ['bins', 'bin_rows', 'keys']);
+        this.rawMasks.set(layer.window, bias);
+        sh.masks.set(layer.window, perBin(bias));
+      }
+      if (layer.rope && !this.rawRopes.has(layer.rope)) {
+        const t = ropeTables(g, sh, layer.rope, this.rawRopes.size); // [B, S, rotary_dim]
+        this.rawRopes.set(layer.rope, t);
+        sh.ropes.set(layer.rope, { cos: perBin(t.cos), sin: perBin(t.sin) });
+      }
     }
+    this.lastIdx = g.op('Unsqueeze', [lastRows, g.ints([2])]); // [B, Q, 1]
     this.shared = sh;
   }
 
@@ -93,26 +115,31 @@ export class SuffixGraphBuilder {
     this.next++;
     const { g, spec } = this;
     const last = L === spec.nLayers - 1;
-    const dims = [1, last ? 'runs' : 'rows', spec.dModel];
+    const dims = ['bins', last ? 'slots' : 'bin_rows', spec.dModel];
     const run = new BranchBuilder(g, `block_${L}`);
-    const b = { w, L, layer: spec.layers[L]!, ...(last ? { only: { rows: SUFFIX_INPUT.lastRows, sh: this.lastRowsShared() } } : {}) };
+    const only = last ? { pick: (bg: GraphBuilder, t: string) => this.pickLast(bg, t), sh: this.lastRowsShared() } : undefined;
+    const b = { w, L, layer: spec.layers[L]!, ...(only ? { only } : {}) };
     run.branchOutput(`resid_post_${L}`, block(run, spec, this.shared, b, this.x, { patterns: false }), 'float32', dims);
     const skip = new BranchBuilder(g, `skip_${L}`);
-    const kept = last ? skip.op('Gather', [this.x, SUFFIX_INPUT.lastRows], { axis: 1 }) : this.x;
-    skip.branchOutput(`resid_skip_${L}`, kept, 'float32', dims);
+    skip.branchOutput(`resid_skip_${L}`, last ? this.pickLast(skip, this.x) : this.x, 'float32', dims);
     const taken = g.op('GreaterOrEqual', [g.ints([L], true), SUFFIX_INPUT.startLayer]);
     this.x = g.op('If', [taken], { then_branch: { graph: run.graph() }, else_branch: { graph: skip.graph() } });
   }
 
-  /** The shared values at each run's last row: its RoPE tables and attention-bias rows. */
+  /** [B, S, …] → [B, Q, …]: each bin's rows at its last_rows. */
+  private pickLast(g: GraphBuilder, t: string): string {
+    return g.op('GatherND', [t, this.lastIdx], { batch_dims: 1 });
+  }
+
+  /** The shared values at each run's last row: its RoPE tables and attention-bias rows ([B, 1, Q, …]). */
   private lastRowsShared(): Shared {
     const { g, shared: sh } = this;
-    const pick = (t: string) => g.op('Gather', [t, SUFFIX_INPUT.lastRows], { axis: 0 });
+    const perBin = (t: string) => g.op('Unsqueeze', [this.pickLast(g, t), g.ints([1])]);
     return {
       ...sh,
-      qCol: pick(sh.qCol),
-      masks: new Map([...sh.masks].map(([w, m]) => [w, pick(m)])),
-      ropes: new Map([...sh.ropes].map(([r, t]) => [r, { cos: pick(t.cos), sin: pick(t.sin) }])),
+      qCol: this.pickLast(g, sh.qCol),
+      masks: new Map([...this.rawMasks].map(([w, m]) => [w, perBin(m)])),
+      ropes: new Map([...this.rawRopes].map(([r, t]) => [r, { cos: perBin(t.cos), sin: perBin(t.sin) }])),
     };
   }
 
@@ -120,17 +147,20 @@ export class SuffixGraphBuilder {
   finish(globals: GlobalWeights): GraphBuilder {
     const { g, spec } = this;
     if (this.next !== spec.nLayers) throw new Error(`suffix graph: ${this.next} of ${spec.nLayers} layers added`);
-    const last = g.op('Squeeze', [this.x, g.ints([0])]); // [runs, d_model]: the last layer kept each run's last row
+    const last = g.op('Reshape', [this.x, g.ints([-1, spec.dModel])]); // [B·Q, d_model]: the last layer kept each run's last row
     const normed = normNode(g, spec, last, globals.lnFinal, 'ln_final');
     const wU = weightInit(g, 'W_U', globals.unembed, [spec.dVocab, spec.dModel]);
     const full = softcap(g, unembed(g, spec, globals, gated(g, LOGIT_ROWS, normed, 0), wU), spec.finalSoftcap);
     g.output('logits', full, 'float32', ['logit_rows', spec.dVocab]);
+    g.output('lse', g.op('ReduceLogSumExp', [full], { axes: [1], keepdims: 0 }), 'float32', ['logit_rows']);
+    // the last rows before the read-out: a caller may read them all out in one later call
+    g.output('last_resid', last, 'float32', ['slots_all', spec.dModel]);
     // the same read-out at the read-out ids' rows of W_U (and b_U) only
     const ids = g.input(SUFFIX_INPUT.readoutIds, 'int64', ['k']);
     let picked = g.op('MatMul', [normed, g.op('Transpose', [gatherRows(g, wU, ids)], { perm: [1, 0] })]); // [runs, k]
     if (globals.unembedBias)
       picked = g.op('Add', [picked, g.op('Gather', [g.initializer('b_U', globals.unembedBias, [spec.dVocab]), ids])]);
-    g.output('readout', softcap(g, picked, spec.finalSoftcap), 'float32', ['runs', 'k']);
+    g.output('readout', softcap(g, picked, spec.finalSoftcap), 'float32', ['slots_all', 'k']);
     return g;
   }
 }

@@ -12,7 +12,7 @@ import { SUFFIX_INPUT } from '../graph/suffix';
 import { gateFeed, LOGIT_ROWS } from '../graph/gates';
 import { emptyPast } from '../analyze';
 import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
-import { argmax, logitDiff, normalizedLd, packBias, packPositions } from './metric';
+import { argmax, binBias, binRuns, logitDiff, normalizedLd, type BinnedCall } from './metric';
 import type { PatchingRequest, PatchingResult } from '../../shared/interventions';
 
 /** How patched runs are packed into calls: rows = positions recomputed in one call (bench/whatif.ts measures it). */
@@ -53,50 +53,76 @@ async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds,
   };
 }
 
-/** Positions < p0 of a [1, n_kv, T, d_head] cache → [1, n_kv, p0, d_head]. */
-function pastSlice(full: Float32Array, kv: number, T: number, hd: number, p0: number): NamedTensor {
-  const out = new Float32Array(kv * p0 * hd);
+/** Positions < p0 of a [1, n_kv, T, d_head] cache, once per bin → [B, n_kv, p0, d_head]. */
+function pastSlice(full: Float32Array, kv: number, T: number, hd: number, p0: number, B: number): NamedTensor {
+  const one = kv * p0 * hd;
+  const out = new Float32Array(B * one);
   for (let h = 0; h < kv; h++) out.set(full.subarray(h * T * hd, h * T * hd + p0 * hd), h * p0 * hd);
-  return { data: out, dims: [1, kv, p0, hd] };
+  for (let b = 1; b < B; b++) out.copyWithin(b * one, 0, one);
+  return { data: out, dims: [B, kv, p0, hd] };
 }
 
 /**
- * The feeds of one call: the runs patched at layer L at positions `pack` (descending), packed
- * into one sequence, each with the source's vector at its patched position.
+ * The feeds of one call at layer L: each bin's runs back to back (metric.ts binRuns), each run
+ * the base run's rows p..T−1 with the source's vector at its patched position; padding rows 0.
  */
-function packFeeds(model: LoadedModel, L: number, pack: number[], base: BaseRun, source: BaseRun): Feeds {
+function callFeeds(model: LoadedModel, L: number, call: BinnedCall, base: BaseRun, source: BaseRun): Feeds {
   const s = model.spec;
   const d = s.dModel;
   const { T } = base;
-  const runs: { p: number; offset: number }[] = [];
-  let rows = 0;
-  for (const p of pack) {
-    runs.push({ p, offset: rows });
-    rows += T - p;
-  }
-  const resid = new Float32Array(rows * d);
-  const positions = new BigInt64Array(rows);
-  const lastRows = new BigInt64Array(pack.length);
-  runs.forEach(({ p, offset }, j) => {
-    resid.set(base.resid.subarray((L * T + p) * d, (L * T + T) * d), offset * d);
-    const q = alignedPos(p, T, source.T);
-    resid.set(source.resid.subarray((L * source.T + q) * d, (L * source.T + q + 1) * d), offset * d);
-    for (let i = 0; i < T - p; i++) positions[offset + i] = BigInt(p + i);
-    lastRows[j] = BigInt(offset + T - p - 1);
+  const { S, Q, past } = call;
+  const B = call.bins.length;
+  const resid = new Float32Array(B * S * d);
+  const positions = new BigInt64Array(B * S);
+  const lastRows = new BigInt64Array(B * Q);
+  call.bins.forEach((runs, b) => {
+    runs.forEach(({ p, offset }, j) => {
+      const at = b * S + offset;
+      resid.set(base.resid.subarray((L * T + p) * d, (L * T + T) * d), at * d);
+      const q = alignedPos(p, T, source.T);
+      resid.set(source.resid.subarray((L * source.T + q) * d, (L * source.T + q + 1) * d), at * d);
+      for (let i = 0; i < T - p; i++) positions[at + i] = BigInt(p + i);
+      lastRows[b * Q + j] = BigInt(offset + T - p - 1);
+    });
+    for (let j = runs.length; j < Q; j++) lastRows[b * Q + j] = lastRows[b * Q]!; // an unused slot repeats the first
   });
-  const past = Math.max(...pack);
   const feeds: Feeds = {
-    [SUFFIX_INPUT.resid]: { data: resid, dims: [1, rows, d] },
-    [SUFFIX_INPUT.positions]: { data: positions, dims: [rows] },
+    [SUFFIX_INPUT.resid]: { data: resid, dims: [B, S, d] },
+    [SUFFIX_INPUT.positions]: { data: positions, dims: [B, S] },
     [SUFFIX_INPUT.runLength]: { data: BigInt64Array.of(BigInt(T)), dims: [] },
-    [SUFFIX_INPUT.lastRows]: { data: lastRows, dims: [pack.length] },
+    [SUFFIX_INPUT.lastRows]: { data: lastRows, dims: [B, Q] },
     [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
   };
   for (const window of new Set(s.layers.map((l) => l.window)))
-    feeds[SUFFIX_INPUT.attnBias(window)] = { data: packBias(runs, T, past, window), dims: [rows, past + rows] };
+    feeds[SUFFIX_INPUT.attnBias(window)] = { data: binBias(call, T, window), dims: [B, S, past + S] };
   for (let l = 0; l < s.nLayers; l++) {
-    feeds[hook.pastKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, past);
-    feeds[hook.pastValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, past);
+    feeds[hook.pastKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, past, B);
+    feeds[hook.pastValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, past, B);
+  }
+  return feeds;
+}
+
+/** Last rows of patched runs read out together: a call that skips every block (start_layer = n_layers). */
+const READOUT_ROWS = 128;
+
+function readoutFeeds(model: LoadedModel, T: number, rows: Float32Array[]): Feeds {
+  const s = model.spec;
+  const d = s.dModel;
+  const N = rows.length;
+  const resid = new Float32Array(N * d);
+  rows.forEach((r, i) => resid.set(r, i * d));
+  const feeds: Feeds = {
+    [SUFFIX_INPUT.resid]: { data: resid, dims: [1, N, d] },
+    [SUFFIX_INPUT.positions]: { data: new BigInt64Array(N), dims: [1, N] },
+    [SUFFIX_INPUT.runLength]: { data: BigInt64Array.of(BigInt(T)), dims: [] },
+    [SUFFIX_INPUT.lastRows]: { data: BigInt64Array.from({ length: N }, (_, i) => BigInt(i)), dims: [1, N] },
+    [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(s.nLayers)), dims: [] },
+  };
+  for (const window of new Set(s.layers.map((l) => l.window)))
+    feeds[SUFFIX_INPUT.attnBias(window)] = { data: new Float32Array(N * N), dims: [1, N, N] };
+  for (let l = 0; l < s.nLayers; l++) {
+    feeds[hook.pastKey(l)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
+    feeds[hook.pastValue(l)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
   }
   return feeds;
 }
@@ -168,16 +194,16 @@ export async function patchingHeatmap(
   let calls = 0;
   let layerPositions = 0;
   const suffix = await model.suffix!();
-  const V = s.dVocab;
   // a logit difference reads two logits per run; a log-probability all of them
   const logitDiffOnly = contrast !== null;
+  const pending: { cell: number; row: Float32Array }[] = [];
   const readout: Feeds = {
     [SUFFIX_INPUT.readoutIds]: {
       data: BigInt64Array.from(logitDiffOnly ? [target, contrast] : [target], BigInt),
       dims: [logitDiffOnly ? 2 : 1],
     },
-    ...(logitDiffOnly ? { [LOGIT_ROWS]: gateFeed(0) } : {}), // else every run's full logits (the gate's default)
   };
+  const perCall: Feeds = { ...readout, [LOGIT_ROWS]: gateFeed(0) }; // no full logits in the calls
   for (let L = 0; L < s.nLayers; L++) {
     const todo: number[] = [];
     for (let p = 0; p < T; p++) {
@@ -188,23 +214,49 @@ export async function patchingHeatmap(
         skipped++;
       } else todo.push(p);
     }
-    for (const pack of packPositions(todo, T, batching.rowBudget, batching.maxRuns)) {
+    for (const call of binRuns(todo, T, batching.rowBudget, batching.maxRuns)) {
       if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
-      const out = await suffix.run({ ...heads, ...packFeeds(model, L, pack, base, source), ...readout }, [
-        logitDiffOnly ? 'readout' : 'logits',
+      const out = await suffix.run({ ...heads, ...callFeeds(model, L, call, base, source), ...perCall }, [
+        logitDiffOnly ? 'readout' : 'last_resid',
       ]);
-      if (logitDiffOnly) {
-        // the target's and the contrast's logits (graph/suffix.ts: no product with the whole W_U)
-        const two = out.readout!.data as Float32Array;
-        pack.forEach((p, b) => (grid[L * T + p] = two[2 * b]! - two[2 * b + 1]!));
-      } else {
-        const logits = out.logits!.data as Float32Array;
-        pack.forEach((p, b) => (grid[L * T + p] = ld(logits.subarray(b * V, (b + 1) * V))));
-      }
-      runs += pack.length;
+      // slot b·Q + j: the j-th run of bin b
+      const two = logitDiffOnly ? (out.readout!.data as Float32Array) : null;
+      const rows = logitDiffOnly ? null : (out.last_resid!.data as Float32Array);
+      call.bins.forEach((bin, b) =>
+        bin.forEach(({ p }, j) => {
+          const slot = b * call.Q + j;
+          // a logit difference: the target's and the contrast's logits (graph/suffix.ts: no
+          // product with the whole W_U); a log-probability: read out later, all runs together
+          if (two) grid[L * T + p] = two[2 * slot]! - two[2 * slot + 1]!;
+          else pending.push({ cell: L * T + p, row: rows!.slice(slot * d, (slot + 1) * d) });
+        }),
+      );
       calls++;
-      for (const p of pack) layerPositions += (T - p) * (s.nLayers - L);
+      for (const bin of call.bins) {
+        runs += bin.length;
+        for (const { p } of bin) layerPositions += (T - p) * (s.nLayers - L);
+      }
     }
+  }
+  for (let i = 0; i < pending.length; i += READOUT_ROWS) {
+    if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
+    const chunk = pending.slice(i, i + READOUT_ROWS);
+    const out = await suffix.run(
+      {
+        ...heads,
+        ...readoutFeeds(
+          model,
+          base.T,
+          chunk.map((c) => c.row),
+        ),
+        ...readout,
+      },
+      ['readout', 'lse'],
+    );
+    const logit = out.readout!.data as Float32Array;
+    const lse = out.lse!.data as Float32Array;
+    chunk.forEach((c, j) => (grid[c.cell] = logit[j]! - lse[j]!));
+    calls++;
   }
   const normalized = grid.map((v) => normalizedLd(v, ldClean, ldCorrupted));
   return {
