@@ -14,7 +14,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Engine } from '../src/engine/engine';
-import { emptyPast } from '../src/engine/analyze';
+import { emptyPast, forwardFeeds } from '../src/engine/analyze';
+import { withGateDefaults } from '../src/engine/graph/gates';
 import { buildForwardGraph } from '../src/engine/graph/forward';
 import { weightReader } from '../src/engine/arch/weights';
 import { openCheckpoint } from '../src/engine/checkpoint/hf';
@@ -83,9 +84,10 @@ async function ablationRatios(engine: Engine, ids: number[]) {
 async function hookCost(model: LoadedModel, dir: string, ids: number[]) {
   const ckpt = openCheckpoint(dir);
   const bare = buildForwardGraph(model.spec, weightReader(model.spec, ckpt.weights), { patterns: true, interventions: false }).encode();
-  const plain = await createSession(bare, { threads: THREADS, executionProvider: 'cpu' });
+  const plain = withGateDefaults(await createSession(bare, { threads: THREADS, executionProvider: 'cpu' }));
   const fetches = model.forward.outputNames.filter((n) => !n.startsWith('present.') && !n.includes('hook_z_mean'));
-  const feeds = { input_ids: idsTensor(ids), ...emptyPast(model) };
+  // as an analysis feeds it: no pattern rows kept, no final logits (graph/gates.ts)
+  const feeds = forwardFeeds(model, ids, false);
   const a: number[] = [];
   const b: number[] = [];
   for (let i = 0; i < REPEATS + 2; i++) {
@@ -142,7 +144,10 @@ async function patching(model: LoadedModel, engine: Engine, ids: number[], peak:
       rowBudget: 1,
       maxRuns: 1,
     });
-    const flops = r.layerPositions * layerPositionFlops(model) + r.calls * 2 * model.spec.dModel * model.spec.dVocab;
+    const sp = model.spec;
+    const kvFlops = 2 * 2 * sp.dModel * sp.nKvHeads * sp.headDim; // the last layer's other rows: K and V projections
+    const readOut = r.metric === 'logprob' ? r.runs * 2 * sp.dModel * sp.dVocab : 0; // a logit difference reads 2 rows of W_U
+    const flops = r.layerPositions * layerPositionFlops(model) + r.kvOnlyRows * kvFlops + readOut;
     cases.push({
       name,
       ms: r.ms,
@@ -150,6 +155,8 @@ async function patching(model: LoadedModel, engine: Engine, ids: number[], peak:
       skipped: r.skipped,
       calls: r.calls,
       layerPositions: r.layerPositions,
+      kvOnlyRows: r.kvOnlyRows,
+      metric: r.metric,
       boundMs: (flops / (peak * 1e9)) * 1000,
       vsBound: r.ms / ((flops / (peak * 1e9)) * 1000),
       unbatchedMs: unbatched.ms,

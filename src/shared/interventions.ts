@@ -105,7 +105,9 @@ export interface PatchingResult {
   /** Patched runs actually computed, and the onnxruntime calls they took. */
   runs: number;
   calls: number;
-  /** Σ over calls of batch × positions × layers recomputed (the work done, in layer-positions). */
+  /** Positions × layers recomputed through a whole block (the work done, in layer-positions). */
   layerPositions: number;
+  /** Rows of the last layer that only need their keys and values (every row of a run but its last). */
+  kvOnlyRows: number;
   ms: number;
 }

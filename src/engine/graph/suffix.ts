@@ -16,7 +16,8 @@
 //   last_rows                    [B, Q] int64           the row of each run's last position in its bin (Q slots
 //                                                        per bin; a bin with fewer runs repeats one)
 //   start_layer                  [] int64                layers below it are skipped (If nodes)
-//   past_key_values.{L}.key|value [B, n_kv, past, d_head] the clean run's keys/values of positions 0..past-1
+//   clean_cache.{L}.key|value    [1, n_kv, T, d_head]   the clean run's keys/values (its KV cache, fed as it is)
+//   past_length                  [1] int64              every bin sees its positions 0..past_length−1
 //   blocks.{L}.attn.head_scale|head_bias  as in the forward graph (interventions.ts)
 //   readout_ids                  [k] int64              the tokens whose logits `readout` gives
 //   logit_rows                   [1] int64              how many slots get full logits (gates.ts; default all)
@@ -50,6 +51,9 @@ export const SUFFIX_INPUT = {
   runLength: 'run_length',
   lastRows: 'last_rows',
   startLayer: 'start_layer',
+  pastLength: 'past_length',
+  cacheKey: (L: number) => `clean_cache.${L}.key`,
+  cacheValue: (L: number) => `clean_cache.${L}.value`,
 };
 
 /** Built layer by layer next to the forward graph, reading the same weight arrays (written once). */
@@ -74,13 +78,21 @@ export class SuffixGraphBuilder {
     const total = g.input(SUFFIX_INPUT.runLength, 'int64', []);
     const lastRows = g.input(SUFFIX_INPUT.lastRows, 'int64', ['bins', 'slots']);
     g.input(SUFFIX_INPUT.startLayer, 'int64', []);
-    const kvDims = ['bins', spec.nKvHeads, 'past', spec.headDim];
-    for (let L = 0; L < spec.nLayers; L++) {
-      g.input(hook.pastKey(L), 'float32', kvDims);
-      g.input(hook.pastValue(L), 'float32', kvDims);
-    }
     const shape = g.op('Shape', [this.x]);
     const batch = g.op('Gather', [shape, g.ints([0], true)], { axis: 0 });
+    // every bin's past: the clean cache's first past_length positions, the same for all bins
+    const pastLength = g.input(SUFFIX_INPUT.pastLength, 'int64', [1]);
+    const perBinShape = g.op('Concat', [g.op('Unsqueeze', [batch, g.ints([0])]), g.ints([1, 1, 1])], { axis: 0 });
+    const cacheDims = [1, spec.nKvHeads, 'cache', spec.headDim];
+    for (let L = 0; L < spec.nLayers; L++) {
+      for (const [name, past] of [
+        [SUFFIX_INPUT.cacheKey(L), hook.pastKey(L)],
+        [SUFFIX_INPUT.cacheValue(L), hook.pastValue(L)],
+      ] as const) {
+        const prefix = g.op('Slice', [g.input(name, 'float32', cacheDims), g.ints([0]), pastLength, g.ints([2])]);
+        g.op('Expand', [prefix, perBinShape], {}, past); // [B, n_kv, past, d_head], read by the blocks by that name
+      }
+    }
     const seq = g.op('Gather', [shape, g.ints([1], true)], { axis: 0 });
     const past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
     const qCol = g.op('Unsqueeze', [positions, g.ints([2])]); // [B, S, 1]: each row's own position

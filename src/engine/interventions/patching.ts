@@ -7,7 +7,6 @@
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
-import type { NamedTensor } from '../runtime/ort';
 import { SUFFIX_INPUT } from '../graph/suffix';
 import { gateFeed, LOGIT_ROWS } from '../graph/gates';
 import { emptyPast } from '../analyze';
@@ -53,15 +52,6 @@ async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds,
   };
 }
 
-/** Positions < p0 of a [1, n_kv, T, d_head] cache, once per bin → [B, n_kv, p0, d_head]. */
-function pastSlice(full: Float32Array, kv: number, T: number, hd: number, p0: number, B: number): NamedTensor {
-  const one = kv * p0 * hd;
-  const out = new Float32Array(B * one);
-  for (let h = 0; h < kv; h++) out.set(full.subarray(h * T * hd, h * T * hd + p0 * hd), h * p0 * hd);
-  for (let b = 1; b < B; b++) out.copyWithin(b * one, 0, one);
-  return { data: out, dims: [B, kv, p0, hd] };
-}
-
 /**
  * The feeds of one call at layer L: each bin's runs back to back (metric.ts binRuns), each run
  * the base run's rows p..T−1 with the source's vector at its patched position; padding rows 0.
@@ -95,9 +85,11 @@ function callFeeds(model: LoadedModel, L: number, call: BinnedCall, base: BaseRu
   };
   for (const window of new Set(s.layers.map((l) => l.window)))
     feeds[SUFFIX_INPUT.attnBias(window)] = { data: binBias(call, T, window), dims: [B, S, past + S] };
+  // the clean cache as it is (no copy): the graph takes each bin's prefix
+  feeds[SUFFIX_INPUT.pastLength] = { data: BigInt64Array.of(BigInt(past)), dims: [1] };
   for (let l = 0; l < s.nLayers; l++) {
-    feeds[hook.pastKey(l)] = pastSlice(base.keys[l]!, s.nKvHeads, T, s.headDim, past, B);
-    feeds[hook.pastValue(l)] = pastSlice(base.values[l]!, s.nKvHeads, T, s.headDim, past, B);
+    feeds[SUFFIX_INPUT.cacheKey(l)] = { data: base.keys[l]!, dims: [1, s.nKvHeads, T, s.headDim] };
+    feeds[SUFFIX_INPUT.cacheValue(l)] = { data: base.values[l]!, dims: [1, s.nKvHeads, T, s.headDim] };
   }
   return feeds;
 }
@@ -120,9 +112,10 @@ function readoutFeeds(model: LoadedModel, T: number, rows: Float32Array[]): Feed
   };
   for (const window of new Set(s.layers.map((l) => l.window)))
     feeds[SUFFIX_INPUT.attnBias(window)] = { data: new Float32Array(N * N), dims: [1, N, N] };
+  feeds[SUFFIX_INPUT.pastLength] = { data: BigInt64Array.of(0n), dims: [1] };
   for (let l = 0; l < s.nLayers; l++) {
-    feeds[hook.pastKey(l)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
-    feeds[hook.pastValue(l)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
+    feeds[SUFFIX_INPUT.cacheKey(l)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
+    feeds[SUFFIX_INPUT.cacheValue(l)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
   }
   return feeds;
 }
@@ -193,6 +186,7 @@ export async function patchingHeatmap(
   let runs = 0;
   let calls = 0;
   let layerPositions = 0;
+  let kvOnlyRows = 0;
   const suffix = await model.suffix!();
   // a logit difference reads two logits per run; a log-probability all of them
   const logitDiffOnly = contrast !== null;
@@ -234,7 +228,11 @@ export async function patchingHeatmap(
       calls++;
       for (const bin of call.bins) {
         runs += bin.length;
-        for (const { p } of bin) layerPositions += (T - p) * (s.nLayers - L);
+        for (const { p } of bin) {
+          // the last layer: a whole block at the run's last row, keys and values at the others
+          layerPositions += (T - p) * (s.nLayers - L - 1) + 1;
+          kvOnlyRows += T - p - 1;
+        }
       }
     }
   }
@@ -275,6 +273,7 @@ export async function patchingHeatmap(
     runs,
     calls,
     layerPositions,
+    kvOnlyRows,
     ms: performance.now() - t0,
   };
 }
