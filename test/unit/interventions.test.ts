@@ -321,6 +321,14 @@ describe('interventions: identities', () => {
     // the changed token differs
     assert.equal(r.skipped, model.spec.nLayers * 6 + (T - 7));
     assert.equal(r.runs + r.skipped, model.spec.nLayers * T);
+    // a cell that changes nothing keeps the base run's behaviour exactly: 1 when noising, 0 when
+    // denoising (with the log-probability metric too, computed in float64 from the logits)
+    const lp = await patchingHeatmap(model, { cleanIds: ids, corruptedIds: corrupted, direction: 'denoise', target: 7, contrast: null });
+    for (let L = 0; L < model.spec.nLayers; L++)
+      for (let p = 0; p < 6; p++) {
+        assert.equal(r.normalized[L * T + p], 1, `noise, cell ${L},${p}`);
+        assert.ok(lp.normalized[L * T + p] === 0, `denoise, log p, cell ${L},${p}: ${lp.normalized[L * T + p]}`);
+      }
   });
 
   test('bad interventions are refused by name', async () => {

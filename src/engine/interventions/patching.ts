@@ -175,8 +175,10 @@ export async function patchingHeatmap(
   const contrast = req.contrast !== undefined ? req.contrast : corruptedTop !== target ? corruptedTop : null;
   if (contrast === target) throw new EngineError('BAD_REQUEST', 'The contrast token must differ from the target token.');
   const ld = (logits: Float32Array) => logitDiff(logits, target, contrast);
-  const ldClean = ld(clean.logits);
-  const ldCorrupted = ld(corrupted.logits);
+  // in float32, as the grid holds every cell: a cell that took the base run's value is then
+  // exactly 0 (denoise) or 1 (noise) once normalised, not 0 ± 1e-7
+  const ldClean = Math.fround(ld(clean.logits));
+  const ldCorrupted = Math.fround(ld(corrupted.logits));
   const ldBase = denoise ? ldCorrupted : ldClean;
 
   const T = base.T;
