@@ -422,7 +422,8 @@ interface BuiltGraphs {
   source: LoadedModel['graphSource'];
 }
 
-function jsSide(spec: ModelSpec, globals: GlobalWeights) {
+/** What the engine keeps in JavaScript beside the graphs: ln_final's weights, ‖W_U‖ and ‖W_E‖ rows. */
+export function jsSide(spec: ModelSpec, globals: GlobalWeights) {
   const unembedNorms = rowNorms(globals.unembed, spec.dVocab, spec.dModel);
   return {
     lnFinal: { w: globals.lnFinal.w, b: globals.lnFinal.b },

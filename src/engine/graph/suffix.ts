@@ -120,7 +120,7 @@ export class SuffixGraphBuilder {
   /**
    * Adds layer L (layers come in order): x = start_layer ≤ L ? block_L(x) : x. The last layer
    * is read at each run's last row only, so there it computes keys and values for every row
-   * but queries, attention and the MLP for those rows alone, and x becomes [1, runs, d_model].
+   * but queries, attention and the MLP for those rows alone, and x becomes [B, Q, d_model].
    */
   addLayer(L: number, w: BlockWeights): void {
     if (L !== this.next) throw new Error(`suffix graph: layer ${L} added after layer ${this.next - 1}`);
@@ -155,7 +155,7 @@ export class SuffixGraphBuilder {
     };
   }
 
-  /** Final norm and unembedding at each run's last row → readout [runs, k] and logits [logit_rows, d_vocab]. */
+  /** Final norm and unembedding at each run's last row → readout [B·Q, k], logits [logit_rows, d_vocab], lse, last_resid. */
   finish(globals: GlobalWeights): GraphBuilder {
     const { g, spec } = this;
     if (this.next !== spec.nLayers) throw new Error(`suffix graph: ${this.next} of ${spec.nLayers} layers added`);

@@ -224,7 +224,7 @@ export async function patchingHeatmap(
           // a logit difference: the target's and the contrast's logits (graph/suffix.ts: no
           // product with the whole W_U); a log-probability: read out later, all runs together
           if (two) grid[L * T + p] = two[2 * slot]! - two[2 * slot + 1]!;
-          else pending.push({ cell: L * T + p, row: rows!.slice(slot * d, (slot + 1) * d) });
+          else pending.push({ cell: L * T + p, row: rows!.subarray(slot * d, (slot + 1) * d) }); // copied once, by readoutFeeds
         }),
       );
       calls++;

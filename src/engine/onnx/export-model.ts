@@ -25,9 +25,8 @@ import { specFromConfig, type ModelSpec } from '../arch/spec';
 import { buildLensGraph } from '../graph/lens';
 import { hook } from '../graph/forward';
 import { createSession, lensPrepack, type ProviderRequest, type Session } from '../runtime/ort';
-import { rowNorms } from '../arch/weights';
 import { TextTokenizer } from '../tokenizer';
-import { modelInfo, type LoadedModel, type LoadOptions } from '../model';
+import { jsSide, modelInfo, type LoadedModel, type LoadOptions } from '../model';
 import { checkExportAgainstConfig, instrumentExport, type SurgeryDescription, type SurgeryResult } from './surgery';
 import { externalRef, type ExternalReader } from './tensors';
 
@@ -391,9 +390,8 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
     }
     const w = result.weights;
     // on the provider the forward session started with (a GPU provider that failed is not retried)
-    const unembedNorms = rowNorms(w.unembed, spec.dVocab, spec.dModel);
-    const embedNorms = w.unembed === w.embed ? unembedNorms : rowNorms(w.embed, spec.dVocab, spec.dModel);
-    lens = await createSession(buildLensGraph(spec, w, null, false, false, embedNorms).encode(), {
+    const side = jsSide(spec, w);
+    lens = await createSession(buildLensGraph(spec, w, null, false, false, side.embedNorms).encode(), {
       ...opts,
       executionProvider: forward.provider as ProviderRequest,
       prepack: lensPrepack(),
@@ -411,9 +409,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       forward: fwd,
       lens: lns,
       generation: () => Promise.resolve(fwd), // an export's KV cache makes the round trip through host memory
-      lnFinal: { w: w.lnFinal.w, b: w.lnFinal.b },
-      unembedNorms,
-      embedNorms,
+      ...side,
       loadMs: performance.now() - t0,
       graphSource: 'memory',
       surgery: result.description,
