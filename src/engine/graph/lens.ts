@@ -92,8 +92,15 @@ export function buildLensGraph(
     topProbs = g.op('GatherElements', [p, topIds], { axis: 2 }); // [C, R, k]
     lse = g.op('Sub', [first(topLogits), g.op('Log', [first(topProbs)])]); // [C, R, 1]
   }
-  // H = lse − Σ p·x
-  const pDotX = g.op('ReduceSum', [g.op('Mul', [p, logits]), g.ints([-1])], { keepdims: 1 });
+  // Every sum over the vocabulary of a logit times a probability at the same position, in one
+  // batched matrix product: M[c, r, s] = Σ_v x[c, r, v]·p[c, s, v] ([C, R, R]). Its diagonal
+  // gives the entropy H = lse − Σ p·x, its last column KL's cross term Σ p_F·x_L (F = the last
+  // row). R× the multiply-adds of the two sums alone (R/d_model of the unembedding's), but one
+  // pass over x and p instead of three: 42 → 16 ms per 192 MiB chunk of GPT-2-small (2 threads).
+  const M = g.op('MatMul', [logits, g.op('Transpose', [p], { perm: [0, 2, 1] })]); // [C, R, R]
+  const rr = g.op('Concat', [g.op('Slice', [cr, g.ints([1]), g.ints([2])]), g.op('Slice', [cr, g.ints([1]), g.ints([2])])], { axis: 0 });
+  const eye = g.op('EyeLike', [g.op('ConstantOfShape', [rr])]); // [R, R] float (ConstantOfShape's default is float 0)
+  const pDotX = g.op('ReduceSum', [g.op('Mul', [M, eye]), g.ints([-1])], { keepdims: 1 }); // [C, R, 1]
   const entropy = g.op('Squeeze', [g.op('Sub', [lse, pDotX]), g.ints([2])]);
 
   // log-prob and rank of the actual next token: gather along the vocabulary axis.
@@ -103,19 +110,24 @@ export function buildLensGraph(
   ]);
   const nextLogit = g.op('GatherElements', [logits, nextIdx], { axis: 2 }); // [C, R, 1]
   const nextLogp = g.op('Sub', [nextLogit, lse]);
-  // rank = #{v : x_v > x_next}. On the CPU a comparison cast to float: three passes over the
-  // [C, R, V] logits, measured 20-35% faster than the arithmetic below in onnxruntime 1.30.
-  // For a GPU: clip((x − x_next)·1e30, 0, 1) is 1 exactly when x_v > x_next (the smallest
-  // positive float32 difference times 1e30 is ≥ 1), vectorised arithmetic with no bool tensor.
-  const step = gpuTopK
-    ? g.op('Clip', [g.op('Mul', [g.op('Sub', [logits, nextLogit]), g.float(1e30)]), g.float(0), g.float(1)])
-    : g.cast(g.op('Greater', [logits, nextLogit]), 'float32');
-  const nextRank = g.op('ReduceSum', [step, g.ints([-1])], { keepdims: 0 });
+  // rank = #{v : x_v > x_next}. On the CPU the comparison as bytes, counted by an integer matrix
+  // product with a column of ones: 1 + 1 + 1 bytes per logit after the comparison's read, against
+  // 4 + 4 + 4 for a cast to float and a ReduceSum (43 → 24 ms per 192 MiB chunk of GPT-2-small,
+  // 2 threads; exact: int32 sums, cast to float exactly below 2^24).
+  // For a GPU (no integer matrix product there): clip((x − x_next)·1e30, 0, 1) is 1 when
+  // x_v > x_next (differences above 1e-30), vectorised arithmetic with no bool tensor.
+  let nextRank: string;
+  if (gpuTopK) {
+    const step = g.op('Clip', [g.op('Mul', [g.op('Sub', [logits, nextLogit]), g.float(1e30)]), g.float(0), g.float(1)]);
+    nextRank = g.op('ReduceSum', [step, g.ints([-1])], { keepdims: 0 });
+  } else {
+    const above = g.op('Reshape', [g.cast(g.op('Greater', [logits, nextLogit]), 'uint8'), g.ints([-1, V])]); // [C·R, V]
+    const ones = g.initializer('rank_ones', new Uint8Array(V).fill(1), [V, 1]);
+    nextRank = g.op('Reshape', [g.cast(g.op('MatMulInteger', [above, ones]), 'float32'), cr]); // [C, R]
+  }
 
-  // KL(p_F || p_L) = (Σ p_F·x_F − lse_F) − (Σ p_F·x_L − lse_L), F = the last row: the sums over
-  // the vocabulary for every row at once are one batched matrix-vector product.
-  const pFinal = g.op('Slice', [p, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, V]
-  const cross = g.op('Sub', [g.op('MatMul', [logits, g.op('Transpose', [pFinal], { perm: [0, 2, 1] })]), lse]); // [C, R, 1]
+  // KL(p_F || p_L) = (Σ p_F·x_F − lse_F) − (Σ p_F·x_L − lse_L), F = the last row: the sums are M's last column.
+  const cross = g.op('Sub', [g.op('Slice', [M, g.ints([-1]), g.ints([BIG]), g.ints([2])]), lse]); // [C, R, 1]
   const crossFinal = g.op('Slice', [cross, g.ints([-1]), g.ints([BIG]), g.ints([1])]); // [C, 1, 1]
   const kl = g.op('Squeeze', [g.op('Sub', [crossFinal, cross]), g.ints([2])]);
 

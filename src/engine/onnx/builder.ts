@@ -6,7 +6,7 @@ import { onnx } from 'onnx-proto';
 export const OPSET = 17;
 const IR_VERSION = 8;
 
-export type ElemType = 'float32' | 'int64' | 'int32' | 'bool' | 'float16';
+export type ElemType = 'float32' | 'int64' | 'int32' | 'bool' | 'float16' | 'uint8';
 
 const ELEM: Record<ElemType, number> = {
   float32: onnx.TensorProto.DataType.FLOAT,
@@ -14,6 +14,7 @@ const ELEM: Record<ElemType, number> = {
   int32: onnx.TensorProto.DataType.INT32,
   bool: onnx.TensorProto.DataType.BOOL,
   float16: onnx.TensorProto.DataType.FLOAT16,
+  uint8: onnx.TensorProto.DataType.UINT8,
 };
 
 export type Dim = number | string;
@@ -145,9 +146,17 @@ export class GraphBuilder {
   }
 
   /** An initializer holding `data` inline (small tensors, constants). */
-  initializer(name: string, data: Float32Array | BigInt64Array | Int32Array | Uint16Array, dims: number[]): string {
+  initializer(name: string, data: Float32Array | BigInt64Array | Int32Array | Uint16Array | Uint8Array, dims: number[]): string {
     const type: ElemType =
-      data instanceof Float32Array ? 'float32' : data instanceof BigInt64Array ? 'int64' : data instanceof Int32Array ? 'int32' : 'float16';
+      data instanceof Float32Array
+        ? 'float32'
+        : data instanceof BigInt64Array
+          ? 'int64'
+          : data instanceof Int32Array
+            ? 'int32'
+            : data instanceof Uint8Array
+              ? 'uint8'
+              : 'float16';
     const owned = this.initOwners.get(data);
     if (owned?.has(name)) return name; // the same weight shared by two parts of the graph
     if (this.initNames.has(name)) throw new Error(`initializer ${name} defined twice with different data`);
@@ -219,6 +228,11 @@ export class GraphBuilder {
     return name;
   }
 
+  /** The current name of a value: a value declared as a graph output was renamed to the output's name. */
+  resolve(value: string): string {
+    return this.aliases.get(value) ?? value;
+  }
+
   /** Adds a node with several outputs. */
   opN(opType: string, inputs: string[], nOutputs: number, attrs: Record<string, AttrValue> = {}): string[] {
     const outs = Array.from({ length: nOutputs }, () => this.fresh(opType.toLowerCase()));
@@ -229,7 +243,7 @@ export class GraphBuilder {
   private pushNode(opType: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue>, name?: string): void {
     this.nodes.push({
       opType,
-      input: inputs.map((i) => this.aliases.get(i) ?? i),
+      input: inputs.map((i) => this.resolve(i)),
       output: outputs,
       name: name ?? `${opType}_${this.nodes.length}`,
       attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
