@@ -281,7 +281,12 @@ function buildGraphs(
   control: LoadControl,
 ): Promise<BuiltGraphs> {
   const { precision } = shape;
-  const graphOpts: GraphOptions = { patterns: opts.patterns ?? true, halfWeights: precision === 'float16', gpuTopK: shape.gpuTopK };
+  const graphOpts: GraphOptions = {
+    patterns: opts.patterns ?? true,
+    halfWeights: precision === 'float16',
+    gpuTopK: shape.gpuTopK,
+    blockedAttention: !shape.gpuTopK, // forward.ts: the CPU only
+  };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
   const watch = (what: string): LayerWatch => ({
     onLayer: layerProgress(spec, what, control.onProgress, opts.progressIntervalMs),

@@ -11,7 +11,9 @@ import { convertLlama2c } from '../../tools/convert/llama2c';
 import type { Analysis, HeadStatsResult } from '../../src/shared/analysis';
 import { FIXTURES, assertClose, tmpDir } from '../helpers';
 import { emptyPast, forwardFeeds } from '../../src/engine/analyze';
-import { hook } from '../../src/engine/graph/forward';
+import { ATTN_BLOCKED_MIN_SEQ, ATTN_BLOCKS, hook } from '../../src/engine/graph/forward';
+import * as fs from 'node:fs';
+import { onnx } from 'onnx-proto';
 import { gateFeed, PATTERN_ROWS } from '../../src/engine/graph/gates';
 import type { NamedTensor } from '../../src/engine/runtime/ort';
 
@@ -108,6 +110,43 @@ describe('attention statistics from the forward graph', () => {
     assert.deepEqual(analysis.logits!.dims, [0, 300], 'an analysis reads no logits: W_U stays untouched');
     const full = await run({ [PATTERN_ROWS]: gateFeed(5) });
     assert.deepEqual(full[hook.pattern(0)]!.dims, [1, 4, 5, 5]);
+  });
+
+  test('long inputs attend in causal query blocks: the same residual streams, statistics and patterns as one block', async () => {
+    const cacheDir = tmpDir();
+    const dir = path.join(tmpDir(), 'stories260K');
+    convertLlama2c(path.join(FIXTURES, 'stories260K', 'stories260K.bin'), path.join(FIXTURES, 'stories260K', 'tok512.bin'), dir);
+    const cached = new Engine();
+    try {
+      await cached.load({ dir, threads: 1, executionProvider: 'cpu', cacheDir });
+      // the graph: one If per layer, whose taken branch attends in ATTN_BLOCKS query blocks
+      const [entry] = fs.readdirSync(cacheDir);
+      const graph = onnx.ModelProto.decode(fs.readFileSync(path.join(cacheDir, entry!, 'forward.onnx'))).graph!;
+      const ifs = graph.node!.filter((n) => n.opType === 'If');
+      assert.equal(ifs.length, cached.requireModel().spec.nLayers, 'one If per layer');
+      const softmaxes = (branch: string) =>
+        ifs[0]!.attribute!.find((a) => a.name === branch)!.g!.node!.filter((n) => n.opType === 'Softmax').length;
+      assert.equal(softmaxes('then_branch'), ATTN_BLOCKS);
+      assert.equal(softmaxes('else_branch'), 1);
+
+      const text = 'Lily saw a big red ball in the park. She ran to the ball and she was happy. '.repeat(12);
+      const whole = await cached.analyze({ text, topK: 3, maxTokens: 512, patterns: true }, undefined, 1); // pattern rows: one block
+      const blocks = await cached.analyze({ text, topK: 3, maxTokens: 512, patterns: 'auto', patternBudgetFloats: 10 }, undefined, 2);
+      const T = whole.cache.pos;
+      assert.ok(T >= ATTN_BLOCKED_MIN_SEQ, `${T} tokens take the blocked path`);
+      assert.equal(blocks.cache.patterns, null);
+      assertClose(blocks.cache.resid, whole.cache.resid, 1e-6, 'resid_pre/post');
+      assertClose(blocks.cache.residMid, whole.cache.residMid, 1e-6, 'resid_mid');
+      assertStats(blocks.cache.headStats!, jsStats(whole), 'blocked statistics vs the full patterns');
+      assertClose(blocks.lens.entropy, whole.lens.entropy, 1e-5, 'lens entropy');
+      assert.deepEqual(blocks.lens.topIds, whole.lens.topIds, 'lens top tokens');
+      // a head's pattern fetched on demand (pattern rows: the one-block branch) equals the kept one
+      const shown = (await cached.query({ type: 'pattern', runId: 2, layer: 4, head: 1 })) as Float32Array;
+      const off = (4 * whole.cache.n_heads + 1) * T * T;
+      assertClose(shown, whole.cache.patterns!.subarray(off, off + T * T), 1e-6, 'pattern 4.1');
+    } finally {
+      await cached.dispose();
+    }
   });
 
   test('patterns: false computes no attention at all', async () => {

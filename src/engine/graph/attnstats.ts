@@ -15,12 +15,6 @@
 import type { GraphBuilder } from '../onnx/builder';
 import { gated, PATTERN_ROWS } from './gates';
 
-/** Layer L's pattern [batch, n_heads, seq, total] as the graph output `name`, cut to pattern_rows query rows (gates.ts). */
-function patternOutput(g: GraphBuilder, name: string, pattern: string, nHeads: number): string {
-  g.output(name, gated(g, PATTERN_ROWS, pattern, 2), 'float32', ['batch', nHeads, 'rows', 'total']);
-  return name;
-}
-
 /**
  * Layer L's attention outputs: its pattern (`name`, cut to pattern_rows) and its statistics.
  * Returns a float scalar that is exactly 0 and depends on every reader of the pattern; the
@@ -37,12 +31,39 @@ export function attentionOutputs(
   L: number,
   nHeads: number,
 ): string {
-  if (!shared.ids) throw new Error("attention statistics need the graph's input_ids");
-  const cut = patternOutput(g, name, pattern, nHeads);
-  const { kernel, hits } = attentionStats(g, shared.ids, shared.past, shared.seq, pattern, L);
+  const s = statsShared(g, shared);
+  const parts = {
+    diagonals: patternDiagonals(g, pattern, s.keyIdx),
+    hits: inductionHits(g, pattern, s.inductionMask),
+    cut: gated(g, PATTERN_ROWS, pattern, 2),
+  };
+  return attentionOutputsFrom(g, s, parts, name, L, nHeads);
+}
+
+/** What the statistics need of a layer's pattern, however it was computed (forward.ts: one block or query blocks). */
+export interface PatternParts {
+  /** [batch, n_heads, seq, D+1]: patternDiagonals of every query row */
+  diagonals: string;
+  /** [batch, n_heads]: inductionHits over every query row */
+  hits: string;
+  /** [batch, n_heads, pattern_rows, total]: the pattern cut to the gate (gates.ts) */
+  cut: string;
+}
+
+/** attentionOutputs from the parts of the pattern (the pattern itself need not exist outside an If branch). */
+export function attentionOutputsFrom(
+  g: GraphBuilder,
+  s: StatsShared,
+  parts: PatternParts,
+  name: string,
+  L: number,
+  nHeads: number,
+): string {
+  g.output(name, parts.cut, 'float32', ['batch', nHeads, 'rows', 'total']);
+  const kernel = statsOutputs(g, s, parts.diagonals, parts.hits, L);
   // finite sums (probabilities; an empty cut sums to 0), so 0·(their sum) is exactly 0
   const sum = (x: string) => g.op('ReduceSum', [x], { keepdims: 0 });
-  return g.op('Mul', [g.op('Add', [g.op('Add', [sum(kernel), sum(hits)]), sum(cut)]), g.float(0)]);
+  return g.op('Mul', [g.op('Add', [g.op('Add', [sum(kernel), sum(parts.hits)]), sum(parts.cut)]), g.float(0)]);
 }
 
 /** Kernels are computed for offsets 0..ATTN_STATS_MAX_OFFSET (capped at T−1). */
@@ -60,7 +81,7 @@ export const statsHook = {
 };
 
 /** The values every layer's statistics share: built once per graph. */
-interface StatsShared {
+export interface StatsShared {
   /** [seq, D+1] int64: the key q−d (clamped at 0) for query q and offset d. */
   keyIdx: string;
   /** [seq, D+1] float: 1 where q ≥ d. */
@@ -71,7 +92,9 @@ interface StatsShared {
   count: string;
   /** scalar float: mean_q 1/(q+1). */
   uniformSelf: string;
-  /** [batch, seq·total, 1] float: 1 at (query i, key j+1) for earlier occurrences j of token i. */
+  /** [batch, seq, total] float: 1 at (query i, key j+1) for earlier occurrences j of token i. */
+  targets: string;
+  /** targets as [batch, seq·total, 1] */
   inductionMask: string;
   /** [batch, 1] float: queries with at least one induction target. */
   inductionQueries: string;
@@ -80,11 +103,15 @@ interface StatsShared {
 const shared = new WeakMap<GraphBuilder, StatsShared>();
 
 /**
- * @param ids input_ids [batch, seq]; `past` and `seq` are int64 scalars.
+ * The shared values, built in the graph's root (If branches read them there).
+ * `ids`: input_ids [batch, seq]; `past` and `seq` are int64 scalars.
  */
-function statsShared(g: GraphBuilder, ids: string, past: string, seq: string): StatsShared {
+export function statsShared(builder: GraphBuilder, sh: { ids?: string; past: string; seq: string }): StatsShared {
+  const g = builder.root;
   const hit = shared.get(g);
   if (hit) return hit;
+  if (!sh.ids) throw new Error("attention statistics need the graph's input_ids");
+  const { ids, past, seq } = sh;
   const one = g.ints([1], true);
   const zero = g.ints([0], true);
   const total = g.op('Add', [past, seq]);
@@ -115,6 +142,7 @@ function statsShared(g: GraphBuilder, ids: string, past: string, seq: string): S
     maskNorm,
     count,
     uniformSelf,
+    targets,
     inductionMask: g.op('Reshape', [targets, g.ints([0, -1, 1])]),
     inductionQueries,
   };
@@ -123,31 +151,31 @@ function statsShared(g: GraphBuilder, ids: string, past: string, seq: string): S
 }
 
 /**
- * Adds layer L's statistics as graph outputs, from its pattern [batch, n_heads, seq, past+seq].
- * Every step reads the pattern once (a gather of T·65 entries, one matrix-vector product).
- * Returns the kernel and the induction hits (finite, for the dependency above).
+ * The pattern's diagonal band [batch, n_heads, rows, D+1]: entry (q, d) is pattern[q][q−d] for
+ * the query rows whose key indices q−d (clamped at 0) are `keyIdx` [rows, D+1]. One gather of
+ * rows·(D+1) entries.
  */
-function attentionStats(
-  g: GraphBuilder,
-  ids: string,
-  past: string,
-  seq: string,
-  pattern: string,
-  L: number,
-): { kernel: string; hits: string } {
-  const s = statsShared(g, ids, past, seq);
+export function patternDiagonals(g: GraphBuilder, pattern: string, keyIdx: string): string {
   const shape = g.op('Shape', [pattern]);
-  const idxShape = g.op('Concat', [g.op('Slice', [shape, g.ints([0]), g.ints([3])]), g.op('Shape', [s.keyIdx], { start: 1 })], { axis: 0 });
-  const diagonals = g.op('GatherElements', [pattern, g.op('Expand', [s.keyIdx, idxShape])], { axis: 3 }); // [b, h, seq, D+1]
+  const idxShape = g.op('Concat', [g.op('Slice', [shape, g.ints([0]), g.ints([3])]), g.op('Shape', [keyIdx], { start: 1 })], { axis: 0 });
+  return g.op('GatherElements', [pattern, g.op('Expand', [keyIdx, idxShape])], { axis: 3 });
+}
+
+/** Σ pattern·targets per head [batch, n_heads] (`targets` [batch, rows·keys, 1], the pattern's layout): one matrix-vector product. */
+export function inductionHits(g: GraphBuilder, pattern: string, targets: string): string {
+  const flat = g.op('Reshape', [pattern, g.ints([0, 0, -1])]); // [b, h, rows·keys]
+  return g.op('Squeeze', [g.op('MatMul', [flat, targets]), g.ints([2])]);
+}
+
+/** Adds layer L's statistics as graph outputs, from the diagonals and hits of its whole pattern; returns the kernel. */
+function statsOutputs(g: GraphBuilder, s: StatsShared, diagonals: string, hits: string, L: number): string {
   const over = (w: string) => g.op('Div', [g.op('ReduceSum', [g.op('Mul', [diagonals, w]), g.ints([2])], { keepdims: 0 }), s.count]);
   const kernel = over(s.mask); // [b, h, D+1]
   const first = g.op('Squeeze', [g.op('Slice', [kernel, g.ints([0]), g.ints([1]), g.ints([2])]), g.ints([2])]); // [b, h]
-  const flat = g.op('Reshape', [pattern, g.ints([0, 0, -1])]); // [b, h, seq·total]
-  const hits = g.op('Squeeze', [g.op('MatMul', [flat, s.inductionMask]), g.ints([2])]); // [b, h]
   const dims = ['batch', 'n_heads'];
   g.output(statsHook.kernel(L), kernel, 'float32', [...dims, 'offsets']);
   g.output(statsHook.kernelNorm(L), over(s.maskNorm), 'float32', [...dims, 'offsets']);
   g.output(statsHook.selfBias(L), g.op('Sub', [first, s.uniformSelf]), 'float32', dims);
   g.output(statsHook.induction(L), g.op('Div', [hits, s.inductionQueries]), 'float32', dims);
-  return { kernel, hits };
+  return kernel;
 }

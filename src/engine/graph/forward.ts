@@ -10,12 +10,13 @@
 //   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
 // One graph serves analysis (past = 0) and generation (past = KV cache).
 import { GraphBuilder, type WeightSink } from '../onnx/builder';
+import { BranchBuilder } from '../onnx/branch';
 import type { LayerSpec, ModelSpec, RopeSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
-import { attentionOutputs } from './attnstats';
-import { gated, LOGIT_ROWS } from './gates';
+import { attentionOutputs, attentionOutputsFrom, inductionHits, patternDiagonals, statsShared } from './attnstats';
+import { gated, gateInput, LOGIT_ROWS, PATTERN_ROWS } from './gates';
 import { headHook, residPatchHook } from './interventions';
 
 export const hook = {
@@ -47,6 +48,11 @@ export interface ForwardGraphOptions {
   logits?: 'last' | 'all';
   /** Intervention inputs and the z-mean outputs (graph/interventions.ts); default on. */
   interventions?: boolean;
+  /**
+   * Attention of long inputs in causal query blocks (blockedAttention below); default off.
+   * On for the CPU (model.ts): a GPU provider runs the If node's branches poorly.
+   */
+  blockedAttention?: boolean;
 }
 
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
@@ -140,6 +146,30 @@ export interface Shared {
   kRow: string;
   masks: Map<number | null, string>; // [seq, past+seq], 0 or -inf
   ropes: Map<RopeSpec, { cos: string; sin: string }>; // [seq, rotary_dim]
+  /** The query blocks of blockedAttention, when the graph has them. */
+  blocks?: AttentionBlocks;
+}
+
+/**
+ * Long inputs (≥ ATTN_BLOCKED_MIN_SEQ new positions, no patterns asked for) attend in
+ * ATTN_BLOCKS blocks of query rows, each against the keys up to its last row only: the [heads,
+ * rows, keys] scores, their softmax and the statistics' reads cover about (B+1)/(2B) of the
+ * causal square instead of all of it, and each block's buffers are 1/B of a layer's pattern, so
+ * the arena no longer holds several [heads, T, T] tensors (GPT-2-small, 1024 tokens, 2 threads:
+ * forward 1.15-1.21 → 1.02-1.04 s, its arena −70 MB). Shorter inputs (generation steps) and runs
+ * that fetch patterns take the one-block path; both are the same arithmetic on the same keys
+ * (masked keys contribute exact zeros): residual streams come out bit-identical here, the
+ * statistics equal to rounding (test/unit/attention-stats.test.ts).
+ */
+export const ATTN_BLOCKS = 8;
+export const ATTN_BLOCKED_MIN_SEQ = 256;
+
+interface AttentionBlocks {
+  /** [1] bool: this run takes the blocked path */
+  cond: string;
+  /** ATTN_BLOCKS + 1 row bounds [1] int64 (⌊k·seq/B⌋), and each block's key count past + its end row */
+  bounds: string[];
+  keyEnds: string[];
 }
 
 export function buildForwardGraph(
@@ -174,7 +204,7 @@ export function* forwardGraphLayers(
     g.input(hook.pastValue(L), 'float32', kvDims);
   }
   const globals = reader.globals();
-  const shared = sharedValues(g, spec, ids);
+  const shared = sharedValues(g, spec, ids, opts);
   const wE = weightInit(g, 'W_E', globals.embed, [spec.dVocab, spec.dModel]);
 
   let x = gatherRows(g, wE, ids); // [batch, seq, d_model]
@@ -251,7 +281,7 @@ export function unembed(g: GraphBuilder, spec: ModelSpec, globals: GlobalWeights
   return bias ? g.op('Add', [logits, bias]) : logits;
 }
 
-function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
+function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string, opts: ForwardGraphOptions): Shared {
   const idShape = g.op('Shape', [ids]);
   const batch = g.op('Gather', [idShape, g.ints([0], true)], { axis: 0 });
   const seq = g.op('Gather', [idShape, g.ints([1], true)], { axis: 0 });
@@ -267,7 +297,20 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string): Shared {
     if (!sh.masks.has(layer.window)) sh.masks.set(layer.window, causalMask(g, sh, layer.window));
     if (layer.rope && !sh.ropes.has(layer.rope)) sh.ropes.set(layer.rope, ropeTables(g, sh, layer.rope, sh.ropes.size));
   }
+  if (opts.blockedAttention) sh.blocks = attentionBlocks(g, sh, opts.patterns);
   return sh;
+}
+
+function attentionBlocks(g: GraphBuilder, sh: Shared, patterns: boolean): AttentionBlocks {
+  const seq1 = g.op('Unsqueeze', [sh.seq, g.ints([0])]); // [1]
+  const past1 = g.op('Unsqueeze', [sh.past, g.ints([0])]);
+  const bounds = [g.ints([0])];
+  for (let k = 1; k < ATTN_BLOCKS; k++) bounds.push(g.op('Div', [g.op('Mul', [seq1, g.ints([k])]), g.ints([ATTN_BLOCKS])]));
+  bounds.push(seq1);
+  const keyEnds = bounds.slice(1).map((b) => g.op('Add', [past1, b]));
+  let cond = g.op('GreaterOrEqual', [seq1, g.ints([ATTN_BLOCKED_MIN_SEQ])]);
+  if (patterns) cond = g.op('And', [cond, g.op('Equal', [gateInput(g, PATTERN_ROWS), g.ints([0])])]);
+  return { cond, bounds, keyEnds };
 }
 
 /** 0 where a query may attend, -inf elsewhere: future keys, and keys `window` or more positions back. */
@@ -436,14 +479,97 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   g.output(hook.presentValue(L), v, 'float32', kvDims);
 
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
-  const scores = softcap(g, g.op('Mul', [g.op('MatMul', [q, kT]), g.float(spec.attnScale)]), spec.attnSoftcap);
-  const pattern = g.op('Softmax', [g.op('Add', [scores, shQ.masks.get(b.layer.window)!])], { axis: -1 }); // [b, h, seq, total]
-  // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
-  const zero = opts.patterns ? attentionOutputs(g, sh, pattern, hook.pattern(L), L, spec.nHeads) : null;
-  const z = headHook(g, spec, L, g.op('MatMul', [pattern, repeatKv(g, spec, v)]), opts); // [b, h, seq, d_head], interventions.ts
+  const vAll = repeatKv(g, spec, v);
+  const mask = shQ.masks.get(b.layer.window)!;
+  let z: string;
+  let zero: string | null;
+  if (sh.blocks && !b.only && g === g.root) [z, zero] = blockedAttention(g, spec, sh, sh.blocks, L, q, kT, vAll, mask, opts.patterns);
+  else {
+    const pattern = attentionWeights(g, spec, q, kT, mask); // [b, h, seq, total]
+    // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
+    zero = opts.patterns ? attentionOutputs(g, sh, pattern, hook.pattern(L), L, spec.nHeads) : null;
+    z = g.op('MatMul', [pattern, vAll]);
+  }
+  z = headHook(g, spec, L, z, opts); // [b, h, seq, d_head], interventions.ts
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
   const out = linear(g, merged, w.o, `${p}.W_O`);
   return zero ? g.op('Add', [out, zero]) : out; // + 0: those outputs are computed before the next layer
+}
+
+/** softmax(q·kᵀ·scale (soft-capped) + mask) [b, h, rows, keys] */
+function attentionWeights(g: GraphBuilder, spec: ModelSpec, q: string, kT: string, mask: string): string {
+  const scores = softcap(g, g.op('Mul', [g.op('MatMul', [q, kT]), g.float(spec.attnScale)]), spec.attnSoftcap);
+  return g.op('Softmax', [g.op('Add', [scores, mask])], { axis: -1 });
+}
+
+/**
+ * Attention as an If: the query blocks of ATTN_BLOCKS (Shared.blocks) when the run takes them,
+ * else one block. Returns z [b, h, seq, d_head] and the statistics' zero (attnstats.ts), or null
+ * without statistics. The pattern lives inside the branch: the statistics read its diagonals
+ * and induction hits there, and the pattern output (pattern_rows rows) comes from the one-block
+ * branch, the only one taken when patterns are asked for.
+ */
+function blockedAttention(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  sh: Shared,
+  blocks: AttentionBlocks,
+  L: number,
+  q: string,
+  kT: string,
+  v: string,
+  mask: string,
+  patterns: boolean,
+): [string, string | null] {
+  const st = patterns ? statsShared(g, sh) : null;
+  const H = spec.nHeads;
+  const slice = (t: BranchBuilder, x: string, start: string, end: string, axis: number) => t.op('Slice', [x, start, end, g.ints([axis])]);
+  const whole = new BranchBuilder(g, `blocks_${L}_attn_whole`);
+  const parts = new BranchBuilder(g, `blocks_${L}_attn_blocks`);
+  {
+    const pattern = attentionWeights(whole, spec, q, kT, mask);
+    whole.branchOutput('z', whole.op('MatMul', [pattern, v]), 'float32', ['batch', H, 'seq', spec.headDim]);
+    if (st) {
+      whole.branchOutput('diagonals', patternDiagonals(whole, pattern, st.keyIdx), 'float32', ['batch', H, 'seq', 'offsets']);
+      whole.branchOutput('hits', inductionHits(whole, pattern, st.inductionMask), 'float32', ['batch', H]);
+      whole.branchOutput('cut', gated(whole, PATTERN_ROWS, pattern, 2), 'float32', ['batch', H, 'rows', 'total']);
+    }
+  }
+  {
+    const zs: string[] = [];
+    const diagonals: string[] = [];
+    const hits: string[] = [];
+    const zero = g.ints([0]);
+    for (let k = 0; k < ATTN_BLOCKS; k++) {
+      const [r0, r1, keys] = [blocks.bounds[k]!, blocks.bounds[k + 1]!, blocks.keyEnds[k]!];
+      const maskK = slice(parts, slice(parts, mask, r0, r1, 0), zero, keys, 1); // [rows, keys]
+      const pattern = attentionWeights(parts, spec, slice(parts, q, r0, r1, 2), slice(parts, kT, zero, keys, 3), maskK);
+      zs.push(parts.op('MatMul', [pattern, slice(parts, v, zero, keys, 2)]));
+      if (st) {
+        diagonals.push(patternDiagonals(parts, pattern, slice(parts, st.keyIdx, r0, r1, 0)));
+        const targets = slice(parts, slice(parts, st.targets, r0, r1, 1), zero, keys, 2); // [b, rows, keys]
+        hits.push(inductionHits(parts, pattern, parts.op('Reshape', [targets, g.ints([0, -1, 1])])));
+      }
+    }
+    parts.branchOutput('z', parts.op('Concat', zs, { axis: 2 }), 'float32', ['batch', H, 'seq', spec.headDim]);
+    if (st) {
+      parts.branchOutput('diagonals', parts.op('Concat', diagonals, { axis: 2 }), 'float32', ['batch', H, 'seq', 'offsets']);
+      parts.branchOutput('hits', parts.op('Sum', hits), 'float32', ['batch', H]);
+      // no pattern rows on this path (its condition): an empty [b, h, 0, total]
+      const shape = parts.op(
+        'Concat',
+        [parts.op('Slice', [parts.op('Shape', [q]), g.ints([0]), g.ints([2])]), zero, parts.op('Unsqueeze', [sh.total, g.ints([0])])],
+        {
+          axis: 0,
+        },
+      );
+      parts.branchOutput('cut', parts.op('ConstantOfShape', [shape]), 'float32', ['batch', H, 'rows', 'total']);
+    }
+  }
+  const outs = g.opN('If', [blocks.cond], st ? 4 : 1, { then_branch: { graph: parts.graph() }, else_branch: { graph: whole.graph() } });
+  if (!st) return [outs[0]!, null];
+  const zero = attentionOutputsFrom(g, st, { diagonals: outs[1]!, hits: outs[2]!, cut: outs[3]! }, hook.pattern(L), L, H);
+  return [outs[0]!, zero];
 }
 
 function mlp(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, h: string): string {

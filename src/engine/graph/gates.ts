@@ -22,15 +22,21 @@ const DEFAULTS: Record<string, NamedTensor> = {
 
 const declared = new WeakMap<GraphBuilder, Set<string>>();
 
-/** `x` cut to the first `gate` entries along `axis` (the gate input is declared once per graph). */
-export function gated(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_ROWS, x: string, axis: number): string {
-  let inputs = declared.get(g);
-  if (!inputs) declared.set(g, (inputs = new Set()));
+/** The gate's input, declared once per graph (on the root graph: a branch reads it there). */
+export function gateInput(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_ROWS): string {
+  const root = g.root;
+  let inputs = declared.get(root);
+  if (!inputs) declared.set(root, (inputs = new Set()));
   if (!inputs.has(gate)) {
-    g.input(gate, 'int64', [1]);
+    root.input(gate, 'int64', [1]);
     inputs.add(gate);
   }
-  return g.op('Slice', [x, g.ints([0]), gate, g.ints([axis])]);
+  return gate;
+}
+
+/** `x` cut to the first `gate` entries along `axis`. */
+export function gated(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_ROWS, x: string, axis: number): string {
+  return g.op('Slice', [x, g.ints([0]), gateInput(g, gate), g.ints([axis])]);
 }
 
 /** A forward session whose callers need not know the gates: each gets its default unless fed. */

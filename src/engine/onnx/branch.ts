@@ -21,6 +21,11 @@ export class BranchBuilder extends GraphBuilder {
     return this.outer.root;
   }
 
+  /** Outer values keep the names the outer graph gave them (renamed graph outputs included). */
+  override resolve(value: string): string {
+    return this.outer.resolve(super.resolve(value));
+  }
+
   override fresh(prefix: string): string {
     return this.outer.fresh(prefix);
   }
