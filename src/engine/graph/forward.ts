@@ -50,7 +50,8 @@ export interface ForwardGraphOptions {
   interventions?: boolean;
   /**
    * Attention of long inputs in causal query blocks (blockedAttention below); default off.
-   * On for the CPU (model.ts): a GPU provider runs the If node's branches poorly.
+   * On for the CPU only (model.ts): WebGPU's node placement was measured and tuned on the
+   * one-block graph (tools/gpu-placement.ts), and the blocks' gain was measured on the CPU.
    */
   blockedAttention?: boolean;
 }
