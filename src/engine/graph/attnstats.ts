@@ -32,12 +32,16 @@ export function attentionOutputs(
   nHeads: number,
 ): string {
   const s = statsShared(g, shared);
-  const parts = {
+  return attentionOutputsFrom(g, s, patternParts(g, s, pattern), name, L, nHeads);
+}
+
+/** The parts of a whole pattern [batch, n_heads, seq, total] (`g` may be an If branch: the shared values live in its root). */
+export function patternParts(g: GraphBuilder, s: StatsShared, pattern: string): PatternParts {
+  return {
     diagonals: patternDiagonals(g, pattern, s.keyIdx),
     hits: inductionHits(g, pattern, s.inductionMask),
     cut: gated(g, PATTERN_ROWS, pattern, 2),
   };
-  return attentionOutputsFrom(g, s, parts, name, L, nHeads);
 }
 
 /** What the statistics need of a layer's pattern, however it was computed (forward.ts: one block or query blocks). */

@@ -15,7 +15,7 @@ import type { LayerSpec, ModelSpec, RopeSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
-import { attentionOutputs, attentionOutputsFrom, inductionHits, patternDiagonals, statsShared } from './attnstats';
+import { attentionOutputs, attentionOutputsFrom, inductionHits, patternDiagonals, patternParts, statsShared } from './attnstats';
 import { gated, gateInput, LOGIT_ROWS, PATTERN_ROWS } from './gates';
 import { headHook, residPatchHook } from './interventions';
 
@@ -484,7 +484,8 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   const mask = shQ.masks.get(b.layer.window)!;
   let z: string;
   let zero: string | null;
-  if (sh.blocks && !b.only && g === g.root) [z, zero] = blockedAttention(g, spec, sh, sh.blocks, L, q, kT, vAll, mask, opts.patterns);
+  // only the forward graph's own Shared has blocks (suffix.ts builds its blocks in If branches, without them)
+  if (sh.blocks) [z, zero] = blockedAttention(g, spec, sh, sh.blocks, L, q, kT, vAll, mask, opts.patterns);
   else {
     const pattern = attentionWeights(g, spec, q, kT, mask); // [b, h, seq, total]
     // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
@@ -531,9 +532,10 @@ function blockedAttention(
     const pattern = attentionWeights(whole, spec, q, kT, mask);
     whole.branchOutput('z', whole.op('MatMul', [pattern, v]), 'float32', ['batch', H, 'seq', spec.headDim]);
     if (st) {
-      whole.branchOutput('diagonals', patternDiagonals(whole, pattern, st.keyIdx), 'float32', ['batch', H, 'seq', 'offsets']);
-      whole.branchOutput('hits', inductionHits(whole, pattern, st.inductionMask), 'float32', ['batch', H]);
-      whole.branchOutput('cut', gated(whole, PATTERN_ROWS, pattern, 2), 'float32', ['batch', H, 'rows', 'total']);
+      const { diagonals, hits, cut } = patternParts(whole, st, pattern);
+      whole.branchOutput('diagonals', diagonals, 'float32', ['batch', H, 'seq', 'offsets']);
+      whole.branchOutput('hits', hits, 'float32', ['batch', H]);
+      whole.branchOutput('cut', cut, 'float32', ['batch', H, 'rows', 'total']);
     }
   }
   {
