@@ -13,7 +13,8 @@ import type { WeightPrecisionRequest } from '../src/engine/model';
 /** The ids' text (<ids>.txt, written by the bench) cut at their count, or the ids themselves. */
 function analysisRequest(idsFile: string, ids: number[]): AnalyzeRequest {
   const textFile = idsFile.replace(/\.json$/, '.txt');
-  const base = { topK: 5, maxTokens: ids.length, patterns: 'auto' as const };
+  // as the extension's worker runs it (returnCache false): resid_mid not kept with the analysis
+  const base = { topK: 5, maxTokens: ids.length, patterns: 'auto' as const, keepResidMid: false };
   return fs.existsSync(textFile) ? { ...base, text: fs.readFileSync(textFile, 'utf8') } : { ...base, ids };
 }
 

@@ -33,6 +33,7 @@ export function child(
     process.execPath,
     [
       '--max-old-space-size=16384',
+      '--expose-gc', // as the engine worker runs (client.ts): analyze.ts collects onnxruntime's output copies
       path.join(__dirname, 'child.js'),
       mode,
       dir,

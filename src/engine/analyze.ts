@@ -38,6 +38,13 @@ export interface AnalyzeRequest {
   patternBudgetFloats?: number;
   /** Head ablation and/or residual patching for this run (interventions/feeds.ts). */
   interventions?: Interventions;
+  /**
+   * resid_mid stays with the analysis (default true: tests, goldens, the CLI's cache). No view
+   * reads it, so the extension's worker says false: the buffer goes back to the pool as soon as
+   * the forward pass has filled it, and the next analysis reuses it instead of both holding one
+   * (L·T·d floats: 38 MB at 1024 tokens of GPT-2-small).
+   */
+  keepResidMid?: boolean;
 }
 
 /** What the engine knows beyond the request (kept analyses). */
@@ -135,7 +142,9 @@ export async function analyze(
     req.patternBudgetFloats,
     pool,
     intervened.feeds,
+    req.keepResidMid ?? true,
   );
+  collectOutputCopies(model.spec.nLayers, tokens.length, model.spec.dModel);
   cache.interventions = intervened.record;
   rememberFeeds(cache, intervened.feeds);
   const t2 = performance.now();
@@ -172,6 +181,19 @@ export async function analyze(
     lastLogitsTop,
     timings: { tokenizeMs: t1 - t0, forwardMs: t2 - t1, lensMs: t3 - t2, metricsMs: t4 - t3, totalMs: t4 - t0 },
   };
+}
+
+/**
+ * onnxruntime-node hands back a copy of every fetched output even when it filled our arrays in
+ * place (runtime/ort.ts): after a forward pass, (2L+1)·T·d floats of garbage that V8 frees at a
+ * collection of its choosing, often while the lens runs, whose buffers then come on top. The
+ * engine worker runs with --expose-gc: when those copies are large, collect them now.
+ * Measured (npm run bench's child, GPT-2-small, 1024 tokens, 2 threads): peak RSS 1239 MB in
+ * 3 runs of 3 with it, 1249-1287 MB without; a collection takes ~10-30 ms.
+ */
+function collectOutputCopies(nLayers: number, T: number, d: number): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc && (2 * nLayers + 1) * T * d * 4 >= 32 * 1024 * 1024) gc();
 }
 
 export function emptyPast(model: LoadedModel, batch = 1): Record<string, NamedTensor> {
@@ -244,6 +266,7 @@ async function forwardCache(
   budget?: number,
   pool?: BufferPool,
   feeds: Record<string, NamedTensor> = {},
+  keepMid = true,
 ): Promise<ActivationCache> {
   const s = model.spec;
   const T = ids.length;
@@ -274,6 +297,7 @@ async function forwardCache(
     if (pat) into[hook.pattern(L)] = { data: pat.subarray(L * per, (L + 1) * per), dims: [1, s.nHeads, T, T] };
   }
   const out = await model.forward.run({ ...forwardFeeds(model, ids, hasPatterns), ...feeds }, fetches, into);
+  if (!keepMid) pool?.give(residMid);
   let zMean: Float32Array | null = null;
   if (hasZMean) {
     const per = s.nHeads * s.headDim;
@@ -286,7 +310,7 @@ async function forwardCache(
     d_model: d,
     n_heads: s.nHeads,
     resid,
-    residMid,
+    residMid: keepMid ? residMid : new Float32Array(0),
     patterns: pat,
     headStats: hasStats ? collectHeadStats(model, T, out) : null,
     zMean,

@@ -41,6 +41,11 @@ export class ExternalWeightFile implements WeightSink {
     return ref;
   }
 
+  /** Where `owner`'s bytes were written, or null when they were not. */
+  refOf(owner: object): ExternalRef | null {
+    return this.seen.get(owner) ?? null;
+  }
+
   close(): void {
     if (this.fd >= 0) {
       fs.fsyncSync(this.fd);

@@ -6,9 +6,10 @@ import { openCheckpoint, type Checkpoint } from './checkpoint/hf';
 import { paramCount, specFromConfig, type ModelSpec } from './arch/spec';
 import { rowNorms, weightReader, type WeightReader } from './arch/weights';
 import { forwardGraphLayers, HalfRangeError, hook, ropeCpuNodes, type ForwardGraphOptions } from './graph/forward';
-import type { GraphBuilder, WeightSink } from './onnx/builder';
+import { EXTERNAL_MIN_BYTES, type GraphBuilder, type WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
 import { withGateDefaults } from './graph/gates';
+import { EmbeddingRows, withEmbeddingRows, type EmbeddingTable } from './embedrows';
 import { createLinAlg, type LinAlg } from './linalg';
 import {
   chooseProvider,
@@ -153,10 +154,13 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   }
   // Two sessions: onnxruntime executes every node of a graph on every run, so one graph with
   // both parts would pay an idle forward pass per lens chunk and an idle lens per generation
-  // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both.
+  // step. They share the weights file on disk; W_E (= W_U when tied) is loaded by both (through
+  // the graph cache on the CPU the forward graph reads it only for generation's logits: the
+  // embeddings come from the file, embedrows.ts).
   const pinned = { cpuNodes: ropeCpuNodes(spec) };
   // row gates (graph/gates.ts) at their defaults for every caller that does not set them
-  let forward = withGateDefaults(await createSession(built.forward, { ...opts, environment, ...pinned }));
+  const fed = (s: Session) => (built.embeds ? withEmbeddingRows(s, new EmbeddingRows(built.embeds)) : s);
+  let forward = fed(withGateDefaults(await createSession(built.forward, { ...opts, environment, ...pinned })));
   const providerNote = forward.providerNote;
   const autoHalf = precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto';
   if (forward.provider === 'cpu' && (autoHalf || shape.gpuTopK)) {
@@ -166,7 +170,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     if (autoHalf) precision = 'float32';
     shape = { precision, gpuTopK: false };
     built = await buildGraphs(dir, ckpt, spec, opts, shape, control);
-    forward = withGateDefaults(await createSession(built.forward, { ...opts, ...pinned, executionProvider: 'cpu' }));
+    forward = fed(withGateDefaults(await createSession(built.forward, { ...opts, ...pinned, executionProvider: 'cpu' })));
   }
   // The other sessions use the provider that started (a failed GPU provider is not retried).
   const started: LoadOptions = { ...opts, environment, executionProvider: forward.provider as ProviderRequest };
@@ -425,6 +429,8 @@ interface BuiltGraphs {
   unembedNorms: Float32Array;
   embedNorms: Float32Array;
   source: LoadedModel['graphSource'];
+  /** W_E's rows in the cache's weights file when the forward graph takes input_embeds (embedrows.ts). */
+  embeds: EmbeddingTable | null;
 }
 
 /** What the engine keeps in JavaScript beside the graphs: ln_final's weights, ‖W_U‖ and ‖W_E‖ rows. */
@@ -447,7 +453,7 @@ async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: Graph
   const globals = reader.globals();
   const side = jsSide(spec, globals);
   const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK, side.embedNorms).encode();
-  return { forward, lens, suffix: null, ...side, source: 'memory' };
+  return { forward, lens, suffix: null, ...side, source: 'memory', embeds: null };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -479,15 +485,30 @@ async function graphsViaCache(
   watch: LayerWatch,
   limit: number | undefined,
 ): Promise<BuiltGraphs> {
+  // On the CPU the forward graph takes its embeddings from a file read (embedrows.ts): float32
+  // only, and W_E must be in the weights file (initializers below EXTERNAL_MIN_BYTES stay inline)
+  const embedsInput = !graphOpts.gpuTopK && !graphOpts.halfWeights && spec.dVocab * spec.dModel * 4 >= EXTERNAL_MIN_BYTES;
+  graphOpts = { ...graphOpts, embedsInput };
   const key = cacheKey(
     dir,
     ckpt.weights.files.map((f) => f.filePath),
-    { patterns: graphOpts.patterns, halfWeights: graphOpts.halfWeights ?? false, ...(graphOpts.gpuTopK ? { gpuTopK: true } : {}) },
+    {
+      patterns: graphOpts.patterns,
+      halfWeights: graphOpts.halfWeights ?? false,
+      ...(graphOpts.gpuTopK ? { gpuTopK: true } : {}),
+      ...(graphOpts.embedsInput ? { embedsInput: true } : {}),
+    },
   );
+  const table = (dirOf: string, offset: number | undefined): EmbeddingTable | null => {
+    if (!graphOpts.embedsInput) return null;
+    if (offset === undefined) throw new Error('the cache entry does not say where W_E is');
+    return { file: path.join(dirOf, WEIGHTS_FILE), offset, rows: spec.dVocab, cols: spec.dModel };
+  };
   const hit = findCached(cacheDir, key);
   if (hit) {
     try {
-      const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean };
+      const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean; embedOffset?: number };
+      const embeds = table(hit.dir, meta.embedOffset);
       markUsed(hit.dir);
       pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
       return {
@@ -496,6 +517,7 @@ async function graphsViaCache(
         suffix: hit.suffix,
         ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms),
         source: 'cache-hit',
+        embeds,
       };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
@@ -518,6 +540,7 @@ async function graphsViaCache(
     fs.writeFileSync(entry.paths.suffix, suffix.finish(globals).encode());
     sink.close();
     writeNorms(entry.paths.norms, side);
+    const embedOffset = graphOpts.embedsInput ? sink.refOf(globals.embed)?.offset : undefined;
     fs.writeFileSync(
       entry.paths.meta,
       JSON.stringify({
@@ -525,12 +548,20 @@ async function graphsViaCache(
         model: dir,
         hasBias: side.lnFinal.b !== null,
         tiedNorms: side.embedNorms === side.unembedNorms,
+        ...(embedOffset !== undefined ? { embedOffset } : {}),
         created: new Date().toISOString(),
       }),
     );
     const final = entry.commit();
     pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
-    return { forward: final.forward, lens: final.lens, suffix: final.suffix, ...side, source: 'cache-write' };
+    return {
+      forward: final.forward,
+      lens: final.lens,
+      suffix: final.suffix,
+      ...side,
+      source: 'cache-write',
+      embeds: table(final.dir, embedOffset),
+    };
   } catch (e) {
     sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes
     entry.abort();

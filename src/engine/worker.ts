@@ -37,7 +37,8 @@ async function handle(msg: WorkerRequest): Promise<void> {
       });
     case 'analyze':
       return cancellable(msg.id, async (signal) => {
-        const analysis = await engine.analyze(msg.request, signal, msg.runId);
+        // resid_mid only travels with the cache: kept for a caller that asked for it (analyze.ts)
+        const analysis = await engine.analyze({ ...msg.request, keepResidMid: msg.returnCache }, signal, msg.runId);
         // The host rarely needs the activation cache itself: the engine keeps it for queries.
         const empty = new Float32Array(0);
         const cache = msg.returnCache ? analysis.cache : { ...analysis.cache, resid: empty, residMid: empty, patterns: null };

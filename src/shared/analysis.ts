@@ -85,7 +85,7 @@ export interface ActivationCache {
   n_heads: number;
   /** The walk: rows 0..n_layers = resid_pre[0], resid_post[0..n_layers-1]. [n_layers+1, pos, d_model] */
   resid: Float32Array;
-  /** resid_mid[L] [n_layers, pos, d_model] */
+  /** resid_mid[L] [n_layers, pos, d_model]; empty when the analysis did not keep it (AnalyzeRequest.keepResidMid) */
   residMid: Float32Array;
   /** blocks.{L}.attn.hook_pattern [n_layers, n_heads, pos, pos], when requested */
   patterns: Float32Array | null;

@@ -19,7 +19,8 @@ import { emptyPast } from '../../src/engine/analyze';
 import { generate } from '../../src/engine/generate';
 import { KvStepModel, RecomputeStepModel, type StepModel } from '../../src/engine/generate/generator';
 import type { Analysis } from '../../src/shared/analysis';
-import { FIXTURES, assertClose, flat, readJson } from '../helpers';
+import * as fs from 'node:fs';
+import { FIXTURES, assertClose, flat, readJson, tmpDir } from '../helpers';
 import {
   HF_DIR,
   checkAnalysis,
@@ -137,6 +138,36 @@ for (const name of NAMES) {
     }
   });
 }
+
+// The extension loads through the graph cache (its default): there the forward graph takes its
+// token embeddings as input_embeds, read from the cache's weights file (embedrows.ts), not
+// through a Gather on W_E. The same numbers, Gemma's √d_model scale included.
+describe('every fixture through the graph cache (input_embeds read from the weights file)', () => {
+  const cacheDir = tmpDir();
+  for (const name of NAMES) {
+    test(name, async () => {
+      const ref = readHfReference(name);
+      const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu', cacheDir });
+      try {
+        assert.equal(model.graphSource, 'cache-write');
+        assert.ok(!model.forward.inputNames.includes('input_embeds'), 'the session feeds input_embeds itself');
+        checkAnalysis(await analyze(model, { ids: ref.inputIds, topK: 5, maxTokens: 4096, patterns: true }), ref, model.spec.dVocab);
+        await checkGeneration(model, ref);
+      } finally {
+        await model.release();
+      }
+    });
+  }
+  test('the entries say where W_E is, and the forward graphs take input_embeds', () => {
+    const entries = fs.readdirSync(cacheDir);
+    assert.equal(entries.length, NAMES.length);
+    for (const e of entries) {
+      const meta = JSON.parse(fs.readFileSync(path.join(cacheDir, e, 'meta.json'), 'utf8')) as { embedOffset?: number };
+      assert.ok(Number.isInteger(meta.embedOffset), `${e}: embedOffset`);
+      assert.ok(fs.readFileSync(path.join(cacheDir, e, 'forward.onnx')).includes('input_embeds'), `${e}: input_embeds`);
+    }
+  });
+});
 
 interface KvCase {
   model: string;

@@ -1,7 +1,11 @@
 // The worker's buffer pool: reuse for the same length, bounded by count and bytes, oldest first.
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { BufferPool } from '../../src/engine/pool';
+import { loadModel } from '../../src/engine/model';
+import { analyze } from '../../src/engine/analyze';
+import { FIXTURES } from '../helpers';
 
 describe('BufferPool', () => {
   test('gives back a buffer of the same length, never a buffer of another length', () => {
@@ -36,5 +40,31 @@ describe('BufferPool', () => {
     pool.clear();
     assert.equal(pool.heldBuffers, 0);
     assert.equal(pool.heldBytes, 0);
+  });
+});
+
+describe('resid_mid not kept (the extension worker: keepResidMid false)', () => {
+  test('the buffer goes back to the pool after the forward pass and serves the next analysis; the rest is unchanged', async () => {
+    const model = await loadModel(path.join(FIXTURES, 'models', 'tiny-gpt2'), { threads: 1, executionProvider: 'cpu' });
+    try {
+      const req = { text: 'the cat sat on the mat and the cat sat', topK: 5, maxTokens: 64, patterns: 'auto' as const };
+      const kept = await analyze(model, req);
+      const pool = new BufferPool();
+      const a = await analyze(model, { ...req, keepResidMid: false }, undefined, pool);
+      assert.equal(a.cache.residMid.length, 0);
+      assert.equal(pool.heldBuffers, 1, 'resid_mid is back in the pool');
+      const held = pool.take(kept.cache.residMid.length);
+      assert.equal(held.length, kept.cache.residMid.length);
+      pool.give(held);
+      const b = await analyze(model, { ...req, keepResidMid: false }, undefined, pool);
+      assert.equal(pool.heldBuffers, 1, 'taken and given back again, not a second buffer');
+      assert.equal(pool.take(held.length), held, 'the same buffer');
+      for (const x of [a, b]) {
+        assert.deepEqual(x.cache.resid, kept.cache.resid);
+        assert.deepEqual(x.lens.topIds, kept.lens.topIds);
+      }
+    } finally {
+      await model.release();
+    }
   });
 });

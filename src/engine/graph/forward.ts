@@ -1,6 +1,7 @@
 // The instrumented forward graph, one builder for every family (differences live in
 // ModelSpec and the canonical weights). Inputs and outputs:
 //   input_ids                      [batch, seq]            int64
+//   input_embeds                   [batch, seq, d_model]   W_E[input_ids] (option embedsInput)
 //   past_key_values.{L}.key|value  [batch, n_kv, past, d_head]  (past may be 0)
 //   pattern_rows, logit_rows       [1] int64 row gates (graph/gates.ts)
 //   logits                         [logit_rows, d_vocab]   (last position only)
@@ -54,6 +55,12 @@ export interface ForwardGraphOptions {
    * one-block graph (tools/gpu-placement.ts), and the blocks' gain was measured on the CPU.
    */
   blockedAttention?: boolean;
+  /**
+   * The token embeddings come in as `input_embeds` [batch, seq, d_model] (W_E[input_ids], read
+   * by the caller: embedrows.ts) instead of a Gather on W_E; input_ids still give the shapes
+   * and the head statistics. float32 weights only; default off.
+   */
+  embedsInput?: boolean;
 }
 
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
@@ -198,6 +205,7 @@ export function* forwardGraphLayers(
   sink: WeightSink | null = null,
 ): Generator<number, GraphBuilder, void> {
   const g = new GraphBuilder(`${spec.modelType}-forward`, sink, opts.halfWeights ?? false);
+  if (opts.embedsInput && g.halfWeights) throw new Error('input_embeds are read as float32 rows: not with float16 weights');
   const ids = g.input('input_ids', 'int64', ['batch', 'seq']);
   const kvDims = ['batch', spec.nKvHeads, 'past', spec.headDim];
   for (let L = 0; L < spec.nLayers; L++) {
@@ -208,7 +216,7 @@ export function* forwardGraphLayers(
   const shared = sharedValues(g, spec, ids, opts);
   const wE = weightInit(g, 'W_E', globals.embed, [spec.dVocab, spec.dModel]);
 
-  let x = gatherRows(g, wE, ids); // [batch, seq, d_model]
+  let x = opts.embedsInput ? g.input('input_embeds', 'float32', ['batch', 'seq', spec.dModel]) : gatherRows(g, wE, ids); // [batch, seq, d_model]
   if (spec.embedScale !== 1) x = g.op('Mul', [x, g.float(spec.embedScale)]); // Gemma: × √d_model
   if (globals.posEmbed) {
     const posIds = g.op('Range', [shared.past, g.op('Add', [shared.past, shared.seq]), g.ints([1], true)]);

@@ -72,7 +72,7 @@ export interface WeightSink {
 }
 
 /** Initializers at least this large go to the sink when there is one. */
-const EXTERNAL_MIN_BYTES = 1024;
+export const EXTERNAL_MIN_BYTES = 1024;
 
 export class GraphBuilder {
   protected readonly nodes: onnx.INodeProto[] = [];
