@@ -23,14 +23,17 @@ export interface EmbeddingTable {
 export const INPUT_EMBEDS = 'input_embeds';
 
 export class EmbeddingRows {
-  private fd: number | null = null;
+  private fd: number | null;
 
-  constructor(readonly table: EmbeddingTable) {}
+  /** Opens the file now: a cache entry removed while the model is loaded stays readable. */
+  constructor(readonly table: EmbeddingTable) {
+    this.fd = fs.openSync(table.file, 'r');
+  }
 
   /** W_E[ids] for ids [batch, seq] → [batch, seq, cols] (float32). */
   read(ids: BigInt64Array): Float32Array {
     const { file, offset, rows, cols } = this.table;
-    this.fd ??= fs.openSync(file, 'r');
+    if (this.fd === null) throw new EngineError('RUNTIME', 'The model was released.');
     const rowBytes = cols * 4;
     const out = new Float32Array(ids.length * cols);
     const bytes = new Uint8Array(out.buffer);

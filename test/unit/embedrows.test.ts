@@ -34,6 +34,15 @@ describe('embedding rows from the weights file', () => {
     long.close();
   });
 
+  test('the file is opened at once: a cache entry removed while the model is loaded stays readable', () => {
+    const file = tableFile(3, 2, 0);
+    const rows = new EmbeddingRows({ file, offset: 0, rows: 3, cols: 2 });
+    fs.rmSync(path.dirname(file), { recursive: true });
+    assert.deepEqual(Array.from(rows.read(BigInt64Array.of(2n))), [4.5, 5.5]);
+    rows.close();
+    assert.throws(() => rows.read(BigInt64Array.of(0n)), /released/);
+  });
+
   test('the session feeds input_embeds from input_ids (unless given), hides that input, closes the file', async () => {
     const seen: Record<string, NamedTensor>[] = [];
     let released = false;
