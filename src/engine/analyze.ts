@@ -189,7 +189,7 @@ export async function analyze(
  * collection of its choosing, often while the lens runs, whose buffers then come on top. The
  * engine worker runs with --expose-gc: when those copies are large, collect them now.
  * Measured (npm run bench's child, GPT-2-small, 1024 tokens, 2 threads): peak RSS 1239 MB in
- * 3 runs of 3 with it, 1249-1287 MB without; a collection takes ~10-30 ms.
+ * 3 runs of 3 with it, 1249-1287 MB without; forward times within their run-to-run noise.
  */
 function collectOutputCopies(nLayers: number, T: number, d: number): void {
   const gc = (globalThis as { gc?: () => void }).gc;
