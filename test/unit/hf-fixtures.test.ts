@@ -144,10 +144,11 @@ for (const name of NAMES) {
 // through a Gather on W_E. The same numbers, Gemma's √d_model scale included.
 describe('every fixture through the graph cache (input_embeds read from the weights file)', () => {
   const cacheDir = tmpDir();
-  for (const name of NAMES) {
-    test(name, async () => {
+  const cases = NAMES.flatMap((name) => formatsOf(name).map((f) => ({ name, ...f })));
+  for (const { name, label, dir } of cases) {
+    test(`${name} (${label})`, async () => {
       const ref = readHfReference(name);
-      const model = await loadModel(path.join(HF_DIR, name), { threads: 2, executionProvider: 'cpu', cacheDir });
+      const model = await loadModel(dir, { threads: 2, executionProvider: 'cpu', cacheDir });
       try {
         assert.equal(model.graphSource, 'cache-write');
         assert.ok(!model.forward.inputNames.includes('input_embeds'), 'the session feeds input_embeds itself');
@@ -160,7 +161,7 @@ describe('every fixture through the graph cache (input_embeds read from the weig
   }
   test('the entries say where W_E is, and the forward graphs take input_embeds', () => {
     const entries = fs.readdirSync(cacheDir);
-    assert.equal(entries.length, NAMES.length);
+    assert.equal(entries.length, cases.length);
     for (const e of entries) {
       const meta = JSON.parse(fs.readFileSync(path.join(cacheDir, e, 'meta.json'), 'utf8')) as { embedOffset?: number };
       assert.ok(Number.isInteger(meta.embedOffset), `${e}: embedOffset`);
