@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { withHugePages } from '../src/engine/client';
+import { SEMI_SPACE_FLAG, withHugePages } from '../src/engine/client';
 import { TextTokenizer } from '../src/engine/tokenizer';
 import { physicalCores } from '../src/engine/cores';
 
@@ -34,6 +34,7 @@ export function child(
     [
       '--max-old-space-size=16384',
       '--expose-gc', // as the engine worker runs (client.ts): analyze.ts collects onnxruntime's output copies
+      SEMI_SPACE_FLAG, // and with its young-generation size
       path.join(__dirname, 'child.js'),
       mode,
       dir,

@@ -296,7 +296,7 @@ const list = (s: string) => s.split(',').map((x) => Number(x.trim()));
 /** Engine settings tried at the most threads (TD_* variables read by the engine), against the default. */
 const VARIANTS: { name: string; env: Record<string, string> }[] = [
   { name: 'default', env: {} },
-  { name: 'memory arena off', env: { TD_ORT_ARENA: '0' } },
+  { name: 'memory arenas on', env: { TD_ORT_ARENA: '1' } },
   { name: 'no spinning threads', env: { TD_ORT_SPIN: '0' } },
   { name: 'parallel executor, 4 inter-op threads', env: { TD_ORT_INTEROP: '4' } },
   { name: 'lens W_U packed per chunk (no pre-packing)', env: { TD_LENS_PREPACK: '0' } },

@@ -118,7 +118,7 @@ export async function soak(
       // same model's other phase ends: j is the run's index within its phase.
       const j = models.length > 1 ? i % 50 : i;
       const start = (j * 7919) % (TEXT.length - 4000);
-      // The first run on each model is the longest, with attention patterns: onnxruntime's arena
+      // The first run on each model is the longest, with attention patterns: the process's heap
       // reaches its working size at once, so later RSS differences are growth, not warm-up.
       const probe = i === 1 || j === 0;
       const len = probe ? 1540 : 40 + ((j * 104729) % 1500); // mixed lengths, 40..1540 characters

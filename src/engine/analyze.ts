@@ -40,9 +40,9 @@ export interface AnalyzeRequest {
   interventions?: Interventions;
   /**
    * resid_mid stays with the analysis (default true: tests, goldens, the CLI's cache). No view
-   * reads it, so the extension's worker says false: the buffer goes back to the pool as soon as
-   * the forward pass has filled it, and the next analysis reuses it instead of both holding one
-   * (L·T·d floats: 38 MB at 1024 tokens of GPT-2-small).
+   * reads it, so the extension's worker says false: the forward pass then does not fetch it at
+   * all, which saves its buffer and onnxruntime-node's copy of it (L·T·d floats each: 38 MB at
+   * 1024 tokens of GPT-2-small).
    */
   keepResidMid?: boolean;
 }
@@ -55,7 +55,8 @@ export interface AnalyzeContext {
 
 /**
  * Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates (4 of them) on the CPU:
- * onnxruntime's arena keeps what the largest chunk needed for the rest of the process. Measured on
+ * the process keeps what the largest chunk needed (in the C heap; in onnxruntime's arena when
+ * that was on, runtime/ort.ts), and every analysis reuses it. Measured on
  * GPT-2-small, 2 threads, positions per chunk → arena and lens time per position: 18 → 162 MB,
  * 6.2-6.6 ms; 12 → 108 MB, +4%; 9 → 84 MB, +6%; 6 → 66 MB, +11% (each chunk streams the whole
  * unembedding once). 96 MB is 9 positions of GPT-2; bench/scaling.ts compares others on many cores.
@@ -144,7 +145,7 @@ export async function analyze(
     intervened.feeds,
     req.keepResidMid ?? true,
   );
-  collectOutputCopies(model.spec.nLayers, tokens.length, model.spec.dModel);
+  collectOutputCopies((cache.resid.length + cache.residMid.length) * 4);
   cache.interventions = intervened.record;
   rememberFeeds(cache, intervened.feeds);
   const t2 = performance.now();
@@ -185,15 +186,15 @@ export async function analyze(
 
 /**
  * onnxruntime-node hands back a copy of every fetched output even when it filled our arrays in
- * place (runtime/ort.ts): after a forward pass, (2L+1)·T·d floats of garbage that V8 frees at a
+ * place (runtime/ort.ts): after a forward pass, the residual streams' size again in garbage that V8 frees at a
  * collection of its choosing, often while the lens runs, whose buffers then come on top. The
  * engine worker runs with --expose-gc: when those copies are large, collect them now.
  * Measured (npm run bench's child, GPT-2-small, 1024 tokens, 2 threads): peak RSS 1239 MB in
  * 3 runs of 3 with it, 1249-1287 MB without; forward times within their run-to-run noise.
  */
-function collectOutputCopies(nLayers: number, T: number, d: number): void {
+function collectOutputCopies(bytes: number): void {
   const gc = (globalThis as { gc?: () => void }).gc;
-  if (gc && (2 * nLayers + 1) * T * d * 4 >= 32 * 1024 * 1024) gc();
+  if (gc && bytes >= 16 * 1024 * 1024) gc();
 }
 
 export function emptyPast(model: LoadedModel, batch = 1): Record<string, NamedTensor> {
@@ -276,7 +277,8 @@ async function forwardCache(
   const hasStats = patternsReq !== false && outputs.includes(statsHook.kernel(0));
   const fetches = [hook.residPre(0)];
   for (let L = 0; L < s.nLayers; L++) {
-    fetches.push(hook.residMid(L), hook.residPost(L));
+    if (keepMid) fetches.push(hook.residMid(L));
+    fetches.push(hook.residPost(L));
     if (hasPatterns) fetches.push(hook.pattern(L));
     if (hasStats) for (const k of STATS) fetches.push(statsHook[k](L));
   }
@@ -286,18 +288,18 @@ async function forwardCache(
   // returns a copy of each as well, dropped here).
   const alloc = (n: number) => (pool ? pool.take(n) : new Float32Array(n));
   const resid = alloc((s.nLayers + 1) * T * d);
-  const residMid = alloc(s.nLayers * T * d);
+  // not fetched when not kept: onnxruntime frees each layer's copy as soon as its MLP has read it
+  const residMid = keepMid ? alloc(s.nLayers * T * d) : new Float32Array(0);
   const per = s.nHeads * T * T;
   const pat = hasPatterns ? alloc(s.nLayers * per) : null;
   const rd = [1, T, d];
   const into: Record<string, NamedTensor> = { [hook.residPre(0)]: { data: resid.subarray(0, T * d), dims: rd } };
   for (let L = 0; L < s.nLayers; L++) {
     into[hook.residPost(L)] = { data: resid.subarray((L + 1) * T * d, (L + 2) * T * d), dims: rd };
-    into[hook.residMid(L)] = { data: residMid.subarray(L * T * d, (L + 1) * T * d), dims: rd };
+    if (keepMid) into[hook.residMid(L)] = { data: residMid.subarray(L * T * d, (L + 1) * T * d), dims: rd };
     if (pat) into[hook.pattern(L)] = { data: pat.subarray(L * per, (L + 1) * per), dims: [1, s.nHeads, T, T] };
   }
   const out = await model.forward.run({ ...forwardFeeds(model, ids, hasPatterns), ...feeds }, fetches, into);
-  if (!keepMid) pool?.give(residMid);
   let zMean: Float32Array | null = null;
   if (hasZMean) {
     const per = s.nHeads * s.headDim;
@@ -310,7 +312,7 @@ async function forwardCache(
     d_model: d,
     n_heads: s.nHeads,
     resid,
-    residMid: keepMid ? residMid : new Float32Array(0),
+    residMid,
     patterns: pat,
     headStats: hasStats ? collectHeadStats(model, T, out) : null,
     zMean,
