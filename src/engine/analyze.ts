@@ -186,11 +186,14 @@ export async function analyze(
 
 /**
  * onnxruntime-node hands back a copy of every fetched output even when it filled our arrays in
- * place (runtime/ort.ts): after a forward pass, the residual streams' size again in garbage that V8 frees at a
- * collection of its choosing, often while the lens runs, whose buffers then come on top. The
- * engine worker runs with --expose-gc: when those copies are large, collect them now.
+ * place (runtime/ort.ts): after a forward pass, the fetched residual streams' size again in
+ * garbage that V8 frees at a collection of its choosing, often while the lens runs, whose
+ * buffers then come on top. The engine worker runs with --expose-gc: when those copies are
+ * large, collect them now.
  * Measured (npm run bench's child, GPT-2-small, 1024 tokens, 2 threads): peak RSS 1239 MB in
  * 3 runs of 3 with it, 1249-1287 MB without; forward times within their run-to-run noise.
+ * From 16 MB of copies on (resid_mid is no longer fetched by the worker, so 512 tokens of
+ * GPT-2-small now leave 20 MB, not 39 MB: still collected).
  */
 function collectOutputCopies(bytes: number): void {
   const gc = (globalThis as { gc?: () => void }).gc;
