@@ -7,8 +7,9 @@ import { fork, type ChildProcess } from 'node:child_process';
  * V8's young generation capped at 2 MB semi-spaces (default 16 MB): the worker's JavaScript
  * allocates little besides typed arrays, which live outside that heap, so a smaller nursery
  * costs nothing measurable and the process keeps less idle heap. Measured (npm run bench's
- * child, GPT-2-small, 2 threads): peak RSS 913-925 → 834-889 MB at 512 tokens, 1111-1231 →
- * 1072-1081 MB at 1024; forward, lens and metrics times within their run-to-run noise.
+ * child, GPT-2-small, 2 threads, 2-3 runs each): peak RSS 913-925 → 834-889 MB at 512 tokens,
+ * 1111-1231 → 1072-1081 MB at 1024 (a measure that varies by up to 190 MB from run to run:
+ * README, Performance); forward, lens and metrics times within their run-to-run noise.
  */
 export const SEMI_SPACE_FLAG = '--max-semi-space-size=2';
 
