@@ -291,7 +291,8 @@ async function forwardCache(
   // returns a copy of each as well, dropped here).
   const alloc = (n: number) => (pool ? pool.take(n) : new Float32Array(n));
   const resid = alloc((s.nLayers + 1) * T * d);
-  // not fetched when not kept: onnxruntime frees each layer's copy as soon as its MLP has read it
+  // not fetched when not kept: no buffer of ours and no copy by onnxruntime-node (onnxruntime
+  // itself still holds the unfetched outputs until the run ends, graph/gates.ts)
   const residMid = keepMid ? alloc(s.nLayers * T * d) : new Float32Array(0);
   const per = s.nHeads * T * T;
   const pat = hasPatterns ? alloc(s.nLayers * per) : null;
