@@ -18,6 +18,9 @@ import type { BufferPool } from './pool';
 import { interventionName } from './graph/interventions';
 import { interventionFeeds, rememberFeeds, type Feeds } from './interventions/feeds';
 import type { Interventions } from '../shared/interventions';
+import { blockedLogitLens, contextTokens, emptyPerPosition, walkChunk, type PerPosition } from './lensblocked';
+
+export { contextTokens } from './lensblocked';
 
 export interface AnalyzeRequest {
   /** The text to analyse (tokenized with the model's tokenizer). */
@@ -54,7 +57,8 @@ export interface AnalyzeContext {
 }
 
 /**
- * Memory budget for one lens chunk's [rows, chunk, d_vocab] intermediates (4 of them) on the CPU:
+ * Memory budget for one lens chunk's [chunk, rows, d_vocab] intermediates (4 of them) on the CPU
+ * ([chunk, rows, block] for the blocked lens, lensblocked.ts, whose chunks are so larger):
  * the process keeps what the largest chunk needed (in the C heap; in onnxruntime's arena when
  * that was on, runtime/ort.ts), and every analysis reuses it. Measured on
  * GPT-2-small, 2 threads, positions per chunk → arena and lens time per position: 18 → 162 MB,
@@ -69,9 +73,19 @@ const LENS_CHUNK_BYTES = 96 * 1024 * 1024;
  */
 const GPU_LENS_CHUNK_BYTES = 768 * 1024 * 1024;
 
-function lensChunkBytes(provider: string): number {
+/**
+ * The blocked lens's budget (lensblocked.ts: [chunk, rows, block] intermediates, 29 positions of
+ * GPT-2-small against a block of 3866 tokens). Smaller buffers leave less freed heap behind that
+ * glibc keeps mapped: bench child, GPT-2-small, 512 tokens, 2 threads, peak RSS in 6 runs
+ * 710–723 MB (one 810) at 24 MB, against 720–955 MB at 96 MB (half the runs above 870) and
+ * 722–910 at 48; lens times within their noise (3.4–3.5 s); at 12 MB the lens was 10–20% slower.
+ */
+const BLOCKED_LENS_CHUNK_BYTES = 24 * 1024 * 1024;
+
+function lensChunkBytes(provider: string, blocked = false): number {
   const mb = Number(process.env.TD_LENS_CHUNK_MB);
   if (Number.isFinite(mb) && mb > 0) return mb * 1024 * 1024;
+  if (blocked) return BLOCKED_LENS_CHUNK_BYTES;
   return provider === 'cpu' ? LENS_CHUNK_BYTES : GPU_LENS_CHUNK_BYTES;
 }
 
@@ -156,6 +170,7 @@ export async function analyze(
     tokens.map((t) => t.id),
     req.topK,
     signal,
+    pool,
   );
   const t3 = performance.now();
   const walk = await walkMetrics(
@@ -330,6 +345,7 @@ async function logitLens(
   ids: number[],
   k: number,
   signal?: AbortSignal,
+  pool?: BufferPool,
 ): Promise<{ lens: LensTable; lastLogitsTop: { id: number; prob: number }[]; perPosition: PerPosition }> {
   const s = model.spec;
   const { resid } = cache;
@@ -338,15 +354,22 @@ async function logitLens(
   const V = s.dVocab;
   const rows = s.nLayers + 1;
   const kk = Math.min(k, V);
+  if (model.lensBlocks) {
+    const { lens, perPosition } = await blockedLogitLens(
+      model,
+      model.lensBlocks,
+      resid,
+      ids,
+      k,
+      lensChunkBytes(model.lens.provider, true),
+      () => checkCancel(signal),
+      pool,
+    );
+    return { lens, lastLogitsTop: lastTop(lens), perPosition };
+  }
   const chunk = Math.max(1, Math.min(T, Math.floor(lensChunkBytes(model.lens.provider) / (rows * V * 4 * 4))));
   const lens: LensTable = emptyLensTable(rows, T, kk);
-  const perPosition: PerPosition = {
-    norms: new Float32Array(rows * T),
-    normsFinal: new Float32Array(rows * T),
-    cosToFinal: new Float32Array(rows * T),
-    stepSize: new Float32Array((rows - 1) * T),
-    stepCos: new Float32Array((rows - 1) * T),
-  };
+  const perPosition = emptyPerPosition(rows, T);
   // Chunk buffers allocated once and reused: fresh memory costs page faults on every chunk.
   const xBuf = new Float32Array(rows * chunk * d);
   const context = contextTokens(ids);
@@ -398,52 +421,14 @@ async function logitLens(
       }
     }
   }
-  // the model's own next-token distribution at the last position is the lens's final row there
-  const at = ((rows - 1) * T + T - 1) * kk;
-  const lastLogitsTop = Array.from({ length: kk }, (_, j) => ({ id: lens.topIds[at + j]!, prob: lens.topProbs[at + j]! }));
-  return { lens, lastLogitsTop, perPosition };
+  return { lens, lastLogitsTop: lastTop(lens), perPosition };
 }
 
-/** The walk's per-position measures the lens graph computes (graph/walkstats.ts). */
-type PerPosition = Pick<WalkMetrics, 'norms' | 'normsFinal' | 'cosToFinal' | 'stepSize' | 'stepCos'>;
-
-/** One lens chunk's walk measures, position-major [C, rows], into the [rows, T] tables. */
-function walkChunk(p: PerPosition, out: Record<string, NamedTensor>, c0: number, C: number, rows: number, T: number): void {
-  const put = (dst: Float32Array, name: string, R: number) => {
-    const src = out[name]!.data as Float32Array;
-    for (let c = 0; c < C; c++) for (let r = 0; r < R; r++) dst[r * T + c0 + c] = src[c * R + r]!;
-  };
-  put(p.norms, 'norm', rows);
-  put(p.normsFinal, 'norm_final', rows);
-  put(p.cosToFinal, 'cos_to_final', rows);
-  put(p.stepSize, 'step_size', rows - 1);
-  put(p.stepCos, 'step_cos', rows - 1);
-}
-
-/**
- * The distinct tokens of a sequence in order of first occurrence, with that position: the lens
- * graph's copy mass reads p at these ids. seenBy(p) = how many first occur at positions ≤ p.
- */
-export function contextTokens(ids: readonly number[]): { ids: BigInt64Array; firstSeen: Float32Array; seenBy(pos: number): number } {
-  const order: number[] = [];
-  const first: number[] = [];
-  const known = new Set<number>();
-  ids.forEach((id, p) => {
-    if (known.has(id)) return;
-    known.add(id);
-    order.push(id);
-    first.push(p);
-  });
-  const firstSeen = Float32Array.from(first);
-  return {
-    ids: BigInt64Array.from(order, (id) => BigInt(id)),
-    firstSeen,
-    seenBy(pos: number): number {
-      let n = 0;
-      while (n < first.length && first[n]! <= pos) n++;
-      return n;
-    },
-  };
+/** The model's own next-token distribution at the last position: the lens's final row there. */
+function lastTop(lens: LensTable): { id: number; prob: number }[] {
+  const { rows, pos: T, k } = lens;
+  const at = ((rows - 1) * T + T - 1) * k;
+  return Array.from({ length: k }, (_, j) => ({ id: lens.topIds[at + j]!, prob: lens.topProbs[at + j]! }));
 }
 
 /** The derived measures every view needs (METRICS.md). */

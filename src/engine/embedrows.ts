@@ -51,6 +51,30 @@ export class EmbeddingRows {
     return out;
   }
 
+  /** Rows [first, first + count) into `into` (≥ count·cols floats): one read of contiguous bytes. */
+  readRange(first: number, count: number, into: Float32Array): Float32Array {
+    const { file, offset, rows, cols } = this.table;
+    if (this.fd === null) throw new EngineError('RUNTIME', 'The model was released.');
+    if (
+      !Number.isInteger(first) ||
+      !Number.isInteger(count) ||
+      first < 0 ||
+      count < 0 ||
+      first + count > rows ||
+      into.length < count * cols
+    )
+      throw new EngineError('RUNTIME', `Rows ${first}..${first + count - 1} are outside the table (0..${rows - 1}) or the buffer.`);
+    const want = count * cols * 4;
+    const bytes = new Uint8Array(into.buffer, into.byteOffset, want);
+    let done = 0;
+    while (done < want) {
+      const n = fs.readSync(this.fd, bytes, done, want - done, offset + first * cols * 4 + done);
+      if (n === 0) throw new EngineError('BAD_WEIGHTS', `The graph cache's weights file ${file} ends before row ${first + count - 1}.`);
+      done += n;
+    }
+    return into.subarray(0, count * cols);
+  }
+
   close(): void {
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;

@@ -8,6 +8,8 @@ import { rowNorms, weightReader, type WeightReader } from './arch/weights';
 import { forwardGraphLayers, HalfRangeError, hook, ropeCpuNodes, type ForwardGraphOptions } from './graph/forward';
 import { EXTERNAL_MIN_BYTES, type GraphBuilder, type WeightSink } from './onnx/builder';
 import { buildLensGraph } from './graph/lens';
+import { buildLensBlockGraph, buildLensPrepGraph } from './graph/lensblocks';
+import type { LensBlocks } from './lensblocked';
 import { withGateDefaults } from './graph/gates';
 import { EmbeddingRows, withEmbeddingRows, type EmbeddingTable } from './embedrows';
 import { createLinAlg, type LinAlg } from './linalg';
@@ -38,7 +40,13 @@ export interface LoadedModel {
   spec: ModelSpec;
   tokenizer: TextTokenizer;
   forward: Session;
+  /** The whole-vocabulary lens graph (graph/lens.ts), or the block graph when lensBlocks is set. */
   lens: Session;
+  /**
+   * The lens in vocabulary blocks with W_U read from the weights file (lensblocked.ts): the CPU
+   * with float32 weights through the graph cache. Absent: `lens` is the whole-vocabulary graph.
+   */
+  lensBlocks?: LensBlocks;
   /**
    * The session generation steps run on: the forward session on the CPU; on WebGPU a second
    * session of the same graph, made at the first generation, whose outputs (the KV cache, and
@@ -84,6 +92,26 @@ export interface LoadOptions extends RuntimeOptions {
   weightPrecision?: WeightPrecisionRequest;
   /** Least time between two load-progress messages (default 200 ms; tests use 0). */
   progressIntervalMs?: number;
+  /**
+   * Most tokens per block of the blocked lens (lensblocked.ts; default LENS_VOCAB_BLOCK, or
+   * TD_LENS_VOCAB_BLOCK); 0: the whole-vocabulary lens even where the blocked one applies.
+   */
+  lensVocabBlock?: number;
+}
+
+/**
+ * Tokens per block of the blocked lens: 12.6 MB of GPT-2-small's W_U read per block.
+ * TD_LENS_VOCAB_BLOCK overrides it; TD_LENS_VOCAB_BLOCK=0 selects the whole-vocabulary lens.
+ */
+export const LENS_VOCAB_BLOCK = 4096;
+
+function lensVocabBlock(opts: LoadOptions): number {
+  if (opts.lensVocabBlock !== undefined) return opts.lensVocabBlock;
+  const env = process.env.TD_LENS_VOCAB_BLOCK;
+  if (env === undefined || env === '') return LENS_VOCAB_BLOCK;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 0) throw new EngineError('BAD_REQUEST', `TD_LENS_VOCAB_BLOCK must be a whole number ≥ 0, not "${env}".`);
+  return n;
 }
 
 /** Above this many float32 weight bytes a graph cannot be one protobuf (2 GB limit). */
@@ -175,18 +203,27 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   // The other sessions use the provider that started (a failed GPU provider is not retried).
   const started: LoadOptions = { ...opts, environment, executionProvider: forward.provider as ProviderRequest };
   let lens: Session;
+  let lensBlocks: LensBlocks | undefined;
   let linalg: LinAlg;
+  const blockRows = Math.min(lensVocabBlock(opts), spec.dVocab);
   try {
-    lens = await createSession(built.lens, { ...started, prepack: lensPrepack() });
+    if (forward.provider === 'cpu' && precision === 'float32' && built.embeds && built.unembeds && blockRows > 0) {
+      lensBlocks = await blockedLensSessions(spec, built, blockRows, started);
+      lens = lensBlocks.block;
+    } else lens = await createSession(built.lens, { ...started, prepack: lensPrepack() });
   } catch (e) {
     await forward.release();
     throw e;
   }
+  const releaseLens = async () => {
+    if (lensBlocks) await releaseLensBlocks(lensBlocks);
+    else await lens.release();
+  };
   try {
     linalg = await createLinAlg(started);
   } catch (e) {
     await forward.release();
-    await lens.release();
+    await releaseLens();
     throw e;
   }
   const { lnFinal, unembedNorms, embedNorms } = built;
@@ -217,6 +254,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     tokenizer,
     forward: forwardSession,
     lens,
+    ...(lensBlocks ? { lensBlocks } : {}),
     lnFinal,
     unembedNorms,
     embedNorms,
@@ -228,11 +266,41 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
     async release() {
       await generation.release();
       await forward.release();
-      await lens.release();
+      await releaseLens();
       await linalg.release();
       await suffix.release();
     },
   };
+}
+
+/**
+ * The blocked lens's sessions (graph/lensblocks.ts, built here: their only weights are ln_final's
+ * and the rank's column of ones) and its readers of W_U's and W_E's rows in the weights file.
+ */
+async function blockedLensSessions(spec: ModelSpec, built: BuiltGraphs, blockRows: number, opts: LoadOptions): Promise<LensBlocks> {
+  const unembed = new EmbeddingRows(built.unembeds!);
+  const sameTable = built.unembeds!.file === built.embeds!.file && built.unembeds!.offset === built.embeds!.offset;
+  const embed = sameTable ? unembed : new EmbeddingRows(built.embeds!);
+  const made: Session[] = [];
+  try {
+    const prep = await createSession(buildLensPrepGraph(spec, built.lnFinal).encode(), opts);
+    made.push(prep);
+    const block = await createSession(buildLensBlockGraph(spec).encode(), opts);
+    made.push(block);
+    return { prep, block, unembed, embed, softcap: spec.finalSoftcap, blockRows };
+  } catch (e) {
+    for (const s of made) await s.release();
+    unembed.close();
+    embed.close();
+    throw e;
+  }
+}
+
+async function releaseLensBlocks(lb: LensBlocks): Promise<void> {
+  await lb.prep.release();
+  await lb.block.release();
+  lb.unembed.close();
+  lb.embed.close();
 }
 
 /** Every output of the forward graph but the logits (they stay on the device while generating). */
@@ -431,6 +499,11 @@ interface BuiltGraphs {
   source: LoadedModel['graphSource'];
   /** W_E's rows in the cache's weights file when the forward graph takes input_embeds (embedrows.ts). */
   embeds: EmbeddingTable | null;
+  /**
+   * W_U's rows there too (the same table as `embeds` when tied), for the blocked lens; null for
+   * a model with an unembedding bias (none of the families today): the whole-vocabulary lens then.
+   */
+  unembeds: EmbeddingTable | null;
 }
 
 /** What the engine keeps in JavaScript beside the graphs: ln_final's weights, ‖W_U‖ and ‖W_E‖ rows. */
@@ -453,7 +526,7 @@ async function buildInMemory(ckpt: Checkpoint, spec: ModelSpec, graphOpts: Graph
   const globals = reader.globals();
   const side = jsSide(spec, globals);
   const lens = buildLensGraph(spec, globals, null, graphOpts.halfWeights, graphOpts.gpuTopK, side.embedNorms).encode();
-  return { forward, lens, suffix: null, ...side, source: 'memory', embeds: null };
+  return { forward, lens, suffix: null, ...side, source: 'memory', embeds: null, unembeds: null };
 }
 
 /** The JS-side arrays stored next to a cached graph: ln_final w (b), ‖W_U‖, ‖W_E‖. */
@@ -499,16 +572,22 @@ async function graphsViaCache(
       ...(graphOpts.embedsInput ? { embedsInput: true } : {}),
     },
   );
-  const table = (dirOf: string, offset: number | undefined): EmbeddingTable | null => {
+  const table = (dirOf: string, offset: number | undefined, what = 'W_E'): EmbeddingTable | null => {
     if (!graphOpts.embedsInput) return null;
-    if (offset === undefined) throw new Error('the cache entry does not say where W_E is');
+    if (offset === undefined) throw new Error(`the cache entry does not say where ${what} is`);
     return { file: path.join(dirOf, WEIGHTS_FILE), offset, rows: spec.dVocab, cols: spec.dModel };
   };
   const hit = findCached(cacheDir, key);
   if (hit) {
     try {
-      const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as { hasBias: boolean; tiedNorms: boolean; embedOffset?: number };
+      const meta = JSON.parse(fs.readFileSync(hit.meta, 'utf8')) as {
+        hasBias: boolean;
+        tiedNorms: boolean;
+        embedOffset?: number;
+        unembedOffset?: number;
+      };
       const embeds = table(hit.dir, meta.embedOffset);
+      const unembeds = meta.unembedOffset === undefined ? null : table(hit.dir, meta.unembedOffset, 'W_U');
       markUsed(hit.dir);
       pruneCache(cacheDir, { maxBytes: limit, keep: [key] });
       return {
@@ -518,6 +597,7 @@ async function graphsViaCache(
         ...readNorms(hit.norms, spec, meta.hasBias, meta.tiedNorms),
         source: 'cache-hit',
         embeds,
+        unembeds,
       };
     } catch {
       fs.rmSync(hit.dir, { recursive: true, force: true }); // damaged entry: rebuild
@@ -541,6 +621,8 @@ async function graphsViaCache(
     sink.close();
     writeNorms(entry.paths.norms, side);
     const embedOffset = graphOpts.embedsInput ? sink.refOf(globals.embed)?.offset : undefined;
+    // the blocked lens reads W_U's rows there (lensblocked.ts; models without an unembedding bias)
+    const unembedOffset = graphOpts.embedsInput && !globals.unembedBias ? sink.refOf(globals.unembed)?.offset : undefined;
     fs.writeFileSync(
       entry.paths.meta,
       JSON.stringify({
@@ -549,6 +631,7 @@ async function graphsViaCache(
         hasBias: side.lnFinal.b !== null,
         tiedNorms: side.embedNorms === side.unembedNorms,
         ...(embedOffset !== undefined ? { embedOffset } : {}),
+        ...(unembedOffset !== undefined ? { unembedOffset } : {}),
         created: new Date().toISOString(),
       }),
     );
@@ -561,6 +644,7 @@ async function graphsViaCache(
       ...side,
       source: 'cache-write',
       embeds: table(final.dir, embedOffset),
+      unembeds: unembedOffset === undefined ? null : table(final.dir, unembedOffset, 'W_U'),
     };
   } catch (e) {
     sink?.discard(); // a cancelled or failed conversion: close the file, then the folder goes

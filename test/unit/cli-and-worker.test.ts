@@ -177,7 +177,11 @@ describe('engine worker process', () => {
     const a = await client.analyze({ text: 'again', topK: 5, maxTokens: 64, patterns: false });
     assert.ok(a.tokens.length > 0);
     const stats = await client.stats();
-    assert.equal(stats.liveSessions, 6, 'forward, lens and the four linear-algebra sessions (covariance, product, cosine, projection)');
+    assert.equal(
+      stats.liveSessions,
+      7,
+      'forward, the blocked lens (prep and block graphs) and the four linear-algebra sessions (covariance, product, cosine, projection)',
+    );
     assert.equal(stats.model?.architecture, 'llama');
   });
 });

@@ -34,6 +34,21 @@ describe('embedding rows from the weights file', () => {
     long.close();
   });
 
+  test('a range of rows in one read (the blocked lens reads W_U so), and clear errors outside the table', async () => {
+    const file = tableFile(5, 3, 64);
+    const rows = new EmbeddingRows({ file, offset: 64, rows: 5, cols: 3 });
+    const into = new Float32Array(4 * 3).fill(-1);
+    assert.deepEqual(Array.from(rows.readRange(2, 3, into)), [6.5, 7.5, 8.5, 9.5, 10.5, 11.5, 12.5, 13.5, 14.5]);
+    assert.deepEqual(Array.from(into.subarray(9)), [-1, -1, -1], 'nothing written past the rows asked for');
+    assert.deepEqual(Array.from(rows.readRange(0, 1, into)), [0.5, 1.5, 2.5]);
+    await rejectsWith(() => rows.readRange(3, 3, into), 'RUNTIME', /outside the table/);
+    await rejectsWith(() => rows.readRange(0, 5, into), 'RUNTIME', /or the buffer/);
+    rows.close();
+    const long = new EmbeddingRows({ file, offset: 64, rows: 9, cols: 3 });
+    await rejectsWith(() => long.readRange(4, 3, new Float32Array(9)), 'BAD_WEIGHTS', /ends before row 6/);
+    long.close();
+  });
+
   test('the file is opened at once: a cache entry removed while the model is loaded stays readable', () => {
     const file = tableFile(3, 2, 0);
     const rows = new EmbeddingRows({ file, offset: 0, rows: 3, cols: 2 });
