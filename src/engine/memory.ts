@@ -7,7 +7,9 @@
 //    parameter (W_E, W_pos, blocks, W_U when untied); the lens session holds its own copy
 //    of W_E (and W_U when untied): sessions do not share initializers. (Through the graph
 //    cache on the CPU the forward session's W_E is memory-mapped and read only for
-//    generation's logits: an analysis's embeddings come from the file, embedrows.ts.)
+//    generation's logits: an analysis's embeddings come from the file, embedrows.ts; and the
+//    lens reads W_U from that file in vocabulary blocks, lensblocked.ts, so it holds no copy.
+//    The estimate still counts one, on the safe side: it does not know which provider runs.)
 //  - while loading, transiently: the float32 arrays read from the checkpoint and the
 //    serialised ONNX model bytes, next to onnxruntime's copy.
 //  - per analysis of T tokens: resid_pre/mid/post of every layer ((2L+1)·T·d floats) as
