@@ -3,8 +3,11 @@
 // inputs, the engine told after each run which analysis is shown — measuring the worker's RSS,
 // live onnxruntime sessions and open file handles. Passes when RSS after warm-up is flat
 // (slope < 1 MB per 100 runs), the session count stays constant and file handles do not grow.
-//   node out/tools/soak.js [--runs 1500] [--models dirA,dirB] [--json out.json]
+//   node out/tools/soak.js [--runs 1500] [--models dirA,dirB] [--json out.json] [--no-cache]
+// Models load through a graph cache in a temporary folder, as the extension loads them (the
+// blocked lens, W_E and W_U read from the cache's weights file); --no-cache builds in memory.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { EngineClient } from '../src/engine/client';
 
@@ -88,6 +91,7 @@ export async function soak(
   models: string[],
   runs: number,
   log: (s: string) => void = () => undefined,
+  cacheDir?: string,
 ): Promise<SoakResult> {
   const client = new EngineClient({ workerPath });
   const r: SoakResult = {
@@ -107,11 +111,11 @@ export async function soak(
   const t0 = performance.now();
   let model = 0;
   try {
-    await client.load({ dir: models[0]!, threads: 2, executionProvider: 'cpu' });
+    await client.load({ dir: models[0]!, threads: 2, executionProvider: 'cpu', cacheDir });
     for (let i = 1; i <= runs; i++) {
       if (i % 50 === 0 && models.length > 1) {
         model = (model + 1) % models.length;
-        await client.load({ dir: models[model]!, threads: 2, executionProvider: 'cpu' });
+        await client.load({ dir: models[model]!, threads: 2, executionProvider: 'cpu', cacheDir });
         r.switches++;
       }
       // Every phase (50 runs on one model) does the same work, so its end is comparable with the
@@ -169,12 +173,25 @@ async function main(): Promise<void> {
   )
     .split(',')
     .filter((d) => fs.existsSync(d));
-  const res = await soak(path.join(root, 'dist', 'engine-worker.js'), models, Number(opt('runs') ?? 1500), (s) =>
-    process.stderr.write(s + '\n'),
-  );
+  const cacheDir = argv.includes('--no-cache') ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'td-soak-cache-'));
+  let res: SoakResult;
+  try {
+    res = await soak(
+      path.join(root, 'dist', 'engine-worker.js'),
+      models,
+      Number(opt('runs') ?? 1500),
+      (s) => process.stderr.write(s + '\n'),
+      cacheDir,
+    );
+  } finally {
+    if (cacheDir) fs.rmSync(cacheDir, { recursive: true, force: true });
+  }
   const out = opt('json') ?? path.join(root, 'bench', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ models: models.map((m) => path.basename(m)), ...res }, null, 1));
+  fs.writeFileSync(
+    out,
+    JSON.stringify({ models: models.map((m) => path.basename(m)), graphCache: cacheDir !== undefined, ...res }, null, 1),
+  );
   process.stdout.write(
     `soak: ${res.runs} runs (${res.completed} completed, ${res.cancelled} cancelled, ${res.switches} model switches) in ${res.seconds.toFixed(0)} s; ` +
       `RSS slope ${res.slopeMbPer100.toFixed(2)} MB/100 runs (${res.rssMb[0]?.toFixed(0)} → ${res.rssMb[res.rssMb.length - 1]?.toFixed(0)} MB); ` +

@@ -274,8 +274,8 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
 }
 
 /**
- * The blocked lens's sessions (graph/lensblocks.ts, built here: their only weights are ln_final's
- * and the rank's column of ones) and its readers of W_U's and W_E's rows in the weights file.
+ * The blocked lens's sessions (graph/lensblocks.ts, built here: their only weights are ln_final's)
+ * and its readers of W_U's and W_E's rows in the weights file.
  */
 async function blockedLensSessions(spec: ModelSpec, built: BuiltGraphs, blockRows: number, opts: LoadOptions): Promise<LensBlocks> {
   const unembed = new EmbeddingRows(built.unembeds!);
