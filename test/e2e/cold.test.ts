@@ -7,6 +7,7 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, startCodeServer, type CodeServer, type VsCodeSession } from './harness';
 import { assertLensCells, columnTokens, shownTokens } from './checks';
@@ -66,6 +67,7 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
   let server: CodeServer;
   let failed = false;
   const engine = new Engine();
+  const referenceCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-e2e-reference-'));
   const times: string[] = [];
 
   before(async () => {
@@ -77,7 +79,14 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
         theme: 'light',
         settings: { 'transformerDynamics.threads': THREADS },
       }),
-      engine.load({ dir: BUNDLED, threads: THREADS, executionProvider: 'cpu' }),
+      // through a graph cache, as the extension loads it: the same graphs (the blocked logit lens,
+      // lensblocked.ts), so the exported file can be held to the engine's numbers within 1e-5
+      engine.load({
+        dir: BUNDLED,
+        threads: THREADS,
+        executionProvider: 'cpu',
+        cacheDir: referenceCache,
+      }),
     ]);
     server = cs;
     times.push(`server, browser and reference engine: ${Date.now() - t0} ms`);
@@ -86,6 +95,7 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
   after(async () => {
     await server?.dispose({ failed });
     await engine.dispose();
+    fs.rmSync(referenceCache, { recursive: true, force: true });
     process.stderr.write(`[e2e cold] ${times.join('; ')}\n`);
   });
 
