@@ -2,8 +2,10 @@
 // residual stream, attention pattern and lens cell. Shared by the CPU golden tests and the
 // WebGPU ones, which hold every provider to the same numbers.
 import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
 import type { Analysis } from '../src/shared/analysis';
-import { assertClose, flat } from './helpers';
+import { assertClose, FIXTURES, flat, tmpDir } from './helpers';
+import { convertLlama2c } from '../tools/convert/llama2c';
 import { assertStreamsClose } from './hfReference';
 
 export interface LensGolden {
@@ -97,4 +99,13 @@ export function compareMidAndLens(a: Analysis, g: LensAndMid): void {
       }
     }
   }
+}
+
+/** The folder of a golden's model: a committed fixture, or the vendored stories260K converted to HF layout. */
+export function goldenModelDir(name: string): string {
+  if (name !== 'stories260K') return path.join(FIXTURES, 'models', name);
+  const stories = path.join(FIXTURES, 'stories260K');
+  const out = path.join(tmpDir('td-stories-'), 'stories260K');
+  convertLlama2c(path.join(stories, 'stories260K.bin'), path.join(stories, 'tok512.bin'), out);
+  return out;
 }

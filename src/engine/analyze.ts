@@ -18,7 +18,7 @@ import type { BufferPool } from './pool';
 import { interventionName } from './graph/interventions';
 import { interventionFeeds, rememberFeeds, type Feeds } from './interventions/feeds';
 import type { Interventions } from '../shared/interventions';
-import { blockedLogitLens, contextTokens, emptyPerPosition, walkChunk, type PerPosition } from './lensblocked';
+import { blockedLogitLens, contextTokens, emptyPerPosition, positionMajor, walkChunk, type PerPosition } from './lensblocked';
 
 export { contextTokens } from './lensblocked';
 
@@ -376,10 +376,7 @@ async function logitLens(
   for (let c0 = 0; c0 < T; c0 += chunk) {
     checkCancel(signal);
     const C = Math.min(chunk, T - c0);
-    // position-major [C, rows, d]
-    const x = xBuf.subarray(0, rows * C * d);
-    for (let c = 0; c < C; c++)
-      for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
+    const x = positionMajor(resid, rows, T, d, c0, C, xBuf); // [C, rows, d]
     const next = new BigInt64Array(C);
     const positions = new Float32Array(C);
     for (let c = 0; c < C; c++) {

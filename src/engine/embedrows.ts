@@ -32,7 +32,7 @@ export class EmbeddingRows {
 
   /** W_E[ids] for ids [batch, seq] → [batch, seq, cols] (float32). */
   read(ids: BigInt64Array): Float32Array {
-    const { file, offset, rows, cols } = this.table;
+    const { offset, rows, cols } = this.table;
     if (this.fd === null) throw new EngineError('RUNTIME', 'The model was released.');
     const rowBytes = cols * 4;
     const out = new Float32Array(ids.length * cols);
@@ -41,19 +41,14 @@ export class EmbeddingRows {
       const id = Number(ids[i]);
       if (!Number.isInteger(id) || id < 0 || id >= rows)
         throw new EngineError('BAD_REQUEST', `Token id ${ids[i]} is outside the vocabulary (0..${rows - 1}).`);
-      let done = 0;
-      while (done < rowBytes) {
-        const n = fs.readSync(this.fd, bytes, i * rowBytes + done, rowBytes - done, offset + id * rowBytes + done);
-        if (n === 0) throw new EngineError('BAD_WEIGHTS', `The graph cache's weights file ${file} ends before the row of token ${id}.`);
-        done += n;
-      }
+      this.readFully(bytes, i * rowBytes, rowBytes, offset + id * rowBytes, `the row of token ${id}`);
     }
     return out;
   }
 
   /** Rows [first, first + count) into `into` (≥ count·cols floats): one read of contiguous bytes. */
   readRange(first: number, count: number, into: Float32Array): Float32Array {
-    const { file, offset, rows, cols } = this.table;
+    const { offset, rows, cols } = this.table;
     if (this.fd === null) throw new EngineError('RUNTIME', 'The model was released.');
     if (
       !Number.isInteger(first) ||
@@ -65,14 +60,18 @@ export class EmbeddingRows {
     )
       throw new EngineError('RUNTIME', `Rows ${first}..${first + count - 1} are outside the table (0..${rows - 1}) or the buffer.`);
     const want = count * cols * 4;
-    const bytes = new Uint8Array(into.buffer, into.byteOffset, want);
+    this.readFully(new Uint8Array(into.buffer, into.byteOffset, want), 0, want, offset + first * cols * 4, `row ${first + count - 1}`);
+    return into.subarray(0, count * cols);
+  }
+
+  /** `length` bytes at `position` of the file into bytes[at…] (reads may return short); `what` names them in the error. */
+  private readFully(bytes: Uint8Array, at: number, length: number, position: number, what: string): void {
     let done = 0;
-    while (done < want) {
-      const n = fs.readSync(this.fd, bytes, done, want - done, offset + first * cols * 4 + done);
-      if (n === 0) throw new EngineError('BAD_WEIGHTS', `The graph cache's weights file ${file} ends before row ${first + count - 1}.`);
+    while (done < length) {
+      const n = fs.readSync(this.fd!, bytes, at + done, length - done, position + done);
+      if (n === 0) throw new EngineError('BAD_WEIGHTS', `The graph cache's weights file ${this.table.file} ends before ${what}.`);
       done += n;
     }
-    return into.subarray(0, count * cols);
   }
 
   close(): void {

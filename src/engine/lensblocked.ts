@@ -70,6 +70,25 @@ export function walkChunk(p: PerPosition, out: Record<string, NamedTensor>, c0: 
   put(p.stepCos, 'step_cos', rows - 1);
 }
 
+/**
+ * Positions [c0, c0 + C) of every row of `resid` [rows, T, d] (the cache's layout) in `into`,
+ * position-major [C, rows, d], as the lens graphs take them; returns the filled part.
+ */
+export function positionMajor(
+  resid: Float32Array,
+  rows: number,
+  T: number,
+  d: number,
+  c0: number,
+  C: number,
+  into: Float32Array,
+): Float32Array {
+  const x = into.subarray(0, C * rows * d);
+  for (let c = 0; c < C; c++)
+    for (let r = 0; r < rows; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * rows + r) * d);
+  return x;
+}
+
 export function emptyPerPosition(rows: number, T: number): PerPosition {
   return {
     norms: new Float32Array(rows * T),
@@ -114,9 +133,7 @@ export async function blockedLogitLens(
     for (let c0 = 0; c0 < T; c0 += prepChunk) {
       checkCancel();
       const C = Math.min(prepChunk, T - c0);
-      const x = xBuf.subarray(0, C * R * d);
-      for (let c = 0; c < C; c++)
-        for (let r = 0; r < R; r++) x.set(resid.subarray((r * T + c0 + c) * d, (r * T + c0 + c + 1) * d), (c * R + r) * d);
+      const x = positionMajor(resid, R, T, d, c0, C, xBuf);
       const next = nextIds.subarray(c0, c0 + C);
       const u = lb.unembed.read(next);
       const e = lb.embed === lb.unembed ? u : lb.embed.read(next);

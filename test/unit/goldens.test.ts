@@ -9,20 +9,9 @@ import * as path from 'node:path';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, emptyPast } from '../../src/engine/analyze';
 import type { Analysis } from '../../src/shared/analysis';
-import { convertLlama2c } from '../../tools/convert/llama2c';
-import { FIXTURES, assertClose, readJson, tmpDir } from '../helpers';
+import { FIXTURES, assertClose, readJson } from '../helpers';
 import { HF_DIR, hfFixtureNames } from '../hfReference';
-import { compareMidAndLens, compareToGolden, TOL, type Golden, type LensAndMid } from '../goldens-compare';
-
-const STORIES = path.join(FIXTURES, 'stories260K');
-
-/** The model's folder: a committed fixture, or the vendored stories260K converted to HF layout. */
-function modelDir(name: string): string {
-  if (name !== 'stories260K') return path.join(FIXTURES, 'models', name);
-  const out = path.join(tmpDir('td-stories-'), 'stories260K');
-  convertLlama2c(path.join(STORIES, 'stories260K.bin'), path.join(STORIES, 'tok512.bin'), out);
-  return out;
-}
+import { compareMidAndLens, compareToGolden, goldenModelDir, TOL, type Golden, type LensAndMid } from '../goldens-compare';
 
 /** log-softmax of a row of golden logits. */
 function logSoftmax(row: number[]): number[] {
@@ -39,7 +28,7 @@ for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-
     let a: Analysis;
     before(async () => {
       g = readJson<Golden>(goldenFile);
-      model = await loadModel(modelDir(name), { threads: 2, executionProvider: 'cpu' });
+      model = await loadModel(goldenModelDir(name), { threads: 2, executionProvider: 'cpu' });
       a = await analyze(model, { ids: g.ids, topK: 5, maxTokens: 4096, patterns: true });
     });
     after(async () => model?.release());

@@ -12,10 +12,9 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, Cancelled } from '../../src/engine/analyze';
 import { vocabBlocks } from '../../src/engine/lensblocked';
 import type { Analysis } from '../../src/shared/analysis';
-import { convertLlama2c } from '../../tools/convert/llama2c';
 import { FIXTURES, assertClose, readJson, tmpDir } from '../helpers';
 import { HF_DIR, hfFixtureNames } from '../hfReference';
-import { compareMidAndLens, compareToGolden, type Golden, type LensAndMid } from '../goldens-compare';
+import { compareMidAndLens, compareToGolden, goldenModelDir, type Golden, type LensAndMid } from '../goldens-compare';
 
 const BLOCK = 37;
 
@@ -82,14 +81,11 @@ function sameAsWhole(b: Analysis, w: Analysis): void {
 for (const name of ['tiny-gpt2', 'tiny-llama', 'tiny-qwen2', 'tiny-neox', 'tiny-neox-seq', 'stories260K']) {
   describe(`blocked lens, golden: ${name}`, () => {
     const g = readJson<Golden>(path.join(FIXTURES, 'goldens', `${name}.json`));
-    const dir = () => {
-      if (name !== 'stories260K') return path.join(FIXTURES, 'models', name);
-      const out = path.join(tmpDir('td-stories-'), 'stories260K');
-      const s = path.join(FIXTURES, 'stories260K');
-      convertLlama2c(path.join(s, 'stories260K.bin'), path.join(s, 'tok512.bin'), out);
-      return out;
-    };
-    const a = pair(dir, () => g.ids, true);
+    const a = pair(
+      () => goldenModelDir(name),
+      () => g.ids,
+      true,
+    );
     test('every layer of the lens, copy mass included, matches the numpy reference', () => compareToGolden(a.blocked!, g));
     test('cosines and the walk equal the whole-vocabulary lens', () => sameAsWhole(a.blocked!, a.whole!));
   });
