@@ -402,20 +402,25 @@ function linear(g: GraphBuilder, x: string, lin: Linear, name: string): string {
   return lin.b ? g.op('Add', [y, g.initializer(`${name}.b`, lin.b, [lin.dOut])]) : y;
 }
 
-function activation(g: GraphBuilder, spec: ModelSpec, x: string): string {
+export function activation(g: GraphBuilder, spec: Pick<ModelSpec, 'act'>, x: string): string {
   switch (spec.act) {
     case 'silu':
       return g.op('Mul', [x, g.op('Sigmoid', [x])]);
     case 'relu':
       return g.op('Relu', [x]);
     case 'gelu': {
-      const erf = g.op('Erf', [g.op('Mul', [x, g.float(Math.SQRT1_2)])]);
+      // x/√2 (not x·(1/√2)): the form onnxruntime's GeluFusion matches (one Gelu kernel on the CPU)
+      const erf = g.op('Erf', [g.op('Div', [x, g.float(Math.SQRT2)])]);
       return g.op('Mul', [g.op('Mul', [x, g.float(0.5)]), g.op('Add', [erf, g.float(1)])]);
     }
     case 'gelu_tanh': {
-      const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
-      const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, g.float(0.044715)])]), g.float(Math.sqrt(2 / Math.PI))]);
-      return g.op('Mul', [g.op('Mul', [x, g.float(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.float(1)])]);
+      // 0.5·x·(1 + tanh(√(2/π)·x·(1 + 0.044715·x·x))): transformers' √(2/π)·(x + 0.044715·x³)
+      // factored, in the node order onnxruntime's FastGeluFusion matches, so the CPU runs one
+      // FastGelu kernel instead of eight passes over [T, d_mlp] (bench: forward ~10% faster);
+      // where it does not fuse, the same formula runs as plain Mul/Add/Tanh nodes
+      const inner = g.op('Add', [g.op('Mul', [g.op('Mul', [x, g.float(0.044715)]), x]), g.float(1)]);
+      const arg = g.op('Mul', [g.op('Mul', [x, g.float(Math.sqrt(2 / Math.PI))]), inner]);
+      return g.op('Mul', [g.op('Mul', [x, g.float(0.5)]), g.op('Add', [g.op('Tanh', [arg]), g.float(1)])]);
     }
   }
 }

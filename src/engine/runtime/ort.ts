@@ -171,7 +171,7 @@ function interOp(): Pick<ort.InferenceSession.SessionOptions, 'interOpNumThreads
   return Number.isInteger(n) && n > 1 ? { interOpNumThreads: n, executionMode: 'parallel' } : { interOpNumThreads: 1 };
 }
 
-function sessionOptions(
+export function sessionOptions(
   provider: string,
   threads: number,
   opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes' | 'prepack'>,
