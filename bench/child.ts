@@ -13,8 +13,10 @@ import type { WeightPrecisionRequest } from '../src/engine/model';
 /** The ids' text (<ids>.txt, written by the bench) cut at their count, or the ids themselves. */
 function analysisRequest(idsFile: string, ids: number[]): AnalyzeRequest {
   const textFile = idsFile.replace(/\.json$/, '.txt');
-  // as the extension's worker runs it (returnCache false): resid_mid not kept with the analysis
-  const base = { topK: 5, maxTokens: ids.length, patterns: 'auto' as const, keepResidMid: false };
+  // as the extension's worker runs it (returnCache false): resid_mid not kept with the analysis;
+  // attention 'auto' (patterns kept within their budget) unless TD_BENCH_PATTERNS=1 keeps them all
+  const patterns = process.env.TD_BENCH_PATTERNS === '1' ? true : ('auto' as const);
+  const base = { topK: 5, maxTokens: ids.length, patterns, keepResidMid: false };
   return fs.existsSync(textFile) ? { ...base, text: fs.readFileSync(textFile, 'utf8') } : { ...base, ids };
 }
 
