@@ -63,7 +63,7 @@ export async function createLinAlg(opts: RuntimeOptions): Promise<LinAlg> {
   const sessions: Session[] = [];
   try {
     for (const graph of [covarianceGraph(), productGraph(), cosineGraph(), projectGraph()])
-      sessions.push(await createSession(graph, { ...opts, executionProvider: 'cpu' }));
+      sessions.push(await createSession(graph, { ...opts, executionProvider: 'cpu', spin: false }));
   } catch (e) {
     for (const s of sessions) await s.release();
     throw e;

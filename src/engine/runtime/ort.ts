@@ -30,6 +30,11 @@ export interface RuntimeOptions {
   cpuNodes?: readonly string[];
   /** Pre-pack weight matrices at load (off by default: see sessionOptions); TD_ORT_PREPACK=1 for every session. */
   prepack?: boolean;
+  /**
+   * false: this session's worker threads sleep as soon as a run ends instead of spinning (see
+   * sessionOptions). For sessions that run in quick alternation with others (linalg.ts).
+   */
+  spin?: boolean;
 }
 
 export type Feed = Float32Array | BigInt64Array;
@@ -174,7 +179,7 @@ function interOp(): Pick<ort.InferenceSession.SessionOptions, 'interOpNumThreads
 export function sessionOptions(
   provider: string,
   threads: number,
-  opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes' | 'prepack'>,
+  opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes' | 'prepack' | 'spin'>,
 ): ort.InferenceSession.SessionOptions {
   const deviceOutputs = opts.deviceOutputs ?? [];
   const onDevice = provider === 'webgpu' && deviceOutputs.length > 0;
@@ -211,10 +216,15 @@ export function sessionOptions(
       ? { enableProfiling: true, profileFilePrefix: path.join(process.env.TD_ORT_PROFILE, `${provider}-${++profiled}`) }
       : {}),
     // Spinning worker threads are faster on an idle machine and slower on an overloaded one;
-    // TD_ORT_SPIN=0 turns spinning off.
+    // TD_ORT_SPIN=0 turns spinning off. Every session has its own pool, so a session that runs
+    // right after another competes with the other's still-spinning workers: the analysis's
+    // linear algebra (covariance, 45 subspace-iteration products, cosines, projection, four
+    // sessions in turn) took 250–310 ms with spinning and 180–240 ms without at 1024 tokens of
+    // GPT-2-small (2 cores), so those sessions never spin (`spin: false`). The forward pass and
+    // the lens run many times in a row on one session, where spinning keeps the workers warm.
     extra: {
       session: {
-        intra_op: { allow_spinning: process.env.TD_ORT_SPIN === '0' ? '0' : '1' },
+        intra_op: { allow_spinning: opts.spin === false || process.env.TD_ORT_SPIN === '0' ? '0' : '1' },
         // Pre-packing copies every weight matrix into MLAS's layout at load: measured here it
         // tripled the load time and added a second copy of the weights without making runs
         // faster, and it defeats the memory-mapped external data of cached graphs.

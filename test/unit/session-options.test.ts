@@ -1,0 +1,42 @@
+// The onnxruntime session options the engine relies on for speed and memory (runtime/ort.ts:
+// each was measured there). Plumbing that silently drops one still gives the right numbers, so
+// only these tests would notice.
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { sessionOptions } from '../../src/engine/runtime/ort';
+
+type Extra = { session: { intra_op: { allow_spinning: string }; disable_prepacking?: string } };
+const extra = (o: ReturnType<typeof sessionOptions>) => o.extra as Extra;
+
+function withEnv<T>(name: string, value: string | undefined, f: () => T): T {
+  const before = process.env[name];
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+  try {
+    return f();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
+test('CPU sessions: no memory arena, no memory patterns, no pre-packing unless asked', () => {
+  withEnv('TD_ORT_ARENA', undefined, () =>
+    withEnv('TD_ORT_PREPACK', undefined, () => {
+      const o = sessionOptions('cpu', 2, {});
+      assert.equal(o.enableCpuMemArena, false);
+      assert.equal(o.enableMemPattern, false);
+      assert.equal(o.intraOpNumThreads, 2);
+      assert.equal(extra(o).session.disable_prepacking, '1');
+      assert.equal(extra(sessionOptions('cpu', 2, { prepack: true })).session.disable_prepacking, undefined);
+    }),
+  );
+});
+
+test('worker threads spin, except in sessions created with spin: false (the linear algebra) or under TD_ORT_SPIN=0', () => {
+  withEnv('TD_ORT_SPIN', undefined, () => {
+    assert.equal(extra(sessionOptions('cpu', 2, {})).session.intra_op.allow_spinning, '1');
+    assert.equal(extra(sessionOptions('cpu', 2, { spin: false })).session.intra_op.allow_spinning, '0');
+  });
+  withEnv('TD_ORT_SPIN', '0', () => assert.equal(extra(sessionOptions('cpu', 2, {})).session.intra_op.allow_spinning, '0'));
+});
