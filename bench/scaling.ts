@@ -4,10 +4,15 @@
 //   lean   the same script --mode lean: the memory baseline (weights memory-mapped, the lens
 //          reduced row by row in place, glibc's allocator as it comes)
 // Targets (issue 20): ours ≤ 0.67× torch's time at every thread count; peak RSS ≤ 0.6× lean's.
+// Each of the three runs in `processes` separate processes (default 3), interleaved, and each
+// side is reported at its best: the fastest process's times, the lowest peak RSS. PyTorch's full
+// run is bimodal on these VMs: the same command peaks at ~1.45 GB with the lens in ~4 s or at
+// 2.68 GB in ~6 s (512 tokens of GPT-2-small, 2 threads), by how glibc's heap happens to be
+// reused; one process per measurement had compared us with the slow mode two times in three.
 //
 // Used by `npm run bench` (2 threads and all cores) and, run directly, on a machine with more
 // cores (tools/device/cpu-scaling.sh):
-//   node out/bench/scaling.js [--threads 16,8,4,2] [--sizes 512,1024] [--repeats 1]
+//   node out/bench/scaling.js [--threads 16,8,4,2] [--sizes 512,1024] [--repeats 1] [--processes 3]
 //                             [--out DIR] [--budget-s 200] [--no-torch] [--variants] [--profile]
 // The most threads first; --variants then tries engine settings there (bench/scaling.ts VARIANTS),
 // --profile sums onnxruntime's per-operator time at the most threads and at 2.
@@ -27,7 +32,13 @@ import { median } from './stats';
 /** The Python with PyTorch: TD_PYTHON, else Debian's (a pyenv shim earlier on PATH may lack torch). */
 const PY = process.env.TD_PYTHON || (fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
-export interface TorchResult {
+/** Every process's median time and peak RSS, in the order run (the best is reported). */
+interface Processes {
+  processMs: number[];
+  processRssMb: number[];
+}
+
+export interface TorchResult extends Processes {
   mode: 'full' | 'lean';
   medianMs: number;
   forwardMs: number;
@@ -38,7 +49,7 @@ export interface TorchResult {
   torch: string;
 }
 
-export interface OursResult {
+export interface OursResult extends Processes {
   medianMs: number;
   tokenizeMs: number;
   forwardMs: number;
@@ -94,9 +105,12 @@ export function torchRun(dir: string, idsFile: string, repeats: number, threads:
     blas_libraries_loaded: string[];
     torch: string;
   };
+  const ms = median(j.runs.map((x) => x.total_ms));
   return {
     mode,
-    medianMs: median(j.runs.map((x) => x.total_ms)),
+    processMs: [ms],
+    processRssMb: [j.peak_rss_mb],
+    medianMs: ms,
     forwardMs: median(j.runs.map((x) => x.forward_ms)),
     lensMs: median(j.runs.map((x) => x.lens_ms)),
     peakRssMb: j.peak_rss_mb,
@@ -118,6 +132,8 @@ function oursRun(
   const runs = r.runs as Record<'totalMs' | 'tokenizeMs' | 'forwardMs' | 'lensMs' | 'metricsMs', number>[];
   const med = (k: keyof (typeof runs)[number]) => median(runs.map((x) => x[k]));
   return {
+    processMs: [med('totalMs')],
+    processRssMb: [r.peakRssMb as number],
     medianMs: med('totalMs'),
     tokenizeMs: med('tokenizeMs'),
     forwardMs: med('forwardMs'),
@@ -136,6 +152,8 @@ export interface ScalingCase {
 export interface ScalingOptions {
   threads: number[];
   repeats: number;
+  /** Separate processes per measurement, each side reported at its best (default 3). */
+  processes?: number;
   torch: boolean;
   /** Steps not started by this time (ms since the epoch) are left out. */
   deadline?: number;
@@ -146,6 +164,18 @@ export interface ScalingOptions {
 }
 
 const ratio = (a: number | undefined, b: number | undefined) => (a && b ? a / b : null);
+
+/** Several processes' results as one: the fastest process's times, the lowest peak RSS, every process listed. */
+export function bestOf<T extends Processes & { medianMs: number; peakRssMb: number }>(results: T[]): T | null {
+  if (results.length === 0) return null;
+  const fastest = results.reduce((a, b) => (b.medianMs < a.medianMs ? b : a));
+  return {
+    ...fastest,
+    peakRssMb: Math.min(...results.map((r) => r.peakRssMb)),
+    processMs: results.flatMap((r) => r.processMs),
+    processRssMb: results.flatMap((r) => r.processRssMb),
+  };
+}
 
 /**
  * Every size × thread count of a model: ours, PyTorch full and lean, in this order, so each
@@ -186,17 +216,31 @@ export async function measureScaling(c: ScalingCase, opts: ScalingOptions): Prom
           rssVsTorch: null,
         };
         rows.push(row);
-        log(`${c.key}: ${T} tokens, ${threads} threads: ours…`);
-        row.ours = oursRun(c.dir, idsFile, opts.repeats, threads, graphCache);
-        opts.onStep?.(rows);
-        if (opts.torch && !late()) {
-          log(`${c.key}: ${T} tokens, ${threads} threads: PyTorch…`);
-          row.torch = torchRun(c.dir, idsFile, opts.repeats, threads, 'full');
+        // ours, PyTorch and lean PyTorch in turn, `processes` times: each ratio compares runs
+        // made seconds apart, and each side gets its best process
+        const ours: OursResult[] = [];
+        const torch: TorchResult[] = [];
+        const lean: TorchResult[] = [];
+        const processes = Math.max(1, opts.processes ?? 3);
+        for (let p = 0; p < processes && !late(); p++) {
+          const of = processes > 1 ? ` (process ${p + 1} of ${processes})` : '';
+          log(`${c.key}: ${T} tokens, ${threads} threads: ours${of}…`);
+          ours.push(oursRun(c.dir, idsFile, opts.repeats, threads, graphCache));
+          row.ours = bestOf(ours);
           opts.onStep?.(rows);
-        }
-        if (opts.torch && !late()) {
-          log(`${c.key}: ${T} tokens, ${threads} threads: PyTorch, lean…`);
-          row.lean = torchRun(c.dir, idsFile, opts.repeats, threads, 'lean');
+          if (opts.torch && !late()) {
+            log(`${c.key}: ${T} tokens, ${threads} threads: PyTorch${of}…`);
+            const t = torchRun(c.dir, idsFile, opts.repeats, threads, 'full');
+            if (t) torch.push(t);
+            row.torch = bestOf(torch);
+            opts.onStep?.(rows);
+          }
+          if (opts.torch && !late()) {
+            log(`${c.key}: ${T} tokens, ${threads} threads: PyTorch, lean${of}…`);
+            const t = torchRun(c.dir, idsFile, opts.repeats, threads, 'lean');
+            if (t) lean.push(t);
+            row.lean = bestOf(lean);
+          }
         }
         row.timeVsTorch = ratio(row.ours?.medianMs, row.torch?.medianMs);
         row.timeVsLean = ratio(row.ours?.medianMs, row.lean?.medianMs);
@@ -229,10 +273,15 @@ const mark = (x: number | null, target: number) => (x === null ? '' : x <= targe
 /** The rows as Markdown tables: time, where our time goes, memory. */
 export function scalingMarkdown(rows: ScalingRow[]): string {
   const blas = rows.map((r) => r.torch ?? r.lean).find((t) => t);
+  const n = Math.max(0, ...rows.map((r) => r.ours?.processMs.length ?? 0));
   const lines = [
     blas
       ? `PyTorch ${blas.torch}, BLAS: ${blas.blas}${blas.blasLoaded.length ? ` (loaded: ${blas.blasLoaded.map((l) => path.basename(l)).join(', ')})` : ''}; ours: onnxruntime's MLAS.`
       : 'PyTorch reference not run.',
+    '',
+    n > 1
+      ? `Each side at its best of ${n} processes, run in turn: the fastest process's median time, the lowest peak RSS (every process in the last table).`
+      : 'One process per measurement.',
     '',
     `| model | tokens | threads | ours (ms) | PyTorch (ms) | ours / PyTorch (target ≤ ${TARGET_TIME_VS_TORCH}) | lean PyTorch (ms) | ours / lean | FLOP bound (ms) |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -259,6 +308,18 @@ export function scalingMarkdown(rows: ScalingRow[]): string {
     lines.push(
       `| ${r.model} | ${r.tokens} | ${r.threads} | ${f(r.ours?.peakRssMb)} | ${f(r.lean?.peakRssMb)} | ${f(r.rssVsLean, 2)}${mark(r.rssVsLean, TARGET_RSS_VS_LEAN)} | ${f(r.torch?.peakRssMb)} | ${f(r.rssVsTorch, 2)} |`,
     );
+  if (n > 1) {
+    const each = (x: number[] | undefined) => (x?.length ? x.map((v) => f(v)).join(' / ') : '—');
+    lines.push(
+      '',
+      '| model | tokens | threads | ours, per process (ms) | PyTorch (ms) | our peak RSS (MB) | lean PyTorch (MB) | PyTorch (MB) |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const r of rows)
+      lines.push(
+        `| ${r.model} | ${r.tokens} | ${r.threads} | ${each(r.ours?.processMs)} | ${each(r.torch?.processMs)} | ${each(r.ours?.processRssMb)} | ${each(r.lean?.processRssMb)} | ${each(r.torch?.processRssMb)} |`,
+      );
+  }
   return lines.join('\n') + '\n';
 }
 
@@ -316,6 +377,7 @@ async function main(): Promise<void> {
   const threads = list(arg('threads') ?? [cores, ...[8, 4, 2].filter((t) => t < cores)].join(',')).sort((a, b) => b - a);
   const sizes = list(arg('sizes') ?? '512,1024');
   const repeats = Number(arg('repeats') ?? 1);
+  const processes = Number(arg('processes') ?? 3);
   fs.mkdirSync(outDir, { recursive: true });
   fs.mkdirSync(CACHE, { recursive: true });
   log('preparing the GPT-2-small-shaped random checkpoint…');
@@ -346,7 +408,7 @@ async function main(): Promise<void> {
   const graphCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-scaling-graphs-'));
   const grid = async (t: number[]) => {
     const before = result.rows;
-    const opts = { graphCache, threads: t, repeats, torch: !process.argv.includes('--no-torch'), deadline };
+    const opts = { graphCache, threads: t, repeats, processes, torch: !process.argv.includes('--no-torch'), deadline };
     await measureScaling(
       { key: 'gpt2-small-random', dir, sizes },
       { ...opts, onStep: (rows) => ((result.rows = [...before, ...rows]), save()) },
