@@ -123,7 +123,7 @@ async function main(): Promise<void> {
           ts.length > 1
             ? exponent(
                 ts,
-                rows.map((r) => r.ours!.medianMs),
+                rows.map((r) => r.ours!.bestMs),
               )
             : null,
         rssExponent:
