@@ -43,6 +43,8 @@ interface Processes {
 
 export interface TorchResult extends Processes {
   mode: 'full' | 'lean';
+  /** The full run's allocator (JEMALLOC), glibc otherwise. */
+  allocator: 'jemalloc' | 'glibc';
   medianMs: number;
   forwardMs: number;
   lensMs: number;
@@ -81,9 +83,30 @@ export interface ScalingRow {
 export const TARGET_TIME_VS_TORCH = 0.67;
 export const TARGET_RSS_VS_LEAN = 0.6;
 
+/**
+ * jemalloc, where installed (Debian: libjemalloc2), for the time baseline. With glibc's
+ * allocator PyTorch's full run is bimodal here (above); with jemalloc keeping what it frees (no
+ * decay) and transparent huge pages it ran in its fast mode every time, faster than glibc's
+ * best: 512 tokens of GPT-2-small, lens 3.8–4.0 s in 4 processes (glibc: ~4.0 s or ~6 s); 1024
+ * tokens 6.9–7.5 s (glibc: 8.0–10.6 s).
+ */
+export const JEMALLOC = [
+  '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib/aarch64-linux-gnu/libjemalloc.so.2',
+  '/usr/lib64/libjemalloc.so.2',
+].find((f) => fs.existsSync(f));
+
 /** The PyTorch reference at `threads` threads, or null (with the reason logged) when it cannot run. */
 export function torchRun(dir: string, idsFile: string, repeats: number, threads: number, mode: 'full' | 'lean'): TorchResult | null {
   const script = path.join(ROOT, 'bench', 'reference', 'pytorch_analysis.py');
+  // the time baseline at its best: jemalloc when there is one, else glibc keeping freed memory;
+  // the memory baseline (lean) with glibc as it comes
+  const allocator: Record<string, string> =
+    mode !== 'full'
+      ? {}
+      : JEMALLOC
+        ? { LD_PRELOAD: JEMALLOC, MALLOC_CONF: 'thp:always,dirty_decay_ms:-1,muzzy_decay_ms:-1' }
+        : { MALLOC_MMAP_THRESHOLD_: '1000000000', MALLOC_TRIM_THRESHOLD_: '1000000000' };
   const r = spawnSync(PY, [script, dir, idsFile, '--threads', String(threads), '--repeats', String(repeats), '--mode', mode], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
@@ -93,7 +116,7 @@ export function torchRun(dir: string, idsFile: string, repeats: number, threads:
       // (glibc would return every large tensor to the OS and fault it back on the next
       // allocation, several times slower on these VMs): its best case, as onnxruntime's arena is ours
       GLIBC_TUNABLES: withHugePages(process.env.GLIBC_TUNABLES),
-      ...(mode === 'full' ? { MALLOC_MMAP_THRESHOLD_: '1000000000', MALLOC_TRIM_THRESHOLD_: '1000000000' } : {}),
+      ...allocator,
       OMP_NUM_THREADS: String(threads),
     },
   });
@@ -111,6 +134,7 @@ export function torchRun(dir: string, idsFile: string, repeats: number, threads:
   const best = Math.min(...j.runs.map((x) => x.total_ms));
   return {
     mode,
+    allocator: mode === 'full' && JEMALLOC ? 'jemalloc' : 'glibc',
     bestMs: best,
     processMs: [best],
     processRssMb: [j.peak_rss_mb],
@@ -282,7 +306,7 @@ export function scalingMarkdown(rows: ScalingRow[]): string {
   const n = Math.max(0, ...rows.map((r) => r.ours?.processMs.length ?? 0));
   const lines = [
     blas
-      ? `PyTorch ${blas.torch}, BLAS: ${blas.blas}${blas.blasLoaded.length ? ` (loaded: ${blas.blasLoaded.map((l) => path.basename(l)).join(', ')})` : ''}; ours: onnxruntime's MLAS.`
+      ? `PyTorch ${blas.torch}, BLAS: ${blas.blas}${blas.blasLoaded.length ? ` (loaded: ${blas.blasLoaded.map((l) => path.basename(l)).join(', ')})` : ''}; ours: onnxruntime's MLAS. PyTorch's allocator: ${rows.some((r) => r.torch?.allocator === 'jemalloc') ? 'jemalloc, keeping freed memory, transparent huge pages (the time baseline); glibc as it comes (lean)' : "glibc (jemalloc not installed: the full run's time is bimodal)"}.`
       : 'PyTorch reference not run.',
     '',
     n > 1
