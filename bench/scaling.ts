@@ -113,8 +113,8 @@ export function torchRun(dir: string, idsFile: string, repeats: number, threads:
     env: {
       ...process.env,
       // the same huge-page tunable as our engine process; the full run also keeps freed memory
-      // (glibc would return every large tensor to the OS and fault it back on the next
-      // allocation, several times slower on these VMs): its best case, as onnxruntime's arena is ours
+      // (`allocator`: an allocator that returns every large tensor to the OS faults it back on
+      // the next allocation, several times slower on these VMs)
       GLIBC_TUNABLES: withHugePages(process.env.GLIBC_TUNABLES),
       ...allocator,
       OMP_NUM_THREADS: String(threads),
