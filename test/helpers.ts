@@ -48,6 +48,29 @@ export function flat(x: unknown): number[] {
   return out;
 }
 
+/**
+ * Runs f with the environment variable `name` set to `value` (undefined: unset), and puts the
+ * old value back when f returns or, for a promise, when it settles.
+ */
+export function withEnv<T>(name: string, value: string | undefined, f: () => T): T {
+  const set = (v: string | undefined) => {
+    if (v === undefined) delete process.env[name];
+    else process.env[name] = v;
+  };
+  const before = process.env[name];
+  set(value);
+  let result: T;
+  try {
+    result = f();
+  } catch (e) {
+    set(before);
+    throw e;
+  }
+  if (result instanceof Promise) return result.finally(() => set(before)) as T;
+  set(before);
+  return result;
+}
+
 /** Rejects with an error whose message matches. */
 export async function rejectsWith(p: Promise<unknown> | (() => unknown), code: string, re: RegExp): Promise<void> {
   try {

@@ -23,7 +23,7 @@ import { tmpDir } from '../helpers';
 async function optimizedOps(model: Uint8Array): Promise<Map<string, number>> {
   const file = path.join(tmpDir('td-fusion-'), 'optimized.onnx');
   try {
-    const opts = { ...sessionOptions('cpu', 2, {}), optimizedModelFilePath: file, logSeverityLevel: 3 as const };
+    const opts = { ...sessionOptions('cpu', 2, {}), optimizedModelFilePath: file };
     const session = await ort.InferenceSession.create(model, opts);
     await session.release();
     const counts = new Map<string, number>();

@@ -12,7 +12,7 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze, Cancelled } from '../../src/engine/analyze';
 import { vocabBlocks } from '../../src/engine/lensblocked';
 import type { Analysis } from '../../src/shared/analysis';
-import { FIXTURES, assertClose, readJson, tmpDir } from '../helpers';
+import { FIXTURES, assertClose, readJson, tmpDir, withEnv } from '../helpers';
 import { HF_DIR, hfFixtureNames } from '../hfReference';
 import { compareMidAndLens, compareToGolden, goldenModelDir, type Golden, type LensAndMid } from '../goldens-compare';
 
@@ -143,21 +143,14 @@ describe('when the blocked lens runs', () => {
 
   test('TD_LENS_VOCAB_BLOCK sets the block size; a value that is not a whole number is refused by name', async () => {
     const cacheDir = tmpDir('td-lensblocks-');
-    const saved = process.env.TD_LENS_VOCAB_BLOCK;
-    try {
-      process.env.TD_LENS_VOCAB_BLOCK = '64';
+    await withEnv('TD_LENS_VOCAB_BLOCK', '64', async () => {
       const m = await loadModel(dir, { threads: 2, executionProvider: 'cpu', cacheDir });
       assert.equal(m.lensBlocks?.blockRows, 64);
       await m.release();
-      process.env.TD_LENS_VOCAB_BLOCK = 'lots';
-      await assert.rejects(
-        loadModel(dir, { threads: 2, executionProvider: 'cpu', cacheDir }),
-        /TD_LENS_VOCAB_BLOCK must be a whole number/,
-      );
-    } finally {
-      if (saved === undefined) delete process.env.TD_LENS_VOCAB_BLOCK;
-      else process.env.TD_LENS_VOCAB_BLOCK = saved;
-    }
+    });
+    await withEnv('TD_LENS_VOCAB_BLOCK', 'lots', () =>
+      assert.rejects(loadModel(dir, { threads: 2, executionProvider: 'cpu', cacheDir }), /TD_LENS_VOCAB_BLOCK must be a whole number/),
+    );
   });
 
   test('a cancel between two blocks stops the lens', async () => {

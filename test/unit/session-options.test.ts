@@ -4,21 +4,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { sessionOptions } from '../../src/engine/runtime/ort';
+import { withEnv } from '../helpers';
 
 type Extra = { session: { intra_op: { allow_spinning: string }; disable_prepacking?: string } };
 const extra = (o: ReturnType<typeof sessionOptions>) => o.extra as Extra;
-
-function withEnv<T>(name: string, value: string | undefined, f: () => T): T {
-  const before = process.env[name];
-  if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
-  try {
-    return f();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
-}
 
 test('CPU sessions: no memory arena, no memory patterns, no pre-packing unless asked', () => {
   withEnv('TD_ORT_ARENA', undefined, () =>
