@@ -1,6 +1,7 @@
 // What the benchmark scripts share: paths, the engine-process child runner, corpus inputs.
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { SEMI_SPACE_FLAG, withHugePages } from '../src/engine/client';
 import { TextTokenizer } from '../src/engine/tokenizer';
@@ -12,6 +13,24 @@ export const SHARED = process.env.TD_SHARED_DATA || path.resolve(ROOT, '..', 'sh
 export const CACHE = path.join(ROOT, '.cache', 'bench');
 /** Threads of a bench child unless TD_BENCH_THREADS says (the engine's default: one per physical core). */
 export const THREADS = physicalCores();
+
+/**
+ * The CPU as /proc/cpuinfo names it, with its family and model and the vector extensions the
+ * matrix products can use: the VMs these benchmarks run on all call themselves "AMD EPYC" or
+ * "Intel Xeon", and MLAS's rate differed by 1.7× between two of them (Zen 4 and Zen 5 EPYCs).
+ */
+export function cpuIdentity(): string {
+  let info = '';
+  try {
+    info = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n\n')[0] ?? '';
+  } catch {
+    return os.cpus()[0]?.model ?? 'unknown CPU';
+  }
+  const field = (k: string) => new RegExp(`^${k}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+  const flags = new Set((field('flags') ?? '').split(/\s+/));
+  const vector = ['avx2', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile'].filter((f) => flags.has(f));
+  return `${field('model name') ?? os.cpus()[0]?.model ?? '?'} (${field('vendor_id') ?? '?'} family ${field('cpu family') ?? '?'} model ${field('model') ?? '?'}; ${vector.join(', ') || 'no AVX2'})`;
+}
 
 export function log(s: string): void {
   process.stderr.write(`${s}\n`);

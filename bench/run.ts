@@ -4,7 +4,7 @@
 //     and a lean one for memory), at 2 threads and at all cores, 128 / 512 / 1024 tokens;
 //  2. scaling exponents of time and memory; 3. model load vs reading the weight files;
 //  4. generation: KV-cache step vs full recompute.
-// Writes bench/results/<date>.json and .md. Options: --quick (fewer sizes/repeats),
+// Writes bench/results/<date>.json and .md (<date>b, c … for later runs the same day). Options: --quick (fewer sizes/repeats),
 // --no-torch (skip the PyTorch columns), --models gpt2,bundled,stories,large,
 // --threads 2,16 (default: 2 and one per physical core).
 import * as fs from 'node:fs';
@@ -14,7 +14,7 @@ import { specFromConfig } from '../src/engine/arch/spec';
 import { physicalCores } from '../src/engine/cores';
 import { convertLlama2c } from '../tools/convert/llama2c';
 import { LLAMA_1B, makeRandomGpt2, makeRandomLlama } from './checkpoints';
-import { CACHE, child, corpusIds, log, ROOT, SHARED, THREADS } from './common';
+import { CACHE, child, corpusIds, cpuIdentity, log, ROOT, SHARED, THREADS } from './common';
 import { gemmRate, stepFlops } from './rates';
 import { measureScaling, scalingMarkdown, type ScalingRow } from './scaling';
 
@@ -157,6 +157,7 @@ async function main(): Promise<void> {
     machine: {
       cpus: os.cpus().length,
       model: os.cpus()[0]?.model,
+      cpu: cpuIdentity(),
       memGb: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
       physicalCores: physicalCores(),
@@ -166,10 +167,16 @@ async function main(): Promise<void> {
     results,
     largeLoad,
   };
-  fs.mkdirSync(path.join(ROOT, 'bench', 'results'), { recursive: true });
-  fs.writeFileSync(path.join(ROOT, 'bench', 'results', `${date}.json`), JSON.stringify(out, null, 1));
+  const dir = path.join(ROOT, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  // a second run the same day is <date>b, then c …: the README cites each run's file by name
+  const name =
+    [date, ...'bcdefghijklmnopqrstuvwxyz'.split('').map((l) => date + l)].find((n) => !fs.existsSync(path.join(dir, `${n}.json`))) ??
+    `${date}-${Date.now()}`;
+  fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(out, null, 1));
   const md = markdown(out);
-  fs.writeFileSync(path.join(ROOT, 'bench', 'results', `${date}.md`), md);
+  fs.writeFileSync(path.join(dir, `${name}.md`), md);
+  log(`written: bench/results/${name}.json and .md`);
   process.stdout.write(md);
 }
 
@@ -240,7 +247,7 @@ function markdown(o: {
   const lines = [
     `## Benchmarks (${o.date})`,
     '',
-    `Machine: ${o.machine.cpus} × ${o.machine.model} (${o.machine.physicalCores} physical cores), ${o.machine.memGb} GiB, Node ${o.machine.node}. ` +
+    `Machine: ${o.machine.cpus} × ${o.machine.cpu ?? o.machine.model} (${o.machine.physicalCores} physical cores), ${o.machine.memGb} GiB, Node ${o.machine.node}. ` +
       `GEMM peak measured here with onnxruntime at ${o.machine.threads} threads: ${f(o.gemm.peak, 0)} GFLOP/s.`,
   ];
   lines.push('', scalingMarkdown(o.results.flatMap((r) => r.analysis as ScalingRow[])));

@@ -26,7 +26,7 @@ import { withHugePages } from '../src/engine/client';
 import { physicalCores } from '../src/engine/cores';
 import { specFromConfig } from '../src/engine/arch/spec';
 import { makeRandomGpt2 } from './checkpoints';
-import { CACHE, child, corpusIds, corpusText, log, ROOT, SHARED } from './common';
+import { CACHE, child, corpusIds, corpusText, cpuIdentity, log, ROOT, SHARED } from './common';
 import { analysisFlops, gemmRate } from './rates';
 import { median } from './stats';
 
@@ -425,6 +425,7 @@ async function main(): Promise<void> {
       cpus: os.cpus().length,
       physicalCores: physicalCores(),
       model: os.cpus()[0]?.model,
+      cpu: cpuIdentity(),
       memGb: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
     },
@@ -433,7 +434,10 @@ async function main(): Promise<void> {
   const save = () => {
     result.elapsedS = (Date.now() - started) / 1000;
     fs.writeFileSync(path.join(outDir, 'cpu-scaling.json'), JSON.stringify(result, null, 1));
-    fs.writeFileSync(path.join(outDir, 'cpu-scaling.md'), scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []));
+    fs.writeFileSync(
+      path.join(outDir, 'cpu-scaling.md'),
+      `Machine: ${os.cpus().length} × ${cpuIdentity()}.\n\n` + scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []),
+    );
   };
   const graphCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-scaling-graphs-'));
   const grid = async (t: number[]) => {
@@ -466,7 +470,9 @@ async function main(): Promise<void> {
     fs.rmSync(graphCache, { recursive: true, force: true });
   }
   save();
-  process.stdout.write(scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []));
+  process.stdout.write(
+    `Machine: ${os.cpus().length} × ${cpuIdentity()}.\n\n` + scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []),
+  );
 }
 
 function variantsMarkdown(variants: Record<string, unknown>[]): string {
