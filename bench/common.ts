@@ -17,7 +17,7 @@ export const THREADS = physicalCores();
 /**
  * The CPU as /proc/cpuinfo names it, with its family and model and the vector extensions the
  * matrix products can use: the VMs these benchmarks run on all call themselves "AMD EPYC" or
- * "Intel Xeon", and MLAS's rate differed by 1.7× between two of them (Zen 4 and Zen 5 EPYCs).
+ * "Intel Xeon", and MLAS's rate differed by 1.7× between two "AMD EPYC" VMs (one a Zen 5).
  */
 export function cpuIdentity(): string {
   let info = '';

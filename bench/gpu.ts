@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { GPT2_SMALL, LLAMA_1B, makeRandomGpt2, makeRandomLlama, type Gpt2Shape, type LlamaShape } from './checkpoints';
-import { CACHE, child, corpusIds, log, ROOT, SHARED } from './common';
+import { CACHE, child, corpusIds, cpuIdentity, log, ROOT, SHARED } from './common';
 import { agreement, type Agreement } from './gpu-agreement';
 import { providerEnvironmentFor } from '../src/engine/runtime/ort';
 import { adapterLabel } from '../src/engine/runtime/providers';
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const results: Results = {
     date: new Date().toISOString().slice(0, 10),
-    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    machine: `${os.cpus().length} × ${cpuIdentity()}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB`,
     adapter: null,
     adapterError: null,
     threads,

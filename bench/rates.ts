@@ -9,8 +9,8 @@ import type { ModelSpec } from '../src/engine/arch/spec';
  * The product is reduced to one number per row inside the graph, and the session keeps its arena,
  * so what is timed is the product itself: fetching [M, N] (a copy into JS) and mapping fresh pages
  * for it on every run (these VMs fault pages in at about 8 µs each) had made the measured rate
- * half of what the lens's own products reach (2026-12-06, a Zen 5 EPYC VM: 147 against 330+
- * GFLOP/s), and the FLOP bound above our measured time.
+ * a third to a half of what the lens's own products reach (2026-12-06, a Zen 5 EPYC VM: 120–147
+ * against 330 GFLOP/s), and the FLOP bound longer than our measured time.
  */
 export async function gemmRate(M: number, K: number, N: number, threads: number): Promise<number> {
   const g = new GraphBuilder('gemm');

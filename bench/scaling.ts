@@ -431,13 +431,12 @@ async function main(): Promise<void> {
     },
     rows: [],
   };
+  const markdown = () =>
+    `Machine: ${os.cpus().length} × ${cpuIdentity()}.\n\n` + scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []);
   const save = () => {
     result.elapsedS = (Date.now() - started) / 1000;
     fs.writeFileSync(path.join(outDir, 'cpu-scaling.json'), JSON.stringify(result, null, 1));
-    fs.writeFileSync(
-      path.join(outDir, 'cpu-scaling.md'),
-      `Machine: ${os.cpus().length} × ${cpuIdentity()}.\n\n` + scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []),
-    );
+    fs.writeFileSync(path.join(outDir, 'cpu-scaling.md'), markdown());
   };
   const graphCache = fs.mkdtempSync(path.join(os.tmpdir(), 'td-scaling-graphs-'));
   const grid = async (t: number[]) => {
@@ -470,9 +469,7 @@ async function main(): Promise<void> {
     fs.rmSync(graphCache, { recursive: true, force: true });
   }
   save();
-  process.stdout.write(
-    `Machine: ${os.cpus().length} × ${cpuIdentity()}.\n\n` + scalingMarkdown(result.rows) + variantsMarkdown(result.variants ?? []),
-  );
+  process.stdout.write(markdown());
 }
 
 function variantsMarkdown(variants: Record<string, unknown>[]): string {

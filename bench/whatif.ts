@@ -26,7 +26,7 @@ import type { LoadedModel } from '../src/engine/model';
 import type { HeadAblation, PatchingResult } from '../src/shared/interventions';
 import { makeRandomGpt2 } from './checkpoints';
 import { median } from './stats';
-import { CACHE, corpusIds, log, ROOT, SHARED, THREADS } from './common';
+import { CACHE, corpusIds, cpuIdentity, log, ROOT, SHARED, THREADS } from './common';
 import { gemmRate } from './rates';
 
 const argv = process.argv.slice(2);
@@ -231,7 +231,7 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   const out = {
     date,
-    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, onnxruntime ${THREADS} threads, load average ${os.loadavg()[0]!.toFixed(1)} at the end`,
+    machine: `${os.cpus().length} × ${cpuIdentity()}, onnxruntime ${THREADS} threads, load average ${os.loadavg()[0]!.toFixed(1)} at the end`,
     gemmPeak: peak,
     ablation,
     hooks,
