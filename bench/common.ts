@@ -32,6 +32,16 @@ export function cpuIdentity(): string {
   return `${field('model name') ?? os.cpus()[0]?.model ?? '?'} (${field('vendor_id') ?? '?'} family ${field('cpu family') ?? '?'} model ${field('model') ?? '?'}; ${vector.join(', ') || 'no AVX2'})`;
 }
 
+/**
+ * The name of a new results file in `dir`: `<date><suffix>` for the day's first run, then
+ * `<date>b<suffix>`, `<date>c<suffix>` … (the README cites each run's file by name, so a later
+ * run the same day does not overwrite it).
+ */
+export function resultsName(dir: string, date: string, suffix = ''): string {
+  const names = ['', ...'bcdefghijklmnopqrstuvwxyz'].map((l) => `${date}${l}${suffix}`);
+  return names.find((n) => !fs.existsSync(path.join(dir, `${n}.json`))) ?? `${date}-${Date.now()}${suffix}`;
+}
+
 export function log(s: string): void {
   process.stderr.write(`${s}\n`);
 }

@@ -19,12 +19,7 @@ export async function gemmRate(M: number, K: number, N: number, threads: number)
   for (let i = 0; i < w.length; i++) w[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
   const y = g.op('MatMul', [a, g.initializer('w', w, [K, N])]);
   g.output('y', g.op('ReduceMax', [y], { axes: [1], keepdims: 0 }), 'float32', [M]);
-  const arena = process.env.TD_ORT_ARENA;
-  process.env.TD_ORT_ARENA = '1';
-  const s = await createSession(g.encode(), { threads, executionProvider: 'cpu' }).finally(() => {
-    if (arena === undefined) delete process.env.TD_ORT_ARENA;
-    else process.env.TD_ORT_ARENA = arena;
-  });
+  const s = await createSession(g.encode(), { threads, executionProvider: 'cpu', arena: true });
   const x = new Float32Array(M * K).map((_, i) => (i % 7) / 7);
   let best = Infinity;
   for (let i = 0; i < 15; i++) {

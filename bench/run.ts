@@ -14,7 +14,7 @@ import { specFromConfig } from '../src/engine/arch/spec';
 import { physicalCores } from '../src/engine/cores';
 import { convertLlama2c } from '../tools/convert/llama2c';
 import { LLAMA_1B, makeRandomGpt2, makeRandomLlama } from './checkpoints';
-import { CACHE, child, corpusIds, cpuIdentity, log, ROOT, SHARED, THREADS } from './common';
+import { CACHE, child, corpusIds, cpuIdentity, log, resultsName, ROOT, SHARED, THREADS } from './common';
 import { gemmRate, stepFlops } from './rates';
 import { measureScaling, scalingMarkdown, type ScalingRow } from './scaling';
 
@@ -169,10 +169,7 @@ async function main(): Promise<void> {
   };
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
-  // a second run the same day is <date>b, then c …: the README cites each run's file by name
-  const name =
-    [date, ...'bcdefghijklmnopqrstuvwxyz'.split('').map((l) => date + l)].find((n) => !fs.existsSync(path.join(dir, `${n}.json`))) ??
-    `${date}-${Date.now()}`;
+  const name = resultsName(dir, date);
   fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(out, null, 1));
   const md = markdown(out);
   fs.writeFileSync(path.join(dir, `${name}.md`), md);

@@ -6,14 +6,14 @@
 //     for 1024 tokens × 24 layers — the panel's own performance.measure entries, read with
 //     Playwright.
 // The model is random (GPT-2 vocabulary and shapes, 24 layers × 256 wide, 1024 positions), built
-// once under .cache/bench. Writes bench/results/<date>-ui.json and <date>-ui.md.
+// once under .cache/bench. Writes bench/results/<date>-ui.json and <date>-ui.md (<date>b-ui … for later runs the same day).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, startVsCode, type VsCodeSession } from '../test/e2e/harness';
 import { makeRandomGpt2 } from './checkpoints';
 import { median } from './stats';
-import { CACHE, log, ROOT, SHARED } from './common';
+import { CACHE, log, resultsName, ROOT, SHARED } from './common';
 
 const RUNS = 3;
 
@@ -146,7 +146,8 @@ async function main(): Promise<void> {
   };
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, `${date}-ui.json`), JSON.stringify(out, null, 1));
+  const name = resultsName(dir, date, '-ui');
+  fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify(out, null, 1));
   const l = out.eventLoopLag;
   const md = [
     `## Editor responsiveness (${date})`,
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
     ),
     '',
   ].join('\n');
-  fs.writeFileSync(path.join(dir, `${date}-ui.md`), md);
+  fs.writeFileSync(path.join(dir, `${name}.md`), md);
   process.stdout.write(md);
 }
 

@@ -18,8 +18,10 @@ test('CPU sessions: no memory arena, no memory patterns, no pre-packing unless a
       assert.equal(o.intraOpNumThreads, 2);
       assert.equal(extra(o).session.disable_prepacking, '1');
       assert.equal(extra(sessionOptions('cpu', 2, { prepack: true })).session.disable_prepacking, undefined);
+      assert.equal(sessionOptions('cpu', 2, { arena: true }).enableCpuMemArena, true); // bench/rates.ts's GEMM rate
     }),
   );
+  withEnv('TD_ORT_ARENA', '1', () => assert.equal(sessionOptions('cpu', 2, {}).enableCpuMemArena, true));
 });
 
 test('worker threads spin, except in sessions created with spin: false (the linear algebra) or under TD_ORT_SPIN=0', () => {

@@ -35,6 +35,8 @@ export interface RuntimeOptions {
    * sessionOptions). For sessions that run in quick alternation with others (linalg.ts).
    */
   spin?: boolean;
+  /** true: this session keeps onnxruntime's CPU arena (off by default: see sessionOptions). */
+  arena?: boolean;
 }
 
 export type Feed = Float32Array | BigInt64Array;
@@ -179,7 +181,7 @@ function interOp(): Pick<ort.InferenceSession.SessionOptions, 'interOpNumThreads
 export function sessionOptions(
   provider: string,
   threads: number,
-  opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes' | 'prepack' | 'spin'>,
+  opts: Pick<RuntimeOptions, 'deviceOutputs' | 'cpuNodes' | 'prepack' | 'spin' | 'arena'>,
 ): ort.InferenceSession.SessionOptions {
   const deviceOutputs = opts.deviceOutputs ?? [];
   const onDevice = provider === 'webgpu' && deviceOutputs.length > 0;
@@ -197,8 +199,8 @@ export function sessionOptions(
     // outputs are written into our own arrays, so no run allocates a fresh output each time.
     // Measured (bench child, GPT-2-small, 2 threads, 4 runs each): peak RSS 969-988 → 867-921 MB
     // at 512 tokens, 1252-1307 → 1114-1255 MB at 1024; forward, lens and generation step times
-    // within their run-to-run noise. TD_ORT_ARENA=1 turns the arenas back on.
-    enableCpuMemArena: process.env.TD_ORT_ARENA === '1',
+    // within their run-to-run noise. TD_ORT_ARENA=1 turns the arenas back on (`arena: true`, one session's).
+    enableCpuMemArena: opts.arena === true || process.env.TD_ORT_ARENA === '1',
     // Memory patterns: onnxruntime records a run's allocations and, on the next run of the same
     // shapes, allocates them as one planned block. Measured here that block is fresh memory (page
     // faults: the second analysis after a load took as long as the first, 1.1-1.7 s vs 0.6 s for
