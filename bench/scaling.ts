@@ -60,8 +60,12 @@ export interface OursResult extends Processes {
   forwardMs: number;
   lensMs: number;
   metricsMs: number;
+  /** Of the whole analysis and of each phase, the part inside onnxruntime's runs (medians); the rest is JavaScript. */
+  runtimeMs: Record<Phase, number>;
   peakRssMb: number;
 }
+
+type Phase = 'total' | 'forward' | 'lens' | 'metrics';
 
 export interface ScalingRow {
   model: string;
@@ -157,8 +161,12 @@ function oursRun(
   env: Record<string, string> = {},
 ): OursResult {
   const r = child('analysis', dir, idsFile, repeats, [], { ...env, TD_BENCH_CACHE: graphCache, TD_BENCH_THREADS: String(threads) });
-  const runs = r.runs as Record<'totalMs' | 'tokenizeMs' | 'forwardMs' | 'lensMs' | 'metricsMs', number>[];
-  const med = (k: keyof (typeof runs)[number]) => median(runs.map((x) => x[k]));
+  const runs = r.runs as (Record<'totalMs' | 'tokenizeMs' | 'forwardMs' | 'lensMs' | 'metricsMs', number> & {
+    runtime: Record<'tokenizeMs' | 'forwardMs' | 'lensMs' | 'metricsMs', number>;
+  })[];
+  const med = (k: Exclude<keyof (typeof runs)[number], 'runtime'>) => median(runs.map((x) => x[k]));
+  const inRuntime = (k: keyof (typeof runs)[number]['runtime']) => median(runs.map((x) => x.runtime[k]));
+  const runtimeTotal = median(runs.map((x) => x.runtime.tokenizeMs + x.runtime.forwardMs + x.runtime.lensMs + x.runtime.metricsMs));
   const best = Math.min(...runs.map((x) => x.totalMs));
   return {
     bestMs: best,
@@ -169,6 +177,7 @@ function oursRun(
     forwardMs: med('forwardMs'),
     lensMs: med('lensMs'),
     metricsMs: med('metricsMs'),
+    runtimeMs: { total: runtimeTotal, forward: inRuntime('forwardMs'), lens: inRuntime('lensMs'), metrics: inRuntime('metricsMs') },
     peakRssMb: r.peakRssMb as number,
   };
 }
@@ -329,6 +338,7 @@ export function scalingMarkdown(rows: ScalingRow[]): string {
     lines.push(
       `| ${r.model} | ${r.tokens} | ${r.threads} | ${f(r.ours?.tokenizeMs, 1)} | ${f(r.ours?.forwardMs)} | ${f(r.ours?.lensMs)} | ${f(r.ours?.metricsMs)} | ${f(r.torch?.forwardMs)} / ${f(r.torch?.lensMs)} |`,
     );
+  lines.push('', ...whereTimeGoes(rows));
   lines.push(
     '',
     `| model | tokens | threads | our peak RSS (MB) | lean PyTorch (MB) | ours / lean (target ≤ ${TARGET_RSS_VS_LEAN}) | PyTorch (MB) | ours / PyTorch |`,
@@ -351,6 +361,36 @@ export function scalingMarkdown(rows: ScalingRow[]): string {
       );
   }
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Our analysis split into the part inside onnxruntime's runs, which its intra-op threads share,
+ * and the rest, JavaScript on one thread that more cores do not shorten; with onnxruntime's
+ * speed-up against the fewest threads measured for the same model and size.
+ */
+export function whereTimeGoes(rows: ScalingRow[]): string[] {
+  const measured = rows.filter((r) => r.ours?.runtimeMs);
+  if (measured.length === 0) return [];
+  const lines = [
+    'Where our time goes (medians, ms): inside onnxruntime (its intra-op threads share it) / JavaScript (one thread, which more cores do not shorten). Speed-up: of the onnxruntime part, against the fewest threads measured.',
+    '',
+    '| model | tokens | threads | whole analysis | forward | lens | metrics | JavaScript share | onnxruntime speed-up |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  const js = (phase: number, inRuntime: number) => Math.max(0, phase - inRuntime);
+  for (const r of measured) {
+    const o = r.ours!;
+    const base = measured.filter((b) => b.model === r.model && b.tokens === r.tokens).reduce((a, b) => (b.threads < a.threads ? b : a));
+    const split = (phase: number, inRuntime: number) => `${f(inRuntime)} / ${f(js(phase, inRuntime))}`;
+    const speedup =
+      base.threads < r.threads
+        ? `${f(base.ours!.runtimeMs.total / o.runtimeMs.total, 2)}× (${r.threads / base.threads}× the threads of ${base.threads})`
+        : '—';
+    lines.push(
+      `| ${r.model} | ${r.tokens} | ${r.threads} | ${split(o.medianMs, o.runtimeMs.total)} | ${split(o.forwardMs, o.runtimeMs.forward)} | ${split(o.lensMs, o.runtimeMs.lens)} | ${split(o.metricsMs, o.runtimeMs.metrics)} | ${f((100 * js(o.medianMs, o.runtimeMs.total)) / o.medianMs)}% | ${speedup} |`,
+    );
+  }
+  return lines;
 }
 
 /** Per-operator kernel time of onnxruntime profiles (TD_ORT_PROFILE folders), per session file. */

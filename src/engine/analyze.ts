@@ -3,7 +3,7 @@
 import { EngineError } from './errors';
 import { hook } from './graph/forward';
 import type { LoadedModel } from './model';
-import type { NamedTensor } from './runtime/ort';
+import { runtimeClock, type NamedTensor } from './runtime/ort';
 import { LENS_OUTPUTS } from './graph/lens';
 import { WALK_OUTPUTS } from './graph/walkstats';
 import type { ActivationCache, Analysis, HeadStatsResult, LensTable, Token, WalkMetrics } from '../shared/analysis';
@@ -139,6 +139,7 @@ export async function analyze(
   context: AnalyzeContext = {},
 ): Promise<Analysis> {
   const t0 = performance.now();
+  const r0 = runtimeClock();
   if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100)
     throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
   const { text, tokens, truncation } = tokenize(model, req);
@@ -149,6 +150,7 @@ export async function analyze(
     context.zMeanOf,
   );
   const t1 = performance.now();
+  const r1 = runtimeClock();
   checkCancel(signal);
   const cache = await forwardCache(
     model,
@@ -163,6 +165,7 @@ export async function analyze(
   cache.interventions = intervened.record;
   rememberFeeds(cache, intervened.feeds);
   const t2 = performance.now();
+  const r2 = runtimeClock();
   checkCancel(signal);
   const { lens, lastLogitsTop, perPosition } = await logitLens(
     model,
@@ -173,6 +176,7 @@ export async function analyze(
     pool,
   );
   const t3 = performance.now();
+  const r3 = runtimeClock();
   const walk = await walkMetrics(
     cache,
     tokens.map((t) => t.id),
@@ -185,6 +189,7 @@ export async function analyze(
   for (const id of lens.topIds) vocab[id] ??= model.tokenizer.tokenText(id);
   for (const t of lastLogitsTop) vocab[t.id] ??= model.tokenizer.tokenText(t.id);
   const t4 = performance.now();
+  const r4 = runtimeClock();
   return {
     model: model.info,
     text,
@@ -195,7 +200,14 @@ export async function analyze(
     walk,
     vocab,
     lastLogitsTop,
-    timings: { tokenizeMs: t1 - t0, forwardMs: t2 - t1, lensMs: t3 - t2, metricsMs: t4 - t3, totalMs: t4 - t0 },
+    timings: {
+      tokenizeMs: t1 - t0,
+      forwardMs: t2 - t1,
+      lensMs: t3 - t2,
+      metricsMs: t4 - t3,
+      totalMs: t4 - t0,
+      runtime: { tokenizeMs: r1 - r0, forwardMs: r2 - r1, lensMs: r3 - r2, metricsMs: r4 - r3 },
+    },
   };
 }
 

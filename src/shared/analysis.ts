@@ -128,6 +128,11 @@ export interface Timings {
   lensMs: number;
   metricsMs: number;
   totalMs: number;
+  /**
+   * Of each phase, the part spent inside onnxruntime's runs (runtime/ort.ts: runtimeClock); the
+   * rest of the phase is JavaScript on one thread. Absent in analyses saved before it existed.
+   */
+  runtime?: { tokenizeMs: number; forwardMs: number; lensMs: number; metricsMs: number };
 }
 
 export interface Analysis {

@@ -12,6 +12,7 @@ import { weightReader } from '../../src/engine/arch/weights';
 import { buildLensGraph } from '../../src/engine/graph/lens';
 import { loadModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
+import { runtimeClock } from '../../src/engine/runtime/ort';
 import { applyLnFinal } from '../../src/engine/queries';
 import * as path from 'node:path';
 
@@ -252,6 +253,27 @@ describe('walk PCA in the engine', () => {
         Math.hypot(...applyLnFinal(m.spec, m.lnFinal, c.resid, i * shape.d)),
       );
       assertClose(a.walk.normsFinal, final, rel(final), 'norms after ln_final');
+    } finally {
+      await m.release();
+    }
+  });
+
+  test('timings split each phase into onnxruntime and the rest', async () => {
+    const m = await loadModel(BUNDLED, { threads: 1, executionProvider: 'cpu' });
+    try {
+      const clock = runtimeClock();
+      const a = await analyze(m, { text: 'The sea was calm, and the sky was calm.', topK: 3, maxTokens: 64, patterns: false });
+      const t = a.timings;
+      const r = t.runtime!;
+      assert.ok(r, 'timings.runtime');
+      // the forward pass, the lens and the metrics each run onnxruntime sessions; tokenizing does not
+      for (const phase of ['forwardMs', 'lensMs', 'metricsMs'] as const) {
+        assert.ok(r[phase] > 0, `${phase}: some time inside onnxruntime`);
+        assert.ok(r[phase] <= t[phase] + 0.01, `${phase}: ${r[phase]} ms inside onnxruntime ≤ the phase's ${t[phase]} ms`);
+      }
+      assert.equal(r.tokenizeMs, 0);
+      const sum = r.tokenizeMs + r.forwardMs + r.lensMs + r.metricsMs;
+      assert.ok(Math.abs(runtimeClock() - clock - sum) < 1e-6, 'the clock advanced by the phases’ sum');
     } finally {
       await m.release();
     }

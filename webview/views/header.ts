@@ -42,7 +42,12 @@ export function createHeader(ctx: ViewContext): HTMLElement {
     if (p) {
       const m = p.model;
       meta.textContent = `${p.tokens.length} tokens · ${m.n_layers} layers · d_model ${m.d_model} · ${duration(p.timings.totalMs)}`;
-      meta.title = `tokenize ${duration(p.timings.tokenizeMs)}, forward ${duration(p.timings.forwardMs)}, lens ${duration(p.timings.lensMs)}, metrics ${duration(p.timings.metricsMs)}`;
+      const t = p.timings;
+      meta.title =
+        `tokenize ${duration(t.tokenizeMs)}, forward ${duration(t.forwardMs)}, lens ${duration(t.lensMs)}, metrics ${duration(t.metricsMs)}` +
+        (t.runtime
+          ? ` (in onnxruntime: ${duration(t.runtime.forwardMs + t.runtime.lensMs + t.runtime.metricsMs + t.runtime.tokenizeMs)})`
+          : '');
     } else {
       meta.textContent = '';
       meta.title = '';

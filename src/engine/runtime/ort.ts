@@ -167,6 +167,17 @@ export function liveSessionCount(): number {
   return liveSessions;
 }
 
+let runtimeMs = 0;
+/**
+ * Milliseconds this process has spent so far inside onnxruntime's runs, each from the call to
+ * its result (runs that overlap each count). The difference between two readings, against the
+ * wall time between them, splits a phase into onnxruntime's part, which spreads over the
+ * intra-op threads, and the rest: JavaScript on one thread, which more cores do not shorten.
+ */
+export function runtimeClock(): number {
+  return runtimeMs;
+}
+
 /**
  * Threads: intra-op parallelism is the `threads` setting. TD_ORT_INTEROP=n (n > 1) also runs
  * independent nodes side by side (onnxruntime's parallel executor, n inter-op threads): for
@@ -299,6 +310,7 @@ function wrapSession(
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = feedTensor(t);
     let out: ort.InferenceSession.ReturnType;
+    const started = performance.now();
     try {
       if (into) {
         const outs: Record<string, ort.Tensor | null> = {};
@@ -307,6 +319,8 @@ function wrapSession(
       } else out = await session.run(ortFeeds, fetches);
     } catch (e) {
       throw new EngineError('RUNTIME', `onnxruntime failed while running the model: ${(e as Error).message}`);
+    } finally {
+      runtimeMs += performance.now() - started;
     }
     return outputs(out, fetches, into, provider === 'cpu');
   };
