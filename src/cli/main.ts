@@ -11,7 +11,7 @@ import { physicalCores } from '../engine/cores';
 import { Engine } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
-import type { Analysis } from '../shared/analysis';
+import { runtimeMs, type Analysis } from '../shared/analysis';
 import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
 import { runsOn } from '../shared/runs-on';
 import { WEIGHT_PRECISIONS, type WeightPrecisionRequest } from '../engine/runtime/providers';
@@ -135,10 +135,12 @@ function readText(values: { text?: string; 'text-file'?: string }): string {
 function summary(a: Analysis): string {
   const T = a.lens.pos;
   const last = a.lens.rows - 1;
+  const inRuntime = runtimeMs(a.timings);
   const lines = [
     `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab}) on ${runsOn(a.model)}`,
     `${T} tokens${a.truncation ? ` (truncated from ${a.truncation.total})` : ''} in ${a.timings.totalMs.toFixed(0)} ms ` +
-      `(forward ${a.timings.forwardMs.toFixed(0)} ms, lens ${a.timings.lensMs.toFixed(0)} ms, metrics ${a.timings.metricsMs.toFixed(0)} ms)`,
+      `(forward ${a.timings.forwardMs.toFixed(0)} ms, lens ${a.timings.lensMs.toFixed(0)} ms, metrics ${a.timings.metricsMs.toFixed(0)} ms` +
+      (inRuntime === null ? ')' : `; ${inRuntime.toFixed(0)} ms of it inside onnxruntime)`),
   ];
   let bits = 0;
   for (let p = 0; p < T - 1; p++) bits += -a.lens.nextLogprob[last * T + p]! / Math.LN2;

@@ -135,6 +135,12 @@ export interface Timings {
   runtime?: { tokenizeMs: number; forwardMs: number; lensMs: number; metricsMs: number };
 }
 
+/** Of the whole analysis, the milliseconds inside onnxruntime's runs; null for analyses saved without them. */
+export function runtimeMs(t: Timings): number | null {
+  const r = t.runtime;
+  return r ? r.tokenizeMs + r.forwardMs + r.lensMs + r.metricsMs : null;
+}
+
 export interface Analysis {
   model: ModelInfo;
   text: string;

@@ -59,9 +59,16 @@ describe('CLI', () => {
     const out = path.join(tmpDir(), 'a.json');
     const r = cli(['analyze', '--model', TINY, '--text', 'the cat sat on the mat. the cat sat', '--top-k', '3', '--json', out]);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /tokens in \d+ ms/);
+    assert.match(r.stderr, /tokens in \d+ ms \(forward \d+ ms, lens \d+ ms, metrics \d+ ms; \d+ ms of it inside onnxruntime\)/);
     const j = JSON.parse(fs.readFileSync(out, 'utf8'));
     assert.equal(j.version, JSON_SCHEMA_VERSION);
+    // timings_ms as the README documents it: each phase, and each phase's part inside onnxruntime
+    const tm = j.timings_ms;
+    for (const k of ['tokenizeMs', 'forwardMs', 'lensMs', 'metricsMs', 'totalMs']) assert.equal(typeof tm[k], 'number', `timings_ms.${k}`);
+    for (const k of ['tokenizeMs', 'forwardMs', 'lensMs', 'metricsMs']) {
+      assert.equal(typeof tm.runtime[k], 'number', `timings_ms.runtime.${k}`);
+      assert.ok(tm.runtime[k] >= 0 && tm.runtime[k] <= tm[k] + 0.01, `timings_ms.runtime.${k} within its phase`);
+    }
     for (const k of ['architecture', 'n_layers', 'd_model', 'd_vocab', 'n_heads']) assert.ok(k in j.model, `model.${k}`);
     const T = j.tokens.length;
     assert.ok(T > 5);

@@ -2,6 +2,7 @@
 // (progress, error, cancelled) and exporting the analysis as JSON or CSV.
 import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
 import { clear, el, icon, toolButton } from '../dom';
+import { runtimeMs } from '../../src/shared/analysis';
 import { duration } from '../shapeText';
 import type { AppState, Key } from '../store';
 import type { ViewContext } from './context';
@@ -43,11 +44,10 @@ export function createHeader(ctx: ViewContext): HTMLElement {
       const m = p.model;
       meta.textContent = `${p.tokens.length} tokens · ${m.n_layers} layers · d_model ${m.d_model} · ${duration(p.timings.totalMs)}`;
       const t = p.timings;
+      const inRuntime = runtimeMs(t);
       meta.title =
         `tokenize ${duration(t.tokenizeMs)}, forward ${duration(t.forwardMs)}, lens ${duration(t.lensMs)}, metrics ${duration(t.metricsMs)}` +
-        (t.runtime
-          ? ` (in onnxruntime: ${duration(t.runtime.forwardMs + t.runtime.lensMs + t.runtime.metricsMs + t.runtime.tokenizeMs)})`
-          : '');
+        (inRuntime === null ? '' : ` (in onnxruntime: ${duration(inRuntime)})`);
     } else {
       meta.textContent = '';
       meta.title = '';
