@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { withHugePages } from '../src/engine/client';
 import { physicalCores } from '../src/engine/cores';
 import { specFromConfig } from '../src/engine/arch/spec';
+import { runtimeMs, type Timings } from '../src/shared/analysis';
 import { makeRandomGpt2 } from './checkpoints';
 import { CACHE, child, corpusIds, corpusText, cpuIdentity, log, ROOT, SHARED } from './common';
 import { analysisFlops, gemmRate } from './rates';
@@ -82,6 +83,24 @@ export interface ScalingRow {
   timeVsLean: number | null;
   rssVsLean: number | null;
   rssVsTorch: number | null;
+}
+
+/** A row before any side has run: every result and ratio null. */
+export function scalingRow(model: string, tokens: number, threads: number, gemmGflops: number, boundMs: number): ScalingRow {
+  return {
+    model,
+    tokens,
+    threads,
+    gemmGflops,
+    boundMs,
+    ours: null,
+    torch: null,
+    lean: null,
+    timeVsTorch: null,
+    timeVsLean: null,
+    rssVsLean: null,
+    rssVsTorch: null,
+  };
 }
 
 export const TARGET_TIME_VS_TORCH = 0.67;
@@ -161,12 +180,11 @@ function oursRun(
   env: Record<string, string> = {},
 ): OursResult {
   const r = child('analysis', dir, idsFile, repeats, [], { ...env, TD_BENCH_CACHE: graphCache, TD_BENCH_THREADS: String(threads) });
-  const runs = r.runs as (Record<'totalMs' | 'tokenizeMs' | 'forwardMs' | 'lensMs' | 'metricsMs', number> & {
-    runtime: Record<'tokenizeMs' | 'forwardMs' | 'lensMs' | 'metricsMs', number>;
-  })[];
-  const med = (k: Exclude<keyof (typeof runs)[number], 'runtime'>) => median(runs.map((x) => x[k]));
-  const inRuntime = (k: keyof (typeof runs)[number]['runtime']) => median(runs.map((x) => x.runtime[k]));
-  const runtimeTotal = median(runs.map((x) => x.runtime.tokenizeMs + x.runtime.forwardMs + x.runtime.lensMs + x.runtime.metricsMs));
+  // each run is the analysis's Timings (bench/child.ts), onnxruntime's part included
+  const runs = r.runs as Required<Timings>[];
+  const med = (k: Exclude<keyof Timings, 'runtime'>) => median(runs.map((x) => x[k]));
+  const inRuntime = (k: keyof Required<Timings>['runtime']) => median(runs.map((x) => x.runtime[k]));
+  const runtimeTotal = median(runs.map((x) => runtimeMs(x)!));
   const best = Math.min(...runs.map((x) => x.totalMs));
   return {
     bestMs: best,
@@ -240,20 +258,7 @@ export async function measureScaling(c: ScalingCase, opts: ScalingOptions): Prom
         if (late()) break;
         const idsFile = writeIds(`${c.key}-${T}`, allIds.slice(0, T), corpusText(n));
         const flops = analysisFlops(spec, T);
-        const row: ScalingRow = {
-          model: c.key,
-          tokens: T,
-          threads,
-          gemmGflops: gemm,
-          boundMs: ((flops.model + flops.lens) / (gemm * 1e9)) * 1000,
-          ours: null,
-          torch: null,
-          lean: null,
-          timeVsTorch: null,
-          timeVsLean: null,
-          rssVsLean: null,
-          rssVsTorch: null,
-        };
+        const row = scalingRow(c.key, T, threads, gemm, ((flops.model + flops.lens) / (gemm * 1e9)) * 1000);
         rows.push(row);
         // ours, PyTorch and lean PyTorch in turn, `processes` times: each ratio compares runs
         // made seconds apart, and each side gets its best process

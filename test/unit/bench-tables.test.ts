@@ -3,35 +3,24 @@
 // size. The README quotes these figures, so the arithmetic is checked here on made-up rows.
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { whereTimeGoes, type OursResult, type ScalingRow } from '../../bench/scaling';
+import { scalingRow, whereTimeGoes, type OursResult, type ScalingRow } from '../../bench/scaling';
 
 function row(tokens: number, threads: number, ours: Partial<OursResult> | null): ScalingRow {
-  return {
-    model: 'm',
-    tokens,
-    threads,
-    gemmGflops: 100,
-    boundMs: 1,
-    ours: ours && {
-      bestMs: 0,
-      processMs: [],
-      processRssMb: [],
-      tokenizeMs: 0,
-      peakRssMb: 0,
-      medianMs: 0,
-      forwardMs: 0,
-      lensMs: 0,
-      metricsMs: 0,
-      runtimeMs: { total: 0, forward: 0, lens: 0, metrics: 0 },
-      ...ours,
-    },
-    torch: null,
-    lean: null,
-    timeVsTorch: null,
-    timeVsLean: null,
-    rssVsLean: null,
-    rssVsTorch: null,
+  const r = scalingRow('m', tokens, threads, 100, 1);
+  r.ours = ours && {
+    bestMs: 0,
+    processMs: [],
+    processRssMb: [],
+    tokenizeMs: 0,
+    peakRssMb: 0,
+    medianMs: 0,
+    forwardMs: 0,
+    lensMs: 0,
+    metricsMs: 0,
+    runtimeMs: { total: 0, forward: 0, lens: 0, metrics: 0 },
+    ...ours,
   };
+  return r;
 }
 
 test('where the time goes: each phase split into onnxruntime / JavaScript, speed-up against the fewest threads', () => {
