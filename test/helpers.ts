@@ -15,8 +15,19 @@ export const STORIES260K = {
   tokenizer: path.join(FIXTURES, 'stories260K', 'tok512.bin'),
 };
 
+const madeDirs: string[] = [];
+
+/**
+ * A new empty folder under the system's temp folder, removed when this test process exits
+ * (test/run.mjs also gives each run its own TMPDIR and removes it, for what child processes leave).
+ */
 export function tmpDir(prefix = 'td-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (madeDirs.push(dir) === 1)
+    process.on('exit', () => {
+      for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true });
+    });
+  return dir;
 }
 
 export function readJson<T = Record<string, unknown>>(file: string): T {

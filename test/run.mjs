@@ -3,7 +3,8 @@
 // runner, then the real-client end-to-end tests in code-server + Chromium.
 // Flags: --unit (only unit), --e2e (only e2e). Prints one closing summary line for CI.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const args = new Set(process.argv.slice(2));
@@ -46,6 +47,11 @@ function nodeTest(files, label) {
   };
 }
 
+// One temp folder per run, removed at the end: what the tests and the processes they start
+// (the CLI, the engine worker, code-server, Chromium) write to the temp folder goes there, so
+// repeated runs do not fill the machine's /tmp.
+const runTmp = mkdtempSync(join(tmpdir(), 'td-tests-'));
+process.env.TMPDIR = runTmp;
 const results = [];
 if (runUnit) results.push(nodeTest(findTests('out/test/unit'), 'unit'));
 if (runE2e) {
@@ -53,6 +59,7 @@ if (runE2e) {
   if (setup.status !== 0) results.push({ ok: false, summary: 'e2e: setup failed' });
   else results.push(nodeTest(findTests('out/test/e2e'), 'e2e'));
 }
+rmSync(runTmp, { recursive: true, force: true });
 const ok = results.every((r) => r.ok);
 console.log(`\nTEST SUMMARY: ${ok ? 'PASS' : 'FAIL'} — ${results.map((r) => r.summary).join('; ')}`);
 process.exit(ok ? 0 : 1);
