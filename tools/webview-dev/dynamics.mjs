@@ -530,9 +530,10 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
         const jsonFile = path.join(OUT_DIR, 'report-export.json');
         await download.saveAs(jsonFile);
         const j = JSON.parse(fs.readFileSync(jsonFile, 'utf8'));
+        const { JSON_SCHEMA_VERSION } = require(path.join(ROOT, 'out/src/shared/export.js'));
         check(
-          j.version === 2 && j.attention && j.proximity_last && j.clusters_last,
-          'report: the JSON button downloads the analysis (schema 2) through a blob URL',
+          j.version === JSON_SCHEMA_VERSION && j.attention && j.proximity_last && j.clusters_last,
+          `report: the JSON button downloads the analysis (schema ${j.version}, current ${JSON_SCHEMA_VERSION}) through a blob URL`,
         );
         const [png] = await Promise.all([
           page.waitForEvent('download', { timeout: 10000 }),

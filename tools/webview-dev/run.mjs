@@ -246,6 +246,15 @@ try {
       await settle(page, 1200);
       await shot(page, `narrow-${t.toLowerCase()}`);
     }
+    // a side column beside two editors: no section title is cut short
+    await page.setViewportSize({ width: 380, height: 760 });
+    await tab(page, 'Logit lens');
+    await settle(page, 600);
+    await shot(page, 'narrow-380-lens');
+    const cut = await page.evaluate(() =>
+      [...document.querySelectorAll('.strip-bar h3')].filter((h) => h.scrollWidth > h.clientWidth + 1).map((h) => h.textContent),
+    );
+    check(cut.length === 0, `section titles whole at 380 px (${JSON.stringify(cut)})`);
     await finish('narrow', ctx);
   }
 
