@@ -9,6 +9,7 @@ import { loadModel, type LoadControl, type LoadedModel, type LoadOptions } from 
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult } from '../shared/analysis';
 import { attentionStats, clusters, headPattern, promptDiff, proximity } from './queries';
 import { generate } from './generate';
+import { forgetPromptState } from './generate/generator';
 import type { Completion, GenerateRequest, GenStep } from '../shared/generation';
 
 /** Questions about a recent analysis (by runId), answered from the activation cache the engine keeps. */
@@ -102,7 +103,9 @@ export class Engine {
   }
 
   async analyze(req: AnalyzeRequest, signal?: AbortSignal, runId = 0): Promise<Analysis> {
-    const a = await analyze(this.requireModel(), req, signal, this.pool, this.context());
+    const model = this.requireModel();
+    forgetPromptState(model); // a completion's kept prompt cache gives way to the analysis's buffers
+    const a = await analyze(model, req, signal, this.pool, this.context());
     this.forget(runId);
     this.kept.set(runId, a);
     while (this.kept.size > KEEP_ANALYSES) this.forget(this.kept.keys().next().value!);

@@ -98,7 +98,7 @@ export class Completions {
         );
         this.ctx.panel.post({ type: 'completionDone', batchId: batch.batchId, index, completion });
         this.ctx.log.info(
-          `completion ${batch.batchId}.${index} (${strategy.label}): ${completion.steps.length} tokens, ${completion.timings.perTokenMs.toFixed(1)} ms/token, stop ${completion.stopReason}`,
+          `completion ${batch.batchId}.${index} (${strategy.label}): ${completion.steps.length} tokens, ${completion.timings.perTokenMs.toFixed(1)} ms/token, stop ${completion.stopReason}${completion.timings.promptReused ? ', prompt state reused' : ''}`,
         );
       } catch (e) {
         this.ctx.panel.post({ type: 'completionError', batchId: batch.batchId, index, error: (e as Error).message });

@@ -68,7 +68,11 @@ export interface Completion {
   score: number | null;
   /** The heads that were ablated while generating (absent: the clean model). */
   ablation?: HeadAblation;
-  timings: { totalMs: number; firstStepMs: number; perTokenMs: number };
+  /**
+   * firstStepMs includes running the prompt; promptReused: the prompt's state came from the
+   * previous completion of the same prompt (another column), so it was not run again.
+   */
+  timings: { totalMs: number; firstStepMs: number; perTokenMs: number; promptReused?: boolean };
 }
 
 export interface GenerateRequest {

@@ -20,6 +20,7 @@ import {
 import {
   beamSearch,
   decodeSingle,
+  forgetPromptState,
   KvStepModel,
   RecomputeStepModel,
   completionMetrics,
@@ -27,6 +28,7 @@ import {
   type StepModel,
 } from '../../src/engine/generate/generator';
 import { generate } from '../../src/engine/generate';
+import { Engine } from '../../src/engine/engine';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
 import type { Strategy } from '../../src/shared/generation';
 import { FIXTURES, assertClose } from '../helpers';
@@ -285,5 +287,65 @@ describe('KV cache equals full recompute', () => {
     ctl.abort();
     const c = await generate(model, { promptIds: [1, 2, 3], strategy: s, maxNewTokens: 12 }, undefined, ctl.signal);
     assert.equal(c.stopReason, 'cancelled');
+  });
+});
+
+describe('the prompt state of one completion serves the next (Compare Completions columns)', () => {
+  const engine = new Engine();
+  after(() => engine.dispose());
+  const prompt = [5, 17, 42, 8, 99, 3, 61];
+  const greedy: Strategy = { label: 'greedy', kind: 'greedy' };
+  const beam: Strategy = { label: 'beam', kind: 'beam', beams: 3 };
+  const sample: Strategy = { label: 'sample', kind: 'sample', temperature: 0.9, repetitionPenalty: 1.3, seed: 11 };
+
+  test('the same prompt is not run again, and every column gets the bits of a fresh run', async () => {
+    await engine.load({ dir: path.join(FIXTURES, 'models', 'tiny-llama'), threads: 1, executionProvider: 'cpu' });
+    const model = engine.requireModel();
+    const fresh = async (strategy: Strategy) => {
+      forgetPromptState(model);
+      const c = await engine.generate({ promptIds: prompt, strategy, maxNewTokens: 8 });
+      assert.equal(c.timings.promptReused, undefined, `${strategy.label}: a fresh run`);
+      return c;
+    };
+    const expected = [await fresh(greedy), await fresh(beam), await fresh(sample)];
+    forgetPromptState(model);
+    const columns = [];
+    for (const strategy of [greedy, beam, sample]) columns.push(await engine.generate({ promptIds: prompt, strategy, maxNewTokens: 8 }));
+    assert.deepEqual(
+      columns.map((c) => c.timings.promptReused ?? false),
+      [false, true, true],
+    );
+    // steps hold every probability, entropy and alternative: exactly equal, not close
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(columns[i]!.steps, expected[i]!.steps, `column ${i}`);
+      assert.equal(columns[i]!.score, expected[i]!.score);
+    }
+    // the sampler's repetition penalty rewrote its copy of the prompt's logits: the next column's are intact
+    const again = await engine.generate({ promptIds: prompt, strategy: greedy, maxNewTokens: 8 });
+    assert.equal(again.timings.promptReused, true);
+    assert.deepEqual(again.steps, expected[0]!.steps);
+  });
+
+  test('another prompt, an ablation or an analysis in between runs the prompt again', async () => {
+    await engine.generate({ promptIds: prompt, strategy: greedy, maxNewTokens: 2 });
+    const other = await engine.generate({ promptIds: [...prompt, 4], strategy: greedy, maxNewTokens: 2 });
+    assert.equal(other.timings.promptReused, undefined, 'a longer prompt');
+    const ablated = await engine.generate({
+      promptIds: [...prompt, 4],
+      strategy: greedy,
+      maxNewTokens: 2,
+      ablation: { heads: [{ layer: 0, head: 0 }], mode: 'zero' },
+    });
+    assert.equal(ablated.timings.promptReused, undefined, 'the same prompt with a head ablated');
+    const ablatedAgain = await engine.generate({
+      promptIds: [...prompt, 4],
+      strategy: greedy,
+      maxNewTokens: 2,
+      ablation: { heads: [{ layer: 0, head: 0 }], mode: 'zero' },
+    });
+    assert.equal(ablatedAgain.timings.promptReused, true, 'the same ablation again');
+    await engine.analyze({ ids: prompt, topK: 3, maxTokens: 64, patterns: false });
+    const after = await engine.generate({ promptIds: [...prompt, 4], strategy: greedy, maxNewTokens: 2, ablation: ablatedAgain.ablation });
+    assert.equal(after.timings.promptReused, undefined, 'an analysis frees the kept state');
   });
 });

@@ -41,11 +41,49 @@ export interface StepModel {
 }
 
 /**
+ * The state after the last prompt a model ran (CPU: arrays): Compare Completions decodes the
+ * same prompt once per column, and each column after the first starts from here instead of
+ * running the prompt again. The arrays are never written (a step makes new ones), so sharing
+ * them gives every column the bits a fresh prefill would. One entry per model, kept while its
+ * cache is at most PROMPT_STATE_BYTES; the model's release() or the next prompt replaces it.
+ */
+interface PromptState {
+  key: string;
+  logits: Float32Array;
+  past: Record<string, NamedTensor>;
+}
+const promptStates = new WeakMap<LoadedModel, PromptState>();
+export const PROMPT_STATE_BYTES = 256 << 20;
+
+/** Forgets a model's kept prompt state (its memory goes with the arrays). */
+export function forgetPromptState(model: LoadedModel): void {
+  promptStates.delete(model);
+}
+
+/** The prompt and the fed interventions, as the key of a kept prompt state. */
+function promptKey(promptIds: readonly number[], feeds: Record<string, NamedTensor>): string {
+  let h = 0x811c9dc5; // FNV-1a over the feeds' names, shapes and bytes
+  const mix = (b: number) => {
+    h ^= b;
+    h = Math.imul(h, 0x01000193);
+  };
+  for (const name of Object.keys(feeds).sort()) {
+    const t = feeds[name]!;
+    for (const c of `${name}:${t.dims.join('x')};`) mix(c.charCodeAt(0));
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    for (let i = 0; i < bytes.length; i++) mix(bytes[i]!);
+  }
+  return `${promptIds.join(',')}|${Object.keys(feeds).length}|${(h >>> 0).toString(16)}`;
+}
+
+/**
  * The instrumented forward graph with its KV cache (present → past). On a GPU provider the
  * cache stays in device memory between steps (only the logits come back); on the CPU it is
  * arrays. Call release() when done: device memory is freed only then.
  */
 export class KvStepModel implements StepModel {
+  /** Whether the last prefill reused the state a previous one left (promptStates). */
+  reusedPrompt = false;
   private past: Record<string, AnyTensor> = {};
   private batch = 1;
   /** Each beam's tokens so far: the cache is rebuilt from them where the model requires it. */
@@ -102,13 +140,26 @@ export class KvStepModel implements StepModel {
   async prefill(promptIds: readonly number[]): Promise<Float32Array> {
     this.batch = 1;
     this.seqs = [[...promptIds]];
+    this.length = promptIds.length;
+    const key = promptKey(promptIds, this.feeds);
+    const kept = promptStates.get(this.model);
+    if (kept?.key === key) {
+      this.setPast({ ...kept.past });
+      this.reusedPrompt = true;
+      return kept.logits.slice(); // the decoder's processors write into the logits they get
+    }
+    this.reusedPrompt = false;
     this.clear(1);
     const logits = await this.run(
       BigInt64Array.from(promptIds, (i) => BigInt(i)),
       1,
       promptIds.length,
     );
-    this.length = promptIds.length;
+    const past = Object.values(this.past);
+    const bytes = past.reduce((n, t) => n + (isDeviceTensor(t) ? Infinity : t.data.byteLength), 0);
+    if (bytes <= PROMPT_STATE_BYTES)
+      promptStates.set(this.model, { key, logits: logits.slice(), past: { ...(this.past as Record<string, NamedTensor>) } });
+    else promptStates.delete(this.model);
     return logits;
   }
 

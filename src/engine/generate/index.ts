@@ -76,6 +76,11 @@ export async function generate(
     strategy: req.strategy,
     ...(record?.ablation ? { ablation: record.ablation } : {}),
     stopReason: rest.stopReason === 'max_new_tokens' && maxNew < req.maxNewTokens ? 'context_full' : rest.stopReason,
-    timings: { totalMs, firstStepMs, perTokenMs: n > 1 ? (totalMs - firstStepMs) / (n - 1) : 0 },
+    timings: {
+      totalMs,
+      firstStepMs,
+      perTokenMs: n > 1 ? (totalMs - firstStepMs) / (n - 1) : 0,
+      ...(stepModel instanceof KvStepModel && stepModel.reusedPrompt ? { promptReused: true } : {}),
+    },
   };
 }
