@@ -14,6 +14,7 @@ import {
   shouldStop,
   softmax,
   temperature,
+  topIndices,
   topK,
   topP,
 } from '../../src/engine/generate/processors';
@@ -24,6 +25,7 @@ import {
   KvStepModel,
   RecomputeStepModel,
   completionMetrics,
+  stepStats,
   type DecodeOptions,
   type StepModel,
 } from '../../src/engine/generate/generator';
@@ -62,6 +64,59 @@ describe('logits processors', () => {
     const c = logitsOf(probs);
     topP(0.96).apply(c, ctx([]));
     assert.deepEqual(kept(c), [0, 1, 2, 3]);
+  });
+
+  test('the vocabulary is not sorted per step: top-k, top-p, the alternatives and the beams select exactly what a full sort picks', () => {
+    // the sorting implementations these replaced, as references
+    const sortedFinite = (x: ArrayLike<number>) =>
+      Array.from({ length: x.length }, (_, i) => i)
+        .filter((i) => x[i]! > -Infinity)
+        .sort((a, b) => x[b]! - x[a]! || a - b);
+    const refTopK = (x: Float32Array, k: number) => {
+      const finite = Array.from(x).filter((v) => v !== -Infinity);
+      const t = k >= finite.length ? -Infinity : finite.sort((a, b) => b - a)[k - 1]!;
+      for (let i = 0; i < x.length; i++) if (x[i]! < t) x[i] = -Infinity;
+    };
+    const refTopP = (x: Float32Array, p: number) => {
+      const probs = softmax(x);
+      const order = Array.from({ length: x.length }, (_, i) => i).sort((a, b) => x[b]! - x[a]! || a - b);
+      let mass = 0;
+      let keep = 0;
+      while (keep < order.length) {
+        mass += probs[order[keep]!]!;
+        keep++;
+        if (mass >= p - 1e-12) break;
+      }
+      for (let r = keep; r < order.length; r++) x[order[r]!] = -Infinity;
+    };
+    const rng = new Rng(7);
+    for (let trial = 0; trial < 60; trial++) {
+      const V = [5, 40, 300, 5000][trial % 4]!;
+      // few distinct values (many ties), some -Infinity, and a spread from flat to peaked
+      const spread = [0.1, 1, 4, 12][(trial >> 2) % 4]!;
+      const x = Float32Array.from({ length: V }, () => (rng.next() < 0.1 ? -Infinity : Math.round(rng.next() * 20) * (spread / 20)));
+      for (const m of [1, 3, 8, 64, V + 3]) assert.deepEqual(topIndices(x, m), sortedFinite(x).slice(0, m), `topIndices V=${V} m=${m}`);
+      for (const k of [1, 2, 7, 50, 255, 300, V]) {
+        const a = Float32Array.from(x);
+        const b = Float32Array.from(x);
+        topK(k).apply(a, ctx([]));
+        refTopK(b, k);
+        assert.deepEqual(a, b, `top-k ${k}, V=${V}`);
+      }
+      for (const p of [0.1, 0.5, 0.9, 0.99, 0.999999]) {
+        const a = Float32Array.from(x);
+        const b = Float32Array.from(x);
+        topP(p).apply(a, ctx([]));
+        refTopP(b, p);
+        assert.deepEqual(a, b, `top-p ${p}, V=${V}, spread ${spread}`);
+      }
+      const raw = x.map((v) => (v === -Infinity ? -30 : v));
+      assert.deepEqual(
+        stepStats(raw, 0, 5).top.map((t) => t.id),
+        sortedFinite(raw).slice(0, 5),
+        'alternatives',
+      );
+    }
   });
 
   test('min-p drops tokens below min_p × top probability', () => {

@@ -18,6 +18,7 @@ import {
   shouldStop,
   temperature,
   topK,
+  topIndices,
   topP,
   type LogitsProcessor,
   type SeqContext,
@@ -315,7 +316,7 @@ export function stepStats(
   raw: Float32Array,
   chosen: number,
   k: number,
-): { prob: number; entropy: number; top: { id: number; prob: number }[] } {
+): { prob: number; entropy: number; top: { id: number; prob: number }[]; lse: number } {
   let max = -Infinity;
   for (const v of raw) if (v > max) max = v;
   let sum = 0;
@@ -326,16 +327,8 @@ export function stepStats(
     const lp = v - lse;
     entropy -= Math.exp(lp) * lp;
   }
-  const top: { id: number; prob: number }[] = [];
-  const taken = new Set<number>();
-  for (let j = 0; j < k; j++) {
-    let best = -1;
-    for (let i = 0; i < raw.length; i++) if (!taken.has(i) && (best < 0 || raw[i]! > raw[best]!)) best = i;
-    if (best < 0) break;
-    taken.add(best);
-    top.push({ id: best, prob: Math.exp(raw[best]! - lse) });
-  }
-  return { prob: Math.exp(raw[chosen]! - lse), entropy, top };
+  const top = topIndices(raw, k).map((id) => ({ id, prob: Math.exp(raw[id]! - lse) }));
+  return { prob: Math.exp(raw[chosen]! - lse), entropy, top, lse };
 }
 
 export function completionMetrics(steps: readonly GenStep[]): CompletionMetrics {
@@ -364,9 +357,24 @@ export interface DecodeOptions {
   signal?: AbortSignal;
 }
 
-function record(o: DecodeOptions, raw: Float32Array, id: number): GenStep {
-  const st = stepStats(raw, id, o.topAlternatives);
-  return { id, text: o.tokenText(id), prob: st.prob, entropy: st.entropy, top: st.top.map((t) => ({ ...t, text: o.tokenText(t.id) })) };
+/**
+ * A step's record. `seen`: the statistics of logits already recorded this step (beam search
+ * takes several continuations of one beam: its entropy and alternatives are computed once).
+ */
+function record(o: DecodeOptions, raw: Float32Array, id: number, seen?: Map<Float32Array, ReturnType<typeof stepStats>>): GenStep {
+  let st = seen?.get(raw);
+  if (!st) {
+    st = stepStats(raw, id, o.topAlternatives);
+    seen?.set(raw, st);
+  }
+  const lse = st.lse;
+  return {
+    id,
+    text: o.tokenText(id),
+    prob: Math.exp(raw[id]! - lse),
+    entropy: st.entropy,
+    top: st.top.map((t) => ({ ...t, text: o.tokenText(t.id) })),
+  };
 }
 
 /** Greedy or multinomial decoding (one sequence). */
@@ -485,20 +493,17 @@ export async function beamSearch(
         for (const p of procs) p.apply(work, ctx);
         const lsm = logSoftmax(work);
         // the best 2B of this beam are enough to form the global best 2B
-        const idx = Array.from(lsm.keys())
-          .filter((i) => lsm[i]! > -Infinity)
-          .sort((x, y) => lsm[y]! - lsm[x]! || x - y)
-          .slice(0, 2 * B);
-        for (const id of idx) candidates.push({ beam: b, id, logprob: beam.logprob + lsm[id]!, raw: logits[b]! });
+        for (const id of topIndices(lsm, 2 * B)) candidates.push({ beam: b, id, logprob: beam.logprob + lsm[id]!, raw: logits[b]! });
       });
       candidates.sort((x, y) => y.logprob - x.logprob || x.beam - y.beam || x.id - y.id);
     }
     const next: Beam[] = [];
     const from: number[] = [];
+    const seen = new Map<Float32Array, ReturnType<typeof stepStats>>();
     for (let rank = 0; rank < candidates.length && next.length < B; rank++) {
       const c = candidates[rank]!;
       const parent = beams[c.beam]!;
-      const beam: Beam = { ids: [...parent.ids, c.id], steps: [...parent.steps, record(o, c.raw, c.id)], logprob: c.logprob };
+      const beam: Beam = { ids: [...parent.ids, c.id], steps: [...parent.steps, record(o, c.raw, c.id, seen)], logprob: c.logprob };
       const ends =
         beam.ids.length > forced.length &&
         (o.eosIds.includes(c.id) || o.stopStrings.some((x) => x.length > 0 && o.decode(beam.ids).includes(x)));

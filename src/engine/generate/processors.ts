@@ -32,8 +32,38 @@ export function argsortDesc(logits: Float32Array): Int32Array {
   return idx;
 }
 
-/** The k-th largest value (1-based), by partial selection. */
+/** Above this many, topIndices' insertion costs more than sorting everything. */
+const SELECT_MAX = 256;
+
+/**
+ * The indices of the m largest values, in argsortDesc's order (descending, ties: lower index
+ * first), -Infinity left out: one pass with a small sorted buffer instead of sorting the whole
+ * vocabulary at every step. Fewer than m when fewer are finite.
+ */
+export function topIndices(values: ArrayLike<number>, m: number): number[] {
+  const out: number[] = [];
+  if (m <= 0) return out;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v === -Infinity) continue;
+    // scanning upward, a value equal to the buffer's last never outranks it (lower index first)
+    if (out.length === m && !(v > values[out[m - 1]!]!)) continue;
+    let j = out.length === m ? m - 1 : out.length;
+    while (j > 0 && v > values[out[j - 1]!]!) {
+      out[j] = out[j - 1]!;
+      j--;
+    }
+    out[j] = i;
+  }
+  return out;
+}
+
+/** The k-th largest finite value (1-based); -Infinity when k is at least the number of finite values. */
 function kthLargest(logits: Float32Array, k: number): number {
+  if (k < SELECT_MAX) {
+    const top = topIndices(logits, k + 1);
+    return top.length <= k ? -Infinity : logits[top[k - 1]!]!;
+  }
   const finite: number[] = [];
   for (const v of logits) if (v !== -Infinity) finite.push(v);
   if (k >= finite.length) return -Infinity;
@@ -76,6 +106,23 @@ export function topP(p: number): LogitsProcessor {
     apply(logits) {
       if (p >= 1) return;
       const probs = softmax(logits);
+      // the nucleus is a prefix of argsortDesc's order: look for it among the largest few first
+      // (the same prefix, summed in the same order), and sort everything only when it is wider
+      for (let m = 32; m < SELECT_MAX; m *= 2) {
+        const top = topIndices(logits, m);
+        let mass = 0;
+        let keep = 0;
+        while (keep < top.length) {
+          mass += probs[top[keep]!]!;
+          keep++;
+          if (mass >= p - 1e-12) break;
+        }
+        if (mass < p - 1e-12 && top.length === m) continue; // the nucleus reaches past these m
+        const kept = new Uint8Array(logits.length);
+        for (let r = 0; r < keep; r++) kept[top[r]!] = 1;
+        for (let i = 0; i < logits.length; i++) if (!kept[i]) logits[i] = -Infinity;
+        return;
+      }
       const order = argsortDesc(logits);
       let mass = 0;
       let keep = 0;
