@@ -54,7 +54,7 @@ interface PromptState {
   past: Record<string, NamedTensor>;
 }
 const promptStates = new WeakMap<LoadedModel, PromptState>();
-export const PROMPT_STATE_BYTES = 256 << 20;
+export const PROMPT_STATE_BYTES = 128 << 20;
 
 /** Forgets a model's kept prompt state (its memory goes with the arrays). */
 export function forgetPromptState(model: LoadedModel): void {
