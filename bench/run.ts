@@ -148,6 +148,7 @@ async function main(): Promise<void> {
         loadOnlySpeedup: (cold.loadMs as number) / (warm.loadMs as number),
       },
       generation: gen.generation,
+      completions: gen.completions,
     });
   }
   const largeLoad = wanted.has('large') ? measureLargeLoad() : null;
@@ -270,6 +271,31 @@ function markdown(o: {
       lines.push(
         `| ${r.model} | ${g.context} | ${f(g.kvStepMs)} | ${f(g.boundMs)} | ${f(g.kvStepMs! / g.boundMs!, 1)}× | ${f(g.recomputeStepMs)} | ${f(g.recomputeStepMs! / g.kvStepMs!, 1)}× |`,
       );
+  }
+  const batches = o.results.filter((r) => r.completions);
+  if (batches.length > 0) {
+    lines.push(
+      '',
+      'Compare Completions as the extension runs it (greedy, top-p, top-k and a beam of 3, one column after another on one prompt):',
+      '',
+      '| model | prompt | new tokens per column | whole batch (ms) | inside onnxruntime (ms) | JavaScript (ms) | JavaScript share | columns (ms) | prompt runs |',
+      '|---|---:|---:|---:|---:|---:|---:|---|---:|',
+    );
+    for (const r of batches) {
+      const c = r.completions as {
+        prompt: number;
+        newTokens: number;
+        totalMs: number;
+        runtimeMs: number;
+        jsMs: number;
+        perColumnMs: number[];
+        promptRuns: number;
+        columns: number;
+      };
+      lines.push(
+        `| ${r.model} | ${c.prompt} | ${c.newTokens} | ${f(c.totalMs, 0)} | ${f(c.runtimeMs, 0)} | ${f(c.jsMs, 0)} | ${f((100 * c.jsMs) / c.totalMs, 0)}% | ${c.perColumnMs.map((x) => f(x, 0)).join(' / ')} | ${c.promptRuns} of ${c.columns} |`,
+      );
+    }
   }
   const big = o.largeLoad;
   if (big) {
