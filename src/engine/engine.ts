@@ -86,7 +86,10 @@ export class Engine {
     this.kept.clear();
     this.pool?.clear();
     this.key = '';
-    if (previous) await previous.release();
+    if (previous) {
+      forgetPromptState(previous); // its KV arrays go now, not when the model object is collected
+      await previous.release();
+    }
     this.loading = loadModel(req.dir, req, control);
     try {
       this.model = await this.loading;
@@ -190,6 +193,9 @@ export class Engine {
     const m = this.model;
     this.model = null;
     this.kept.clear();
-    if (m) await m.release();
+    if (m) {
+      forgetPromptState(m);
+      await m.release();
+    }
   }
 }
