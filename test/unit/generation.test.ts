@@ -5,6 +5,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import {
   argmax,
+  argsortDesc,
   frequencyPresencePenalty,
   minP,
   noRepeatNgram,
@@ -110,6 +111,13 @@ describe('logits processors', () => {
         refTopP(b, p);
         assert.deepEqual(a, b, `top-p ${p}, V=${V}, spread ${spread}`);
       }
+      // the full sort (top-p's fallback) against comparing logits then indices, with ±0 and ±Infinity among them
+      const y = x.map((v, i) => (i % 7 === 3 ? -0 : i % 11 === 5 ? 0 : i % 13 === 8 ? Infinity : v));
+      assert.deepEqual(
+        Array.from(argsortDesc(y)),
+        Array.from({ length: V }, (_, i) => i).sort((a, b) => y[b]! - y[a]! || a - b),
+        `argsortDesc V=${V}`,
+      );
       const raw = x.map((v) => (v === -Infinity ? -30 : v));
       assert.deepEqual(
         stepStats(raw, 0, 5).top.map((t) => t.id),
