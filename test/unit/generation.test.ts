@@ -407,6 +407,23 @@ describe('the prompt state of one completion serves the next (Compare Completion
       ablation: { heads: [{ layer: 0, head: 0 }], mode: 'zero' },
     });
     assert.equal(ablatedAgain.timings.promptReused, true, 'the same ablation again');
+    // what-if's ablated copies alternate clean and ablated columns: both prompt states are kept
+    const ablation = { heads: [{ layer: 1, head: 1 }], mode: 'zero' as const };
+    const alternating = [];
+    for (const ab of [undefined, ablation, undefined, ablation])
+      alternating.push(await engine.generate({ promptIds: prompt, strategy: greedy, maxNewTokens: 2, ...(ab ? { ablation: ab } : {}) }));
+    assert.deepEqual(
+      alternating.map((c) => c.timings.promptReused ?? false),
+      [false, false, true, true], // (the two kept above were the longer prompt's)
+    );
+    assert.deepEqual(alternating[2]!.steps, alternating[0]!.steps);
+    assert.deepEqual(alternating[3]!.steps, alternating[1]!.steps);
+    // a third prompt state pushes out the least recently used one (the clean prompt's)
+    await engine.generate({ promptIds: [9, 9, 9], strategy: greedy, maxNewTokens: 1 });
+    const ablatedKept = await engine.generate({ promptIds: prompt, strategy: greedy, maxNewTokens: 2, ablation });
+    const cleanGone = await engine.generate({ promptIds: prompt, strategy: greedy, maxNewTokens: 2 });
+    assert.equal(ablatedKept.timings.promptReused, true);
+    assert.equal(cleanGone.timings.promptReused, undefined);
     await engine.analyze({ ids: prompt, topK: 3, maxTokens: 64, patterns: false });
     const after = await engine.generate({ promptIds: [...prompt, 4], strategy: greedy, maxNewTokens: 2, ablation: ablatedAgain.ablation });
     assert.equal(after.timings.promptReused, undefined, 'an analysis frees the kept state');

@@ -45,16 +45,19 @@ export interface StepModel {
  * The state after the last prompt a model ran (CPU: arrays): Compare Completions decodes the
  * same prompt once per column, and each column after the first starts from here instead of
  * running the prompt again. The arrays are never written (a step makes new ones), so sharing
- * them gives every column the bits a fresh prefill would. One entry per model, kept while its
- * cache is at most PROMPT_STATE_BYTES; the model's release() or the next prompt replaces it.
+ * them gives every column the bits a fresh prefill would. Two entries per model, the latest
+ * first (with what-if's ablated copies the columns alternate between a clean prompt and an
+ * ablated one), at most PROMPT_STATE_BYTES together; an analysis or a model switch frees them.
  */
 interface PromptState {
   key: string;
   logits: Float32Array;
   past: Record<string, NamedTensor>;
+  bytes: number;
 }
-const promptStates = new WeakMap<LoadedModel, PromptState>();
+const promptStates = new WeakMap<LoadedModel, PromptState[]>();
 export const PROMPT_STATE_BYTES = 128 << 20;
+const PROMPT_STATES = 2;
 
 /** Forgets a model's kept prompt state (its memory goes with the arrays). */
 export function forgetPromptState(model: LoadedModel): void {
@@ -143,8 +146,10 @@ export class KvStepModel implements StepModel {
     this.seqs = [[...promptIds]];
     this.length = promptIds.length;
     const key = promptKey(promptIds, this.feeds);
-    const kept = promptStates.get(this.model);
-    if (kept?.key === key) {
+    const states = promptStates.get(this.model) ?? [];
+    const kept = states.find((st) => st.key === key);
+    if (kept) {
+      promptStates.set(this.model, [kept, ...states.filter((st) => st !== kept)]);
       this.setPast({ ...kept.past });
       this.reusedPrompt = true;
       return kept.logits.slice(); // the decoder's processors write into the logits they get
@@ -156,11 +161,17 @@ export class KvStepModel implements StepModel {
       1,
       promptIds.length,
     );
-    const past = Object.values(this.past);
-    const bytes = past.reduce((n, t) => n + (isDeviceTensor(t) ? Infinity : t.data.byteLength), 0);
-    if (bytes <= PROMPT_STATE_BYTES)
-      promptStates.set(this.model, { key, logits: logits.slice(), past: { ...(this.past as Record<string, NamedTensor>) } });
-    else promptStates.delete(this.model);
+    const bytes = Object.values(this.past).reduce((n, t) => n + (isDeviceTensor(t) ? Infinity : t.data.byteLength), 0);
+    if (bytes <= PROMPT_STATE_BYTES) {
+      const next: PromptState[] = [{ key, logits: logits.slice(), past: { ...(this.past as Record<string, NamedTensor>) }, bytes }];
+      let total = bytes;
+      for (const st of states)
+        if (next.length < PROMPT_STATES && total + st.bytes <= PROMPT_STATE_BYTES) {
+          next.push(st);
+          total += st.bytes;
+        }
+      promptStates.set(this.model, next);
+    }
     return logits;
   }
 
