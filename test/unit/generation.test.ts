@@ -393,19 +393,16 @@ describe('the prompt state of one completion serves the next (Compare Completion
     await engine.generate({ promptIds: prompt, strategy: greedy, maxNewTokens: 2 });
     const other = await engine.generate({ promptIds: [...prompt, 4], strategy: greedy, maxNewTokens: 2 });
     assert.equal(other.timings.promptReused, undefined, 'a longer prompt');
-    const ablated = await engine.generate({
-      promptIds: [...prompt, 4],
-      strategy: greedy,
-      maxNewTokens: 2,
-      ablation: { heads: [{ layer: 0, head: 0 }], mode: 'zero' },
-    });
+    const withHeadAblated = () =>
+      engine.generate({
+        promptIds: [...prompt, 4],
+        strategy: greedy,
+        maxNewTokens: 2,
+        ablation: { heads: [{ layer: 0, head: 0 }], mode: 'zero' },
+      });
+    const ablated = await withHeadAblated();
     assert.equal(ablated.timings.promptReused, undefined, 'the same prompt with a head ablated');
-    const ablatedAgain = await engine.generate({
-      promptIds: [...prompt, 4],
-      strategy: greedy,
-      maxNewTokens: 2,
-      ablation: { heads: [{ layer: 0, head: 0 }], mode: 'zero' },
-    });
+    const ablatedAgain = await withHeadAblated();
     assert.equal(ablatedAgain.timings.promptReused, true, 'the same ablation again');
     // what-if's ablated copies alternate clean and ablated columns: both prompt states are kept
     const ablation = { heads: [{ layer: 1, head: 1 }], mode: 'zero' as const };

@@ -1,6 +1,7 @@
 // Decoding: greedy, multinomial and beam search over a StepModel. The ORT-backed StepModel
 // keeps a KV cache (past/present key-values) so each new token costs one incremental step;
 // a full-recompute StepModel exists for tests and benchmarks.
+import { createHash } from 'node:crypto';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
@@ -64,20 +65,14 @@ export function forgetPromptState(model: LoadedModel): void {
   promptStates.delete(model);
 }
 
-/** The prompt and the fed interventions, as the key of a kept prompt state. */
+/** The prompt and the fed interventions (names, shapes and bytes), as the key of a kept prompt state. */
 function promptKey(promptIds: readonly number[], feeds: Record<string, NamedTensor>): string {
-  let h = 0x811c9dc5; // FNV-1a over the feeds' names, shapes and bytes
-  const mix = (b: number) => {
-    h ^= b;
-    h = Math.imul(h, 0x01000193);
-  };
+  const h = createHash('sha256');
   for (const name of Object.keys(feeds).sort()) {
     const t = feeds[name]!;
-    for (const c of `${name}:${t.dims.join('x')};`) mix(c.charCodeAt(0));
-    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    for (let i = 0; i < bytes.length; i++) mix(bytes[i]!);
+    h.update(`${name}:${t.dims.join('x')};`).update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
   }
-  return `${promptIds.join(',')}|${Object.keys(feeds).length}|${(h >>> 0).toString(16)}`;
+  return `${promptIds.join(',')}|${h.digest('hex')}`;
 }
 
 /**

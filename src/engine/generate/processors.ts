@@ -132,30 +132,21 @@ export function topP(p: number): LogitsProcessor {
       const probs = softmax(logits);
       // the nucleus is a prefix of argsortDesc's order: look for it among the largest few first
       // (the same prefix, summed in the same order), and sort everything only when it is wider
-      for (let m = 32; m < SELECT_MAX; m *= 2) {
-        const top = topIndices(logits, m);
+      for (let m = 32; ; m *= 2) {
+        const order = m < SELECT_MAX ? topIndices(logits, m) : argsortDesc(logits);
         let mass = 0;
         let keep = 0;
-        while (keep < top.length) {
-          mass += probs[top[keep]!]!;
+        while (keep < order.length) {
+          mass += probs[order[keep]!]!;
           keep++;
           if (mass >= p - 1e-12) break;
         }
-        if (mass < p - 1e-12 && top.length === m) continue; // the nucleus reaches past these m
+        if (m < SELECT_MAX && mass < p - 1e-12 && order.length === m) continue; // the nucleus reaches past these m
         const kept = new Uint8Array(logits.length);
-        for (let r = 0; r < keep; r++) kept[top[r]!] = 1;
+        for (let r = 0; r < keep; r++) kept[order[r]!] = 1;
         for (let i = 0; i < logits.length; i++) if (!kept[i]) logits[i] = -Infinity;
         return;
       }
-      const order = argsortDesc(logits);
-      let mass = 0;
-      let keep = 0;
-      while (keep < order.length) {
-        mass += probs[order[keep]!]!;
-        keep++;
-        if (mass >= p - 1e-12) break;
-      }
-      for (let r = keep; r < order.length; r++) logits[order[r]!] = -Infinity;
     },
   };
 }
