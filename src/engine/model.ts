@@ -11,6 +11,7 @@ import { buildLensGraph } from './graph/lens';
 import { buildLensBlockGraph, buildLensPrepGraph } from './graph/lensblocks';
 import type { LensBlocks } from './lensblocked';
 import { withGateDefaults } from './graph/gates';
+import { withCacheDefaults } from './generate/kvcache';
 import { EmbeddingRows, withEmbeddingRows, type EmbeddingTable } from './embedrows';
 import { createLinAlg, type LinAlg } from './linalg';
 import {
@@ -187,7 +188,7 @@ export async function loadModel(dir: string, opts: LoadOptions, control: LoadCon
   // embeddings come from the file, embedrows.ts).
   const pinned = { cpuNodes: ropeCpuNodes(spec) };
   // row gates (graph/gates.ts) at their defaults for every caller that does not set them
-  const fed = (s: Session) => (built.embeds ? withEmbeddingRows(s, new EmbeddingRows(built.embeds)) : s);
+  const fed = (s: Session) => withCacheDefaults(built.embeds ? withEmbeddingRows(s, new EmbeddingRows(built.embeds)) : s, spec);
   let forward = fed(withGateDefaults(await createSession(built.forward, { ...opts, environment, ...pinned })));
   const providerNote = forward.providerNote;
   const autoHalf = precision === 'float16' && (opts.weightPrecision ?? 'auto') === 'auto';
@@ -358,6 +359,7 @@ function buildGraphs(
     halfWeights: precision === 'float16',
     gpuTopK: shape.gpuTopK,
     blockedAttention: !shape.gpuTopK, // forward.ts: the CPU only
+    timeMajorCache: !shape.gpuTopK, // the CPU only: WebGPU keeps its cache on the device
   };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
   const watch = (what: string): LayerWatch => ({

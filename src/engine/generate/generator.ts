@@ -5,7 +5,9 @@ import { createHash } from 'node:crypto';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
-import { disposeAll, isDeviceTensor, type AnyTensor, type NamedTensor } from '../runtime/ort';
+import { disposeAll, isDeviceTensor, type AnyTensor, type NamedTensor, type Session } from '../runtime/ort';
+import { ALL_ROWS, KV_ROWS } from '../graph/gates';
+import { takesTimeMajorCache, TimeMajorKv, type TimeMajorKvState } from './kvcache';
 import { distinctN, loopStart, repetitionRate } from '../analysis/repetition';
 import type { Completion, CompletionMetrics, GenStep, Strategy, StopReason } from '../../shared/generation';
 import {
@@ -45,15 +47,17 @@ export interface StepModel {
 /**
  * The state after the last prompt a model ran (CPU: arrays): Compare Completions decodes the
  * same prompt once per column, and each column after the first starts from here instead of
- * running the prompt again. The arrays are never written (a step makes new ones), so sharing
- * them gives every column the bits a fresh prefill would. Two entries per model, the latest
+ * running the prompt again. A kept state is never written (a time-major one is copied into the
+ * column's cache; present.* arrays are replaced, not written, by a step), so every column gets
+ * the bits a fresh prefill would. Two entries per model, the latest
  * first (with what-if's ablated copies the columns alternate between a clean prompt and an
  * ablated one), at most PROMPT_STATE_BYTES together; an analysis or a model switch frees them.
  */
 interface PromptState {
   key: string;
   logits: Float32Array;
-  past: Record<string, NamedTensor>;
+  /** The cache: arrays of present.* (graphs without the time-major cache), or a time-major copy. */
+  past: { named: Record<string, NamedTensor> } | { timeMajor: TimeMajorKvState };
   bytes: number;
 }
 const promptStates = new WeakMap<LoadedModel, PromptState[]>();
@@ -76,14 +80,19 @@ function promptKey(promptIds: readonly number[], feeds: Record<string, NamedTens
 }
 
 /**
- * The instrumented forward graph with its KV cache (present → past). On a GPU provider the
- * cache stays in device memory between steps (only the logits come back); on the CPU it is
- * arrays. Call release() when done: device memory is freed only then.
+ * The instrumented forward graph with its KV cache. On the CPU the cache is a TimeMajorKv
+ * (kvcache.ts): our own arrays, fed in place and appended to. On a GPU provider it stays in
+ * device memory between steps (present → past; only the logits come back). Graphs without the
+ * time-major inputs (an ONNX export's, onnx/surgery.ts) pass present.* back as past on the
+ * host. Call release() when done: device memory is freed only then.
  */
 export class KvStepModel implements StepModel {
   /** Whether the last prefill reused the state a previous one left (promptStates). */
   reusedPrompt = false;
+  /** present → past: the device's cache, or the host's for graphs without the time-major one */
   private past: Record<string, AnyTensor> = {};
+  /** the CPU's cache, when the graph takes it (decided at the prefill) */
+  private kv: TimeMajorKv | null = null;
   private batch = 1;
   /** Each beam's tokens so far: the cache is rebuilt from them where the model requires it. */
   private seqs: number[][] = [];
@@ -100,12 +109,32 @@ export class KvStepModel implements StepModel {
   }
 
   private async run(ids: BigInt64Array, batch: number, seq: number): Promise<Float32Array> {
-    const s = this.model.spec;
     const session = await this.model.generation();
+    const input_ids: NamedTensor = { data: ids, dims: [batch, seq] };
+    return this.kv ? this.runTimeMajor(session, this.kv, input_ids, batch, seq) : this.runPresent(session, input_ids);
+  }
+
+  /** A run on the time-major cache: its positions fed in place, the run's own keys and values appended. */
+  private async runTimeMajor(session: Session, kv: TimeMajorKv, input_ids: NamedTensor, batch: number, seq: number): Promise<Float32Array> {
+    const s = this.model.spec;
+    const fetches = ['logits'];
+    for (let L = 0; L < s.nLayers; L++) fetches.push(hook.newKey(L), hook.newValue(L));
+    const out = await session.run({ input_ids, ...emptyPast(s, batch), ...kv.feeds(), [KV_ROWS]: ALL_ROWS, ...this.feeds }, fetches);
+    const f = (name: string) => out[name]!.data as Float32Array;
+    kv.append(
+      Array.from({ length: s.nLayers }, (_, L) => f(hook.newKey(L))),
+      Array.from({ length: s.nLayers }, (_, L) => f(hook.newValue(L))),
+      seq,
+    );
+    return f('logits');
+  }
+
+  private async runPresent(session: Session, input_ids: NamedTensor): Promise<Float32Array> {
+    const s = this.model.spec;
     const kv: string[] = [];
     for (let L = 0; L < s.nLayers; L++) kv.push(hook.presentKey(L), hook.presentValue(L));
     const fetches = session.fetchAll ? session.outputNames : ['logits', ...kv];
-    const out = await session.runKeeping({ input_ids: { data: ids, dims: [batch, seq] }, ...this.past, ...this.feeds }, fetches);
+    const out = await session.runKeeping({ input_ids, ...this.past, ...this.feeds }, fetches);
     const next: Record<string, AnyTensor> = {};
     for (let L = 0; L < s.nLayers; L++) {
       next[hook.pastKey(L)] = out[hook.presentKey(L)]!;
@@ -126,26 +155,29 @@ export class KvStepModel implements StepModel {
 
   /** An empty cache for `batch` sequences. */
   private clear(batch: number): void {
-    const s = this.model.spec;
-    const empty: Record<string, AnyTensor> = {};
-    const dims = [batch, s.nKvHeads, 0, s.headDim];
-    for (let L = 0; L < s.nLayers; L++) {
-      empty[hook.pastKey(L)] = { data: new Float32Array(0), dims };
-      empty[hook.pastValue(L)] = { data: new Float32Array(0), dims };
-    }
-    this.setPast(empty);
+    if (this.kv) this.kv.clear(batch);
+    else this.setPast(emptyPast(this.model.spec, batch));
   }
 
   async prefill(promptIds: readonly number[]): Promise<Float32Array> {
     this.batch = 1;
     this.seqs = [[...promptIds]];
     this.length = promptIds.length;
+    const s = this.model.spec;
+    if (takesTimeMajorCache(await this.model.generation())) this.kv ??= new TimeMajorKv(s.nLayers, s.nKvHeads, s.headDim);
+    else {
+      this.kv?.release();
+      this.kv = null;
+    }
     const key = promptKey(promptIds, this.feeds);
     const states = promptStates.get(this.model) ?? [];
     const kept = states.find((st) => st.key === key);
     if (kept) {
       promptStates.set(this.model, [kept, ...states.filter((st) => st !== kept)]);
-      this.setPast({ ...kept.past });
+      if ('timeMajor' in kept.past) {
+        if (!this.kv) throw new Error('a time-major prompt state for a graph without the time-major cache');
+        this.kv.restore(kept.past.timeMajor); // a copy: the kept state is never written
+      } else this.setPast({ ...kept.past.named }); // never written: a step makes new arrays
       this.reusedPrompt = true;
       return kept.logits.slice(); // the decoder's processors write into the logits they get
     }
@@ -156,9 +188,12 @@ export class KvStepModel implements StepModel {
       1,
       promptIds.length,
     );
-    const bytes = Object.values(this.past).reduce((n, t) => n + (isDeviceTensor(t) ? Infinity : t.data.byteLength), 0);
+    const bytes = this.kv
+      ? this.kv.bytes
+      : Object.values(this.past).reduce((n, t) => n + (isDeviceTensor(t) ? Infinity : t.data.byteLength), 0);
     if (bytes <= PROMPT_STATE_BYTES) {
-      const next: PromptState[] = [{ key, logits: logits.slice(), past: { ...(this.past as Record<string, NamedTensor>) }, bytes }];
+      const past = this.kv ? { timeMajor: this.kv.snapshot() } : { named: { ...(this.past as Record<string, NamedTensor>) } };
+      const next: PromptState[] = [{ key, logits: logits.slice(), past, bytes }];
       let total = bytes;
       for (const st of states)
         if (next.length < PROMPT_STATES && total + st.bytes <= PROMPT_STATE_BYTES) {
@@ -177,16 +212,19 @@ export class KvStepModel implements StepModel {
   async reorder(from: readonly number[]): Promise<void> {
     const same = from.length === this.batch && from.every((b, i) => b === i);
     if (same) return;
-    const names = Object.keys(this.past);
-    const tensors = names.map((n) => this.past[n]!);
-    const device = tensors.filter(isDeviceTensor);
-    const moved = device.length > 0 ? await (await this.model.generation()).gatherBatch(device, from) : [];
-    const next: Record<string, AnyTensor> = {};
-    names.forEach((name, i) => {
-      const t = tensors[i]!;
-      next[name] = isDeviceTensor(t) ? moved[device.indexOf(t)]! : gatherHostBatch(t, this.batch, from);
-    });
-    this.setPast(next);
+    if (this.kv) this.kv.reorder(from);
+    else {
+      const names = Object.keys(this.past);
+      const tensors = names.map((n) => this.past[n]!);
+      const device = tensors.filter(isDeviceTensor);
+      const moved = device.length > 0 ? await (await this.model.generation()).gatherBatch(device, from) : [];
+      const next: Record<string, AnyTensor> = {};
+      names.forEach((name, i) => {
+        const t = tensors[i]!;
+        next[name] = isDeviceTensor(t) ? moved[device.indexOf(t)]! : gatherHostBatch(t, this.batch, from);
+      });
+      this.setPast(next);
+    }
     this.seqs = from.map((b) => [...this.seqs[b]!]);
     this.batch = from.length;
   }
@@ -224,7 +262,19 @@ export class KvStepModel implements StepModel {
 
   release(): void {
     this.setPast({});
+    this.kv?.release();
   }
+}
+
+/** past_key_values.* empty, for `batch` sequences. */
+function emptyPast(s: LoadedModel['spec'], batch: number): Record<string, NamedTensor> {
+  const empty: Record<string, NamedTensor> = {};
+  const dims = [batch, s.nKvHeads, 0, s.headDim];
+  for (let L = 0; L < s.nLayers; L++) {
+    empty[hook.pastKey(L)] = { data: new Float32Array(0), dims };
+    empty[hook.pastValue(L)] = { data: new Float32Array(0), dims };
+  }
+  return empty;
 }
 
 /** Rows of a host KV tensor along the batch axis, in the order `from`. */
@@ -253,14 +303,12 @@ export class RecomputeStepModel implements StepModel {
   }
 
   private async last(seq: number[]): Promise<Float32Array> {
-    const s = this.model.spec;
-    const past: Record<string, NamedTensor> = {};
-    for (let L = 0; L < s.nLayers; L++) {
-      past[hook.pastKey(L)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
-      past[hook.pastValue(L)] = { data: new Float32Array(0), dims: [1, s.nKvHeads, 0, s.headDim] };
-    }
     const out = await this.model.forward.run(
-      { input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] }, ...past, ...this.feeds },
+      {
+        input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] },
+        ...emptyPast(this.model.spec, 1),
+        ...this.feeds,
+      },
       ['logits'],
     );
     return out.logits!.data as Float32Array;

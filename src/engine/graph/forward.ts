@@ -3,9 +3,13 @@
 //   input_ids                      [batch, seq]            int64
 //   input_embeds                   [batch, seq, d_model]   W_E[input_ids] (option embedsInput)
 //   past_key_values.{L}.key|value  [batch, n_kv, past, d_head]  (past may be 0)
+//   past_time_major.{L}.key|value  [cached, batch, n_kv, d_head] the CPU's KV cache (option
+//                                  timeMajorCache; cached + past positions come before the new ones)
 //   pattern_rows, logit_rows       [1] int64 row gates (graph/gates.ts)
 //   logits                         [logit_rows, d_vocab]   (last position only)
 //   present.{L}.key|value          [batch, n_kv, past+seq, d_head]
+//   new_key_values.{L}.key|value   [batch, n_kv, kv_rows, d_head]  this run's own keys and values
+//                                  (option timeMajorCache; kv_rows: a row gate, graph/gates.ts)
 //   blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|hook_resid_post  [batch, seq, d_model]
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, pattern_rows, past+seq]
 //   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
@@ -17,7 +21,7 @@ import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '..
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
 import { attentionOutputs, attentionOutputsFrom, inductionHits, patternDiagonals, patternParts, statsShared } from './attnstats';
-import { gated, gateInput, LOGIT_ROWS, PATTERN_ROWS } from './gates';
+import { gated, gateInput, KV_ROWS, LOGIT_ROWS, PATTERN_ROWS } from './gates';
 import { headHook, residPatchHook } from './interventions';
 
 export const hook = {
@@ -29,6 +33,10 @@ export const hook = {
   pastValue: (L: number) => `past_key_values.${L}.value`,
   presentKey: (L: number) => `present.${L}.key`,
   presentValue: (L: number) => `present.${L}.value`,
+  pastTimeMajorKey: (L: number) => `past_time_major.${L}.key`,
+  pastTimeMajorValue: (L: number) => `past_time_major.${L}.value`,
+  newKey: (L: number) => `new_key_values.${L}.key`,
+  newValue: (L: number) => `new_key_values.${L}.value`,
 };
 
 export interface ForwardGraphOptions {
@@ -61,6 +69,15 @@ export interface ForwardGraphOptions {
    * and the head statistics. float32 weights only; default off.
    */
   embedsInput?: boolean;
+  /**
+   * The KV cache also comes in time-major (past_time_major.*, appended to by the caller in
+   * place: generate/kvcache.ts) and each run's own keys and values go out (new_key_values.*),
+   * instead of the whole cache going out as present.* each step: onnxruntime-node copies every
+   * fetched output into a fresh JavaScript array, so fetching present.* cost a copy of the
+   * whole cache per token and its garbage. The attention sees the same keys in the same order.
+   * CPU graphs only (model.ts): WebGPU keeps its cache on the device (present → past). Default off.
+   */
+  timeMajorCache?: boolean;
 }
 
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
@@ -156,6 +173,8 @@ export interface Shared {
   ropes: Map<RopeSpec, { cos: string; sin: string }>; // [seq, rotary_dim]
   /** The query blocks of blockedAttention, when the graph has them. */
   blocks?: AttentionBlocks;
+  /** The graph takes the time-major cache and gives each run's new keys and values (timeMajorCache). */
+  timeMajor?: boolean;
 }
 
 /**
@@ -211,6 +230,13 @@ export function* forwardGraphLayers(
   for (let L = 0; L < spec.nLayers; L++) {
     g.input(hook.pastKey(L), 'float32', kvDims);
     g.input(hook.pastValue(L), 'float32', kvDims);
+  }
+  if (opts.timeMajorCache) {
+    const tmDims = ['cached', 'batch', spec.nKvHeads, spec.headDim];
+    for (let L = 0; L < spec.nLayers; L++) {
+      g.input(hook.pastTimeMajorKey(L), 'float32', tmDims);
+      g.input(hook.pastTimeMajorValue(L), 'float32', tmDims);
+    }
   }
   const globals = reader.globals();
   const shared = sharedValues(g, spec, ids, opts);
@@ -294,14 +320,27 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string, opts: Forwa
   const idShape = g.op('Shape', [ids]);
   const batch = g.op('Gather', [idShape, g.ints([0], true)], { axis: 0 });
   const seq = g.op('Gather', [idShape, g.ints([1], true)], { axis: 0 });
-  const past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
+  let past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
+  if (opts.timeMajorCache)
+    past = g.op('Add', [past, g.op('Gather', [g.op('Shape', [hook.pastTimeMajorKey(0)]), g.ints([0], true)], { axis: 0 })]);
   const total = g.op('Add', [past, seq]);
   const one = g.ints([1], true);
   const qPos = g.op('Range', [past, total, one]); // [seq]
   const kPos = g.op('Range', [g.ints([0], true), total, one]); // [past+seq]
   const qCol = g.op('Unsqueeze', [qPos, g.ints([1])]); // [seq, 1]
   const kRow = g.op('Unsqueeze', [kPos, g.ints([0])]); // [1, past+seq]
-  const sh: Shared = { ids, batch, seq, past, total, qCol, kRow, masks: new Map(), ropes: new Map() };
+  const sh: Shared = {
+    ids,
+    batch,
+    seq,
+    past,
+    total,
+    qCol,
+    kRow,
+    masks: new Map(),
+    ropes: new Map(),
+    timeMajor: opts.timeMajorCache ?? false,
+  };
   for (const layer of spec.layers) {
     if (!sh.masks.has(layer.window)) sh.masks.set(layer.window, causalMask(g, sh, layer.window));
     if (layer.rope && !sh.ropes.has(layer.rope)) sh.ropes.set(layer.rope, ropeTables(g, sh, layer.rope, sh.ropes.size));
@@ -486,11 +525,23 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   const q = queriesOrKeys(g, spec, shQ, b, b.only ? b.only.pick(g, h) : h, 'q');
   const kNew = queriesOrKeys(g, spec, sh, b, h, 'k');
   const vNew = splitHeads(g, linear(g, h, w.v, `${p}.W_V`), spec.nKvHeads, spec.headDim);
-  const k = g.op('Concat', [hook.pastKey(L), kNew], { axis: 2 });
-  const v = g.op('Concat', [hook.pastValue(L), vNew], { axis: 2 });
+  // the time-major cache's positions follow past_key_values' (one of the two is empty in practice)
+  const headMajor = (x: string) => g.op('Transpose', [x], { perm: [1, 2, 0, 3] }); // [cached, b, kv, d] → [b, kv, cached, d]
+  const k = g.op('Concat', sh.timeMajor ? [hook.pastKey(L), headMajor(hook.pastTimeMajorKey(L)), kNew] : [hook.pastKey(L), kNew], {
+    axis: 2,
+  });
+  const v = g.op('Concat', sh.timeMajor ? [hook.pastValue(L), headMajor(hook.pastTimeMajorValue(L)), vNew] : [hook.pastValue(L), vNew], {
+    axis: 2,
+  });
   const kvDims = ['batch', spec.nKvHeads, 'total', spec.headDim];
   g.output(hook.presentKey(L), k, 'float32', kvDims);
   g.output(hook.presentValue(L), v, 'float32', kvDims);
+  if (sh.timeMajor) {
+    // gated (default 0 rows): an analysis, which never reads them, holds no second copy of its keys
+    const newDims = ['batch', spec.nKvHeads, 'kv_rows', spec.headDim];
+    g.output(hook.newKey(L), gated(g, KV_ROWS, kNew, 2), 'float32', newDims);
+    g.output(hook.newValue(L), gated(g, KV_ROWS, vNew, 2), 'float32', newDims);
+  }
 
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
   const vAll = repeatKv(g, spec, v);

@@ -8,22 +8,32 @@
 //                           analysis takes them from the lens, so the forward session never
 //                           reads W_U, and the unembedding's pages are resident once, in the
 //                           lens session, not in both (154 MB for GPT-2-small)
+//   kv_rows      [1] int64  positions of each layer's new_key_values output (default 0): only
+//                           generation reads them (graph/forward.ts, timeMajorCache); unfetched
+//                           they would keep a second copy of an analysis's keys and values
 // LoadedModel.forward feeds the defaults to callers that do not know the gates.
 import type { GraphBuilder } from '../onnx/builder';
 import type { NamedTensor, Session } from '../runtime/ort';
 
 export const PATTERN_ROWS = 'pattern_rows';
 export const LOGIT_ROWS = 'logit_rows';
+export const KV_ROWS = 'kv_rows';
+
+/** A gate's "every row" (Slice clamps it to the axis). */
+export const ALL_ROWS: NamedTensor = { data: BigInt64Array.of(BigInt(2 ** 62)), dims: [1] };
 
 const DEFAULTS: Record<string, NamedTensor> = {
   [PATTERN_ROWS]: { data: BigInt64Array.of(0n), dims: [1] },
-  [LOGIT_ROWS]: { data: BigInt64Array.of(BigInt(2 ** 62)), dims: [1] }, // Slice clamps to the batch
+  [LOGIT_ROWS]: ALL_ROWS,
+  [KV_ROWS]: { data: BigInt64Array.of(0n), dims: [1] },
 };
+
+type Gate = typeof PATTERN_ROWS | typeof LOGIT_ROWS | typeof KV_ROWS;
 
 const declared = new WeakMap<GraphBuilder, Set<string>>();
 
 /** The gate's input, declared once per graph (on the root graph: a branch reads it there). */
-export function gateInput(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_ROWS): string {
+export function gateInput(g: GraphBuilder, gate: Gate): string {
   const root = g.root;
   let inputs = declared.get(root);
   if (!inputs) declared.set(root, (inputs = new Set()));
@@ -35,7 +45,7 @@ export function gateInput(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LO
 }
 
 /** `x` cut to the first `gate` entries along `axis`. */
-export function gated(g: GraphBuilder, gate: typeof PATTERN_ROWS | typeof LOGIT_ROWS, x: string, axis: number): string {
+export function gated(g: GraphBuilder, gate: Gate, x: string, axis: number): string {
   return g.op('Slice', [x, g.ints([0]), gateInput(g, gate), g.ints([axis])]);
 }
 
