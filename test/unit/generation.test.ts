@@ -127,6 +127,26 @@ describe('logits processors', () => {
     }
   });
 
+  test("a step's entropy from one pass of exponentials equals −Σ p·ln p, from flat to peaked", () => {
+    for (const V of [2, 7, 1000, 50257])
+      for (const spread of [0.01, 1, 5, 30, 200]) {
+        let s = V * 31 + spread;
+        const raw = Float32Array.from({ length: V }, () => {
+          s = (s * 16807) % 2147483647;
+          return (s / 2147483647 - 0.5) * spread;
+        });
+        raw[V >> 1] = spread; // one clear favourite when the spread is wide
+        const max = Math.max(...raw);
+        const lse = max + Math.log(raw.reduce((a, v) => a + Math.exp(v - max), 0));
+        let h = 0;
+        for (const v of raw) h -= Math.exp(v - lse) * (v - lse);
+        const st = stepStats(raw, 1, 3);
+        assert.ok(Math.abs(st.entropy - h) <= 1e-12 * Math.max(1, h), `V=${V} spread ${spread}: ${st.entropy} vs ${h}`);
+        assert.equal(st.lse, lse);
+        assert.equal(st.prob, Math.exp(raw[1]! - lse));
+      }
+  });
+
   test('min-p drops tokens below min_p × top probability', () => {
     const x = logitsOf([0.5, 0.3, 0.15, 0.05]);
     minP(0.2).apply(x, ctx([]));

@@ -372,15 +372,21 @@ export function stepStats(
   k: number,
 ): { prob: number; entropy: number; top: { id: number; prob: number }[]; lse: number } {
   let max = -Infinity;
-  for (const v of raw) if (v > max) max = v;
+  for (let i = 0; i < raw.length; i++) if (raw[i]! > max) max = raw[i]!;
+  // one pass of exponentials: with d = x − max, sum = Σ e^d and H = ln sum − Σ e^d·d / sum
+  // (−Σ p·ln p with ln p = d − ln sum); d ≤ 0, so a peaked step's small entropy does not come
+  // from the difference of two large numbers
   let sum = 0;
-  for (const v of raw) sum += Math.exp(v - max);
-  const lse = max + Math.log(sum);
-  let entropy = 0;
-  for (const v of raw) {
-    const lp = v - lse;
-    entropy -= Math.exp(lp) * lp;
+  let weighted = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const d = raw[i]! - max;
+    if (d === -Infinity) continue;
+    const e = Math.exp(d);
+    sum += e;
+    weighted += e * d;
   }
+  const lse = max + Math.log(sum);
+  const entropy = Math.log(sum) - weighted / sum;
   const top = topIndices(raw, k).map((id) => ({ id, prob: Math.exp(raw[id]! - lse) }));
   return { prob: Math.exp(raw[chosen]! - lse), entropy, top, lse };
 }

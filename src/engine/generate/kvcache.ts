@@ -124,15 +124,24 @@ export class TimeMajorKv {
     for (const b of from)
       if (!Number.isInteger(b) || b < 0 || b >= this.batch) throw new Error(`KV cache: no sequence ${b} of ${this.batch}`);
     if (from.length === this.batch) {
-      if (from.every((b, i) => b === i)) return;
-      const row = new Float32Array(this.width);
+      const moved = from.flatMap((b, i) => (b !== i ? [i] : []));
+      if (moved.length === 0) return;
+      // a source that is itself overwritten is put aside first (only those: beams mostly keep their rows)
+      const aside = [...new Set(moved.map((i) => from[i]!))].filter((b) => from[b] !== b);
+      const slot = new Map(aside.map((b, j) => [b, j]));
+      const tmp = new Float32Array(aside.length * block);
       for (const a of [...this.keys, ...this.values])
         for (let t = 0; t < this.length; t++) {
           const at = t * this.width;
-          row.set(a.subarray(at, at + this.width));
-          from.forEach((b, i) => {
-            if (b !== i) a.set(row.subarray(b * block, (b + 1) * block), at + i * block);
-          });
+          aside.forEach((b, j) => tmp.set(a.subarray(at + b * block, at + (b + 1) * block), j * block));
+          for (const i of moved) {
+            const b = from[i]!;
+            const j = slot.get(b);
+            a.set(
+              j === undefined ? a.subarray(at + b * block, at + (b + 1) * block) : tmp.subarray(j * block, (j + 1) * block),
+              at + i * block,
+            );
+          }
         }
       return;
     }
