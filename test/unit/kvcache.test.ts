@@ -1,7 +1,7 @@
 // The CPU's time-major KV cache (generate/kvcache.ts): its bookkeeping against a plain
 // per-sequence reference under random appends, beam reorders, growth, snapshots and restores;
 // and, on real models, generation through it gives exactly the bits of generation through
-// present.* (the path it replaced, which graphs without the time-major inputs still take).
+// present.* (the path it replaced, which GPU providers still take).
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
@@ -199,6 +199,9 @@ describe('generation through the time-major cache equals generation through pres
     [path.join(FIXTURES, 'models', 'tiny-gpt2'), [5, 17, 42, 8, 99]],
     [path.join(FIXTURES, 'models', 'tiny-qwen2'), [5, 17, 42, 8, 99]],
     [path.join(HF_DIR, 'qwen2-window'), Array.from({ length: 14 }, (_, i) => 3 + ((i * 11) % 50))],
+    // ONNX exports written by torch.onnx: the surgery's time-major cache (onnx/surgery.ts)
+    [path.join(FIXTURES, 'onnx', 'tiny-gpt2-torch'), [5, 17, 42, 8, 99]],
+    [path.join(FIXTURES, 'onnx', 'tiny-llama-torch'), [5, 17, 42, 8, 99]],
     // crosses LongRoPE's original context (64) while stepping: the cache is rebuilt from the sequences
     [path.join(HF_DIR, 'phi3-longrope-short'), Array.from({ length: 60 }, (_, i) => 3 + ((i * 13) % 90))],
   ] as const) {

@@ -206,7 +206,15 @@ describe('surgery on exports written by our builder (Optimum layout)', () => {
         if (c.fuse) assert.equal(d.finalNorm, 'SkipLayerNormalization');
         assert.deepEqual(
           [...model.forward.inputNames].sort(),
-          ['input_ids', ...Array.from({ length: spec.nLayers }, (_, L) => [hook.pastKey(L), hook.pastValue(L)]).flat()].sort(),
+          [
+            'input_ids',
+            ...Array.from({ length: spec.nLayers }, (_, L) => [
+              hook.pastKey(L),
+              hook.pastValue(L),
+              hook.pastTimeMajorKey(L),
+              hook.pastTimeMajorValue(L),
+            ]).flat(),
+          ].sort(),
         );
       });
 

@@ -56,7 +56,7 @@ export interface StepModel {
 interface PromptState {
   key: string;
   logits: Float32Array;
-  /** The cache: arrays of present.* (graphs without the time-major cache), or a time-major copy. */
+  /** The cache: a time-major copy (the CPU), or arrays of present.* (an export on a GPU provider). */
   past: { named: Record<string, NamedTensor> } | { timeMajor: TimeMajorKvState };
   bytes: number;
 }
@@ -82,14 +82,14 @@ function promptKey(promptIds: readonly number[], feeds: Record<string, NamedTens
 /**
  * The instrumented forward graph with its KV cache. On the CPU the cache is a TimeMajorKv
  * (kvcache.ts): our own arrays, fed in place and appended to. On a GPU provider it stays in
- * device memory between steps (present → past; only the logits come back). Graphs without the
- * time-major inputs (an ONNX export's, onnx/surgery.ts) pass present.* back as past on the
- * host. Call release() when done: device memory is freed only then.
+ * device memory between steps (present → past; only the logits come back); an ONNX export on a
+ * GPU provider passes present.* back as past through host memory. Call release() when done:
+ * device memory is freed only then.
  */
 export class KvStepModel implements StepModel {
   /** Whether the last prefill reused the state a previous one left (promptStates). */
   reusedPrompt = false;
-  /** present → past: the device's cache, or the host's for graphs without the time-major one */
+  /** present → past: the device's cache, or the host's for an export on a GPU provider */
   private past: Record<string, AnyTensor> = {};
   /** the CPU's cache, when the graph takes it (decided at the prefill) */
   private kv: TimeMajorKv | null = null;

@@ -75,7 +75,8 @@ export interface ForwardGraphOptions {
    * instead of the whole cache going out as present.* each step: onnxruntime-node copies every
    * fetched output into a fresh JavaScript array, so fetching present.* cost a copy of the
    * whole cache per token and its garbage. The attention sees the same keys in the same order.
-   * CPU graphs only (model.ts): WebGPU keeps its cache on the device (present → past). Default off.
+   * CPU graphs only (model.ts; onnx/surgery.ts gives an export the same inputs and outputs):
+   * WebGPU keeps its cache on the device (present → past). Default off.
    */
   timeMajorCache?: boolean;
 }

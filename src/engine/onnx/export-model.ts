@@ -25,6 +25,8 @@ import { specFromConfig, type ModelSpec } from '../arch/spec';
 import { buildLensGraph } from '../graph/lens';
 import { hook } from '../graph/forward';
 import { createSession, lensPrepack, type ProviderRequest, type Session } from '../runtime/ort';
+import { withGateDefaults } from '../graph/gates';
+import { withCacheDefaults } from '../generate/kvcache';
 import { TextTokenizer } from '../tokenizer';
 import { jsSide, modelInfo, type LoadedModel, type LoadOptions } from '../model';
 import { checkExportAgainstConfig, instrumentExport, type SurgeryDescription, type SurgeryResult } from './surgery';
@@ -374,6 +376,9 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
     let { session, result } = await forwardSession(modelFile, proto, read, opts, want);
     forward = session;
     const spec = specForExport(config, result.description);
+    // callers that do not know the kv_rows gate and the time-major cache get their defaults
+    const withDefaults = (s: Session) => withCacheDefaults(withGateDefaults(s), spec);
+    forward = withDefaults(forward);
     if (tokenizer.vocabSize > spec.dVocab)
       throw new EngineError(
         'BAD_TOKENIZER',
@@ -385,7 +390,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       forward = null;
       want = false;
       ({ session, result } = await forwardSession(modelFile, proto, read, opts, want));
-      forward = session;
+      forward = withDefaults(session);
       result.description.patternsNote = 'the attention Softmax found does not have shape [batch, heads, query, key]';
     }
     const w = result.weights;
@@ -408,7 +413,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       tokenizer,
       forward: fwd,
       lens: lns,
-      generation: () => Promise.resolve(fwd), // an export's KV cache makes the round trip through host memory
+      generation: () => Promise.resolve(fwd), // on the CPU the time-major cache (generate/kvcache.ts), elsewhere present.* through host memory
       ...side,
       loadMs: performance.now() - t0,
       graphSource: 'memory',

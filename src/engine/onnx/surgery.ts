@@ -21,13 +21,15 @@
 //                         none when attention is fused (com.microsoft Attention/MultiHeadAttention/
 //                         GroupQueryAttention…): everything else still works
 // The instrumented graph follows the engine's forward-graph contract (graph/forward.ts):
-// inputs input_ids + past_key_values.{L}.key|value only (attention_mask = all ones and
-// position_ids = past..past+seq−1 are computed inside the graph), outputs logits [batch, vocab]
-// at the last position, present.*, blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|post and
-// (when found) blocks.{L}.attn.hook_pattern.
+// inputs input_ids + past_key_values.{L}.key|value, the time-major cache past_time_major.* and
+// the kv_rows gate (attention_mask = all ones and position_ids = past..past+seq−1 are computed
+// inside the graph), outputs logits [batch, vocab] at the last position, present.*,
+// new_key_values.*, blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|post and (when found)
+// blocks.{L}.attn.hook_pattern.
 import { onnx } from 'onnx-proto';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
+import { KV_ROWS } from '../graph/gates';
 import type { ModelSpec } from '../arch/spec';
 import {
   DT,
@@ -565,7 +567,7 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
   const fusedAnywhere = g.nodes.find((n) => FUSED_ATTENTION.has(n.opType ?? ''));
 
   // ---- build the new graph -------------------------------------------------------------------
-  const b = new Rewriter(g, opsetVersion);
+  const b = new Rewriter(g, opsetVersion, nLayers);
   const prelude = b.prelude();
   const tail: onnx.INodeProto[] = [];
   const hooks: string[] = [];
@@ -686,10 +688,24 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
   }
 
   // ---- assemble ------------------------------------------------------------------------------
+  // each run's own keys and values (the time-major cache's appends): present's positions after
+  // the past, kv_rows of them (a row gate, graph/gates.ts: 0 unless generation asks)
+  const pastVec = b.fresh('past_vec');
+  tail.push(b.unsqueeze0(b.past, pastVec));
+  const newEnd = b.fresh('new_end');
+  tail.push(b.node('Add', [pastVec, KV_ROWS], [newEnd]));
+  for (let L = 0; L < nLayers; L++)
+    for (const [present, out] of [
+      [hook.presentKey(L), hook.newKey(L)],
+      [hook.presentValue(L), hook.newValue(L)],
+    ] as const) {
+      tail.push(b.node('Slice', [present, pastVec, newEnd, b.ints([2], false)], [out]));
+      newOutputs.push(valueInfo(out, DT.FLOAT, ['batch', nKvHeads ?? 'kv_heads', 'kv_rows', headDim ?? 'head_dim']));
+    }
   const nodes: onnx.INodeProto[] = [...prelude.nodes];
   g.nodes.forEach((n, i) => {
     if (i === headIndex && beforeHead) nodes.push(beforeHead);
-    nodes.push(replaced.get(i) ?? n);
+    nodes.push(b.rewired(replaced.get(i) ?? n));
   });
   nodes.push(...tail);
   const computed = new Set(prelude.computed);
@@ -698,7 +714,15 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
   const newGraph: onnx.IGraphProto = {
     ...graph,
     node: nodes,
-    input: (graph.input ?? []).filter((i) => !computed.has(i.name ?? '')),
+    input: [
+      ...(graph.input ?? []).filter((i) => !computed.has(i.name ?? '')),
+      ...Array.from({ length: nLayers }, (_, L) =>
+        [hook.pastTimeMajorKey(L), hook.pastTimeMajorValue(L)].map((name) =>
+          valueInfo(name, DT.FLOAT, ['cached', 'batch', nKvHeads ?? 'kv_heads', headDim ?? 'head_dim']),
+        ),
+      ).flat(),
+      valueInfo(KV_ROWS, DT.INT64, [1]),
+    ],
     output: [...outs, ...newOutputs],
     initializer: [...(graph.initializer ?? []), ...b.initializers],
     valueInfo: (graph.valueInfo ?? []).filter((v) => !changed.has(v.name ?? '')),
@@ -1033,11 +1057,22 @@ class Rewriter {
   private n = 0;
   private readonly consts = new Map<string, string>();
   lastIndex = '';
+  /** The prelude's past length (a scalar): the positions before this run's. */
+  past = '';
+  /** past_key_values.{L}.key|value → the tensor the export's nodes read instead (the whole cache) */
+  readonly cache = new Map<string, string>();
 
   constructor(
     private readonly g: GraphIndex,
     private readonly opset: number,
+    private readonly layers: number,
   ) {}
+
+  /** A node reading the whole cache where it read past_key_values.* */
+  rewired(n: onnx.INodeProto): onnx.INodeProto {
+    const input = n.input ?? [];
+    return input.some((i) => this.cache.has(i)) ? { ...n, input: input.map((i) => this.cache.get(i) ?? i) } : n;
+  }
 
   fresh(prefix: string): string {
     let name: string;
@@ -1079,7 +1114,22 @@ class Rewriter {
     const idShape = op('Shape', ['input_ids']);
     const batch = op('Gather', [idShape, this.ints([0], true)], [{ name: 'axis', type: INT, i: 0 }]);
     const seq = op('Gather', [idShape, this.ints([1], true)], [{ name: 'axis', type: INT, i: 0 }]);
-    const past = op('Gather', [op('Shape', [hook.pastKey(0)]), this.ints([2], true)], [{ name: 'axis', type: INT, i: 0 }]);
+    // the cache the export reads: past_key_values.* then the time-major cache (graph/forward.ts,
+    // timeMajorCache), under fresh names that every node reading past_key_values.* now reads
+    for (let L = 0; L < this.layers; L++)
+      for (const [past, timeMajor] of [
+        [hook.pastKey(L), hook.pastTimeMajorKey(L)],
+        [hook.pastValue(L), hook.pastTimeMajorValue(L)],
+      ] as const) {
+        const headMajor = op(
+          'Transpose',
+          [timeMajor],
+          [{ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: [1, 2, 0, 3] }],
+        );
+        this.cache.set(past, op('Concat', [past, headMajor], [{ name: 'axis', type: INT, i: 2 }]));
+      }
+    const past = op('Gather', [op('Shape', [this.cache.get(hook.pastKey(0))!]), this.ints([2], true)], [{ name: 'axis', type: INT, i: 0 }]);
+    this.past = past;
     const total = op('Add', [past, seq]);
     this.lastIndex = op('Sub', [seq, this.ints([1], true)]);
     const vec = (s: string) => {
