@@ -392,7 +392,17 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
   for (const name of g.inputs.keys())
     if (!known.has(name) && !pastRe.test(name)) throw bad(`input "${name}" is not one the engine knows how to feed.`);
   for (let L = 0; L < nLayers; L++)
-    for (const name of [hook.residPre(L), hook.residMid(L), hook.residPost(L), hook.pattern(L)])
+    for (const name of [
+      hook.residPre(L),
+      hook.residMid(L),
+      hook.residPost(L),
+      hook.pattern(L),
+      hook.pastTimeMajorKey(L),
+      hook.pastTimeMajorValue(L),
+      hook.newKey(L),
+      hook.newValue(L),
+      ...(L === 0 ? [KV_ROWS] : []),
+    ])
       if (g.names.has(name)) throw bad(`it already has a tensor named "${name}" (an instrumented graph?).`);
 
   // ---- 1. token embedding ------------------------------------------------------------------
