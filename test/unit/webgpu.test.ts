@@ -17,6 +17,7 @@ import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { generate } from '../../src/engine/generate';
 import { KvStepModel, RecomputeStepModel } from '../../src/engine/generate/generator';
+import { takesTimeMajorCache } from '../../src/engine/generate/kvcache';
 import { chooseProvider, createSession, liveSessionCount, providerEnvironmentFor } from '../../src/engine/runtime/ort';
 import { GraphBuilder } from '../../src/engine/onnx/builder';
 import { blockTopK } from '../../src/engine/graph/lens';
@@ -185,6 +186,34 @@ describe('webgpu on SwiftShader', () => {
           );
         }
       } finally {
+        await cpu.release();
+      }
+    });
+
+    test('an ONNX export on WebGPU passes present.* back through host memory (its time-major inputs left empty): same tokens as on the CPU', async () => {
+      const dir = path.join(FIXTURES, 'onnx', 'tiny-gpt2-torch');
+      const gpu = await loadModel(dir, { threads: 2, executionProvider: 'webgpu' });
+      const cpu = await loadModel(dir, { threads: 2, executionProvider: 'cpu' });
+      try {
+        assert.equal(gpu.info.provider, 'webgpu', gpu.info.provider_note ?? '');
+        assert.ok(!takesTimeMajorCache(await gpu.generation()), 'on WebGPU the export keeps present → past');
+        assert.ok(takesTimeMajorCache(await cpu.generation()), 'on the CPU it takes the time-major cache');
+        for (const strategy of [
+          { label: 'greedy', kind: 'greedy' },
+          { label: 'beam', kind: 'beam', beams: 3 },
+        ] as Strategy[]) {
+          const req = { promptIds: [5, 17, 42, 8], strategy, maxNewTokens: 8 };
+          const onGpu = await generate(gpu, req);
+          const onCpu = await generate(cpu, req);
+          assert.deepEqual(
+            onGpu.steps.map((s) => s.id),
+            onCpu.steps.map((s) => s.id),
+            strategy.label,
+          );
+          onGpu.steps.forEach((s, i) => assert.ok(Math.abs(s.prob - onCpu.steps[i]!.prob) < 1e-5, `${strategy.label} step ${i}`));
+        }
+      } finally {
+        await gpu.release();
         await cpu.release();
       }
     });
