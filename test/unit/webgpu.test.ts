@@ -137,6 +137,25 @@ describe('webgpu on SwiftShader', () => {
     });
   }
 
+  /** Greedy and a beam of 3 on both models give the same tokens (and, given `probTol`, probabilities that close). */
+  async function sameTokens(gpu: LoadedModel, cpu: LoadedModel, promptIds: number[], probTol?: number): Promise<void> {
+    for (const strategy of [
+      { label: 'greedy', kind: 'greedy' },
+      { label: 'beam', kind: 'beam', beams: 3 },
+    ] as Strategy[]) {
+      const req = { promptIds, strategy, maxNewTokens: 8 };
+      const onGpu = await generate(gpu, req);
+      const onCpu = await generate(cpu, req);
+      assert.deepEqual(
+        onGpu.steps.map((s) => s.id),
+        onCpu.steps.map((s) => s.id),
+        strategy.label,
+      );
+      if (probTol !== undefined)
+        onGpu.steps.forEach((s, i) => assert.ok(Math.abs(s.prob - onCpu.steps[i]!.prob) < probTol, `${strategy.label} step ${i}`));
+    }
+  }
+
   describe('generation with the KV cache in GPU memory', () => {
     let model: LoadedModel;
     before(async () => {
@@ -172,19 +191,7 @@ describe('webgpu on SwiftShader', () => {
     test('greedy and beam search give the same tokens as on the CPU', async () => {
       const cpu = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 2, executionProvider: 'cpu' });
       try {
-        for (const strategy of [
-          { label: 'greedy', kind: 'greedy' },
-          { label: 'beam', kind: 'beam', beams: 3 },
-        ] as Strategy[]) {
-          const req = { promptIds: [1, 2, 3], strategy, maxNewTokens: 8 };
-          const onGpu = await generate(model, req);
-          const onCpu = await generate(cpu, req);
-          assert.deepEqual(
-            onGpu.steps.map((s) => s.id),
-            onCpu.steps.map((s) => s.id),
-            strategy.label,
-          );
-        }
+        await sameTokens(model, cpu, [1, 2, 3]);
       } finally {
         await cpu.release();
       }
@@ -198,20 +205,7 @@ describe('webgpu on SwiftShader', () => {
         assert.equal(gpu.info.provider, 'webgpu', gpu.info.provider_note ?? '');
         assert.ok(!takesTimeMajorCache(await gpu.generation()), 'on WebGPU the export keeps present → past');
         assert.ok(takesTimeMajorCache(await cpu.generation()), 'on the CPU it takes the time-major cache');
-        for (const strategy of [
-          { label: 'greedy', kind: 'greedy' },
-          { label: 'beam', kind: 'beam', beams: 3 },
-        ] as Strategy[]) {
-          const req = { promptIds: [5, 17, 42, 8], strategy, maxNewTokens: 8 };
-          const onGpu = await generate(gpu, req);
-          const onCpu = await generate(cpu, req);
-          assert.deepEqual(
-            onGpu.steps.map((s) => s.id),
-            onCpu.steps.map((s) => s.id),
-            strategy.label,
-          );
-          onGpu.steps.forEach((s, i) => assert.ok(Math.abs(s.prob - onCpu.steps[i]!.prob) < 1e-5, `${strategy.label} step ${i}`));
-        }
+        await sameTokens(gpu, cpu, [5, 17, 42, 8], 1e-5);
       } finally {
         await gpu.release();
         await cpu.release();

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
+import { emptyPast } from '../analyze';
 import { disposeAll, isDeviceTensor, type AnyTensor, type NamedTensor, type Session } from '../runtime/ort';
 import { ALL_ROWS, KV_ROWS } from '../graph/gates';
 import { takesTimeMajorCache, TimeMajorKv, type TimeMajorKvState } from './kvcache';
@@ -119,7 +120,10 @@ export class KvStepModel implements StepModel {
     const s = this.model.spec;
     const fetches = ['logits'];
     for (let L = 0; L < s.nLayers; L++) fetches.push(hook.newKey(L), hook.newValue(L));
-    const out = await session.run({ input_ids, ...emptyPast(s, batch), ...kv.feeds(), [KV_ROWS]: ALL_ROWS, ...this.feeds }, fetches);
+    const out = await session.run(
+      { input_ids, ...emptyPast(this.model, batch), ...kv.feeds(), [KV_ROWS]: ALL_ROWS, ...this.feeds },
+      fetches,
+    );
     const f = (name: string) => out[name]!.data as Float32Array;
     kv.append(
       Array.from({ length: s.nLayers }, (_, L) => f(hook.newKey(L))),
@@ -156,7 +160,7 @@ export class KvStepModel implements StepModel {
   /** An empty cache for `batch` sequences. */
   private clear(batch: number): void {
     if (this.kv) this.kv.clear(batch);
-    else this.setPast(emptyPast(this.model.spec, batch));
+    else this.setPast(emptyPast(this.model, batch));
   }
 
   async prefill(promptIds: readonly number[]): Promise<Float32Array> {
@@ -266,17 +270,6 @@ export class KvStepModel implements StepModel {
   }
 }
 
-/** past_key_values.* empty, for `batch` sequences. */
-function emptyPast(s: LoadedModel['spec'], batch: number): Record<string, NamedTensor> {
-  const empty: Record<string, NamedTensor> = {};
-  const dims = [batch, s.nKvHeads, 0, s.headDim];
-  for (let L = 0; L < s.nLayers; L++) {
-    empty[hook.pastKey(L)] = { data: new Float32Array(0), dims };
-    empty[hook.pastValue(L)] = { data: new Float32Array(0), dims };
-  }
-  return empty;
-}
-
 /** Rows of a host KV tensor along the batch axis, in the order `from`. */
 function gatherHostBatch(t: NamedTensor, batch: number, from: readonly number[]): NamedTensor {
   const per = t.data.length / batch;
@@ -306,7 +299,7 @@ export class RecomputeStepModel implements StepModel {
     const out = await this.model.forward.run(
       {
         input_ids: { data: BigInt64Array.from(seq, (i) => BigInt(i)), dims: [1, seq.length] },
-        ...emptyPast(this.model.spec, 1),
+        ...emptyPast(this.model),
         ...this.feeds,
       },
       ['logits'],
