@@ -72,10 +72,10 @@ function assertMatches(kv: TimeMajorKv, ref: Ref, what: string): void {
 }
 
 describe('TimeMajorKv: the CPU KV cache', () => {
-  test('random appends (1 to 5 positions), reorders (same batch, wider, narrower), growth: always the reference', () => {
+  test('random appends (1 to 5 positions), reorders (same batch, wider, narrower), growth, restores: always the reference', () => {
     for (let seed = 1; seed <= 40; seed++) {
       const rand = rng(seed);
-      const kv = new TimeMajorKv(LAYERS, KV, D);
+      let kv = new TimeMajorKv(LAYERS, KV, D);
       const batch0 = 1 + Math.floor(rand() * 3);
       kv.clear(batch0);
       const ref: Ref = {
@@ -84,7 +84,13 @@ describe('TimeMajorKv: the CPU KV cache', () => {
       };
       for (let op = 0; op < 30; op++) {
         const batch = kv.batch;
-        if (rand() < 0.6 || kv.length === 0) {
+        if (rand() < 0.1) {
+          // a snapshot restored into a fresh cache carries on as the original would
+          const restored = new TimeMajorKv(LAYERS, KV, D);
+          restored.restore(kv.snapshot());
+          kv = restored;
+          assertMatches(kv, ref, `seed ${seed} op ${op}: restore`);
+        } else if (rand() < 0.6 || kv.length === 0) {
           const seq = rand() < 0.5 ? 1 : 1 + Math.floor(rand() * 5);
           const ks = Array.from({ length: LAYERS }, () => newBlock(batch, seq, rand));
           const vs = Array.from({ length: LAYERS }, () => newBlock(batch, seq, rand));

@@ -23,6 +23,12 @@ export class TimeMajorKv {
   length = 0;
   /** Sequences (beams) per position. */
   batch = 1;
+  /**
+   * Positions [0, uniform) hold the same keys and values in every sequence: the prompt, which
+   * beam search copies into every beam. A reorder within the batch leaves them where they are
+   * (at a 512-token prompt and 24 new tokens, a beam step's reorder then moves ≤ 24 positions, not ~530).
+   */
+  private uniform = 0;
   private keys: Float32Array[] = [];
   private values: Float32Array[] = [];
 
@@ -51,6 +57,7 @@ export class TimeMajorKv {
   clear(batch: number): void {
     this.batch = batch;
     this.length = 0;
+    this.uniform = 0;
   }
 
   /** Frees the arrays. */
@@ -58,6 +65,7 @@ export class TimeMajorKv {
     this.keys = [];
     this.values = [];
     this.length = 0;
+    this.uniform = 0;
   }
 
   /** Room for `n` more positions: a quarter more than needed (at least 32) when it grows. */
@@ -91,6 +99,7 @@ export class TimeMajorKv {
       this.write(this.values[L]!, newValues[L]!, seq);
     }
     this.length += seq;
+    if (this.batch === 1) this.uniform = this.length; // one sequence is the same as itself
   }
 
   private write(dst: Float32Array, src: Float32Array, seq: number): void {
@@ -123,6 +132,8 @@ export class TimeMajorKv {
     const block = this.nKv * this.dHead;
     for (const b of from)
       if (!Number.isInteger(b) || b < 0 || b >= this.batch) throw new Error(`KV cache: no sequence ${b} of ${this.batch}`);
+    // when every new sequence continues the same old one, all their positions are the same
+    const uniform = from.every((b) => b === from[0]) ? this.length : this.uniform;
     if (from.length === this.batch) {
       const moved = from.flatMap((b, i) => (b !== i ? [i] : []));
       if (moved.length === 0) return;
@@ -131,7 +142,7 @@ export class TimeMajorKv {
       const slot = new Map(aside.map((b, j) => [b, j]));
       const tmp = new Float32Array(aside.length * block);
       for (const a of [...this.keys, ...this.values])
-        for (let t = 0; t < this.length; t++) {
+        for (let t = this.uniform; t < this.length; t++) {
           const at = t * this.width;
           aside.forEach((b, j) => tmp.set(a.subarray(at + b * block, at + (b + 1) * block), j * block));
           for (const i of moved) {
@@ -143,6 +154,7 @@ export class TimeMajorKv {
             );
           }
         }
+      this.uniform = uniform;
       return;
     }
     const oldWidth = this.width;
@@ -158,6 +170,7 @@ export class TimeMajorKv {
     this.keys = this.keys.map(regroup);
     this.values = this.values.map(regroup);
     this.batch = from.length;
+    this.uniform = uniform;
   }
 
   /** A copy of the filled positions. */
@@ -177,11 +190,13 @@ export class TimeMajorKv {
     this.batch = state.batch;
     this.reserve(state.length);
     const n = state.length * this.width;
-    for (let L = 0; L < this.layers; L++) {
+    // an empty state has no arrays to fill (reserve(0) allocates none)
+    for (let L = 0; L < this.layers && n > 0; L++) {
       this.keys[L]!.set(state.keys[L]!.subarray(0, n));
       this.values[L]!.set(state.values[L]!.subarray(0, n));
     }
     this.length = state.length;
+    this.uniform = state.batch === 1 ? state.length : 0;
   }
 }
 
