@@ -4,6 +4,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { providerEnvironment, type ProviderEnvironment } from '../src/engine/runtime/ort';
+import { generate } from '../src/engine/generate';
+import type { LoadedModel } from '../src/engine/model';
+import type { Completion, Strategy } from '../src/shared/generation';
 
 /** Repository root (tests run from out/test/...). */
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -103,4 +106,35 @@ export function failingCudaEnvironment(): ProviderEnvironment | null {
   const real = providerEnvironment();
   if (real.cudaLibrary && real.nvidiaGpu) return null;
   return { ...real, backends: [...real.backends, { name: 'cuda', bundled: false }], cudaLibrary: true, nvidiaGpu: true };
+}
+
+/**
+ * Greedy and a beam of 3 from `promptIds` on two models give the same tokens (and, given
+ * `probTol`, probabilities that close); returns the first model's two completions.
+ */
+export async function sameGreedyAndBeam(
+  a: LoadedModel,
+  b: LoadedModel,
+  promptIds: number[],
+  maxNewTokens: number,
+  probTol?: number,
+): Promise<Completion[]> {
+  const out: Completion[] = [];
+  for (const strategy of [
+    { label: 'greedy', kind: 'greedy' },
+    { label: 'beam 3', kind: 'beam', beams: 3 },
+  ] as Strategy[]) {
+    const req = { promptIds, strategy, maxNewTokens };
+    const x = await generate(a, req);
+    const y = await generate(b, req);
+    assert.deepEqual(
+      x.steps.map((s) => s.id),
+      y.steps.map((s) => s.id),
+      strategy.label,
+    );
+    if (probTol !== undefined)
+      x.steps.forEach((s, i) => assert.ok(Math.abs(s.prob - y.steps[i]!.prob) < probTol, `${strategy.label} step ${i}`));
+    out.push(x);
+  }
+  return out;
 }

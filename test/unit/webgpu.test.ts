@@ -15,7 +15,6 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
-import { generate } from '../../src/engine/generate';
 import { KvStepModel, RecomputeStepModel } from '../../src/engine/generate/generator';
 import { takesTimeMajorCache } from '../../src/engine/generate/kvcache';
 import { chooseProvider, createSession, liveSessionCount, providerEnvironmentFor } from '../../src/engine/runtime/ort';
@@ -24,8 +23,7 @@ import { blockTopK } from '../../src/engine/graph/lens';
 import { parseProbeLog } from '../../src/engine/runtime/adapter';
 import { adapterLabel, resolveWeightPrecision, type ProviderEnvironment, type WebGpuAdapter } from '../../src/engine/runtime/providers';
 import { runsOn } from '../../src/shared/runs-on';
-import type { Strategy } from '../../src/shared/generation';
-import { FIXTURES, ROOT, maxAbsDiff, readJson, rejectsWith } from '../helpers';
+import { FIXTURES, ROOT, maxAbsDiff, readJson, rejectsWith, sameGreedyAndBeam } from '../helpers';
 import { compareMidAndLens, compareToGolden, type Golden, type LensAndMid } from '../goldens-compare';
 import { HF_DIR, hfFixtureNames } from '../hfReference';
 
@@ -137,25 +135,6 @@ describe('webgpu on SwiftShader', () => {
     });
   }
 
-  /** Greedy and a beam of 3 on both models give the same tokens (and, given `probTol`, probabilities that close). */
-  async function sameTokens(gpu: LoadedModel, cpu: LoadedModel, promptIds: number[], probTol?: number): Promise<void> {
-    for (const strategy of [
-      { label: 'greedy', kind: 'greedy' },
-      { label: 'beam', kind: 'beam', beams: 3 },
-    ] as Strategy[]) {
-      const req = { promptIds, strategy, maxNewTokens: 8 };
-      const onGpu = await generate(gpu, req);
-      const onCpu = await generate(cpu, req);
-      assert.deepEqual(
-        onGpu.steps.map((s) => s.id),
-        onCpu.steps.map((s) => s.id),
-        strategy.label,
-      );
-      if (probTol !== undefined)
-        onGpu.steps.forEach((s, i) => assert.ok(Math.abs(s.prob - onCpu.steps[i]!.prob) < probTol, `${strategy.label} step ${i}`));
-    }
-  }
-
   describe('generation with the KV cache in GPU memory', () => {
     let model: LoadedModel;
     before(async () => {
@@ -191,7 +170,7 @@ describe('webgpu on SwiftShader', () => {
     test('greedy and beam search give the same tokens as on the CPU', async () => {
       const cpu = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 2, executionProvider: 'cpu' });
       try {
-        await sameTokens(model, cpu, [1, 2, 3]);
+        await sameGreedyAndBeam(model, cpu, [1, 2, 3], 8);
       } finally {
         await cpu.release();
       }
@@ -205,7 +184,7 @@ describe('webgpu on SwiftShader', () => {
         assert.equal(gpu.info.provider, 'webgpu', gpu.info.provider_note ?? '');
         assert.ok(!takesTimeMajorCache(await gpu.generation()), 'on WebGPU the export keeps present → past');
         assert.ok(takesTimeMajorCache(await cpu.generation()), 'on the CPU it takes the time-major cache');
-        await sameTokens(gpu, cpu, [5, 17, 42, 8], 1e-5);
+        await sameGreedyAndBeam(gpu, cpu, [5, 17, 42, 8], 8, 1e-5);
       } finally {
         await gpu.release();
         await cpu.release();
