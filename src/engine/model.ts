@@ -359,7 +359,7 @@ function buildGraphs(
     halfWeights: precision === 'float16',
     gpuTopK: shape.gpuTopK,
     blockedAttention: !shape.gpuTopK, // forward.ts: the CPU only
-    timeMajorCache: !shape.gpuTopK, // the CPU only: WebGPU keeps its cache on the device
+    stepCache: !shape.gpuTopK, // the CPU only: WebGPU keeps its cache on the device
   };
   const cacheDir = graphCacheDir(spec, { ...opts, weightBytes: precision === 'float16' ? 2 : 4 });
   const watch = (what: string): LayerWatch => ({

@@ -119,15 +119,19 @@ describe('attention statistics from the forward graph', () => {
     const cached = new Engine();
     try {
       await cached.load({ dir, threads: 1, executionProvider: 'cpu', cacheDir });
-      // the graph: one If per layer, whose taken branch attends in ATTN_BLOCKS query blocks
+      // the graph: one If per layer between a step on the KV cache (one softmax) and any other
+      // run, whose If attends in ATTN_BLOCKS query blocks or in one
       const [entry] = fs.readdirSync(cacheDir);
       const graph = onnx.ModelProto.decode(fs.readFileSync(path.join(cacheDir, entry!, 'forward.onnx'))).graph!;
       const ifs = graph.node!.filter((n) => n.opType === 'If');
       assert.equal(ifs.length, cached.requireModel().spec.nLayers, 'one If per layer');
-      const softmaxes = (branch: string) =>
-        ifs[0]!.attribute!.find((a) => a.name === branch)!.g!.node!.filter((n) => n.opType === 'Softmax').length;
-      assert.equal(softmaxes('then_branch'), ATTN_BLOCKS);
-      assert.equal(softmaxes('else_branch'), 1);
+      const branch = (node: onnx.INodeProto, name: string) => node.attribute!.find((a) => a.name === name)!.g!;
+      const softmaxes = (g: onnx.IGraphProto) => g.node!.filter((n) => n.opType === 'Softmax').length;
+      assert.equal(softmaxes(branch(ifs[0]!, 'then_branch')), 1);
+      const inner = branch(ifs[0]!, 'else_branch').node!.filter((n) => n.opType === 'If');
+      assert.equal(inner.length, 1);
+      assert.equal(softmaxes(branch(inner[0]!, 'then_branch')), ATTN_BLOCKS);
+      assert.equal(softmaxes(branch(inner[0]!, 'else_branch')), 1);
 
       const text = 'Lily saw a big red ball in the park. She ran to the ball and she was happy. '.repeat(12);
       const whole = await cached.analyze({ text, topK: 3, maxTokens: 512, patterns: true }, undefined, 1); // pattern rows: one block

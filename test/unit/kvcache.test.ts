@@ -1,15 +1,21 @@
-// The CPU's time-major KV cache (generate/kvcache.ts): its bookkeeping against a plain
-// per-sequence reference under random appends, beam reorders, growth, snapshots and restores;
-// and, on real models, generation through it gives exactly the bits of generation through
-// present.* (the path it replaced, which GPU providers still take).
+// The CPU's step cache (generate/kvcache.ts): its bookkeeping against a plain per-sequence
+// reference under random appends, beam reorders, growth, snapshots and restores; and, on real
+// models, generation through it (the graph reading the cache where it lies: graph/forward.ts,
+// stepAttention) agrees with generation through present.* (the path GPU providers take, where
+// keys and values are concatenated and attended to in one product) to float32 rounding, with
+// the same greedy tokens.
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { TimeMajorKv, takesTimeMajorCache, type TimeMajorKvState } from '../../src/engine/generate/kvcache';
+import { GROW, StepKvCache, takesStepCache, withCacheDefaults, type StepKvState } from '../../src/engine/generate/kvcache';
 import { KvStepModel, type StepModel } from '../../src/engine/generate/generator';
 import { hook } from '../../src/engine/graph/forward';
+import { statsHook } from '../../src/engine/graph/attnstats';
+import { ALL_ROWS, KV_ROWS, PATTERN_ROWS } from '../../src/engine/graph/gates';
+import { emptyPast } from '../../src/engine/analyze';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
-import type { Session } from '../../src/engine/runtime/ort';
+import type { NamedTensor, Session } from '../../src/engine/runtime/ort';
+import type { ModelSpec } from '../../src/engine/arch/spec';
 import { FIXTURES } from '../helpers';
 import { HF_DIR } from '../hfReference';
 
@@ -42,40 +48,56 @@ function newBlock(batch: number, seq: number, rand: () => number): { headMajor: 
   return { headMajor, rows };
 }
 
-/** The reference laid out as the graph's past_time_major feed: [positions, batch, n_kv, d_head]. */
-function timeMajor(perSeq: Float32Array[][]): Float32Array {
-  const batch = perSeq.length;
-  const length = perSeq[0]?.length ?? 0;
-  const out = new Float32Array(length * batch * BLOCK);
-  for (let t = 0; t < length; t++) for (let b = 0; b < batch; b++) out.set(perSeq[b]![t]!, (t * batch + b) * BLOCK);
-  return out;
+/**
+ * The feed's filled positions per sequence and position (n_kv·d_head floats each), from
+ * [batch, n_kv, capacity, d_head]; and whether the unfilled capacity is all zeros.
+ */
+function fromFeed(data: Float32Array, batch: number, capacity: number, length: number): { perSeq: Float32Array[][]; zeroRest: boolean } {
+  const perSeq = Array.from({ length: batch }, (_, b) =>
+    Array.from({ length }, (_, t) => {
+      const r = new Float32Array(BLOCK);
+      for (let h = 0; h < KV; h++) r.set(data.subarray(((b * KV + h) * capacity + t) * D, ((b * KV + h) * capacity + t + 1) * D), h * D);
+      return r;
+    }),
+  );
+  let zeroRest = true;
+  for (let head = 0; head < batch * KV; head++)
+    for (let i = (head * capacity + length) * D; i < (head + 1) * capacity * D; i++) if (data[i] !== 0) zeroRest = false;
+  return { perSeq, zeroRest };
 }
 
-function assertMatches(kv: TimeMajorKv, ref: Ref, what: string): void {
+function assertMatches(kv: StepKvCache, ref: Ref, what: string): void {
   const batch = ref.keys[0]!.length;
   const length = ref.keys[0]![0]?.length ?? 0;
   assert.equal(kv.batch, batch, `${what}: batch`);
   assert.equal(kv.length, length, `${what}: length`);
   assert.equal(kv.bytes, 2 * LAYERS * length * batch * BLOCK * 4, `${what}: bytes`);
   const feeds = kv.feeds();
-  assert.equal(Object.keys(feeds).length, 2 * LAYERS);
+  assert.equal(Object.keys(feeds).length, 2 * LAYERS + 1);
+  assert.deepEqual(feeds[hook.pastCacheLength]!.data, BigInt64Array.of(BigInt(length)), `${what}: length fed`);
+  const capacity = kv.capacity;
+  assert.ok(capacity >= length, `${what}: capacity ${capacity} < ${length}`);
   for (let L = 0; L < LAYERS; L++) {
     for (const [name, perSeq] of [
-      [hook.pastTimeMajorKey(L), ref.keys[L]!],
-      [hook.pastTimeMajorValue(L), ref.values[L]!],
+      [hook.pastCacheKey(L), ref.keys[L]!],
+      [hook.pastCacheValue(L), ref.values[L]!],
     ] as const) {
       const f = feeds[name]!;
-      assert.deepEqual(f.dims, [length, batch, KV, D], `${what}: ${name} dims`);
-      assert.deepEqual(f.data, timeMajor(perSeq), `${what}: ${name}`);
+      assert.deepEqual(f.dims, [batch, KV, capacity, D], `${what}: ${name} dims`);
+      assert.equal(f.data.length, batch * KV * capacity * D, `${what}: ${name} size`);
+      const got = fromFeed(f.data as Float32Array, batch, capacity, length);
+      assert.deepEqual(got.perSeq, perSeq, `${what}: ${name}`);
+      // the graph multiplies the unfilled capacity by probabilities of 0: it must stay finite (zero)
+      assert.ok(got.zeroRest, `${what}: ${name} has writes past the filled positions`);
     }
   }
 }
 
-describe('TimeMajorKv: the CPU KV cache', () => {
+describe('StepKvCache: the CPU KV cache', () => {
   test('random appends (1 to 5 positions), reorders (same batch, wider, narrower), growth, restores: always the reference', () => {
     for (let seed = 1; seed <= 40; seed++) {
       const rand = rng(seed);
-      let kv = new TimeMajorKv(LAYERS, KV, D);
+      let kv = new StepKvCache(LAYERS, KV, D);
       const batch0 = 1 + Math.floor(rand() * 3);
       kv.clear(batch0);
       const ref: Ref = {
@@ -86,7 +108,7 @@ describe('TimeMajorKv: the CPU KV cache', () => {
         const batch = kv.batch;
         if (rand() < 0.1) {
           // a snapshot restored into a fresh cache carries on as the original would
-          const restored = new TimeMajorKv(LAYERS, KV, D);
+          const restored = new StepKvCache(LAYERS, KV, D);
           restored.restore(kv.snapshot());
           kv = restored;
           assertMatches(kv, ref, `seed ${seed} op ${op}: restore`);
@@ -120,8 +142,8 @@ describe('TimeMajorKv: the CPU KV cache', () => {
     }
   });
 
-  test('growth keeps a quarter (at least 32 positions) of room: appending one position at a time reallocates rarely', () => {
-    const kv = new TimeMajorKv(1, 1, 2);
+  test('growth adds GROW positions of room: one position at a time reallocates once per GROW, and never holds more than GROW unfilled', () => {
+    const kv = new StepKvCache(1, 1, 2);
     kv.clear(1);
     let grows = 0;
     let capacity = kv.capacity;
@@ -129,20 +151,31 @@ describe('TimeMajorKv: the CPU KV cache', () => {
       kv.append([Float32Array.of(t, -t)], [Float32Array.of(2 * t, 0)], 1);
       if (kv.capacity !== capacity) grows++;
       capacity = kv.capacity;
+      assert.ok(capacity - kv.length <= GROW, `${capacity - kv.length} unfilled positions after ${kv.length}`);
     }
-    assert.ok(grows <= 20, `${grows} reallocations for 2000 positions`);
-    const keys = kv.feeds()[hook.pastTimeMajorKey(0)]!.data;
+    assert.equal(grows, Math.ceil(2000 / (GROW + 1)));
+    const keys = kv.feeds()[hook.pastCacheKey(0)]!.data;
     assert.equal(keys[2 * 1999], 1999);
     assert.equal(keys[2 * 1999 + 1], -1999);
   });
 
+  test('a cleared cache keeps its arrays, zeroed: a later batch sees no stale keys in its unfilled capacity', () => {
+    const kv = new StepKvCache(1, 1, 2);
+    kv.clear(1);
+    kv.append([Float32Array.of(Infinity, Number.NaN)], [Float32Array.of(1, 2)], 1);
+    const capacity = kv.capacity;
+    kv.clear(1);
+    assert.equal(kv.capacity, capacity);
+    assert.ok(kv.feeds()[hook.pastCacheKey(0)]!.data.every((x) => x === 0));
+  });
+
   test('a snapshot is a copy: what the cache does next leaves it as it was, and a restore copies it again', () => {
     const rand = rng(7);
-    const kv = new TimeMajorKv(LAYERS, KV, D);
+    const kv = new StepKvCache(LAYERS, KV, D);
     kv.clear(1);
     const block = () => Array.from({ length: LAYERS }, () => newBlock(1, 3, rand).headMajor);
     kv.append(block(), block(), 3);
-    const state: TimeMajorKvState = kv.snapshot();
+    const state: StepKvState = kv.snapshot();
     const saved = JSON.stringify(state);
     kv.reorder([0, 0, 0]);
     kv.append(
@@ -152,7 +185,7 @@ describe('TimeMajorKv: the CPU KV cache', () => {
     );
     kv.reorder([2, 1, 0]);
     assert.equal(JSON.stringify(state), saved);
-    const again = new TimeMajorKv(LAYERS, KV, D);
+    const again = new StepKvCache(LAYERS, KV, D);
     again.restore(state);
     assert.deepEqual(again.snapshot(), state);
     again.reorder([0, 0]);
@@ -164,8 +197,32 @@ describe('TimeMajorKv: the CPU KV cache', () => {
     assert.equal(JSON.stringify(state), saved, 'a restored cache writes its own arrays');
   });
 
+  test('a run fed both past_key_values.* and a filled step cache is refused (a step attends to the cache and its new positions only)', async () => {
+    const spec = { nLayers: 1, nKvHeads: KV, headDim: D } as ModelSpec;
+    const runs: string[][] = [];
+    const session = withCacheDefaults(
+      {
+        inputNames: ['input_ids', hook.pastKey(0), hook.pastCacheKey(0)],
+        run: async (feeds: Record<string, unknown>) => (runs.push(Object.keys(feeds).sort()), {}),
+      } as unknown as Session,
+      spec,
+    );
+    const kv = new StepKvCache(1, KV, D);
+    kv.clear(1);
+    kv.append([new Float32Array(BLOCK)], [new Float32Array(BLOCK)], 1);
+    const input_ids = { data: BigInt64Array.of(1n), dims: [1, 1] };
+    const past = (n: number) => ({ data: new Float32Array(n * BLOCK), dims: [1, KV, n, D] });
+    await session.run({ input_ids, [hook.pastKey(0)]: past(0), ...kv.feeds() }, []);
+    assert.throws(() => session.run({ input_ids, [hook.pastKey(0)]: past(2), ...kv.feeds() }, []), /fed together/);
+    kv.clear(1);
+    await session.run({ input_ids, [hook.pastKey(0)]: past(2), ...kv.feeds() }, []); // an empty cache
+    await session.run({ input_ids, [hook.pastKey(0)]: past(2) }, []); // no cache fed: an empty one
+    assert.equal(runs.length, 3);
+    assert.ok(runs[2]!.includes(hook.pastCacheLength));
+  });
+
   test('wrong sizes and sequences are refused, not read past', () => {
-    const kv = new TimeMajorKv(LAYERS, KV, D);
+    const kv = new StepKvCache(LAYERS, KV, D);
     kv.clear(2);
     const ok = () => Array.from({ length: LAYERS }, () => new Float32Array(2 * BLOCK));
     assert.throws(() => kv.append([new Float32Array(BLOCK), ...ok().slice(1)], ok(), 1), /new floats/);
@@ -177,9 +234,9 @@ describe('TimeMajorKv: the CPU KV cache', () => {
   });
 });
 
-/** The model with its generation session's time-major inputs hidden: KvStepModel then passes present.* back as past. */
+/** The model with its generation session's step-cache inputs hidden: KvStepModel then passes present.* back as past. */
 function throughPresent(model: LoadedModel): LoadedModel {
-  const hidden = (s: Session): Session => ({ ...s, inputNames: s.inputNames.filter((n) => !n.startsWith('past_time_major.')) });
+  const hidden = (s: Session): Session => ({ ...s, inputNames: s.inputNames.filter((n) => !n.startsWith('past_cache')) });
   return { ...model, generation: async () => hidden(await model.generation()) };
 }
 
@@ -200,26 +257,116 @@ async function trace(m: StepModel, prompt: number[], beams: number): Promise<Flo
   return out;
 }
 
-describe('generation through the time-major cache equals generation through present.*, bit for bit', () => {
-  for (const [dir, prompt] of [
-    [path.join(FIXTURES, 'models', 'tiny-gpt2'), [5, 17, 42, 8, 99]],
-    [path.join(FIXTURES, 'models', 'tiny-qwen2'), [5, 17, 42, 8, 99]],
-    [path.join(HF_DIR, 'qwen2-window'), Array.from({ length: 14 }, (_, i) => 3 + ((i * 11) % 50))],
-    // ONNX exports written by torch.onnx: the surgery's time-major cache (onnx/surgery.ts)
-    [path.join(FIXTURES, 'onnx', 'tiny-gpt2-torch'), [5, 17, 42, 8, 99]],
-    [path.join(FIXTURES, 'onnx', 'tiny-llama-torch'), [5, 17, 42, 8, 99]],
+/** The largest |a − b| over the entries, relative to the largest |b| (at least 1). */
+function relativeGap(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let gap = 0;
+  let scale = 1;
+  for (let i = 0; i < a.length; i++) {
+    gap = Math.max(gap, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return gap / scale;
+}
+
+function argmax(a: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
+  return best;
+}
+
+describe('generation through the step cache agrees with generation through present.*', () => {
+  // (dir, prompt, exact): an ONNX export's step cache is sliced and concatenated in front of its
+  // own attention (onnx/surgery.ts), the same keys in the same sums: the same bits. Our graphs
+  // attend to the cache where it lies (forward.ts, stepAttention): sums grouped differently.
+  for (const [dir, prompt, exact] of [
+    [path.join(FIXTURES, 'models', 'tiny-gpt2'), [5, 17, 42, 8, 99], false],
+    // grouped-query heads, and sliding windows the steps cross
+    [path.join(FIXTURES, 'models', 'tiny-qwen2'), [5, 17, 42, 8, 99], false],
+    [path.join(HF_DIR, 'qwen2-window'), Array.from({ length: 14 }, (_, i) => 3 + ((i * 11) % 50)), false],
+    // soft-capped scores, local and global layers
+    [path.join(HF_DIR, 'gemma2-window64'), Array.from({ length: 60 }, (_, i) => 3 + ((i * 7) % 90)), false],
+    // per-head q/k norms (Qwen3), and layers without RoPE (SmolLM3)
+    [path.join(HF_DIR, 'qwen3'), [5, 17, 42, 8, 99], false],
+    [path.join(HF_DIR, 'smollm3-nope'), [5, 17, 42, 8, 99], false],
+    // ONNX exports written by torch.onnx: the surgery's step cache (onnx/surgery.ts)
+    [path.join(FIXTURES, 'onnx', 'tiny-gpt2-torch'), [5, 17, 42, 8, 99], true],
+    [path.join(FIXTURES, 'onnx', 'tiny-llama-torch'), [5, 17, 42, 8, 99], true],
     // crosses LongRoPE's original context (64) while stepping: the cache is rebuilt from the sequences
-    [path.join(HF_DIR, 'phi3-longrope-short'), Array.from({ length: 60 }, (_, i) => 3 + ((i * 13) % 90))],
+    [path.join(HF_DIR, 'phi3-longrope-short'), Array.from({ length: 60 }, (_, i) => 3 + ((i * 13) % 90)), false],
+  ] as const) {
+    test(`${path.basename(dir)}${exact ? ', bit for bit' : ''}`, async () => {
+      const model = await loadModel(dir, { threads: 1, executionProvider: 'cpu' });
+      try {
+        assert.ok(takesStepCache(await model.generation()), 'the CPU graph takes the step cache');
+        assert.ok(!takesStepCache(await throughPresent(model).generation()));
+        const viaCache = await trace(new KvStepModel(model), [...prompt], 3);
+        const viaPresent = await trace(new KvStepModel(throughPresent(model)), [...prompt], 3);
+        assert.equal(viaCache.length, 1 + 8 * 3);
+        for (let i = 0; i < viaPresent.length; i++) {
+          if (exact) assert.deepEqual(viaCache[i], viaPresent[i], `logits ${i}`);
+          else {
+            const gap = relativeGap(viaCache[i]!, viaPresent[i]!);
+            assert.ok(gap <= 1e-5, `logits ${i}: relative gap ${gap.toExponential(2)}`);
+            assert.equal(argmax(viaCache[i]!), argmax(viaPresent[i]!), `logits ${i}: the greedy token`);
+          }
+        }
+      } finally {
+        await model.release();
+      }
+    });
+  }
+});
+
+describe("a step's attention outputs through the step cache", () => {
+  // A step with patterns and statistics fetched (they are computed on every run, fetched by no
+  // caller today): the pattern over the keys a query sees and the head statistics agree with the
+  // same step fed the keys and values as past_key_values.* (the whole path), to rounding.
+  for (const [dir, promptLength] of [
+    [path.join(FIXTURES, 'models', 'tiny-qwen2'), 9],
+    [path.join(HF_DIR, 'gemma2-window64'), 70],
   ] as const) {
     test(path.basename(dir), async () => {
       const model = await loadModel(dir, { threads: 1, executionProvider: 'cpu' });
       try {
-        assert.ok(takesTimeMajorCache(await model.generation()), 'the CPU graph takes the time-major cache');
-        assert.ok(!takesTimeMajorCache(await throughPresent(model).generation()));
-        const viaTimeMajor = await trace(new KvStepModel(model), [...prompt], 3);
-        const viaPresent = await trace(new KvStepModel(throughPresent(model)), [...prompt], 3);
-        assert.equal(viaTimeMajor.length, 1 + 8 * 3);
-        for (let i = 0; i < viaPresent.length; i++) assert.deepEqual(viaTimeMajor[i], viaPresent[i], `logits ${i}`);
+        const { spec } = model;
+        const session = await model.generation();
+        const prompt = Array.from({ length: promptLength }, (_, i) => 3 + ((i * 11) % 40));
+        const ids = (xs: number[]) => ({ data: BigInt64Array.from(xs.map(BigInt)), dims: [1, xs.length] });
+        const kvNames = Array.from({ length: spec.nLayers }, (_, L) => [hook.presentKey(L), hook.presentValue(L)]).flat();
+        const prefill = await session.run({ input_ids: ids(prompt), ...emptyPast(model) }, kvNames);
+        const outputs = Array.from({ length: spec.nLayers }, (_, L) => [
+          hook.pattern(L),
+          statsHook.kernel(L),
+          statsHook.kernelNorm(L),
+          statsHook.selfBias(L),
+          statsHook.induction(L),
+        ]).flat();
+        const step = { input_ids: ids([prompt[3]!]), [PATTERN_ROWS]: ALL_ROWS, [KV_ROWS]: ALL_ROWS };
+        const past: Record<string, NamedTensor> = {};
+        for (let L = 0; L < spec.nLayers; L++) {
+          past[hook.pastKey(L)] = prefill[hook.presentKey(L)]!;
+          past[hook.pastValue(L)] = prefill[hook.presentValue(L)]!;
+        }
+        const whole = await session.run({ ...step, ...past }, ['logits', ...outputs]);
+        const kv = new StepKvCache(spec.nLayers, spec.nKvHeads, spec.headDim);
+        kv.clear(1);
+        kv.append(
+          Array.from({ length: spec.nLayers }, (_, L) => prefill[hook.presentKey(L)]!.data as Float32Array),
+          Array.from({ length: spec.nLayers }, (_, L) => prefill[hook.presentValue(L)]!.data as Float32Array),
+          promptLength,
+        );
+        const cached = await session.run({ ...step, ...emptyPast(model), ...kv.feeds() }, ['logits', ...outputs]);
+        for (const name of ['logits', ...outputs]) {
+          assert.deepEqual(cached[name]!.dims, whole[name]!.dims, `${name} dims`);
+          const [a, b] = [cached[name]!.data as Float32Array, whole[name]!.data as Float32Array];
+          for (let i = 0; i < a.length; i++)
+            assert.ok(
+              Math.abs(a[i]! - b[i]!) <= 1e-5 * Math.max(1, Math.abs(b[i]!)) || (Number.isNaN(a[i]!) && Number.isNaN(b[i]!)),
+              `${name}[${i}]: ${a[i]} against ${b[i]}`,
+            );
+        }
+        assert.deepEqual(whole[hook.pattern(0)]!.dims, [1, spec.nHeads, 1, promptLength + 1]);
       } finally {
         await model.release();
       }

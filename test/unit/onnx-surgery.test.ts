@@ -207,11 +207,12 @@ describe('surgery on exports written by our builder (Optimum layout)', () => {
           [...model.forward.inputNames].sort(),
           [
             'input_ids',
+            hook.pastCacheLength,
             ...Array.from({ length: spec.nLayers }, (_, L) => [
               hook.pastKey(L),
               hook.pastValue(L),
-              hook.pastTimeMajorKey(L),
-              hook.pastTimeMajorValue(L),
+              hook.pastCacheKey(L),
+              hook.pastCacheValue(L),
             ]).flat(),
           ].sort(),
         );

@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
 import { analyze } from '../../src/engine/analyze';
 import { KvStepModel, RecomputeStepModel } from '../../src/engine/generate/generator';
-import { takesTimeMajorCache } from '../../src/engine/generate/kvcache';
+import { takesStepCache } from '../../src/engine/generate/kvcache';
 import { chooseProvider, createSession, liveSessionCount, providerEnvironmentFor } from '../../src/engine/runtime/ort';
 import { GraphBuilder } from '../../src/engine/onnx/builder';
 import { blockTopK } from '../../src/engine/graph/lens';
@@ -182,8 +182,8 @@ describe('webgpu on SwiftShader', () => {
       const cpu = await loadModel(dir, { threads: 2, executionProvider: 'cpu' });
       try {
         assert.equal(gpu.info.provider, 'webgpu', gpu.info.provider_note ?? '');
-        assert.ok(!takesTimeMajorCache(await gpu.generation()), 'on WebGPU the export keeps present → past');
-        assert.ok(takesTimeMajorCache(await cpu.generation()), 'on the CPU it takes the time-major cache');
+        assert.ok(!takesStepCache(await gpu.generation()), 'on WebGPU the export keeps present → past');
+        assert.ok(takesStepCache(await cpu.generation()), 'on the CPU it takes the step cache');
         await sameGreedyAndBeam(gpu, cpu, [5, 17, 42, 8], 8, 1e-5);
       } finally {
         await gpu.release();

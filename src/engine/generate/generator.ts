@@ -8,7 +8,7 @@ import type { LoadedModel } from '../model';
 import { emptyPast } from '../analyze';
 import { disposeAll, isDeviceTensor, type AnyTensor, type NamedTensor, type Session } from '../runtime/ort';
 import { ALL_ROWS, KV_ROWS } from '../graph/gates';
-import { takesTimeMajorCache, TimeMajorKv, type TimeMajorKvState } from './kvcache';
+import { takesStepCache, StepKvCache, type StepKvState } from './kvcache';
 import { distinctN, loopStart, repetitionRate } from '../analysis/repetition';
 import type { Completion, CompletionMetrics, GenStep, Strategy, StopReason } from '../../shared/generation';
 import {
@@ -48,7 +48,7 @@ export interface StepModel {
 /**
  * The state after the last prompt a model ran (CPU: arrays): Compare Completions decodes the
  * same prompt once per column, and each column after the first starts from here instead of
- * running the prompt again. A kept state is never written (a time-major one is copied into the
+ * running the prompt again. A kept state is never written (a step cache's is copied into the
  * column's cache; present.* arrays are replaced, not written, by a step), so every column gets
  * the bits a fresh prefill would. Two entries per model, the latest
  * first (with what-if's ablated copies the columns alternate between a clean prompt and an
@@ -57,8 +57,8 @@ export interface StepModel {
 interface PromptState {
   key: string;
   logits: Float32Array;
-  /** The cache: a time-major copy (the CPU), or arrays of present.* (an export on a GPU provider). */
-  past: { named: Record<string, NamedTensor> } | { timeMajor: TimeMajorKvState };
+  /** The cache: a step-cache copy (the CPU), or arrays of present.* (an export on a GPU provider). */
+  past: { named: Record<string, NamedTensor> } | { step: StepKvState };
   bytes: number;
 }
 const promptStates = new WeakMap<LoadedModel, PromptState[]>();
@@ -81,7 +81,7 @@ function promptKey(promptIds: readonly number[], feeds: Record<string, NamedTens
 }
 
 /**
- * The instrumented forward graph with its KV cache. On the CPU the cache is a TimeMajorKv
+ * The instrumented forward graph with its KV cache. On the CPU the cache is a StepKvCache
  * (kvcache.ts): our own arrays, fed in place and appended to. On a GPU provider it stays in
  * device memory between steps (present → past; only the logits come back); an ONNX export on a
  * GPU provider passes present.* back as past through host memory. Call release() when done:
@@ -93,7 +93,7 @@ export class KvStepModel implements StepModel {
   /** present → past: the device's cache, or the host's for an export on a GPU provider */
   private past: Record<string, AnyTensor> = {};
   /** the CPU's cache, when the graph takes it (decided at the prefill) */
-  private kv: TimeMajorKv | null = null;
+  private kv: StepKvCache | null = null;
   private batch = 1;
   /** Each beam's tokens so far: the cache is rebuilt from them where the model requires it. */
   private seqs: number[][] = [];
@@ -112,11 +112,11 @@ export class KvStepModel implements StepModel {
   private async run(ids: BigInt64Array, batch: number, seq: number): Promise<Float32Array> {
     const session = await this.model.generation();
     const input_ids: NamedTensor = { data: ids, dims: [batch, seq] };
-    return this.kv ? this.runTimeMajor(session, this.kv, input_ids, batch, seq) : this.runPresent(session, input_ids);
+    return this.kv ? this.runStepCache(session, this.kv, input_ids, batch, seq) : this.runPresent(session, input_ids);
   }
 
-  /** A run on the time-major cache: its positions fed in place, the run's own keys and values appended. */
-  private async runTimeMajor(session: Session, kv: TimeMajorKv, input_ids: NamedTensor, batch: number, seq: number): Promise<Float32Array> {
+  /** A run on the step cache: its arrays fed in place, the run's own keys and values appended. */
+  private async runStepCache(session: Session, kv: StepKvCache, input_ids: NamedTensor, batch: number, seq: number): Promise<Float32Array> {
     const s = this.model.spec;
     const fetches = ['logits'];
     for (let L = 0; L < s.nLayers; L++) fetches.push(hook.newKey(L), hook.newValue(L));
@@ -168,7 +168,7 @@ export class KvStepModel implements StepModel {
     this.seqs = [[...promptIds]];
     this.length = promptIds.length;
     const s = this.model.spec;
-    if (takesTimeMajorCache(await this.model.generation())) this.kv ??= new TimeMajorKv(s.nLayers, s.nKvHeads, s.headDim);
+    if (takesStepCache(await this.model.generation())) this.kv ??= new StepKvCache(s.nLayers, s.nKvHeads, s.headDim);
     else {
       this.kv?.release();
       this.kv = null;
@@ -178,9 +178,9 @@ export class KvStepModel implements StepModel {
     const kept = states.find((st) => st.key === key);
     if (kept) {
       promptStates.set(this.model, [kept, ...states.filter((st) => st !== kept)]);
-      if ('timeMajor' in kept.past) {
-        if (!this.kv) throw new Error('a time-major prompt state for a graph without the time-major cache');
-        this.kv.restore(kept.past.timeMajor); // a copy: the kept state is never written
+      if ('step' in kept.past) {
+        if (!this.kv) throw new Error('a step-cache prompt state for a graph without the step cache');
+        this.kv.restore(kept.past.step); // a copy: the kept state is never written
       } else this.setPast({ ...kept.past.named }); // never written: a step makes new arrays
       this.reusedPrompt = true;
       return kept.logits.slice(); // the decoder's processors write into the logits they get
@@ -196,7 +196,7 @@ export class KvStepModel implements StepModel {
       ? this.kv.bytes
       : Object.values(this.past).reduce((n, t) => n + (isDeviceTensor(t) ? Infinity : t.data.byteLength), 0);
     if (bytes <= PROMPT_STATE_BYTES) {
-      const past = this.kv ? { timeMajor: this.kv.snapshot() } : { named: { ...(this.past as Record<string, NamedTensor>) } };
+      const past = this.kv ? { step: this.kv.snapshot() } : { named: { ...(this.past as Record<string, NamedTensor>) } };
       const next: PromptState[] = [{ key, logits: logits.slice(), past, bytes }];
       let total = bytes;
       for (const st of states)

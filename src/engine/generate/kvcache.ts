@@ -1,27 +1,35 @@
-// The CPU's KV cache for generation, kept time-major in our own arrays (graph/forward.ts,
-// timeMajorCache): per layer, keys and values [capacity, batch, n_kv, d_head], of which the
-// first `length` positions are filled. A step feeds views of the filled positions
-// (onnxruntime-node reads a fed array in place) and appends the step's new keys and values at
-// the end, so a token costs no copy of the cache out of onnxruntime and no new array the size
-// of the cache; only the capacity's occasional growth allocates. Before, each step fetched
-// present.* — the whole cache again, copied by onnxruntime-node into fresh arrays — which at
-// 512 positions of GPT-2-small was 38 MB and a third of the step (docs/performance.md).
+// The CPU's KV cache for generation, kept in our own arrays (graph/forward.ts, stepCache): per
+// layer, keys and values [batch, n_kv, capacity, d_head], of which the first `length` positions
+// of every head are filled. A step feeds the arrays whole with their length (onnxruntime-node
+// reads a fed array in place, and the graph reads the cache where it lies, masking the unfilled
+// capacity) and writes the step's new keys and values after the filled positions, so a token
+// costs no copy of the cache: none out of onnxruntime, none inside the graph. Only the
+// capacity's growth (every GROW positions) and beam search's reorders copy.
+//
+// Before: each step fetched present.* (the whole cache again, copied by onnxruntime-node into
+// fresh arrays: at 512 positions of GPT-2-small 38 MB and a third of the step); then a
+// time-major cache was fed as a view and the graph copied it twice per layer and step into one
+// head-major key tensor with the new positions (a third of a step at 1000 positions).
+// docs/performance.md.
 import type { ModelSpec } from '../arch/spec';
 import { hook } from '../graph/forward';
-import type { AnyTensor, NamedTensor, Session } from '../runtime/ort';
+import { isDeviceTensor, type AnyTensor, type NamedTensor, type Session } from '../runtime/ort';
 
-/** A copy of a cache's filled positions (a kept prompt state: never written). */
-export interface TimeMajorKvState {
+/** Positions of room added when the cache grows: each step reads (masked) up to this many unfilled ones. */
+export const GROW = 64;
+
+/** A copy of a cache's filled positions, compact: per layer [batch, n_kv, length, d_head] (a kept prompt state: never written). */
+export interface StepKvState {
   readonly length: number;
   readonly batch: number;
   readonly keys: readonly Float32Array[];
   readonly values: readonly Float32Array[];
 }
 
-export class TimeMajorKv {
+export class StepKvCache {
   /** Positions filled. */
   length = 0;
-  /** Sequences (beams) per position. */
+  /** Sequences (beams). */
   batch = 1;
   /**
    * Positions [0, uniform) hold the same keys and values in every sequence: the prompt, which
@@ -38,26 +46,31 @@ export class TimeMajorKv {
     private readonly dHead: number,
   ) {}
 
-  /** Floats per position: every sequence's keys (or values) of one layer. */
-  private get width(): number {
-    return this.batch * this.nKv * this.dHead;
+  /** Heads of one layer: every sequence's. */
+  private get heads(): number {
+    return this.batch * this.nKv;
   }
 
-  /** Positions the arrays hold at the current batch. */
+  /** Positions each head has room for. */
   get capacity(): number {
-    return this.keys.length > 0 ? Math.floor(this.keys[0]!.length / this.width) : 0;
+    return this.keys.length > 0 ? Math.floor(this.keys[0]!.length / (this.heads * this.dHead)) : 0;
   }
 
   /** Bytes of the filled positions (keys and values, every layer). */
   get bytes(): number {
-    return 2 * this.layers * this.length * this.width * 4;
+    return 2 * this.layers * this.length * this.heads * this.dHead * 4;
   }
 
-  /** Empties the cache for `batch` sequences (its arrays are kept for the next positions). */
+  /**
+   * Empties the cache for `batch` sequences. Its arrays are kept for the next positions, zeroed:
+   * the graph multiplies the unfilled capacity by probabilities of exactly 0, which keeps it out
+   * of every sum only while it holds finite numbers.
+   */
   clear(batch: number): void {
     this.batch = batch;
     this.length = 0;
     this.uniform = 0;
+    for (const a of [...this.keys, ...this.values]) a.fill(0);
   }
 
   /** Frees the arrays. */
@@ -68,16 +81,39 @@ export class TimeMajorKv {
     this.uniform = 0;
   }
 
-  /** Room for `n` more positions: a quarter more than needed (at least 32) when it grows. */
+  /**
+   * Copies `positions` positions of heads: for each pair [h, k], head h of `src` from position
+   * `src.at` to head k of `dst` from position `dst.at` (each laid out with room for `cap`
+   * positions per head).
+   */
+  private copyHeads(
+    src: { a: Float32Array; cap: number; at: number },
+    dst: { a: Float32Array; cap: number; at: number },
+    pairs: readonly (readonly [number, number])[],
+    positions: number,
+  ): void {
+    const d = this.dHead;
+    for (const [h, k] of pairs) {
+      const from = (h * src.cap + src.at) * d;
+      dst.a.set(src.a.subarray(from, from + positions * d), (k * dst.cap + dst.at) * d);
+    }
+  }
+
+  /** [h, h] for every head of the batch. */
+  private same(): [number, number][] {
+    return Array.from({ length: this.heads }, (_, h) => [h, h]);
+  }
+
+  /** Room for `n` more positions: GROW more than needed when it grows. */
   private reserve(n: number): void {
     const positions = this.length + n;
-    if (positions <= this.capacity) return;
-    const size = (positions + Math.max(32, positions >> 2)) * this.width;
-    const filled = this.length * this.width;
-    const grow = (old: Float32Array | undefined) => {
-      const a = new Float32Array(size);
-      if (old && filled > 0) a.set(old.subarray(0, filled));
-      return a;
+    const old = this.capacity;
+    if (positions <= old) return;
+    const cap = positions + GROW;
+    const grow = (a: Float32Array | undefined) => {
+      const out = new Float32Array(this.heads * cap * this.dHead);
+      if (a && this.length > 0) this.copyHeads({ a, cap: old, at: 0 }, { a: out, cap, at: 0 }, this.same(), this.length);
+      return out;
     };
     this.keys = Array.from({ length: this.layers }, (_, L) => grow(this.keys[L]));
     this.values = Array.from({ length: this.layers }, (_, L) => grow(this.values[L]));
@@ -88,83 +124,75 @@ export class TimeMajorKv {
    * gives them ([batch, n_kv, seq, d_head]).
    */
   append(newKeys: readonly Float32Array[], newValues: readonly Float32Array[], seq: number): void {
-    const want = this.width * seq;
+    const want = this.heads * seq * this.dHead;
     for (const a of [...newKeys, ...newValues])
-      if (a.length !== want) throw new Error(`KV cache: ${a.length} new floats for ${seq} positions of ${this.width}`);
+      if (a.length !== want) throw new Error(`KV cache: ${a.length} new floats for ${seq} positions of ${this.heads} heads`);
     if (newKeys.length !== this.layers || newValues.length !== this.layers)
       throw new Error('KV cache: new keys or values missing for a layer');
     this.reserve(seq);
-    for (let L = 0; L < this.layers; L++) {
-      this.write(this.keys[L]!, newKeys[L]!, seq);
-      this.write(this.values[L]!, newValues[L]!, seq);
-    }
+    const cap = this.capacity;
+    for (let L = 0; L < this.layers; L++)
+      for (const [src, dst] of [
+        [newKeys[L]!, this.keys[L]!],
+        [newValues[L]!, this.values[L]!],
+      ] as const)
+        // the run's [batch, n_kv, seq, d_head] is a cache of `seq` positions per head
+        this.copyHeads({ a: src, cap: seq, at: 0 }, { a: dst, cap, at: this.length }, this.same(), seq);
     this.length += seq;
     if (this.batch === 1) this.uniform = this.length; // one sequence is the same as itself
   }
 
-  private write(dst: Float32Array, src: Float32Array, seq: number): void {
-    const base = this.length * this.width;
-    if (seq === 1) {
-      dst.set(src, base); // [batch, n_kv, 1, d_head] is already [1, batch, n_kv, d_head]
-      return;
-    }
-    const { nKv, dHead, width } = this;
-    for (let head = 0; head < this.batch * nKv; head++) {
-      const from = head * seq * dHead;
-      for (let t = 0; t < seq; t++) dst.set(src.subarray(from + t * dHead, from + (t + 1) * dHead), base + t * width + head * dHead);
-    }
-  }
-
-  /** The filled positions as the graph's past_time_major.* feeds (views: no copy). */
+  /** The cache as the graph's past_cache.* feeds: the arrays whole (no copy) and the filled length. */
   feeds(): Record<string, NamedTensor> {
-    const n = this.length * this.width;
-    const dims = [this.length, this.batch, this.nKv, this.dHead];
-    const out: Record<string, NamedTensor> = {};
+    const dims = [this.batch, this.nKv, this.capacity, this.dHead];
+    const out: Record<string, NamedTensor> = { [hook.pastCacheLength]: { data: BigInt64Array.of(BigInt(this.length)), dims: [1] } };
     for (let L = 0; L < this.layers; L++) {
-      out[hook.pastTimeMajorKey(L)] = { data: this.keys[L]?.subarray(0, n) ?? new Float32Array(0), dims };
-      out[hook.pastTimeMajorValue(L)] = { data: this.values[L]?.subarray(0, n) ?? new Float32Array(0), dims };
+      out[hook.pastCacheKey(L)] = { data: this.keys[L] ?? new Float32Array(0), dims };
+      out[hook.pastCacheValue(L)] = { data: this.values[L] ?? new Float32Array(0), dims };
     }
     return out;
   }
 
   /** Beams: new sequence i continues old sequence `from[i]` (in place when the batch keeps its size). */
   reorder(from: readonly number[]): void {
-    const block = this.nKv * this.dHead;
     for (const b of from)
       if (!Number.isInteger(b) || b < 0 || b >= this.batch) throw new Error(`KV cache: no sequence ${b} of ${this.batch}`);
     // when every new sequence continues the same old one, all their positions are the same
     const uniform = from.every((b) => b === from[0]) ? this.length : this.uniform;
+    const nKv = this.nKv;
+    // the heads of sequence b are b·n_kv … b·n_kv + n_kv − 1
+    const seqPairs = (b: number, i: number) => Array.from({ length: nKv }, (_, k) => [b * nKv + k, i * nKv + k] as const);
     if (from.length === this.batch) {
       const moved = from.flatMap((b, i) => (b !== i ? [i] : []));
       if (moved.length === 0) return;
       // a source that is itself overwritten is put aside first (only those: beams mostly keep their rows)
       const aside = [...new Set(moved.map((i) => from[i]!))].filter((b) => from[b] !== b);
       const slot = new Map(aside.map((b, j) => [b, j]));
-      const tmp = new Float32Array(aside.length * block);
-      for (const a of [...this.keys, ...this.values])
-        for (let t = this.uniform; t < this.length; t++) {
-          const at = t * this.width;
-          aside.forEach((b, j) => tmp.set(a.subarray(at + b * block, at + (b + 1) * block), j * block));
-          for (const i of moved) {
-            const b = from[i]!;
-            const j = slot.get(b);
-            a.set(
-              j === undefined ? a.subarray(at + b * block, at + (b + 1) * block) : tmp.subarray(j * block, (j + 1) * block),
-              at + i * block,
-            );
-          }
+      const [at, n, cap] = [this.uniform, this.length - this.uniform, this.capacity];
+      const tmp = new Float32Array(aside.length * nKv * n * this.dHead); // positions [at, length) of each
+      for (const a of [...this.keys, ...this.values]) {
+        const cache = { a, cap, at };
+        const put = { a: tmp, cap: n, at: 0 };
+        this.copyHeads(
+          cache,
+          put,
+          aside.flatMap((b, j) => seqPairs(b, j)),
+          n,
+        );
+        for (const i of moved) {
+          const j = slot.get(from[i]!);
+          if (j === undefined) this.copyHeads(cache, cache, seqPairs(from[i]!, i), n);
+          else this.copyHeads(put, cache, seqPairs(j, i), n);
         }
+      }
       this.uniform = uniform;
       return;
     }
-    const oldWidth = this.width;
-    const length = this.length;
+    const [old, length] = [this.capacity, this.length];
+    const cap = length + GROW;
     const regroup = (a: Float32Array) => {
-      const out = new Float32Array((length + 32) * from.length * block);
-      for (let t = 0; t < length; t++)
-        from.forEach((b, i) =>
-          out.set(a.subarray(t * oldWidth + b * block, t * oldWidth + (b + 1) * block), (t * from.length + i) * block),
-        );
+      const out = new Float32Array(from.length * nKv * cap * this.dHead);
+      this.copyHeads({ a, cap: old, at: 0 }, { a: out, cap, at: 0 }, from.flatMap(seqPairs), length);
       return out;
     };
     this.keys = this.keys.map(regroup);
@@ -174,54 +202,63 @@ export class TimeMajorKv {
   }
 
   /** A copy of the filled positions. */
-  snapshot(): TimeMajorKvState {
-    const n = this.length * this.width;
-    return {
-      length: this.length,
-      batch: this.batch,
-      keys: this.keys.map((a) => a.slice(0, n)),
-      values: this.values.map((a) => a.slice(0, n)),
+  snapshot(): StepKvState {
+    const [cap, n] = [this.capacity, this.length];
+    const compact = (a: Float32Array) => {
+      const out = new Float32Array(this.heads * n * this.dHead);
+      this.copyHeads({ a, cap, at: 0 }, { a: out, cap: n, at: 0 }, this.same(), n);
+      return out;
     };
+    return { length: n, batch: this.batch, keys: this.keys.map(compact), values: this.values.map(compact) };
   }
 
   /** The cache as a snapshot left it (copied: the snapshot stays as it is). */
-  restore(state: TimeMajorKvState): void {
+  restore(state: StepKvState): void {
     this.release();
     this.batch = state.batch;
     this.reserve(state.length);
-    const n = state.length * this.width;
+    const [cap, n] = [this.capacity, state.length];
     // an empty state has no arrays to fill (reserve(0) allocates none)
-    for (let L = 0; L < this.layers && n > 0; L++) {
-      this.keys[L]!.set(state.keys[L]!.subarray(0, n));
-      this.values[L]!.set(state.values[L]!.subarray(0, n));
-    }
-    this.length = state.length;
-    this.uniform = state.batch === 1 ? state.length : 0;
+    for (let L = 0; L < this.layers && n > 0; L++)
+      for (const [src, dst] of [
+        [state.keys[L]!, this.keys[L]!],
+        [state.values[L]!, this.values[L]!],
+      ] as const)
+        this.copyHeads({ a: src, cap: n, at: 0 }, { a: dst, cap, at: 0 }, this.same(), n);
+    this.length = n;
+    this.uniform = state.batch === 1 ? n : 0;
   }
 }
 
-/** The session's graph takes the time-major cache (a CPU graph built with timeMajorCache). */
-export function takesTimeMajorCache(session: Session): boolean {
-  return session.provider === 'cpu' && session.inputNames.includes(hook.pastTimeMajorKey(0));
+/** The session's graph takes past_cache.* (a CPU graph built with stepCache). */
+export function takesStepCache(session: Session): boolean {
+  return session.provider === 'cpu' && session.inputNames.includes(hook.pastCacheKey(0));
 }
 
 /**
- * A forward session whose callers need not know the time-major cache inputs: a run that does
- * not feed them gets them empty ([0, batch, n_kv, d_head], the batch of its input_ids).
+ * A forward session whose callers need not know the step cache's inputs: a run that does not
+ * feed them gets them empty ([batch, n_kv, 0, d_head], the batch of its input_ids; length 0).
  */
 export function withCacheDefaults(session: Session, spec: ModelSpec): Session {
-  if (!session.inputNames.includes(hook.pastTimeMajorKey(0))) return session;
+  if (!session.inputNames.includes(hook.pastCacheKey(0))) return session;
   const empties = new Map<number, Record<string, NamedTensor>>();
   const complete = <T extends AnyTensor>(feeds: Record<string, T>): Record<string, T | NamedTensor> => {
-    if (hook.pastTimeMajorKey(0) in feeds) return feeds;
+    if (hook.pastCacheKey(0) in feeds) {
+      // a step attends to the cache and its new positions only (forward.ts, stepAttention)
+      const length = feeds[hook.pastCacheLength];
+      const cached = length !== undefined && !isDeviceTensor(length) && length.data[0] !== 0n;
+      if (cached && (feeds[hook.pastKey(0)]?.dims[2] ?? 0) > 0) throw new Error('past_key_values.* and a filled past_cache.* fed together');
+      return feeds;
+    }
     const batch = feeds.input_ids?.dims[0] ?? 1;
     let empty = empties.get(batch);
     if (!empty) {
       empty = {};
-      const dims = [0, batch, spec.nKvHeads, spec.headDim];
+      const dims = [batch, spec.nKvHeads, 0, spec.headDim];
+      empty[hook.pastCacheLength] = { data: BigInt64Array.of(0n), dims: [1] };
       for (let L = 0; L < spec.nLayers; L++) {
-        empty[hook.pastTimeMajorKey(L)] = { data: new Float32Array(0), dims };
-        empty[hook.pastTimeMajorValue(L)] = { data: new Float32Array(0), dims };
+        empty[hook.pastCacheKey(L)] = { data: new Float32Array(0), dims };
+        empty[hook.pastCacheValue(L)] = { data: new Float32Array(0), dims };
       }
       empties.set(batch, empty);
     }

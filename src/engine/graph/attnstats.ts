@@ -15,26 +15,6 @@
 import type { GraphBuilder } from '../onnx/builder';
 import { gated, PATTERN_ROWS } from './gates';
 
-/**
- * Layer L's attention outputs: its pattern (`name`, cut to pattern_rows) and its statistics.
- * Returns a float scalar that is exactly 0 and depends on every reader of the pattern; the
- * caller adds it to the layer's output. onnxruntime orders nodes by a depth-first walk back
- * from the last graph output, so outputs that nothing downstream depends on run after the last
- * layer, and every layer's pattern (n_heads·T² floats) stays alive until then (measured: +250 MB
- * of arena at 512 tokens of GPT-2-small).
- */
-export function attentionOutputs(
-  g: GraphBuilder,
-  shared: { ids?: string; past: string; seq: string },
-  pattern: string,
-  name: string,
-  L: number,
-  nHeads: number,
-): string {
-  const s = statsShared(g, shared);
-  return attentionOutputsFrom(g, s, patternParts(g, s, pattern), name, L, nHeads);
-}
-
 /** The parts of a whole pattern [batch, n_heads, seq, total] (`g` may be an If branch: the shared values live in its root). */
 export function patternParts(g: GraphBuilder, s: StatsShared, pattern: string): PatternParts {
   return {
@@ -54,7 +34,15 @@ export interface PatternParts {
   cut: string;
 }
 
-/** attentionOutputs from the parts of the pattern (the pattern itself need not exist outside an If branch). */
+/**
+ * Layer L's attention outputs, from the parts of its pattern (the pattern itself need not exist
+ * outside an If branch): the pattern (`name`, cut to pattern_rows) and its statistics.
+ * Returns a float scalar that is exactly 0 and depends on every reader of the pattern; the
+ * caller adds it to the layer's output. onnxruntime orders nodes by a depth-first walk back
+ * from the last graph output, so outputs that nothing downstream depends on run after the last
+ * layer, and every layer's pattern (n_heads·T² floats) stays alive until then (measured: +250 MB
+ * of arena at 512 tokens of GPT-2-small).
+ */
 export function attentionOutputsFrom(
   g: GraphBuilder,
   s: StatsShared,

@@ -3,13 +3,15 @@
 //   input_ids                      [batch, seq]            int64
 //   input_embeds                   [batch, seq, d_model]   W_E[input_ids] (option embedsInput)
 //   past_key_values.{L}.key|value  [batch, n_kv, past, d_head]  (past may be 0)
-//   past_time_major.{L}.key|value  [cached, batch, n_kv, d_head] the CPU's KV cache (option
-//                                  timeMajorCache; cached + past positions come before the new ones)
+//   past_cache.{L}.key|value       [batch, n_kv, capacity, d_head] the CPU's KV cache (option
+//                                  stepCache), read where it lies: its first past_cache_length
+//                                  positions come before the new ones, the rest are masked
+//   past_cache_length              [1] int64 (option stepCache); never fed with past_key_values.*
 //   pattern_rows, logit_rows       [1] int64 row gates (graph/gates.ts)
 //   logits                         [logit_rows, d_vocab]   (last position only)
 //   present.{L}.key|value          [batch, n_kv, past+seq, d_head]
 //   new_key_values.{L}.key|value   [batch, n_kv, kv_rows, d_head]  this run's own keys and values
-//                                  (option timeMajorCache; kv_rows: a row gate, graph/gates.ts)
+//                                  (option stepCache; kv_rows: a row gate, graph/gates.ts)
 //   blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|hook_resid_post  [batch, seq, d_model]
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, pattern_rows, past+seq]
 //   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
@@ -20,7 +22,15 @@ import type { LayerSpec, ModelSpec, RopeSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights, Linear, Norm, WeightReader } from '../arch/weights';
 import { f32ToF16 } from '../checkpoint/safetensors';
 import { EngineError } from '../errors';
-import { attentionOutputs, attentionOutputsFrom, inductionHits, patternDiagonals, patternParts, statsShared } from './attnstats';
+import {
+  attentionOutputsFrom,
+  inductionHits,
+  patternDiagonals,
+  patternParts,
+  statsShared,
+  type PatternParts,
+  type StatsShared,
+} from './attnstats';
 import { gated, gateInput, KV_ROWS, LOGIT_ROWS, PATTERN_ROWS } from './gates';
 import { headHook, residPatchHook } from './interventions';
 
@@ -33,8 +43,9 @@ export const hook = {
   pastValue: (L: number) => `past_key_values.${L}.value`,
   presentKey: (L: number) => `present.${L}.key`,
   presentValue: (L: number) => `present.${L}.value`,
-  pastTimeMajorKey: (L: number) => `past_time_major.${L}.key`,
-  pastTimeMajorValue: (L: number) => `past_time_major.${L}.value`,
+  pastCacheKey: (L: number) => `past_cache.${L}.key`,
+  pastCacheValue: (L: number) => `past_cache.${L}.value`,
+  pastCacheLength: 'past_cache_length',
   newKey: (L: number) => `new_key_values.${L}.key`,
   newValue: (L: number) => `new_key_values.${L}.value`,
 };
@@ -70,15 +81,17 @@ export interface ForwardGraphOptions {
    */
   embedsInput?: boolean;
   /**
-   * The KV cache also comes in time-major (past_time_major.*, appended to by the caller in
-   * place: generate/kvcache.ts) and each run's own keys and values go out (new_key_values.*),
-   * instead of the whole cache going out as present.* each step: onnxruntime-node copies every
-   * fetched output into a fresh JavaScript array, so fetching present.* cost a copy of the
-   * whole cache per token and its garbage. The attention sees the same keys in the same order.
+   * The KV cache also comes in as past_cache.* (kept by the caller with room to grow and
+   * appended to in place: generate/kvcache.ts), and each run's own keys and values go out
+   * (new_key_values.*), instead of the whole cache going out as present.* each step:
+   * onnxruntime-node copies every fetched output into a fresh JavaScript array, so fetching
+   * present.* cost a copy of the whole cache per token and its garbage. A run with a cache
+   * attends to it where it lies (stepAttention: no copy of the cache, which at 1000 positions
+   * of GPT-2-small was a third of a step) and to its new positions, as two products summed.
    * CPU graphs only (model.ts; onnx/surgery.ts gives an export the same inputs and outputs):
    * WebGPU keeps its cache on the device (present → past). Default off.
    */
-  timeMajorCache?: boolean;
+  stepCache?: boolean;
 }
 
 /** A weight beyond float16's range (bfloat16 checkpoints can hold up to 3e38). */
@@ -174,8 +187,8 @@ export interface Shared {
   ropes: Map<RopeSpec, { cos: string; sin: string }>; // [seq, rotary_dim]
   /** The query blocks of blockedAttention, when the graph has them. */
   blocks?: AttentionBlocks;
-  /** The graph takes the time-major cache and gives each run's new keys and values (timeMajorCache). */
-  timeMajor?: boolean;
+  /** The graph takes past_cache.* and gives each run's new keys and values (stepCache). */
+  cache?: StepCache;
 }
 
 /**
@@ -191,6 +204,13 @@ export interface Shared {
  */
 export const ATTN_BLOCKS = 8;
 export const ATTN_BLOCKED_MIN_SEQ = 256;
+
+interface StepCache {
+  /** [1] bool: the run feeds a cache (past_cache_length > 0) */
+  cond: string;
+  /** past_cache_length as an int64 scalar */
+  length: string;
+}
 
 interface AttentionBlocks {
   /** [1] bool: this run takes the blocked path */
@@ -232,12 +252,13 @@ export function* forwardGraphLayers(
     g.input(hook.pastKey(L), 'float32', kvDims);
     g.input(hook.pastValue(L), 'float32', kvDims);
   }
-  if (opts.timeMajorCache) {
-    const tmDims = ['cached', 'batch', spec.nKvHeads, spec.headDim];
+  if (opts.stepCache) {
+    const cacheDims = ['batch', spec.nKvHeads, 'capacity', spec.headDim];
     for (let L = 0; L < spec.nLayers; L++) {
-      g.input(hook.pastTimeMajorKey(L), 'float32', tmDims);
-      g.input(hook.pastTimeMajorValue(L), 'float32', tmDims);
+      g.input(hook.pastCacheKey(L), 'float32', cacheDims);
+      g.input(hook.pastCacheValue(L), 'float32', cacheDims);
     }
+    g.input(hook.pastCacheLength, 'int64', [1]);
   }
   const globals = reader.globals();
   const shared = sharedValues(g, spec, ids, opts);
@@ -322,8 +343,12 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string, opts: Forwa
   const batch = g.op('Gather', [idShape, g.ints([0], true)], { axis: 0 });
   const seq = g.op('Gather', [idShape, g.ints([1], true)], { axis: 0 });
   let past = g.op('Gather', [g.op('Shape', [hook.pastKey(0)]), g.ints([2], true)], { axis: 0 });
-  if (opts.timeMajorCache)
-    past = g.op('Add', [past, g.op('Gather', [g.op('Shape', [hook.pastTimeMajorKey(0)]), g.ints([0], true)], { axis: 0 })]);
+  let cache: StepCache | undefined;
+  if (opts.stepCache) {
+    const length = g.op('Gather', [hook.pastCacheLength, g.ints([0], true)], { axis: 0 });
+    cache = { cond: g.op('Greater', [hook.pastCacheLength, g.ints([0])]), length };
+    past = g.op('Add', [past, length]);
+  }
   const total = g.op('Add', [past, seq]);
   const one = g.ints([1], true);
   const qPos = g.op('Range', [past, total, one]); // [seq]
@@ -340,7 +365,7 @@ function sharedValues(g: GraphBuilder, spec: ModelSpec, ids: string, opts: Forwa
     kRow,
     masks: new Map(),
     ropes: new Map(),
-    timeMajor: opts.timeMajorCache ?? false,
+    cache,
   };
   for (const layer of spec.layers) {
     if (!sh.masks.has(layer.window)) sh.masks.set(layer.window, causalMask(g, sh, layer.window));
@@ -363,7 +388,7 @@ function attentionBlocks(g: GraphBuilder, sh: Shared, patterns: boolean): Attent
 }
 
 /** 0 where a query may attend, -inf elsewhere: future keys, and keys `window` or more positions back. */
-function causalMask(g: GraphBuilder, sh: Shared, window: number | null): string {
+function causalMask(g: GraphBuilder, sh: { kRow: string; qCol: string }, window: number | null): string {
   let blocked = g.op('Greater', [sh.kRow, sh.qCol]); // future keys
   if (window !== null) {
     const tooOld = g.op('LessOrEqual', [sh.kRow, g.op('Sub', [sh.qCol, g.ints([window], true)])]);
@@ -526,41 +551,123 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   const q = queriesOrKeys(g, spec, shQ, b, b.only ? b.only.pick(g, h) : h, 'q');
   const kNew = queriesOrKeys(g, spec, sh, b, h, 'k');
   const vNew = splitHeads(g, linear(g, h, w.v, `${p}.W_V`), spec.nKvHeads, spec.headDim);
-  // the time-major cache's positions follow past_key_values' (one of the two is empty in practice)
-  const headMajor = (x: string) => g.op('Transpose', [x], { perm: [1, 2, 0, 3] }); // [cached, b, kv, d] → [b, kv, cached, d]
-  const k = g.op('Concat', sh.timeMajor ? [hook.pastKey(L), headMajor(hook.pastTimeMajorKey(L)), kNew] : [hook.pastKey(L), kNew], {
-    axis: 2,
-  });
-  const v = g.op('Concat', sh.timeMajor ? [hook.pastValue(L), headMajor(hook.pastTimeMajorValue(L)), vNew] : [hook.pastValue(L), vNew], {
-    axis: 2,
-  });
+  // past_key_values.* come before the new positions (past_cache.* is read where it lies: stepAttention)
+  const k = g.op('Concat', [hook.pastKey(L), kNew], { axis: 2 });
+  const v = g.op('Concat', [hook.pastValue(L), vNew], { axis: 2 });
   const kvDims = ['batch', spec.nKvHeads, 'total', spec.headDim];
   g.output(hook.presentKey(L), k, 'float32', kvDims);
   g.output(hook.presentValue(L), v, 'float32', kvDims);
-  if (sh.timeMajor) {
+  if (sh.cache) {
     // gated (default 0 rows): an analysis, which never reads them, holds no second copy of its keys
     const newDims = ['batch', spec.nKvHeads, 'kv_rows', spec.headDim];
     g.output(hook.newKey(L), gated(g, KV_ROWS, kNew, 2), 'float32', newDims);
     g.output(hook.newValue(L), gated(g, KV_ROWS, vNew, 2), 'float32', newDims);
   }
 
-  const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
-  const vAll = repeatKv(g, spec, v);
   const mask = shQ.masks.get(b.layer.window)!;
-  let z: string;
-  let zero: string | null;
-  // only the forward graph's own Shared has blocks (suffix.ts builds its blocks in If branches, without them)
-  if (sh.blocks) [z, zero] = blockedAttention(g, spec, sh, sh.blocks, L, q, kT, vAll, mask, opts.patterns);
-  else {
-    const pattern = attentionWeights(g, spec, q, kT, mask); // [b, h, seq, total]
-    // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
-    zero = opts.patterns ? attentionOutputs(g, sh, pattern, hook.pattern(L), L, spec.nHeads) : null;
-    z = g.op('MatMul', [pattern, vAll]);
-  }
-  z = headHook(g, spec, L, z, opts); // [b, h, seq, d_head], interventions.ts
+  const st = opts.patterns ? statsShared(g, sh) : null;
+  const whole = (t: GraphBuilder): Attended => {
+    const kT = t.op('Transpose', [repeatKv(t, spec, k)], { perm: [0, 1, 3, 2] });
+    const vAll = repeatKv(t, spec, v);
+    // only the forward graph's own Shared has blocks (suffix.ts builds its blocks in If branches, without them)
+    if (sh.blocks) return blockedAttention(t, spec, sh, sh.blocks, L, q, kT, vAll, mask, st);
+    const pattern = attentionWeights(t, spec, q, kT, mask); // [b, h, seq, total]
+    return { z: t.op('MatMul', [pattern, vAll]), parts: st ? patternParts(t, st, pattern) : null };
+  };
+  let attended: Attended;
+  if (sh.cache) {
+    if (b.only) throw new Error('a block reading some rows only takes no step cache');
+    const [steps, runs] = [new BranchBuilder(g, `blocks_${L}_attn_step`), new BranchBuilder(g, `blocks_${L}_attn_full`)];
+    const step = { q, kNew, vNew, window: b.layer.window };
+    attended = branches(g, spec, sh.cache.cond, [steps, stepAttention(steps, spec, sh, sh.cache, L, step, st)], [runs, whole(runs)]);
+  } else attended = whole(g);
+  // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
+  const zero = attended.parts ? attentionOutputsFrom(g, st!, attended.parts, hook.pattern(L), L, spec.nHeads) : null;
+  const z = headHook(g, spec, L, attended.z, opts); // [b, h, seq, d_head], interventions.ts
   const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: [0, 2, 1, 3] }), g.ints([0, 0, spec.nHeads * spec.headDim])]);
   const out = linear(g, merged, w.o, `${p}.W_O`);
   return zero ? g.op('Add', [out, zero]) : out; // + 0: those outputs are computed before the next layer
+}
+
+/** What attention gives: z [b, h, seq, d_head], and the parts of the pattern the statistics need (null without them). */
+interface Attended {
+  z: string;
+  parts: PatternParts | null;
+}
+
+/** An If between two ways of attending, each built into its branch; the statistics' parts come out with z. */
+function branches(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  cond: string,
+  then: [BranchBuilder, Attended],
+  otherwise: [BranchBuilder, Attended],
+): Attended {
+  const H = spec.nHeads;
+  for (const [t, a] of [then, otherwise]) {
+    t.branchOutput('z', a.z, 'float32', ['batch', H, 'seq', spec.headDim]);
+    if (!a.parts) continue;
+    t.branchOutput('diagonals', a.parts.diagonals, 'float32', ['batch', H, 'seq', 'offsets']);
+    t.branchOutput('hits', a.parts.hits, 'float32', ['batch', H]);
+    t.branchOutput('cut', a.parts.cut, 'float32', ['batch', H, 'rows', 'total']);
+  }
+  const stats = then[1].parts !== null;
+  const outs = g.opN('If', [cond], stats ? 4 : 1, {
+    then_branch: { graph: then[0].graph() },
+    else_branch: { graph: otherwise[0].graph() },
+  });
+  return { z: outs[0]!, parts: stats ? { diagonals: outs[1]!, hits: outs[2]!, cut: outs[3]! } : null };
+}
+
+/**
+ * Attention of a run that feeds past_cache.* (a generation step): the cache is read where it
+ * lies, [batch, n_kv, capacity, d_head] with its first `length` positions filled, instead of
+ * being copied into one key tensor with the new positions (at 1000 positions of GPT-2-small
+ * that copy, twice per layer and step, was a third of a step: docs/performance.md). The scores
+ * against the cache and against the new positions are computed apart and softmaxed together;
+ * the unfilled capacity is masked like a future key (probability exactly 0); z is the sum of
+ * the two products. Grouped-query heads read their shared cache head through a reshape of the
+ * queries ([b, n_kv, groups·seq, d]), not a repeated copy of the cache. The same keys, values
+ * and masks as the whole path; the sums are grouped differently, so the numbers agree to
+ * rounding (test/unit/kvcache.test.ts).
+ */
+function stepAttention(
+  t: GraphBuilder,
+  spec: ModelSpec,
+  sh: Shared,
+  cache: StepCache,
+  L: number,
+  x: { q: string; kNew: string; vNew: string; window: number | null },
+  st: StatsShared | null,
+): Attended {
+  const [cacheK, cacheV] = [hook.pastCacheKey(L), hook.pastCacheValue(L)];
+  const groups = spec.nHeads / spec.nKvHeads;
+  const qShape = t.op('Shape', [x.q]); // [b, h, seq, d]
+  const byKvHead = (y: string) => (groups === 1 ? y : t.op('Reshape', [y, t.ints([0, spec.nKvHeads, -1, 0])]));
+  const byHead = (y: string) =>
+    groups === 1 ? y : t.op('Reshape', [y, t.op('Concat', [t.op('Slice', [qShape, t.ints([0]), t.ints([3])]), t.ints([-1])], { axis: 0 })]);
+  const scaled = (s: string) => softcap(t, t.op('Mul', [s, t.float(spec.attnScale)]), spec.attnSoftcap);
+  const transposed = (y: string) => t.op('Transpose', [y], { perm: [0, 1, 3, 2] });
+  const cached = scaled(byHead(t.op('MatMul', [byKvHead(x.q), transposed(cacheK)]))); // [b, h, seq, capacity]
+  const fresh = scaled(t.op('MatMul', [x.q, transposed(repeatKv(t, spec, x.kNew))])); // [b, h, seq, seq]
+
+  // key positions: the cache's filled ones, its unfilled capacity past any query (masked), then the new ones
+  const [zero, one] = [t.ints([0], true), t.ints([1], true)];
+  const capacity = t.op('Gather', [t.op('Shape', [cacheK]), t.ints([2], true)], { axis: 0 });
+  const slots = t.op('Range', [zero, capacity, one]);
+  const filled = t.op('Where', [t.op('Less', [slots, cache.length]), slots, t.ints([2 ** 62], true)]);
+  const keys = t.op('Concat', [filled, t.op('Range', [sh.past, sh.total, one])], { axis: 0 });
+  const mask = causalMask(t, { kRow: t.op('Unsqueeze', [keys, t.ints([0])]), qCol: sh.qCol }, x.window);
+  const pattern = t.op('Softmax', [t.op('Add', [t.op('Concat', [cached, fresh], { axis: 3 }), mask])], { axis: -1 });
+  const cap1 = t.op('Unsqueeze', [capacity, t.ints([0])]);
+  const pCached = t.op('Slice', [pattern, t.ints([0]), cap1, t.ints([3])]);
+  const pFresh = t.op('Slice', [pattern, cap1, t.ints([2 ** 62]), t.ints([3])]);
+  const z = t.op('Add', [byHead(t.op('MatMul', [byKvHead(pCached), cacheV])), t.op('MatMul', [pFresh, repeatKv(t, spec, x.vNew)])]);
+  if (!st) return { z, parts: null };
+  // the statistics read the pattern over the keys a query sees: the filled cache, then the new positions
+  const past1 = t.op('Unsqueeze', [sh.past, t.ints([0])]);
+  const seen = t.op('Concat', [t.op('Slice', [pattern, t.ints([0]), past1, t.ints([3])]), pFresh], { axis: 3 }); // [b, h, seq, total]
+  return { z, parts: patternParts(t, st, seen) };
 }
 
 /** softmax(q·kᵀ·scale (soft-capped) + mask) [b, h, rows, keys] */
@@ -571,9 +678,8 @@ function attentionWeights(g: GraphBuilder, spec: ModelSpec, q: string, kT: strin
 
 /**
  * Attention as an If: the query blocks of ATTN_BLOCKS (Shared.blocks) when the run takes them,
- * else one block. Returns z [b, h, seq, d_head] and the statistics' zero (attnstats.ts), or null
- * without statistics. The pattern lives inside the branch: the statistics read its diagonals
- * and induction hits there, and the pattern output (pattern_rows rows) comes from the one-block
+ * else one block. The pattern lives inside the branch: the statistics read its diagonals and
+ * induction hits there, and the pattern output (pattern_rows rows) comes from the one-block
  * branch, the only one taken when patterns are asked for.
  */
 function blockedAttention(
@@ -586,58 +692,41 @@ function blockedAttention(
   kT: string,
   v: string,
   mask: string,
-  patterns: boolean,
-): [string, string | null] {
-  const st = patterns ? statsShared(g, sh) : null;
-  const H = spec.nHeads;
+  st: StatsShared | null,
+): Attended {
   const slice = (t: BranchBuilder, x: string, start: string, end: string, axis: number) => t.op('Slice', [x, start, end, g.ints([axis])]);
   const whole = new BranchBuilder(g, `blocks_${L}_attn_whole`);
   const parts = new BranchBuilder(g, `blocks_${L}_attn_blocks`);
-  {
-    const pattern = attentionWeights(whole, spec, q, kT, mask);
-    whole.branchOutput('z', whole.op('MatMul', [pattern, v]), 'float32', ['batch', H, 'seq', spec.headDim]);
+  const pattern = attentionWeights(whole, spec, q, kT, mask);
+  const oneBlock: Attended = { z: whole.op('MatMul', [pattern, v]), parts: st ? patternParts(whole, st, pattern) : null };
+  const zs: string[] = [];
+  const diagonals: string[] = [];
+  const hits: string[] = [];
+  const zero = g.ints([0]);
+  for (let k = 0; k < ATTN_BLOCKS; k++) {
+    const [r0, r1, keys] = [blocks.bounds[k]!, blocks.bounds[k + 1]!, blocks.keyEnds[k]!];
+    const maskK = slice(parts, slice(parts, mask, r0, r1, 0), zero, keys, 1); // [rows, keys]
+    const pattern = attentionWeights(parts, spec, slice(parts, q, r0, r1, 2), slice(parts, kT, zero, keys, 3), maskK);
+    zs.push(parts.op('MatMul', [pattern, slice(parts, v, zero, keys, 2)]));
     if (st) {
-      const { diagonals, hits, cut } = patternParts(whole, st, pattern);
-      whole.branchOutput('diagonals', diagonals, 'float32', ['batch', H, 'seq', 'offsets']);
-      whole.branchOutput('hits', hits, 'float32', ['batch', H]);
-      whole.branchOutput('cut', cut, 'float32', ['batch', H, 'rows', 'total']);
+      diagonals.push(patternDiagonals(parts, pattern, slice(parts, st.keyIdx, r0, r1, 0)));
+      const targets = slice(parts, slice(parts, st.targets, r0, r1, 1), zero, keys, 2); // [b, rows, keys]
+      hits.push(inductionHits(parts, pattern, parts.op('Reshape', [targets, g.ints([0, -1, 1])])));
     }
   }
-  {
-    const zs: string[] = [];
-    const diagonals: string[] = [];
-    const hits: string[] = [];
-    const zero = g.ints([0]);
-    for (let k = 0; k < ATTN_BLOCKS; k++) {
-      const [r0, r1, keys] = [blocks.bounds[k]!, blocks.bounds[k + 1]!, blocks.keyEnds[k]!];
-      const maskK = slice(parts, slice(parts, mask, r0, r1, 0), zero, keys, 1); // [rows, keys]
-      const pattern = attentionWeights(parts, spec, slice(parts, q, r0, r1, 2), slice(parts, kT, zero, keys, 3), maskK);
-      zs.push(parts.op('MatMul', [pattern, slice(parts, v, zero, keys, 2)]));
-      if (st) {
-        diagonals.push(patternDiagonals(parts, pattern, slice(parts, st.keyIdx, r0, r1, 0)));
-        const targets = slice(parts, slice(parts, st.targets, r0, r1, 1), zero, keys, 2); // [b, rows, keys]
-        hits.push(inductionHits(parts, pattern, parts.op('Reshape', [targets, g.ints([0, -1, 1])])));
-      }
-    }
-    parts.branchOutput('z', parts.op('Concat', zs, { axis: 2 }), 'float32', ['batch', H, 'seq', spec.headDim]);
-    if (st) {
-      parts.branchOutput('diagonals', parts.op('Concat', diagonals, { axis: 2 }), 'float32', ['batch', H, 'seq', 'offsets']);
-      parts.branchOutput('hits', parts.op('Sum', hits), 'float32', ['batch', H]);
-      // no pattern rows on this path (its condition): an empty [b, h, 0, total]
-      const shape = parts.op(
-        'Concat',
-        [parts.op('Slice', [parts.op('Shape', [q]), g.ints([0]), g.ints([2])]), zero, parts.op('Unsqueeze', [sh.total, g.ints([0])])],
-        {
-          axis: 0,
-        },
-      );
-      parts.branchOutput('cut', parts.op('ConstantOfShape', [shape]), 'float32', ['batch', H, 'rows', 'total']);
-    }
+  const z = parts.op('Concat', zs, { axis: 2 });
+  let blocked: Attended = { z, parts: null };
+  if (st) {
+    // no pattern rows on this path (its condition): an empty [b, h, 0, total]
+    const shape = parts.op(
+      'Concat',
+      [parts.op('Slice', [parts.op('Shape', [q]), g.ints([0]), g.ints([2])]), zero, parts.op('Unsqueeze', [sh.total, g.ints([0])])],
+      { axis: 0 },
+    );
+    const cut = parts.op('ConstantOfShape', [shape]);
+    blocked = { z, parts: { diagonals: parts.op('Concat', diagonals, { axis: 2 }), hits: parts.op('Sum', hits), cut } };
   }
-  const outs = g.opN('If', [blocks.cond], st ? 4 : 1, { then_branch: { graph: parts.graph() }, else_branch: { graph: whole.graph() } });
-  if (!st) return [outs[0]!, null];
-  const zero = attentionOutputsFrom(g, st, { diagonals: outs[1]!, hits: outs[2]!, cut: outs[3]! }, hook.pattern(L), L, H);
-  return [outs[0]!, zero];
+  return branches(g, spec, blocks.cond, [parts, blocked], [whole, oneBlock]);
 }
 
 function mlp(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, h: string): string {

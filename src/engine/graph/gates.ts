@@ -9,7 +9,7 @@
 //                           reads W_U, and the unembedding's pages are resident once, in the
 //                           lens session, not in both (154 MB for GPT-2-small)
 //   kv_rows      [1] int64  positions of each layer's new_key_values output (default 0): only
-//                           generation reads them (graph/forward.ts, timeMajorCache); unfetched
+//                           generation reads them (graph/forward.ts, stepCache); unfetched
 //                           they would keep a second copy of an analysis's keys and values
 // LoadedModel.forward feeds the defaults to callers that do not know the gates.
 import type { GraphBuilder } from '../onnx/builder';

@@ -21,8 +21,9 @@
 //                         none when attention is fused (com.microsoft Attention/MultiHeadAttention/
 //                         GroupQueryAttention…): everything else still works
 // The instrumented graph follows the engine's forward-graph contract (graph/forward.ts):
-// inputs input_ids + past_key_values.{L}.key|value, the time-major cache past_time_major.* and
-// the kv_rows gate (attention_mask = all ones and position_ids = past..past+seq−1 are computed
+// inputs input_ids + past_key_values.{L}.key|value, the step cache past_cache.* (its filled
+// positions sliced and put after past_key_values.*), past_cache_length and the kv_rows gate
+// (attention_mask = all ones and position_ids = past..past+seq−1 are computed
 // inside the graph), outputs logits [batch, vocab] at the last position, present.*,
 // new_key_values.*, blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|post and (when found)
 // blocks.{L}.attn.hook_pattern.
@@ -397,11 +398,11 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
       hook.residMid(L),
       hook.residPost(L),
       hook.pattern(L),
-      hook.pastTimeMajorKey(L),
-      hook.pastTimeMajorValue(L),
+      hook.pastCacheKey(L),
+      hook.pastCacheValue(L),
       hook.newKey(L),
       hook.newValue(L),
-      ...(L === 0 ? [KV_ROWS] : []),
+      ...(L === 0 ? [KV_ROWS, hook.pastCacheLength] : []),
     ])
       if (g.names.has(name)) throw bad(`it already has a tensor named "${name}" (an instrumented graph?).`);
 
@@ -698,7 +699,7 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
   }
 
   // ---- assemble ------------------------------------------------------------------------------
-  // each run's own keys and values (the time-major cache's appends): present's positions after
+  // each run's own keys and values (the step cache's appends): present's positions after
   // the past, kv_rows of them (a row gate, graph/gates.ts: 0 unless generation asks)
   const pastVec = b.fresh('past_vec');
   tail.push(b.unsqueeze0(b.past, pastVec));
@@ -727,10 +728,11 @@ export function instrumentExport(model: onnx.IModelProto, opts: SurgeryOptions =
     input: [
       ...(graph.input ?? []).filter((i) => !computed.has(i.name ?? '')),
       ...Array.from({ length: nLayers }, (_, L) =>
-        [hook.pastTimeMajorKey(L), hook.pastTimeMajorValue(L)].map((name) =>
-          valueInfo(name, DT.FLOAT, ['cached', 'batch', nKvHeads ?? 'kv_heads', headDim ?? 'head_dim']),
+        [hook.pastCacheKey(L), hook.pastCacheValue(L)].map((name) =>
+          valueInfo(name, DT.FLOAT, ['batch', nKvHeads ?? 'kv_heads', 'capacity', headDim ?? 'head_dim']),
         ),
       ).flat(),
+      valueInfo(hook.pastCacheLength, DT.INT64, [1]),
       valueInfo(KV_ROWS, DT.INT64, [1]),
     ],
     output: [...outs, ...newOutputs],
@@ -1124,19 +1126,17 @@ class Rewriter {
     const idShape = op('Shape', ['input_ids']);
     const batch = op('Gather', [idShape, this.ints([0], true)], [{ name: 'axis', type: INT, i: 0 }]);
     const seq = op('Gather', [idShape, this.ints([1], true)], [{ name: 'axis', type: INT, i: 0 }]);
-    // the cache the export reads: past_key_values.* then the time-major cache (graph/forward.ts,
-    // timeMajorCache), under fresh names that every node reading past_key_values.* now reads
+    // the cache the export reads: past_key_values.* then the filled positions of the step cache
+    // (graph/forward.ts, stepCache), under fresh names that every node reading past_key_values.* now reads
+    const start = this.ints([0], false);
+    const axis = this.ints([2], false);
     for (let L = 0; L < this.layers; L++)
-      for (const [past, timeMajor] of [
-        [hook.pastKey(L), hook.pastTimeMajorKey(L)],
-        [hook.pastValue(L), hook.pastTimeMajorValue(L)],
+      for (const [past, cache] of [
+        [hook.pastKey(L), hook.pastCacheKey(L)],
+        [hook.pastValue(L), hook.pastCacheValue(L)],
       ] as const) {
-        const headMajor = op(
-          'Transpose',
-          [timeMajor],
-          [{ name: 'perm', type: onnx.AttributeProto.AttributeType.INTS, ints: [1, 2, 0, 3] }],
-        );
-        this.cache.set(past, op('Concat', [past, headMajor], [{ name: 'axis', type: INT, i: 2 }]));
+        const filled = op('Slice', [cache, start, hook.pastCacheLength, axis]);
+        this.cache.set(past, op('Concat', [past, filled], [{ name: 'axis', type: INT, i: 2 }]));
       }
     const past = op('Gather', [op('Shape', [this.cache.get(hook.pastKey(0))!]), this.ints([2], true)], [{ name: 'axis', type: INT, i: 0 }]);
     this.past = past;
