@@ -159,14 +159,18 @@ describe('StepKvCache: the CPU KV cache', () => {
     assert.equal(keys[2 * 1999 + 1], -1999);
   });
 
-  test('a cleared cache keeps its arrays, zeroed: a later batch sees no stale keys in its unfilled capacity', () => {
+  test('a cleared cache starts afresh: no room inherited from a longer or wider generation (a step reads all of it), zeros past the filled positions', () => {
     const kv = new StepKvCache(1, 1, 2);
+    kv.clear(3);
+    const block = (batch: number, seq: number) => [Float32Array.from({ length: batch * seq * 2 }, () => Number.NaN)];
+    kv.append(block(3, 300), block(3, 300), 300);
     kv.clear(1);
-    kv.append([Float32Array.of(Infinity, Number.NaN)], [Float32Array.of(1, 2)], 1);
-    const capacity = kv.capacity;
-    kv.clear(1);
-    assert.equal(kv.capacity, capacity);
-    assert.ok(kv.feeds()[hook.pastCacheKey(0)]!.data.every((x) => x === 0));
+    assert.equal(kv.capacity, 0);
+    kv.append([Float32Array.of(1, 2)], [Float32Array.of(3, 4)], 1);
+    assert.equal(kv.capacity, 1 + GROW);
+    const keys = kv.feeds()[hook.pastCacheKey(0)]!.data;
+    assert.deepEqual([...keys.subarray(0, 2)], [1, 2]);
+    assert.ok(keys.subarray(2).every((x) => x === 0));
   });
 
   test('a snapshot is a copy: what the cache does next leaves it as it was, and a restore copies it again', () => {

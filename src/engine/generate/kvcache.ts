@@ -62,15 +62,15 @@ export class StepKvCache {
   }
 
   /**
-   * Empties the cache for `batch` sequences. Its arrays are kept for the next positions, zeroed:
-   * the graph multiplies the unfilled capacity by probabilities of exactly 0, which keeps it out
-   * of every sum only while it holds finite numbers.
+   * Empties the cache for `batch` sequences. Its arrays go too: every step reads the whole
+   * capacity (masked past the filled positions), so a generation must not inherit the room of a
+   * longer or wider one before it; the next append allocates what it needs, zeroed (the graph
+   * multiplies the unfilled capacity by probabilities of exactly 0, which keeps it out of every
+   * sum only while it holds finite numbers).
    */
   clear(batch: number): void {
+    this.release();
     this.batch = batch;
-    this.length = 0;
-    this.uniform = 0;
-    for (const a of [...this.keys, ...this.values]) a.fill(0);
   }
 
   /** Frees the arrays. */

@@ -566,9 +566,10 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
 
   const mask = shQ.masks.get(b.layer.window)!;
   const st = opts.patterns ? statsShared(g, sh) : null;
+  // outside the If, as they were before it: in a step they are the new position's alone
+  const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
+  const vAll = repeatKv(g, spec, v);
   const whole = (t: GraphBuilder): Attended => {
-    const kT = t.op('Transpose', [repeatKv(t, spec, k)], { perm: [0, 1, 3, 2] });
-    const vAll = repeatKv(t, spec, v);
     // only the forward graph's own Shared has blocks (suffix.ts builds its blocks in If branches, without them)
     if (sh.blocks) return blockedAttention(t, spec, sh, sh.blocks, L, q, kT, vAll, mask, st);
     const pattern = attentionWeights(t, spec, q, kT, mask); // [b, h, seq, total]
