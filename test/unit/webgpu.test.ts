@@ -176,7 +176,7 @@ describe('webgpu on SwiftShader', () => {
       }
     });
 
-    test('an ONNX export on WebGPU passes present.* back through host memory (its time-major inputs left empty): same tokens as on the CPU', async () => {
+    test('an ONNX export on WebGPU passes present.* back through host memory (its step-cache inputs left empty): same tokens as on the CPU', async () => {
       const dir = path.join(FIXTURES, 'onnx', 'tiny-gpt2-torch');
       const gpu = await loadModel(dir, { threads: 2, executionProvider: 'webgpu' });
       const cpu = await loadModel(dir, { threads: 2, executionProvider: 'cpu' });

@@ -376,7 +376,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
     let { session, result } = await forwardSession(modelFile, proto, read, opts, want);
     forward = session;
     const spec = specForExport(config, result.description);
-    // callers that do not know the kv_rows gate and the time-major cache get their defaults
+    // callers that do not know the kv_rows gate and the step cache get their defaults
     const withDefaults = (s: Session) => withCacheDefaults(withGateDefaults(s), spec);
     forward = withDefaults(forward);
     if (tokenizer.vocabSize > spec.dVocab)
@@ -413,7 +413,7 @@ export async function loadOnnxExport(dir: string, opts: LoadOptions): Promise<Lo
       tokenizer,
       forward: fwd,
       lens: lns,
-      generation: () => Promise.resolve(fwd), // on the CPU the time-major cache (generate/kvcache.ts), elsewhere present.* through host memory
+      generation: () => Promise.resolve(fwd), // on the CPU the step cache (generate/kvcache.ts), elsewhere present.* through host memory
       ...side,
       loadMs: performance.now() - t0,
       graphSource: 'memory',
