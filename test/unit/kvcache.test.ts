@@ -244,7 +244,7 @@ function throughPresent(model: LoadedModel): LoadedModel {
   return { ...model, generation: async () => hidden(await model.generation()) };
 }
 
-async function trace(m: StepModel, prompt: number[], beams: number): Promise<Float32Array[]> {
+async function trace(m: StepModel, prompt: number[], beams: number, steps = 8): Promise<Float32Array[]> {
   const out = [await m.prefill(prompt)];
   await m.expand(beams);
   const orders = [
@@ -253,7 +253,7 @@ async function trace(m: StepModel, prompt: number[], beams: number): Promise<Flo
     [0, 1, 2],
     [1, 1, 0],
   ];
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < steps; i++) {
     const tokens = Array.from({ length: beams }, (_, b) => 3 + ((i * 7 + b * 5) % 40));
     out.push(...(await m.step(tokens)).map((x) => x.slice()));
     await m.reorder(orders[i % orders.length]!.map((b) => b % beams).slice(0, beams));
@@ -320,6 +320,27 @@ describe('generation through the step cache agrees with generation through prese
       }
     });
   }
+});
+
+describe('generation through the step cache, past its growth', () => {
+  // GROW + 6 steps at 3 beams: the capacity grows between steps (after the expansion's regroup),
+  // the grown arrays carrying every beam's positions; grouped-query heads (tiny-qwen2)
+  test('tiny-qwen2, a beam of 3 for GROW + 6 steps', async () => {
+    const model = await loadModel(path.join(FIXTURES, 'models', 'tiny-qwen2'), { threads: 1, executionProvider: 'cpu' });
+    try {
+      const prompt = [5, 17, 42, 8, 99];
+      const viaCache = await trace(new KvStepModel(model), prompt, 3, GROW + 6);
+      const viaPresent = await trace(new KvStepModel(throughPresent(model)), prompt, 3, GROW + 6);
+      assert.equal(viaCache.length, 1 + (GROW + 6) * 3);
+      for (let i = 0; i < viaPresent.length; i++) {
+        const gap = relativeGap(viaCache[i]!, viaPresent[i]!);
+        assert.ok(gap <= 1e-5, `logits ${i}: relative gap ${gap.toExponential(2)}`);
+        assert.equal(argmax(viaCache[i]!), argmax(viaPresent[i]!), `logits ${i}: the greedy token`);
+      }
+    } finally {
+      await model.release();
+    }
+  });
 });
 
 describe("a step's attention outputs through the step cache", () => {
