@@ -248,6 +248,9 @@ export const DEFAULT_CONSOLE_NOISE: readonly RegExp[] = [
   /Failed to load resource[\s\S]*vsda/, // Microsoft-only module, absent from code-server
   /update\.code\.visualstudio\.com|vscode-unpkg|vscode-cdn|open-vsx/i,
   /The web worker extension host is started in a same-origin iframe/i,
+  // the workbench's task service, when a built-in extension's task provider (TypeScript's) does
+  // not answer in time on a loaded machine: VS Code's message about VS Code's own extension
+  /^Timed out getting tasks from /,
   // window reload / shutdown
   /Long running operations during shutdown are unsupported/,
   /IndexedDB database '[^']*' is closed/,
