@@ -9,6 +9,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { GROW, StepKvCache, takesStepCache, withCacheDefaults, type StepKvState } from '../../src/engine/generate/kvcache';
 import { KvStepModel, type StepModel } from '../../src/engine/generate/generator';
+import { argmax } from '../../src/engine/generate/processors';
 import { hook } from '../../src/engine/graph/forward';
 import { statsHook } from '../../src/engine/graph/attnstats';
 import { ALL_ROWS, KV_ROWS, PATTERN_ROWS } from '../../src/engine/graph/gates';
@@ -273,10 +274,14 @@ function relativeGap(a: Float32Array, b: Float32Array): number {
   return gap / scale;
 }
 
-function argmax(a: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < a.length; i++) if (a[i]! > a[best]!) best = i;
-  return best;
+/** Logits through the step cache against those through present.*: within 1e-5 of the largest, the same greedy token. */
+function assertAgrees(viaCache: Float32Array[], viaPresent: Float32Array[]): void {
+  assert.equal(viaCache.length, viaPresent.length);
+  for (let i = 0; i < viaPresent.length; i++) {
+    const gap = relativeGap(viaCache[i]!, viaPresent[i]!);
+    assert.ok(gap <= 1e-5, `logits ${i}: relative gap ${gap.toExponential(2)}`);
+    assert.equal(argmax(viaCache[i]!), argmax(viaPresent[i]!), `logits ${i}: the greedy token`);
+  }
 }
 
 describe('generation through the step cache agrees with generation through present.*', () => {
@@ -307,14 +312,8 @@ describe('generation through the step cache agrees with generation through prese
         const viaCache = await trace(new KvStepModel(model), [...prompt], 3);
         const viaPresent = await trace(new KvStepModel(throughPresent(model)), [...prompt], 3);
         assert.equal(viaCache.length, 1 + 8 * 3);
-        for (let i = 0; i < viaPresent.length; i++) {
-          if (exact) assert.deepEqual(viaCache[i], viaPresent[i], `logits ${i}`);
-          else {
-            const gap = relativeGap(viaCache[i]!, viaPresent[i]!);
-            assert.ok(gap <= 1e-5, `logits ${i}: relative gap ${gap.toExponential(2)}`);
-            assert.equal(argmax(viaCache[i]!), argmax(viaPresent[i]!), `logits ${i}: the greedy token`);
-          }
-        }
+        if (exact) for (let i = 0; i < viaPresent.length; i++) assert.deepEqual(viaCache[i], viaPresent[i], `logits ${i}`);
+        else assertAgrees(viaCache, viaPresent);
       } finally {
         await model.release();
       }
@@ -332,11 +331,7 @@ describe('generation through the step cache, past its growth', () => {
       const viaCache = await trace(new KvStepModel(model), prompt, 3, GROW + 6);
       const viaPresent = await trace(new KvStepModel(throughPresent(model)), prompt, 3, GROW + 6);
       assert.equal(viaCache.length, 1 + (GROW + 6) * 3);
-      for (let i = 0; i < viaPresent.length; i++) {
-        const gap = relativeGap(viaCache[i]!, viaPresent[i]!);
-        assert.ok(gap <= 1e-5, `logits ${i}: relative gap ${gap.toExponential(2)}`);
-        assert.equal(argmax(viaCache[i]!), argmax(viaPresent[i]!), `logits ${i}: the greedy token`);
-      }
+      assertAgrees(viaCache, viaPresent);
     } finally {
       await model.release();
     }
