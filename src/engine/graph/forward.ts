@@ -566,7 +566,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
 
   const mask = shQ.masks.get(b.layer.window)!;
   const st = opts.patterns ? statsShared(g, sh) : null;
-  // outside the If, as they were before it: in a step they are the new position's alone
+  // outside the If, as they were before it: in a step (past_key_values.* empty) they are the new positions' alone
   const kT = g.op('Transpose', [repeatKv(g, spec, k)], { perm: [0, 1, 3, 2] });
   const vAll = repeatKv(g, spec, v);
   const whole = (t: GraphBuilder): Attended => {
@@ -579,7 +579,7 @@ function attention(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, 
   if (sh.cache) {
     if (b.only) throw new Error('a block reading some rows only takes no step cache');
     const [steps, runs] = [new BranchBuilder(g, `blocks_${L}_attn_step`), new BranchBuilder(g, `blocks_${L}_attn_full`)];
-    const step = { q, kNew, vNew, window: b.layer.window };
+    const step = { q, kT, v: vAll, window: b.layer.window };
     attended = branches(g, spec, sh.cache.cond, [steps, stepAttention(steps, spec, sh, sh.cache, L, step, st)], [runs, whole(runs)]);
   } else attended = whole(g);
   // the pattern output (empty unless pattern_rows asks) and the head statistics (graph/attnstats.ts)
@@ -638,7 +638,7 @@ function stepAttention(
   sh: Shared,
   cache: StepCache,
   L: number,
-  x: { q: string; kNew: string; vNew: string; window: number | null },
+  x: { q: string; kT: string; v: string; window: number | null },
   st: StatsShared | null,
 ): Attended {
   const [cacheK, cacheV] = [hook.pastCacheKey(L), hook.pastCacheValue(L)];
@@ -650,7 +650,7 @@ function stepAttention(
   const scaled = (s: string) => softcap(t, t.op('Mul', [s, t.float(spec.attnScale)]), spec.attnSoftcap);
   const transposed = (y: string) => t.op('Transpose', [y], { perm: [0, 1, 3, 2] });
   const cached = scaled(byHead(t.op('MatMul', [byKvHead(x.q), transposed(cacheK)]))); // [b, h, seq, capacity]
-  const fresh = scaled(t.op('MatMul', [x.q, transposed(repeatKv(t, spec, x.kNew))])); // [b, h, seq, seq]
+  const fresh = scaled(t.op('MatMul', [x.q, x.kT])); // [b, h, seq, seq]: the new keys, transposed outside the If
 
   // key positions: the cache's filled ones, its unfilled capacity past any query (masked), then the new ones
   const [zero, one] = [t.ints([0], true), t.ints([1], true)];
@@ -663,7 +663,7 @@ function stepAttention(
   const cap1 = t.op('Unsqueeze', [capacity, t.ints([0])]);
   const pCached = t.op('Slice', [pattern, t.ints([0]), cap1, t.ints([3])]);
   const pFresh = t.op('Slice', [pattern, cap1, t.ints([2 ** 62]), t.ints([3])]);
-  const z = t.op('Add', [byHead(t.op('MatMul', [byKvHead(pCached), cacheV])), t.op('MatMul', [pFresh, repeatKv(t, spec, x.vNew)])]);
+  const z = t.op('Add', [byHead(t.op('MatMul', [byKvHead(pCached), cacheV])), t.op('MatMul', [pFresh, x.v])]);
   if (!st) return { z, parts: null };
   // the statistics read the pattern over the keys a query sees: the filled cache, then the new positions
   const past1 = t.op('Unsqueeze', [sh.past, t.ints([0])]);
