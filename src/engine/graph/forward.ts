@@ -647,10 +647,9 @@ function stepAttention(
   const byKvHead = (y: string) => (groups === 1 ? y : t.op('Reshape', [y, t.ints([0, spec.nKvHeads, -1, 0])]));
   const byHead = (y: string) =>
     groups === 1 ? y : t.op('Reshape', [y, t.op('Concat', [t.op('Slice', [qShape, t.ints([0]), t.ints([3])]), t.ints([-1])], { axis: 0 })]);
-  const scaled = (s: string) => softcap(t, t.op('Mul', [s, t.float(spec.attnScale)]), spec.attnSoftcap);
   const transposed = (y: string) => t.op('Transpose', [y], { perm: [0, 1, 3, 2] });
-  const cached = scaled(byHead(t.op('MatMul', [byKvHead(x.q), transposed(cacheK)]))); // [b, h, seq, capacity]
-  const fresh = scaled(t.op('MatMul', [x.q, x.kT])); // [b, h, seq, seq]: the new keys, transposed outside the If
+  const cached = scaledScores(t, spec, byHead(t.op('MatMul', [byKvHead(x.q), transposed(cacheK)]))); // [b, h, seq, capacity]
+  const fresh = scaledScores(t, spec, t.op('MatMul', [x.q, x.kT])); // [b, h, seq, seq]: the new keys, transposed outside the If
 
   // key positions: the cache's filled ones, its unfilled capacity past any query (masked), then the new ones
   const [zero, one] = [t.ints([0], true), t.ints([1], true)];
@@ -671,9 +670,14 @@ function stepAttention(
   return { z, parts: patternParts(t, st, seen) };
 }
 
+/** q·kᵀ products scaled (attnScale) and soft-capped (attnSoftcap, Gemma 2): the scores before the mask */
+function scaledScores(g: GraphBuilder, spec: ModelSpec, products: string): string {
+  return softcap(g, g.op('Mul', [products, g.float(spec.attnScale)]), spec.attnSoftcap);
+}
+
 /** softmax(q·kᵀ·scale (soft-capped) + mask) [b, h, rows, keys] */
 function attentionWeights(g: GraphBuilder, spec: ModelSpec, q: string, kT: string, mask: string): string {
-  const scores = softcap(g, g.op('Mul', [g.op('MatMul', [q, kT]), g.float(spec.attnScale)]), spec.attnSoftcap);
+  const scores = scaledScores(g, spec, g.op('MatMul', [q, kT]));
   return g.op('Softmax', [g.op('Add', [scores, mask])], { axis: -1 });
 }
 
