@@ -9,6 +9,7 @@ import {
   frequencyPresencePenalty,
   minP,
   noRepeatNgram,
+  nucleusOrder,
   repetitionPenalty,
   Rng,
   sampleMultinomial,
@@ -125,6 +126,42 @@ describe('logits processors', () => {
         'alternatives',
       );
     }
+  });
+
+  test("a wide nucleus in a GPT-2-sized vocabulary: only the buckets that hold it are sorted, with the full sort's result", () => {
+    const V = 50257;
+    const rng = new Rng(11);
+    let bucketed = 0;
+    for (const spread of [0.5, 2, 4, 8])
+      for (const ties of [false, true]) {
+        // roughly normal logits (a random or a high-temperature model), some tied, some -Infinity, ±0
+        const x = Float32Array.from({ length: V }, (_, i) => {
+          if (i % 97 === 13) return -Infinity;
+          if (i % 89 === 7) return i % 2 ? 0 : -0;
+          const v = (rng.next() + rng.next() + rng.next() - 1.5) * spread;
+          return ties ? Math.round(v * 8) / 8 : v;
+        });
+        const full = argsortDesc(x);
+        const probs = softmax(x);
+        for (const p of [0.3, 0.9, 0.95, 0.999]) {
+          const c = nucleusOrder(x, probs, p);
+          // a prefix of the full order, holding the nucleus
+          assert.deepEqual(Array.from(c), Array.from(full.subarray(0, c.length)), `prefix, spread ${spread} p ${p}`);
+          assert.ok(c.reduce((a, i) => a + probs[i]!, 0) >= p, `holds p, spread ${spread} p ${p}`);
+          if (c.length < V) bucketed++;
+          const a = Float32Array.from(x);
+          topP(p).apply(a, ctx([]));
+          let mass = 0;
+          let keep = 0;
+          while (mass < p - 1e-12) mass += probs[full[keep++]!]!;
+          const b = Float32Array.from(x);
+          for (let r = keep; r < V; r++) b[full[r]!] = -Infinity;
+          // nuclei under a third of the vocabulary are found in their buckets (wider ones sort everything)
+          if (keep < V / 3) assert.ok(c.length < keep * 1.2, `bucketed: spread ${spread} p ${p}, nucleus ${keep}`);
+          assert.deepEqual(a, b, `top-p ${p}, spread ${spread}, ties ${ties}`);
+        }
+      }
+    assert.ok(bucketed >= 28, `the bucketed path ran in ${bucketed} of 32 cases`);
   });
 
   test("a step's entropy from one pass of exponentials equals −Σ p·ln p, from flat to peaked", () => {

@@ -443,6 +443,7 @@ export async function decodeSingle(
   const ids = [...o.promptIds];
   const steps: GenStep[] = [];
   const forced = o.forcedIds ?? [];
+  const work = new Float32Array(logits.length); // the processed logits, rewritten every step
   let stop: StopReason | null = null;
   while (!stop) {
     if (o.signal?.aborted) {
@@ -453,7 +454,7 @@ export async function decodeSingle(
     let id: number;
     if (steps.length < forced.length) id = forced[steps.length]!;
     else {
-      const work = Float32Array.from(raw);
+      work.set(raw);
       const ctx: SeqContext = { ids, promptLength: o.promptIds.length };
       for (const p of procs) p.apply(work, ctx);
       id = o.strategy.kind === 'sample' ? sampleMultinomial(work, rng) : argmax(work);
@@ -484,15 +485,13 @@ interface Beam {
   logprob: number; // sum of processed log-probs
 }
 
-function logSoftmax(x: Float32Array): Float64Array {
+/** log Σ exp(x): a token's log-probability is x[id] − this (the log-softmax, read only where needed). */
+function logSumExp(x: Float32Array): number {
   let max = -Infinity;
   for (const v of x) if (v > max) max = v;
   let sum = 0;
   for (const v of x) if (v !== -Infinity) sum += Math.exp(v - max);
-  const lse = max + Math.log(sum);
-  const out = new Float64Array(x.length);
-  for (let i = 0; i < x.length; i++) out[i] = x[i] === -Infinity ? -Infinity : x[i]! - lse;
-  return out;
+  return max + Math.log(sum);
 }
 
 /**
@@ -515,6 +514,7 @@ export async function beamSearch(
   let logits: Float32Array[] = [await model.prefill(o.promptIds)];
   const firstStepMs = performance.now() - t0;
   let beams: Beam[] = [{ ids: [], steps: [], logprob: 0 }];
+  const work = new Float32Array(logits[0]!.length); // a beam's processed logits, rewritten for each
   const finished: { beam: Beam; score: number }[] = [];
   const norm = (logprob: number, len: number) => logprob / Math.max(1, len) ** lp;
   const worstFinished = () => (finished.length < B ? -Infinity : Math.min(...finished.map((f) => f.score)));
@@ -537,16 +537,17 @@ export async function beamSearch(
     if (t < forced.length) {
       // forced prefix: every beam is the same single path
       const id = forced[t]!;
-      const lsm = logSoftmax(logits[0]!);
-      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + lsm[id]!, raw: logits[0]! });
+      const raw = logits[0]!;
+      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + (raw[id]! - logSumExp(raw)), raw });
     } else {
       beams.forEach((beam, b) => {
-        const work = Float32Array.from(logits[b]!);
+        work.set(logits[b]!);
         const ctx: SeqContext = { ids: [...o.promptIds, ...beam.ids], promptLength: o.promptIds.length };
         for (const p of procs) p.apply(work, ctx);
-        const lsm = logSoftmax(work);
-        // the best 2B of this beam are enough to form the global best 2B
-        for (const id of topIndices(lsm, 2 * B)) candidates.push({ beam: b, id, logprob: beam.logprob + lsm[id]!, raw: logits[b]! });
+        const lse = logSumExp(work);
+        // the best 2B of this beam are enough to form the global best 2B (the log-softmax keeps the logits' order)
+        for (const id of topIndices(work, 2 * B))
+          candidates.push({ beam: b, id, logprob: beam.logprob + (work[id]! - lse), raw: logits[b]! });
       });
       candidates.sort((x, y) => y.logprob - x.logprob || x.beam - y.beam || x.id - y.id);
     }

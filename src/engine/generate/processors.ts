@@ -36,23 +36,37 @@ const INDEX_BITS = 18;
  */
 export function argsortDesc(logits: Float32Array): Int32Array {
   const n = logits.length;
-  const idx = new Int32Array(n);
   if (n > 2 ** INDEX_BITS) {
+    const idx = new Int32Array(n);
     for (let i = 0; i < n; i++) idx[i] = i;
     idx.sort((a, b) => logits[b]! - logits[a]! || a - b);
     return idx;
   }
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
   const keys = new Float64Array(n);
-  for (let i = 0; i < n; i++) {
-    f[0] = logits[i]! === 0 ? 0 : logits[i]!;
-    const bits = u[0]!;
-    const ascending = bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0; // order of the floats
-    keys[i] = (0xffffffff - ascending) * 2 ** INDEX_BITS + i; // < 2^50: exact in a double
-  }
+  for (let i = 0; i < n; i++) keys[i] = packedKey(ascendingKey(logits[i]!), i);
+  return sortedIndices(keys);
+}
+
+const keyFloat = new Float32Array(1);
+const keyBits = new Uint32Array(keyFloat.buffer);
+
+/** A float32's bits as an unsigned integer in the floats' order, −0 as +0 (the two tie as the comparison does). */
+function ascendingKey(x: number): number {
+  keyFloat[0] = x === 0 ? 0 : x;
+  const bits = keyBits[0]!;
+  return bits & 0x80000000 ? ~bits >>> 0 : (bits | 0x80000000) >>> 0;
+}
+
+/** argsortDesc's packed entry: descending key × 2^18 + index, < 2^50 (exact in a double). */
+function packedKey(ascending: number, i: number): number {
+  return (0xffffffff - ascending) * 2 ** INDEX_BITS + i;
+}
+
+/** The indices of packed entries, sorted (by the engine's native numeric sort). */
+function sortedIndices(keys: Float64Array): Int32Array {
   keys.sort();
-  for (let i = 0; i < n; i++) idx[i] = keys[i]! % 2 ** INDEX_BITS;
+  const idx = new Int32Array(keys.length);
+  for (let i = 0; i < keys.length; i++) idx[i] = keys[i]! % 2 ** INDEX_BITS;
   return idx;
 }
 
@@ -107,11 +121,15 @@ export function topK(k: number): LogitsProcessor {
   };
 }
 
-export function softmax(logits: Float32Array): Float64Array {
+/**
+ * The probabilities of `logits`, in float64: into `out` when given (its length), else a new array.
+ * All -Infinity gives all zeros.
+ */
+export function softmax(logits: Float32Array, out?: Float64Array): Float64Array {
   let max = -Infinity;
   for (const v of logits) if (v > max) max = v;
-  const p = new Float64Array(logits.length);
-  if (max === -Infinity) return p;
+  const p = out ?? new Float64Array(logits.length);
+  if (max === -Infinity) return p.fill(0);
   let sum = 0;
   for (let i = 0; i < logits.length; i++) {
     const e = logits[i] === -Infinity ? 0 : Math.exp(logits[i]! - max);
@@ -122,6 +140,59 @@ export function softmax(logits: Float32Array): Float64Array {
   return p;
 }
 
+let probsScratch = new Float64Array(0);
+
+/**
+ * One float64 array reused for a step's probabilities (a vocabulary's worth per processor and
+ * per draw, every step, would be garbage for the collector): valid until the next call, so only
+ * for probabilities used and dropped within one function that calls no other user of it.
+ */
+function scratchProbs(n: number): Float64Array {
+  if (probsScratch.length !== n) probsScratch = new Float64Array(n);
+  return probsScratch;
+}
+
+/** Buckets of nucleusOrder: the top 16 bits of a logit's order key (sign, exponent, 7 mantissa bits). */
+const BUCKET_SHIFT = 16;
+let buckets: { mass: Float64Array; count: Int32Array } | null = null;
+
+/**
+ * A prefix of argsortDesc's order that holds the top-p nucleus, without sorting the whole
+ * vocabulary: the probability mass is summed per bucket
+ * of the logits' order keys (argsortDesc's, top 16 bits), the buckets are walked from the largest
+ * logits down until they hold p with room to spare for rounding, and only the tokens in those
+ * buckets are sorted. Every token above the last bucket's lower edge is in it, so the result is
+ * exactly argsortDesc's order cut there (the whole order when the buckets cannot hold p with that
+ * room: p within 1e-9 of the total).
+ */
+export function nucleusOrder(logits: Float32Array, probs: Float64Array, p: number): Int32Array {
+  const n = logits.length;
+  if (n > 2 ** INDEX_BITS) return argsortDesc(logits);
+  buckets ??= { mass: new Float64Array(2 ** (32 - BUCKET_SHIFT)), count: new Int32Array(2 ** (32 - BUCKET_SHIFT)) };
+  const { mass, count } = buckets;
+  mass.fill(0);
+  count.fill(0);
+  const asc = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const key = ascendingKey(logits[i]!);
+    asc[i] = key;
+    mass[key >>> BUCKET_SHIFT]! += probs[i]!;
+    count[key >>> BUCKET_SHIFT]!++;
+  }
+  // the sequential sum over the same tokens differs from the buckets' by rounding (≤ n·2⁻⁵² ≈ 1e-11)
+  let cum = 0;
+  let m = 0;
+  let edge = mass.length;
+  while (edge > 0 && cum < p + 1e-9) {
+    cum += mass[--edge]!;
+    m += count[edge]!;
+  }
+  const lowest = cum >= p + 1e-9 ? edge * 2 ** BUCKET_SHIFT : 0;
+  const keys = new Float64Array(lowest === 0 ? n : m);
+  for (let i = 0, j = 0; i < n; i++) if (asc[i]! >= lowest) keys[j++] = packedKey(asc[i]!, i);
+  return sortedIndices(keys);
+}
+
 /** Nucleus: keeps the smallest set of most-probable tokens whose mass reaches p. */
 export function topP(p: number): LogitsProcessor {
   if (!(p > 0 && p <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${p}`);
@@ -129,24 +200,34 @@ export function topP(p: number): LogitsProcessor {
     name: `top_p(${p})`,
     apply(logits) {
       if (p >= 1) return;
-      const probs = softmax(logits);
-      // the nucleus is a prefix of argsortDesc's order: look for it among the largest few first
-      // (the same prefix, summed in the same order), and sort everything only when it is wider
-      for (let m = 32; ; m *= 2) {
-        const order = m < SELECT_MAX ? topIndices(logits, m) : argsortDesc(logits);
+      const probs = softmax(logits, scratchProbs(logits.length));
+      // the nucleus is a prefix of argsortDesc's order, summed in that order: how much of `order` it takes
+      const reach = (order: ArrayLike<number>) => {
         let mass = 0;
         let keep = 0;
         while (keep < order.length) {
           mass += probs[order[keep]!]!;
           keep++;
-          if (mass >= p - 1e-12) break;
+          if (mass >= p - 1e-12) return keep;
         }
-        if (m < SELECT_MAX && mass < p - 1e-12 && order.length === m) continue; // the nucleus reaches past these m
+        return null;
+      };
+      const cut = (order: ArrayLike<number>, keep: number) => {
         const kept = new Uint8Array(logits.length);
         for (let r = 0; r < keep; r++) kept[order[r]!] = 1;
         for (let i = 0; i < logits.length; i++) if (!kept[i]) logits[i] = -Infinity;
-        return;
+      };
+      // look for it among the largest few first, then among the buckets that hold it (the same prefix)
+      for (let m = 32; m < SELECT_MAX; m *= 2) {
+        const order = topIndices(logits, m);
+        const keep = reach(order);
+        if (keep !== null || order.length < m) return cut(order, keep ?? order.length);
       }
+      const order = nucleusOrder(logits, probs, p);
+      const keep = reach(order);
+      if (keep !== null || order.length === logits.length) return cut(order, keep ?? order.length);
+      const all = argsortDesc(logits); // not reached: never expected (the buckets keep room for rounding)
+      cut(all, reach(all) ?? all.length);
     },
   };
 }
@@ -157,7 +238,7 @@ export function minP(minProb: number): LogitsProcessor {
   return {
     name: `min_p(${minProb})`,
     apply(logits) {
-      const probs = softmax(logits);
+      const probs = softmax(logits, scratchProbs(logits.length));
       let top = 0;
       for (const v of probs) if (v > top) top = v;
       const cut = minProb * top;
@@ -253,7 +334,7 @@ export function argmax(logits: Float32Array): number {
 
 /** Draws from softmax(logits) with the given RNG. */
 export function sampleMultinomial(logits: Float32Array, rng: Rng): number {
-  const p = softmax(logits);
+  const p = softmax(logits, scratchProbs(logits.length));
   let u = rng.next();
   let last = -1;
   for (let i = 0; i < p.length; i++) {
