@@ -410,16 +410,22 @@ export interface DecodeOptions {
   signal?: AbortSignal;
 }
 
+/** The statistics of `raw`, computed once per `seen` (its `prob` is of token 0: records read their own). */
+function statsOf(o: DecodeOptions, raw: Float32Array, seen: Map<Float32Array, ReturnType<typeof stepStats>>): ReturnType<typeof stepStats> {
+  let st = seen.get(raw);
+  if (!st) {
+    st = stepStats(raw, 0, o.topAlternatives);
+    seen.set(raw, st);
+  }
+  return st;
+}
+
 /**
  * A step's record. `seen`: the statistics of logits already recorded this step (beam search
  * takes several continuations of one beam: its entropy and alternatives are computed once).
  */
 function record(o: DecodeOptions, raw: Float32Array, id: number, seen?: Map<Float32Array, ReturnType<typeof stepStats>>): GenStep {
-  let st = seen?.get(raw);
-  if (!st) {
-    st = stepStats(raw, id, o.topAlternatives);
-    seen?.set(raw, st);
-  }
+  const st = seen ? statsOf(o, raw, seen) : stepStats(raw, id, o.topAlternatives);
   const lse = st.lse;
   return {
     id,
@@ -534,17 +540,20 @@ export async function beamSearch(
     }
     const t = beams[0]!.ids.length; // tokens generated so far
     const candidates: { beam: number; id: number; logprob: number; raw: Float32Array }[] = [];
+    // each distribution's statistics, computed once: its records, and its normaliser where nothing processes the logits
+    const seen = new Map<Float32Array, ReturnType<typeof stepStats>>();
     if (t < forced.length) {
       // forced prefix: every beam is the same single path
       const id = forced[t]!;
       const raw = logits[0]!;
-      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + (raw[id]! - logSumExp(raw)), raw });
+      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + (raw[id]! - statsOf(o, raw, seen).lse), raw });
     } else {
       beams.forEach((beam, b) => {
         work.set(logits[b]!);
         const ctx: SeqContext = { ids: [...o.promptIds, ...beam.ids], promptLength: o.promptIds.length };
         for (const p of procs) p.apply(work, ctx);
-        const lse = logSumExp(work);
+        // unprocessed, work is the raw logits: their statistics' log Σ exp is the same sum, summed the same way
+        const lse = procs.length === 0 ? statsOf(o, logits[b]!, seen).lse : logSumExp(work);
         // the best 2B of this beam are enough to form the global best 2B (the log-softmax keeps the logits' order)
         for (const id of topIndices(work, 2 * B))
           candidates.push({ beam: b, id, logprob: beam.logprob + (work[id]! - lse), raw: logits[b]! });
@@ -553,7 +562,6 @@ export async function beamSearch(
     }
     const next: Beam[] = [];
     const from: number[] = [];
-    const seen = new Map<Float32Array, ReturnType<typeof stepStats>>();
     for (let rank = 0; rank < candidates.length && next.length < B; rank++) {
       const c = candidates[rank]!;
       const parent = beams[c.beam]!;
