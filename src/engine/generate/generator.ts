@@ -1,6 +1,7 @@
 // Decoding: greedy, multinomial and beam search over a StepModel. The ORT-backed StepModel
 // keeps a KV cache (past/present key-values) so each new token costs one incremental step;
 // a full-recompute StepModel exists for tests and benchmarks.
+import { assertFiniteStep } from '../analysis/finite';
 import { createHash } from 'node:crypto';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
@@ -403,6 +404,8 @@ export interface DecodeOptions {
   eosIds: readonly number[];
   stopStrings: readonly string[];
   topAlternatives: number;
+  /** The weights' precision, for the message when the logits are not finite. */
+  weights?: 'float32' | 'float16';
   /** Decodes ids to text (for stop strings and step text). */
   decode: (ids: readonly number[]) => string;
   tokenText: (id: number) => string;
@@ -410,11 +413,21 @@ export interface DecodeOptions {
   signal?: AbortSignal;
 }
 
-/** The statistics of `raw`, computed once per `seen` (its `prob` is of token 0: records read their own). */
-function statsOf(o: DecodeOptions, raw: Float32Array, seen: Map<Float32Array, ReturnType<typeof stepStats>>): ReturnType<typeof stepStats> {
+/**
+ * The statistics of `raw`, the logits before generated token `step` (0: after the prompt),
+ * computed once per `seen`; refused when they are not finite. Their `prob` is of token 0:
+ * records read their own.
+ */
+function statsOf(
+  o: DecodeOptions,
+  raw: Float32Array,
+  step: number,
+  seen: Map<Float32Array, ReturnType<typeof stepStats>>,
+): ReturnType<typeof stepStats> {
   let st = seen.get(raw);
   if (!st) {
     st = stepStats(raw, 0, o.topAlternatives);
+    assertFiniteStep(st.lse, step, o.weights);
     seen.set(raw, st);
   }
   return st;
@@ -424,8 +437,14 @@ function statsOf(o: DecodeOptions, raw: Float32Array, seen: Map<Float32Array, Re
  * A step's record. `seen`: the statistics of logits already recorded this step (beam search
  * takes several continuations of one beam: its entropy and alternatives are computed once).
  */
-function record(o: DecodeOptions, raw: Float32Array, id: number, seen?: Map<Float32Array, ReturnType<typeof stepStats>>): GenStep {
-  const st = seen ? statsOf(o, raw, seen) : stepStats(raw, id, o.topAlternatives);
+function record(
+  o: DecodeOptions,
+  raw: Float32Array,
+  id: number,
+  step: number,
+  seen: Map<Float32Array, ReturnType<typeof stepStats>>,
+): GenStep {
+  const st = statsOf(o, raw, step, seen);
   const lse = st.lse;
   return {
     id,
@@ -457,6 +476,9 @@ export async function decodeSingle(
       break;
     }
     const raw = logits;
+    // its statistics first: logits that are not finite are refused before anything reads them
+    const seen = new Map<Float32Array, ReturnType<typeof stepStats>>();
+    statsOf(o, raw, steps.length, seen);
     let id: number;
     if (steps.length < forced.length) id = forced[steps.length]!;
     else {
@@ -465,7 +487,7 @@ export async function decodeSingle(
       for (const p of procs) p.apply(work, ctx);
       id = o.strategy.kind === 'sample' ? sampleMultinomial(work, rng) : argmax(work);
     }
-    const step = record(o, raw, id);
+    const step = record(o, raw, id, steps.length, seen);
     ids.push(id);
     steps.push(step);
     o.onStep?.(step, steps.length - 1);
@@ -546,14 +568,15 @@ export async function beamSearch(
       // forced prefix: every beam is the same single path
       const id = forced[t]!;
       const raw = logits[0]!;
-      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + (raw[id]! - statsOf(o, raw, seen).lse), raw });
+      candidates.push({ beam: 0, id, logprob: beams[0]!.logprob + (raw[id]! - statsOf(o, raw, t, seen).lse), raw });
     } else {
       beams.forEach((beam, b) => {
+        const st = statsOf(o, logits[b]!, t, seen); // logits that are not finite are refused here
         work.set(logits[b]!);
         const ctx: SeqContext = { ids: [...o.promptIds, ...beam.ids], promptLength: o.promptIds.length };
         for (const p of procs) p.apply(work, ctx);
         // unprocessed, work is the raw logits: their statistics' log Σ exp is the same sum, summed the same way
-        const lse = procs.length === 0 ? statsOf(o, logits[b]!, seen).lse : logSumExp(work);
+        const lse = procs.length === 0 ? st.lse : logSumExp(work);
         // the best 2B of this beam are enough to form the global best 2B (the log-softmax keeps the logits' order)
         for (const id of topIndices(work, 2 * B))
           candidates.push({ beam: b, id, logprob: beam.logprob + (work[id]! - lse), raw: logits[b]! });
@@ -565,7 +588,7 @@ export async function beamSearch(
     for (let rank = 0; rank < candidates.length && next.length < B; rank++) {
       const c = candidates[rank]!;
       const parent = beams[c.beam]!;
-      const beam: Beam = { ids: [...parent.ids, c.id], steps: [...parent.steps, record(o, c.raw, c.id, seen)], logprob: c.logprob };
+      const beam: Beam = { ids: [...parent.ids, c.id], steps: [...parent.steps, record(o, c.raw, c.id, t, seen)], logprob: c.logprob };
       const ends =
         beam.ids.length > forced.length &&
         (o.eosIds.includes(c.id) || o.stopStrings.some((x) => x.length > 0 && o.decode(beam.ids).includes(x)));

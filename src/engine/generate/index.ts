@@ -57,6 +57,7 @@ export async function generate(
     eosIds: model.spec.eosTokenIds,
     stopStrings: req.stopStrings ?? [],
     topAlternatives: Math.min(Math.max(1, req.topAlternatives ?? 5), 20),
+    weights: model.info.weights,
     decode: (ids: readonly number[]) => tk.decode([...ids]),
     tokenText: (id: number) => tk.tokenText(id),
     onStep,
