@@ -1,8 +1,8 @@
 // Decoding: greedy, multinomial and beam search over a StepModel. The ORT-backed StepModel
 // keeps a KV cache (past/present key-values) so each new token costs one incremental step;
 // a full-recompute StepModel exists for tests and benchmarks.
-import { assertFiniteStep } from '../analysis/finite';
 import { createHash } from 'node:crypto';
+import { assertFiniteStep } from '../analysis/finite';
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';

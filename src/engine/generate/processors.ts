@@ -158,12 +158,11 @@ let buckets: { mass: Float64Array; count: Int32Array } | null = null;
 
 /**
  * A prefix of argsortDesc's order that holds the top-p nucleus, without sorting the whole
- * vocabulary: the probability mass is summed per bucket
- * of the logits' order keys (argsortDesc's, top 16 bits), the buckets are walked from the largest
- * logits down until they hold p with room to spare for rounding, and only the tokens in those
- * buckets are sorted. Every token above the last bucket's lower edge is in it, so the result is
- * exactly argsortDesc's order cut there (the whole order when the buckets cannot hold p with that
- * room: p within 1e-9 of the total).
+ * vocabulary: the probability mass is summed per bucket of the logits' order keys (argsortDesc's,
+ * top 16 bits), the buckets are walked from the largest logits down until they hold p with room
+ * to spare for rounding, and only the tokens in those buckets are sorted. Every token above the
+ * last bucket's lower edge is in it, so the result is exactly argsortDesc's order cut there (the
+ * whole order when the buckets cannot hold p with that room: p within 1e-9 of the total).
  */
 export function nucleusOrder(logits: Float32Array, probs: Float64Array, p: number): Int32Array {
   const n = logits.length;
