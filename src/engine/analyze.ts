@@ -1,6 +1,6 @@
 // One analysis run: tokenize → forward (every residual stream, optional attention
 // patterns) → logit lens in chunks of positions → plain typed arrays.
-import { assertFiniteWalk } from './analysis/finite';
+import { assertFiniteWalk, weightsVerdict } from './analysis/finite';
 import { EngineError } from './errors';
 import { hook } from './graph/forward';
 import type { LoadedModel } from './model';
@@ -181,7 +181,7 @@ export async function analyze(
     lens.entropy,
     { rows: cache.n_layers + 1, T: cache.pos, d: cache.d_model },
     (p) => tokens[p]!.text,
-    model.info.weights,
+    (layer) => weightsVerdict(model.dir, layer, model.info.weights),
   );
   const t3 = performance.now();
   const r3 = runtimeClock();

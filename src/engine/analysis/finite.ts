@@ -3,6 +3,8 @@
 // overflowed (float16 weights on a GPU provider overflow at 65504), otherwise analyses and
 // generates without a word.
 import { EngineError } from '../errors';
+import { weightFiles, WeightStore } from '../checkpoint/hf';
+import { SafetensorsFile } from '../checkpoint/safetensors';
 
 /** Where a walk first stops being finite: its row (0 = the embeddings, r = block r−1's output) and position. */
 export interface NonFinite {
@@ -38,13 +40,75 @@ function rowName(row: number): string {
   return row === 0 ? 'the embeddings (emb)' : `L${row - 1} (the output of block ${row - 1})`;
 }
 
-/** Why a model's numbers stop being finite, and what to try. */
+const HALF_REMEDY =
+  'The weights run in float16 here, where values above 65504 overflow: set transformerDynamics.weightPrecision (the CLI: --weights) to float32.';
+
+/** Why a model's numbers stop being finite, and what to try, when its weights were not looked at. */
 function causes(weights: 'float32' | 'float16' | undefined): string {
-  const half =
-    weights === 'float16'
-      ? ' The weights run in float16 here, where values above 65504 overflow: set transformerDynamics.weightPrecision (the CLI: --weights) to float32.'
-      : '';
-  return `Its weights may hold NaN or infinite values (a damaged or badly converted checkpoint), or a value overflowed.${half}`;
+  return `Its weights may hold NaN or infinite values (a damaged or badly converted checkpoint), or a value overflowed.${weights === 'float16' ? ` ${HALF_REMEDY}` : ''}`;
+}
+
+/** The layer a checkpoint tensor belongs to: its name's first numeric part ("model.layers.3.mlp…" → 3), null for none. */
+export function tensorLayer(name: string): number | null {
+  const m = /(?:^|\.)(\d+)\./.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * The floating-point tensors of a Hugging Face checkpoint folder that hold NaN or infinite
+ * values, among those of one layer (`layer`) or those of none (null: embeddings, final norm,
+ * read-out), with how many such values each holds; and the largest finite magnitude among them
+ * (an overflow's likely source). Reads those tensors from disk: for an error's message, not for
+ * a healthy run.
+ */
+export function nonFiniteWeights(
+  dir: string,
+  layer: number | null,
+): { bad: { name: string; count: number; total: number }[]; largest: { name: string; value: number } | null } {
+  const store = new WeightStore(weightFiles(dir).map((f) => SafetensorsFile.open(f)));
+  const bad: { name: string; count: number; total: number }[] = [];
+  let largest: { name: string; value: number } | null = null;
+  for (const name of store.names().sort()) {
+    const { file, entry } = store.entry(name);
+    if (tensorLayer(name) !== layer || !['F32', 'F16', 'BF16'].includes(entry.dtype)) continue;
+    const x = file.readFloat32(entry);
+    let count = 0;
+    let top = 0;
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      if (v - v !== 0) count++;
+      else if (Math.abs(v) > top) top = Math.abs(v);
+    }
+    if (count > 0) bad.push({ name, count, total: x.length });
+    if (!largest || top > largest.value) largest = { name, value: top };
+  }
+  return { bad, largest };
+}
+
+/**
+ * What the checkpoint's weights say about where a walk stops being finite (block `layer`; null:
+ * the embeddings or the read-out): which of those tensors hold NaN or infinite values, or that
+ * none does, so a value overflowed. The generic causes when the folder's weights cannot be read
+ * (an ONNX export).
+ */
+export function weightsVerdict(dir: string, layer: number | null, weights?: 'float32' | 'float16'): string {
+  let found: ReturnType<typeof nonFiniteWeights>;
+  try {
+    found = nonFiniteWeights(dir, layer);
+  } catch {
+    return causes(weights);
+  }
+  const where = layer === null ? 'the embeddings, final norm and read-out' : `block ${layer}`;
+  if (found.bad.length === 0) {
+    const largest = found.largest ? ` (its largest weight: ${found.largest.value.toExponential(2)}, in "${found.largest.name}")` : '';
+    return `No weight of ${where} in the checkpoint is NaN or infinite, so a value overflowed there${largest}.${weights === 'float16' ? ` ${HALF_REMEDY}` : ''}`;
+  }
+  const list = found.bad
+    .slice(0, 3)
+    .map((t) => `"${t.name}" (${t.count} of ${t.total} values)`)
+    .join(', ');
+  const more = found.bad.length > 3 ? ` and ${found.bad.length - 3} more` : '';
+  return `In the checkpoint, ${list}${more} of ${where} ${found.bad.length === 1 ? 'holds' : 'hold'} NaN or infinite values: it is damaged or was converted badly (compare the folder in transformers, or download it again).`;
 }
 
 /**
@@ -52,14 +116,15 @@ function causes(weights: 'float32' | 'float16' | undefined): string {
  * row and token. The lens's entropy [rows, T] is the gate (nothing to scan for a healthy model):
  * a row's entropy is finite exactly when its logits are, and a non-finite number anywhere in a
  * row of the stream makes all of that row's logits NaN (the final norm mixes every component).
- * Only then is the stream scanned, to tell the stream's fault from the read-out's.
+ * Only then is the stream scanned, to tell the stream's fault from the read-out's. `verdict`:
+ * the cause, from the weights of a block (null: the embeddings or the read-out): weightsVerdict.
  */
 export function assertFiniteWalk(
   resid: Float32Array,
   entropy: Float32Array,
   shape: { rows: number; T: number; d: number },
   tokenText: (pos: number) => string,
-  weights?: 'float32' | 'float16',
+  verdict: (layer: number | null) => string,
 ): void {
   const logits = firstNonFinite(entropy, shape.rows, shape.T, 1);
   if (!logits) return;
@@ -68,11 +133,11 @@ export function assertFiniteWalk(
   if (stream)
     throw new EngineError(
       'BAD_WEIGHTS',
-      `The model's residual stream is not finite (${stream.value}) from ${rowName(stream.row)} ${at(stream)} on. ${causes(weights)}`,
+      `The model's residual stream is not finite (${stream.value}) from ${rowName(stream.row)} ${at(stream)} on. ${verdict(stream.row === 0 ? null : stream.row - 1)}`,
     );
   throw new EngineError(
     'BAD_WEIGHTS',
-    `The model's read-out (final norm and unembedding) gives logits that are not finite from ${rowName(logits.row)} ${at(logits)} on, out of a finite residual stream. ${causes(weights)}`,
+    `The model's read-out (final norm and unembedding) gives logits that are not finite from ${rowName(logits.row)} ${at(logits)} on, out of a finite residual stream. ${verdict(null)}`,
   );
 }
 
