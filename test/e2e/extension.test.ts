@@ -220,3 +220,59 @@ describe('real VS Code: restricted (untrusted) workspace', { skip: e2eSkipReason
     );
   });
 });
+
+describe('real VS Code: a damaged model', { skip: e2eSkipReason() }, () => {
+  test('a NaN weight: the error names the layer, the token and the tensor, and no NaN result is shown', async () => {
+    // tiny-gpt2 with one NaN in block 1's MLP bias (test/unit/non-finite.test.ts has the engine's side)
+    const dir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'td-e2e-nan-')), 'tiny-gpt2-nan');
+    fs.cpSync(path.join(ROOT, 'test', 'fixtures', 'models', 'tiny-gpt2'), dir, { recursive: true });
+    const file = path.join(dir, 'model.safetensors');
+    const bytes = fs.readFileSync(file);
+    const n = Number(bytes.readBigUInt64LE(0));
+    const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8')) as Record<string, { data_offsets: number[] }>;
+    bytes.writeFloatLE(NaN, 8 + n + header['transformer.h.1.mlp.c_proj.bias']!.data_offsets[0]! + 4 * 3);
+    fs.writeFileSync(file, bytes);
+    await withVsCode(
+      {
+        name: 'damaged',
+        vsix: buildVsix(),
+        files: { 'notes.md': PROSE[0]! },
+        machineSettings: { 'transformerDynamics.modelPath': dir },
+        viewport: { width: 1500, height: 900 },
+      },
+      async (vs) => {
+        await vs.openFile('notes.md');
+        await vs.selectLines(1, 1);
+        await vs.runCommand('Transformer Dynamics: Analyze Selection');
+        const deadline = Date.now() + 120_000;
+        let message = '';
+        while (Date.now() < deadline && !message) {
+          message = (await vs.notificationTexts()).find((t) => t.includes('not finite')) ?? '';
+          if (!message) await new Promise((r) => setTimeout(r, 500));
+        }
+        assert.match(message, /residual stream is not finite \(NaN\) from L1 \(the output of block 1\) at position 0/);
+        assert.match(message, /transformer\.h\.1\.mlp\.c_proj\.bias/);
+        assert.match(message, /Select Model/, 'the notification offers another model');
+        // the panel says it too, in its error banner, and shows no result made of NaN
+        await vs.waitForWebview((f) => f.locator('.banner.error').filter({ hasText: /not finite/ }), { timeoutMs: 60_000 });
+        await vs.screenshot('damaged-model');
+        const panel = await vs
+          .webviewFrame()
+          .locator('body')
+          .innerText({ timeout: 5_000 })
+          .catch(() => '');
+        assert.ok(!/NaN\s*(%|bits)/.test(panel), 'no NaN percentages or surprisals on the panel');
+        assert.equal(
+          await vs
+            .webviewFrame()
+            .locator('.lens-body .lc')
+            .count()
+            .catch(() => 0),
+          0,
+          'no lens table',
+        );
+        await vs.assertNoCspViolations();
+      },
+    );
+  });
+});
