@@ -75,15 +75,38 @@ export interface TokenDisplay {
   title: string;
 }
 
+const BYTE_LABEL_G = /<0x[0-9A-F]{2}>/g;
+
 /** The text a token stands for, as the token strip, table headers and tooltips show it. */
 export function tokenDisplay(tok: { text: string; special?: boolean }): TokenDisplay {
   const quoted = JSON.stringify(tok.text).replace(BIDI_G, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (tok.special) return { text: visibleText(tok.text) || '∅', kind: 'special', title: `special token ${quoted}` };
   if (tok.text.length === 0) return { text: '∅', kind: 'empty', title: 'empty token (no text)' };
-  if (tok.text.includes('\ufffd'))
-    return { text: visibleText(tok.text), kind: 'bytes', title: `${quoted}: part of a multi-byte character (byte-fallback piece)` };
+  // the engine names a byte that is not a whole character <0xHH> (engine/tokenizer.ts, bytesLabel);
+  // U+FFFD: an analysis exported before it did
+  const bytes = tok.text.match(BYTE_LABEL_G);
+  if (bytes || tok.text.includes('\ufffd')) {
+    const which = bytes ? `byte${bytes.length > 1 ? 's' : ''} ${bytes.map((b) => b.slice(3, 5)).join(' ')}` : 'bytes';
+    return { text: visibleText(tok.text), kind: 'bytes', title: `${quoted}: ${which} of a character split across tokens (a byte piece)` };
+  }
   return { text: visibleText(tok.text), kind: 'normal', title: quoted };
 }
+/**
+ * For a byte piece of the analysed text: the characters its span covers (a character split across
+ * tokens is covered by each of its pieces), with the code points of those beyond ASCII — e.g.
+ * `"🙂" U+1F642`. Null when the span is empty (a token not in the text).
+ */
+export function splitCharacter(text: string, tok: { start: number; end: number }): string | null {
+  const covered = text.slice(tok.start, tok.end);
+  if (!covered) return null;
+  const shown = clip(covered, 16);
+  const wide = [...shown]
+    .map((c) => c.codePointAt(0)!)
+    .filter((c) => c > 0x7f && c !== 0x2026)
+    .map((c) => `U+${c.toString(16).toUpperCase().padStart(4, '0')}`);
+  return `${JSON.stringify(visibleText(shown))}${wide.length ? ` ${wide.join(' ')}` : ''}`;
+}
+
 /** A token for Plotly labels and hover text: visible, clipped, escaped. */
 export function plotlyToken(text: string, max = 24): string {
   return escapePlotly(clip(visibleText(text), max));

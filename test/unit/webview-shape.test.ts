@@ -12,6 +12,7 @@ import {
   plotlyToken,
   rowLabel,
   rowTitle,
+  splitCharacter,
   tokenDisplay,
   visibleText,
 } from '../../webview/shapeText';
@@ -103,10 +104,18 @@ describe('webview text: visible whitespace and escaping', () => {
 
   test('tokenDisplay marks special, byte-fallback and empty tokens', () => {
     assert.deepEqual({ ...tokenDisplay({ text: '<s>', special: true }), title: '' }, { text: '<s>', kind: 'special', title: '' });
-    const bytes = tokenDisplay({ text: '\ufffd' });
+    const bytes = tokenDisplay({ text: ' <0xE6><0x97>' });
     assert.equal(bytes.kind, 'bytes');
-    assert.equal(bytes.text, '\ufffd');
-    assert.match(bytes.title, /multi-byte/);
+    assert.equal(bytes.text, '·<0xE6><0x97>');
+    assert.equal(bytes.title, '" <0xE6><0x97>": bytes E6 97 of a character split across tokens (a byte piece)');
+    assert.match(tokenDisplay({ text: '<0xA5>' }).title, /: byte A5 of a character/);
+    // an analysis exported before the engine named the bytes
+    assert.equal(tokenDisplay({ text: '\ufffd' }).kind, 'bytes');
+    assert.equal(tokenDisplay({ text: '<0xe6>' }).kind, 'normal'); // not the engine's spelling
+    // the character a byte piece is part of, from the piece's span in the analysed text
+    assert.equal(splitCharacter('a 🙂 b', { start: 2, end: 4 }), '"🙂" U+1F642');
+    assert.equal(splitCharacter('x 日本', { start: 1, end: 3 }), '"·日" U+65E5');
+    assert.equal(splitCharacter('<s>', { start: 0, end: 0 }), null);
     assert.equal(tokenDisplay({ text: '' }).kind, 'empty');
     assert.equal(tokenDisplay({ text: '' }).text, '∅');
     const n = tokenDisplay({ text: ' the' });

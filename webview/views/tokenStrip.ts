@@ -4,7 +4,7 @@ import '@vscode-elements/elements/dist/vscode-checkbox/index.js';
 import { clear, el } from '../dom';
 import { mix, rampIndex, readableOn, toCss, type Rgba } from '../shapeColor';
 import { surprisalBits } from '../shapeLens';
-import { fmt, pct, tokenDisplay } from '../shapeText';
+import { fmt, pct, splitCharacter, tokenDisplay } from '../shapeText';
 import type { AppState } from '../store';
 import type { ViewContext } from './context';
 import { comparison, divergingIndex, surprisalAt, type Comparison } from '../shapeWhatIf';
@@ -125,6 +125,8 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
       ]),
       el('div', { class: 'muted', text: d.title }),
     ];
+    const whole = d.kind === 'bytes' ? splitCharacter(p.text, tok) : null;
+    if (whole) rows.push(el('div', { text: `in the text: ${whole}` }));
     if (bits !== null) rows.push(el('div', { text: `surprisal ${fmt(bits)} bits (p ${pct(2 ** -bits)} given the tokens before)` }));
     const cmp = comparison(ctx.store.state.whatIf, p);
     if (cmp && i > 0) {
