@@ -1,6 +1,7 @@
 // Token text as the panel shows it. Every string from the model is untrusted: the DOM gets
 // it through textContent only, Plotly gets it escaped (it renders a subset of HTML such as
 // <a href>, <br>, <b>), and invisible or direction-changing characters become visible.
+import { BYTE_LABEL } from '../src/shared/bytes';
 
 /** Bidirectional formatting characters (embeddings, overrides, isolates, marks). */
 const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
@@ -75,7 +76,7 @@ export interface TokenDisplay {
   title: string;
 }
 
-const BYTE_LABEL_G = /<0x[0-9A-F]{2}>/g;
+const BYTE_LABEL_G = new RegExp(BYTE_LABEL.source, 'g');
 
 /** The text a token stands for, as the token strip, table headers and tooltips show it. */
 export function tokenDisplay(tok: { text: string; special?: boolean }): TokenDisplay {
@@ -91,20 +92,23 @@ export function tokenDisplay(tok: { text: string; special?: boolean }): TokenDis
   }
   return { text: visibleText(tok.text), kind: 'normal', title: quoted };
 }
-/**
- * For a byte piece of the analysed text: the characters its span covers (a character split across
- * tokens is covered by each of its pieces), with the code points of those beyond ASCII — e.g.
- * `"🙂" U+1F642`. Null when the span is empty (a token not in the text).
- */
-export function splitCharacter(text: string, tok: { start: number; end: number }): string | null {
-  const covered = text.slice(tok.start, tok.end);
-  if (!covered) return null;
-  const shown = clip(covered, 16);
-  const wide = [...shown]
+/** Characters quoted, with the code points of those beyond ASCII: `"🙂" U+1F642`. */
+export function characterNames(chars: string): string {
+  const wide = [...chars]
     .map((c) => c.codePointAt(0)!)
     .filter((c) => c > 0x7f && c !== 0x2026)
     .map((c) => `U+${c.toString(16).toUpperCase().padStart(4, '0')}`);
-  return `${JSON.stringify(visibleText(shown))}${wide.length ? ` ${wide.join(' ')}` : ''}`;
+  return `${JSON.stringify(visibleText(chars))}${wide.length ? ` ${wide.join(' ')}` : ''}`;
+}
+
+/**
+ * For a byte piece of the analysed text: the characters its span covers (a character split across
+ * tokens is covered by each of its pieces), named by characterNames. Null when the span is empty
+ * (a token not in the text).
+ */
+export function splitCharacter(text: string, tok: { start: number; end: number }): string | null {
+  const covered = text.slice(tok.start, tok.end);
+  return covered ? characterNames(clip(covered, 16)) : null;
 }
 
 /** A token for Plotly labels and hover text: visible, clipped, escaped. */

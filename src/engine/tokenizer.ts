@@ -4,6 +4,7 @@
 import { Tokenizer } from '@huggingface/tokenizers';
 import { EngineError } from './errors';
 import type { Token } from '../shared/analysis';
+import { bytesLabel } from '../shared/bytes';
 
 export type TokenSpan = Token;
 
@@ -41,43 +42,6 @@ function typesIn(node: unknown, out: Set<string> = new Set()): Set<string> {
 const utf8 = new TextEncoder();
 /** A SentencePiece byte-fallback piece, e.g. <0xE6>. */
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
-
-/**
- * A token's bytes as text: UTF-8 characters as themselves, every byte that is not part of a whole,
- * valid UTF-8 character as <0xHH> (SentencePiece's name for a byte piece). A character split
- * across tokens (CJK, emoji, accented letters in byte-level vocabularies) then shows which bytes
- * each token holds — `"<0xE6><0x97>"`, `" <0xF0>"` — where a lossy decode gives U+FFFD for all.
- */
-export function bytesLabel(bytes: Uint8Array): string {
-  let out = '';
-  let i = 0;
-  const cont = (j: number, lo = 0x80, hi = 0xbf) => j < bytes.length && bytes[j]! >= lo && bytes[j]! <= hi;
-  while (i < bytes.length) {
-    const b = bytes[i]!;
-    let n = 0;
-    if (b < 0x80) n = 1;
-    else if (b >= 0xc2 && b <= 0xdf) n = cont(i + 1) ? 2 : 0;
-    else if (b >= 0xe0 && b <= 0xef) {
-      // no overlong forms (E0 A0..), no surrogates (ED ..9F)
-      const [lo, hi] = b === 0xe0 ? [0xa0, 0xbf] : b === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
-      n = cont(i + 1, lo, hi) && cont(i + 2) ? 3 : 0;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-      // no overlong forms (F0 90..), nothing above U+10FFFF (F4 ..8F)
-      const [lo, hi] = b === 0xf0 ? [0x90, 0xbf] : b === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
-      n = cont(i + 1, lo, hi) && cont(i + 2) && cont(i + 3) ? 4 : 0;
-    }
-    if (n === 0) {
-      out += `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
-      i++;
-      continue;
-    }
-    let cp = n === 1 ? b : b & (0xff >> (n + 1));
-    for (let j = 1; j < n; j++) cp = (cp << 6) | (bytes[i + j]! & 0x3f);
-    out += String.fromCodePoint(cp);
-    i += n;
-  }
-  return out;
-}
 
 export class TextTokenizer {
   private readonly tok: Tokenizer;

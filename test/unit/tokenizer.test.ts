@@ -2,7 +2,8 @@
 import { describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { TextTokenizer, alignTokens, bytesLabel } from '../../src/engine/tokenizer';
+import { TextTokenizer, alignTokens } from '../../src/engine/tokenizer';
+import { bytesLabel, labelBytes, splitCharacters } from '../../src/shared/bytes';
 import { FIXTURES, readJson } from '../helpers';
 
 function tokenizer(name: string): TextTokenizer {
@@ -140,5 +141,24 @@ describe('token texts: bytes that are not a whole character', () => {
     const lids = llama.encodeIds('日', false);
     const ltexts = lids.map((id) => llama.tokenText(id));
     assert.ok(ltexts.join('').includes('<0xE6><0x97><0xA5>'), JSON.stringify(ltexts));
+  });
+});
+
+describe('the characters a run of byte pieces spells', () => {
+  test('labelBytes reads bytesLabel back; splitCharacters names what each piece is part of', () => {
+    const enc = new TextEncoder();
+    for (const t of [Uint8Array.of(0xe6, 0x97), Uint8Array.of(0x20, 0xf0), enc.encode('a 日 <0x'), Uint8Array.of(0xff, 0x41)])
+      assert.deepEqual(labelBytes(bytesLabel(t)), t);
+    const steps = [' the', '<0xE6><0x97>', '<0xA5>', ' <0xF0><0x9F>', '<0x99>', '<0x82>!', ' end', '<0xE6>'];
+    assert.deepEqual(
+      steps.map((_, i) => splitCharacters(steps, i)),
+      ['', '日', '日', '🙂', '🙂', '🙂', '', ''], // the last: a character cut off by the end
+    );
+    // a piece that both ends one character and begins the next
+    const two = ['<0xE6><0x97>', '<0xA5><0xE6>', '<0x9C><0xAC>'];
+    assert.deepEqual(
+      two.map((_, i) => splitCharacters(two, i)),
+      ['日', '日本', '本'],
+    );
   });
 });

@@ -43,7 +43,8 @@ import {
   type FormValues,
   type WalkRow,
 } from '../shapeCompletions';
-import { clip, fmt, pct, tokenDisplay, visibleText } from '../shapeText';
+import { characterNames, clip, fmt, pct, tokenDisplay, visibleText } from '../shapeText';
+import { splitCharacters } from '../../src/shared/bytes';
 import type { Palette } from '../theme';
 import type { TabFactory, ViewContext } from './context';
 
@@ -277,6 +278,11 @@ class EntryView {
 
   stepAt(i: number): GenStep | undefined {
     return this.shown[i];
+  }
+
+  /** The shown steps' token texts. */
+  stepTexts(): string[] {
+    return this.shown.map((s) => s.text);
   }
 
   scrollToStep(i: number): void {
@@ -864,6 +870,8 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
         text: `p ${pct(step.prob)} · surprisal ${fmt(bitsOf(step.prob))} bits · entropy ${fmt(step.entropy)} nats`,
       }),
     ];
+    const chars = v ? splitCharacters(v.stepTexts(), i) : '';
+    if (chars) rows.push(el('div', { text: `with its neighbours: ${characterNames(chars)}` }));
     if (e?.forkOf && i <= e.forkOf.step)
       rows.push(el('div', { class: 'muted', text: i === e.forkOf.step ? 'forced: the fork’s alternative' : 'forced: the parent’s token' }));
     const table = el('div', { class: 'tt-top' });
