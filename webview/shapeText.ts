@@ -92,7 +92,8 @@ export function tokenDisplay(tok: { text: string; special?: boolean }): TokenDis
   }
   return { text: visibleText(tok.text), kind: 'normal', title: quoted };
 }
-/** Characters quoted, with the code points of those beyond ASCII: `"🙂" U+1F642`. */
+
+/** Characters quoted, with the code points of those beyond ASCII (not clip's "…"): `"🙂" U+1F642`. */
 export function characterNames(chars: string): string {
   const wide = [...chars]
     .map((c) => c.codePointAt(0)!)
