@@ -56,11 +56,11 @@ const utf8 = new TextEncoder();
 /** The bytes a token text stands for: the inverse of bytesLabel. */
 export function labelBytes(text: string): Uint8Array {
   const out: number[] = [];
-  for (const part of text.split(BYTE_LABEL_SPLIT)) {
-    const m = BYTE_LABEL.exec(part);
-    if (m && m[0] === part) out.push(parseInt(m[1]!, 16));
+  // split with a capture: the labels are the odd parts
+  text.split(BYTE_LABEL_SPLIT).forEach((part, k) => {
+    if (k % 2 === 1) out.push(parseInt(part.slice(3, 5), 16));
     else for (const b of utf8.encode(part)) out.push(b);
-  }
+  });
   return Uint8Array.from(out);
 }
 
