@@ -1,7 +1,10 @@
 // `npm run screenshots`: the README's pictures, taken in a real VS Code (code-server + Chromium,
 // the e2e harness) with the packaged extension and the bundled model td-mini: select a paragraph
 // of media/sample.md, Analyze Selection, then every tab of the panel; the lens again in the dark
-// theme; then Compare Completions with the default presets. Writes docs/screenshots/*.png.
+// theme; then Compare Completions with the default presets. A second window takes the what-if
+// pictures: td-mini's three top induction heads ablated on a repetitive text (the Repetition tab,
+// both runs beside each other), then activation patching between two prompts that differ in one
+// name (the Diff tab). Writes docs/screenshots/*.png.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, withVsCode, type VsCodeSession } from '../test/e2e/harness';
@@ -43,6 +46,63 @@ async function tabShot(vs: VsCodeSession, id: keyof typeof READY, name: string):
   await shot(vs, name);
 }
 
+// td-mini repeats itself here; its induction heads carry the copying (as in test/e2e/whatif.test.ts)
+const REPEATS = [
+  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window. The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
+  'The cat sat on the mat and looked',
+].join('\n');
+const CLEAN = 'When Mary and John went to the store, John gave a drink to';
+const CORRUPTED = 'When Mary and John went to the store, Mary gave a drink to';
+
+/** whatif-light and patching-light, in a window of their own. */
+async function whatIfShots(vsix: string): Promise<void> {
+  await withVsCode(
+    {
+      name: 'screenshots-whatif',
+      vsix,
+      files: { 'repeats.md': REPEATS, 'clean.md': CLEAN, 'corrupted.md': CORRUPTED },
+      theme: 'light',
+      viewport: { width: 1600, height: 940 },
+    },
+    async (vs) => {
+      await vs.openFile('repeats.md');
+      await vs.selectAll();
+      await vs.runCommand('Transformer Dynamics: Analyze Selection');
+      await vs.waitForWebview((f) => f.locator(READY.lens).first(), { timeoutMs: 120_000 });
+      const frame = vs.webviewFrame();
+      await tab(vs, 'attention');
+      await frame.getByRole('button', { name: /Top 3 induction/ }).click();
+      await frame.locator('.abl-run').click();
+      await vs.waitForWebview((f) => f.locator('.td-whatif .wi-what').getByText(/zero ablation/), { timeoutMs: 120_000 });
+      await frame.locator('vscode-tab-header[data-tab="repetition"]').click();
+      await vs.waitForWebview((f) => f.locator('.rep-copy .js-plotly-plot .scatterlayer .trace').nth(1), { timeoutMs: 60_000 });
+      await frame.locator('.ngram').first().click(); // the longest repeat, outlined in the heatmap
+      await sleep(1500);
+      await shot(vs, 'whatif-light');
+
+      // back to the clean run; the corrupted prompt in a group below the clean one, so the
+      // panel keeps its width
+      await frame.getByRole('button', { name: 'Clear' }).click();
+      await frame.locator('.td-whatif').waitFor({ state: 'hidden', timeout: 30_000 });
+      await vs.page.keyboard.press('Control+1');
+      await vs.openFile('corrupted.md');
+      await vs.runCommand('View: Move Editor into Group Below');
+      await vs.page.keyboard.press('Control+1');
+      await vs.openFile('clean.md');
+      await vs.selectAll();
+      await vs.runCommand('Transformer Dynamics: Compare Prompts…');
+      await vs.page.locator('.quick-input-list .monaco-list-row', { hasText: 'vs corrupted.md' }).click();
+      await vs.waitForWebview((f) => f.locator('.diff-table tbody tr').first(), { timeoutMs: 120_000 });
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-heat .js-plotly-plot .heatmaplayer').first(), { timeoutMs: 120_000 });
+      await frame.locator('.pat-card').scrollIntoViewIfNeeded();
+      await sleep(1200);
+      await shot(vs, 'patching-light');
+      await vs.assertNoCspViolations();
+    },
+  );
+}
+
 async function main(): Promise<void> {
   const skip = e2eSkipReason();
   if (skip) throw new Error(`cannot take screenshots: ${skip}`);
@@ -52,10 +112,11 @@ async function main(): Promise<void> {
   const first = lines.findIndex((l) => l.startsWith('It is a truth')) + 1;
   const last = lines.findIndex((l, i) => i >= first && l.trim() === '');
   log('packaging the extension…');
+  const vsix = buildVsix();
   await withVsCode(
     {
       name: 'screenshots',
-      vsix: buildVsix(),
+      vsix,
       files: { 'sample.md': sample },
       theme: 'light',
       viewport: { width: 1600, height: 940 },
@@ -104,6 +165,7 @@ async function main(): Promise<void> {
       await vs.assertNoCspViolations();
     },
   );
+  await whatIfShots(vsix);
 }
 
 main().catch((e: unknown) => {

@@ -1,7 +1,7 @@
 // What the e2e tests compare the panel with: the engine run in the test's own process on the
 // same model and text (so a number in the panel is checked against the model, not a constant).
 import * as assert from 'node:assert/strict';
-import type { FrameLocator } from 'playwright-core';
+import type { FrameLocator, Locator } from 'playwright-core';
 import type { Analysis } from '../../src/shared/analysis';
 import type { Completion } from '../../src/shared/generation';
 import { tokenPieces } from '../../webview/shapeCompletions';
@@ -41,4 +41,39 @@ export async function columnTokens(frame: FrameLocator): Promise<string[][]> {
       return text ? Array.from(text.querySelectorAll(':scope > .ctok'), (t: { textContent: string | null }) => t.textContent ?? '') : [];
     }),
   );
+}
+
+/**
+ * Elements of the page (called with its body) cut at the right: past the right edge of the box
+ * that clips them (the nearest ancestor with overflow hidden, or the page), unless that ancestor
+ * scrolls sideways (the head grid). Elements drawn inside an SVG are left out (Plotly's drag
+ * layers overhang by design); text cut with an ellipsis is not an element and is not reported.
+ * Browser-side code as a function body: the tests compile without the DOM library.
+ */
+const CUT_AT_RIGHT = `
+  const doc = body.ownerDocument;
+  const page = doc.documentElement.clientWidth;
+  const out = [];
+  for (const e of body.querySelectorAll('*')) {
+    if (e.closest('svg') && e.tagName.toLowerCase() !== 'svg') continue;
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    let right = page;
+    let scrolls = false;
+    for (let a = e.parentElement; a; a = a.parentElement) {
+      const x = doc.defaultView.getComputedStyle(a).overflowX;
+      if (x === 'auto' || x === 'scroll') { scrolls = true; break; }
+      if (x === 'hidden' || x === 'clip') { right = Math.min(page, a.getBoundingClientRect().right); break; }
+    }
+    if (scrolls || r.right <= right + 1) continue;
+    const cls = typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/).join('.') : '';
+    out.push(e.tagName.toLowerCase() + cls + ' (' + (e.textContent || '').trim().slice(0, 30) + ') right ' + Math.round(r.right) + ' > ' + Math.round(right));
+  }
+  return out.slice(0, 12);
+`;
+
+/** No control, label or chart of the panel is cut at its right edge (a narrow panel wraps them). */
+export async function assertNothingCut(body: Locator, where: string): Promise<void> {
+  const cut = await body.evaluate(new Function('body', CUT_AT_RIGHT) as (body: unknown) => string[]);
+  assert.deepEqual(cut, [], `cut at the right edge in ${where}`);
 }

@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { assertNothingCut } from './checks';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..'); // out/test/e2e → repository
 const CLI = path.join(ROOT, 'dist', 'cli.js');
@@ -75,29 +76,22 @@ async function tab(page: Page, title: string): Promise<void> {
 describe('HTML report in Chromium', { skip: skipReason(), timeout: 240_000 }, () => {
   let dir = '';
   let file = '';
+  let ablatedFile = '';
   let browser: Browser;
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'td-report-'));
     file = path.join(dir, 'report.html');
-    const r = spawnSync(
-      process.execPath,
-      [
-        CLI,
-        'analyze',
-        '--model',
-        TINY,
-        '--threads',
-        '1',
-        '--text',
-        'the cat sat on the mat. the cat sat on the mat and slept.',
-        '--html',
-        file,
-      ],
-      {
+    ablatedFile = path.join(dir, 'ablated.html');
+    const text = 'the cat sat on the mat. the cat sat on the mat and slept.';
+    for (const [out, extra] of [
+      [file, []],
+      [ablatedFile, ['--ablate', '0.1,1.2']], // the what-if bar and the two-run views
+    ] as const) {
+      const r = spawnSync(process.execPath, [CLI, 'analyze', '--model', TINY, '--threads', '1', '--text', text, '--html', out, ...extra], {
         encoding: 'utf8',
-      },
-    );
-    assert.equal(r.status, 0, r.stderr);
+      });
+      assert.equal(r.status, 0, r.stderr);
+    }
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   });
   after(async () => {
@@ -151,4 +145,33 @@ describe('HTML report in Chromium', { skip: skipReason(), timeout: 240_000 }, ()
       }
     });
   }
+
+  test('a narrow panel (360 px) wraps its tabs and controls instead of cutting them', async () => {
+    const context = await browser.newContext({ viewport: { width: 360, height: 800 } });
+    await context.setOffline(true);
+    try {
+      const page = await context.newPage();
+      await page.goto(pathToFileURL(ablatedFile).href);
+      await page.waitForSelector('.lc', { timeout: 60_000 });
+      assert.ok(await page.locator('.td-whatif').isVisible(), 'the what-if bar is shown');
+      await page.locator('.strip-tokens .tok[data-pos="3"]').click(); // a token with a next token (its ranks in Proximity)
+      for (const title of [
+        'Logit Lens',
+        'Trajectories',
+        'Repetition',
+        'Attention',
+        'Proximity',
+        'The Ball',
+        'Clusters',
+        'Diff',
+        'Completions',
+      ]) {
+        await tab(page, title);
+        await page.waitForTimeout(600); // plots lay out
+        await assertNothingCut(page.locator('body'), `the ${title} tab`);
+      }
+    } finally {
+      await context.close();
+    }
+  });
 });

@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
+import { assertNothingCut } from './checks';
 import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from './harness';
 import { Engine } from '../../src/engine/engine';
 import type { HeadStatsResult } from '../../src/shared/analysis';
@@ -110,6 +111,7 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       assert.equal(await frame.locator('.abl-chosen').innerText(), chosen);
       assert.equal(await frame.locator('.att-abl.on').count(), 3, 'the three heads are marked in the grid');
       await vs.screenshot('attention-ablate-light');
+      await assertNothingCut(frame.locator('body'), 'the Attention tab with heads chosen');
       await frame.locator('.abl-run').click();
       await vs.waitForWebview((f) => f.locator('.td-whatif .wi-what').getByText(`${chosen} · zero ablation`), { timeoutMs: 120_000 });
 
@@ -119,6 +121,7 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       assert.equal(await frame.locator('.rep-copy .js-plotly-plot .scatterlayer .trace').count(), 2, 'clean and ablated copy mass');
       assert.equal(await frame.locator('.ngram .rep-cmp').first().innerText(), want.firstRepeat);
       await vs.screenshot('repetition-whatif-light');
+      await assertNothingCut(frame.locator('body'), 'the Repetition tab with the what-if bar');
       // as a difference: one trace, ablated − clean
       await frame.locator('.td-whatif .seg[data-value="difference"]').click();
       await vs.waitForWebview((f) => f.locator('.rep-copy .legend').first().or(f.locator('.rep-copy .scatterlayer .trace').first()));
@@ -187,6 +190,17 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       assert.match(await frame.locator('.pat-bar .chart-status').innerText(), /\d+ patched runs, \d+ unchanged cells/);
       await frame.locator('.pat-card').scrollIntoViewIfNeeded();
       await vs.screenshot('patching-light');
+      // this panel is narrow (about 370 px): nothing is cut, here nor in Proximity at a token
+      // with a next token (its ranks make the longest stats row)
+      await assertNothingCut(frame.locator('body'), 'the Diff tab of a narrow panel');
+      await frame.locator('.strip-tokens .tok[data-pos="40"]').click();
+      await frame.locator('vscode-tab-header[data-tab="proximity"]').click();
+      await vs.waitForWebview((f) => f.locator('.prox-stats').getByText('next token rank'), { timeoutMs: 60_000 });
+      await vs.waitForWebview((f) => f.locator('.prox-layers .main-svg').first(), { timeoutMs: 60_000 });
+      await assertNothingCut(frame.locator('body'), 'the Proximity tab of a narrow panel');
+      await vs.screenshot('proximity-narrow-light');
+      await frame.locator('vscode-tab-header[data-tab="diff"]').click();
+      await frame.locator('.pat-card').scrollIntoViewIfNeeded();
       await vs.setTheme('dark');
       await vs.screenshot('patching-dark');
       await vs.assertNoCspViolations();

@@ -88,11 +88,9 @@ export const attentionTab: TabFactory = (ctx: ViewContext) => {
   // what-if: heads to ablate (the ✕ in a cell or the table's column), and the re-run
   const ablate = createAblateControls(ctx);
   const controls = el('span', { class: 'att-controls' }, [
-    el('label', { class: 'bar-label', text: 'Kernel' }),
-    modeCtl.el,
+    el('span', { class: 'bar-group' }, [el('label', { class: 'bar-label', text: 'Kernel' }), modeCtl.el]),
     el('span', { class: 'sep' }),
-    el('label', { class: 'bar-label', text: 'Order' }),
-    sortCtl.el,
+    el('span', { class: 'bar-group' }, [el('label', { class: 'bar-label', text: 'Order' }), sortCtl.el]),
     el('span', { class: 'sep' }),
     layoutCtl.el,
   ]);

@@ -45,11 +45,10 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
   );
   const clearBtn = toolButton('Clear', 'close', 'Back to the clean run alone', () => void clearPair());
   const status = el('span', { class: 'wi-status', attrs: { 'aria-live': 'polite' } });
+  // each label stays with its buttons when a narrow panel wraps the controls
   const controls = el('span', { class: 'wi-controls' }, [
-    el('label', { class: 'bar-label', text: 'Show' }),
-    showCtl.el,
-    el('label', { class: 'bar-label', text: 'Compare' }),
-    compareCtl.el,
+    el('span', { class: 'bar-group' }, [el('label', { class: 'bar-label', text: 'Show' }), showCtl.el]),
+    el('span', { class: 'bar-group' }, [el('label', { class: 'bar-label', text: 'Compare' }), compareCtl.el]),
     clearBtn,
   ]);
   // narrow panels wrap the controls under what was done
