@@ -11,7 +11,7 @@ import { physicalCores } from '../engine/cores';
 import { Engine } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { analysisToCsv, analysisToJson } from '../shared/export';
-import { runtimeMs, type Analysis } from '../shared/analysis';
+import { runtimeMs, truncationText, type Analysis } from '../shared/analysis';
 import { PROVIDERS, type ProviderRequest } from '../engine/runtime/ort';
 import { runsOn } from '../shared/runs-on';
 import { WEIGHT_PRECISIONS, type WeightPrecisionRequest } from '../engine/runtime/providers';
@@ -138,7 +138,7 @@ function summary(a: Analysis): string {
   const inRuntime = runtimeMs(a.timings);
   const lines = [
     `${a.model.name} (${a.model.architecture}, ${a.model.n_layers} layers, d_model ${a.model.d_model}, d_vocab ${a.model.d_vocab}) on ${runsOn(a.model)}`,
-    `${T} tokens${a.truncation ? ` (truncated from ${a.truncation.total})` : ''} in ${a.timings.totalMs.toFixed(0)} ms ` +
+    `${T} tokens${a.truncation ? ` (${truncationText(a.truncation)})` : ''} in ${a.timings.totalMs.toFixed(0)} ms ` +
       `(forward ${a.timings.forwardMs.toFixed(0)} ms, lens ${a.timings.lensMs.toFixed(0)} ms, metrics ${a.timings.metricsMs.toFixed(0)} ms` +
       (inRuntime === null ? ')' : `; ${inRuntime.toFixed(0)} ms of it inside onnxruntime)`),
   ];

@@ -91,6 +91,22 @@ export class TextTokenizer {
   private readonly addBos: boolean | undefined;
   private readonly addEos: boolean | undefined;
 
+  private longestPiece: number | undefined;
+
+  /**
+   * The most characters one token can stand for: its vocabulary's longest piece (a byte-level
+   * piece has one character per byte, a SentencePiece byte piece <0xNN> six), so an upper bound.
+   * Counted once, on first use.
+   */
+  maxTokenChars(): number {
+    if (this.longestPiece === undefined) {
+      let m = 1;
+      for (let id = 0; id < this.vocabSize; id++) m = Math.max(m, this.tok.id_to_token(id)?.length ?? 0);
+      this.longestPiece = m;
+    }
+    return this.longestPiece;
+  }
+
   isSpecial(id: number): boolean {
     return this.specialIds.has(id);
   }

@@ -5,7 +5,7 @@ import * as vscode from 'vscode';
 import { EngineClient } from '../engine/client';
 import { EngineError } from '../engine/errors';
 import { folderFingerprint } from '../engine/fingerprint';
-import type { ModelInfo } from '../shared/analysis';
+import { truncationText, type ModelInfo } from '../shared/analysis';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import { analysisToPayload } from '../shared/payload';
 import type { AnalysisPayload, PersistedState, RequestMap, RequestMethod, RunState } from '../shared/protocol';
@@ -208,7 +208,8 @@ export class Ctx implements vscode.Disposable {
           const analysis = await this.engine.analyze(request, ctl.signal, false, id);
           if (!ticket.isCurrent()) throw new EngineError('CANCELLED', 'superseded');
           const payload = analysisToPayload({ ...analysis, model: { ...analysis.model, name: choice.name } }, id, input.source);
-          if (cut && payload.truncation === null) payload.truncation = { kept: payload.tokens.length, total: payload.tokens.length + 1 };
+          // a text cut here (MAX_CHARS) had more tokens than were counted
+          if (cut) payload.truncation = { kept: payload.tokens.length, total: null, chars: input.text.length };
           this.last = { analysis, payload, request };
           this.whatIf.reset();
           this.retainRuns();
@@ -221,8 +222,7 @@ export class Ctx implements vscode.Disposable {
           );
           if (payload.truncation) {
             void vscode.window.showInformationMessage(
-              `Transformer Dynamics analysed the first ${payload.truncation.kept} tokens` +
-                (cut ? ` of a ${input.text.length.toLocaleString()}-character text` : ` of ${payload.truncation.total}`) +
+              `Transformer Dynamics analysed ${truncationText(payload.truncation)}` +
                 ` (limit: ${Math.min(this.config.maxTokens, this.loaded?.info.max_positions ?? Infinity)} tokens — the model's context window or transformerDynamics.maxTokens).`,
             );
           }

@@ -136,6 +136,13 @@ export interface Timings {
 }
 
 /** Of the whole analysis, the milliseconds inside onnxruntime's runs; null for analyses saved without them. */
+/** "the first 1024 of 5,231 tokens", or "the first 1024 tokens of a 400,000-character text" when the total was not counted. */
+export function truncationText(t: NonNullable<Analysis['truncation']>): string {
+  return t.total === null
+    ? `the first ${t.kept} tokens of a ${t.chars.toLocaleString('en-US')}-character text`
+    : `the first ${t.kept} of ${t.total.toLocaleString('en-US')} tokens`;
+}
+
 export function runtimeMs(t: Timings): number | null {
   const r = t.runtime;
   return r ? r.tokenizeMs + r.forwardMs + r.lensMs + r.metricsMs : null;
@@ -145,8 +152,12 @@ export interface Analysis {
   model: ModelInfo;
   text: string;
   tokens: Token[];
-  /** Set when the input was cut to fit the context window or the token cap. */
-  truncation: { kept: number; total: number } | null;
+  /**
+   * Set when the input was cut to fit the context window or the token cap: `kept` of `total`
+   * tokens, of a text of `chars` characters (UTF-16 units). `total` is null when the text was
+   * too long to count: only its start was tokenized.
+   */
+  truncation: { kept: number; total: number | null; chars: number } | null;
   cache: ActivationCache;
   lens: LensTable;
   walk: WalkMetrics;

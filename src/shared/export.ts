@@ -6,7 +6,7 @@ import { headStats } from '../engine/analysis/attention';
 import { averageLinkage, cosineDistance } from '../engine/analysis/clusters';
 import { similarityMatrix } from '../engine/analysis/walk';
 
-export const JSON_SCHEMA_VERSION = 3;
+export const JSON_SCHEMA_VERSION = 4;
 
 /**
  * Results of on-demand queries to include (the CLI asks the engine for them). Left out:

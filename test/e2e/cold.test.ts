@@ -162,6 +162,29 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     assert.match(await vs.webviewFrame().locator('.title-row').innerText(), new RegExp(`${expected.tokens.length} tokens`));
   });
 
+  cold('Analyze Selection with nothing selected in a 300,000-character file: its first tokens, and a notice', 'long-file', async (vs) => {
+    // the whole file is sent; only its start is tokenized (analyze.ts tokenizedPrefixChars)
+    const lines: string[] = [];
+    for (let i = 0; lines.join('\n').length < 300_000; i++) lines.push(`${i}. ${STORY[i % STORY.length]}`);
+    const text = lines.join('\n').slice(0, 300_000);
+    const expected = await analyse(text);
+    const model = engine.requireModel();
+    const kept = Math.min(1024, model.spec.maxPositions);
+    assert.deepEqual(
+      expected.tokens.map((t) => t.id),
+      model.tokenizer.encodeIds(text).slice(0, kept),
+      'the first tokens of the whole text',
+    );
+    fs.writeFileSync(path.join(vs.workspaceDir, 'long.md'), text);
+    await vs.openFile('long.md');
+    await vs.runCommand('Transformer Dynamics: Analyze Selection');
+    await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+    await assertLensCells(vs.webviewFrame(), expected);
+    const notice = `the first ${kept} tokens of a 300,000-character text`;
+    assert.equal(await vs.webviewFrame().locator('.notice').innerText(), `Analysed ${notice} (context window or token limit).`);
+    await vs.waitForNotification(`Transformer Dynamics analysed ${notice}`, 30_000);
+  });
+
   cold('Compare Completions: six columns with the tokens the engine generates', 'completions', async (vs) => {
     await vs.openFile('story.md');
     await vs.selectLines(1, 1);

@@ -119,6 +119,9 @@ describe('CLI', () => {
     assert.equal(j.tokens.length, 4);
     assert.equal(j.truncation.kept, 4);
     assert.ok(j.truncation.total > 4);
+    assert.equal(j.truncation.chars, 31);
+    const summary = cli(['analyze', '--model', TINY, '--text', 'a b c d e f g h i j k l m n o p', '--max-tokens', '4']);
+    assert.match(summary.stderr, new RegExp(`4 tokens \\(the first 4 of ${j.truncation.total} tokens\\)`));
   });
 });
 

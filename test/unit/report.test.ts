@@ -114,8 +114,8 @@ describe('HTML report', () => {
     assert.equal(d.settings.lensTopK, p.lens.k);
   });
 
-  test('JSON schema 2 fields (in version 3): attention, proximity_last, norms_final, clusters_last', () => {
-    assert.equal(json.version, 3);
+  test('JSON schema 2 fields (in version 3 and later): attention, proximity_last, norms_final, clusters_last', () => {
+    assert.equal(json.version, 4);
     assert.equal(json.interventions, null, 'a clean run');
     assert.equal(json.patching, null);
     const model = json.model as { n_layers: number; n_heads: number };

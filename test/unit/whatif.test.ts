@@ -158,7 +158,7 @@ describe('CLI what-if options', () => {
     assert.deepEqual(readPatchSource(txt, model, tk).ids, [7]);
   });
 
-  test('--ablate writes version 3 with the interventions; the report carries the clean twin', () => {
+  test('--ablate writes the interventions (version 3 and later); the report carries the clean twin', () => {
     const dir = tmpDir();
     const r = cli([
       'analyze',
@@ -178,7 +178,7 @@ describe('CLI what-if options', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /intervention: L0H3, L1H0 \(mean ablation\)/);
     const j = JSON.parse(fs.readFileSync(path.join(dir, 'a.json'), 'utf8')) as Record<string, unknown>;
-    assert.equal(j.version, 3);
+    assert.equal(j.version, 4);
     assert.deepEqual(j.interventions, {
       ablation: {
         mode: 'mean',

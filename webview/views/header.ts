@@ -2,7 +2,7 @@
 // (progress, error, cancelled) and exporting the analysis as JSON or CSV.
 import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
 import { clear, el, icon, toolButton } from '../dom';
-import { runtimeMs } from '../../src/shared/analysis';
+import { runtimeMs, truncationText } from '../../src/shared/analysis';
 import { duration } from '../shapeText';
 import type { AppState, Key } from '../store';
 import type { ViewContext } from './context';
@@ -57,10 +57,7 @@ export function createHeader(ctx: ViewContext): HTMLElement {
     clear(notice);
     notice.hidden = !p?.truncation;
     if (p?.truncation) {
-      notice.append(
-        icon('warning'),
-        el('span', { text: `Analysed the first ${p.truncation.kept} of ${p.truncation.total} tokens (context window or token limit).` }),
-      );
+      notice.append(icon('warning'), el('span', { text: `Analysed ${truncationText(p.truncation)} (context window or token limit).` }));
     }
 
     clear(state);
