@@ -40,6 +40,8 @@ function typesIn(node: unknown, out: Set<string> = new Set()): Set<string> {
 }
 
 const utf8 = new TextEncoder();
+/** Texts from this long on are remembered by encodeIds (shorter ones encode in well under a millisecond). */
+const MEMO_MIN_CHARS = 4096;
 /** A SentencePiece byte-fallback piece, e.g. <0xE6>. */
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
@@ -148,8 +150,22 @@ export class TextTokenizer {
     return this.tok.decode(ids, { skip_special_tokens: false });
   }
 
+  /**
+   * The last long text encoded and its ids: Compare Completions encodes the same prompt for each
+   * of its columns, a what-if re-run the same text again.
+   */
+  private lastLong: { text: string; special: boolean; ids: readonly number[] } | null = null;
+
   /** ids for `text`, with special tokens (BOS…) added as the tokenizer's post-processor says. */
   encodeIds(text: string, addSpecialTokens = true): number[] {
+    const memo = this.lastLong;
+    if (memo && memo.special === addSpecialTokens && memo.text === text) return [...memo.ids];
+    const ids = this.encodeIdsUncached(text, addSpecialTokens);
+    if (text.length >= MEMO_MIN_CHARS) this.lastLong = { text, special: addSpecialTokens, ids: [...ids] };
+    return ids;
+  }
+
+  private encodeIdsUncached(text: string, addSpecialTokens: boolean): number[] {
     let ids: number[];
     try {
       ids = this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;

@@ -143,6 +143,35 @@ describe('long texts are tokenized from their start', () => {
     }
   });
 
+  test('the last long text encoded is remembered: the same ids, without encoding it again', () => {
+    const tk = TOKENIZERS['td-mini (its own byte-level BPE)']!();
+    const lib = (tk as unknown as { tok: { encode: (...a: unknown[]) => unknown } }).tok;
+    const encode = lib.encode.bind(lib);
+    let calls = 0;
+    lib.encode = (...a: unknown[]) => {
+      calls++;
+      return encode(...a);
+    };
+    const text = mixedText(20_000, 11);
+    const first = tk.encodeIds(text);
+    assert.equal(calls, 1);
+    const again = tk.encodeIds(text.slice(0)); // an equal string, as the next column sends it
+    assert.equal(calls, 1, 'remembered');
+    assert.deepEqual(again, first);
+    again.push(-1); // a caller's changes do not reach the memo
+    assert.deepEqual(tk.encodeIds(text), first);
+    assert.equal(calls, 1);
+    // without special tokens, or another text: encoded
+    assert.deepEqual(tk.encodeIds(text, false), first.slice(first[0] === tk.bosId ? 1 : 0));
+    assert.equal(calls, 2);
+    tk.encodeIds(text + ' more');
+    assert.equal(calls, 3);
+    // short texts are not remembered (they encode in well under a millisecond)
+    tk.encodeIds('short');
+    tk.encodeIds('short');
+    assert.equal(calls, 5);
+  });
+
   test('the message names the text’s length when the total was not counted', () => {
     assert.equal(truncationText({ kept: 1024, total: null, chars: 400000 }), 'the first 1024 tokens of a 400,000-character text');
     assert.equal(truncationText({ kept: 1024, total: 5231, chars: 20000 }), 'the first 1024 of 5,231 tokens');
