@@ -44,36 +44,45 @@ export async function columnTokens(frame: FrameLocator): Promise<string[][]> {
 }
 
 /**
- * Elements of the page (called with its body) cut at the right: past the right edge of the box
- * that clips them (the nearest ancestor with overflow hidden, or the page), unless that ancestor
- * scrolls sideways (the head grid). Elements drawn inside an SVG are left out (Plotly's drag
- * layers overhang by design); text cut with an ellipsis is not an element and is not reported.
- * Browser-side code as a function body: the tests compile without the DOM library.
+ * Elements of the page (called with its body) cut at a side: past the left or right edge of the
+ * box that clips them (the nearest ancestor whose overflow is not visible, or the page), unless
+ * that ancestor scrolls sideways (the head grid). Elements drawn inside an SVG are left out
+ * (Plotly's drag layers overhang by design); text cut with an ellipsis is not an element and is
+ * not reported. Browser-side code as a function body: the tests compile without the DOM library.
  */
-const CUT_AT_RIGHT = `
+const CUT_AT_SIDES = `
   const doc = body.ownerDocument;
   const page = doc.documentElement.clientWidth;
   const out = [];
   for (const e of body.querySelectorAll('*')) {
     if (e.closest('svg') && e.tagName.toLowerCase() !== 'svg') continue;
     const r = e.getBoundingClientRect();
-    if (r.width === 0 || r.height === 0) continue;
+    // (nothing or off-screen on purpose: Plotly measures text in an SVG at x = -10000)
+    if (r.width === 0 || r.height === 0 || r.right <= 0) continue;
+    let left = 0;
     let right = page;
     let scrolls = false;
     for (let a = e.parentElement; a; a = a.parentElement) {
       const x = doc.defaultView.getComputedStyle(a).overflowX;
-      if (x === 'auto' || x === 'scroll') { scrolls = true; break; }
-      if (x === 'hidden' || x === 'clip') { right = Math.min(page, a.getBoundingClientRect().right); break; }
+      if (x === 'visible') continue;
+      // a box that scrolls sideways shows the rest; one that scrolls only up and down (its
+      // sideways overflow then reads auto too) clips like a hidden one
+      if ((x === 'auto' || x === 'scroll') && a.scrollWidth > a.clientWidth + 1) scrolls = true;
+      const box = a.getBoundingClientRect();
+      left = Math.max(0, box.left);
+      right = Math.min(page, box.right);
+      break;
     }
-    if (scrolls || r.right <= right + 1) continue;
+    if (scrolls || (r.right <= right + 1 && r.left >= left - 1)) continue;
     const cls = typeof e.className === 'string' && e.className.trim() ? '.' + e.className.trim().split(/\\s+/).join('.') : '';
-    out.push(e.tagName.toLowerCase() + cls + ' (' + (e.textContent || '').trim().slice(0, 30) + ') right ' + Math.round(r.right) + ' > ' + Math.round(right));
+    const where = r.right > right + 1 ? 'right ' + Math.round(r.right) + ' > ' + Math.round(right) : 'left ' + Math.round(r.left) + ' < ' + Math.round(left);
+    out.push(e.tagName.toLowerCase() + cls + ' (' + (e.textContent || '').trim().slice(0, 30) + ') ' + where);
   }
   return out.slice(0, 12);
 `;
 
-/** No control, label or chart of the panel is cut at its right edge (a narrow panel wraps them). */
+/** No control, label or chart of the panel is cut at a side (a narrow panel wraps them). */
 export async function assertNothingCut(body: Locator, where: string): Promise<void> {
-  const cut = await body.evaluate(new Function('body', CUT_AT_RIGHT) as (body: unknown) => string[]);
-  assert.deepEqual(cut, [], `cut at the right edge in ${where}`);
+  const cut = await body.evaluate(new Function('body', CUT_AT_SIDES) as (body: unknown) => string[]);
+  assert.deepEqual(cut, [], `cut at a side in ${where}`);
 }
