@@ -156,7 +156,9 @@ describe('real VS Code: Analyze Selection', { skip: e2eSkipReason() }, () => {
       await vs.page.keyboard.press('Control+Home');
       await vs.runCommand('Transformer Dynamics: Analyze Selection');
       const frame = vs.webviewFrame();
-      await vs.waitForWebview((f) => f.locator('.notice').filter({ hasText: /first \d+ of \d+ tokens/ }), { timeoutMs: 120_000 });
+      // (200,000 characters: only the text's start is tokenized, so the notice names its length)
+      const notice = `the first 512 tokens of a ${hostile.length.toLocaleString('en-US')}-character text`;
+      await vs.waitForWebview((f) => f.locator('.notice').filter({ hasText: notice }), { timeoutMs: 120_000 });
       const strip = (await frame.locator('.strip-tokens').textContent()) ?? '';
       assert.ok(strip.replace(/·/g, ' ').includes('<script>alert("x")</script>'), 'markup shown as text');
       assert.ok(

@@ -117,6 +117,20 @@ describe('long texts are tokenized from their start', () => {
     });
   }
 
+  test('one pre-token piece across the cut (a run of one character or pair) keeps the same tokens', () => {
+    for (const [name, make] of Object.entries(TOKENIZERS)) {
+      const tk = make();
+      const cap = 40;
+      const limit = tokenizedPrefixChars(cap, tk.maxTokenChars());
+      for (const run of ['A', ' ', 'ab', '\n', '日', '🙂', '1', '.']) {
+        const text = 'Once upon a time ' + run.repeat(Math.ceil((limit * 2) / run.length));
+        const r = tokenize(modelOf(tk), { text, topK: 5, maxTokens: cap, patterns: false });
+        assert.deepEqual(r.tokens, tk.encode(text).slice(0, cap), `${name}, a run of ${JSON.stringify(run)}`);
+        assert.equal(r.truncation?.total, null);
+      }
+    }
+  });
+
   test('a text within the limit is tokenized whole and its total counted', () => {
     const tk = TOKENIZERS['td-mini (its own byte-level BPE)']!();
     const cap = 40;
