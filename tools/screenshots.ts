@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, withVsCode, type VsCodeSession } from '../test/e2e/harness';
+import { WHATIF_FILES, patchPrompts } from '../test/e2e/whatif-flow';
 
 const ROOT = repoRoot();
 const OUT = path.join(ROOT, 'docs', 'screenshots');
@@ -46,21 +47,13 @@ async function tabShot(vs: VsCodeSession, id: keyof typeof READY, name: string):
   await shot(vs, name);
 }
 
-// td-mini repeats itself here; its induction heads carry the copying (as in test/e2e/whatif.test.ts)
-const REPEATS = [
-  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window. The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
-  'The cat sat on the mat and looked',
-].join('\n');
-const CLEAN = 'When Mary and John went to the store, John gave a drink to';
-const CORRUPTED = 'When Mary and John went to the store, Mary gave a drink to';
-
 /** whatif-light and patching-light, in a window of their own. */
 async function whatIfShots(vsix: string): Promise<void> {
   await withVsCode(
     {
       name: 'screenshots-whatif',
       vsix,
-      files: { 'repeats.md': REPEATS, 'clean.md': CLEAN, 'corrupted.md': CORRUPTED },
+      files: WHATIF_FILES,
       theme: 'light',
       viewport: { width: 1600, height: 940 },
     },
@@ -85,16 +78,7 @@ async function whatIfShots(vsix: string): Promise<void> {
       await frame.getByRole('button', { name: 'Clear' }).click();
       await frame.locator('.td-whatif').waitFor({ state: 'hidden', timeout: 30_000 });
       await vs.page.keyboard.press('Control+1');
-      await vs.openFile('corrupted.md');
-      await vs.runCommand('View: Move Editor into Group Below');
-      await vs.page.keyboard.press('Control+1');
-      await vs.openFile('clean.md');
-      await vs.selectAll();
-      await vs.runCommand('Transformer Dynamics: Compare Prompts…');
-      await vs.page.locator('.quick-input-list .monaco-list-row', { hasText: 'vs corrupted.md' }).click();
-      await vs.waitForWebview((f) => f.locator('.diff-table tbody tr').first(), { timeoutMs: 120_000 });
-      await frame.getByRole('button', { name: /Run patching/ }).click();
-      await vs.waitForWebview((f) => f.locator('.pat-heat .js-plotly-plot .heatmaplayer').first(), { timeoutMs: 120_000 });
+      await patchPrompts(vs, 'View: Move Editor into Group Below');
       await frame.locator('.pat-card').scrollIntoViewIfNeeded();
       await sleep(1200);
       await shot(vs, 'patching-light');

@@ -128,15 +128,11 @@ export function tokenize(model: LoadedModel, req: AnalyzeRequest): { text: strin
   let counted = true;
   if (!req.ids) {
     // (the longest piece is looked up only for a text that may be long enough)
-    if (text.length > tokenizedPrefixChars(cap, 1) && text.length > tokenizedPrefixChars(cap, tk.maxTokenChars())) {
-      tokens = tk.encode(text.slice(0, cutBefore(text, tokenizedPrefixChars(cap, tk.maxTokenChars()))));
-      counted = false;
-    }
+    const limit = text.length > tokenizedPrefixChars(cap, 1) ? tokenizedPrefixChars(cap, tk.maxTokenChars()) : text.length;
+    if (text.length > limit) tokens = tk.encode(text.slice(0, cutBefore(text, limit)));
+    counted = tokens.length <= cap;
     // (a prefix that somehow holds no more than `cap` tokens: the whole text after all)
-    if (tokens.length <= cap) {
-      tokens = tk.encode(text);
-      counted = true;
-    }
+    if (counted) tokens = tk.encode(text);
   }
   if (tokens.length === 0) throw new EngineError('EMPTY_INPUT', 'Nothing to analyse: the text produced no tokens.');
   let truncation: Analysis['truncation'] = null;

@@ -135,7 +135,6 @@ export interface Timings {
   runtime?: { tokenizeMs: number; forwardMs: number; lensMs: number; metricsMs: number };
 }
 
-/** Of the whole analysis, the milliseconds inside onnxruntime's runs; null for analyses saved without them. */
 /** "the first 1024 of 5,231 tokens", or "the first 1024 tokens of a 400,000-character text" when the total was not counted. */
 export function truncationText(t: NonNullable<Analysis['truncation']>): string {
   return t.total === null
@@ -143,6 +142,7 @@ export function truncationText(t: NonNullable<Analysis['truncation']>): string {
     : `the first ${t.kept} of ${t.total.toLocaleString('en-US')} tokens`;
 }
 
+/** Of the whole analysis, the milliseconds inside onnxruntime's runs; null for analyses saved without them. */
 export function runtimeMs(t: Timings): number | null {
   const r = t.runtime;
   return r ? r.tokenizeMs + r.forwardMs + r.lensMs + r.metricsMs : null;

@@ -7,6 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { assertNothingCut } from './checks';
 import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from './harness';
+import { REPEATS, WHATIF_FILES, patchPrompts } from './whatif-flow';
 import { Engine } from '../../src/engine/engine';
 import type { HeadStatsResult } from '../../src/shared/analysis';
 import type { HeadRef } from '../../src/shared/interventions';
@@ -16,15 +17,7 @@ import { repeatCopyMass, topInductionHeads } from '../../webview/shapeWhatIf';
 import { pct } from '../../webview/shapeText';
 
 const BUNDLED = path.join(repoRoot(), 'media', 'models', 'td-mini');
-// td-mini repeats itself here; its induction heads carry the copying
-const TEXT = [
-  'The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window. The cat sat on the mat and looked at the door. The dog sat on the rug and looked at the window.',
-  'The cat sat on the mat and looked',
-].join('\n');
 const NEW_TOKENS = 40;
-// two prompts that differ in one name (activation patching)
-const CLEAN = 'When Mary and John went to the store, John gave a drink to';
-const CORRUPTED = 'When Mary and John went to the store, Mary gave a drink to';
 
 interface Expected {
   heads: HeadRef[];
@@ -40,7 +33,7 @@ async function expectedNumbers(): Promise<Expected> {
   const engine = new Engine();
   await engine.load({ dir: BUNDLED, threads: 2, executionProvider: 'cpu' });
   try {
-    const req = { text: TEXT, topK: 5, maxTokens: 1024, patterns: true as const };
+    const req = { text: REPEATS, topK: 5, maxTokens: 1024, patterns: true as const };
     const clean = await engine.analyze(req, undefined, 1);
     const stats = (await engine.query({ type: 'headStats', runId: 1 })) as HeadStatsResult;
     const heads = topInductionHeads(stats, 3);
@@ -50,9 +43,9 @@ async function expectedNumbers(): Promise<Expected> {
     const a = repeatCopyMass(clean.lens, run, row);
     const b = repeatCopyMass(ablated.lens, run, row);
     const greedy = { label: 'greedy', kind: 'greedy' as const };
-    const c0 = await engine.generate({ text: TEXT, strategy: greedy, maxNewTokens: NEW_TOKENS });
+    const c0 = await engine.generate({ text: REPEATS, strategy: greedy, maxNewTokens: NEW_TOKENS });
     const c1 = await engine.generate({
-      text: TEXT,
+      text: REPEATS,
       strategy: { ...greedy, ablation: { heads, mode: 'zero' } },
       maxNewTokens: NEW_TOKENS,
       ablation: { heads, mode: 'zero' },
@@ -79,8 +72,7 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
     vs = await startVsCode({
       name: 'whatif',
       vsix: buildVsix(),
-      // no final newline: Select All is the text
-      files: { 'repeats.md': TEXT, 'clean.md': CLEAN, 'corrupted.md': CORRUPTED },
+      files: WHATIF_FILES,
       theme: 'light',
       viewport: { width: 1680, height: 1000 },
     });
@@ -173,17 +165,8 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
   test('activation patching between two prompts from Compare Prompts (the Diff tab)', async () => {
     try {
       // the corrupted prompt in an editor beside the clean one
-      await vs.openFile('corrupted.md');
-      await vs.runCommand('View: Move Editor into Right Group');
-      await vs.page.keyboard.press('Control+1');
-      await vs.openFile('clean.md');
-      await vs.selectAll();
-      await vs.runCommand('Transformer Dynamics: Compare Prompts…');
-      await vs.page.locator('.quick-input-list .monaco-list-row', { hasText: 'vs corrupted.md' }).click();
+      await patchPrompts(vs, 'View: Move Editor into Right Group');
       const frame = vs.webviewFrame();
-      await vs.waitForWebview((f) => f.locator('.diff-table tbody tr').first(), { timeoutMs: 120_000 });
-      await frame.getByRole('button', { name: /Run patching/ }).click();
-      await vs.waitForWebview((f) => f.locator('.pat-heat .js-plotly-plot .heatmaplayer').first(), { timeoutMs: 120_000 });
       const summary = await frame.locator('.pat-summary').innerText();
       assert.match(summary, /LD = .* at the last position: clean -?[\d.]+, corrupted -?[\d.]+/);
       assert.match(summary, /have the same length/);
