@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { createDevGenerator } from './generate.mjs';
 import { ROOT, hostilePayload, realPayload, writeBundle } from './payloads.mjs';
-import { OUT_DIR, PAYLOAD_DIR, startServer } from './serve.mjs';
+import { OUT_DIR, PAYLOAD_DIR, markPayloadsCurrent, payloadCurrent, startServer } from './serve.mjs';
 
 export const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play with her ball in the park. One day,';
 
@@ -263,7 +263,6 @@ export async function runCompletions({ browser, origin, only = ['light', 'dark',
           batch: {
             batchId: 1000,
             prompt: '<script>window.__pwned=4</script>\u202E',
-            promptTokens: 0,
             strategies: [{ label, kind: 'greedy' }],
             maxNewTokens: 40,
             forkOf: null,
@@ -338,15 +337,18 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['light', 'dark', 'hc'];
   if (!args.includes('--no-build')) {
-    const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: ROOT, stdio: 'inherit' });
-    if (b.status !== 0) process.exit(1);
+    for (const cmd of [['esbuild.mjs'], [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json']]) {
+      const b = spawnSync(process.execPath, cmd, { cwd: ROOT, stdio: 'inherit' });
+      if (b.status !== 0) process.exit(1);
+    }
   }
   fs.mkdirSync(PAYLOAD_DIR, { recursive: true });
-  const file = path.join(PAYLOAD_DIR, 'stories.json');
-  if (!fs.existsSync(file)) {
+  // Remade when the engine in out/ (or its maker) changed since it was made.
+  if (args.includes('--fresh') || !payloadCurrent('stories') || !payloadCurrent('xss')) {
     const real = await realPayload();
-    writeBundle(file, real);
+    writeBundle(path.join(PAYLOAD_DIR, 'stories.json'), real);
     writeBundle(path.join(PAYLOAD_DIR, 'xss.json'), hostilePayload(real));
+    markPayloadsCurrent(['stories', 'xss']);
   }
   const failures = [];
   const report = { screenshots: [], checks: [] };

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
 import { HOSTILE, ROOT, SAMPLE_TEXT, decodeTyped, modelDir, syntheticPayload, writeBundle } from './payloads.mjs';
-import { OUT_DIR, PAYLOAD_DIR, startServer } from './serve.mjs';
+import { OUT_DIR, PAYLOAD_DIR, markPayloadsCurrent, payloadCurrent, startServer } from './serve.mjs';
 
 const require = createRequire(import.meta.url);
 
@@ -91,6 +91,7 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
       similarity: data.similarity,
       dynamics: hostile.dynamics,
     });
+    markPayloadsCurrent(['dynamics', 'dynamics-nopat', 'dynamics-xss']);
     return { model: name, reportFile, reportBytes: bytes, tokens: payload.tokens.length };
   } finally {
     await engine.dispose();
@@ -198,6 +199,7 @@ export function makeBigDynamicsPayload() {
       clusters,
     },
   });
+  markPayloadsCurrent(['dynamics-big']);
 }
 
 const CHROMIUM_ARGS = [
@@ -558,13 +560,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     }
   }
   let reportFile = path.join(OUT_DIR, 'report.html');
-  if (args.includes('--fresh') || !fs.existsSync(path.join(PAYLOAD_DIR, 'dynamics.json')) || !fs.existsSync(reportFile)) {
+  // Cached payloads are remade when the engine in out/ (or their maker) changed since.
+  if (args.includes('--fresh') || !payloadCurrent('dynamics') || !fs.existsSync(reportFile)) {
     console.log('Analysing the sample text with attention patterns…');
     const made = await makeDynamicsPayloads();
     reportFile = made.reportFile;
     console.log(`  ${made.model}, ${made.tokens} tokens; report ${(made.reportBytes / 1e6).toFixed(1)} MB`);
   }
-  if (args.includes('--fresh') || !fs.existsSync(path.join(PAYLOAD_DIR, 'dynamics-big.json'))) makeBigDynamicsPayload();
+  if (args.includes('--fresh') || !payloadCurrent('dynamics-big')) makeBigDynamicsPayload();
   const failures = [];
   const report = { screenshots: [], checks: [] };
   const check = (ok, what) => {

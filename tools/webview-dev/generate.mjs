@@ -102,7 +102,6 @@ export async function createDevGenerator() {
         const batch = {
           batchId,
           prompt: text,
-          promptTokens: 0,
           strategies: params.strategies,
           maxNewTokens: params.maxNewTokens,
           forkOf: params.forkOf ?? null,

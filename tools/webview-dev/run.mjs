@@ -11,7 +11,7 @@ import { chromium } from 'playwright-core';
 import { ROOT, hostilePayload, realPayload, syntheticPayload, writeBundle } from './payloads.mjs';
 import { runCompletions } from './completions.mjs';
 import { makeBigDynamicsPayload, makeDynamicsPayloads, runDynamics } from './dynamics.mjs';
-import { OUT_DIR, PAYLOAD_DIR, startServer } from './serve.mjs';
+import { OUT_DIR, PAYLOAD_DIR, markPayloadsCurrent, payloadCurrent, startServer } from './serve.mjs';
 
 const args = process.argv.slice(2);
 const flag = (f) => args.includes(f);
@@ -26,18 +26,26 @@ const check = (ok, what) => {
 
 // ---- build and payloads -------------------------------------------------------------------
 if (!flag('--no-build')) {
-  const b = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: ROOT, stdio: 'inherit' });
-  if (b.status !== 0) process.exit(1);
+  // The webview bundle (esbuild) and the engine in out/ that makes the payloads (tsc).
+  for (const cmd of [['esbuild.mjs'], [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json']]) {
+    const b = spawnSync(process.execPath, cmd, { cwd: ROOT, stdio: 'inherit' });
+    if (b.status !== 0) process.exit(1);
+  }
 }
 fs.mkdirSync(PAYLOAD_DIR, { recursive: true });
 const payloadFile = (n) => path.join(PAYLOAD_DIR, `${n}.json`);
-if (flag('--fresh') || !fs.existsSync(payloadFile('stories')) || !fs.existsSync(payloadFile('xss'))) {
+// A cached payload is remade when the engine in out/ (or its maker) changed since it was made.
+if (flag('--fresh') || !payloadCurrent('stories') || !payloadCurrent('xss')) {
   console.log('Analysing the sample text…');
   const real = await realPayload();
   writeBundle(payloadFile('stories'), real);
   writeBundle(payloadFile('xss'), hostilePayload(real));
+  markPayloadsCurrent(['stories', 'xss']);
 }
-if (flag('--fresh') || !fs.existsSync(payloadFile('big'))) writeBundle(payloadFile('big'), syntheticPayload());
+if (flag('--fresh') || !payloadCurrent('big')) {
+  writeBundle(payloadFile('big'), syntheticPayload());
+  markPayloadsCurrent(['big']);
+}
 
 // ---- browser ------------------------------------------------------------------------------
 const server = await startServer();
@@ -391,8 +399,8 @@ try {
   await runCompletions({ browser, origin: server.origin, only, check, report });
 
   // ---- Dynamics tabs and the HTML report (dynamics.mjs: engine answers precomputed) --------
-  if (flag('--fresh') || !fs.existsSync(payloadFile('dynamics'))) await makeDynamicsPayloads();
-  if (flag('--fresh') || !fs.existsSync(payloadFile('dynamics-big'))) makeBigDynamicsPayload();
+  if (flag('--fresh') || !payloadCurrent('dynamics')) await makeDynamicsPayloads();
+  if (flag('--fresh') || !payloadCurrent('dynamics-big')) makeBigDynamicsPayload();
   await runDynamics({ browser, origin: server.origin, only, check, report, reportFile: path.join(OUT_DIR, 'report.html') });
 } finally {
   await browser.close();

@@ -4,12 +4,64 @@
 import * as http from 'node:http';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { THEMES, themeCss } from './themes.mjs';
 import { ROOT } from './payloads.mjs';
 
 export const OUT_DIR = path.join(ROOT, 'test-results', 'webview-dev');
 export const PAYLOAD_DIR = path.join(OUT_DIR, 'payloads');
+const STAMP_FILE = path.join(PAYLOAD_DIR, 'stamp.json');
+
+/** What the cached payloads were made from: the compiled engine (out/src) and the payload makers. */
+function payloadSources() {
+  const files = [];
+  const walk = (dir) => {
+    if (!fs.existsSync(dir)) return;
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const f = path.join(dir, e.name);
+      if (e.isDirectory()) walk(f);
+      else if (e.name.endsWith('.js')) files.push(f);
+    }
+  };
+  walk(path.join(ROOT, 'out', 'src'));
+  walk(path.join(ROOT, 'out', 'tools', 'convert'));
+  for (const f of ['payloads.mjs', 'dynamics.mjs']) files.push(path.join(ROOT, 'tools', 'webview-dev', f));
+  return files.sort();
+}
+
+/** A hash of those files: payloads made under another stamp are stale. */
+export function payloadStamp() {
+  const h = createHash('sha256');
+  for (const f of payloadSources()) h.update(path.relative(ROOT, f)).update('\0').update(fs.readFileSync(f)).update('\0');
+  return h.digest('hex');
+}
+
+function readStamp() {
+  try {
+    return JSON.parse(fs.readFileSync(STAMP_FILE, 'utf8'));
+  } catch {
+    return { stamp: '', payloads: [] };
+  }
+}
+
+/**
+ * Whether the cached payload `name` exists and was made by the engine as it is built now. A
+ * payload made by an older build (another JSON schema, other fields) would test the panel
+ * against data the engine no longer produces, so any change to the compiled engine or to the
+ * makers remakes it.
+ */
+export function payloadCurrent(name, stamp = payloadStamp()) {
+  const s = readStamp();
+  return fs.existsSync(path.join(PAYLOAD_DIR, `${name}.json`)) && s.stamp === stamp && s.payloads.includes(name);
+}
+
+/** Records that payloads `names` (in PAYLOAD_DIR) were just made by the current build. */
+export function markPayloadsCurrent(names, stamp = payloadStamp()) {
+  const s = readStamp();
+  const kept = s.stamp === stamp ? s.payloads.filter((n) => !names.includes(n)) : [];
+  fs.mkdirSync(PAYLOAD_DIR, { recursive: true });
+  fs.writeFileSync(STAMP_FILE, JSON.stringify({ stamp, payloads: [...kept, ...names] }));
+}
 
 const TYPES = { '.js': 'text/javascript', '.css': 'text/css', '.ttf': 'font/ttf', '.map': 'application/json', '.json': 'application/json' };
 
