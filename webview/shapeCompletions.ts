@@ -166,7 +166,12 @@ export function isCompletion(c: unknown): c is Completion {
     !!o.metrics &&
     Array.isArray(o.metrics.distinct) &&
     !!o.timings &&
-    typeof o.stopReason === 'string'
+    typeof o.stopReason === 'string' &&
+    (o.promptCut === undefined ||
+      (!!o.promptCut &&
+        Number.isInteger(o.promptCut.total) &&
+        Number.isInteger(o.promptCut.contextLength) &&
+        typeof o.promptCut.text === 'string'))
   );
 }
 
@@ -710,9 +715,46 @@ export function percent(p: number): string {
   return p === 0 ? '0%' : p === 1 ? '100%' : pct(p);
 }
 
-/** The text "Analyze" sends: the prompt and the completion. */
+/**
+ * The text "Analyze" sends: the prompt and the completion — of the prompt, what the model saw
+ * (its end, when the context window cut its start).
+ */
 export function analyzeTextOf(e: Entry): string | null {
-  return e.completion ? e.prompt + e.completion.text : null;
+  if (!e.completion) return null;
+  return (e.completion.promptCut?.text ?? e.prompt) + e.completion.text;
+}
+
+/**
+ * What the bar says about the prompt the model continued, from the columns' newest completion
+ * of it: its length in tokens and, when the context window could not hold all of it with the
+ * new tokens, how much of its start was dropped and the text it continued (`seen`). Null until
+ * a completion of it is done.
+ */
+export function promptNote(s: CompletionsState): { text: string; title: string; cut: boolean; seen: string | null } | null {
+  if (s.prompt === null) return null;
+  let newest: Entry | null = null;
+  for (const col of s.columns) {
+    const e = col.entry ? s.entries[col.entry] : undefined;
+    if (e?.completion && e.prompt === s.prompt && (!newest || e.batchId > newest.batchId)) newest = e;
+  }
+  const c = newest?.completion;
+  if (!c) return null;
+  const kept = c.promptIds.length;
+  const n = (x: number) => x.toLocaleString('en-US');
+  if (!c.promptCut) {
+    const tokens = `${n(kept)} token${kept === 1 ? '' : 's'}`;
+    return { text: tokens, title: `The prompt is ${tokens} long; the model saw all of it.`, cut: false, seen: null };
+  }
+  const { total, contextLength } = c.promptCut;
+  return {
+    text: `last ${n(kept)} of ${n(total)} tokens`,
+    title:
+      `The model's context window holds ${n(contextLength)} tokens: the prompt's first ${n(total - kept)} tokens were dropped ` +
+      `so that its last ${n(kept)} and ${n(contextLength - kept)} new ones fit. The completions continue from the end of the ` +
+      'prompt; Analyze sends what the model saw. Select a shorter prompt to choose what it sees.',
+    cut: true,
+    seen: c.promptCut.text,
+  };
 }
 
 /** Surprisal in bits of a probability. */

@@ -2,7 +2,7 @@
 // decoding strategies, tokens streamed to the panel as they are produced, one batch at a
 // time (a new batch or Stop cancels the old one); insert a completion at the cursor.
 import * as vscode from 'vscode';
-import { DEFAULT_STRATEGIES, type Strategy } from '../shared/generation';
+import { DEFAULT_STRATEGIES, cursorPromptStart, type Strategy } from '../shared/generation';
 import type { CompletionBatch, GenerateParams } from '../shared/protocol';
 import type { Ctx } from './ctx';
 
@@ -30,9 +30,12 @@ export class Completions {
     const doc = editor.document;
     const sel = editor.selection;
     if (!sel.isEmpty) return { text: doc.getText(sel), uri: doc.uri.toString(), insertAt: sel.end };
+    // a little more than the prompt needs, then from the start of a line (or word) in it
     const end = doc.offsetAt(sel.active);
-    const start = Math.max(0, end - CURSOR_CONTEXT_CHARS);
-    return { text: doc.getText(new vscode.Range(doc.positionAt(start), sel.active)), uri: doc.uri.toString(), insertAt: sel.active };
+    const from = Math.max(0, end - CURSOR_CONTEXT_CHARS - 1);
+    const before = doc.getText(new vscode.Range(doc.positionAt(from), sel.active));
+    const text = from === 0 ? before : before.slice(cursorPromptStart(before, CURSOR_CONTEXT_CHARS));
+    return { text, uri: doc.uri.toString(), insertAt: sel.active };
   }
 
   /** The command: choose strategies and a length, then start. */
@@ -74,7 +77,6 @@ export class Completions {
     const batch: CompletionBatch = {
       batchId,
       prompt: text,
-      promptTokens: 0,
       strategies: params.strategies,
       maxNewTokens: params.maxNewTokens,
       forkOf: params.forkOf ?? null,

@@ -59,7 +59,14 @@ export type StopReason = 'max_new_tokens' | 'eos' | 'stop_string' | 'cancelled' 
 
 export interface Completion {
   strategy: Strategy;
+  /** The prompt the model continued: its end, when the whole did not fit (promptCut). */
   promptIds: number[];
+  /**
+   * Present when the prompt was longer than the context window leaves room for: its first
+   * `total − promptIds.length` tokens were dropped so that the prompt and the new tokens fit in
+   * `contextLength` positions; `text` is what is left, decoded (what the model continued).
+   */
+  promptCut?: { total: number; contextLength: number; text: string };
   steps: GenStep[];
   text: string;
   stopReason: StopReason;
@@ -88,4 +95,28 @@ export interface GenerateRequest {
   topAlternatives?: number;
   /** Generate with these heads ablated (mean ablation: means over the prompt's positions). */
   ablation?: HeadAblation;
+}
+
+/**
+ * Where the prompt before the cursor begins when nothing is selected: `chars` characters back,
+ * then forward to the start of the next line (or, on one long line, the next word), so that
+ * the prompt does not begin inside a word — a token the text never had. At the start of the
+ * document it begins there. `text` is the document up to the cursor; returns an offset into it.
+ */
+export function cursorPromptStart(text: string, chars: number): number {
+  if (text.length <= chars) return 0;
+  let start = text.length - chars;
+  const c = text.charCodeAt(start);
+  if (c >= 0xdc00 && c <= 0xdfff) start++; // not inside a surrogate pair
+  if (text[start - 1] === '\n') return start;
+  // the next line, if that leaves at least half of what was asked for
+  const atLeast = text.length - Math.floor(chars / 2);
+  const nl = text.indexOf('\n', start);
+  if (nl >= 0 && nl + 1 <= atLeast) return nl + 1;
+  // else the next word (or here, after a space)
+  if (/\s/.test(text[start - 1]!)) return start;
+  const ws = /\s+/g;
+  ws.lastIndex = start;
+  const m = ws.exec(text);
+  return m && m.index + m[0].length <= atLeast ? m.index + m[0].length : start;
 }

@@ -97,7 +97,6 @@ export interface GenerateParams {
 export interface CompletionBatch {
   batchId: number;
   prompt: string;
-  promptTokens: number;
   strategies: Strategy[];
   maxNewTokens: number;
   forkOf: GenerateParams['forkOf'];

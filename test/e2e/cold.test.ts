@@ -15,10 +15,10 @@ import { Engine } from '../../src/engine/engine';
 import { listCache } from '../../src/engine/graphcache';
 import { formatBytes } from '../../src/engine/hub/messages';
 import type { Analysis, DiffResult } from '../../src/shared/analysis';
-import { DEFAULT_STRATEGIES } from '../../src/shared/generation';
+import { DEFAULT_STRATEGIES, cursorPromptStart } from '../../src/shared/generation';
 import { analysisToCsv } from '../../src/shared/export';
 import { diffRows, divergeSentence } from '../../webview/shapeDynamicsDiff';
-import { rowTitle, tokenDisplay } from '../../webview/shapeText';
+import { rowTitle, tokenDisplay, visibleText } from '../../webview/shapeText';
 
 const ROOT = repoRoot();
 const BUNDLED = path.join(ROOT, 'media', 'models', 'td-mini');
@@ -213,6 +213,54 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
       timeoutMs: 60_000,
     });
     assert.deepEqual(await columnTokens(vs.webviewFrame()), expected, 'the same six completions after the reload');
+
+    // Nothing selected, the cursor at the end of a long file: the prompt is the text before the
+    // cursor (its last 4,000 characters, from a line start), longer than td-mini's 512-token
+    // window leaves room for beside 40 new tokens. Each column still gets its 40 tokens, from
+    // the prompt's end; the bar says how much of the prompt the model saw.
+    const lines: string[] = [];
+    for (let i = 0; lines.join('\n').length < 8000; i++) lines.push(`${i}. ${STORY[i % STORY.length]}`);
+    const long = lines.join('\n');
+    fs.writeFileSync(path.join(vs.workspaceDir, 'long.md'), long);
+    const before = long.slice(long.length - 4001);
+    const prompt = before.slice(cursorPromptStart(before, 4000));
+    assert.match(prompt, /^\d+\. \w/, 'the prompt starts at a line');
+    assert.ok(prompt.length > 3800 && prompt.length <= 4000, `${prompt.length} characters`);
+    const model = engine.requireModel();
+    const total = model.tokenizer.encodeIds(prompt).length;
+    const kept = model.spec.maxPositions - 40;
+    assert.ok(total > kept, `${total} prompt tokens`);
+    await vs.openFile('long.md');
+    await vs.page.keyboard.press('Control+End');
+    await vs.runCommand('Transformer Dynamics: Compare Completions…');
+    await vs.page.locator('.quick-input-widget').filter({ hasText: 'decoding strategies' }).waitFor({ timeout: 20_000 });
+    await vs.page.keyboard.press('Enter');
+    await count.waitFor({ timeout: 20_000 });
+    await count.locator('input').fill('40');
+    await vs.page.keyboard.press('Enter');
+    const note = vs.webviewFrame().locator('.comp-prompt-note.warn');
+    await note.waitFor({ timeout: 120_000 });
+    assert.equal(await note.innerText(), `last ${kept} of ${total.toLocaleString('en-US')} tokens`);
+    assert.match(
+      (await note.getAttribute('title')) ?? '',
+      new RegExp(
+        `holds ${model.spec.maxPositions} tokens: the prompt's first ${(total - kept).toLocaleString('en-US')} tokens were dropped`,
+      ),
+    );
+    await vs.waitForWebview((f) => f.locator('.comp-col .comp-metrics:not([hidden])').nth(5), { timeoutMs: 180_000 });
+    const fromEnd = await columnTokens(vs.webviewFrame());
+    for (const [i, strategy] of DEFAULT_STRATEGIES.entries()) {
+      const c = await engine.generate({ text: prompt, strategy, maxNewTokens: 40, forcedIds: [], topAlternatives: 5 });
+      assert.equal(c.promptIds.length, kept);
+      assert.ok(c.promptCut && prompt.endsWith(c.promptCut.text), 'the text the model saw is the end of the prompt');
+      if (i === 0) {
+        // the bar shows the prompt from where the model saw it
+        const shownPrompt = await vs.webviewFrame().locator('.comp-prompt').innerText();
+        assert.ok(shownPrompt.startsWith(`…${visibleText(c.promptCut.text.slice(0, 20))}`), shownPrompt);
+      }
+      assert.ok(c.steps.length === 40 || c.stopReason === 'eos', `column ${i}: ${c.steps.length} tokens, ${c.stopReason}`);
+      assert.deepEqual(fromEnd[i], shownTokens(c), `column ${i} (${strategy.label}) from the end of the long prompt`);
+    }
   });
 
   cold('Compare Prompts: the diff of the selection against the clipboard', 'prompts', async (vs) => {

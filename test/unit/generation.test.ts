@@ -34,7 +34,7 @@ import {
 import { generate } from '../../src/engine/generate';
 import { Engine } from '../../src/engine/engine';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
-import type { Strategy } from '../../src/shared/generation';
+import { cursorPromptStart, type Strategy } from '../../src/shared/generation';
 import { FIXTURES, assertClose } from '../helpers';
 
 const ctx = (ids: number[], promptLength = 0) => ({ ids, promptLength });
@@ -410,6 +410,52 @@ describe('KV cache equals full recompute', () => {
   });
 });
 
+describe('a prompt longer than the context window leaves room for', () => {
+  let model: LoadedModel;
+  after(async () => model?.release());
+  const greedy: Strategy = { label: 'greedy', kind: 'greedy' };
+  // tiny-llama's context window is 64 positions
+  const long = Array.from({ length: 100 }, (_, i) => 3 + ((i * 7) % 90));
+
+  test('keeps its end and still generates every token asked for, and says what it dropped', async () => {
+    model = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 1, executionProvider: 'cpu' });
+    assert.equal(model.spec.maxPositions, 64);
+    const c = await generate(model, { promptIds: long, strategy: greedy, maxNewTokens: 10 });
+    assert.equal(c.steps.length, 10, 'ten new tokens, not the one a full window would leave');
+    assert.equal(c.stopReason, 'max_new_tokens');
+    assert.deepEqual(c.promptIds, long.slice(100 + 10 - 64));
+    assert.deepEqual(c.promptCut, { total: 100, contextLength: 64, text: model.tokenizer.decode(long.slice(46)) });
+    // the same as being given only that end
+    const end = await generate(model, { promptIds: long.slice(46), strategy: greedy, maxNewTokens: 10 });
+    assert.equal(end.promptCut, undefined);
+    assert.deepEqual(end.steps, c.steps);
+    // a prompt that fits with the new tokens is not cut, even when it fills the window
+    const full = await generate(model, { promptIds: long.slice(0, 54), strategy: greedy, maxNewTokens: 10 });
+    assert.equal(full.promptCut, undefined);
+    assert.equal(full.steps.length, 10);
+    // from text: the tokenizer's ids, cut the same way
+    const text = 'Once upon a time there was a little dog. '.repeat(12);
+    const ids = model.tokenizer.encodeIds(text);
+    assert.ok(ids.length > 64, `${ids.length} tokens`);
+    const t = await generate(model, { text, strategy: greedy, maxNewTokens: 5 });
+    assert.deepEqual(t.promptIds, ids.slice(ids.length + 5 - 64));
+    assert.equal(t.promptCut?.total, ids.length);
+  });
+
+  test('more new tokens than the window holds: one prompt token is kept and the stop says the context is full', async () => {
+    const c = await generate(model, { promptIds: long, strategy: greedy, maxNewTokens: 80 });
+    assert.deepEqual(c.promptIds, [long[99]]);
+    assert.equal(c.steps.length, 63);
+    assert.equal(c.stopReason, 'context_full');
+    assert.deepEqual(c.promptCut, { total: 100, contextLength: 64, text: model.tokenizer.decode([long[99]!]) });
+    // the new tokens come first, even for a prompt that would fit alone
+    const short = await generate(model, { promptIds: [5, 6], strategy: greedy, maxNewTokens: 80 });
+    assert.deepEqual(short.promptIds, [6]);
+    assert.equal(short.steps.length, 63);
+    assert.equal(short.promptCut?.total, 2);
+  });
+});
+
 describe('the prompt state of one completion serves the next (Compare Completions columns)', () => {
   const engine = new Engine();
   after(() => engine.dispose());
@@ -481,5 +527,28 @@ describe('the prompt state of one completion serves the next (Compare Completion
     await engine.analyze({ ids: prompt, topK: 3, maxTokens: 64, patterns: false });
     const after = await engine.generate({ promptIds: [...prompt, 4], strategy: greedy, maxNewTokens: 2, ablation: ablatedAgain.ablation });
     assert.equal(after.timings.promptReused, undefined, 'an analysis frees the kept state');
+  });
+});
+
+describe('the prompt before the cursor (Compare Completions with nothing selected)', () => {
+  test('begins at a line, else a word, not inside one', () => {
+    const start = (text: string, chars: number) => text.slice(cursorPromptStart(text, chars));
+    assert.equal(start('short text', 100), 'short text', 'the whole document when it is shorter');
+    const lines = 'alpha beta\ngamma delta\nepsilon zeta eta theta\n';
+    assert.equal(start(lines, 23), 'epsilon zeta eta theta\n', 'a cut at a line start stays');
+    assert.equal(start(lines, 30), 'epsilon zeta eta theta\n', 'a cut inside a line: the next line');
+    assert.equal(start('gamma delta\r\nepsilon zeta eta theta iota', 35), 'epsilon zeta eta theta iota', 'CRLF');
+    // the next line would leave less than half of the characters: the next word instead
+    assert.equal(start(lines + 'iota kappa', 30), 'zeta eta theta\niota kappa');
+    const oneLine = 'lorem ipsum dolor sit amet consectetur adipiscing elit';
+    assert.equal(start(oneLine, 20), 'adipiscing elit');
+    assert.equal(start(oneLine + '\nsed do', 20), 'elit\nsed do');
+    assert.equal(start('ab cd efgh', 4), 'efgh', 'already after a space');
+    assert.equal(start('ab cd ' + 'x'.repeat(40), 20), 'x'.repeat(20), 'no boundary near: where the count ends');
+    // never inside a surrogate pair
+    const emoji = '🙂'.repeat(30);
+    const s = start(emoji, 15);
+    assert.equal(s.length, 14);
+    assert.equal([...s].join(''), '🙂'.repeat(7));
   });
 });

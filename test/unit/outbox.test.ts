@@ -99,7 +99,7 @@ function completion(strategy: Strategy, ids: number[]): Completion {
 function batch(batchId: number, strategies: Strategy[], forkOf: CompletionBatch['forkOf'] = null): HostToWebview {
   return {
     type: 'completionBatch',
-    batch: { batchId, prompt: 'Once upon', promptTokens: 0, strategies, maxNewTokens: 40, forkOf, forcedIds: forkOf ? [7] : [] },
+    batch: { batchId, prompt: 'Once upon', strategies, maxNewTokens: 40, forkOf, forcedIds: forkOf ? [7] : [] },
   };
 }
 

@@ -12,6 +12,7 @@ import {
   TINT_MAX_BITS,
   activeBatch,
   addColumn,
+  analyzeTextOf,
   assembled,
   batchProgress,
   forkLabel,
@@ -23,6 +24,7 @@ import {
   metricItems,
   parseMaxNewTokens,
   percent,
+  promptNote,
   reduceCompletions,
   removeColumn,
   removeFork,
@@ -44,7 +46,7 @@ function step(id: number, prob = 0.5, top: number[] = [id, id + 1, id + 2]): Gen
 }
 
 function batch(batchId: number, strategies: Strategy[], extra: Partial<CompletionBatch> = {}): CompletionBatch {
-  return { batchId, prompt: 'Once upon', promptTokens: 0, strategies, maxNewTokens: 8, forkOf: null, forcedIds: [], ...extra };
+  return { batchId, prompt: 'Once upon', strategies, maxNewTokens: 8, forkOf: null, forcedIds: [], ...extra };
 }
 
 function completion(strategy: Strategy, ids: number[]): Completion {
@@ -458,5 +460,47 @@ describe('painting', () => {
     assert.equal(metricItems(c).at(-1)!.label, 'beam score');
     assert.equal(percent(1), '100%');
     assert.equal(percent(0.123), '12%');
+  });
+});
+
+describe('the prompt the model saw', () => {
+  test('the bar gives its tokens after a completion, and what the context window dropped', () => {
+    let s = reduceCompletions(EMPTY_COMPLETIONS, { type: 'completionBatch', batch: batch(1, [greedy, topK]) });
+    assert.equal(promptNote(s), null, 'nothing is known before a completion is done');
+    s = reduceCompletions(s, { type: 'completionDone', batchId: 1, index: 1, completion: completion(topK, [20]) });
+    assert.deepEqual(promptNote(s), {
+      text: '2 tokens',
+      title: 'The prompt is 2 tokens long; the model saw all of it.',
+      cut: false,
+      seen: null,
+    });
+    assert.equal(analyzeTextOf(s.entries['1.1']!), 'Once upont20');
+    // a long prompt: 1,300 tokens, the last 472 kept in a 512-token window
+    const long = 'x'.repeat(5000);
+    const cut: Completion = {
+      ...completion(greedy, [10, 11]),
+      promptIds: Array.from({ length: 472 }, (_, i) => i),
+      promptCut: { total: 1300, contextLength: 512, text: 'the end of it' },
+    };
+    s = reduceCompletions(s, { type: 'completionBatch', batch: batch(2, [greedy], { prompt: long, maxNewTokens: 40 }) });
+    assert.equal(promptNote(s), null, 'the earlier prompt’s completions are not this one’s');
+    s = reduceCompletions(s, { type: 'completionDone', batchId: 2, index: 0, completion: cut });
+    const note = promptNote(s)!;
+    assert.equal(note.text, 'last 472 of 1,300 tokens');
+    assert.equal(note.cut, true);
+    assert.equal(note.seen, 'the end of it');
+    assert.match(
+      note.title,
+      /context window holds 512 tokens: the prompt's first 828 tokens were dropped so that its last 472 and 40 new ones fit/,
+    );
+    // Analyze sends what the model saw, not the 5,000 characters whose end it never reached
+    assert.equal(analyzeTextOf(s.entries['2.0']!), 'the end of itt10t11');
+  });
+
+  test('a completion whose promptCut is malformed is not taken', () => {
+    let s = reduceCompletions(EMPTY_COMPLETIONS, { type: 'completionBatch', batch: batch(1, [greedy]) });
+    const bad = { ...completion(greedy, [1]), promptCut: { total: '9', contextLength: 8, text: 'x' } } as unknown as Completion;
+    s = reduceCompletions(s, { type: 'completionDone', batchId: 1, index: 0, completion: bad });
+    assert.equal(s.entries['1.0']!.status, 'queued');
   });
 });

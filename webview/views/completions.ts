@@ -27,6 +27,7 @@ import {
   isEdited,
   markStopped,
   metricItems,
+  promptNote,
   removeColumn,
   removeFork,
   repeatedMask,
@@ -541,6 +542,8 @@ class ColumnView {
 
 export const completionsTab: TabFactory = (ctx: ViewContext) => {
   const promptEl = el('span', { class: 'comp-prompt mono' });
+  // the prompt's length in tokens, and the start the context window dropped (after a completion)
+  const promptInfo = el('span', { class: 'comp-prompt-note muted' });
   const maxNew = el('input', {
     class: 'comp-input comp-num',
     title: `New tokens per completion (1 to ${MAX_NEW_TOKENS})`,
@@ -577,6 +580,7 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
   const bar = el('div', { class: 'view-bar comp-bar' }, [
     el('span', { class: 'bar-label', text: 'Prompt' }),
     promptEl,
+    promptInfo,
     el('span', { class: 'sep' }),
     el('label', { class: 'bar-label', text: 'New tokens' }),
     maxNew,
@@ -908,9 +912,18 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
       maxNewSynced = s.maxNewTokens;
       maxNew.value = String(s.maxNewTokens);
     }
-    promptEl.textContent = s.prompt === null ? '(the selection of the next Compare Completions…)' : clip(visibleText(s.prompt), 160);
-    promptEl.title = s.prompt === null ? '' : clip(s.prompt, 2000);
+    // a prompt whose start the context window dropped shows from where the model saw it
+    const note = promptNote(s);
+    const shown = note?.seen ?? s.prompt;
+    promptEl.textContent =
+      shown === null ? '(the selection of the next Compare Completions…)' : `${note?.seen ? '…' : ''}${clip(visibleText(shown), 160)}`;
+    promptEl.title = shown === null ? '' : `${note?.seen ? 'What the model saw: …' : ''}${clip(shown, 2000)}`;
     promptEl.classList.toggle('muted', s.prompt === null);
+    promptInfo.hidden = note === null;
+    promptInfo.textContent = note?.text ?? '';
+    promptInfo.title = note?.title ?? '';
+    promptInfo.classList.toggle('muted', !note?.cut);
+    promptInfo.classList.toggle('warn', note?.cut === true);
     fillAddIfChanged(s);
     empty.hidden = s.columns.length > 0;
     cols.hidden = s.columns.length === 0;

@@ -36,9 +36,12 @@ export async function generate(
   }
   const ctxLen = model.spec.maxPositions;
   const forced = req.forcedIds ?? [];
-  const maxNew = Math.min(req.maxNewTokens, Math.max(1, ctxLen - Math.min(promptIds.length, ctxLen - 1)));
-  // Keep the end of a long prompt: the model continues from there.
-  if (promptIds.length + maxNew > ctxLen) promptIds = promptIds.slice(promptIds.length + maxNew - ctxLen);
+  // Every new token asked for, as far as the context window holds them with one prompt token;
+  // a prompt too long for the rest loses its start (the model continues from its end), and
+  // the completion says so (promptCut).
+  const maxNew = Math.min(req.maxNewTokens, ctxLen - 1);
+  const total = promptIds.length;
+  if (total + maxNew > ctxLen) promptIds = promptIds.slice(total + maxNew - ctxLen);
   if (forced.length >= maxNew) throw new EngineError('BAD_REQUEST', 'The forced prefix leaves no room to generate.');
   // head ablation on every step; mean ablation takes the means over the prompt's positions
   const { feeds, record } = await interventionFeeds(
@@ -76,6 +79,7 @@ export async function generate(
     ...rest,
     strategy: req.strategy,
     ...(record?.ablation ? { ablation: record.ablation } : {}),
+    ...(promptIds.length < total ? { promptCut: { total, contextLength: ctxLen, text: tk.decode(promptIds) } } : {}),
     stopReason: rest.stopReason === 'max_new_tokens' && maxNew < req.maxNewTokens ? 'context_full' : rest.stopReason,
     timings: {
       totalMs,
