@@ -129,8 +129,13 @@ async function main(): Promise<void> {
       await tabShot(vs, 'lens', 'panel-dark');
       await tabShot(vs, 'trajectories', 'trajectories-dark');
 
-      // Compare Completions on the same selection, default presets, default length.
+      // Compare Completions on the same paragraph, default presets, default length (clicking a
+      // token in the panel selected that token in the editor: select the paragraph again, its
+      // lines unwrapped for that — Shift+Down moves by wrapped lines — then wrapped again).
       await vs.page.keyboard.press('Control+1');
+      await vs.page.keyboard.press('Alt+Z');
+      await vs.selectLines(first, last);
+      await vs.page.keyboard.press('Alt+Z');
       await vs.runCommand('Transformer Dynamics: Compare Completions…');
       await vs.page.locator('.quick-input-widget').waitFor({ timeout: 20_000 });
       await vs.page.keyboard.press('Enter'); // the preselected default presets

@@ -24,6 +24,9 @@ export async function generate(
     throw new EngineError('BAD_REQUEST', 'maxNewTokens must be an integer from 1 to 4096.');
   }
   const tk = model.tokenizer;
+  // The whole prompt is tokenized, though only its end is kept: tokenizing just a tail is not
+  // exact (BPE merges a run of spaces from the run's start, so a run across the cut ends in
+  // other tokens: docs/performance.md). A long prompt's ids are remembered for the next column.
   let promptIds = req.promptIds ? [...req.promptIds] : tk.encodeIds(req.text ?? '');
   if (promptIds.length === 0) {
     if (model.spec.bosTokenId === null)
