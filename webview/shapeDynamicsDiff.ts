@@ -1,7 +1,29 @@
 // Prompt diff: the lens top-1 per layer at the last position of two runs, side by side, their
 // last-token trajectories in one PCA basis and where the two walks part.
-import type { DiffResult, LensTable } from '../src/shared/analysis';
+import { truncationText, type Analysis, type DiffResult, type LensTable } from '../src/shared/analysis';
 import { clip, escapeXml, visibleText } from './shapeText';
+
+/**
+ * What a side of the comparison says about its prompt: its tokens, and — when the context window
+ * or the token limit cut it — that the walk compared is the one after the last token kept, not
+ * after the prompt's end.
+ */
+export function sideSummary(
+  p: { tokens: readonly { text: string }[]; truncation: Analysis['truncation'] },
+  label: string,
+): { count: string; title: string; cut: boolean } {
+  const n = p.tokens.length;
+  const last = JSON.stringify(p.tokens[n - 1]?.text ?? '');
+  if (!p.truncation) return { count: `${n} tokens`, title: `${label}: ${n} tokens, last ${last}`, cut: false };
+  const t = p.truncation;
+  return {
+    count: t.total === null ? `first ${t.kept} tokens` : `first ${t.kept} of ${t.total.toLocaleString('en-US')} tokens`,
+    title:
+      `${label}: analysed ${truncationText(t)} (context window or token limit). The walk compared is the one after ` +
+      `token ${t.kept} (${last}), not after the prompt's end: select a shorter prompt to compare its end.`,
+    cut: true,
+  };
+}
 
 /** True when `v` is a DiffResult whose arrays match `rows` (and `k` PCA components). */
 export function isDiffResult(v: unknown, rows?: number): v is DiffResult {

@@ -12,12 +12,16 @@ interface Side {
 
 async function pickSides(): Promise<[Side, Side] | null> {
   const editor = vscode.window.activeTextEditor;
-  const here: Side | null = editor
-    ? {
-        text: editor.selection.isEmpty ? editor.document.getText() : editor.document.getText(editor.selection),
-        label: path.basename(editor.document.fileName) + (editor.selection.isEmpty ? '' : ' (selection)'),
-      }
-    : null;
+  if (!editor) {
+    void vscode.window.showWarningMessage(
+      'Transformer Dynamics: open the first prompt in an editor (select it, or the whole file is used), then run Compare Prompts… again.',
+    );
+    return null;
+  }
+  const here: Side = {
+    text: editor.selection.isEmpty ? editor.document.getText() : editor.document.getText(editor.selection),
+    label: path.basename(editor.document.fileName) + (editor.selection.isEmpty ? '' : ' (selection)'),
+  };
   const others = vscode.window.visibleTextEditors.filter((e) => e !== editor);
   const items: (vscode.QuickPickItem & { kind2: 'clipboard' | 'editor'; editor?: vscode.TextEditor })[] = [
     {
@@ -33,7 +37,7 @@ async function pickSides(): Promise<[Side, Side] | null> {
     })),
   ];
   const pick = await vscode.window.showQuickPick(items, { title: 'Compare Prompts: where do two prompts start to diverge?' });
-  if (!pick || !here) return null;
+  if (!pick) return null;
   if (pick.kind2 === 'clipboard') {
     const clip = await vscode.env.clipboard.readText();
     if (!clip.trim()) {

@@ -265,12 +265,17 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
 
   cold('Compare Prompts: the diff of the selection against the clipboard', 'prompts', async (vs) => {
     // as Compare Prompts asks the engine: no attention patterns
+    // B, on the clipboard, is longer than td-mini's window: its side says it was cut
+    const long = Array.from({ length: 30 }, (_, i) => STORY[(i + 2) % STORY.length]).join('\n');
     const a = await analyse(STORY[0]!, false);
-    const b = await analyse(STORY[2]!, false);
+    const b = await analyse(long, false);
+    assert.ok(b.truncation && b.truncation.total !== null && b.truncation.total > b.truncation.kept, 'B is cut');
     await vs.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(vs.url).origin });
-    await vs.openFile('story.md');
-    await vs.selectLines(3, 3);
+    fs.writeFileSync(path.join(vs.workspaceDir, 'long.md'), long);
+    await vs.openFile('long.md');
+    await vs.selectAll();
     await vs.page.keyboard.press('Control+C');
+    await vs.openFile('story.md');
     await vs.selectLines(1, 1);
     await vs.runCommand('Transformer Dynamics: Compare Prompts…');
     await vs.page
@@ -296,8 +301,11 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
       assert.equal(rows[i]![1], tokenDisplay({ text: r.a.text }).text, `row ${i}, A`);
       assert.equal(rows[i]![3], tokenDisplay({ text: r.b.text }).text, `row ${i}, B`);
     });
-    assert.match(await frame.locator('.diff-side.a').innerText(), /story\.md/);
-    assert.match(await frame.locator('.diff-side.b').innerText(), /clipboard/);
+    assert.match(await frame.locator('.diff-side.a').innerText(), /story\.md \(selection\)\s*\d+ tokens/);
+    assert.equal(await frame.locator('.diff-side.a .diff-count.warn').count(), 0);
+    const cut = frame.locator('.diff-side.b .diff-count.warn');
+    assert.equal((await cut.innerText()).trim(), `first ${b.truncation!.kept} of ${b.truncation!.total!.toLocaleString('en-US')} tokens`);
+    assert.match((await frame.locator('.diff-side.b').getAttribute('title')) ?? '', /^clipboard: analysed the first \d+ of [\d,]+ tokens/);
   });
 
   cold('Export Analysis: analyses the selection and writes the file', 'export', async (vs) => {

@@ -53,7 +53,7 @@ import {
   reorderMatrix,
   similarityRange,
 } from '../../webview/shapeDynamicsClusters';
-import { component, diffRows, diffTableSvg, divergeSentence, isDiffResult, lensTop1 } from '../../webview/shapeDynamicsDiff';
+import { component, diffRows, diffTableSvg, divergeSentence, isDiffResult, lensTop1, sideSummary } from '../../webview/shapeDynamicsDiff';
 import {
   STATIC_DATA_VERSION,
   StaticAnswerError,
@@ -460,6 +460,26 @@ function lensFor(rows: number, T: number, k: number, ids: number[], probs: numbe
 }
 
 describe('prompt diff', () => {
+  test("each side's tokens, and a prompt the window cut says its walk is not the end's", () => {
+    const tokens = [{ text: 'It' }, { text: ' was' }, { text: ' late' }];
+    assert.deepEqual(sideSummary({ tokens, truncation: null }, 'a.md'), {
+      count: '3 tokens',
+      title: 'a.md: 3 tokens, last " late"',
+      cut: false,
+    });
+    const counted = sideSummary({ tokens, truncation: { kept: 3, total: 1300, chars: 5000 } }, 'b.md (selection)');
+    assert.equal(counted.count, 'first 3 of 1,300 tokens');
+    assert.equal(counted.cut, true);
+    assert.equal(
+      counted.title,
+      'b.md (selection): analysed the first 3 of 1,300 tokens (context window or token limit). The walk compared is the one after ' +
+        'token 3 (" late"), not after the prompt\'s end: select a shorter prompt to compare its end.',
+    );
+    const uncounted = sideSummary({ tokens, truncation: { kept: 3, total: null, chars: 400_000 } }, 'clipboard');
+    assert.equal(uncounted.count, 'first 3 tokens');
+    assert.match(uncounted.title, /^clipboard: analysed the first 3 tokens of a 400,000-character text/);
+  });
+
   test('top-1 per row side by side, the shape check and the sentence', () => {
     const rows = 3;
     const a = { lens: lensFor(rows, 2, 2, [5, 6, 7], [0.5, 0.6, 0.7]), vocab: { 5: ' the', 6: ' cat', 7: '<b>x' } };

@@ -4,7 +4,7 @@
 // the row from which they stay apart.
 import { clear, el, lazyDraw, serial } from '../dom';
 import { mix, toCss } from '../shapeColor';
-import { component, diffRows, diffTableSvg, divergeSentence, isDiffResult, type DiffRow } from '../shapeDynamicsDiff';
+import { component, diffRows, diffTableSvg, divergeSentence, isDiffResult, sideSummary, type DiffRow } from '../shapeDynamicsDiff';
 import { imageName } from '../shapeExport';
 import { pcAxisTitle } from '../shapeTrajectory';
 import { clip, escapePlotly, fmt, pct, plotlyToken, rowLabel, rowTitle, tokenDisplay, visibleText } from '../shapeText';
@@ -245,12 +245,13 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
     patching.el.hidden = false;
     const side = (box: HTMLElement, tag: string, label: string, p: PromptDiff['a']) => {
       clear(box);
+      const sum = sideSummary(p, labelText(label));
       box.append(
         el('span', { class: 'diff-tag', text: tag }),
         el('span', { class: 'diff-label', text: clip(labelText(label), 40) }),
-        el('span', { class: 'muted', text: ` ${p.tokens.length} tokens` }),
+        el('span', { class: sum.cut ? 'diff-count warn' : 'diff-count muted', text: ` ${sum.count}` }),
       );
-      box.title = `${labelText(label)}: ${p.tokens.length} tokens, last ${JSON.stringify(p.tokens[p.tokens.length - 1]?.text ?? '')}`;
+      box.title = sum.title;
     };
     side(sideA, 'A', d.labels[0], d.a);
     side(sideB, 'B', d.labels[1], d.b);
