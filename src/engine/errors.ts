@@ -18,7 +18,8 @@ export type EngineErrorCode =
   | 'RUNTIME'
   | 'ENGINE_CRASHED'
   | 'DOWNLOAD'
-  | 'BAD_REQUEST';
+  | 'BAD_REQUEST'
+  | 'BAD_SETTING';
 
 export class EngineError extends Error {
   constructor(

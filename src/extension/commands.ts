@@ -144,7 +144,7 @@ async function loadSelected(ctx: Ctx): Promise<boolean> {
   } catch (e) {
     if ((e as { code?: string }).code === 'CANCELLED') {
       void vscode.window.setStatusBarMessage(`Transformer Dynamics: loading ${ctx.models.current().name} was cancelled.`, 5000);
-    } else void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
+    } else void ctx.showRunError(e);
     return false;
   }
 }

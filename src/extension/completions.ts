@@ -60,7 +60,11 @@ export class Completions {
     if (!n) return;
     this.prompt = prompt;
     this.ctx.panel.show(true);
-    await this.start({ prompt: prompt.text, strategies: picks.slice(0, 6).map((p) => p.strategy), maxNewTokens: Number(n) });
+    try {
+      await this.start({ prompt: prompt.text, strategies: picks.slice(0, 6).map((p) => p.strategy), maxNewTokens: Number(n) });
+    } catch (e) {
+      await this.ctx.showRunError(e); // the model (or a setting) cannot be used: say so, with the way out
+    }
   }
 
   /** Starts a batch (from the command or the panel); returns its id at once, results stream. */
@@ -73,7 +77,12 @@ export class Completions {
     const batchId = ++this.seq;
     const ctl = new AbortController();
     this.running = { batchId, ctl };
-    await this.ctx.ensureModel();
+    try {
+      await this.ctx.ensureModel();
+    } catch (e) {
+      if (this.running?.batchId === batchId) this.running = null;
+      throw e;
+    }
     const batch: CompletionBatch = {
       batchId,
       prompt: text,

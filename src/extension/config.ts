@@ -2,10 +2,29 @@
 import * as vscode from 'vscode';
 import { resolveThreads } from '../engine/cores';
 import { PROVIDERS, WEIGHT_PRECISIONS, type ProviderRequest, type WeightPrecisionRequest } from '../engine/runtime/providers';
+import { settingProblems, type SettingSchema } from './settingsCheck';
+
+export { RUN_SETTINGS } from './settingsCheck';
 
 export const SECTION = 'transformerDynamics';
 
 export class Config {
+  /** `properties`: package.json's `contributes.configuration.properties` (the settings' schema). */
+  constructor(private readonly properties: Readonly<Record<string, SettingSchema>> = {}) {}
+
+  /**
+   * The values among `keys` (e.g. RUN_SETTINGS) that their schema does not allow, each in a
+   * sentence naming the setting. The getters below fall back to a default for such a value, so a
+   * caller that would run with them refuses instead (never a silent default).
+   */
+  problems(keys: readonly string[]): string[] {
+    return settingProblems(
+      this.properties,
+      keys.map((k) => `${SECTION}.${k}`),
+      (full) => this.cfg.get(full.slice(SECTION.length + 1)),
+    );
+  }
+
   private get cfg(): vscode.WorkspaceConfiguration {
     return vscode.workspace.getConfiguration(SECTION);
   }

@@ -9,7 +9,8 @@ import { truncationText, type ModelInfo } from '../shared/analysis';
 import { analysisToCsv, analysisToJson } from '../shared/export';
 import { analysisToPayload } from '../shared/payload';
 import type { AnalysisPayload, PersistedState, RequestMap, RequestMethod, RunState } from '../shared/protocol';
-import { Config } from './config';
+import { Config, RUN_SETTINGS, SECTION } from './config';
+import type { SettingSchema } from './settingsCheck';
 import { ModelRegistry, type ModelChoice } from './models';
 import { Overlay } from './overlay';
 import { AnalysisPanel } from './panel';
@@ -22,6 +23,19 @@ import { formatLag, LagProbe } from './lag';
 import { WhatIf, type KeptRun } from './whatif';
 import { selectionSource } from './source';
 
+/** Errors that say the selected model cannot be used: their message offers Select Model…. */
+const MODEL_ERRORS: readonly string[] = [
+  'TOO_LARGE',
+  'NOT_FOUND',
+  'BAD_CONFIG',
+  'UNSUPPORTED_ARCHITECTURE',
+  'PICKLE_REFUSED',
+  'MISSING_TOKENIZER',
+  'BAD_TOKENIZER',
+  'BAD_SAFETENSORS',
+  'BAD_WEIGHTS',
+];
+
 /** Above this many characters the text is cut before tokenizing (a document can be huge). */
 const MAX_CHARS = 2_000_000;
 
@@ -31,7 +45,7 @@ export interface AnalysisSource {
 }
 
 export class Ctx implements vscode.Disposable {
-  readonly config = new Config();
+  readonly config: Config;
   readonly log: vscode.LogOutputChannel;
   readonly engine: EngineClient;
   readonly models: ModelRegistry;
@@ -53,6 +67,8 @@ export class Ctx implements vscode.Disposable {
   constructor(readonly context: vscode.ExtensionContext) {
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the what-if host reads live fields
     const self = this;
+    const pkg = context.extension.packageJSON as { contributes?: { configuration?: { properties?: Record<string, SettingSchema> } } };
+    this.config = new Config(pkg.contributes?.configuration?.properties ?? {});
     this.log = vscode.window.createOutputChannel('Transformer Dynamics', { log: true });
     this.models = new ModelRegistry(context, this.config);
     this.engine = new EngineClient({
@@ -138,6 +154,9 @@ export class Ctx implements vscode.Disposable {
    * doing and `signal` cancels it.
    */
   async ensureModel(onProgress?: (message: string) => void, signal?: AbortSignal): Promise<{ choice: ModelChoice; info: ModelInfo }> {
+    // a setting outside its schema would fall back to a default: refuse, naming it
+    const problems = this.config.problems(RUN_SETTINGS);
+    if (problems.length > 0) throw new EngineError('BAD_SETTING', `${problems.join(' ')} Fix it in Settings.`);
     const choice = this.models.current();
     const req = {
       dir: choice.dir,
@@ -240,29 +259,32 @@ export class Ctx implements vscode.Disposable {
       this.setRunState({ kind: 'error', message: err.message });
       this.status.setIdle();
       this.log.error(`run ${id} failed: ${err.code}: ${err.message}`);
-      if (
-        [
-          'TOO_LARGE',
-          'NOT_FOUND',
-          'BAD_CONFIG',
-          'UNSUPPORTED_ARCHITECTURE',
-          'PICKLE_REFUSED',
-          'MISSING_TOKENIZER',
-          'BAD_TOKENIZER',
-          'BAD_SAFETENSORS',
-          'BAD_WEIGHTS',
-        ].includes(err.code)
-      ) {
-        this.loaded = null;
-        const pick = await vscode.window.showErrorMessage(`Transformer Dynamics: ${err.message}`, 'Select Model…');
-        if (pick) void vscode.commands.executeCommand('transformerDynamics.selectModel');
-      } else {
-        void vscode.window.showErrorMessage(`Transformer Dynamics: ${err.message}`);
-      }
+      await this.showRunError(err);
       return null;
     } finally {
       lag.stop();
       ticket.end();
+    }
+  }
+
+  /**
+   * A failed run's message, with the way out: **Select Model…** when the model cannot be used,
+   * **Open Settings** on the setting a BAD_SETTING names.
+   */
+  async showRunError(e: unknown): Promise<void> {
+    const err = e instanceof EngineError ? e : new EngineError('RUNTIME', e instanceof Error ? e.message : String(e));
+    if (err.code === 'CANCELLED') return;
+    const text = `Transformer Dynamics: ${err.message}`;
+    if (MODEL_ERRORS.includes(err.code)) {
+      this.loaded = null;
+      const pick = await vscode.window.showErrorMessage(text, 'Select Model…');
+      if (pick) void vscode.commands.executeCommand('transformerDynamics.selectModel');
+    } else if (err.code === 'BAD_SETTING') {
+      const pick = await vscode.window.showErrorMessage(text, 'Open Settings');
+      const named = /\b(transformerDynamics\.[\w.]+) =/.exec(err.message)?.[1] ?? SECTION;
+      if (pick) void vscode.commands.executeCommand('workbench.action.openSettings', named);
+    } else {
+      void vscode.window.showErrorMessage(text);
     }
   }
 

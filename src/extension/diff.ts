@@ -81,8 +81,7 @@ export async function comparePrompts(ctx: Ctx): Promise<void> {
           labels: [sides[0].label, sides[1].label],
         });
       } catch (e) {
-        if ((e as { code?: string }).code !== 'CANCELLED')
-          void vscode.window.showErrorMessage(`Transformer Dynamics: ${(e as Error).message}`);
+        void ctx.showRunError(e); // (silent when cancelled)
       }
     },
   );

@@ -185,6 +185,37 @@ describe('real VS Code: Analyze Selection', { skip: e2eSkipReason() }, () => {
         await new Promise((r) => setTimeout(r, 500));
       }
       assert.match(title, /\b\d{1,2} tokens/, 'the new, short analysis replaced the long one');
+
+      // A setting outside its schema, typed into settings.json, would fall back to a default that
+      // changes the numbers: the run is refused, the message names it and opens it in Settings.
+      const before = fs.readFileSync(vs.settingsPath(), 'utf8');
+      const editSettings = async (text: string) => {
+        await vs.runCommand('Preferences: Open User Settings (JSON)');
+        await vs.activeEditor().locator('.view-lines').waitFor({ timeout: 20_000 });
+        await vs.focusEditor();
+        await vs.page.keyboard.press('Control+A');
+        await vs.page.keyboard.insertText(text);
+        await vs.page.keyboard.press('Control+S');
+        await new Promise((r) => setTimeout(r, 1000));
+      };
+      await editSettings(JSON.stringify({ ...JSON.parse(before), 'transformerDynamics.weightPrecision': 'fp16' }, null, 2));
+      try {
+        await vs.page.locator('.tabs-container .tab').filter({ hasText: 'sample.md' }).first().click();
+        await vs.runCommand('Transformer Dynamics: Analyze Selection');
+        const toast = await vs.waitForNotification(
+          'transformerDynamics.weightPrecision = "fp16" is not one of auto, float32, float16. Fix it in Settings.',
+          30_000,
+        );
+        await toast.getByRole('button', { name: 'Open Settings' }).click();
+        await vs.page
+          .locator('.settings-editor .setting-item-contents')
+          .filter({ hasText: 'Weight Precision' })
+          .first()
+          .waitFor({ timeout: 20_000 });
+        assert.match(await vs.webviewFrame().locator('.title-row').innerText(), /\b\d{1,2} tokens/, 'the last result stays on show');
+      } finally {
+        await editSettings(before);
+      }
     } catch (e) {
       failed = true;
       throw e;

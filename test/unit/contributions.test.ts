@@ -7,6 +7,8 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { SUPPORTED_MODEL_TYPES } from '../../src/engine/arch/spec';
+import { PROVIDERS, WEIGHT_PRECISIONS } from '../../src/engine/runtime/providers';
+import { RUN_SETTINGS, settingProblem, settingProblems, type SettingSchema } from '../../src/extension/settingsCheck';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
@@ -15,6 +17,7 @@ const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
     menus: Record<string, { command: string }[]>;
     keybindings: { command: string }[];
     walkthroughs: { steps: { id: string; description: string; media: { markdown?: string }; completionEvents?: string[] }[] }[];
+    configuration: { properties: Record<string, SettingSchema & { default: unknown }> };
   };
 };
 const contributed = new Set(pkg.contributes.commands.map((c) => c.command));
@@ -74,5 +77,71 @@ describe('package.json contributions', () => {
     const supported = [...SUPPORTED_MODEL_TYPES].sort();
     assert.deepEqual(tableModelTypes(read('media/walkthrough/model.md'), 0).sort(), supported, 'media/walkthrough/model.md');
     assert.deepEqual(tableModelTypes(read('README.md'), 1).sort(), supported, 'README "Supported architectures"');
+  });
+});
+
+describe('settings outside their schema are refused by name (settingsCheck.ts)', () => {
+  const props = pkg.contributes.configuration.properties;
+  const key = (k: string) => `transformerDynamics.${k}`;
+
+  test('every default is valid, and every setting a run reads is declared', () => {
+    for (const [k, schema] of Object.entries(props)) assert.equal(settingProblem(k, schema, schema.default), null, k);
+    assert.deepEqual(
+      settingProblems(props, RUN_SETTINGS.map(key), () => undefined),
+      [],
+      'unset settings are the defaults',
+    );
+    for (const k of RUN_SETTINGS) assert.ok(props[key(k)], `${k} is in package.json`);
+  });
+
+  test("the settings' choices are the engine's", () => {
+    assert.deepEqual(props[key('executionProvider')]!.enum, [...PROVIDERS]);
+    assert.deepEqual(props[key('weightPrecision')]!.enum, [...WEIGHT_PRECISIONS]);
+  });
+
+  test('each kind of bad value, in a sentence naming the setting', () => {
+    const values: Record<string, unknown> = {
+      [key('weightPrecision')]: 'fp16',
+      [key('executionProvider')]: 'gpu',
+      [key('lensTopK')]: 50,
+      [key('maxTokens')]: 0,
+      [key('threads')]: 2.5,
+      [key('attentionPatterns')]: 'yes',
+      [key('memoryCapGB')]: -1,
+      [key('graphCacheLimitGB')]: '10',
+      [key('modelPath')]: 42,
+    };
+    assert.deepEqual(
+      settingProblems(props, RUN_SETTINGS.map(key), (k) => values[k]),
+      [
+        'transformerDynamics.modelPath = 42 is not a string.',
+        'transformerDynamics.maxTokens = 0 is below its minimum, 1.',
+        'transformerDynamics.threads = 2.5 is not a whole number.',
+        'transformerDynamics.lensTopK = 50 is above its maximum, 20.',
+        'transformerDynamics.attentionPatterns = "yes" is not true or false.',
+        'transformerDynamics.executionProvider = "gpu" is not one of auto, cpu, webgpu, cuda, dml, coreml.',
+        'transformerDynamics.weightPrecision = "fp16" is not one of auto, float32, float16.',
+        'transformerDynamics.graphCacheLimitGB = "10" is not a number.',
+        'transformerDynamics.memoryCapGB = -1 is below its minimum, 0.',
+      ],
+    );
+    const hub = props[key('hubEndpoint')]!;
+    assert.equal(settingProblem(key('hubEndpoint'), hub, 'https://hf-mirror.example.org/'), null);
+    assert.equal(settingProblem(key('hubEndpoint'), hub, 'http://10.0.0.5:8080'), null);
+    assert.match(
+      settingProblem(key('hubEndpoint'), hub, 'hf-mirror.example.org') ?? '',
+      /^transformerDynamics\.hubEndpoint = "hf-mirror\.example\.org" is not of the form/,
+    );
+    assert.match(settingProblem(key('hubEndpoint'), hub, 'ftp://x') ?? '', /is not of the form/);
+    assert.match(settingProblem('x', { type: 'number' }, Number.NaN) ?? '', /^x = null is not a number\.$/, 'NaN (JSON null)');
+    assert.equal(
+      settingProblem('x', { type: 'number' }, 'y'.repeat(100)),
+      `x = "${'y'.repeat(56)}… is not a number.`,
+      'a long value is clipped',
+    );
+  });
+
+  test('an unknown setting name is a programming error, not a user one', () => {
+    assert.throws(() => settingProblems(props, [key('noSuchSetting')], () => 1), /noSuchSetting is not a contributed setting/);
   });
 });
