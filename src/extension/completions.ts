@@ -2,7 +2,7 @@
 // decoding strategies, tokens streamed to the panel as they are produced, one batch at a
 // time (a new batch or Stop cancels the old one); insert a completion at the cursor.
 import * as vscode from 'vscode';
-import { DEFAULT_STRATEGIES, cursorPromptStart, type Strategy } from '../shared/generation';
+import { DEFAULT_STRATEGIES, cursorPromptStart, shiftedOffset, type Strategy } from '../shared/generation';
 import type { CompletionBatch, GenerateParams } from '../shared/protocol';
 import type { Ctx } from './ctx';
 
@@ -12,16 +12,34 @@ const CURSOR_CONTEXT_CHARS = 4000;
 interface PromptSource {
   text: string;
   uri: string | null;
-  /** Where a completion is inserted: the end of the selection or the cursor. */
-  insertAt: vscode.Position | null;
+  /**
+   * Where a completion is inserted: the offset of the selection's end or the cursor, kept up to
+   * date through the document's edits (null: an edit replaced the text around it).
+   */
+  insertAt: number | null;
 }
 
-export class Completions {
+export class Completions implements vscode.Disposable {
   private seq = 0;
   private running: { batchId: number; ctl: AbortController } | null = null;
   private prompt: PromptSource | null = null;
+  private readonly subscription: vscode.Disposable;
 
-  constructor(private readonly ctx: Ctx) {}
+  constructor(private readonly ctx: Ctx) {
+    // the insertion point follows edits above it (typing, an earlier Insert), as a cursor would
+    this.subscription = vscode.workspace.onDidChangeTextDocument((e) => {
+      const p = this.prompt;
+      if (!p || p.insertAt === null || e.document.uri.toString() !== p.uri || e.contentChanges.length === 0) return;
+      p.insertAt = shiftedOffset(
+        p.insertAt,
+        e.contentChanges.map((c) => ({ rangeOffset: c.rangeOffset, rangeLength: c.rangeLength, textLength: c.text.length })),
+      );
+    });
+  }
+
+  dispose(): void {
+    this.subscription.dispose();
+  }
 
   /** The prompt from the active editor: the selection, or the text before the cursor. */
   promptFromEditor(): PromptSource | null {
@@ -29,13 +47,13 @@ export class Completions {
     if (!editor) return null;
     const doc = editor.document;
     const sel = editor.selection;
-    if (!sel.isEmpty) return { text: doc.getText(sel), uri: doc.uri.toString(), insertAt: sel.end };
+    if (!sel.isEmpty) return { text: doc.getText(sel), uri: doc.uri.toString(), insertAt: doc.offsetAt(sel.end) };
     // a little more than the prompt needs, then from the start of a line (or word) in it
     const end = doc.offsetAt(sel.active);
     const from = Math.max(0, end - CURSOR_CONTEXT_CHARS - 1);
     const before = doc.getText(new vscode.Range(doc.positionAt(from), sel.active));
     const text = from === 0 ? before : before.slice(cursorPromptStart(before, CURSOR_CONTEXT_CHARS));
-    return { text, uri: doc.uri.toString(), insertAt: sel.active };
+    return { text, uri: doc.uri.toString(), insertAt: end };
   }
 
   /** The command: choose strategies and a length, then start. */
@@ -134,9 +152,14 @@ export class Completions {
       void vscode.window.showWarningMessage('Transformer Dynamics: open the editor to insert the completion into.');
       return false;
     }
-    const at = p?.insertAt ?? editor.selection.active;
+    const tracked = p?.uri === editor.document.uri.toString() && p.insertAt !== null;
+    const at = tracked ? editor.document.positionAt(p.insertAt!) : editor.selection.active;
     const ok = await editor.edit((b) => b.insert(at, text), { undoStopBefore: true, undoStopAfter: true });
     if (ok) editor.revealRange(new vscode.Range(at, at));
+    if (ok && p?.uri && !tracked)
+      void vscode.window.showInformationMessage(
+        'Transformer Dynamics: the text at the end of the prompt was edited, so the completion went in at the cursor.',
+      );
     return ok;
   }
 }

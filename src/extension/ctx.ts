@@ -115,6 +115,7 @@ export class Ctx implements vscode.Disposable {
       this.log,
       this.overlay,
       this.status,
+      this.completions,
       this.panel,
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (

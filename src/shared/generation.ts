@@ -120,3 +120,26 @@ export function cursorPromptStart(text: string, chars: number): number {
   const m = ws.exec(text);
   return m && m.index + m[0].length <= atLeast ? m.index + m[0].length : start;
 }
+
+/** One edit of a document, as VS Code reports it: offsets into the text before the edit. */
+export interface TextEdit {
+  rangeOffset: number;
+  rangeLength: number;
+  textLength: number;
+}
+
+/**
+ * Where an offset of a document is after `edits` (one change event's; they do not overlap, and
+ * each is in the offsets of the text before the event), or null when an edit replaced text
+ * around it. Text inserted exactly at the offset goes before it, as at a cursor: the next
+ * completion inserted there follows the last one.
+ */
+export function shiftedOffset(offset: number, edits: readonly TextEdit[]): number | null {
+  let out = offset;
+  for (const e of edits) {
+    const end = e.rangeOffset + e.rangeLength;
+    if (end <= offset && !(e.rangeLength > 0 && e.rangeOffset === offset)) out += e.textLength - e.rangeLength;
+    else if (e.rangeOffset < offset && end > offset) return null;
+  }
+  return out;
+}

@@ -249,6 +249,7 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     );
     await vs.waitForWebview((f) => f.locator('.comp-col .comp-metrics:not([hidden])').nth(5), { timeoutMs: 180_000 });
     const fromEnd = await columnTokens(vs.webviewFrame());
+    let greedyText = '';
     for (const [i, strategy] of DEFAULT_STRATEGIES.entries()) {
       const c = await engine.generate({ text: prompt, strategy, maxNewTokens: 40, forcedIds: [], topAlternatives: 5 });
       assert.equal(c.promptIds.length, kept);
@@ -260,7 +261,26 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
       }
       assert.ok(c.steps.length === 40 || c.stopReason === 'eos', `column ${i}: ${c.steps.length} tokens, ${c.stopReason}`);
       assert.deepEqual(fromEnd[i], shownTokens(c), `column ${i} (${strategy.label}) from the end of the long prompt`);
+      if (i === 0) greedyText = c.text;
     }
+
+    // A line typed above the prompt's end, then Insert: the completion goes where the prompt ended
+    // (the insertion point follows the edit), not at its old line and column.
+    await vs.page.keyboard.press('Control+1');
+    await vs.page.keyboard.press('Control+Home');
+    await vs.page.keyboard.type('Note.');
+    await vs.page.keyboard.press('Enter'); // a line more above: the old line and column are another place
+    await vs
+      .webviewFrame()
+      .locator('.comp-col')
+      .nth(0)
+      .getByRole('button', { name: /^Insert this completion/ })
+      .click();
+    await vs.webviewFrame().locator('.comp-status').filter({ hasText: 'Inserted into the editor.' }).waitFor({ timeout: 20_000 });
+    await vs.page.keyboard.press('Control+1');
+    await vs.page.keyboard.press('Control+S');
+    await waitFor(async () => fs.readFileSync(path.join(vs.workspaceDir, 'long.md'), 'utf8') !== long, 10_000, 'long.md saved');
+    assert.equal(fs.readFileSync(path.join(vs.workspaceDir, 'long.md'), 'utf8'), `Note.\n${long}${greedyText}`);
   });
 
   cold('Compare Prompts: the diff of the selection against the clipboard', 'prompts', async (vs) => {

@@ -34,7 +34,7 @@ import {
 import { generate } from '../../src/engine/generate';
 import { Engine } from '../../src/engine/engine';
 import { loadModel, type LoadedModel } from '../../src/engine/model';
-import { cursorPromptStart, type Strategy } from '../../src/shared/generation';
+import { cursorPromptStart, shiftedOffset, type Strategy } from '../../src/shared/generation';
 import { FIXTURES, assertClose } from '../helpers';
 
 const ctx = (ids: number[], promptLength = 0) => ({ ids, promptLength });
@@ -550,5 +550,35 @@ describe('the prompt before the cursor (Compare Completions with nothing selecte
     const s = start(emoji, 15);
     assert.equal(s.length, 14);
     assert.equal([...s].join(''), '🙂'.repeat(7));
+  });
+});
+
+describe("a completion's insertion point follows the document's edits", () => {
+  test('edits before it move it, edits after it do not, an edit around it loses it', () => {
+    const edit = (rangeOffset: number, rangeLength: number, textLength: number) => ({ rangeOffset, rangeLength, textLength });
+    assert.equal(shiftedOffset(100, []), 100);
+    assert.equal(shiftedOffset(100, [edit(0, 0, 5)]), 105, 'typed above');
+    assert.equal(shiftedOffset(100, [edit(10, 20, 0)]), 80, 'deleted above');
+    assert.equal(shiftedOffset(100, [edit(80, 20, 3)]), 83, 'replaced text ending at it');
+    assert.equal(shiftedOffset(100, [edit(100, 0, 40)]), 140, 'inserted at it (an earlier Insert): the next goes after');
+    assert.equal(shiftedOffset(100, [edit(100, 10, 0)]), 100, 'deleted just after it');
+    assert.equal(shiftedOffset(100, [edit(120, 5, 50)]), 100, 'edited below');
+    assert.equal(shiftedOffset(100, [edit(90, 20, 4)]), null, 'replaced around it');
+    // one event with several edits (multi-cursor typing), in the offsets before the event
+    assert.equal(shiftedOffset(100, [edit(150, 0, 1), edit(50, 0, 1), edit(10, 0, 1)]), 102);
+    // replaying an edit sequence on a string keeps the point between the same characters
+    let doc = 'The old sailor looked at the sea.|Then he went home.';
+    let at = doc.indexOf('|');
+    for (const [o, l, t] of [
+      [0, 0, 'Once, '],
+      [4, 3, 'the young'],
+      [at + 6, 2, 'she'],
+    ] as const) {
+      const next = shiftedOffset(at, [edit(o, l, t.length)]);
+      doc = doc.slice(0, o) + t + doc.slice(o + l);
+      assert.ok(next !== null);
+      at = next;
+      assert.equal(doc[at], '|', `after ${JSON.stringify(t)}: ${doc}`);
+    }
   });
 });
