@@ -53,7 +53,12 @@ function nodeTest(files, label) {
 const runTmp = mkdtempSync(join(tmpdir(), 'td-tests-'));
 process.env.TMPDIR = runTmp;
 const results = [];
-if (runUnit) results.push(nodeTest(findTests('out/test/unit'), 'unit'));
+if (runUnit) {
+  // the WebGPU tests run on SwiftShader: Debian's chromium ships its Vulkan driver, libvulkan1 the loader
+  const setup = spawnSync('bash', ['tools/e2e/setup.sh', '--unit'], { stdio: 'inherit' });
+  if (setup.status !== 0) results.push({ ok: false, summary: 'unit: setup failed (chromium, libvulkan1)' });
+  else results.push(nodeTest(findTests('out/test/unit'), 'unit'));
+}
 if (runE2e) {
   const setup = spawnSync('bash', ['tools/e2e/setup.sh'], { stdio: 'inherit' });
   if (setup.status !== 0) results.push({ ok: false, summary: 'e2e: setup failed' });

@@ -10,6 +10,10 @@
 # When the cache is complete (marker file) and the packages are present, this
 # exits immediately. Binary afterwards: $DIR/node_modules/.bin/code-server
 #
+# `--unit`: only the packages the unit tests need (chromium for SwiftShader's Vulkan driver and
+# libvulkan1, the loader onnxruntime's WebGPU provider opens), then exit: `npm test` runs this
+# before the unit tests, so it works as the first command on a bare machine.
+#
 # Env:
 #   TD_CODE_SERVER_DIR   cache folder (see above)
 #   TD_E2E_SKIP_APT=1    never call apt-get (fail if packages are missing)
@@ -21,7 +25,12 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 DIR=${TD_CODE_SERVER_DIR:-$REPO_ROOT/.cache/code-server-$CS_VERSION}
 MARKER="$DIR/.td-e2e-setup-complete"
-PKGS=(chromium ripgrep libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev pkg-config)
+PKGS=(chromium libvulkan1 ripgrep libkrb5-dev libxkbfile-dev libsecret-1-dev libx11-dev pkg-config)
+UNIT_ONLY=""
+if [[ "${1:-}" == --unit ]]; then
+  UNIT_ONLY=1
+  PKGS=(chromium libvulkan1)
+fi
 
 T0=$(date +%s)
 log() { printf '[e2e-setup +%ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
@@ -59,6 +68,8 @@ if [[ -n "$MISSING" ]]; then
   [[ -z "$MISSING" ]] || die "still missing after apt-get: $MISSING"
   log "Debian packages installed"
 fi
+
+[[ -n "$UNIT_ONLY" ]] && exit 0
 
 # ---------------------------------------------------------------- 2. code-server
 if [[ -f "$MARKER" && -z "${TD_E2E_FORCE:-}" ]]; then
