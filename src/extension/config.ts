@@ -1,6 +1,7 @@
 // Typed access to the `transformerDynamics.*` settings (one getter per setting).
 import * as vscode from 'vscode';
 import { resolveThreads } from '../engine/cores';
+import { EngineError } from '../engine/errors';
 import { PROVIDERS, WEIGHT_PRECISIONS, type ProviderRequest, type WeightPrecisionRequest } from '../engine/runtime/providers';
 import { settingProblems, type SettingSchema } from './settingsCheck';
 
@@ -23,6 +24,12 @@ export class Config {
       keys.map((k) => `${SECTION}.${k}`),
       (full) => this.cfg.get(full.slice(SECTION.length + 1)),
     );
+  }
+
+  /** Throws BAD_SETTING naming every value among `keys` that its schema does not allow. */
+  requireValid(keys: readonly string[]): void {
+    const problems = this.problems(keys);
+    if (problems.length > 0) throw new EngineError('BAD_SETTING', `${problems.join(' ')} Fix it in Settings.`);
   }
 
   private get cfg(): vscode.WorkspaceConfiguration {

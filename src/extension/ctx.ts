@@ -156,8 +156,7 @@ export class Ctx implements vscode.Disposable {
    */
   async ensureModel(onProgress?: (message: string) => void, signal?: AbortSignal): Promise<{ choice: ModelChoice; info: ModelInfo }> {
     // a setting outside its schema would fall back to a default: refuse, naming it
-    const problems = this.config.problems(RUN_SETTINGS);
-    if (problems.length > 0) throw new EngineError('BAD_SETTING', `${problems.join(' ')} Fix it in Settings.`);
+    this.config.requireValid(RUN_SETTINGS);
     const choice = this.models.current();
     const req = {
       dir: choice.dir,

@@ -96,9 +96,10 @@ interface RepoPick extends vscode.QuickPickItem {
 /** Asks for a repo (suggested models or any id) and downloads it. Returns the model folder. */
 export async function downloadFromHub(ctx: Ctx, preset?: string): Promise<string | null> {
   // the address (and the memory estimate's settings) as the user set them, or a refusal naming them
-  const problems = ctx.config.problems(['hubEndpoint', 'maxTokens', 'attentionPatterns', 'graphCache', 'memoryCapGB']);
-  if (problems.length > 0) {
-    await ctx.showRunError(new EngineError('BAD_SETTING', `${problems.join(' ')} Fix it in Settings.`));
+  try {
+    ctx.config.requireValid(['hubEndpoint', 'maxTokens', 'attentionPatterns', 'graphCache', 'memoryCapGB']);
+  } catch (e) {
+    await ctx.showRunError(e);
     return null;
   }
   let input = preset;

@@ -5,12 +5,11 @@
 //   node tools/webview-dev/completions.mjs [--no-build] [--only light,dark,hc]
 // run.mjs calls runCompletions() with its browser and server.
 /* global window, document */ // used inside page.evaluate callbacks
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
 import { createDevGenerator } from './generate.mjs';
-import { ROOT, hostilePayload, realPayload, writeBundle } from './payloads.mjs';
+import { ROOT, buildForDev, hostilePayload, realPayload, writeBundle } from './payloads.mjs';
 import { OUT_DIR, PAYLOAD_DIR, markPayloadsCurrent, payloadCurrent, startServer } from './serve.mjs';
 
 export const PROMPT = 'Once upon a time, there was a little girl named Lily. She loved to play with her ball in the park. One day,';
@@ -337,10 +336,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['light', 'dark', 'hc'];
   if (!args.includes('--no-build')) {
-    for (const cmd of [['esbuild.mjs'], [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json']]) {
-      const b = spawnSync(process.execPath, cmd, { cwd: ROOT, stdio: 'inherit' });
-      if (b.status !== 0) process.exit(1);
-    }
+    buildForDev();
   }
   fs.mkdirSync(PAYLOAD_DIR, { recursive: true });
   // Remade when the engine in out/ (or its maker) changed since it was made.

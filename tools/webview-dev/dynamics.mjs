@@ -7,13 +7,12 @@
 //   node tools/webview-dev/dynamics.mjs [--no-build] [--fresh] [--only light,dark,hc]
 // run.mjs calls runDynamics() with its browser and server.
 /* global window, document, structuredClone */ // window/document: inside page.evaluate callbacks
-import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
-import { HOSTILE, ROOT, SAMPLE_TEXT, decodeTyped, modelDir, syntheticPayload, writeBundle } from './payloads.mjs';
+import { HOSTILE, ROOT, SAMPLE_TEXT, buildForDev, decodeTyped, modelDir, syntheticPayload, writeBundle } from './payloads.mjs';
 import { OUT_DIR, PAYLOAD_DIR, markPayloadsCurrent, payloadCurrent, startServer } from './serve.mjs';
 
 const require = createRequire(import.meta.url);
@@ -554,10 +553,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const args = process.argv.slice(2);
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1].split(',') : ['light', 'dark', 'hc'];
   if (!args.includes('--no-build')) {
-    for (const cmd of [['esbuild.mjs'], [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json']]) {
-      const b = spawnSync(process.execPath, cmd, { cwd: ROOT, stdio: 'inherit' });
-      if (b.status !== 0) process.exit(1);
-    }
+    buildForDev();
   }
   let reportFile = path.join(OUT_DIR, 'report.html');
   // Cached payloads are remade when the engine in out/ (or their maker) changed since.

@@ -2,6 +2,7 @@
 // a synthetic 1024-token × 33-row one for scrolling and timing, and one full of hostile token
 // text. Written as JSON with typed arrays encoded as {"$typed": "Float32Array", "b64": …}.
 /* global structuredClone */
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -9,6 +10,17 @@ import * as path from 'node:path';
 const require = createRequire(import.meta.url);
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
+/**
+ * Builds what the harness serves and what makes its payloads: the webview bundle (esbuild) and
+ * the engine in out/ (tsc). Exits the process when either fails.
+ */
+export function buildForDev() {
+  for (const cmd of [['esbuild.mjs'], [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json']]) {
+    const b = spawnSync(process.execPath, cmd, { cwd: ROOT, stdio: 'inherit' });
+    if (b.status !== 0) process.exit(1);
+  }
+}
+
 const STORIES = path.join(ROOT, 'test', 'fixtures', 'stories260K'); // vendored (its SOURCE.md)
 
 const TYPED = { Float32Array, Int32Array, Uint8Array, Float64Array };

@@ -4,11 +4,10 @@
 // CSP violations, script injection, or broken interactions.
 //   node tools/webview-dev/run.mjs [--no-build] [--fresh] [--only light,dark,hc]
 /* global window, document, requestAnimationFrame */ // used inside page.evaluate callbacks
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
-import { ROOT, hostilePayload, realPayload, syntheticPayload, writeBundle } from './payloads.mjs';
+import { ROOT, buildForDev, hostilePayload, realPayload, syntheticPayload, writeBundle } from './payloads.mjs';
 import { runCompletions } from './completions.mjs';
 import { makeBigDynamicsPayload, makeDynamicsPayloads, runDynamics } from './dynamics.mjs';
 import { OUT_DIR, PAYLOAD_DIR, markPayloadsCurrent, payloadCurrent, startServer } from './serve.mjs';
@@ -26,11 +25,7 @@ const check = (ok, what) => {
 
 // ---- build and payloads -------------------------------------------------------------------
 if (!flag('--no-build')) {
-  // The webview bundle (esbuild) and the engine in out/ that makes the payloads (tsc).
-  for (const cmd of [['esbuild.mjs'], [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.test.json']]) {
-    const b = spawnSync(process.execPath, cmd, { cwd: ROOT, stdio: 'inherit' });
-    if (b.status !== 0) process.exit(1);
-  }
+  buildForDev();
 }
 fs.mkdirSync(PAYLOAD_DIR, { recursive: true });
 const payloadFile = (n) => path.join(PAYLOAD_DIR, `${n}.json`);
