@@ -464,6 +464,20 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       await settle(page, 600);
       await shot(page, `narrow-dyn-${t.toLowerCase()}`);
     }
+    // stacked, the Diff tab scrolls: each plot keeps a readable height
+    await page.evaluate(() => window.__TD_HOST__.post(window.__TD_HOST__.dynamics.promptDiff));
+    await page.waitForSelector('.diff-cos .main-svg', { timeout: 30000 });
+    await settle(page, 600);
+    for (const [sel, min] of [
+      ['.diff-traj .chart-plot', 250],
+      ['.diff-cos .chart-plot', 160],
+    ]) {
+      const h = await page.locator(sel).evaluate((e) => e.getBoundingClientRect().height);
+      check(h >= min, `narrow diff: ${sel} is ${Math.round(h)} px high (at least ${min})`);
+    }
+    await shot(page, 'narrow-dyn-diff');
+    await page.locator('.diff-cos').scrollIntoViewIfNeeded();
+    await shot(page, 'narrow-dyn-diff-scrolled');
     await finish('dynamics narrow', ctx);
   }
 

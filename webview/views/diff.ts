@@ -122,6 +122,7 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
         y,
         text,
         textposition: side === 'a' ? 'top center' : 'bottom center',
+        cliponaxis: false, // a row label at the plot's edge is drawn whole, in the margin
         textfont: { size: 10, color },
         hovertext: labels.map(
           (l, r) => `${nm} · ${l}<br>top-1 ${plotlyToken(rows[r]?.[side].text ?? '')} ${pct(rows[r]?.[side].prob ?? NaN)}`,
@@ -141,7 +142,7 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
       ...baseLayout(pal),
       showlegend: true,
       legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 10, color: c(pal.fg) }, bgcolor: 'rgba(0,0,0,0)' },
-      margin: { l: 48, r: 10, t: 8, b: 36 },
+      margin: { l: 48, r: 14, t: 16, b: 36 },
       xaxis: { ...ax, title: { text: pcAxisTitle(0, diff.explained), font: { size: 11, color: c(pal.fg) } } },
       yaxis: { ...ax, title: { text: pcAxisTitle(1, diff.explained), font: { size: 11, color: c(pal.fg) } } },
     });
