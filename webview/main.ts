@@ -6,7 +6,7 @@ import { el, isEditableTarget } from './dom';
 import { Host, type HostMessage } from './host';
 import { EMPTY_COMPLETIONS, reduceCompletions } from './shapeCompletions';
 import { payloadProblems } from './shapePayload';
-import { initialPosition, initialSimilarityRow, readPersisted, stepPosition } from './shapeState';
+import { initialPosition, initialSimilarityRow, readPersisted, stepPosition, tabForAnalysis } from './shapeState';
 import { Store, type AppState } from './store';
 import { onThemeChange, readPalette, type Palette } from './theme';
 import type { ViewContext } from './views/context';
@@ -97,6 +97,7 @@ function onMessage(m: HostMessage): void {
         highlightPos: null,
         similarityRow: initialSimilarityRow(sameText ? store.state.similarityRow : -1, p),
         whatIf: null, // a new run: its intervened twin, if any, comes as `whatIf`
+        tab: tabForAnalysis(store.state.tab),
       });
       break;
     }

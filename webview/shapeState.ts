@@ -54,3 +54,13 @@ export function stepPosition(pos: number, delta: number, T: number): number {
   if (T <= 0) return 0;
   return Math.max(0, Math.min(T - 1, pos + delta));
 }
+
+/**
+ * The tab to show when a new analysis arrives: the one on show when it displays the analysis
+ * (the lens, trajectories, attention …), the logit lens instead of Diff and Completions, whose
+ * content is not that analysis (Analyze Selection after Compare Prompts would otherwise leave
+ * the old comparison on show).
+ */
+export function tabForAnalysis(tab: string): string {
+  return tab === 'diff' || tab === 'completions' ? 'lens' : tab;
+}

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { Ctx } from './ctx';
-import { selectionSource } from './source';
+import { noteOtherSelections, selectionSource } from './source';
 import { cachedHubModels, downloadFromHub, setToken } from './hub';
 import { comparePrompts } from './diff';
 import { clearCache, limitBytes, listCache, type CacheEntry } from '../engine/graphcache';
@@ -19,6 +19,7 @@ export function analyzeSelection(ctx: Ctx): Cmd {
       void vscode.window.showWarningMessage(`Transformer Dynamics: ${input}`);
       return;
     }
+    noteOtherSelections(vscode.window.activeTextEditor, 'analysing');
     return ctx.analyze(input);
   };
 }

@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import { DEFAULT_STRATEGIES, cursorPromptStart, shiftedOffset, type Strategy } from '../shared/generation';
 import type { CompletionBatch, GenerateParams } from '../shared/protocol';
 import type { Ctx } from './ctx';
+import { noteOtherSelections } from './source';
 
 /** Characters of context taken before the cursor when nothing is selected. */
 const CURSOR_CONTEXT_CHARS = 4000;
@@ -76,6 +77,7 @@ export class Completions implements vscode.Disposable {
       validateInput: (v) => (/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 512 ? null : 'A number from 1 to 512'),
     });
     if (!n) return;
+    noteOtherSelections(vscode.window.activeTextEditor, 'completing');
     this.prompt = prompt;
     this.ctx.panel.show(true);
     try {

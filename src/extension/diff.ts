@@ -1,9 +1,10 @@
-// Prompt diff: analyse two texts (the selection and the clipboard, or two open editors) and
-// show where their last-token walks diverge.
+// Prompt diff: analyse two texts (two selections of one editor, the selection and the clipboard,
+// or two open editors) and show where their last-token walks diverge.
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { analysisToPayload } from '../shared/payload';
 import type { Ctx } from './ctx';
+import { linesLabel, selectionPair } from '../shared/selections';
 
 interface Side {
   text: string;
@@ -23,7 +24,23 @@ async function pickSides(): Promise<[Side, Side] | null> {
     label: path.basename(editor.document.fileName) + (editor.selection.isEmpty ? '' : ' (selection)'),
   };
   const others = vscode.window.visibleTextEditors.filter((e) => e !== editor);
-  const items: (vscode.QuickPickItem & { kind2: 'clipboard' | 'editor'; editor?: vscode.TextEditor })[] = [
+  // several selections (multi-cursor): the first two, in document order, are the likeliest pair
+  const pair = selectionPair(editor.selections);
+  const file = path.basename(editor.document.fileName);
+  const items: (vscode.QuickPickItem & { kind2: 'selections' | 'clipboard' | 'editor'; editor?: vscode.TextEditor })[] = [
+    ...(pair
+      ? [
+          {
+            label: '$(selection) Selection 1 vs selection 2',
+            description: `${linesLabel(pair.a)} vs ${linesLabel(pair.b)}`,
+            detail:
+              pair.of === 2
+                ? 'The two selections of this editor, the first in the file first'
+                : `The first two of this editor's ${pair.of} selections, in file order`,
+            kind2: 'selections' as const,
+          },
+        ]
+      : []),
     {
       label: '$(clippy) Selection vs clipboard',
       detail: 'The current selection (or file) against the text on the clipboard',
@@ -38,6 +55,13 @@ async function pickSides(): Promise<[Side, Side] | null> {
   ];
   const pick = await vscode.window.showQuickPick(items, { title: 'Compare Prompts: where do two prompts start to diverge?' });
   if (!pick) return null;
+  if (pick.kind2 === 'selections' && pair) {
+    const side = (sel: vscode.Selection, n: number): Side => ({
+      text: editor.document.getText(sel),
+      label: `${file} (selection ${n}, ${linesLabel(sel)})`,
+    });
+    return [side(pair.a, 1), side(pair.b, 2)];
+  }
   if (pick.kind2 === 'clipboard') {
     const clip = await vscode.env.clipboard.readText();
     if (!clip.trim()) {

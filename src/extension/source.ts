@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AnalysisSource } from './ctx';
+import { multiSelectionNote } from '../shared/selections';
 
 /** The selection (or the document) of the active editor, or why there is nothing to analyse. */
 export function selectionSource(): AnalysisSource | string {
@@ -16,4 +17,16 @@ export function selectionSource(): AnalysisSource | string {
   const text = doc.getText(range);
   if (text.length === 0) return 'the document is empty — there is nothing to analyse.';
   return { text, source: { uri: doc.uri.toString(), fileName: path.basename(doc.fileName), offset: doc.offsetAt(range.start) } };
+}
+
+/**
+ * With several selections a command takes the primary one: say so (not modal), with the command
+ * that compares two of them.
+ */
+export function noteOtherSelections(editor: vscode.TextEditor | undefined, verb: string): void {
+  const note = editor && multiSelectionNote(editor.selections, editor.selection, verb);
+  if (!note) return;
+  void vscode.window.showInformationMessage(`Transformer Dynamics: ${note}`, 'Compare Prompts…').then((pick) => {
+    if (pick) void vscode.commands.executeCommand('transformerDynamics.comparePrompts');
+  });
 }

@@ -326,6 +326,36 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     const cut = frame.locator('.diff-side.b .diff-count.warn');
     assert.equal((await cut.innerText()).trim(), `first ${b.truncation!.kept} of ${b.truncation!.total!.toLocaleString('en-US')} tokens`);
     assert.match((await frame.locator('.diff-side.b').getAttribute('title')) ?? '', /^clipboard: analysed the first \d+ of [\d,]+ tokens/);
+
+    // Two selections in one editor (multi-cursor): Compare Prompts offers them as the pair, and
+    // Analyze Selection says it took the primary one.
+    await vs.focusEditor();
+    await vs.page.keyboard.press('Control+Home');
+    await vs.runCommand('Add Cursor Below');
+    // each cursor's whole line, with its line break (Shift+End would stop where the line wraps)
+    await vs.runCommand('Expand Line Selection');
+    await waitFor(async () => /^2 selections/.test(await vs.selectionStatus()), 10_000, 'two selections');
+    const [l1, l2] = [await analyse(`${STORY[0]!}\n`, false), await analyse(`${STORY[1]!}\n`, false)];
+    const pairDiff = (await engine.query({ type: 'diff', runId: l1.runId, otherRunId: l2.runId })) as DiffResult;
+    await vs.runCommand('Transformer Dynamics: Compare Prompts…');
+    const pairRow = vs.page.locator('.quick-input-list .monaco-list-row').first();
+    await pairRow.filter({ hasText: 'Selection 1 vs selection 2' }).waitFor({ timeout: 20_000 });
+    assert.match(await pairRow.innerText(), /line 1 vs line 2/);
+    await pairRow.click();
+    await vs.waitForWebview((f) => f.locator('.diff-side.a').filter({ hasText: 'story.md (selection 1, line 1)' }), { timeoutMs: 60_000 });
+    assert.match(await frame.locator('.diff-side.b').innerText(), /story\.md \(selection 2, line 2\)/);
+    assert.equal(
+      await frame.locator('.diff-sentence').innerText(),
+      divergeSentence(pairDiff, (r) => rowTitle(r, pairDiff.rows)),
+    );
+    const pairRows = await frame.locator('.diff-table tbody tr').count();
+    assert.equal(pairRows, diffRows(l1, l2, pairDiff).length);
+    assert.match(await vs.selectionStatus(), /^2 selections/, 'the editor keeps both selections');
+    await vs.runCommand('Transformer Dynamics: Analyze Selection');
+    await vs.waitForNotification('2 selections: analysing the primary one (line 1) only.', 30_000);
+    const shown = await analyse(`${STORY[0]!}\n`);
+    await vs.waitForWebview((f) => f.locator('.title-row').filter({ hasText: `${shown.tokens.length} tokens` }), { timeoutMs: 60_000 });
+    await assertLensCells(frame, shown, 10);
   });
 
   cold('Export Analysis: analyses the selection and writes the file', 'export', async (vs) => {

@@ -9,6 +9,7 @@ import type { AnalysisPayload, CompletionBatch, HostToWebview } from '../../src/
 import { DEFAULT_STRATEGIES, type Completion, type GenStep, type Strategy } from '../../src/shared/generation';
 import { EMPTY_COMPLETIONS, reduceCompletions, type CompletionMessage, type CompletionsState } from '../../webview/shapeCompletions';
 import { Prng } from '../../tools/fuzz/mutate';
+import { tabForAnalysis } from '../../webview/shapeState';
 
 // ---- what a webview document makes of the messages it hears (as webview/main.ts does) ----
 
@@ -18,7 +19,7 @@ interface View {
   latest: Partial<Record<HostToWebview['type'], HostToWebview>>;
   /** The position selected in the shown analysis. */
   selected: number | null;
-  /** The tab a batch or a prompt diff brought forward. */
+  /** The tab a batch or a prompt diff brought forward (an analysis takes Diff and Completions to the lens). */
   tab: string | null;
   responses: number[];
 }
@@ -41,6 +42,7 @@ function hear(v: View, m: HostToWebview): void {
     case 'analysis':
       v.latest.analysis = m;
       v.selected = null;
+      if (v.tab !== null) v.tab = tabForAnalysis(v.tab);
       return;
     case 'selectPosition': {
       const a = v.latest.analysis;

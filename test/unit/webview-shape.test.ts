@@ -43,7 +43,14 @@ import {
   runRect,
 } from '../../webview/shapeRepetition';
 import { RequestError, RequestTracker, isResult, type Timers } from '../../webview/shapeRequests';
-import { DEFAULT_STATE, initialPosition, initialSimilarityRow, readPersisted, stepPosition } from '../../webview/shapeState';
+import {
+  DEFAULT_STATE,
+  initialPosition,
+  initialSimilarityRow,
+  readPersisted,
+  stepPosition,
+  tabForAnalysis,
+} from '../../webview/shapeState';
 import { imageName, svgDataUrl, svgFromDataUrl } from '../../webview/shapeExport';
 import { payloadProblems } from '../../webview/shapePayload';
 import type { AnalysisPayload } from '../../src/shared/protocol';
@@ -532,6 +539,13 @@ describe('webview persisted state', () => {
     assert.equal(initialSimilarityRow(-1, p), 4);
     assert.equal(initialSimilarityRow(2, p), 2);
     assert.equal(initialSimilarityRow(5, p), 4);
+  });
+
+  test('a new analysis keeps a tab that shows it, and leaves Diff and Completions for the lens', () => {
+    for (const tab of ['lens', 'trajectories', 'repetition', 'attention', 'proximity', 'ball', 'clusters'])
+      assert.equal(tabForAnalysis(tab), tab);
+    assert.equal(tabForAnalysis('diff'), 'lens');
+    assert.equal(tabForAnalysis('completions'), 'lens');
   });
 });
 
