@@ -21,7 +21,7 @@ import { LatestOnly } from '../shared/latest';
 import { runsOn } from '../shared/runs-on';
 import { formatLag, LagProbe } from './lag';
 import { WhatIf, type KeptRun } from './whatif';
-import { selectionSource } from './source';
+import { noteOtherSelections, selectionSource } from './source';
 
 /** Errors that say the selected model cannot be used: their message offers Select Model…. */
 const MODEL_ERRORS: readonly string[] = [
@@ -400,6 +400,7 @@ export class Ctx implements vscode.Disposable {
         void vscode.window.showWarningMessage(`Transformer Dynamics: nothing to export yet — ${input}`);
         return null;
       }
+      noteOtherSelections(vscode.window.activeTextEditor, 'analysing');
       if (!(await this.analyze(input))) return null;
     }
     // the run the panel shows: the clean one or its intervened twin (what-if)
