@@ -56,11 +56,18 @@ export function stepPosition(pos: number, delta: number, T: number): number {
 }
 
 /**
- * The tab to show when a new analysis arrives: the one on show when it displays the analysis
- * (the lens, trajectories, attention …), the logit lens instead of Diff and Completions, whose
- * content is not that analysis (Analyze Selection after Compare Prompts would otherwise leave
- * the old comparison on show).
+ * Whether a tab shows the analysis (the lens, trajectories, attention …): Diff and Completions
+ * show other texts (two prompts, generated columns), so the token strip of the analysis is
+ * hidden there and a new analysis does not land on them.
+ */
+export function tabShowsAnalysis(tab: string): boolean {
+  return tab !== 'diff' && tab !== 'completions';
+}
+
+/**
+ * The tab to show when a new analysis arrives: the one on show when it shows the analysis, else
+ * the logit lens (Analyze Selection after Compare Prompts would leave the old comparison on show).
  */
 export function tabForAnalysis(tab: string): string {
-  return tab === 'diff' || tab === 'completions' ? 'lens' : tab;
+  return tabShowsAnalysis(tab) ? tab : 'lens';
 }

@@ -176,8 +176,10 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       // this panel is narrow (about 370 px): nothing is cut, here nor in Proximity at a token
       // with a next token (its ranks make the longest stats row)
       await assertNothingCut(frame.locator('body'), 'the Diff tab of a narrow panel');
-      await frame.locator('.strip-tokens .tok[data-pos="40"]').click();
+      // (the analysis's token strip is not on the Diff tab: it shows two other texts)
+      assert.equal(await frame.locator('.strip-tokens').isVisible(), false, 'no token strip on the Diff tab');
       await frame.locator('vscode-tab-header[data-tab="proximity"]').click();
+      await frame.locator('.strip-tokens .tok[data-pos="40"]').click();
       await vs.waitForWebview((f) => f.locator('.prox-stats').getByText('next token rank'), { timeoutMs: 60_000 });
       await vs.waitForWebview((f) => f.locator('.prox-layers .main-svg').first(), { timeoutMs: 60_000 });
       await assertNothingCut(frame.locator('body'), 'the Proximity tab of a narrow panel');

@@ -50,6 +50,7 @@ import {
   readPersisted,
   stepPosition,
   tabForAnalysis,
+  tabShowsAnalysis,
 } from '../../webview/shapeState';
 import { imageName, svgDataUrl, svgFromDataUrl } from '../../webview/shapeExport';
 import { payloadProblems } from '../../webview/shapePayload';
@@ -546,6 +547,11 @@ describe('webview persisted state', () => {
       assert.equal(tabForAnalysis(tab), tab);
     assert.equal(tabForAnalysis('diff'), 'lens');
     assert.equal(tabForAnalysis('completions'), 'lens');
+    assert.deepEqual(
+      ['lens', 'attention', 'diff', 'completions'].map(tabShowsAnalysis),
+      [true, true, false, false],
+      'the token strip is hidden on Diff and Completions',
+    );
   });
 });
 

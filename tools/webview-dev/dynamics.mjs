@@ -290,6 +290,10 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
     if (theme === 'dark') {
       check((await page.locator('vscode-tab-header[active]').textContent()) === 'Diff', 'a promptDiff message brings the Diff tab forward');
       check((await page.locator('.diff-table tbody tr').count()) > 2, 'diff: one table row per layer');
+      check(await page.locator('.td-strip').isHidden(), "diff: the analysis's token strip is hidden (it shows other texts)");
+      await tab(page, 'Logit Lens');
+      check(await page.locator('.td-strip').isVisible(), 'the token strip is back on the Logit Lens');
+      check(await page.locator('.tok.sel').isVisible(), 'with the selected token in view');
     }
     await finish(`dynamics/${theme}`, ctx);
   }

@@ -8,6 +8,7 @@ import { fmt, pct, splitCharacter, tokenDisplay } from '../shapeText';
 import type { AppState } from '../store';
 import type { ViewContext } from './context';
 import { comparison, divergingIndex, surprisalAt, type Comparison } from '../shapeWhatIf';
+import { tabShowsAnalysis } from '../shapeState';
 
 const STEPS = 32;
 /** Δ surprisal (bits) at full strength of the what-if difference tint. */
@@ -27,12 +28,15 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
   let selected: HTMLElement | null = null;
   let highlighted: HTMLElement | null = null;
 
+  // the analysis's tokens; not on the tabs that show other texts (Diff, Completions)
+  const showOrHide = (s: Readonly<AppState>) => (root.hidden = !s.payload || !tabShowsAnalysis(s.tab));
+
   const build = (s: Readonly<AppState>) => {
     clear(list);
     spans = [];
     selected = highlighted = null;
     const p = s.payload;
-    root.hidden = !p;
+    showOrHide(s);
     if (!p) return;
     const frag = document.createDocumentFragment();
     p.tokens.forEach((tok, i) => {
@@ -142,6 +146,7 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
 
   ctx.store.subscribe((s, changed) => {
     if (changed.has('payload')) build(s);
+    else if (changed.has('tab') && !showOrHide(s)) paintSelection(s); // shown again: the selection in view
     if (changed.has('payload') || changed.has('surprisalTint') || changed.has('themeVersion') || changed.has('whatIf')) paintTint(s);
     if (changed.has('payload') || changed.has('selectedPos') || changed.has('highlightPos')) paintSelection(s);
   });
