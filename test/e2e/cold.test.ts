@@ -337,7 +337,11 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     await waitFor(async () => /^2 selections/.test(await vs.selectionStatus()), 10_000, 'two selections');
     const [l1, l2] = [await analyse(`${STORY[0]!}\n`, false), await analyse(`${STORY[1]!}\n`, false)];
     const pairDiff = (await engine.query({ type: 'diff', runId: l1.runId, otherRunId: l2.runId })) as DiffResult;
-    await vs.runCommand('Transformer Dynamics: Compare Prompts…');
+    // from the editor's context menu, which offers Compare Prompts… with several selections
+    await vs.activeEditor().locator('.view-line').first().click({ button: 'right' });
+    // (a click on the item left the menu open in code-server; hovering it and Enter choose it)
+    await vs.page.locator('.context-view .monaco-menu .action-label').filter({ hasText: 'Compare Prompts…' }).hover({ timeout: 10_000 });
+    await vs.page.keyboard.press('Enter');
     const pairRow = vs.page.locator('.quick-input-list .monaco-list-row').first();
     await pairRow.filter({ hasText: 'Selection 1 vs selection 2' }).waitFor({ timeout: 20_000 });
     assert.match(await pairRow.innerText(), /line 1 vs line 2/);
