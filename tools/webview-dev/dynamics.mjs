@@ -291,8 +291,22 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       check((await page.locator('vscode-tab-header[active]').textContent()) === 'Diff', 'a promptDiff message brings the Diff tab forward');
       check((await page.locator('.diff-table tbody tr').count()) > 2, 'diff: one table row per layer');
       check(await page.locator('.td-strip').isHidden(), "diff: the analysis's token strip is hidden (it shows other texts)");
+      const meta = await page.locator('.td-header .meta').textContent();
+      check(/^\d+ layers · d_model \d+$/.test(meta), `diff: the header names the model only ("${meta}")`);
+      check(
+        (await page.locator('.td-header .notice').isHidden()) &&
+          (await page.locator('.td-header .tool-btn', { hasText: 'JSON' }).count()) === 1 &&
+          (await page.locator('.td-header .tool-btn', { hasText: 'JSON' }).isHidden()),
+        'diff: no truncation notice or export of the analysis',
+      );
       await tab(page, 'Logit Lens');
       check(await page.locator('.td-strip').isVisible(), 'the token strip is back on the Logit Lens');
+      check(/^\d+ tokens · /.test(await page.locator('.td-header .meta').textContent()), 'with the token count in the header');
+      check(
+        (await page.locator('.td-header .notice').isVisible()) &&
+          (await page.locator('.td-header .tool-btn', { hasText: 'JSON' }).isVisible()),
+        'and the truncation notice and the export buttons',
+      );
       check(await page.locator('.tok.sel').isVisible(), 'with the selected token in view');
     }
     await finish(`dynamics/${theme}`, ctx);

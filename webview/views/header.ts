@@ -1,9 +1,11 @@
 // The panel header: model, token count and run time, the truncation notice, run state
-// (progress, error, cancelled) and exporting the analysis as JSON or CSV.
+// (progress, error, cancelled) and exporting the analysis as JSON or CSV. On the tabs that show
+// other texts (Diff, Completions) only the model: the analysis's figures are not on show there.
 import '@vscode-elements/elements/dist/vscode-progress-ring/index.js';
 import { clear, el, icon, toolButton } from '../dom';
 import { runtimeMs, truncationText } from '../../src/shared/analysis';
 import { duration } from '../shapeText';
+import { tabShowsAnalysis } from '../shapeState';
 import type { AppState, Key } from '../store';
 import type { ViewContext } from './context';
 
@@ -37,26 +39,30 @@ export function createHeader(ctx: ViewContext): HTMLElement {
 
   const render = (s: Readonly<AppState>) => {
     const p = s.payload;
+    const analysisOnShow = !!p && tabShowsAnalysis(s.tab);
     name.textContent = p?.model.name ?? s.modelName ?? 'No model';
     arch.textContent = p ? p.model.architecture : '';
     arch.hidden = !p;
     if (p) {
       const m = p.model;
-      meta.textContent = `${p.tokens.length} tokens · ${m.n_layers} layers · d_model ${m.d_model} · ${duration(p.timings.totalMs)}`;
+      const dims = `${m.n_layers} layers · d_model ${m.d_model}`;
+      meta.textContent = analysisOnShow ? `${p.tokens.length} tokens · ${dims} · ${duration(p.timings.totalMs)}` : dims;
       const t = p.timings;
       const inRuntime = runtimeMs(t);
-      meta.title =
-        `tokenize ${duration(t.tokenizeMs)}, forward ${duration(t.forwardMs)}, lens ${duration(t.lensMs)}, metrics ${duration(t.metricsMs)}` +
-        (inRuntime === null ? '' : ` (in onnxruntime: ${duration(inRuntime)})`);
+      meta.title = !analysisOnShow
+        ? ''
+        : `tokenize ${duration(t.tokenizeMs)}, forward ${duration(t.forwardMs)}, lens ${duration(t.lensMs)}, metrics ${duration(t.metricsMs)}` +
+          (inRuntime === null ? '' : ` (in onnxruntime: ${duration(inRuntime)})`);
     } else {
       meta.textContent = '';
       meta.title = '';
     }
     json.disabled = csv.disabled = !p || s.runState.kind === 'running';
+    json.hidden = csv.hidden = !tabShowsAnalysis(s.tab); // they export the analysis
 
     clear(notice);
-    notice.hidden = !p?.truncation;
-    if (p?.truncation) {
+    notice.hidden = !analysisOnShow || !p?.truncation;
+    if (analysisOnShow && p?.truncation) {
       notice.append(icon('warning'), el('span', { text: `Analysed ${truncationText(p.truncation)} (context window or token limit).` }));
     }
 
@@ -78,7 +84,7 @@ export function createHeader(ctx: ViewContext): HTMLElement {
       state.append(icon('circle-slash'), el('span', { text: 'Cancelled' }));
     }
   };
-  const keys: Key[] = ['payload', 'runState', 'modelName'];
+  const keys: Key[] = ['payload', 'runState', 'modelName', 'tab'];
   ctx.store.subscribe((s, changed) => {
     if (keys.some((k) => changed.has(k))) render(s);
   });
