@@ -6,7 +6,7 @@ import { el, isEditableTarget } from './dom';
 import { Host, type HostMessage } from './host';
 import { EMPTY_COMPLETIONS, reduceCompletions } from './shapeCompletions';
 import { payloadProblems } from './shapePayload';
-import { initialPosition, initialSimilarityRow, readPersisted, stepPosition, tabForAnalysis } from './shapeState';
+import { initialPosition, initialSimilarityRow, readPersisted, stepPosition, tabForAnalysis, tabShowsAnalysis } from './shapeState';
 import { Store, type AppState } from './store';
 import { onThemeChange, readPalette, type Palette } from './theme';
 import type { ViewContext } from './views/context';
@@ -208,7 +208,7 @@ function mount(): void {
     if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight') return;
     if (ev.altKey || ev.ctrlKey || ev.metaKey || isEditableTarget(ev.target)) return;
     const p = store.state.payload;
-    if (!p) return;
+    if (!p || !tabShowsAnalysis(store.state.tab)) return; // (Diff and Completions do not show its tokens)
     ev.preventDefault();
     ctx.select(stepPosition(store.state.selectedPos, ev.key === 'ArrowLeft' ? -1 : 1, p.tokens.length));
   });

@@ -299,6 +299,9 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
           (await page.locator('.td-header .tool-btn', { hasText: 'JSON' }).isHidden()),
         'diff: no truncation notice or export of the analysis',
       );
+      const selBefore = await page.locator('.tok.sel').getAttribute('data-pos');
+      await page.keyboard.press('ArrowLeft');
+      check((await page.locator('.tok.sel').getAttribute('data-pos')) === selBefore, 'diff: ← does not move the hidden selection');
       await tab(page, 'Logit Lens');
       check(await page.locator('.td-strip').isVisible(), 'the token strip is back on the Logit Lens');
       check(/^\d+ tokens · /.test(await page.locator('.td-header .meta').textContent()), 'with the token count in the header');
