@@ -28,6 +28,7 @@ export const REQUEST_TIMEOUT_MS: Record<RequestMethod, number> = {
   ablate: 5 * 60_000,
   patching: 10 * 60_000,
   showRun: 30_000,
+  runCommand: 30_000, // answered as soon as the command starts
 };
 
 export class RequestError extends Error {
@@ -66,6 +67,7 @@ export function isResult<M extends RequestMethod>(method: M, v: unknown): v is R
     case 'showClusters':
     case 'ablate':
     case 'showRun':
+    case 'runCommand':
       return v === null;
     case 'patching':
       return isPatchingResult(v);

@@ -184,7 +184,10 @@ export function toggleOverlay(ctx: Ctx): Cmd {
 export function openSample(ctx: Ctx): Cmd {
   return async () => {
     const doc = await vscode.workspace.openTextDocument(vscode.Uri.joinPath(ctx.context.extensionUri, 'media', 'sample.md'));
-    await vscode.window.showTextDocument(doc, { preview: false });
+    // not in the panel's column (its button runs this with the panel focused): the panel stays on show
+    const panelAt = ctx.panel.viewColumn;
+    const column = panelAt === undefined ? undefined : panelAt === vscode.ViewColumn.One ? vscode.ViewColumn.Beside : vscode.ViewColumn.One;
+    await vscode.window.showTextDocument(doc, { preview: false, ...(column === undefined ? {} : { viewColumn: column }) });
   };
 }
 

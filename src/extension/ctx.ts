@@ -330,6 +330,10 @@ export class Ctx implements vscode.Disposable {
     pattern: async (q) => this.engine.query({ type: 'pattern', runId: this.keptRun(q.runId), layer: q.layer, head: q.head }),
     proximity: async (q) => this.engine.query({ type: 'proximity', runId: this.keptRun(q.runId), pos: q.pos }),
     clusters: async (q) => this.engine.query({ type: 'clusters', runId: this.keptRun(q.runId), row: q.row }),
+    runCommand: async (q) => {
+      void vscode.commands.executeCommand(`transformerDynamics.${q.command}`); // (a picker may stay open a while)
+      return null;
+    },
     showClusters: async (q) => {
       if (this.last?.payload.runId === q.runId) this.overlay.showClusters(q.labels);
       return null;

@@ -29,6 +29,11 @@ export class AnalysisPanel implements vscode.Disposable {
     return this.panel !== null;
   }
 
+  /** The editor column the panel is in (undefined: no panel). */
+  get viewColumn(): vscode.ViewColumn | undefined {
+    return this.panel?.viewColumn;
+  }
+
   /** Shows the panel beside the active editor, creating it if needed. */
   show(preserveFocus = true): void {
     if (this.panel) {

@@ -64,7 +64,13 @@ export interface RequestMap {
    * editor's surprisal tint (the difference when compared) and Export Analysis follow it.
    */
   showRun: { params: { runId: number; compareTo: number | null }; result: null };
+  /** Run one of the extension's commands from a button of the panel (answered at once). */
+  runCommand: { params: { command: PanelCommand }; result: null };
 }
+
+/** The commands the panel's buttons may run (`transformerDynamics.<name>`); no other. */
+export const PANEL_COMMANDS = ['openSample', 'selectModel'] as const;
+export type PanelCommand = (typeof PANEL_COMMANDS)[number];
 
 export interface PatchingParams {
   cleanRunId: number;
@@ -200,6 +206,8 @@ function isParams(method: unknown, p: unknown): boolean {
     case 'insertText':
     case 'analyzeText':
       return isStr(p.text, 1e7);
+    case 'runCommand':
+      return (PANEL_COMMANDS as readonly unknown[]).includes(p.command);
     default:
       return false;
   }

@@ -391,6 +391,12 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     await vs.runCommand('Transformer Dynamics: Open Panel');
     await vs.waitForWebview('No analysis yet', { timeoutMs: 60_000 });
     assert.equal(await vs.webviewFrame().locator('.model-name').innerText(), 'td-mini (bundled)');
+    // its first step for a newcomer: the sample opens in the editor
+    await vs.webviewFrame().locator('.empty-actions .tool-btn', { hasText: 'Open Sample Document' }).click();
+    await vs.page.locator('.editor-group-container .tab', { hasText: 'sample.md' }).waitFor({ timeout: 30_000 });
+    await vs.activeEditor().getByText('A sample to analyse').waitFor({ timeout: 30_000 });
+    // in another column: the panel stays on show
+    assert.equal(await vs.webviewFrame().locator('.model-name').innerText({ timeout: 10_000 }), 'td-mini (bundled)');
   });
 
   cold('Toggle Surprisal Overlay: off, then an analysis leaves the text untinted; on again tints it', 'overlay', async (vs) => {

@@ -21,6 +21,8 @@ const VALID: WebviewToHost[] = [
   { type: 'request', id: 6, method: 'generate', params: { prompt: 'hi', strategies: DEFAULT_STRATEGIES, maxNewTokens: 20 } },
   { type: 'request', id: 7, method: 'showClusters', params: { runId: 1, labels: [0, 0, 1] } },
   { type: 'request', id: 8, method: 'insertText', params: { text: 'abc' } },
+  { type: 'request', id: 9, method: 'runCommand', params: { command: 'openSample' } },
+  { type: 'request', id: 10, method: 'runCommand', params: { command: 'selectModel' } },
 ];
 
 function randomValue(r: Prng, depth = 0): unknown {
@@ -67,6 +69,9 @@ describe('protocol guards', () => {
       false,
     );
     assert.equal(isWebviewToHost({ type: 'request', id: 1, method: 'similarity', params: { runId: -1, row: 0 } }), false);
+    // the panel runs only the commands of its buttons: no other, no command id from elsewhere
+    for (const command of ['setToken', 'clearCache', 'transformerDynamics.openSample', 'workbench.action.terminal.new', '', null])
+      assert.equal(isWebviewToHost({ type: 'request', id: 1, method: 'runCommand', params: { command } }), false, String(command));
     assert.equal(isHostToWebview({ type: 'analysis', payload: { runId: 1 } }), false);
     assert.equal(isHostToWebview({ type: 'runState', state: { kind: 'running', message: 'x' } }), true);
   });

@@ -29,6 +29,7 @@
   const dynamics = data.dynamics || null;
   const record = {
     posted: [],
+    commands: [],
     saved: [],
     exports: [],
     selects: [],
@@ -104,6 +105,9 @@
         return reply(true);
       case 'analyzeText':
         record.analyses.push(req.params.text);
+        return reply(null);
+      case 'runCommand':
+        record.commands.push(req.params.command);
         return reply(null);
       // Dynamics tabs (attention, proximity, clusters): answered from the payload's precomputed results
       case 'headStats':

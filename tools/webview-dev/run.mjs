@@ -270,6 +270,22 @@ try {
     const ctx = await open(`theme=dark&${q}`);
     await settle(ctx.page, 1200);
     await shot(ctx.page, `dark-state-${name}`);
+    if (name === 'empty') {
+      check(
+        await ctx.page.locator('.td-header .tool-btn', { hasText: 'JSON' }).isHidden(),
+        'empty state: no export buttons (nothing to export)',
+      );
+      // the empty panel's buttons run the extension's commands (the host runs only these two)
+      for (const [label, command] of [
+        ['Open Sample Document', 'openSample'],
+        ['Select Model…', 'selectModel'],
+      ]) {
+        await ctx.page.locator('.empty-actions .tool-btn', { hasText: label }).click();
+        await settle(ctx.page, 100);
+        const ran = await ctx.page.evaluate(() => window.__TD_RECORD__.commands.at(-1));
+        check(ran === command, `empty state: "${label}" runs ${command} (${ran})`);
+      }
+    }
     await finish(`state ${name}`, ctx);
   }
 

@@ -58,7 +58,7 @@ export function createHeader(ctx: ViewContext): HTMLElement {
       meta.title = '';
     }
     json.disabled = csv.disabled = !p || s.runState.kind === 'running';
-    json.hidden = csv.hidden = !tabShowsAnalysis(s.tab); // they export the analysis
+    json.hidden = csv.hidden = !analysisOnShow; // they export the analysis (none yet, or not on show)
 
     clear(notice);
     notice.hidden = !analysisOnShow || !p?.truncation;
