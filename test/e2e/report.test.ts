@@ -129,6 +129,9 @@ describe('HTML report in Chromium', { skip: skipReason(), timeout: 240_000 }, ()
         assert.equal(await page.locator('.cl-heat .dyn-note:not([hidden])').count(), 0);
         await tab(page, 'Diff');
         assert.match((await page.locator('.diff-empty').textContent()) ?? '', /Compare Prompts/);
+        // the analysis's export is on the tabs that show it, not on Diff
+        assert.equal(await page.locator('.tool-btn', { hasText: 'CSV' }).isVisible(), false, 'no CSV export on the Diff tab');
+        await tab(page, 'Logit Lens');
         if (scheme === 'light') {
           const [download] = await Promise.all([
             page.waitForEvent('download', { timeout: 10_000 }),
