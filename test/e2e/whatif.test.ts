@@ -155,6 +155,10 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       assert.equal(await repetitionOf(0), percent(want.repetition.clean), 'clean greedy repetition');
       assert.equal(await repetitionOf(1), percent(want.repetition.ablated), 'ablated greedy repetition');
       await vs.screenshot('completions-ablated-light');
+      // the analysis's what-if bar is not on the Completions tab, and back on the lens
+      assert.equal(await frame.locator('.td-whatif').isVisible(), false, 'no what-if bar on the Completions tab');
+      await frame.locator('vscode-tab-header[data-tab="lens"]').click();
+      await frame.locator('.td-whatif .wi-what').getByText(`${chosen} · zero ablation`).waitFor({ timeout: 10_000 });
       await vs.assertNoCspViolations();
     } catch (e) {
       failed = true;

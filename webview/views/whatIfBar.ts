@@ -7,6 +7,7 @@ import type { AppState } from '../store';
 import type { AnalysisPayload, WhatIfPair } from '../../src/shared/protocol';
 import type { ViewContext } from './context';
 import { segmented } from './dynamicsCard';
+import { tabShowsAnalysis } from '../shapeState';
 
 /** The store change a `whatIf` message makes: the pair shown (intervened first), or back to the clean run. */
 export function pairPatch(s: Readonly<AppState>, pair: WhatIfPair | null): Partial<AppState> {
@@ -95,7 +96,8 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
   const render = (s: Readonly<AppState>) => {
     const w = s.whatIf;
     const st = s.whatIfStatus;
-    root.hidden = !w && st.kind === 'idle';
+    // the analysis's what-if: not on the tabs that show other texts (Diff, Completions)
+    root.hidden = (!w && st.kind === 'idle') || !tabShowsAnalysis(s.tab);
     status.textContent = st.kind === 'running' ? 'Re-running with the heads ablated…' : st.kind === 'error' ? st.message : '';
     status.classList.toggle('error', st.kind === 'error');
     controls.hidden = !w;
@@ -112,7 +114,7 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
     tellHost(s);
   };
   ctx.store.subscribe((s, changed) => {
-    if (changed.has('whatIf') || changed.has('whatIfStatus') || changed.has('payload')) render(s);
+    if (changed.has('whatIf') || changed.has('whatIfStatus') || changed.has('payload') || changed.has('tab')) render(s);
   });
   render(ctx.store.state);
   return root;
