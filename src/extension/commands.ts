@@ -8,6 +8,7 @@ import { cachedHubModels, downloadFromHub, setToken } from './hub';
 import { comparePrompts } from './diff';
 import { clearCache, limitBytes, listCache, type CacheEntry } from '../engine/graphcache';
 import { formatBytes } from '../engine/hub/messages';
+import { targetEditor } from './editors';
 
 export type Cmd = (...args: unknown[]) => unknown;
 
@@ -19,7 +20,7 @@ export function analyzeSelection(ctx: Ctx): Cmd {
       void vscode.window.showWarningMessage(`Transformer Dynamics: ${input}`);
       return;
     }
-    noteOtherSelections(vscode.window.activeTextEditor, 'analysing');
+    noteOtherSelections(targetEditor(), 'analysing');
     return ctx.analyze(input);
   };
 }

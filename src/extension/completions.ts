@@ -6,6 +6,7 @@ import { DEFAULT_STRATEGIES, cursorPromptStart, shiftedOffset, type Strategy } f
 import type { CompletionBatch, GenerateParams } from '../shared/protocol';
 import type { Ctx } from './ctx';
 import { noteOtherSelections } from './source';
+import { targetEditor } from './editors';
 
 /** Characters of context taken before the cursor when nothing is selected. */
 const CURSOR_CONTEXT_CHARS = 4000;
@@ -44,7 +45,7 @@ export class Completions implements vscode.Disposable {
 
   /** The prompt from the active editor: the selection, or the text before the cursor. */
   promptFromEditor(): PromptSource | null {
-    const editor = vscode.window.activeTextEditor;
+    const editor = targetEditor();
     if (!editor) return null;
     const doc = editor.document;
     const sel = editor.selection;
@@ -77,7 +78,7 @@ export class Completions implements vscode.Disposable {
       validateInput: (v) => (/^\d+$/.test(v) && Number(v) >= 1 && Number(v) <= 512 ? null : 'A number from 1 to 512'),
     });
     if (!n) return;
-    noteOtherSelections(vscode.window.activeTextEditor, 'completing');
+    noteOtherSelections(targetEditor(), 'completing');
     this.prompt = prompt;
     this.ctx.panel.show(true);
     try {
@@ -149,7 +150,7 @@ export class Completions implements vscode.Disposable {
       (p?.uri && vscode.window.visibleTextEditors.find((e) => e.document.uri.toString() === p.uri)) ||
       (p?.uri
         ? await vscode.window.showTextDocument(vscode.Uri.parse(p.uri), { preview: false, viewColumn: vscode.ViewColumn.One })
-        : vscode.window.activeTextEditor);
+        : targetEditor());
     if (!editor) {
       void vscode.window.showWarningMessage('Transformer Dynamics: open the editor to insert the completion into.');
       return false;

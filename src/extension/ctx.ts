@@ -22,6 +22,7 @@ import { runsOn } from '../shared/runs-on';
 import { formatLag, LagProbe } from './lag';
 import { WhatIf, type KeptRun } from './whatif';
 import { noteOtherSelections, selectionSource } from './source';
+import { targetEditor, trackEditors } from './editors';
 
 /** Errors that say the selected model cannot be used: their message offers Select Model…. */
 const MODEL_ERRORS: readonly string[] = [
@@ -112,6 +113,7 @@ export class Ctx implements vscode.Disposable {
       log: (line) => this.log.info(line),
     });
     this.disposables.push(
+      trackEditors(), // (commands run with the panel focused work on the editor beside it)
       this.log,
       this.overlay,
       this.status,
@@ -404,7 +406,7 @@ export class Ctx implements vscode.Disposable {
         void vscode.window.showWarningMessage(`Transformer Dynamics: nothing to export yet — ${input}`);
         return null;
       }
-      noteOtherSelections(vscode.window.activeTextEditor, 'analysing');
+      noteOtherSelections(targetEditor(), 'analysing');
       if (!(await this.analyze(input))) return null;
     }
     // the run the panel shows: the clean one or its intervened twin (what-if)

@@ -5,6 +5,7 @@ import * as vscode from 'vscode';
 import { analysisToPayload } from '../shared/payload';
 import type { Ctx } from './ctx';
 import { linesLabel, selectionPair } from '../shared/selections';
+import { targetEditor } from './editors';
 
 interface Side {
   text: string;
@@ -12,7 +13,7 @@ interface Side {
 }
 
 async function pickSides(): Promise<[Side, Side] | null> {
-  const editor = vscode.window.activeTextEditor;
+  const editor = targetEditor();
   if (!editor) {
     void vscode.window.showWarningMessage(
       'Transformer Dynamics: open the first prompt in an editor (select it, or the whole file is used), then run Compare Prompts… again.',

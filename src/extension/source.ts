@@ -4,10 +4,11 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { AnalysisSource } from './ctx';
 import { multiSelectionNote } from '../shared/selections';
+import { targetEditor } from './editors';
 
 /** The selection (or the document) of the active editor, or why there is nothing to analyse. */
 export function selectionSource(): AnalysisSource | string {
-  const editor = vscode.window.activeTextEditor;
+  const editor = targetEditor();
   if (!editor) return 'open a file and select some text to analyse.';
   const doc = editor.document;
   const sel = editor.selection;

@@ -387,7 +387,7 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     await assertLensCells(vs.webviewFrame(), expected, 10);
   });
 
-  cold('Open Panel: the empty panel names the model and says what to do', 'open-panel', async (vs) => {
+  cold('Open Panel: the empty panel names the model, says what to do and opens the sample', 'open-panel', async (vs) => {
     await vs.runCommand('Transformer Dynamics: Open Panel');
     await vs.waitForWebview('No analysis yet', { timeoutMs: 60_000 });
     assert.equal(await vs.webviewFrame().locator('.model-name').innerText(), 'td-mini (bundled)');
@@ -397,6 +397,15 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     await vs.activeEditor().getByText('A sample to analyse').waitFor({ timeout: 30_000 });
     // in another column: the panel stays on show
     assert.equal(await vs.webviewFrame().locator('.model-name').innerText({ timeout: 10_000 }), 'td-mini (bundled)');
+    // with the panel focused VS Code has no active text editor: Analyze Selection from the
+    // palette takes the editor beside it (nothing selected: the whole sample)
+    const expected = await analyse(fs.readFileSync(path.join(ROOT, 'media', 'sample.md'), 'utf8'));
+    await vs.page.locator('.tabs-container .tab', { hasText: 'Transformer Dynamics' }).click();
+    await waitFor(async () => (await vs.selectionStatus()) === '', 10_000, 'no active text editor (its Ln, Col gone)');
+    await vs.runCommand('Transformer Dynamics: Analyze Selection');
+    await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
+    assert.match(await vs.webviewFrame().locator('.title-row').innerText(), new RegExp(`${expected.tokens.length} tokens`));
+    await assertLensCells(vs.webviewFrame(), expected);
   });
 
   cold('Toggle Surprisal Overlay: off, then an analysis leaves the text untinted; on again tints it', 'overlay', async (vs) => {
