@@ -397,12 +397,12 @@ describe('every command as the first action of a fresh window', { skip: e2eSkipR
     await vs.activeEditor().getByText('A sample to analyse').waitFor({ timeout: 30_000 });
     // in another column: the panel stays on show
     assert.equal(await vs.webviewFrame().locator('.model-name').innerText({ timeout: 10_000 }), 'td-mini (bundled)');
-    // with the panel focused VS Code has no active text editor: Analyze Selection from the
-    // palette takes the editor beside it (nothing selected: the whole sample)
+    // with the panel focused VS Code has no active text editor: Analyze Selection (its key, in
+    // the panel) takes the editor beside it (nothing selected: the whole sample)
     const expected = await analyse(fs.readFileSync(path.join(ROOT, 'media', 'sample.md'), 'utf8'));
     await vs.page.locator('.tabs-container .tab', { hasText: 'Transformer Dynamics' }).click();
     await waitFor(async () => (await vs.selectionStatus()) === '', 10_000, 'no active text editor (its Ln, Col gone)');
-    await vs.runCommand('Transformer Dynamics: Analyze Selection');
+    await vs.page.keyboard.press('Control+Alt+D'); // its key works in the panel too
     await vs.waitForWebview((f) => f.locator('.lens-body .lc').first(), { timeoutMs: 120_000 });
     assert.match(await vs.webviewFrame().locator('.title-row').innerText(), new RegExp(`${expected.tokens.length} tokens`));
     await assertLensCells(vs.webviewFrame(), expected);
