@@ -23,6 +23,8 @@ function acquireApi(): VsCodeApi {
 export type HostMessage = Exclude<HostToWebview, { type: 'response' }>;
 
 export class Host {
+  /** In VS Code, not in a standalone HTML report (which has no commands to run). */
+  readonly inVsCode = typeof acquireVsCodeApi === 'function';
   private readonly api: VsCodeApi = acquireApi();
   private readonly tracker = new RequestTracker({
     set: (fn, ms) => window.setTimeout(fn, ms),

@@ -1,8 +1,9 @@
 // The panel's webview app: wires the host bridge, the state store and the views.
 // Handshake: post `ready` once listening; the host then sends everything the panel shows
 // (run state, settings, model, analysis, completions, prompt diff), in order (protocol.ts).
-import type { PanelCommand, PersistedState } from '../src/shared/protocol';
-import { el, isEditableTarget, toolButton } from './dom';
+import type { PersistedState } from '../src/shared/protocol';
+import { el, isEditableTarget } from './dom';
+import { commandButton } from './views/commandButton';
 import { Host, type HostMessage } from './host';
 import { EMPTY_COMPLETIONS, reduceCompletions } from './shapeCompletions';
 import { payloadProblems } from './shapePayload';
@@ -177,20 +178,19 @@ function hasCompletions(s: Readonly<AppState>): boolean {
 function emptyState(): HTMLElement {
   const key = /Mac/.test(navigator.userAgent) ? 'Cmd+Alt+D' : 'Ctrl+Alt+D';
   // the first steps of a newcomer: a text to analyse, and another model
-  const action = (label: string, iconName: string, title: string, command: PanelCommand) => {
-    const b = toolButton(label, iconName, title, () => {
-      host.request('runCommand', { command }).catch((e: unknown) => host.log('warn', `Panel: ${command} failed: ${String(e)}`));
-    });
-    b.classList.add('empty-action');
-    return b;
-  };
   const box = el('div', { class: 'td-empty' }, [
     el('span', { class: 'codicon codicon-pulse empty-icon', attrs: { 'aria-hidden': 'true' } }),
     el('h2', { text: 'No analysis yet' }),
     el('p', { text: `Select text and run Transformer Dynamics: Analyze Selection (${key}).` }),
     el('div', { class: 'empty-actions' }, [
-      action('Open Sample Document', 'book', 'Open a sample text to analyse', 'openSample'),
-      action('Select Model…', 'server-process', 'The bundled model, a model folder or a download from the Hugging Face Hub', 'selectModel'),
+      commandButton(host, 'Open Sample Document', 'book', 'Open a sample text to analyse', 'openSample'),
+      commandButton(
+        host,
+        'Select Model…',
+        'server-process',
+        'The bundled model, a model folder or a download from the Hugging Face Hub',
+        'selectModel',
+      ),
     ]),
   ]);
   const render = (s: Readonly<AppState>) => {

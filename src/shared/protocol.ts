@@ -69,7 +69,7 @@ export interface RequestMap {
 }
 
 /** The commands the panel's buttons may run (`transformerDynamics.<name>`); no other. */
-export const PANEL_COMMANDS = ['openSample', 'selectModel'] as const;
+export const PANEL_COMMANDS = ['openSample', 'selectModel', 'comparePrompts', 'compareCompletions'] as const;
 export type PanelCommand = (typeof PANEL_COMMANDS)[number];
 
 export interface PatchingParams {

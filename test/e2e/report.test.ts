@@ -129,6 +129,7 @@ describe('HTML report in Chromium', { skip: skipReason(), timeout: 240_000 }, ()
         assert.equal(await page.locator('.cl-heat .dyn-note:not([hidden])').count(), 0);
         await tab(page, 'Diff');
         assert.match((await page.locator('.diff-empty').textContent()) ?? '', /Compare Prompts/);
+        assert.equal(await page.locator('.empty-action').filter({ visible: true }).count(), 0, 'no command buttons in a report');
         // the analysis's export is on the tabs that show it, not on Diff
         assert.equal(await page.locator('.tool-btn', { hasText: 'CSV' }).isVisible(), false, 'no CSV export on the Diff tab');
         await tab(page, 'Logit Lens');

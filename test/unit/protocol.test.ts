@@ -23,6 +23,8 @@ const VALID: WebviewToHost[] = [
   { type: 'request', id: 8, method: 'insertText', params: { text: 'abc' } },
   { type: 'request', id: 9, method: 'runCommand', params: { command: 'openSample' } },
   { type: 'request', id: 10, method: 'runCommand', params: { command: 'selectModel' } },
+  { type: 'request', id: 11, method: 'runCommand', params: { command: 'comparePrompts' } },
+  { type: 'request', id: 12, method: 'runCommand', params: { command: 'compareCompletions' } },
 ];
 
 function randomValue(r: Prng, depth = 0): unknown {

@@ -519,6 +519,21 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       'diff: the empty state says how to compare prompts',
     );
     await shot(page, 'dark-dyn-diff-empty');
+    // the empty Diff and Completions tabs run their command from a button
+    await page.locator('.diff-empty .tool-btn', { hasText: 'Compare Prompts…' }).click();
+    await settle(page, 100);
+    check(
+      (await page.evaluate(() => window.__TD_RECORD__.commands.at(-1))) === 'comparePrompts',
+      'diff: its empty state runs Compare Prompts…',
+    );
+    await tab(page, 'Completions');
+    await page.locator('.comp-empty .tool-btn', { hasText: 'Compare Completions…' }).click();
+    await settle(page, 100);
+    check(
+      (await page.evaluate(() => window.__TD_RECORD__.commands.at(-1))) === 'compareCompletions',
+      'completions: its empty state runs Compare Completions…',
+    );
+    await shot(page, 'dark-completions-empty');
     await finish('dynamics notes', ctx);
   }
 

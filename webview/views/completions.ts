@@ -48,6 +48,7 @@ import { characterNames, clip, fmt, pct, tokenDisplay, visibleText } from '../sh
 import { splitCharacters } from '../../src/shared/bytes';
 import type { Palette } from '../theme';
 import type { TabFactory, ViewContext } from './context';
+import { commandButton } from './commandButton';
 
 const LEVELS = 24;
 
@@ -598,6 +599,15 @@ export const completionsTab: TabFactory = (ctx: ViewContext) => {
     el('span', { class: 'codicon codicon-list-flat empty-icon', attrs: { 'aria-hidden': 'true' } }),
     el('h2', { text: 'No completions yet' }),
     el('p', { text: 'Select a prompt in the editor and run Transformer Dynamics: Compare Completions…' }),
+    el('div', { class: 'empty-actions' }, [
+      commandButton(
+        ctx.host,
+        'Compare Completions…',
+        'list-flat',
+        'Complete the selection (or the text before the cursor) in the editor beside the panel',
+        'compareCompletions',
+      ),
+    ]),
   ]);
   // the decoding walk
   const walkTitle = el('span', { class: 'walk-title' });

@@ -13,6 +13,7 @@ import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './c
 import type { TabFactory, ViewContext } from './context';
 import { CustomCard, fillNote } from './dynamicsCard';
 import { createPatchingCard } from './patchingCard';
+import { commandButton } from './commandButton';
 
 type Shape = NonNullable<Layout['shapes']>[number];
 
@@ -226,7 +227,7 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
     const s: Readonly<AppState> = ctx.store.state;
     const d = s.promptDiff;
     if (!d || !isDiffResult(d.diff, d.a.lens.rows) || d.b.lens.rows !== d.a.lens.rows) {
-      content.hidden = true;
+      content.hidden = bar.hidden = true; // (no sides to name)
       patching.el.hidden = true;
       clear(sideA);
       clear(sideB);
@@ -237,12 +238,15 @@ export const diffTab: TabFactory = (ctx: ViewContext) => {
           note,
           'info',
           'No prompt comparison yet.',
-          'Run “Transformer Dynamics: Compare Prompts…” (the selection against the clipboard, or against another editor) to see where two prompts start to diverge.',
+          'Run “Transformer Dynamics: Compare Prompts…” (two selections of one editor, the selection against the clipboard, or against another editor) to see where two prompts start to diverge.',
+          el('div', { class: 'empty-actions start' }, [
+            commandButton(ctx.host, 'Compare Prompts…', 'diff', 'Compare the selection in the editor beside the panel', 'comparePrompts'),
+          ]),
         );
       return;
     }
     note.hidden = true;
-    content.hidden = false;
+    content.hidden = bar.hidden = false;
     patching.el.hidden = false;
     const side = (box: HTMLElement, tag: string, label: string, p: PromptDiff['a']) => {
       clear(box);
