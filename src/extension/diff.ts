@@ -20,14 +20,11 @@ async function pickSides(): Promise<[Side, Side] | null> {
     );
     return null;
   }
-  const here: Side = {
-    text: editor.selection.isEmpty ? editor.document.getText() : editor.document.getText(editor.selection),
-    label: path.basename(editor.document.fileName) + (editor.selection.isEmpty ? '' : ' (selection)'),
-  };
+  const file = path.basename(editor.document.fileName);
+  const here: Side = { text: selectionOrAll(editor), label: file + (editor.selection.isEmpty ? '' : ' (selection)') };
   const others = vscode.window.visibleTextEditors.filter((e) => e !== editor);
   // several selections (multi-cursor): the first two, in document order, are the likeliest pair
   const pair = selectionPair(editor.selections);
-  const file = path.basename(editor.document.fileName);
   const items: (vscode.QuickPickItem & { kind2: 'selections' | 'clipboard' | 'editor'; editor?: vscode.TextEditor })[] = [
     ...(pair
       ? [
@@ -72,10 +69,12 @@ async function pickSides(): Promise<[Side, Side] | null> {
     return [here, { text: clip, label: 'clipboard' }];
   }
   const e = pick.editor!;
-  return [
-    here,
-    { text: e.selection.isEmpty ? e.document.getText() : e.document.getText(e.selection), label: path.basename(e.document.fileName) },
-  ];
+  return [here, { text: selectionOrAll(e), label: path.basename(e.document.fileName) }];
+}
+
+/** An editor's (primary) selection, or its whole text when nothing is selected. */
+function selectionOrAll(e: vscode.TextEditor): string {
+  return e.selection.isEmpty ? e.document.getText() : e.document.getText(e.selection);
 }
 
 export async function comparePrompts(ctx: Ctx): Promise<void> {

@@ -520,19 +520,18 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
     );
     await shot(page, 'dark-dyn-diff-empty');
     // the empty Diff and Completions tabs run their command from a button
-    await page.locator('.diff-empty .tool-btn', { hasText: 'Compare Prompts…' }).click();
-    await settle(page, 100);
-    check(
-      (await page.evaluate(() => window.__TD_RECORD__.commands.at(-1))) === 'comparePrompts',
-      'diff: its empty state runs Compare Prompts…',
-    );
-    await tab(page, 'Completions');
-    await page.locator('.comp-empty .tool-btn', { hasText: 'Compare Completions…' }).click();
-    await settle(page, 100);
-    check(
-      (await page.evaluate(() => window.__TD_RECORD__.commands.at(-1))) === 'compareCompletions',
-      'completions: its empty state runs Compare Completions…',
-    );
+    for (const [title, box, label, command] of [
+      ['Diff', '.diff-empty', 'Compare Prompts…', 'comparePrompts'],
+      ['Completions', '.comp-empty', 'Compare Completions…', 'compareCompletions'],
+    ]) {
+      await tab(page, title);
+      await page.locator(`${box} .tool-btn`, { hasText: label }).click();
+      await settle(page, 100);
+      check(
+        (await page.evaluate(() => window.__TD_RECORD__.commands.at(-1))) === command,
+        `${title.toLowerCase()}: its empty state runs ${label}`,
+      );
+    }
     await shot(page, 'dark-completions-empty');
     await finish('dynamics notes', ctx);
   }

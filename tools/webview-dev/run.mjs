@@ -275,7 +275,7 @@ try {
         await ctx.page.locator('.td-header .tool-btn', { hasText: 'JSON' }).isHidden(),
         'empty state: no export buttons (nothing to export)',
       );
-      // the empty panel's buttons run the extension's commands (the host runs only these two)
+      // the empty panel's buttons run the extension's commands (the host runs only PANEL_COMMANDS)
       for (const [label, command] of [
         ['Open Sample Document', 'openSample'],
         ['Select Model…', 'selectModel'],
