@@ -1,7 +1,7 @@
 // Request/response bookkeeping for webview → host requests: ids, timeouts, and checking
 // each result's type before it reaches a view. Timers are injected so this stays pure.
 import type { RequestMap, RequestMethod } from '../src/shared/protocol';
-import type { PatchingResult } from '../src/shared/interventions';
+import { PATCH_SITES, type PatchingResult } from '../src/shared/interventions';
 
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
@@ -91,7 +91,8 @@ export function isPatchingResult(v: unknown): v is PatchingResult {
     r.normalized.length === n &&
     Number.isInteger(r.target) &&
     (r.contrast === null || Number.isInteger(r.contrast)) &&
-    (r.direction === 'denoise' || r.direction === 'noise')
+    (r.direction === 'denoise' || r.direction === 'noise') &&
+    (PATCH_SITES as readonly unknown[]).includes(r.site)
   );
 }
 

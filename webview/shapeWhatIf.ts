@@ -3,7 +3,14 @@
 // heads to ablate, and the activation-patching heatmap's data.
 import type { AnalysisPayload } from '../src/shared/protocol';
 import type { HeadStatsResult, LensTable } from '../src/shared/analysis';
-import { headLabelOf, type AblationMode, type HeadAblation, type HeadRef, type PatchingResult } from '../src/shared/interventions';
+import {
+  headLabelOf,
+  type AblationMode,
+  type HeadAblation,
+  type HeadRef,
+  type PatchingResult,
+  type PatchSite,
+} from '../src/shared/interventions';
 import type { RepeatRun } from './shapeRepetition';
 
 export type WhatIfShow = 'clean' | 'intervened';
@@ -144,6 +151,28 @@ export function withMode(a: HeadAblation, mode: AblationMode): HeadAblation {
 }
 
 // ---- activation patching heatmap ----------------------------------------------------------
+
+/** What each patching site is called in the Diff tab: its button, the y axis, the hover, the summary. */
+export const PATCH_SITE_TEXT: Record<PatchSite, { button: string; title: string; cell: (L: number) => string; what: string }> = {
+  resid_pre: {
+    button: 'residual',
+    title: 'Patch the residual stream entering each layer (resid_pre)',
+    cell: (L) => `L${L} resid_pre`,
+    what: 'the residual stream entering each layer (resid_pre)',
+  },
+  attn_out: {
+    button: 'attention',
+    title: 'Patch each layer’s attention output, as it is added to the residual stream (attn_out)',
+    cell: (L) => `L${L} attn_out`,
+    what: 'each layer’s attention output (attn_out)',
+  },
+  mlp_out: {
+    button: 'MLP',
+    title: 'Patch each layer’s MLP output, as it is added to the residual stream (mlp_out)',
+    cell: (L) => `L${L} mlp_out`,
+    what: 'each layer’s MLP output (mlp_out)',
+  },
+};
 
 /** z[L][p] of the heatmap (null where nothing was patchable), rows = layers. */
 export function patchingZ(r: PatchingResult, which: 'normalized' | 'ld'): (number | null)[][] {

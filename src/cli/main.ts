@@ -69,6 +69,8 @@ What-if (interventions; README "Metrics"):
                        these cells: L:P, L:A-B or L:* (every position), comma-separated.
   --patch-direction denoise|noise  Heatmap (default denoise): patch the clean run's values
                        into the corrupted run (how much does a cell restore?) or the reverse.
+  --patch-site resid_pre|attn_out|mlp_out  Heatmap (default resid_pre): patch the residual
+                       stream entering each layer, or each layer's attention or MLP output.
   --target TOKEN       Heatmap target token (id, or text that is one token); default the clean
                        run's top prediction at its last position.
   --contrast TOKEN|none  Contrast token: LD = logit(target) − logit(contrast); default the
@@ -184,6 +186,7 @@ export async function main(argv: string[]): Promise<number> {
       'patch-from': { type: 'string' },
       'patch-cells': { type: 'string' },
       'patch-direction': { type: 'string' },
+      'patch-site': { type: 'string' },
       target: { type: 'string' },
       contrast: { type: 'string' },
       help: { type: 'boolean', short: 'h' },

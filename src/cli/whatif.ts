@@ -1,10 +1,18 @@
 // The CLI's what-if options: --ablate L.H[,…] --ablation zero|mean, --patch-from FILE with
 // --patch-cells (a patched analysis) or without (the activation-patching heatmap), --target,
-// --contrast, --patch-direction. Parsing only; the engine checks ranges against the model.
+// --contrast, --patch-direction, --patch-site. Parsing only; the engine checks ranges against the model.
 import * as fs from 'node:fs';
 import { EngineError } from '../engine/errors';
 import type { TextTokenizer } from '../engine/tokenizer';
-import { ABLATION_MODES, type AblationMode, type HeadRef, type PatchDirection, type ResidCell } from '../shared/interventions';
+import {
+  ABLATION_MODES,
+  PATCH_SITES,
+  type AblationMode,
+  type HeadRef,
+  type PatchDirection,
+  type PatchSite,
+  type ResidCell,
+} from '../shared/interventions';
 
 const bad = (why: string) => new EngineError('BAD_REQUEST', why);
 
@@ -29,6 +37,12 @@ export function parseDirection(v: string | undefined): PatchDirection {
   if (v === undefined) return 'denoise';
   if (v !== 'denoise' && v !== 'noise') throw bad(`--patch-direction must be denoise or noise, got "${v}".`);
   return v;
+}
+
+export function parseSite(v: string | undefined): PatchSite {
+  if (v === undefined) return 'resid_pre';
+  if (!(PATCH_SITES as readonly string[]).includes(v)) throw bad(`--patch-site must be ${PATCH_SITES.join(', ')}; got "${v}".`);
+  return v as PatchSite;
 }
 
 /** A position spec against T positions: "7", "2-5", "*". */

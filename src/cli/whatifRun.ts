@@ -6,7 +6,7 @@ import { EngineError } from '../engine/errors';
 import type { Analysis } from '../shared/analysis';
 import type { JsonExtras } from '../shared/export';
 import { describeAblation, type HeadAblation, type Interventions, type PatchingResult } from '../shared/interventions';
-import { parseAblationMode, parseCells, parseDirection, parseHeads, parseToken, readPatchSource } from './whatif';
+import { parseAblationMode, parseCells, parseDirection, parseHeads, parseSite, parseToken, readPatchSource } from './whatif';
 import type { ReportWhatIf } from './report';
 
 export interface WhatIfValues {
@@ -15,6 +15,7 @@ export interface WhatIfValues {
   'patch-from'?: string;
   'patch-cells'?: string;
   'patch-direction'?: string;
+  'patch-site'?: string;
   target?: string;
   contrast?: string;
 }
@@ -37,7 +38,7 @@ function refuseStray(values: WhatIfValues, heatmap: boolean): void {
   if (values['patch-cells'] !== undefined && values['patch-from'] === undefined)
     throw new EngineError('BAD_REQUEST', '--patch-cells needs --patch-from (the run the values come from).');
   if (!heatmap)
-    for (const k of ['patch-direction', 'target', 'contrast'] as const)
+    for (const k of ['patch-direction', 'patch-site', 'target', 'contrast'] as const)
       if (values[k] !== undefined)
         throw new EngineError('BAD_REQUEST', `--${k} applies to the patching heatmap: --patch-from without --patch-cells.`);
 }
@@ -52,7 +53,7 @@ function strongest(r: PatchingResult): string {
     if (best < 0 || score > (r.direction === 'denoise' ? r.normalized[best]! : 1 - r.normalized[best]!)) best = i;
   }
   if (best < 0) return 'no cell has a defined normalised value';
-  return `strongest cell: resid_pre of layer ${Math.floor(best / r.pos)} at position ${best % r.pos} (normalised ${r.normalized[best]!.toFixed(3)})`;
+  return `strongest cell: ${r.site} of layer ${Math.floor(best / r.pos)} at position ${best % r.pos} (normalised ${r.normalized[best]!.toFixed(3)})`;
 }
 
 export async function runWhatIf(engine: Engine, values: WhatIfValues, request: AnalyzeRequest): Promise<WhatIfOutcome> {
@@ -73,6 +74,7 @@ export async function runWhatIf(engine: Engine, values: WhatIfValues, request: A
       cleanRunId: CLEAN,
       corruptedRunId: OTHER,
       direction: parseDirection(values['patch-direction']),
+      site: parseSite(values['patch-site']),
       target: parseToken('target', values.target, tk, model.spec.dVocab) ?? undefined,
       contrast: parseToken('contrast', values.contrast, tk, model.spec.dVocab),
       ablation,
@@ -94,7 +96,7 @@ export async function runWhatIf(engine: Engine, values: WhatIfValues, request: A
         twinRunId: ablation ? CLEAN : undefined,
       },
       summary:
-        `activation patching (${result.direction}, ${result.metric === 'logprob' ? `log p(${JSON.stringify(text(result.target))})` : `logit ${JSON.stringify(text(result.target))} − ${JSON.stringify(text(result.contrast!))}`}): ` +
+        `activation patching (${result.site}, ${result.direction}, ${result.metric === 'logprob' ? `log p(${JSON.stringify(text(result.target))})` : `logit ${JSON.stringify(text(result.target))} − ${JSON.stringify(text(result.contrast!))}`}): ` +
         `${result.n_layers} layers × ${result.pos} positions in ${(result.ms / 1000).toFixed(1)} s (${result.runs} patched runs, ${result.skipped} cells unchanged); ${strongest(result)}\n`,
     };
   }

@@ -6,7 +6,7 @@ import { headStats } from '../engine/analysis/attention';
 import { averageLinkage, cosineDistance } from '../engine/analysis/clusters';
 import { similarityMatrix } from '../engine/analysis/walk';
 
-export const JSON_SCHEMA_VERSION = 4;
+export const JSON_SCHEMA_VERSION = 5;
 
 /**
  * Results of on-demand queries to include (the CLI asks the engine for them). Left out:
@@ -111,6 +111,7 @@ function patchingJson(p: JsonExtras['patching']) {
     Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * r.pos, (L + 1) * r.pos), (v) => round(v)));
   return {
     direction: r.direction,
+    site: r.site,
     patched_run: r.direction === 'denoise' ? 'corrupted' : 'clean',
     clean_text: p.cleanText,
     corrupted_text: p.corruptedText,

@@ -67,11 +67,21 @@ export function describeAblation(a: HeadAblation): string {
  */
 export type PatchDirection = 'denoise' | 'noise';
 
+/**
+ * What a patch replaces at (layer L, position p), TransformerLens's hook names:
+ * resid_pre: the residual stream entering block L; attn_out / mlp_out: that block's attention or
+ * MLP output as it is added to the residual stream (after any post-norm).
+ */
+export type PatchSite = 'resid_pre' | 'attn_out' | 'mlp_out';
+export const PATCH_SITES: readonly PatchSite[] = ['resid_pre', 'attn_out', 'mlp_out'];
+
 export interface PatchingRequest {
   /** The clean and corrupted prompts' token ids. */
   cleanIds: number[];
   corruptedIds: number[];
   direction: PatchDirection;
+  /** What is patched; default resid_pre. */
+  site?: PatchSite;
   /** Target token; default: the clean run's top-1 prediction at its last position. */
   target?: number;
   /**
@@ -85,6 +95,7 @@ export interface PatchingRequest {
 
 export interface PatchingResult {
   direction: PatchDirection;
+  site: PatchSite;
   n_layers: number;
   /** Positions of the base run (the heatmap's columns); the source is aligned from the end. */
   pos: number;
@@ -96,11 +107,14 @@ export interface PatchingResult {
   metric: 'logit_diff' | 'logprob';
   ldClean: number;
   ldCorrupted: number;
-  /** LD of each patched run [n_layers, pos] (resid_pre[L] at p); NaN where nothing is patchable. */
+  /** LD of each patched run [n_layers, pos] (site[L] at p); NaN where nothing is patchable. */
   ld: Float32Array;
   /** (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted) [n_layers, pos]; NaN where undefined. */
   normalized: Float32Array;
-  /** Cells whose patch changed nothing (equal vectors) and took the base run's value without a run. */
+  /**
+   * Cells whose patch changes nothing and took the base run's value without a run: equal
+   * vectors, or a sublayer output of the last layer before the last position.
+   */
   skipped: number;
   /** Patched runs actually computed, and the onnxruntime calls they took. */
   runs: number;

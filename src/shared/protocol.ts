@@ -9,7 +9,15 @@
 // same id, sent only to the document that asked.
 import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, ProximityResult, WalkMetrics } from './analysis';
 import type { Completion, GenStep, Strategy } from './generation';
-import { ABLATION_MODES, type HeadAblation, type InterventionRecord, type PatchDirection, type PatchingResult } from './interventions';
+import {
+  ABLATION_MODES,
+  PATCH_SITES,
+  type HeadAblation,
+  type InterventionRecord,
+  type PatchDirection,
+  type PatchingResult,
+  type PatchSite,
+} from './interventions';
 
 /** What the panel shows for one run: the analysis minus the heavy activation cache. */
 export interface AnalysisPayload extends Omit<Analysis, 'cache'> {
@@ -76,6 +84,8 @@ export interface PatchingParams {
   cleanRunId: number;
   corruptedRunId: number;
   direction: PatchDirection;
+  /** Default: resid_pre. */
+  site?: PatchSite;
   /** Default: the clean run's top prediction at its last position. */
   target?: number;
   /** Default: the corrupted run's top prediction when it differs; null: log p(target). */
@@ -196,6 +206,7 @@ function isParams(method: unknown, p: unknown): boolean {
         isNonNegInt(p.cleanRunId) &&
         isNonNegInt(p.corruptedRunId) &&
         (p.direction === 'denoise' || p.direction === 'noise') &&
+        (p.site === undefined || (PATCH_SITES as readonly unknown[]).includes(p.site)) &&
         (p.target === undefined || isNonNegInt(p.target)) &&
         (p.contrast === undefined || p.contrast === null || isNonNegInt(p.contrast))
       );

@@ -16,7 +16,7 @@ import { interventionName } from '../../src/engine/graph/interventions';
 import { cleanResidPre, feedsOf, headFeeds, idsTensor } from '../../src/engine/interventions/feeds';
 import { patchingHeatmap } from '../../src/engine/interventions/patching';
 import type { Analysis } from '../../src/shared/analysis';
-import type { AblationMode, HeadAblation } from '../../src/shared/interventions';
+import { PATCH_SITES, type AblationMode, type HeadAblation } from '../../src/shared/interventions';
 import { FIXTURES, ROOT, assertClose, flat, readJson, rejectsWith, tmpDir } from '../helpers';
 import { gateFeed, PATTERN_ROWS, withGateDefaults } from '../../src/engine/graph/gates';
 
@@ -47,6 +47,8 @@ interface PatchingGolden {
   ld_corrupted: number;
   denoise_ld: (number | null)[][];
   noise_ld: (number | null)[][];
+  /** The same grids patching each block's attention or MLP output. */
+  sites: Record<'attn_out' | 'mlp_out', { denoise_ld: (number | null)[][]; noise_ld: (number | null)[][] }>;
 }
 
 interface Golden {
@@ -212,15 +214,18 @@ for (const name of MODELS) {
       }
     });
 
-    test('activation-patching heatmap in both directions, equal and unequal lengths', async () => {
+    test('activation-patching heatmap in both directions, equal and unequal lengths, of every site', async () => {
       for (const pg of g.patching) {
-        for (const direction of ['denoise', 'noise'] as const) {
-          const r = await patchingHeatmap(model, { cleanIds: pg.clean_ids, corruptedIds: pg.corrupted_ids, direction });
+        for (const [site, direction] of PATCH_SITES.flatMap((st) => (['denoise', 'noise'] as const).map((dir) => [st, dir] as const))) {
+          const r = await patchingHeatmap(model, { cleanIds: pg.clean_ids, corruptedIds: pg.corrupted_ids, direction, site });
+          const gold = site === 'resid_pre' ? pg : pg.sites[site];
+          const what = `${site} ${direction}`;
+          assert.equal(r.site, site);
           assert.equal(r.target, pg.target);
           assert.equal(r.contrast, pg.contrast);
           assert.equal(r.metric, pg.contrast === null ? 'logprob' : 'logit_diff');
           assertClose([r.ldClean, r.ldCorrupted], [pg.ld_clean, pg.ld_corrupted], TOL, 'LD clean / corrupted');
-          assertGridClose(r.ld, grid(direction === 'denoise' ? pg.denoise_ld : pg.noise_ld), `${direction} LD`);
+          assertGridClose(r.ld, grid(direction === 'denoise' ? gold.denoise_ld : gold.noise_ld), `${what} LD`);
           const base = direction === 'denoise' ? pg.corrupted_ids : pg.clean_ids;
           const src = direction === 'denoise' ? pg.clean_ids : pg.corrupted_ids;
           assert.equal(r.offset, base.length - src.length);
@@ -352,5 +357,67 @@ describe('interventions: identities', () => {
       'BAD_REQUEST',
       /Unknown patching direction/,
     );
+    await rejectsWith(
+      patchingHeatmap(model, { cleanIds: ids, corruptedIds: ids, direction: 'noise', site: 'hook_z' as 'attn_out' }),
+      'BAD_REQUEST',
+      /Unknown patching site "hook_z": use resid_pre, attn_out, mlp_out/,
+    );
+  });
+
+  test('sublayer outputs are exactly what the blocks add, and patching one is patching the next resid_pre', async () => {
+    const s = model.spec;
+    const T = ids.length;
+    const d = s.dModel;
+    const layers = Array.from({ length: s.nLayers }, (_, L) => L);
+    const fetch = async (x: number[]) => {
+      const names = layers.flatMap((L) => [hook.attnOut(L), hook.residMid(L), hook.mlpOut(L), hook.residPost(L)]);
+      const out = await model.forward.run({ input_ids: idsTensor(x), ...emptyPast(model) }, [hook.residPre(0), ...names]);
+      return (n: string) => out[n]!.data as Float32Array;
+    };
+    const base = await fetch(ids);
+    for (const L of layers) {
+      const pre = L === 0 ? base(hook.residPre(0)) : base(hook.residPost(L - 1));
+      const [attn, mid, mlp, post] = [base(hook.attnOut(L)), base(hook.residMid(L)), base(hook.mlpOut(L)), base(hook.residPost(L))];
+      assert.deepEqual(
+        Float32Array.from(pre, (v, i) => v + attn[i]!),
+        mid,
+        `layer ${L}: resid_mid = resid_pre + attn_out`,
+      );
+      assert.deepEqual(
+        Float32Array.from(mid, (v, i) => v + mlp[i]!),
+        post,
+        `layer ${L}: resid_post = resid_mid + mlp_out`,
+      );
+    }
+    const corrupted = [...ids];
+    corrupted[6] = 101;
+    const src = await fetch(corrupted);
+    const r = await patchingHeatmap(model, {
+      cleanIds: ids,
+      corruptedIds: corrupted,
+      direction: 'noise',
+      target: 7,
+      contrast: 9,
+      site: 'mlp_out',
+    });
+    for (const L of layers.slice(0, -1))
+      for (const p of [6, 9, T - 1]) {
+        const value = new Float32Array(T * d);
+        for (let i = 0; i < d; i++) value[p * d + i] = base(hook.residMid(L))[p * d + i]! + src(hook.mlpOut(L))[p * d + i]!;
+        const logits = await lastLogits(model, ids, {
+          [interventionName.patchMask(L + 1)]: { data: Float32Array.from({ length: T }, (_, i) => (i === p ? 1 : 0)), dims: [1, T, 1] },
+          [interventionName.patchValue(L + 1)]: { data: value, dims: [1, T, d] },
+        });
+        assertClose([r.ld[L * T + p]!], [logits[7]! - logits[9]!], TOL, `mlp_out cell ${L},${p}`);
+      }
+    // the last block's outputs reach the last position only there: every other cell is skipped
+    for (const site of ['attn_out', 'mlp_out'] as const) {
+      const x = await patchingHeatmap(model, { cleanIds: ids, corruptedIds: corrupted, direction: 'denoise', site });
+      const last = (s.nLayers - 1) * T;
+      for (let p = 0; p < T - 1; p++) assert.equal(x.ld[last + p], x.ldCorrupted, `${site}: last layer, position ${p}`);
+      // positions before the changed token are equal in both runs; at the last layer only T − 1 runs
+      assert.equal(x.runs, (s.nLayers - 1) * (T - 6) + 1, `${site}: runs`);
+      assert.equal(x.runs + x.skipped, s.nLayers * T, `${site}: every cell`);
+    }
   });
 });

@@ -11,6 +11,7 @@ import { Engine } from '../../src/engine/engine';
 import { REPORT_DEFAULTS, reportData, safeInlineScript } from '../../src/cli/report';
 import { STATIC_DATA_ID, decodeTypedJson, staticDataProblems, type StaticData } from '../../webview/shapeDynamicsStatic';
 import { FIXTURES, ROOT, tmpDir } from '../helpers';
+import { JSON_SCHEMA_VERSION } from '../../src/shared/export';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 const TINY = path.join(FIXTURES, 'models', 'tiny-llama');
@@ -115,7 +116,7 @@ describe('HTML report', () => {
   });
 
   test('JSON schema 2 fields (in version 3 and later): attention, proximity_last, norms_final, clusters_last', () => {
-    assert.equal(json.version, 4);
+    assert.equal(json.version, JSON_SCHEMA_VERSION);
     assert.equal(json.interventions, null, 'a clean run');
     assert.equal(json.patching, null);
     const model = json.model as { n_layers: number; n_heads: number };

@@ -26,7 +26,8 @@ import {
   whatIfFromPair,
 } from '../../webview/shapeWhatIf';
 import { EMPTY_COMPLETIONS, sameStrategy, strategyFromForm, formValues, withAblatedCopies } from '../../webview/shapeCompletions';
-import type { PatchingResult } from '../../src/shared/interventions';
+import { PATCH_SITES, type PatchingResult } from '../../src/shared/interventions';
+import { JSON_SCHEMA_VERSION } from '../../src/shared/export';
 import type { Strategy } from '../../src/shared/generation';
 import { FIXTURES, ROOT, tmpDir } from '../helpers';
 
@@ -178,7 +179,7 @@ describe('CLI what-if options', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /intervention: L0H3, L1H0 \(mean ablation\)/);
     const j = JSON.parse(fs.readFileSync(path.join(dir, 'a.json'), 'utf8')) as Record<string, unknown>;
-    assert.equal(j.version, 4);
+    assert.equal(j.version, JSON_SCHEMA_VERSION);
     assert.deepEqual(j.interventions, {
       ablation: {
         mode: 'mean',
@@ -214,9 +215,32 @@ describe('CLI what-if options', () => {
     assert.equal(r.status, 0, r.stderr);
     const p = (JSON.parse(fs.readFileSync(path.join(dir, 'h.json'), 'utf8')) as { patching: Record<string, unknown> }).patching;
     assert.equal(p.direction, 'denoise');
+    assert.equal(p.site, 'resid_pre');
     assert.equal(p.metric, 'logprob');
     assert.equal(p.contrast, null);
     assert.equal((p.normalized as unknown[][]).length, 3);
+    // each layer's MLP output instead, and a site that does not exist
+    const m = cli([
+      'analyze',
+      '--model',
+      TINY,
+      '--text',
+      'the cat sat on the mat',
+      '--patch-from',
+      other,
+      '--patch-site',
+      'mlp_out',
+      '--json',
+      path.join(dir, 'm.json'),
+    ]);
+    assert.equal(m.status, 0, m.stderr);
+    assert.match(m.stdout + m.stderr, /activation patching \(mlp_out, denoise/);
+    const pm = (JSON.parse(fs.readFileSync(path.join(dir, 'm.json'), 'utf8')) as { patching: Record<string, unknown> }).patching;
+    assert.equal(pm.site, 'mlp_out');
+    assert.notDeepEqual(pm.ld, p.ld);
+    const site = cli(['analyze', '--model', TINY, '--text', 'x', '--patch-from', other, '--patch-site', 'z']);
+    assert.notEqual(site.status, 0);
+    assert.match(site.stderr, /--patch-site must be resid_pre, attn_out, mlp_out; got "z"/);
     const c = cli([
       'analyze',
       '--model',
@@ -248,6 +272,12 @@ describe('what-if protocol', () => {
       { type: 'request', id: 1, method: 'ablate', params: { runId: 3, ablation: { heads: [{ layer: 1, head: 2 }], mode: 'mean' } } },
       { type: 'request', id: 2, method: 'ablate', params: { runId: 3, ablation: null } },
       { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', contrast: null } },
+      ...PATCH_SITES.map((site) => ({
+        type: 'request',
+        id: 5,
+        method: 'patching',
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'denoise', site },
+      })),
       { type: 'request', id: 4, method: 'showRun', params: { runId: 1, compareTo: 2 } },
     ];
     for (const m of ok) assert.ok(isWebviewToHost(m), JSON.stringify(m));
@@ -255,6 +285,7 @@ describe('what-if protocol', () => {
       { type: 'request', id: 1, method: 'ablate', params: { runId: 3, ablation: { heads: [{ layer: -1, head: 2 }], mode: 'zero' } } },
       { type: 'request', id: 1, method: 'ablate', params: { runId: 3, ablation: { heads: [], mode: 'resample' } } },
       { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'up' } },
+      { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'hook_z' } },
       { type: 'request', id: 4, method: 'showRun', params: { runId: 1 } },
     ];
     for (const m of bad) assert.ok(!isWebviewToHost(m), JSON.stringify(m));

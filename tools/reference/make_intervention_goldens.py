@@ -12,7 +12,8 @@ NoPE layers, Mistral's sliding window, dynamic NTK):
     generated with the ablation (mean: means over the prompt's positions)
   * patching: a corrupted prompt (one token changed) and a shorter one (aligned from the end);
     the last-position logit difference of every single-cell patch of resid_pre[L][p], in both
-    directions (denoise: clean values into the corrupted run; noise: the reverse), brute force
+    directions (denoise: clean values into the corrupted run; noise: the reverse), brute force;
+    the same for the attention and the MLP output of every layer (attn_out, mlp_out)
   * patching every position of layer 1 of the clean run with the corrupted run's values
 The format is documented in test/fixtures/goldens/README.md ("interventions/").
 """
@@ -88,6 +89,14 @@ def patching_case(m: R.Model, clean: list[int], corrupted: list[int]) -> dict:
         "ld_corrupted": R.logit_diff(lx, target, contrast),
         "denoise_ld": fl_grid(R.patching_grid(m, corrupted, clean, target, contrast)),
         "noise_ld": fl_grid(R.patching_grid(m, clean, corrupted, target, contrast)),
+        # the same grids patching a sublayer's output (TransformerLens hook_attn_out / hook_mlp_out)
+        "sites": {
+            site: {
+                "denoise_ld": fl_grid(R.patching_grid(m, corrupted, clean, target, contrast, site=site)),
+                "noise_ld": fl_grid(R.patching_grid(m, clean, corrupted, target, contrast, site=site)),
+            }
+            for site in ("attn_out", "mlp_out")
+        },
     }
 
 

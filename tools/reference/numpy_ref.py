@@ -159,6 +159,17 @@ def attention(q, k, v, q_pos, k_pos, scale, window=None, softcap=None):
 # (head ablation), applied by attention(). None outside interventions.
 _Z_HOOK: Callable | None = None
 
+# Set by run_intervened() while one block runs: a function (site, out) of a sublayer's output as
+# it is added to the residual stream ("attn_out": after the attention's output projection and
+# any post-attention norm; "mlp_out": after the MLP and any post-MLP norm), TransformerLens's
+# hook_attn_out / hook_mlp_out. Every block calls sub_out() on both. None outside interventions.
+_SUB_HOOK: Callable | None = None
+
+
+def sub_out(site: str, out):
+    """A sublayer's output as it is added to the residual stream, through _SUB_HOOK if set."""
+    return out if _SUB_HOOK is None else _SUB_HOOK(site, out)
+
 
 def causal_attention(q, k, v):
     """Square causal attention (no cache): (out [T, H*hd], pattern [H,T,T])."""
@@ -411,11 +422,11 @@ class GPT2(Model):
         k, v = self.cached(cache, L, k, v)
         a, pat = attention(q, k, v, pos, np.arange(k.shape[1]), 1.0 / math.sqrt(hd))
         a = a @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
-        mid = x + a
+        mid = x + sub_out("attn_out", a)
         h = layer_norm(mid, w[p + "ln_2.weight"], w[p + "ln_2.bias"], self.eps)
         h = self.act(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"])
         h = h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
-        return mid, mid + h, pat
+        return mid, mid + sub_out("mlp_out", h), pat
 
     def final_norm(self, x):
         return layer_norm(x, self.w["ln_f.weight"], self.w["ln_f.bias"], self.eps)
@@ -573,7 +584,7 @@ class Decoder(Model):
         attn, pat = self.attention(L, h, pos, cache)
         if self.norms != "pre":
             attn = self.rms(attn, p + "post_attention_layernorm")
-        mid = x + attn
+        mid = x + sub_out("attn_out", attn)
         if self.norms == "pre":
             h = self.rms(mid, p + "post_attention_layernorm")
         elif self.norms == "sandwich":
@@ -583,7 +594,7 @@ class Decoder(Model):
         out = self.mlp(L, h)
         if self.norms != "pre":
             out = self.rms(out, p + "post_feedforward_layernorm")
-        return mid, mid + out, pat
+        return mid, mid + sub_out("mlp_out", out), pat
 
     def final_norm(self, x):
         return self.rms(x, "model.norm")
@@ -635,13 +646,13 @@ class GPTNeoX(Model):
         k, v = self.cached(cache, L, k, v)
         a, pat = attention(q, k, v, pos, np.arange(k.shape[1]), 1.0 / math.sqrt(hd))
         attn_out = self._lin(a, p + "attention.dense")
-        mid = x + attn_out
+        mid = x + sub_out("attn_out", attn_out)
 
         def mlp(z):
             z = self._ln(z, p + "post_attention_layernorm")
             return self._lin(self.act(self._lin(z, p + "mlp.dense_h_to_4h")), p + "mlp.dense_4h_to_h")
 
-        post = mid + mlp(x) if self.parallel else mid + mlp(mid)
+        post = mid + sub_out("mlp_out", mlp(x) if self.parallel else mlp(mid))
         return mid, post, pat
 
     def final_norm(self, x):
@@ -742,10 +753,10 @@ class Llama2c(Model):
         rep = H // KV  # run.c: query head h uses kv head h / kv_mul
         k, v = np.repeat(k, rep, axis=0), np.repeat(v, rep, axis=0)
         a, pat = causal_attention(q, k, v)
-        mid = x + a @ self.wo[L].T
+        mid = x + sub_out("attn_out", a @ self.wo[L].T)
         h = rms_norm(mid, self.rms_ffn[L], self.eps)
         g = silu(h @ self.w1[L].T) * (h @ self.w3[L].T)
-        return mid, mid + g @ self.w2[L].T, pat
+        return mid, mid + sub_out("mlp_out", g @ self.w2[L].T), pat
 
     def final_norm(self, x):
         return rms_norm(x, self.rms_final, self.eps)
@@ -853,7 +864,7 @@ def lens(model: Model, run: dict, ids, k: int = 5) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- interventions
-def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
+def run_intervened(model: Model, ids, head_z=None, resid_patch=None, sub_patch=None) -> dict:
     """model.run() with interventions, written from their definitions (README "Metrics"):
 
     head_z      {layer: {head: vector [d_head]}}: that head's z (its attention output before
@@ -861,16 +872,21 @@ def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
                 mean z over a clean run's positions for mean ablation.
     resid_patch {layer: {pos: vector [d_model]}}: resid_pre[layer][pos] is replaced before the
                 block runs (layer 0: the embeddings).
+    sub_patch   {site: {layer: {pos: vector [d_model]}}}, site "attn_out" or "mlp_out": that
+                sublayer's output at pos, as it is added to the residual stream, is replaced.
 
-    Returns run()'s dict plus "z" [L, H, T, d_head]: every head's z before any replacement.
+    Returns run()'s dict plus "z" [L, H, T, d_head]: every head's z before any replacement, and
+    "attn_out", "mlp_out" [L, T, d_model]: the sublayers' outputs before any replacement.
     """
-    global _Z_HOOK
+    global _Z_HOOK, _SUB_HOOK
     ids = np.asarray(ids, dtype=np.int64)
     pos = np.arange(len(ids))
     x = model.embed(ids, pos)
     head_z = head_z or {}
     resid_patch = resid_patch or {}
+    sub_patch = sub_patch or {}
     pre, mid, post, pat, zs = [], [], [], [], []
+    subs: dict = {"attn_out": [], "mlp_out": []}
     for L in range(model.n_layers):
         x = x.copy()
         for p, vec in resid_patch.get(L, {}).items():
@@ -885,12 +901,21 @@ def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
                 z[h, :, :] = vec
             return z
 
-        _Z_HOOK = hook
+        def sub_hook(site, out, L=L):
+            subs[site].append(out.copy())
+            out = out.copy()
+            for p, vec in sub_patch.get(site, {}).get(L, {}).items():
+                out[p] = vec
+            return out
+
+        _Z_HOOK, _SUB_HOOK = hook, sub_hook
         try:
             m, x, p_ = model.block(L, x, pos, None)
         finally:
-            _Z_HOOK = None
+            _Z_HOOK = _SUB_HOOK = None
         assert len(seen) == 1, f"block {L} of {model.arch} did not go through attention() once"
+        for site in subs:
+            assert len(subs[site]) == L + 1, f"block {L} of {model.arch} did not report its {site} once"
         zs.append(seen[0])
         mid.append(m)
         post.append(x)
@@ -903,6 +928,8 @@ def run_intervened(model: Model, ids, head_z=None, resid_patch=None) -> dict:
         "pattern": np.stack(pat),
         "logits": logits,
         "z": np.stack(zs),
+        "attn_out": np.stack(subs["attn_out"]),
+        "mlp_out": np.stack(subs["mlp_out"]),
     }
 
 
@@ -937,11 +964,13 @@ def logit_diff(logits_last, target: int, contrast):
     return float(log_softmax(logits_last)[target])
 
 
-def patching_grid(model: Model, base_ids, source_ids, target: int, contrast, head_z=None):
-    """LD at the last position of the base run with resid_pre[L][p] replaced by the source's
-    resid_pre[L][p - (T_base - T_source)] (aligned from the end), for every L, p: [L, T_base];
-    NaN where the source has no aligned token. Brute force: one full run per cell."""
-    src = run_intervened(model, source_ids, head_z=head_z)["resid_pre"]
+def patching_grid(model: Model, base_ids, source_ids, target: int, contrast, head_z=None, site="resid_pre"):
+    """LD at the last position of the base run with `site`[L][p] replaced by the source's
+    `site`[L][p - (T_base - T_source)] (aligned from the end), for every L, p: [L, T_base];
+    NaN where the source has no aligned token. site: "resid_pre" (the block's input),
+    "attn_out" or "mlp_out" (a sublayer's output as it is added to the residual stream).
+    Brute force: one full run per cell."""
+    src = run_intervened(model, source_ids, head_z=head_z)[site]
     T, S = len(base_ids), len(source_ids)
     grid = np.full((model.n_layers, T), np.nan)
     for L in range(model.n_layers):
@@ -949,7 +978,11 @@ def patching_grid(model: Model, base_ids, source_ids, target: int, contrast, hea
             q = p - (T - S)
             if q < 0:
                 continue
-            r = run_intervened(model, base_ids, head_z=head_z, resid_patch={L: {p: src[L, q]}})
+            cell = {L: {p: src[L, q]}}
+            if site == "resid_pre":
+                r = run_intervened(model, base_ids, head_z=head_z, resid_patch=cell)
+            else:
+                r = run_intervened(model, base_ids, head_z=head_z, sub_patch={site: cell})
             grid[L, p] = logit_diff(r["logits"][-1], target, contrast)
     return grid
 

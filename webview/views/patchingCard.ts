@@ -1,13 +1,14 @@
 // Activation patching between the two prompts of the Diff tab: which prompt is clean, the
-// direction (denoise: clean values into the corrupted run; noise: the reverse), the target and
-// contrast tokens, and the layer × position heatmap of the normalised logit difference
-// (README "Metrics"). Runs of different lengths are aligned from the end.
+// direction (denoise: clean values into the corrupted run; noise: the reverse), what is patched
+// (the residual stream, or each layer's attention or MLP output), the target and contrast
+// tokens, and the layer × position heatmap of the normalised logit difference (README
+// "Metrics"). Runs of different lengths are aligned from the end.
 import { el, toolButton } from '../dom';
 import { imageName } from '../shapeExport';
-import { alignmentText, patchingZ, targetChoices } from '../shapeWhatIf';
+import { alignmentText, PATCH_SITE_TEXT, patchingZ, targetChoices } from '../shapeWhatIf';
 import { fmt, plotlyToken, tokenDisplay } from '../shapeText';
 import type { PromptDiff } from '../store';
-import type { PatchDirection, PatchingResult } from '../../src/shared/interventions';
+import { PATCH_SITES, type PatchDirection, type PatchingResult, type PatchSite } from '../../src/shared/interventions';
 import type { AnalysisPayload } from '../../src/shared/protocol';
 import { ChartCard, axisStyle, baseLayout, c, type Data } from './chart';
 import type { ViewContext } from './context';
@@ -25,6 +26,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   let diff: PromptDiff | null = null;
   let cleanSide: CleanSide = 'a';
   let direction: PatchDirection = 'denoise';
+  let site: PatchSite = 'resid_pre';
   let target: number | undefined;
   let contrast: number | null | undefined;
   let result: PatchingResult | null = null;
@@ -50,12 +52,20 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       {
         value: 'denoise',
         text: 'denoise',
-        title: 'Patch the clean run’s residual stream into the corrupted run: which cells restore the clean prediction?',
+        title: 'Patch the clean run’s values into the corrupted run: which cells restore the clean prediction?',
       },
-      { value: 'noise', text: 'noise', title: 'Patch the corrupted run’s residual stream into the clean run: which cells break it?' },
+      { value: 'noise', text: 'noise', title: 'Patch the corrupted run’s values into the clean run: which cells break it?' },
     ],
     (v) => {
       direction = v;
+      void invalidate();
+    },
+  );
+  const siteCtl = segmented<PatchSite>(
+    'Patched activation',
+    PATCH_SITES.map((v) => ({ value: v, text: PATCH_SITE_TEXT[v].button, title: PATCH_SITE_TEXT[v].title })),
+    (v) => {
+      site = v;
       void invalidate();
     },
   );
@@ -82,6 +92,8 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     sideCtl.el,
     el('label', { class: 'bar-label', text: 'Direction' }),
     dirCtl.el,
+    el('label', { class: 'bar-label', text: 'Patch' }),
+    siteCtl.el,
     el('label', { class: 'bar-label', text: 'Target' }),
     targetSel,
     el('label', { class: 'bar-label', text: 'vs' }),
@@ -95,7 +107,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   const chart = new ChartCard(
     ctx,
     'Activation patching: normalised logit difference',
-    () => imageName('activation-patching', diff?.a.model.name ?? 'model', direction),
+    () => imageName('activation-patching', diff?.a.model.name ?? 'model', `${site}-${direction}`),
     'pat-heat',
   );
   const root = el('section', { class: 'pat-card' }, [controls, note, summary, chart.el]);
@@ -125,12 +137,16 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   };
 
   const matches = (r: PatchingResult) =>
-    r.direction === direction && (target === undefined || r.target === target) && (contrast === undefined || r.contrast === contrast);
+    r.direction === direction &&
+    r.site === site &&
+    (target === undefined || r.target === target) &&
+    (contrast === undefined || r.contrast === contrast);
 
   /** Settings changed: the heatmap shown no longer answers them. */
   const invalidate = async () => {
     sideCtl.set(cleanSide);
     dirCtl.set(direction);
+    siteCtl.set(site);
     fillTokens();
     if (result && !(matches(result) && resultSide === cleanSide)) {
       result = null;
@@ -160,6 +176,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         cleanRunId: s.clean.runId,
         corruptedRunId: s.corrupted.runId,
         direction,
+        site,
         ...(target !== undefined ? { target } : {}),
         ...(contrast !== undefined ? { contrast } : {}),
       });
@@ -191,7 +208,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       }),
       el('div', {
         class: 'muted',
-        text: `Patching resid_pre of ${baseName} with ${sourceName}'s values. ${alignmentText(r, baseName, sourceName)}`,
+        text: `Patching ${PATCH_SITE_TEXT[r.site].what} of ${baseName} with ${sourceName}'s values, one cell at a time. ${alignmentText(r, baseName, sourceName)}`,
       }),
     );
     const z = patchingZ(r, 'normalized');
@@ -202,7 +219,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       x.map((p) => {
         const v = z[L]![p];
         const q = p - r.offset;
-        const at = `L${L} resid_pre · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
+        const at = `${PATCH_SITE_TEXT[r.site].cell(L)} · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
         if (v === null || v === undefined)
           return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : 'undefined (LD_clean = LD_corrupted)'}`;
         return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
@@ -254,7 +271,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         },
         yaxis: {
           ...ax,
-          title: { text: 'layer (resid_pre)', font: { size: 11, color: c(pal.muted) } },
+          title: { text: `layer (${r.site})`, font: { size: 11, color: c(pal.muted) } },
           showgrid: false,
           zeroline: false,
           dtick: 1,
@@ -270,7 +287,9 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         diff = d;
         result = d.patching ?? null;
         if (result) {
+          result = { ...result, site: result.site ?? 'resid_pre' }; // saved before sites existed
           direction = result.direction;
+          site = result.site;
           target = result.target;
           contrast = result.contrast;
           resultSide = cleanSide = 'a';

@@ -13,6 +13,10 @@
 //   new_key_values.{L}.key|value   [batch, n_kv, kv_rows, d_head]  this run's own keys and values
 //                                  (option stepCache; kv_rows: a row gate, graph/gates.ts)
 //   blocks.0.hook_resid_pre, blocks.{L}.hook_resid_mid|hook_resid_post  [batch, seq, d_model]
+//   blocks.{L}.hook_attn_out|hook_mlp_out  [batch, seq, d_model] each sublayer's output as it is
+//                                  added to the residual stream (after Gemma 2/3's and OLMo 2's
+//                                  post-norms): resid_mid = resid_pre + attn_out,
+//                                  resid_post = resid_mid + mlp_out
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, pattern_rows, past+seq]
 //   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
 // One graph serves analysis (past = 0) and generation (past = KV cache).
@@ -38,6 +42,8 @@ export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
   residMid: (L: number) => `blocks.${L}.hook_resid_mid`,
   residPost: (L: number) => `blocks.${L}.hook_resid_post`,
+  attnOut: (L: number) => `blocks.${L}.hook_attn_out`,
+  mlpOut: (L: number) => `blocks.${L}.hook_mlp_out`,
   pattern: (L: number) => `blocks.${L}.attn.hook_pattern`,
   pastKey: (L: number) => `past_key_values.${L}.key`,
   pastValue: (L: number) => `past_key_values.${L}.value`,
@@ -444,10 +450,15 @@ function invFreq(g: GraphBuilder, op: RopeOp, sh: Shared, rope: RopeSpec, name: 
   return op('inv_freq', 'Exp', [op('inv_exponent', 'Mul', [exponents, lnBase])]);
 }
 
+/** A LayerNorm without a bias gets zeros: one array per norm, so a norm written twice (suffix.ts) shares it. */
+const zeroBias = new WeakMap<Norm, Float32Array>();
+
 function norm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm, name: string): string {
   if (spec.norm === 'layernorm') {
     const w = g.initializer(`${name}.w`, n.w, [n.w.length]);
-    const b = n.b ? g.initializer(`${name}.b`, n.b, [n.b.length]) : g.initializer(`${name}.b`, new Float32Array(n.w.length), [n.w.length]);
+    let zeros = zeroBias.get(n);
+    if (!n.b && !zeros) zeroBias.set(n, (zeros = new Float32Array(n.w.length)));
+    const b = g.initializer(`${name}.b`, n.b ?? zeros!, [n.w.length]);
     return g.op('LayerNormalization', [x, w, b], { axis: -1, epsilon: { float: spec.normEps } });
   }
   return rmsNorm(g, x, n, spec.normEps, name);
@@ -753,14 +764,37 @@ function optNorm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm | null, na
 export function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, x: string, opts: ForwardGraphOptions): string {
   const { w, L } = b;
   const residDims = ['batch', 'seq', spec.dModel];
-  const attnOut = attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts);
+  const attnOut = optNorm(
+    g,
+    spec,
+    attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts),
+    w.lnAttnOut,
+    `blocks.${L}.ln1_post`,
+  );
+  g.output(hook.attnOut(L), attnOut, 'float32', residDims);
   const xOut = b.only ? b.only.pick(g, x) : x; // the rows this block outputs
-  const mid = g.op('Add', [xOut, optNorm(g, spec, attnOut, w.lnAttnOut, `blocks.${L}.ln1_post`)]);
+  return blockAfterAttention(g, spec, w, L, xOut, attnOut);
+}
+
+/**
+ * The rest of a block once its attention output is known: resid_mid = x + attn_out, then the
+ * MLP and resid_post (the suffix graph runs it alone to patch attn_out, graph/suffix.ts).
+ */
+export function blockAfterAttention(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, x: string, attnOut: string): string {
+  const residDims = ['batch', 'seq', spec.dModel];
+  const mid = g.op('Add', [x, attnOut]);
   g.output(hook.residMid(L), mid, 'float32', residDims);
   // Parallel blocks (GPT-NeoX): the MLP reads the block input, not resid_mid.
-  const mlpIn = spec.parallelResidual ? xOut : mid;
-  const mlpOut = mlp(g, spec, w, L, optNorm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`));
-  return g.op('Add', [mid, optNorm(g, spec, mlpOut, w.lnMlpOut, `blocks.${L}.ln2_post`)]);
+  const mlpIn = spec.parallelResidual ? x : mid;
+  const mlpOut = optNorm(
+    g,
+    spec,
+    mlp(g, spec, w, L, optNorm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`)),
+    w.lnMlpOut,
+    `blocks.${L}.ln2_post`,
+  );
+  g.output(hook.mlpOut(L), mlpOut, 'float32', residDims);
+  return g.op('Add', [mid, mlpOut]);
 }
 
 export { norm as normNode };

@@ -21,11 +21,17 @@
 //   blocks.{L}.attn.head_scale|head_bias  as in the forward graph (interventions.ts)
 //   readout_ids                  [k] int64              the tokens whose logits `readout` gives
 //   logit_rows                   [1] int64              how many slots get full logits (gates.ts; default all)
+//   half.resid_pre, half.attn_out [N, d_model]           rows of one layer's input and attention output …
+//   half.layer                   [] int64                … of this layer (no layer: half.resid_post = half.resid_pre)
 // Outputs (one row per slot, B·Q: slot b·Q + j is the j-th run of bin b)
 //   readout                      [B·Q, k]               each run's logits of readout_ids at its last position
 //   logits                       [logit_rows, d_vocab]  full logits at the last position of the first slots
 //   lse                          [logit_rows]           their log-sum-exp
 //   last_resid                   [B·Q, d_model]         the last layer's output at those positions
+//   half.resid_post              [N, d_model]           the rest of layer half.layer run on those rows: resid_mid
+//                                                        = resid_pre + attn_out, the MLP, resid_post. Patching an
+//                                                        attention output at (L, p) is patching resid_pre[L+1] at
+//                                                        p with this row (the MLP is position-wise)
 // A logit difference needs two logits: with logit_rows 0 a call never multiplies by the whole
 // unembedding (W_U is read only at the read-out ids' rows). A log-probability needs them all:
 // the patching code collects last_resid of every call and reads them out together (a call with
@@ -40,7 +46,7 @@ import { GraphBuilder, type WeightSink } from '../onnx/builder';
 import { BranchBuilder } from '../onnx/branch';
 import type { ModelSpec, RopeSpec } from '../arch/spec';
 import type { BlockWeights, GlobalWeights } from '../arch/weights';
-import { block, gatherRows, hook, normNode, ropeTables, softcap, unembed, weightInit, type Shared } from './forward';
+import { block, blockAfterAttention, gatherRows, hook, normNode, ropeTables, softcap, unembed, weightInit, type Shared } from './forward';
 import { gated, LOGIT_ROWS } from './gates';
 
 export const SUFFIX_INPUT = {
@@ -54,7 +60,11 @@ export const SUFFIX_INPUT = {
   pastLength: 'past_length',
   cacheKey: (L: number) => `clean_cache.${L}.key`,
   cacheValue: (L: number) => `clean_cache.${L}.value`,
+  halfPre: 'half.resid_pre',
+  halfAttn: 'half.attn_out',
+  halfLayer: 'half.layer',
 };
+export const HALF_OUTPUT = 'half.resid_post';
 
 /** Built layer by layer next to the forward graph, reading the same weight arrays (written once). */
 export class SuffixGraphBuilder {
@@ -66,6 +76,8 @@ export class SuffixGraphBuilder {
   private readonly rawMasks = new Map<number | null, string>();
   private readonly rawRopes = new Map<RopeSpec, { cos: string; sin: string }>();
   private readonly lastIdx: string;
+  /** half.resid_post as far as the layers added so far (graph/suffix.ts header). */
+  private half: string;
 
   constructor(
     private readonly spec: ModelSpec,
@@ -115,6 +127,9 @@ export class SuffixGraphBuilder {
     }
     this.lastIdx = g.op('Unsqueeze', [lastRows, g.ints([2])]); // [B, Q, 1]
     this.shared = sh;
+    this.half = g.input(SUFFIX_INPUT.halfPre, 'float32', ['half_rows', spec.dModel]);
+    g.input(SUFFIX_INPUT.halfAttn, 'float32', ['half_rows', spec.dModel]);
+    g.input(SUFFIX_INPUT.halfLayer, 'int64', []);
   }
 
   /**
@@ -136,6 +151,19 @@ export class SuffixGraphBuilder {
     skip.branchOutput(`resid_skip_${L}`, last ? this.pickLast(skip, this.x) : this.x, 'float32', dims);
     const taken = g.op('GreaterOrEqual', [g.ints([L], true), SUFFIX_INPUT.startLayer]);
     this.x = g.op('If', [taken], { then_branch: { graph: run.graph() }, else_branch: { graph: skip.graph() } });
+    // the half block: this layer's MLP half on the half.* rows when half.layer = L
+    const halfDims = ['half_rows', spec.dModel];
+    const rest = new BranchBuilder(g, `half_${L}`);
+    rest.branchOutput(
+      `half_post_${L}`,
+      blockAfterAttention(rest, spec, w, L, SUFFIX_INPUT.halfPre, SUFFIX_INPUT.halfAttn),
+      'float32',
+      halfDims,
+    );
+    const keep = new BranchBuilder(g, `half_keep_${L}`);
+    keep.branchOutput(`half_keep_${L}`, this.half, 'float32', halfDims);
+    const mine = g.op('Equal', [g.ints([L], true), SUFFIX_INPUT.halfLayer]);
+    this.half = g.op('If', [mine], { then_branch: { graph: rest.graph() }, else_branch: { graph: keep.graph() } });
   }
 
   /** [B, S, …] → [B, Q, …]: each bin's rows at its last_rows. */
@@ -173,6 +201,7 @@ export class SuffixGraphBuilder {
     if (globals.unembedBias)
       picked = g.op('Add', [picked, g.op('Gather', [g.initializer('b_U', globals.unembedBias, [spec.dVocab]), ids])]);
     g.output('readout', softcap(g, picked, spec.finalSoftcap), 'float32', ['slots_all', 'k']);
+    g.output(HALF_OUTPUT, this.half, 'float32', ['half_rows', spec.dModel]);
     return g;
   }
 }

@@ -1,18 +1,25 @@
 // Activation patching between two prompts: for every layer L and position p of the base run,
-// resid_pre[L][p] is replaced by the source run's (aligned from the end) and the metric is read
-// at the last position (README "Metrics"). Only what a patch changes is recomputed: the suffix
-// graph (graph/suffix.ts) starts at layer L and at the batch's first patched position, with the
-// base run's KV cache for the positions before; cells whose two vectors are equal cannot change
-// anything and take the base run's value without a run.
+// resid_pre[L][p] (or block L's attention or MLP output at p) is replaced by the source run's
+// (aligned from the end) and the metric is read at the last position (README "Metrics"). Only
+// what a patch changes is recomputed: the suffix graph (graph/suffix.ts) starts at layer L and at
+// the batch's first patched position, with the base run's KV cache for the positions before;
+// cells whose two vectors are equal cannot change anything and take the base run's value
+// without a run.
+//
+// A sublayer output is patched through the residual stream: the MLP is position-wise, so
+// patching block L's output at p changes resid_pre[L+1] at p alone. mlp_out: resid_pre[L+1][p]
+// = base resid_mid[L][p] + the source's mlp_out. attn_out: the rest of block L (resid_mid, the
+// MLP) run on base resid_pre[L][p] + the source's attn_out (the suffix graph's half.* path).
+// Either way the suffix graph then runs from layer L+1 (after the last layer, the read-out).
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
-import { SUFFIX_INPUT } from '../graph/suffix';
+import { HALF_OUTPUT, SUFFIX_INPUT } from '../graph/suffix';
 import { gateFeed, LOGIT_ROWS } from '../graph/gates';
 import { emptyPast } from '../analyze';
 import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
 import { argmax, binBias, binRuns, logitDiff, normalizedLd, type BinnedCall } from './metric';
-import type { PatchingRequest, PatchingResult } from '../../shared/interventions';
+import { PATCH_SITES, type PatchingRequest, type PatchingResult, type PatchSite } from '../../shared/interventions';
 
 /** How patched runs are packed into calls: rows = positions recomputed in one call (bench/whatif.ts measures it). */
 export interface PatchBatching {
@@ -21,42 +28,69 @@ export interface PatchBatching {
 }
 export const PATCH_BATCHING: PatchBatching = { rowBudget: 384, maxRuns: 64 };
 
-/** A clean (or ablated) run of one prompt: its resid_pre rows, KV cache and last logits. */
+/** A clean (or ablated) run of one prompt: what patching reads of it, KV cache and last logits. */
 interface BaseRun {
   T: number;
-  /** resid_pre[0..n_layers-1] [n_layers, T, d_model] */
+  /** resid_pre[0..n_layers-1] [n_layers, T, d_model] (the base run; the source's for resid_pre) */
   resid: Float32Array;
+  /** the patched site's values [n_layers, T, d_model] */
+  site: Float32Array;
+  /** resid_mid [n_layers, T, d_model] (the base run, patching mlp_out) */
+  mid: Float32Array | null;
   /** present.{L}.key|value [1, n_kv, T, d_head] */
   keys: Float32Array[];
   values: Float32Array[];
   logits: Float32Array;
 }
 
-async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds, withKv: boolean): Promise<BaseRun> {
+const SITE_HOOK: Record<Exclude<PatchSite, 'resid_pre'>, (L: number) => string> = { attn_out: hook.attnOut, mlp_out: hook.mlpOut };
+
+async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds, site: PatchSite, isBase: boolean): Promise<BaseRun> {
   const s = model.spec;
   const T = ids.length;
   const d = s.dModel;
-  const residNames = [hook.residPre(0), ...Array.from({ length: s.nLayers - 1 }, (_, L) => hook.residPost(L))];
-  const fetches = ['logits', ...residNames];
-  if (withKv) for (let L = 0; L < s.nLayers; L++) fetches.push(hook.presentKey(L), hook.presentValue(L));
-  const out = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, fetches);
-  const resid = new Float32Array(s.nLayers * T * d);
-  residNames.forEach((n, L) => resid.set(out[n]!.data as Float32Array, L * T * d));
+  const layers = Array.from({ length: s.nLayers }, (_, L) => L);
+  const residNames = [hook.residPre(0), ...layers.slice(1).map((L) => hook.residPost(L - 1))];
+  const siteNames = site === 'resid_pre' ? residNames : layers.map(SITE_HOOK[site]);
+  const midNames = isBase && site === 'mlp_out' ? layers.map(hook.residMid) : [];
+  const wantResid = isBase || site === 'resid_pre';
+  const fetches = new Set(['logits', ...(wantResid ? residNames : []), ...siteNames, ...midNames]);
+  if (isBase) for (const L of layers) fetches.add(hook.presentKey(L)).add(hook.presentValue(L));
+  const out = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, [...fetches]);
   const f = (n: string) => out[n]!.data as Float32Array;
+  const stack = (names: string[]) => {
+    const all = new Float32Array(s.nLayers * T * d);
+    names.forEach((n, L) => all.set(f(n), L * T * d));
+    return all;
+  };
+  const resid = wantResid ? stack(residNames) : new Float32Array(0);
   return {
     T,
     resid,
-    keys: withKv ? Array.from({ length: s.nLayers }, (_, L) => f(hook.presentKey(L))) : [],
-    values: withKv ? Array.from({ length: s.nLayers }, (_, L) => f(hook.presentValue(L))) : [],
+    site: site === 'resid_pre' ? resid : stack(siteNames),
+    mid: midNames.length > 0 ? stack(midNames) : null,
+    keys: isBase ? layers.map((L) => f(hook.presentKey(L))) : [],
+    values: isBase ? layers.map((L) => f(hook.presentValue(L))) : [],
     logits: f('logits'),
   };
 }
 
+/** The suffix graph's half-block inputs when a call does not use them (graph/suffix.ts). */
+function noHalf(d: number): Feeds {
+  const row = { data: new Float32Array(d), dims: [1, d] };
+  return {
+    [SUFFIX_INPUT.halfPre]: row,
+    [SUFFIX_INPUT.halfAttn]: row,
+    [SUFFIX_INPUT.halfLayer]: { data: BigInt64Array.of(-1n), dims: [] },
+  };
+}
+
 /**
- * The feeds of one call at layer L: each bin's runs back to back (metric.ts binRuns), each run
- * the base run's rows p..T−1 with the source's vector at its patched position; padding rows 0.
+ * The feeds of one call from layer L: each bin's runs back to back (metric.ts binRuns), each
+ * run the base run's rows p..T−1 of resid_pre[L] with `patched(p)` at its patched position;
+ * padding rows 0.
  */
-function callFeeds(model: LoadedModel, L: number, call: BinnedCall, base: BaseRun, source: BaseRun): Feeds {
+function callFeeds(model: LoadedModel, L: number, call: BinnedCall, base: BaseRun, patched: (p: number) => Float32Array): Feeds {
   const s = model.spec;
   const d = s.dModel;
   const { T } = base;
@@ -69,8 +103,7 @@ function callFeeds(model: LoadedModel, L: number, call: BinnedCall, base: BaseRu
     runs.forEach(({ p, offset }, j) => {
       const at = b * S + offset;
       resid.set(base.resid.subarray((L * T + p) * d, (L * T + T) * d), at * d);
-      const q = alignedPos(p, T, source.T);
-      resid.set(source.resid.subarray((L * source.T + q) * d, (L * source.T + q + 1) * d), at * d);
+      resid.set(patched(p), at * d);
       for (let i = 0; i < T - p; i++) positions[at + i] = BigInt(p + i);
       lastRows[b * Q + j] = BigInt(offset + T - p - 1);
     });
@@ -82,6 +115,7 @@ function callFeeds(model: LoadedModel, L: number, call: BinnedCall, base: BaseRu
     [SUFFIX_INPUT.runLength]: { data: BigInt64Array.of(BigInt(T)), dims: [] },
     [SUFFIX_INPUT.lastRows]: { data: lastRows, dims: [B, Q] },
     [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
+    ...noHalf(d),
   };
   for (const window of new Set(s.layers.map((l) => l.window)))
     feeds[SUFFIX_INPUT.attnBias(window)] = { data: binBias(call, T, window), dims: [B, S, past + S] };
@@ -109,6 +143,7 @@ function readoutFeeds(model: LoadedModel, T: number, rows: Float32Array[]): Feed
     [SUFFIX_INPUT.runLength]: { data: BigInt64Array.of(BigInt(T)), dims: [] },
     [SUFFIX_INPUT.lastRows]: { data: BigInt64Array.from({ length: N }, (_, i) => BigInt(i)), dims: [1, N] },
     [SUFFIX_INPUT.startLayer]: { data: BigInt64Array.of(BigInt(s.nLayers)), dims: [] },
+    ...noHalf(d),
   };
   for (const window of new Set(s.layers.map((l) => l.window)))
     feeds[SUFFIX_INPUT.attnBias(window)] = { data: new Float32Array(N * N), dims: [1, N, N] };
@@ -139,6 +174,8 @@ function checkRequest(model: LoadedModel, req: PatchingRequest): void {
   }
   if (req.direction !== 'denoise' && req.direction !== 'noise')
     throw new EngineError('BAD_REQUEST', `Unknown patching direction "${String(req.direction)}": use denoise or noise.`);
+  if (req.site !== undefined && !PATCH_SITES.includes(req.site))
+    throw new EngineError('BAD_REQUEST', `Unknown patching site "${String(req.site)}": use ${PATCH_SITES.join(', ')}.`);
   for (const [what, t] of [
     ['target', req.target],
     ['contrast', req.contrast],
@@ -166,8 +203,9 @@ export async function patchingHeatmap(
   const denoise = req.direction === 'denoise';
   const baseIds = denoise ? req.corruptedIds : req.cleanIds;
   const sourceIds = denoise ? req.cleanIds : req.corruptedIds;
-  const base = await runOnce(model, baseIds, heads, true);
-  const source = await runOnce(model, sourceIds, heads, false);
+  const site = req.site ?? 'resid_pre';
+  const base = await runOnce(model, baseIds, heads, site, true);
+  const source = await runOnce(model, sourceIds, heads, site, false);
   const [clean, corrupted] = denoise ? [source, base] : [base, source];
 
   const target = req.target ?? argmax(clean.logits);
@@ -200,19 +238,66 @@ export async function patchingHeatmap(
     },
   };
   const perCall: Feeds = { ...readout, [LOGIT_ROWS]: gateFeed(0) }; // no full logits in the calls
+  const row = (a: Float32Array, n: number, L: number, p: number) => a.subarray((L * n + p) * d, (L * n + p + 1) * d);
+  const cancelled = () => {
+    if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
+  };
   for (let L = 0; L < s.nLayers; L++) {
+    // a sublayer's output is patched as resid_pre of the next layer (the header)
+    const from = site === 'resid_pre' ? L : L + 1;
     const todo: number[] = [];
     for (let p = 0; p < T; p++) {
       const q = alignedPos(p, T, S);
       if (q < 0) continue;
-      if (sameVector(base.resid, (L * T + p) * d, source.resid, (L * S + q) * d, d)) {
+      // equal vectors change nothing; after the last block only the last position is read
+      if (sameVector(base.site, (L * T + p) * d, source.site, (L * S + q) * d, d) || (from === s.nLayers && p < T - 1)) {
         grid[L * T + p] = ldBase;
         skipped++;
       } else todo.push(p);
     }
+    if (todo.length === 0) continue;
+    const patched = new Map<number, Float32Array>();
+    if (site === 'resid_pre') for (const p of todo) patched.set(p, row(source.resid, S, L, alignedPos(p, T, S)));
+    else if (site === 'mlp_out')
+      for (const p of todo) {
+        const v = row(base.mid!, T, L, p).slice();
+        const m = row(source.site, S, L, alignedPos(p, T, S));
+        for (let i = 0; i < d; i++) v[i] = v[i]! + m[i]!; // float32, as the graph adds them
+        patched.set(p, v);
+      }
+    else {
+      // the rest of block L on base resid_pre[L][p] + the source's attn_out, every p in one call
+      cancelled();
+      const pre = new Float32Array(todo.length * d);
+      const attn = new Float32Array(todo.length * d);
+      todo.forEach((p, i) => {
+        pre.set(row(base.resid, T, L, p), i * d);
+        attn.set(row(source.site, S, L, alignedPos(p, T, S)), i * d);
+      });
+      const out = await suffix.run(
+        {
+          ...heads,
+          ...readoutFeeds(model, T, [new Float32Array(d)]),
+          ...perCall,
+          [SUFFIX_INPUT.halfPre]: { data: pre, dims: [todo.length, d] },
+          [SUFFIX_INPUT.halfAttn]: { data: attn, dims: [todo.length, d] },
+          [SUFFIX_INPUT.halfLayer]: { data: BigInt64Array.of(BigInt(L)), dims: [] },
+        },
+        [HALF_OUTPUT],
+      );
+      const post = out[HALF_OUTPUT]!.data as Float32Array;
+      todo.forEach((p, i) => patched.set(p, post.subarray(i * d, (i + 1) * d)));
+      calls++;
+    }
+    if (from === s.nLayers) {
+      // the last block's output at the last position: read out with the others
+      for (const p of todo) pending.push({ cell: L * T + p, row: patched.get(p)! });
+      runs += todo.length;
+      continue;
+    }
     for (const call of binRuns(todo, T, batching.rowBudget, batching.maxRuns)) {
-      if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
-      const out = await suffix.run({ ...heads, ...callFeeds(model, L, call, base, source), ...perCall }, [
+      cancelled();
+      const out = await suffix.run({ ...heads, ...callFeeds(model, from, call, base, (p) => patched.get(p)!), ...perCall }, [
         logitDiffOnly ? 'readout' : 'last_resid',
       ]);
       // slot b·Q + j: the j-th run of bin b
@@ -232,14 +317,14 @@ export async function patchingHeatmap(
         runs += bin.length;
         for (const { p } of bin) {
           // the last layer: a whole block at the run's last row, keys and values at the others
-          layerPositions += (T - p) * (s.nLayers - L - 1) + 1;
+          layerPositions += (T - p) * (s.nLayers - from - 1) + 1;
           kvOnlyRows += T - p - 1;
         }
       }
     }
   }
   for (let i = 0; i < pending.length; i += READOUT_ROWS) {
-    if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
+    cancelled();
     const chunk = pending.slice(i, i + READOUT_ROWS);
     const out = await suffix.run(
       {
@@ -255,12 +340,14 @@ export async function patchingHeatmap(
     );
     const logit = out.readout!.data as Float32Array;
     const lse = out.lse!.data as Float32Array;
-    chunk.forEach((c, j) => (grid[c.cell] = logit[j]! - lse[j]!));
+    const k = logitDiffOnly ? 2 : 1;
+    chunk.forEach((c, j) => (grid[c.cell] = logitDiffOnly ? logit[k * j]! - logit[k * j + 1]! : logit[j]! - lse[j]!));
     calls++;
   }
   const normalized = grid.map((v) => normalizedLd(v, ldClean, ldCorrupted));
   return {
     direction: req.direction,
+    site,
     n_layers: s.nLayers,
     pos: T,
     offset: T - S,
