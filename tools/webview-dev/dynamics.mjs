@@ -45,6 +45,14 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
     const da = await engine.analyze({ text: ta, topK: 10, maxTokens, patterns: false }, undefined, 2);
     const db = await engine.analyze({ text: tb, topK: 10, maxTokens, patterns: false }, undefined, 3);
     const diff = await engine.query({ type: 'diff', runId: 2, otherRunId: 3 });
+    // the Diff tab's activation patching: A clean, every site and direction
+    const patching = {};
+    for (const site of ['resid_pre', 'attn_out', 'mlp_out'])
+      for (const direction of ['denoise', 'noise'])
+        patching[`${site}.${direction}`] = {
+          cleanRunId: 2,
+          result: await engine.query({ type: 'patching', cleanRunId: 2, corruptedRunId: 3, direction, site }),
+        };
     const promptDiff = {
       type: 'promptDiff',
       a: analysisToPayload(da, 2, null),
@@ -60,6 +68,7 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
       proximity: data.proximity,
       clusters: data.clusters,
       promptDiff,
+      patching,
     };
     writeBundle(path.join(PAYLOAD_DIR, 'dynamics.json'), { payload, similarity: data.similarity, dynamics });
     writeBundle(path.join(PAYLOAD_DIR, 'dynamics-nopat.json'), {
@@ -302,6 +311,32 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       const selBefore = await page.locator('.tok.sel').getAttribute('data-pos');
       await page.keyboard.press('ArrowLeft');
       check((await page.locator('.tok.sel').getAttribute('data-pos')) === selBefore, 'diff: ← does not move the hidden selection');
+      // activation patching of each site: the request names it, the heatmap and its text say it
+      for (const [button, site, what] of [
+        ['residual', 'resid_pre', 'the residual stream entering each layer (resid_pre)'],
+        ['MLP', 'mlp_out', 'each layer’s MLP output (mlp_out)'],
+        ['attention', 'attn_out', 'each layer’s attention output (attn_out)'],
+      ]) {
+        await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: button }).click();
+        check(await page.locator('.pat-heat').isHidden(), `patching ${site}: no heatmap of another site on show`);
+        await page.getByRole('button', { name: /Run patching/ }).click();
+        await page.waitForSelector('.pat-heat:not([hidden]) .heatmaplayer', { timeout: 30000 });
+        const sent = await page.evaluate(() => window.__TD_RECORD__.patching.at(-1));
+        check(sent.site === site && sent.direction === 'denoise', `patching ${site}: the request names the site (${JSON.stringify(sent)})`);
+        check(
+          (await page.locator('.pat-summary').textContent()).includes(`Patching ${what} of B (corrupted)`),
+          `patching ${site}: the summary`,
+        );
+        check((await page.locator('.pat-heat .ytitle').textContent()) === `layer (${site})`, `patching ${site}: the layer axis`);
+        check(
+          (await page.locator('.pat-bar [aria-label="Patched activation"] .seg.on').textContent()) === button,
+          `patching ${site}: its button is on`,
+        );
+        if (site === 'mlp_out') {
+          await page.locator('.pat-card').scrollIntoViewIfNeeded();
+          await shot(page, 'dark-dyn-patching-mlp');
+        }
+      }
       await tab(page, 'Logit Lens');
       check(await page.locator('.td-strip').isVisible(), 'the token strip is back on the Logit Lens');
       check(/^\d+ tokens · /.test(await page.locator('.td-header .meta').textContent()), 'with the token count in the header');

@@ -40,6 +40,7 @@
     stops: [],
     inserts: [],
     analyses: [],
+    patching: [],
   };
   window.__TD_RECORD__ = record;
 
@@ -131,6 +132,15 @@
         if (req.method === 'proximity')
           return dynamics.proximity[p.pos] ? reply(dynamics.proximity[p.pos]) : fail('Position ' + p.pos + ' is not precomputed.');
         return dynamics.clusters[p.row] ? reply(dynamics.clusters[p.row]) : fail('row ' + p.row + ' is not precomputed.');
+      }
+      // Diff tab: heatmaps of the prompt diff precomputed for each site and direction (default tokens)
+      case 'patching': {
+        record.patching.push(req.params);
+        const p = req.params;
+        const r = dynamics && dynamics.patching && dynamics.patching[(p.site || 'resid_pre') + '.' + p.direction];
+        if (!r || p.cleanRunId !== r.cleanRunId || p.target !== undefined || p.contrast !== undefined)
+          return fail('This heatmap is not precomputed (tools/webview-dev/dynamics.mjs: A clean, default target and contrast).');
+        return reply(r.result);
       }
       default:
         return fail('Unknown method ' + req.method);
