@@ -7,13 +7,13 @@ import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { assertNothingCut } from './checks';
 import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from './harness';
-import { REPEATS, WHATIF_FILES, patchPrompts } from './whatif-flow';
+import { CLEAN, CORRUPTED, REPEATS, WHATIF_FILES, patchPrompts } from './whatif-flow';
 import { Engine } from '../../src/engine/engine';
 import type { HeadStatsResult } from '../../src/shared/analysis';
 import type { HeadRef } from '../../src/shared/interventions';
 import { percent } from '../../webview/shapeCompletions';
 import { repeatRuns } from '../../webview/shapeRepetition';
-import { repeatCopyMass, topInductionHeads } from '../../webview/shapeWhatIf';
+import { patchingZ, repeatCopyMass, topInductionHeads } from '../../webview/shapeWhatIf';
 import { pct } from '../../webview/shapeText';
 
 const BUNDLED = path.join(repoRoot(), 'media', 'models', 'td-mini');
@@ -26,6 +26,8 @@ interface Expected {
   cleanCopy: number;
   ablatedCopy: number;
   repetition: { clean: number; ablated: number };
+  /** The normalised heatmap of clean.md vs corrupted.md, patching each layer's MLP output (denoise). */
+  mlpPatching: (number | null)[][];
 }
 
 /** The same experiment in this process: the heads, the copy mass of the longest repeat, greedy repetition. */
@@ -50,7 +52,12 @@ async function expectedNumbers(): Promise<Expected> {
       maxNewTokens: NEW_TOKENS,
       ablation: { heads, mode: 'zero' },
     });
+    const pat = { topK: 5, maxTokens: 1024, patterns: false as const };
+    await engine.analyze({ ...pat, text: CLEAN }, undefined, 3);
+    await engine.analyze({ ...pat, text: CORRUPTED }, undefined, 4);
+    const mlp = await engine.patching({ type: 'patching', cleanRunId: 3, corruptedRunId: 4, direction: 'denoise', site: 'mlp_out' });
     return {
+      mlpPatching: patchingZ(mlp, 'normalized'),
       heads,
       firstRepeat: `copy ${pct(a)} → ${pct(b)}`,
       cleanCopy: a,
@@ -177,6 +184,14 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       assert.match(await frame.locator('.pat-bar .chart-status').innerText(), /\d+ patched runs, \d+ unchanged cells/);
       await frame.locator('.pat-card').scrollIntoViewIfNeeded();
       await vs.screenshot('patching-light');
+      // each layer's MLP output instead: the heatmap drawn is the engine's
+      await frame.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'MLP' }).click();
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-summary', { hasText: 'MLP output (mlp_out)' }), { timeoutMs: 120_000 });
+      const z = await frame.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p as unknown as { data: { z: unknown }[] }).data[0]!.z);
+      assert.deepEqual(z, want.mlpPatching, 'the mlp_out heatmap equals the engine’s');
+      assert.ok(want.mlpPatching.flat().some((v) => v !== null && v > 0.5), 'some MLP output restores the clean prediction');
+      assert.equal(await frame.locator('.pat-heat .ytitle').textContent(), 'layer (mlp_out)');
       // this panel is narrow (about 370 px): nothing is cut, here nor in Proximity at a token
       // with a next token (its ranks make the longest stats row)
       await assertNothingCut(frame.locator('body'), 'the Diff tab of a narrow panel');
