@@ -190,7 +190,10 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       await vs.waitForWebview((f) => f.locator('.pat-summary', { hasText: 'MLP output (mlp_out)' }), { timeoutMs: 120_000 });
       const z = await frame.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p as unknown as { data: { z: unknown }[] }).data[0]!.z);
       assert.deepEqual(z, want.mlpPatching, 'the mlp_out heatmap equals the engine’s');
-      assert.ok(want.mlpPatching.flat().some((v) => v !== null && v > 0.5), 'some MLP output restores the clean prediction');
+      assert.ok(
+        want.mlpPatching.flat().some((v) => v !== null && v > 0.5),
+        'some MLP output restores the clean prediction',
+      );
       assert.equal(await frame.locator('.pat-heat .ytitle').textContent(), 'layer (mlp_out)');
       // this panel is narrow (about 370 px): nothing is cut, here nor in Proximity at a token
       // with a next token (its ranks make the longest stats row)
