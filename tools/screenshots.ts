@@ -4,7 +4,7 @@
 // theme; then Compare Completions with the default presets. A second window takes the what-if
 // pictures: td-mini's three top induction heads ablated on a repetitive text (the Repetition tab,
 // both runs beside each other), then activation patching between two prompts that differ in one
-// name (the Diff tab). Writes docs/screenshots/*.png.
+// name (the Diff tab: the residual stream, then all three sites). Writes docs/screenshots/*.png.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, withVsCode, type VsCodeSession } from '../test/e2e/harness';
@@ -82,6 +82,13 @@ async function whatIfShots(vsix: string): Promise<void> {
       await frame.locator('.pat-card').scrollIntoViewIfNeeded();
       await sleep(1200);
       await shot(vs, 'patching-light');
+      // the three sites, one heatmap above the other
+      await frame.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'all three' }).click();
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-bar .chart-status', { hasText: /^3 heatmaps: / }), { timeoutMs: 120_000 });
+      await frame.locator('.pat-heat').scrollIntoViewIfNeeded();
+      await sleep(1200);
+      await shot(vs, 'patching-sites-light');
       await vs.assertNoCspViolations();
     },
   );

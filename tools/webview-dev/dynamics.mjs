@@ -337,6 +337,41 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
           await shot(page, 'dark-dyn-patching-mlp');
         }
       }
+      // all three: one sweep per site, three heatmaps one above the other on one colour scale
+      const before = await page.evaluate(() => window.__TD_RECORD__.patching.length);
+      await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'all three' }).click();
+      await page.getByRole('button', { name: /Run patching/ }).click();
+      await page.waitForFunction(() => /^3 heatmaps: /.test(document.querySelector('.pat-bar .chart-status')?.textContent ?? ''), null, {
+        timeout: 30000,
+      });
+      const sent = await page.evaluate((n) => window.__TD_RECORD__.patching.slice(n), before);
+      check(
+        JSON.stringify(sent.map((p) => p.site)) === JSON.stringify(['resid_pre', 'attn_out', 'mlp_out']),
+        `patching all three: one request per site (${JSON.stringify(sent.map((p) => p.site))})`,
+      );
+      check(
+        sent.slice(1).every((p) => p.target === sent[1].target && p.contrast === sent[1].contrast && p.target !== undefined),
+        'patching all three: the later sweeps take the first one’s target and contrast',
+      );
+      const fig = await page.locator('.pat-heat .js-plotly-plot').evaluate((p) => ({
+        traces: p.data.map((t) => [t.yaxis, t.showscale]),
+        titles: [...p.querySelectorAll('.ytitle, .y2title, .y3title')].map((t) => t.textContent),
+      }));
+      check(
+        JSON.stringify(fig.traces) ===
+          JSON.stringify([
+            ['y', true],
+            ['y2', false],
+            ['y3', false],
+          ]) && JSON.stringify(fig.titles) === JSON.stringify(['layer (resid_pre)', 'layer (attn_out)', 'layer (mlp_out)']),
+        `patching all three: three heatmaps, one colour bar (${JSON.stringify(fig)})`,
+      );
+      const plotH = await page.locator('.pat-heat .chart-plot').evaluate((e) => e.getBoundingClientRect().height);
+      check(plotH >= 700, `patching all three: the chart is ${Math.round(plotH)} px high (at least 700)`);
+      await page.locator('.pat-heat').scrollIntoViewIfNeeded();
+      await shot(page, 'dark-dyn-patching-all');
+      await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'residual' }).click();
+      check(await page.locator('.pat-heat').isHidden(), 'patching: back to one site, the three heatmaps are not on show');
       await tab(page, 'Logit Lens');
       check(await page.locator('.td-strip').isVisible(), 'the token strip is back on the Logit Lens');
       check(/^\d+ tokens · /.test(await page.locator('.td-header .meta').textContent()), 'with the token count in the header');

@@ -138,7 +138,8 @@
         record.patching.push(req.params);
         const p = req.params;
         const r = dynamics && dynamics.patching && dynamics.patching[(p.site || 'resid_pre') + '.' + p.direction];
-        if (!r || p.cleanRunId !== r.cleanRunId || p.target !== undefined || p.contrast !== undefined)
+        const same = (asked, had) => asked === undefined || asked === had;
+        if (!r || p.cleanRunId !== r.cleanRunId || !same(p.target, r.result.target) || !same(p.contrast, r.result.contrast))
           return fail('This heatmap is not precomputed (tools/webview-dev/dynamics.mjs: A clean, default target and contrast).');
         return reply(r.result);
       }

@@ -1,8 +1,8 @@
 // Activation patching between the two prompts of the Diff tab: which prompt is clean, the
 // direction (denoise: clean values into the corrupted run; noise: the reverse), what is patched
-// (the residual stream, or each layer's attention or MLP output), the target and contrast
-// tokens, and the layer × position heatmap of the normalised logit difference (README
-// "Metrics"). Runs of different lengths are aligned from the end.
+// (the residual stream, or each layer's attention or MLP output, or all three, one heatmap above
+// the other), the target and contrast tokens, and the layer × position heatmap of the normalised
+// logit difference (README "Metrics"). Runs of different lengths are aligned from the end.
 import { el, toolButton } from '../dom';
 import { imageName } from '../shapeExport';
 import { alignmentText, PATCH_SITE_TEXT, patchingZ, targetChoices } from '../shapeWhatIf';
@@ -15,6 +15,9 @@ import type { ViewContext } from './context';
 import { fillNote, segmented } from './dynamicsCard';
 
 type CleanSide = 'a' | 'b';
+/** A site, or all three (one heatmap per site, in PATCH_SITES order). */
+type SiteChoice = PatchSite | 'all';
+const sitesOf = (c: SiteChoice): readonly PatchSite[] => (c === 'all' ? PATCH_SITES : [c]);
 
 export interface PatchingCard {
   el: HTMLElement;
@@ -26,11 +29,12 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   let diff: PromptDiff | null = null;
   let cleanSide: CleanSide = 'a';
   let direction: PatchDirection = 'denoise';
-  let site: PatchSite = 'resid_pre';
+  let site: SiteChoice = 'resid_pre';
   let target: number | undefined;
   let contrast: number | null | undefined;
-  let result: PatchingResult | null = null;
-  /** Which prompt was clean when `result` was computed. */
+  /** The heatmaps on show: one per site of `site` (same direction, target and contrast). */
+  let results: PatchingResult[] = [];
+  /** Which prompt was clean when `results` were computed. */
   let resultSide: CleanSide = 'a';
   let running = false;
 
@@ -61,9 +65,16 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       void invalidate();
     },
   );
-  const siteCtl = segmented<PatchSite>(
+  const siteCtl = segmented<SiteChoice>(
     'Patched activation',
-    PATCH_SITES.map((v) => ({ value: v, text: PATCH_SITE_TEXT[v].button, title: PATCH_SITE_TEXT[v].title })),
+    [
+      ...PATCH_SITES.map((v) => ({ value: v, text: PATCH_SITE_TEXT[v].button, title: PATCH_SITE_TEXT[v].title })),
+      {
+        value: 'all' as const,
+        text: 'all three',
+        title: 'Patch the residual stream, the attention outputs and the MLP outputs: three heatmaps, one above the other (three sweeps)',
+      },
+    ],
     (v) => {
       site = v;
       void invalidate();
@@ -136,11 +147,15 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     if (contrast === null) contrastSel.value = 'none';
   };
 
-  const matches = (r: PatchingResult) =>
-    r.direction === direction &&
-    r.site === site &&
-    (target === undefined || r.target === target) &&
-    (contrast === undefined || r.contrast === contrast);
+  const matches = (rs: PatchingResult[]) =>
+    rs.length === sitesOf(site).length &&
+    rs.every(
+      (r, i) =>
+        r.direction === direction &&
+        r.site === sitesOf(site)[i] &&
+        (target === undefined || r.target === target) &&
+        (contrast === undefined || r.contrast === contrast),
+    );
 
   /** Settings changed: the heatmap shown no longer answers them. */
   const invalidate = async () => {
@@ -148,20 +163,21 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     dirCtl.set(direction);
     siteCtl.set(site);
     fillTokens();
-    if (result && !(matches(result) && resultSide === cleanSide)) {
-      result = null;
+    if (results.length > 0 && !(matches(results) && resultSide === cleanSide)) {
+      results = [];
       chart.el.hidden = true;
       summary.textContent = '';
     }
     paintStatus();
   };
 
-  const paintStatus = () => {
+  const paintStatus = (progress = '') => {
     runBtn.disabled = running || !diff;
+    const sum = (k: 'runs' | 'skipped' | 'ms') => results.reduce((t, r) => t + r[k], 0);
     status.textContent = running
-      ? 'Patching…'
-      : result
-        ? `${result.runs} patched runs, ${result.skipped} unchanged cells, ${(result.ms / 1000).toFixed(1)} s`
+      ? `Patching${progress}…`
+      : results.length > 0
+        ? `${results.length > 1 ? `${results.length} heatmaps: ` : ''}${sum('runs')} patched runs, ${sum('skipped')} unchanged cells, ${(sum('ms') / 1000).toFixed(1)} s`
         : '';
   };
 
@@ -172,15 +188,26 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     note.hidden = true;
     paintStatus();
     try {
-      const r = await ctx.host.request('patching', {
-        cleanRunId: s.clean.runId,
-        corruptedRunId: s.corrupted.runId,
-        direction,
-        site,
-        ...(target !== undefined ? { target } : {}),
-        ...(contrast !== undefined ? { contrast } : {}),
-      });
-      result = r;
+      const want = sitesOf(site);
+      const done: PatchingResult[] = [];
+      for (const [i, one] of want.entries()) {
+        if (want.length > 1) paintStatus(` ${one} (${i + 1} of ${want.length})`);
+        // the later sweeps take the tokens the first one chose, so the heatmaps share one metric
+        const first = done[0];
+        const t = first ? first.target : target;
+        const c = first ? first.contrast : contrast;
+        done.push(
+          await ctx.host.request('patching', {
+            cleanRunId: s.clean.runId,
+            corruptedRunId: s.corrupted.runId,
+            direction,
+            site: one,
+            ...(t !== undefined ? { target: t } : {}),
+            ...(c !== undefined ? { contrast: c } : {}),
+          }),
+        );
+      }
+      results = done;
       resultSide = cleanSide;
       await draw();
     } catch (e) {
@@ -193,7 +220,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
 
   const draw = async () => {
     const s = sides();
-    const r = result;
+    const r = results[0];
     if (!s || !r) return;
     const pal = ctx.palette();
     const base = r.direction === 'denoise' ? s.corrupted : s.clean;
@@ -202,82 +229,102 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     const sourceName = r.direction === 'denoise' ? `${s.cleanName} (clean)` : `${s.corruptedName} (corrupted)`;
     const tok = (id: number) => tokenDisplay({ text: s.clean.vocab[id] ?? s.corrupted.vocab[id] ?? String(id) }).text;
     const metric = r.metric === 'logprob' ? `log p(${tok(r.target)})` : `logit(${tok(r.target)}) − logit(${tok(r.contrast!)})`;
+    const what =
+      results.length > 1
+        ? 'the residual stream, the attention outputs and the MLP outputs (one heatmap each)'
+        : PATCH_SITE_TEXT[r.site].what;
     summary.replaceChildren(
       el('div', {
         text: `LD = ${metric} at the last position: clean ${fmt(r.ldClean, 3)}, corrupted ${fmt(r.ldCorrupted, 3)}. Cell = (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted): 1 = the clean prediction, 0 = the corrupted one.`,
       }),
       el('div', {
         class: 'muted',
-        text: `Patching ${PATCH_SITE_TEXT[r.site].what} of ${baseName} with ${sourceName}'s values, one cell at a time. ${alignmentText(r, baseName, sourceName)}`,
+        text: `Patching ${what} of ${baseName} with ${sourceName}'s values, one cell at a time. ${alignmentText(r, baseName, sourceName)}`,
       }),
     );
-    const z = patchingZ(r, 'normalized');
-    const lds = patchingZ(r, 'ld');
     const x = Array.from({ length: r.pos }, (_, i) => i);
     const y = Array.from({ length: r.n_layers }, (_, L) => L);
-    const hover = y.map((L) =>
-      x.map((p) => {
-        const v = z[L]![p];
-        const q = p - r.offset;
-        const at = `${PATCH_SITE_TEXT[r.site].cell(L)} · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
-        if (v === null || v === undefined)
-          return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : 'undefined (LD_clean = LD_corrupted)'}`;
-        return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
-      }),
-    );
     const ax = axisStyle(pal);
     const ticks =
       r.pos <= 48
         ? { tickmode: 'array' as const, tickvals: x, ticktext: base.tokens.map((t) => plotlyToken(t.text, 8)), tickangle: -60 }
         : {};
-    chart.el.hidden = false;
-    await chart.draw(
-      [
-        {
-          type: 'heatmap',
-          z,
-          x,
-          y,
-          zmin: 0,
-          zmax: 1,
-          colorscale: [
-            [0, c(pal.orange)],
-            [0.5, c(pal.bg)],
-            [1, c(pal.blue)],
-          ],
-          hovertext: hover,
-          hoverinfo: 'text',
-          xgap: r.pos <= 64 ? 1 : 0,
-          ygap: 1,
-          colorbar: {
-            thickness: 8,
-            len: 0.9,
-            outlinewidth: 0,
-            tickvals: [0, 0.5, 1],
-            ticktext: ['0 corrupted', '0.5', '1 clean'],
-            tickfont: { size: 10, color: c(pal.muted) },
-          },
-        } as Data,
-      ],
-      {
-        ...baseLayout(pal),
-        margin: { l: 44, r: 8, t: 8, b: 40 },
-        xaxis: {
-          ...ax,
-          ...ticks,
-          title: { text: `position in ${baseName}`, font: { size: 11, color: c(pal.muted) } },
-          showgrid: false,
-          zeroline: false,
+    // one heatmap per site, from the top down; they share the positions (x) and the colour scale
+    const n = results.length;
+    const gap = n > 1 ? 0.05 : 0;
+    const yName = (i: number) => (i === 0 ? 'y' : `y${i + 1}`);
+    const yAxis = (i: number) => (i === 0 ? 'yaxis' : `yaxis${i + 1}`);
+    const traces = results.map((ri, i): Data => {
+      const z = patchingZ(ri, 'normalized');
+      const lds = patchingZ(ri, 'ld');
+      const hover = y.map((L) =>
+        x.map((p) => {
+          const v = z[L]![p];
+          const q = p - ri.offset;
+          const at = `${PATCH_SITE_TEXT[ri.site].cell(L)} · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
+          if (v === null || v === undefined)
+            return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : 'undefined (LD_clean = LD_corrupted)'}`;
+          return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
+        }),
+      );
+      return {
+        type: 'heatmap',
+        z,
+        x,
+        y,
+        xaxis: 'x',
+        yaxis: yName(i),
+        zmin: 0,
+        zmax: 1,
+        colorscale: [
+          [0, c(pal.orange)],
+          [0.5, c(pal.bg)],
+          [1, c(pal.blue)],
+        ],
+        hovertext: hover,
+        hoverinfo: 'text',
+        xgap: r.pos <= 64 ? 1 : 0,
+        ygap: 1,
+        showscale: i === 0,
+        colorbar: {
+          thickness: 8,
+          len: 0.9,
+          outlinewidth: 0,
+          tickvals: [0, 0.5, 1],
+          ticktext: ['0 corrupted', '0.5', '1 clean'],
+          tickfont: { size: 10, color: c(pal.muted) },
         },
-        yaxis: {
+      } as Data;
+    });
+    const yAxes = Object.fromEntries(
+      results.map((ri, i) => [
+        yAxis(i),
+        {
           ...ax,
-          title: { text: `layer (${r.site})`, font: { size: 11, color: c(pal.muted) } },
+          title: { text: `layer (${ri.site})`, font: { size: 11, color: c(pal.muted) } },
           showgrid: false,
           zeroline: false,
           dtick: 1,
+          domain: [1 - (i + 1) / n + (i + 1 < n ? gap / 2 : 0), 1 - i / n - (i > 0 ? gap / 2 : 0)],
+          anchor: 'x',
         },
-      },
+      ]),
     );
+    chart.el.hidden = false;
+    chart.el.classList.toggle('pat-all', n > 1);
+    await chart.draw(traces, {
+      ...baseLayout(pal),
+      margin: { l: 44, r: 8, t: 8, b: 40 },
+      xaxis: {
+        ...ax,
+        ...ticks,
+        anchor: yName(n - 1) as 'y',
+        title: { text: `position in ${baseName}`, font: { size: 11, color: c(pal.muted) } },
+        showgrid: false,
+        zeroline: false,
+      },
+      ...yAxes,
+    });
   };
 
   return {
@@ -285,20 +332,20 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     async show(d: PromptDiff) {
       if (d !== diff) {
         diff = d;
-        result = d.patching ?? null;
-        if (result) {
-          result = { ...result, site: result.site ?? 'resid_pre' }; // saved before sites existed
-          direction = result.direction;
-          site = result.site;
-          target = result.target;
-          contrast = result.contrast;
+        const r = d.patching ? { ...d.patching, site: d.patching.site ?? 'resid_pre' } : null; // (saved before sites existed)
+        results = r ? [r] : [];
+        if (r) {
+          direction = r.direction;
+          site = r.site;
+          target = r.target;
+          contrast = r.contrast;
           resultSide = cleanSide = 'a';
         } else target = contrast = undefined;
-        chart.el.hidden = !result;
+        chart.el.hidden = !r;
         summary.textContent = '';
       }
       await invalidate();
-      if (result) await draw();
+      if (results.length > 0) await draw();
     },
   };
 }
