@@ -372,6 +372,17 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       await shot(page, 'dark-dyn-patching-all');
       await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'residual' }).click();
       check(await page.locator('.pat-heat').isHidden(), 'patching: back to one site, the three heatmaps are not on show');
+      // a setting changed while a sweep runs: its heatmap does not answer it, so it is not shown
+      await page.evaluate(() => {
+        [...document.querySelectorAll('.pat-bar button')].find((b) => /Run patching/.test(b.textContent)).click();
+        document.querySelector('.pat-bar [aria-label="Direction"] .seg[data-value="noise"]').click();
+      });
+      await page.waitForFunction(() => !document.querySelector('.pat-bar .tool-btn.primary')?.disabled, null, { timeout: 30000 });
+      await page.waitForTimeout(300);
+      check(
+        (await page.locator('.pat-heat').isHidden()) && (await page.locator('.pat-bar .chart-status').textContent()) === '',
+        'patching: a sweep whose direction changed while it ran is not shown',
+      );
       await tab(page, 'Logit Lens');
       check(await page.locator('.td-strip').isVisible(), 'the token strip is back on the Logit Lens');
       check(/^\d+ tokens · /.test(await page.locator('.td-header .meta').textContent()), 'with the token count in the header');

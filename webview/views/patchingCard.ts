@@ -187,6 +187,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     running = true;
     note.hidden = true;
     paintStatus();
+    const side = cleanSide;
     try {
       const want = sitesOf(site);
       const done: PatchingResult[] = [];
@@ -208,8 +209,9 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         );
       }
       results = done;
-      resultSide = cleanSide;
-      await draw();
+      resultSide = side;
+      await invalidate(); // settings changed while it ran: not on show
+      if (results.length > 0) await draw();
     } catch (e) {
       fillNote(note, 'warning', 'Activation patching failed.', (e as Error).message);
     } finally {
