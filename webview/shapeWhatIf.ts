@@ -5,6 +5,7 @@ import type { AnalysisPayload } from '../src/shared/protocol';
 import type { HeadStatsResult, LensTable } from '../src/shared/analysis';
 import {
   headLabelOf,
+  patchColumns,
   type AblationMode,
   type HeadAblation,
   type HeadRef,
@@ -172,14 +173,19 @@ export const PATCH_SITE_TEXT: Record<PatchSite, { button: string; title: string;
     cell: (L) => `L${L} mlp_out`,
     what: 'each layer’s MLP output (mlp_out)',
   },
+  z: {
+    button: 'heads',
+    title: 'Patch each attention head’s output z at every position at once (hook_z): a layer × head heatmap',
+    cell: (L) => `L${L} z`,
+    what: 'each attention head’s output z',
+  },
 };
 
 /** z[L][p] of the heatmap (null where nothing was patchable), rows = layers. */
 export function patchingZ(r: PatchingResult, which: 'normalized' | 'ld'): (number | null)[][] {
   const a = which === 'normalized' ? r.normalized : r.ld;
-  return Array.from({ length: r.n_layers }, (_, L) =>
-    Array.from(a.subarray(L * r.pos, (L + 1) * r.pos), (v) => (Number.isFinite(v) ? v : null)),
-  );
+  const n = patchColumns(r);
+  return Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * n, (L + 1) * n), (v) => (Number.isFinite(v) ? v : null)));
 }
 
 /** Tokens to offer as the target: each run's top predictions at its last position, best first, once each. */

@@ -69,8 +69,10 @@ What-if (interventions; README "Metrics"):
                        these cells: L:P, L:A-B or L:* (every position), comma-separated.
   --patch-direction denoise|noise  Heatmap (default denoise): patch the clean run's values
                        into the corrupted run (how much does a cell restore?) or the reverse.
-  --patch-site resid_pre|attn_out|mlp_out  Heatmap (default resid_pre): patch the residual
-                       stream entering each layer, or each layer's attention or MLP output.
+  --patch-site resid_pre|attn_out|mlp_out|z  Heatmap (default resid_pre): patch the residual
+                       stream entering each layer, or each layer's attention or MLP output
+                       (layer × position); z: each attention head's output at every position
+                       at once (layer × head).
   --target TOKEN       Heatmap target token (id, or text that is one token); default the clean
                        run's top prediction at its last position.
   --contrast TOKEN|none  Contrast token: LD = logit(target) − logit(contrast); default the

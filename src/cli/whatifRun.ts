@@ -5,7 +5,7 @@ import type { AnalyzeRequest } from '../engine/analyze';
 import { EngineError } from '../engine/errors';
 import type { Analysis } from '../shared/analysis';
 import type { JsonExtras } from '../shared/export';
-import { describeAblation, type HeadAblation, type Interventions, type PatchingResult } from '../shared/interventions';
+import { describeAblation, patchColumns, type HeadAblation, type Interventions, type PatchingResult } from '../shared/interventions';
 import { parseAblationMode, parseCells, parseDirection, parseHeads, parseSite, parseToken, readPatchSource } from './whatif';
 import type { ReportWhatIf } from './report';
 
@@ -53,7 +53,10 @@ function strongest(r: PatchingResult): string {
     if (best < 0 || score > (r.direction === 'denoise' ? r.normalized[best]! : 1 - r.normalized[best]!)) best = i;
   }
   if (best < 0) return 'no cell has a defined normalised value';
-  return `strongest cell: ${r.site} of layer ${Math.floor(best / r.pos)} at position ${best % r.pos} (normalised ${r.normalized[best]!.toFixed(3)})`;
+  const n = patchColumns(r);
+  const at =
+    r.site === 'z' ? `head ${Math.floor(best / n)}.${best % n} (z)` : `${r.site} of layer ${Math.floor(best / n)} at position ${best % n}`;
+  return `strongest cell: ${at} (normalised ${r.normalized[best]!.toFixed(3)})`;
 }
 
 export async function runWhatIf(engine: Engine, values: WhatIfValues, request: AnalyzeRequest): Promise<WhatIfOutcome> {

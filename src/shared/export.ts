@@ -1,7 +1,7 @@
 // The analysis as JSON (CLI --json, "Export Analysis…") and CSV. One schema, versioned,
 // documented in the README.
 import type { Analysis, ClustersResult, HeadStatsResult, ProximityResult } from './analysis';
-import type { InterventionRecord, PatchingResult } from './interventions';
+import { patchColumns, type InterventionRecord, type PatchingResult } from './interventions';
 import { headStats } from '../engine/analysis/attention';
 import { averageLinkage, cosineDistance } from '../engine/analysis/clusters';
 import { similarityMatrix } from '../engine/analysis/walk';
@@ -108,7 +108,7 @@ function patchingJson(p: JsonExtras['patching']) {
   if (!p) return null;
   const r = p.result;
   const rows = (a: Float32Array) =>
-    Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * r.pos, (L + 1) * r.pos), (v) => round(v)));
+    Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * patchColumns(r), (L + 1) * patchColumns(r)), (v) => round(v)));
   return {
     direction: r.direction,
     site: r.site,
@@ -124,6 +124,7 @@ function patchingJson(p: JsonExtras['patching']) {
     ld_corrupted: round(r.ldCorrupted),
     n_layers: r.n_layers,
     pos: r.pos,
+    n_heads: r.n_heads,
     ld: rows(r.ld),
     normalized: rows(r.normalized),
     runs: r.runs,

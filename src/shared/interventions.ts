@@ -68,12 +68,20 @@ export function describeAblation(a: HeadAblation): string {
 export type PatchDirection = 'denoise' | 'noise';
 
 /**
- * What a patch replaces at (layer L, position p), TransformerLens's hook names:
- * resid_pre: the residual stream entering block L; attn_out / mlp_out: that block's attention or
- * MLP output as it is added to the residual stream (after any post-norm).
+ * What a patch replaces, TransformerLens's hook names. At (layer L, position p): resid_pre, the
+ * residual stream entering block L; attn_out / mlp_out, that block's attention or MLP output as
+ * it is added to the residual stream (after any post-norm). At (layer L, head h): z, that head's
+ * output before W_O, at every position at once.
  */
-export type PatchSite = 'resid_pre' | 'attn_out' | 'mlp_out';
-export const PATCH_SITES: readonly PatchSite[] = ['resid_pre', 'attn_out', 'mlp_out'];
+export type PatchSite = 'resid_pre' | 'attn_out' | 'mlp_out' | 'z';
+/** The sites patched one (layer, position) cell at a time. */
+export const POSITION_SITES: readonly PatchSite[] = ['resid_pre', 'attn_out', 'mlp_out'];
+export const PATCH_SITES: readonly PatchSite[] = [...POSITION_SITES, 'z'];
+
+/** The heatmap's columns: the base run's positions, or the heads (site z). */
+export function patchColumns(r: Pick<PatchingResult, 'site' | 'pos' | 'n_heads'>): number {
+  return r.site === 'z' ? r.n_heads : r.pos;
+}
 
 export interface PatchingRequest {
   /** The clean and corrupted prompts' token ids. */
@@ -97,8 +105,10 @@ export interface PatchingResult {
   direction: PatchDirection;
   site: PatchSite;
   n_layers: number;
-  /** Positions of the base run (the heatmap's columns); the source is aligned from the end. */
+  /** Positions of the base run (the heatmap's columns but for site z); the source is aligned from the end. */
   pos: number;
+  /** Heads per layer (the heatmap's columns for site z). */
+  n_heads: number;
   /** base position p ↔ source position p − offset (negative source positions are not patchable). */
   offset: number;
   target: number;
@@ -107,9 +117,12 @@ export interface PatchingResult {
   metric: 'logit_diff' | 'logprob';
   ldClean: number;
   ldCorrupted: number;
-  /** LD of each patched run [n_layers, pos] (site[L] at p); NaN where nothing is patchable. */
+  /**
+   * LD of each patched run [n_layers, pos] (site[L] at p; site z: [n_layers, n_heads], head h of
+   * layer L at every aligned position); NaN where nothing is patchable.
+   */
   ld: Float32Array;
-  /** (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted) [n_layers, pos]; NaN where undefined. */
+  /** (LD_patched − LD_corrupted) / (LD_clean − LD_corrupted), the shape of `ld`; NaN where undefined. */
   normalized: Float32Array;
   /**
    * Cells whose patch changes nothing and took the base run's value without a run: equal

@@ -28,6 +28,8 @@ interface Expected {
   repetition: { clean: number; ablated: number };
   /** The normalised heatmap of clean.md vs corrupted.md, patching each layer's MLP output (denoise). */
   mlpPatching: (number | null)[][];
+  /** The same with each head's z patched at every position: layer × head. */
+  headPatching: (number | null)[][];
 }
 
 /** The same experiment in this process: the heads, the copy mass of the longest repeat, greedy repetition. */
@@ -56,8 +58,10 @@ async function expectedNumbers(): Promise<Expected> {
     await engine.analyze({ ...pat, text: CLEAN }, undefined, 3);
     await engine.analyze({ ...pat, text: CORRUPTED }, undefined, 4);
     const mlp = await engine.patching({ type: 'patching', cleanRunId: 3, corruptedRunId: 4, direction: 'denoise', site: 'mlp_out' });
+    const z = await engine.patching({ type: 'patching', cleanRunId: 3, corruptedRunId: 4, direction: 'denoise', site: 'z' });
     return {
       mlpPatching: patchingZ(mlp, 'normalized'),
+      headPatching: patchingZ(z, 'normalized'),
       heads,
       firstRepeat: `copy ${pct(a)} → ${pct(b)}`,
       cleanCopy: a,
@@ -195,6 +199,13 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
         'some MLP output restores the clean prediction',
       );
       assert.equal(await frame.locator('.pat-heat .ytitle').textContent(), 'layer (mlp_out)');
+      // and each head's output: a layer × head heatmap, the engine's
+      await frame.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'heads' }).click();
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-summary', { hasText: 'each attention head’s output z' }), { timeoutMs: 120_000 });
+      const zh = await frame.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p as unknown as { data: { z: unknown }[] }).data[0]!.z);
+      assert.deepEqual(zh, want.headPatching, 'the heads heatmap equals the engine’s');
+      assert.equal(await frame.locator('.pat-heat .xtitle').textContent(), 'head');
       // this panel is narrow (about 370 px): nothing is cut, here nor in Proximity at a token
       // with a next token (its ranks make the longest stats row)
       await assertNothingCut(frame.locator('body'), 'the Diff tab of a narrow panel');

@@ -49,6 +49,8 @@ interface PatchingGolden {
   noise_ld: (number | null)[][];
   /** The same grids patching each block's attention or MLP output. */
   sites: Record<'attn_out' | 'mlp_out', { denoise_ld: (number | null)[][]; noise_ld: (number | null)[][] }>;
+  /** Each head's z patched at every aligned position: [L][H]. */
+  heads: { denoise_ld: (number | null)[][]; noise_ld: (number | null)[][] };
 }
 
 interface Golden {
@@ -218,7 +220,7 @@ for (const name of MODELS) {
       for (const pg of g.patching) {
         for (const [site, direction] of PATCH_SITES.flatMap((st) => (['denoise', 'noise'] as const).map((dir) => [st, dir] as const))) {
           const r = await patchingHeatmap(model, { cleanIds: pg.clean_ids, corruptedIds: pg.corrupted_ids, direction, site });
-          const gold = site === 'resid_pre' ? pg : pg.sites[site];
+          const gold = site === 'resid_pre' ? pg : site === 'z' ? pg.heads : pg.sites[site];
           const what = `${site} ${direction}`;
           assert.equal(r.site, site);
           assert.equal(r.target, pg.target);
@@ -257,8 +259,8 @@ describe('interventions: identities', () => {
     // every layer's head inputs fed explicitly with "no ablation"
     const feeds: Record<string, { data: Float32Array; dims: number[] }> = {};
     for (let L = 0; L < s.nLayers; L++) {
-      feeds[interventionName.headScale(L)] = { data: new Float32Array(s.nHeads).fill(1), dims: [s.nHeads, 1, 1] };
-      feeds[interventionName.headBias(L)] = { data: new Float32Array(s.nHeads * s.headDim), dims: [s.nHeads, 1, s.headDim] };
+      feeds[interventionName.headScale(L)] = { data: new Float32Array(s.nHeads).fill(1), dims: [1, s.nHeads, 1, 1] };
+      feeds[interventionName.headBias(L)] = { data: new Float32Array(s.nHeads * s.headDim), dims: [1, s.nHeads, 1, s.headDim] };
     }
     const fed = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...rows, ...feeds }, fetches);
     for (const f of fetches) assert.deepEqual(fed[f]!.data, clean[f]!.data, f);

@@ -238,9 +238,9 @@ describe('CLI what-if options', () => {
     const pm = (JSON.parse(fs.readFileSync(path.join(dir, 'm.json'), 'utf8')) as { patching: Record<string, unknown> }).patching;
     assert.equal(pm.site, 'mlp_out');
     assert.notDeepEqual(pm.ld, p.ld);
-    const site = cli(['analyze', '--model', TINY, '--text', 'x', '--patch-from', other, '--patch-site', 'z']);
+    const site = cli(['analyze', '--model', TINY, '--text', 'x', '--patch-from', other, '--patch-site', 'hook_z']);
     assert.notEqual(site.status, 0);
-    assert.match(site.stderr, /--patch-site must be resid_pre, attn_out, mlp_out; got "z"/);
+    assert.match(site.stderr, /--patch-site must be resid_pre, attn_out, mlp_out, z; got "hook_z"/);
     const c = cli([
       'analyze',
       '--model',
@@ -396,6 +396,11 @@ describe('what-if shaping', () => {
     assert.deepEqual(patchingZ(r, 'normalized'), [
       [null, 0.5, 1],
       [null, 0, 2],
+    ]);
+    // heads (site z): the columns are the heads, not the positions
+    assert.deepEqual(patchingZ({ ...r, site: 'z', n_heads: 2, pos: 5, normalized: Float32Array.of(1, 2, 3, NaN) }, 'normalized'), [
+      [1, 2],
+      [3, null],
     ]);
     assert.match(alignmentText(r, 'B', 'A'), /B's position p takes A's position p − 2; its first 2 positions have no counterpart/);
     assert.match(alignmentText({ ...r, offset: 0 }, 'B', 'A'), /same length/);

@@ -13,7 +13,8 @@ NoPE layers, Mistral's sliding window, dynamic NTK):
   * patching: a corrupted prompt (one token changed) and a shorter one (aligned from the end);
     the last-position logit difference of every single-cell patch of resid_pre[L][p], in both
     directions (denoise: clean values into the corrupted run; noise: the reverse), brute force;
-    the same for the attention and the MLP output of every layer (attn_out, mlp_out)
+    the same for the attention and the MLP output of every layer (attn_out, mlp_out), and for
+    each head's z at every position at once ([L][H])
   * patching every position of layer 1 of the clean run with the corrupted run's values
 The format is documented in test/fixtures/goldens/README.md ("interventions/").
 """
@@ -96,6 +97,11 @@ def patching_case(m: R.Model, clean: list[int], corrupted: list[int]) -> dict:
                 "noise_ld": fl_grid(R.patching_grid(m, clean, corrupted, target, contrast, site=site)),
             }
             for site in ("attn_out", "mlp_out")
+        },
+        # each head's z at every position (TransformerLens hook_z): [L][H]
+        "heads": {
+            "denoise_ld": fl_grid(R.head_patching_grid(m, corrupted, clean, target, contrast)),
+            "noise_ld": fl_grid(R.head_patching_grid(m, clean, corrupted, target, contrast)),
         },
     }
 

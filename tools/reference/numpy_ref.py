@@ -867,9 +867,10 @@ def lens(model: Model, run: dict, ids, k: int = 5) -> list[dict]:
 def run_intervened(model: Model, ids, head_z=None, resid_patch=None, sub_patch=None) -> dict:
     """model.run() with interventions, written from their definitions (README "Metrics"):
 
-    head_z      {layer: {head: vector [d_head]}}: that head's z (its attention output before
-                W_O) is the given vector at every position — zeros for zero ablation, the head's
-                mean z over a clean run's positions for mean ablation.
+    head_z      {layer: {head: vector [d_head] or [T, d_head]}}: that head's z (its attention
+                output before W_O) is the given vector at every position (zeros for zero
+                ablation, the head's mean z over a clean run's positions for mean ablation), or
+                the given row at each position (patching a head with another run's z).
     resid_patch {layer: {pos: vector [d_model]}}: resid_pre[layer][pos] is replaced before the
                 block runs (layer 0: the embeddings).
     sub_patch   {site: {layer: {pos: vector [d_model]}}}, site "attn_out" or "mlp_out": that
@@ -962,6 +963,24 @@ def logit_diff(logits_last, target: int, contrast):
     if contrast is not None:
         return float(logits_last[target] - logits_last[contrast])
     return float(log_softmax(logits_last)[target])
+
+
+def head_patching_grid(model: Model, base_ids, source_ids, target: int, contrast):
+    """LD at the last position of the base run with head h of layer L's z replaced by the
+    source's at every position aligned from the end (the base run's own z at positions with no
+    counterpart), for every L, h: [L, H]. Brute force: one full run per head."""
+    src = run_intervened(model, source_ids)["z"]  # [L, H, S, d_head]
+    own = run_intervened(model, base_ids)["z"]  # [L, H, T, d_head]: layer L's z is unchanged by a patch at L
+    T, S = len(base_ids), len(source_ids)
+    grid = np.full((model.n_layers, model.n_heads), np.nan)
+    for L in range(model.n_layers):
+        for h in range(model.n_heads):
+            vec = own[L, h].copy()
+            for p in range(max(0, T - S), T):
+                vec[p] = src[L, h, p - (T - S)]
+            r = run_intervened(model, base_ids, head_z={L: {h: vec}})
+            grid[L, h] = logit_diff(r["logits"][-1], target, contrast)
+    return grid
 
 
 def patching_grid(model: Model, base_ids, source_ids, target: int, contrast, head_z=None, site="resid_pre"):

@@ -47,7 +47,7 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
     const diff = await engine.query({ type: 'diff', runId: 2, otherRunId: 3 });
     // the Diff tab's activation patching: A clean, every site and direction
     const patching = {};
-    for (const site of ['resid_pre', 'attn_out', 'mlp_out'])
+    for (const site of ['resid_pre', 'attn_out', 'mlp_out', 'z'])
       for (const direction of ['denoise', 'noise'])
         patching[`${site}.${direction}`] = {
           cleanRunId: 2,
@@ -370,6 +370,30 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       check(plotH >= 700, `patching all three: the chart is ${Math.round(plotH)} px high (at least 700)`);
       await page.locator('.pat-heat').scrollIntoViewIfNeeded();
       await shot(page, 'dark-dyn-patching-all');
+      // heads: a layer × head heatmap
+      await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'heads' }).click();
+      await page.getByRole('button', { name: /Run patching/ }).click();
+      await page.waitForSelector('.pat-heat:not([hidden]) .heatmaplayer', { timeout: 30000 });
+      const zSent = await page.evaluate(() => window.__TD_RECORD__.patching.at(-1));
+      const zFig = await page.locator('.pat-heat .js-plotly-plot').evaluate((p) => ({
+        traces: p.data.length,
+        cols: p.data[0].z[0].length,
+        x: p.querySelector('.xtitle')?.textContent,
+        y: p.querySelector('.ytitle')?.textContent,
+      }));
+      const nHeads = await page.evaluate(() => window.__TD_HOST__.dynamics.patching['z.denoise'].result.n_heads);
+      check(
+        zSent.site === 'z' && zFig.traces === 1 && zFig.cols === nHeads && zFig.x === 'head' && zFig.y === 'layer (z)',
+        `patching heads: a layer × head heatmap (${JSON.stringify({ site: zSent.site, ...zFig, nHeads })})`,
+      );
+      check(
+        (await page.locator('.pat-summary').textContent()).includes(
+          "each attention head’s output z of B (corrupted) with A (clean)'s values, one head at a time, at all its positions at once",
+        ),
+        'patching heads: the summary',
+      );
+      await page.locator('.pat-heat').scrollIntoViewIfNeeded();
+      await shot(page, 'dark-dyn-patching-heads');
       await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'residual' }).click();
       check(await page.locator('.pat-heat').isHidden(), 'patching: back to one site, the three heatmaps are not on show');
       // a setting changed while a sweep runs: its heatmap does not answer it, so it is not shown

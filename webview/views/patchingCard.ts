@@ -8,16 +8,17 @@ import { imageName } from '../shapeExport';
 import { alignmentText, PATCH_SITE_TEXT, patchingZ, targetChoices } from '../shapeWhatIf';
 import { fmt, plotlyToken, tokenDisplay } from '../shapeText';
 import type { PromptDiff } from '../store';
-import { PATCH_SITES, type PatchDirection, type PatchingResult, type PatchSite } from '../../src/shared/interventions';
+import { POSITION_SITES, type PatchDirection, type PatchingResult, type PatchSite } from '../../src/shared/interventions';
 import type { AnalysisPayload } from '../../src/shared/protocol';
 import { ChartCard, axisStyle, baseLayout, c, type Data } from './chart';
 import type { ViewContext } from './context';
 import { fillNote, segmented } from './dynamicsCard';
 
 type CleanSide = 'a' | 'b';
-/** A site, or all three (one heatmap per site, in PATCH_SITES order). */
+/** A site, or all three position sites (one heatmap per site, in POSITION_SITES order). */
 type SiteChoice = PatchSite | 'all';
-const sitesOf = (c: SiteChoice): readonly PatchSite[] => (c === 'all' ? PATCH_SITES : [c]);
+const sitesOf = (c: SiteChoice): readonly PatchSite[] => (c === 'all' ? POSITION_SITES : [c]);
+const choiceText = (v: PatchSite) => ({ value: v, text: PATCH_SITE_TEXT[v].button, title: PATCH_SITE_TEXT[v].title });
 
 export interface PatchingCard {
   el: HTMLElement;
@@ -68,12 +69,13 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   const siteCtl = segmented<SiteChoice>(
     'Patched activation',
     [
-      ...PATCH_SITES.map((v) => ({ value: v, text: PATCH_SITE_TEXT[v].button, title: PATCH_SITE_TEXT[v].title })),
+      ...POSITION_SITES.map(choiceText),
       {
         value: 'all' as const,
         text: 'all three',
         title: 'Patch the residual stream, the attention outputs and the MLP outputs: three heatmaps, one above the other (three sweeps)',
       },
+      choiceText('z'),
     ],
     (v) => {
       site = v;
@@ -231,6 +233,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     const sourceName = r.direction === 'denoise' ? `${s.cleanName} (clean)` : `${s.corruptedName} (corrupted)`;
     const tok = (id: number) => tokenDisplay({ text: s.clean.vocab[id] ?? s.corrupted.vocab[id] ?? String(id) }).text;
     const metric = r.metric === 'logprob' ? `log p(${tok(r.target)})` : `logit(${tok(r.target)}) − logit(${tok(r.contrast!)})`;
+    const byHead = r.site === 'z';
     const what =
       results.length > 1
         ? 'the residual stream, the attention outputs and the MLP outputs (one heatmap each)'
@@ -241,14 +244,16 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       }),
       el('div', {
         class: 'muted',
-        text: `Patching ${what} of ${baseName} with ${sourceName}'s values, one cell at a time. ${alignmentText(r, baseName, sourceName)}`,
+        text: `Patching ${what} of ${baseName} with ${sourceName}'s values, one ${byHead ? 'head at a time, at all its positions at once' : 'cell at a time'}. ${alignmentText(r, baseName, sourceName)}`,
       }),
     );
-    const x = Array.from({ length: r.pos }, (_, i) => i);
+    // columns: the base run's positions, or the heads (z: each head patched at every position)
+    const x = Array.from({ length: byHead ? r.n_heads : r.pos }, (_, i) => i);
     const y = Array.from({ length: r.n_layers }, (_, L) => L);
     const ax = axisStyle(pal);
-    const ticks =
-      r.pos <= 48
+    const ticks = byHead
+      ? { dtick: 1 }
+      : r.pos <= 48
         ? { tickmode: 'array' as const, tickvals: x, ticktext: base.tokens.map((t) => plotlyToken(t.text, 8)), tickangle: -60 }
         : {};
     // one heatmap per site, from the top down; they share the positions (x) and the colour scale
@@ -262,6 +267,8 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       const hover = y.map((L) =>
         x.map((p) => {
           const v = z[L]![p];
+          if (byHead)
+            return `L${L}H${p} z, every aligned position<br>${v === null || v === undefined ? 'undefined (LD_clean = LD_corrupted)' : `normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`}`;
           const q = p - ri.offset;
           const at = `${PATCH_SITE_TEXT[ri.site].cell(L)} · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
           if (v === null || v === undefined)
@@ -285,7 +292,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         ],
         hovertext: hover,
         hoverinfo: 'text',
-        xgap: r.pos <= 64 ? 1 : 0,
+        xgap: x.length <= 64 ? 1 : 0,
         ygap: 1,
         showscale: i === 0,
         colorbar: {
@@ -321,7 +328,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         ...ax,
         ...ticks,
         anchor: yName(n - 1) as 'y',
-        title: { text: `position in ${baseName}`, font: { size: 11, color: c(pal.muted) } },
+        title: { text: byHead ? 'head' : `position in ${baseName}`, font: { size: 11, color: c(pal.muted) } },
         showgrid: false,
         zeroline: false,
       },

@@ -96,8 +96,8 @@ export function headFeeds(spec: ModelSpec, a: HeadAblation, zMean: Float32Array 
     const scaleName = interventionName.headScale(layer);
     const biasName = interventionName.headBias(layer);
     if (!feeds[scaleName]) {
-      feeds[scaleName] = { data: new Float32Array(H).fill(1), dims: [H, 1, 1] };
-      feeds[biasName] = { data: new Float32Array(H * dh), dims: [H, 1, dh] };
+      feeds[scaleName] = { data: new Float32Array(H).fill(1), dims: [1, H, 1, 1] };
+      feeds[biasName] = { data: new Float32Array(H * dh), dims: [1, H, 1, dh] };
     }
     (feeds[scaleName].data as Float32Array)[head] = 0;
     if (a.mode === 'mean') {

@@ -16,6 +16,7 @@ import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
 import { HALF_OUTPUT, SUFFIX_INPUT } from '../graph/suffix';
 import { gateFeed, LOGIT_ROWS } from '../graph/gates';
+import { interventionName } from '../graph/interventions';
 import { emptyPast } from '../analyze';
 import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
 import { argmax, binBias, binRuns, logitDiff, normalizedLd, type BinnedCall } from './metric';
@@ -33,7 +34,7 @@ interface BaseRun {
   T: number;
   /** resid_pre[0..n_layers-1] [n_layers, T, d_model] (the base run; the source's for resid_pre) */
   resid: Float32Array;
-  /** the patched site's values [n_layers, T, d_model] */
+  /** the patched site's values [n_layers, T, d_model] (z: [n_layers, n_heads, T, d_head]) */
   site: Float32Array;
   /** resid_mid [n_layers, T, d_model] (the base run, patching mlp_out) */
   mid: Float32Array | null;
@@ -43,24 +44,30 @@ interface BaseRun {
   logits: Float32Array;
 }
 
-const SITE_HOOK: Record<Exclude<PatchSite, 'resid_pre'>, (L: number) => string> = { attn_out: hook.attnOut, mlp_out: hook.mlpOut };
+const SITE_HOOK: Record<Exclude<PatchSite, 'resid_pre'>, (L: number) => string> = {
+  attn_out: hook.attnOut,
+  mlp_out: hook.mlpOut,
+  z: interventionName.z,
+};
 
 async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds, site: PatchSite, isBase: boolean): Promise<BaseRun> {
   const s = model.spec;
   const T = ids.length;
-  const d = s.dModel;
   const layers = Array.from({ length: s.nLayers }, (_, L) => L);
   const residNames = [hook.residPre(0), ...layers.slice(1).map((L) => hook.residPost(L - 1))];
   const siteNames = site === 'resid_pre' ? residNames : layers.map(SITE_HOOK[site]);
   const midNames = isBase && site === 'mlp_out' ? layers.map(hook.residMid) : [];
-  const wantResid = isBase || site === 'resid_pre';
+  // the suffix graph's sweep reads the base run's residual stream and KV cache; the head sweep (z) neither
+  const sweep = isBase && site !== 'z';
+  const wantResid = sweep || site === 'resid_pre';
   const fetches = new Set(['logits', ...(wantResid ? residNames : []), ...siteNames, ...midNames]);
-  if (isBase) for (const L of layers) fetches.add(hook.presentKey(L)).add(hook.presentValue(L));
+  if (sweep) for (const L of layers) fetches.add(hook.presentKey(L)).add(hook.presentValue(L));
   const out = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, [...fetches]);
   const f = (n: string) => out[n]!.data as Float32Array;
   const stack = (names: string[]) => {
-    const all = new Float32Array(s.nLayers * T * d);
-    names.forEach((n, L) => all.set(f(n), L * T * d));
+    const per = f(names[0]!).length; // T·d_model, or n_heads·T·d_head
+    const all = new Float32Array(s.nLayers * per);
+    names.forEach((n, L) => all.set(f(n), L * per));
     return all;
   };
   const resid = wantResid ? stack(residNames) : new Float32Array(0);
@@ -69,8 +76,8 @@ async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds,
     resid,
     site: site === 'resid_pre' ? resid : stack(siteNames),
     mid: midNames.length > 0 ? stack(midNames) : null,
-    keys: isBase ? layers.map((L) => f(hook.presentKey(L))) : [],
-    values: isBase ? layers.map((L) => f(hook.presentValue(L))) : [],
+    keys: sweep ? layers.map((L) => f(hook.presentKey(L))) : [],
+    values: sweep ? layers.map((L) => f(hook.presentValue(L))) : [],
     logits: f('logits'),
   };
 }
@@ -218,6 +225,27 @@ export async function patchingHeatmap(
   const ldClean = Math.fround(ld(clean.logits));
   const ldCorrupted = Math.fround(ld(corrupted.logits));
   const ldBase = denoise ? ldCorrupted : ldClean;
+  const done = (grid: Float32Array, counts: Pick<PatchingResult, 'skipped' | 'runs' | 'calls' | 'layerPositions' | 'kvOnlyRows'>) => ({
+    direction: req.direction,
+    site,
+    n_layers: s.nLayers,
+    pos: base.T,
+    n_heads: s.nHeads,
+    offset: base.T - source.T,
+    target,
+    contrast,
+    metric: contrast === null ? ('logprob' as const) : ('logit_diff' as const),
+    ldClean,
+    ldCorrupted,
+    ld: grid,
+    normalized: grid.map((v) => normalizedLd(v, ldClean, ldCorrupted)),
+    ...counts,
+    ms: performance.now() - t0,
+  });
+  if (site === 'z') {
+    const ablated = new Set((ablation?.heads ?? []).map((h) => h.layer * s.nHeads + h.head));
+    return done(...(await headSweep(model, baseIds, base, source, heads, ablated, { target, contrast, ldBase }, signal)));
+  }
 
   const T = base.T;
   const S = source.T;
@@ -344,25 +372,90 @@ export async function patchingHeatmap(
     chunk.forEach((c, j) => (grid[c.cell] = logitDiffOnly ? logit[k * j]! - logit[k * j + 1]! : logit[j]! - lse[j]!));
     calls++;
   }
-  const normalized = grid.map((v) => normalizedLd(v, ldClean, ldCorrupted));
-  return {
-    direction: req.direction,
-    site,
-    n_layers: s.nLayers,
-    pos: T,
-    offset: T - S,
-    target,
-    contrast,
-    metric: contrast === null ? 'logprob' : 'logit_diff',
-    ldClean,
-    ldCorrupted,
-    ld: grid,
-    normalized,
-    skipped,
-    runs,
-    calls,
-    layerPositions,
-    kvOnlyRows,
-    ms: performance.now() - t0,
-  };
+  return done(grid, { skipped, runs, calls, layerPositions, kvOnlyRows });
+}
+
+/** Runs of the base prompt, each with one head patched, per forward call (batch rows). */
+const HEAD_BATCH = 8;
+
+/**
+ * Site z: for every layer L and head h, the base run with that head's z replaced by the source's
+ * at every aligned position (positions without a counterpart keep their own), through the
+ * forward graph's head inputs (graph/interventions.ts): scale 0 and bias = the source's z there,
+ * up to HEAD_BATCH heads per call, one per batch row. A head whose z is equal at every aligned
+ * position, or that the ablation replaces in both runs, takes the base run's LD without a run.
+ */
+async function headSweep(
+  model: LoadedModel,
+  baseIds: readonly number[],
+  base: BaseRun,
+  source: BaseRun,
+  heads: Feeds,
+  ablated: Set<number>,
+  m: { target: number; contrast: number | null; ldBase: number },
+  signal?: AbortSignal,
+): Promise<[Float32Array, Pick<PatchingResult, 'skipped' | 'runs' | 'calls' | 'layerPositions' | 'kvOnlyRows'>]> {
+  const s = model.spec;
+  const H = s.nHeads;
+  const dh = s.headDim;
+  const T = base.T;
+  const S = source.T;
+  const grid = new Float32Array(s.nLayers * H).fill(NaN);
+  let skipped = 0;
+  let runs = 0;
+  let calls = 0;
+  const zAt = (n: number, L: number, h: number, p: number) => ((L * H + h) * n + p) * dh; // in [n_layers, H, n, d_head]
+  for (let L = 0; L < s.nLayers; L++) {
+    const todo: number[] = [];
+    for (let h = 0; h < H; h++) {
+      let differs = false;
+      for (let p = Math.max(0, T - S); p < T && !differs; p++)
+        differs = !sameVector(base.site, zAt(T, L, h, p), source.site, zAt(S, L, h, alignedPos(p, T, S)), dh);
+      if (differs && !ablated.has(L * H + h)) todo.push(h);
+      else {
+        grid[L * H + h] = m.ldBase;
+        skipped++;
+      }
+    }
+    // this layer's inputs as the ablation (if any) sets them, for every position
+    const scale0 = heads[interventionName.headScale(L)]?.data as Float32Array | undefined;
+    const bias0 = heads[interventionName.headBias(L)]?.data as Float32Array | undefined;
+    for (let i = 0; i < todo.length; i += HEAD_BATCH) {
+      if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
+      const chunk = todo.slice(i, i + HEAD_BATCH);
+      const K = chunk.length;
+      const scale = new Float32Array(K * H * T);
+      const bias = new Float32Array(K * H * T * dh);
+      for (let k = 0; k < K; k++)
+        for (let h = 0; h < H; h++)
+          for (let p = 0; p < T; p++) {
+            scale[(k * H + h) * T + p] = scale0 ? scale0[h]! : 1;
+            if (bias0) bias.set(bias0.subarray(h * dh, (h + 1) * dh), ((k * H + h) * T + p) * dh);
+          }
+      chunk.forEach((h, k) => {
+        for (let p = Math.max(0, T - S); p < T; p++) {
+          scale[(k * H + h) * T + p] = 0;
+          const from = zAt(S, L, h, alignedPos(p, T, S));
+          bias.set(source.site.subarray(from, from + dh), ((k * H + h) * T + p) * dh);
+        }
+      });
+      const out = await model.forward.run(
+        {
+          input_ids: idsTensor(Array.from({ length: K }, () => baseIds).flat(), K),
+          ...emptyPast(model, K),
+          ...heads,
+          [interventionName.headScale(L)]: { data: scale, dims: [K, H, T, 1] },
+          [interventionName.headBias(L)]: { data: bias, dims: [K, H, T, dh] },
+        },
+        ['logits'],
+      );
+      const logits = out.logits!.data as Float32Array;
+      const V = logits.length / K;
+      chunk.forEach((h, k) => (grid[L * H + h] = logitDiff(logits.subarray(k * V, (k + 1) * V), m.target, m.contrast)));
+      runs += K;
+      calls++;
+    }
+  }
+  // whole forward passes: every layer at every position
+  return [grid, { skipped, runs, calls, layerPositions: runs * s.nLayers * T, kvOnlyRows: 0 }];
 }
