@@ -57,11 +57,12 @@ async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds,
   const residNames = [hook.residPre(0), ...layers.slice(1).map((L) => hook.residPost(L - 1))];
   const siteNames = site === 'resid_pre' ? residNames : layers.map(SITE_HOOK[site]);
   const midNames = isBase && site === 'mlp_out' ? layers.map(hook.residMid) : [];
-  // the suffix graph's sweep reads the base run's residual stream and KV cache; the head sweep (z) neither
+  // the suffix graph's sweep reads the base run's residual stream and KV cache, the head sweep (z) its KV cache
   const sweep = isBase && site !== 'z';
   const wantResid = sweep || site === 'resid_pre';
+  const wantKv = isBase;
   const fetches = new Set(['logits', ...(wantResid ? residNames : []), ...siteNames, ...midNames]);
-  if (sweep) for (const L of layers) fetches.add(hook.presentKey(L)).add(hook.presentValue(L));
+  if (wantKv) for (const L of layers) fetches.add(hook.presentKey(L)).add(hook.presentValue(L));
   const out = await model.forward.run({ input_ids: idsTensor(ids), ...emptyPast(model), ...feeds }, [...fetches]);
   const f = (n: string) => out[n]!.data as Float32Array;
   const stack = (names: string[]) => {
@@ -76,8 +77,8 @@ async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds,
     resid,
     site: site === 'resid_pre' ? resid : stack(siteNames),
     mid: midNames.length > 0 ? stack(midNames) : null,
-    keys: sweep ? layers.map((L) => f(hook.presentKey(L))) : [],
-    values: sweep ? layers.map((L) => f(hook.presentValue(L))) : [],
+    keys: wantKv ? layers.map((L) => f(hook.presentKey(L))) : [],
+    values: wantKv ? layers.map((L) => f(hook.presentValue(L))) : [],
     logits: f('logits'),
   };
 }
@@ -384,6 +385,8 @@ const HEAD_BATCH = 8;
  * forward graph's head inputs (graph/interventions.ts): scale 0 and bias = the source's z there,
  * up to HEAD_BATCH heads per call, one per batch row. A head whose z is equal at every aligned
  * position, or that the ablation replaces in both runs, takes the base run's LD without a run.
+ * Positions before the first one where a call's heads differ are not recomputed: the base run's
+ * KV cache stands in for them (a patch there would replace z by itself).
  */
 async function headSweep(
   model: LoadedModel,
@@ -404,14 +407,17 @@ async function headSweep(
   let skipped = 0;
   let runs = 0;
   let calls = 0;
+  let layerPositions = 0;
   const zAt = (n: number, L: number, h: number, p: number) => ((L * H + h) * n + p) * dh; // in [n_layers, H, n, d_head]
   for (let L = 0; L < s.nLayers; L++) {
     const todo: number[] = [];
+    /** the first aligned position where head h's z differs in the two runs (T: none) */
+    const first = new Map<number, number>();
     for (let h = 0; h < H; h++) {
-      let differs = false;
-      for (let p = Math.max(0, T - S); p < T && !differs; p++)
-        differs = !sameVector(base.site, zAt(T, L, h, p), source.site, zAt(S, L, h, alignedPos(p, T, S)), dh);
-      if (differs && !ablated.has(L * H + h)) todo.push(h);
+      let p = Math.max(0, T - S);
+      while (p < T && sameVector(base.site, zAt(T, L, h, p), source.site, zAt(S, L, h, alignedPos(p, T, S)), dh)) p++;
+      first.set(h, p);
+      if (p < T && !ablated.has(L * H + h)) todo.push(h);
       else {
         grid[L * H + h] = m.ldBase;
         skipped++;
@@ -424,28 +430,31 @@ async function headSweep(
       if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
       const chunk = todo.slice(i, i + HEAD_BATCH);
       const K = chunk.length;
-      const scale = new Float32Array(K * H * T);
-      const bias = new Float32Array(K * H * T * dh);
+      // rows p0..T−1 are computed; the base run's cache holds the positions before
+      const p0 = Math.min(...chunk.map((h) => first.get(h)!));
+      const R = T - p0;
+      const scale = new Float32Array(K * H * R);
+      const bias = new Float32Array(K * H * R * dh);
       for (let k = 0; k < K; k++)
         for (let h = 0; h < H; h++)
-          for (let p = 0; p < T; p++) {
-            scale[(k * H + h) * T + p] = scale0 ? scale0[h]! : 1;
-            if (bias0) bias.set(bias0.subarray(h * dh, (h + 1) * dh), ((k * H + h) * T + p) * dh);
+          for (let r = 0; r < R; r++) {
+            scale[(k * H + h) * R + r] = scale0 ? scale0[h]! : 1;
+            if (bias0) bias.set(bias0.subarray(h * dh, (h + 1) * dh), ((k * H + h) * R + r) * dh);
           }
       chunk.forEach((h, k) => {
-        for (let p = Math.max(0, T - S); p < T; p++) {
-          scale[(k * H + h) * T + p] = 0;
+        for (let p = p0; p < T; p++) {
+          scale[(k * H + h) * R + p - p0] = 0;
           const from = zAt(S, L, h, alignedPos(p, T, S));
-          bias.set(source.site.subarray(from, from + dh), ((k * H + h) * T + p) * dh);
+          bias.set(source.site.subarray(from, from + dh), ((k * H + h) * R + p - p0) * dh);
         }
       });
       const out = await model.forward.run(
         {
-          input_ids: idsTensor(Array.from({ length: K }, () => baseIds).flat(), K),
-          ...emptyPast(model, K),
+          input_ids: idsTensor(Array.from({ length: K }, () => baseIds.slice(p0)).flat(), K),
+          ...prefixCache(model, base, p0, K),
           ...heads,
-          [interventionName.headScale(L)]: { data: scale, dims: [K, H, T, 1] },
-          [interventionName.headBias(L)]: { data: bias, dims: [K, H, T, dh] },
+          [interventionName.headScale(L)]: { data: scale, dims: [K, H, R, 1] },
+          [interventionName.headBias(L)]: { data: bias, dims: [K, H, R, dh] },
         },
         ['logits'],
       );
@@ -454,8 +463,28 @@ async function headSweep(
       chunk.forEach((h, k) => (grid[L * H + h] = logitDiff(logits.subarray(k * V, (k + 1) * V), m.target, m.contrast)));
       runs += K;
       calls++;
+      layerPositions += K * R * s.nLayers;
     }
   }
-  // whole forward passes: every layer at every position
-  return [grid, { skipped, runs, calls, layerPositions: runs * s.nLayers * T, kvOnlyRows: 0 }];
+  return [grid, { skipped, runs, calls, layerPositions, kvOnlyRows: 0 }];
+}
+
+/** past_key_values.* for K batch rows: the base run's keys and values of positions 0..p0−1, in each row. */
+function prefixCache(model: LoadedModel, base: BaseRun, p0: number, K: number): Feeds {
+  const s = model.spec;
+  const { T } = base;
+  const dh = s.headDim;
+  const feeds: Feeds = {};
+  for (let L = 0; L < s.nLayers; L++)
+    for (const [name, all] of [
+      [hook.pastKey(L), base.keys[L]!],
+      [hook.pastValue(L), base.values[L]!],
+    ] as const) {
+      const one = new Float32Array(s.nKvHeads * p0 * dh); // [n_kv, p0, d_head] of [n_kv, T, d_head]
+      for (let h = 0; h < s.nKvHeads; h++) one.set(all.subarray(h * T * dh, (h * T + p0) * dh), h * p0 * dh);
+      const rows = new Float32Array(K * one.length);
+      for (let k = 0; k < K; k++) rows.set(one, k * one.length);
+      feeds[name] = { data: rows, dims: [K, s.nKvHeads, p0, dh] };
+    }
+  return feeds;
 }
