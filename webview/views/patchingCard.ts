@@ -100,17 +100,15 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   );
   runBtn.classList.add('primary');
   const status = el('span', { class: 'chart-status', attrs: { 'aria-live': 'polite' } });
+  // each label wraps with its control in a narrow panel
+  const group = (label: string, ...ctl: HTMLElement[]) =>
+    el('span', { class: 'pat-group' }, [el('label', { class: 'bar-label', text: label }), ...ctl]);
   const controls = el('div', { class: 'view-bar pat-bar' }, [
-    el('label', { class: 'bar-label', text: 'Clean' }),
-    sideCtl.el,
-    el('label', { class: 'bar-label', text: 'Direction' }),
-    dirCtl.el,
-    el('label', { class: 'bar-label', text: 'Patch' }),
-    siteCtl.el,
-    el('label', { class: 'bar-label', text: 'Target' }),
-    targetSel,
-    el('label', { class: 'bar-label', text: 'vs' }),
-    contrastSel,
+    group('Clean', sideCtl.el),
+    group('Direction', dirCtl.el),
+    group('Patch', siteCtl.el),
+    group('Target', targetSel),
+    group('vs', contrastSel),
     runBtn,
     status,
   ]);

@@ -11,6 +11,9 @@
 // = base resid_mid[L][p] + the source's mlp_out. attn_out: the rest of block L (resid_mid, the
 // MLP) run on base resid_pre[L][p] + the source's attn_out (the suffix graph's half.* path).
 // Either way the suffix graph then runs from layer L+1 (after the last layer, the read-out).
+//
+// Heads (site z) are patched per (layer, head) at every position at once, through the forward
+// graph's head inputs: headSweep below.
 import { EngineError } from '../errors';
 import { hook } from '../graph/forward';
 import type { LoadedModel } from '../model';
