@@ -187,9 +187,9 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     running = true;
     note.hidden = true;
     paintStatus();
-    const side = cleanSide;
+    // the settings as they are now: a change while the sweeps run leaves them to finish as asked
+    const [side, dir, want] = [cleanSide, direction, sitesOf(site)];
     try {
-      const want = sitesOf(site);
       const done: PatchingResult[] = [];
       for (const [i, one] of want.entries()) {
         if (want.length > 1) paintStatus(` ${one} (${i + 1} of ${want.length})`);
@@ -201,7 +201,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
           await ctx.host.request('patching', {
             cleanRunId: s.clean.runId,
             corruptedRunId: s.corrupted.runId,
-            direction,
+            direction: dir,
             site: one,
             ...(t !== undefined ? { target: t } : {}),
             ...(c !== undefined ? { contrast: c } : {}),
