@@ -186,12 +186,12 @@ export function staticAnswer<M extends RequestMethod>(
       const q = params as RequestMap['patching']['params'];
       const same =
         q.direction === have.direction &&
-        (q.site ?? 'resid_pre') === (have.site ?? 'resid_pre') &&
+        (q.site ?? 'resid_pre') === have.site &&
         (q.target === undefined || q.target === have.target) &&
         (q.contrast === undefined || q.contrast === have.contrast);
       if (!same)
         throw new StaticAnswerError(
-          `This report holds the ${have.direction === 'denoise' ? 'denoising' : 'noising'} heatmap of ${have.site ?? 'resid_pre'} for one target only; run the CLI with --patch-direction, --patch-site, --target and --contrast for others.`,
+          `This report holds the ${have.direction === 'denoise' ? 'denoising' : 'noising'} heatmap of ${have.site} for one target only; run the CLI with --patch-direction, --patch-site, --target and --contrast for others.`,
         );
       return result(have);
     }

@@ -1,7 +1,7 @@
 // Request/response bookkeeping for webview → host requests: ids, timeouts, and checking
 // each result's type before it reaches a view. Timers are injected so this stays pure.
 import type { RequestMap, RequestMethod } from '../src/shared/protocol';
-import { PATCH_SITES, patchColumns, type PatchingResult } from '../src/shared/interventions';
+import { isPatchSite, patchColumns, type PatchingResult } from '../src/shared/interventions';
 
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
@@ -80,7 +80,7 @@ export function isResult<M extends RequestMethod>(method: M, v: unknown): v is R
 export function isPatchingResult(v: unknown): v is PatchingResult {
   if (typeof v !== 'object' || v === null) return false;
   const r = v as Partial<PatchingResult>;
-  if (!(PATCH_SITES as readonly unknown[]).includes(r.site) || !Number.isInteger(r.n_heads)) return false;
+  if (!isPatchSite(r.site) || !Number.isInteger(r.n_heads)) return false;
   const n = (r.n_layers ?? -1) * patchColumns(r as PatchingResult);
   return (
     Number.isInteger(r.n_layers) &&

@@ -154,32 +154,34 @@ export function withMode(a: HeadAblation, mode: AblationMode): HeadAblation {
 // ---- activation patching heatmap ----------------------------------------------------------
 
 /** What each patching site is called in the Diff tab: its button, the y axis, the hover, the summary. */
-export const PATCH_SITE_TEXT: Record<PatchSite, { button: string; title: string; cell: (L: number) => string; what: string }> = {
-  resid_pre: {
-    button: 'residual',
-    title: 'Patch the residual stream entering each layer (resid_pre)',
-    cell: (L) => `L${L} resid_pre`,
-    what: 'the residual stream entering each layer (resid_pre)',
-  },
-  attn_out: {
-    button: 'attention',
-    title: 'Patch each layer’s attention output, as it is added to the residual stream (attn_out)',
-    cell: (L) => `L${L} attn_out`,
-    what: 'each layer’s attention output (attn_out)',
-  },
-  mlp_out: {
-    button: 'MLP',
-    title: 'Patch each layer’s MLP output, as it is added to the residual stream (mlp_out)',
-    cell: (L) => `L${L} mlp_out`,
-    what: 'each layer’s MLP output (mlp_out)',
-  },
-  z: {
-    button: 'heads',
-    title: 'Patch each attention head’s output z at every position at once (hook_z): a layer × head heatmap',
-    cell: (L) => `L${L} z`,
-    what: 'each attention head’s output z',
-  },
-};
+/** `cell(L, col)`: a heatmap cell's hover heading (col: a position, or for z a head). */
+export const PATCH_SITE_TEXT: Record<PatchSite, { button: string; title: string; cell: (L: number, col: number) => string; what: string }> =
+  {
+    resid_pre: {
+      button: 'residual',
+      title: 'Patch the residual stream entering each layer (resid_pre)',
+      cell: (L, p) => `L${L} resid_pre · pos ${p}`,
+      what: 'the residual stream entering each layer (resid_pre)',
+    },
+    attn_out: {
+      button: 'attention',
+      title: 'Patch each layer’s attention output, as it is added to the residual stream (attn_out)',
+      cell: (L, p) => `L${L} attn_out · pos ${p}`,
+      what: 'each layer’s attention output (attn_out)',
+    },
+    mlp_out: {
+      button: 'MLP',
+      title: 'Patch each layer’s MLP output, as it is added to the residual stream (mlp_out)',
+      cell: (L, p) => `L${L} mlp_out · pos ${p}`,
+      what: 'each layer’s MLP output (mlp_out)',
+    },
+    z: {
+      button: 'heads',
+      title: 'Patch each attention head’s output z at every position at once (hook_z): a layer × head heatmap',
+      cell: (L, h) => `L${L}H${h} z, every aligned position`,
+      what: 'each attention head’s output z',
+    },
+  };
 
 /** z[L][p] of the heatmap (null where nothing was patchable), rows = layers. */
 export function patchingZ(r: PatchingResult, which: 'normalized' | 'ld'): (number | null)[][] {

@@ -6,6 +6,7 @@ import { EngineError } from '../engine/errors';
 import type { TextTokenizer } from '../engine/tokenizer';
 import {
   ABLATION_MODES,
+  isPatchSite,
   PATCH_SITES,
   type AblationMode,
   type HeadRef,
@@ -41,8 +42,8 @@ export function parseDirection(v: string | undefined): PatchDirection {
 
 export function parseSite(v: string | undefined): PatchSite {
   if (v === undefined) return 'resid_pre';
-  if (!(PATCH_SITES as readonly string[]).includes(v)) throw bad(`--patch-site must be ${PATCH_SITES.join(', ')}; got "${v}".`);
-  return v as PatchSite;
+  if (!isPatchSite(v)) throw bad(`--patch-site must be ${PATCH_SITES.join(', ')}; got "${v}".`);
+  return v;
 }
 
 /** A position spec against T positions: "7", "2-5", "*". */

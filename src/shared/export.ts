@@ -107,8 +107,9 @@ function interventionsJson(r: InterventionRecord | null) {
 function patchingJson(p: JsonExtras['patching']) {
   if (!p) return null;
   const r = p.result;
+  const cols = patchColumns(r); // positions, or heads (site z)
   const rows = (a: Float32Array) =>
-    Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * patchColumns(r), (L + 1) * patchColumns(r)), (v) => round(v)));
+    Array.from({ length: r.n_layers }, (_, L) => Array.from(a.subarray(L * cols, (L + 1) * cols), (v) => round(v)));
   return {
     direction: r.direction,
     site: r.site,

@@ -78,6 +78,10 @@ export type PatchSite = 'resid_pre' | 'attn_out' | 'mlp_out' | 'z';
 export const POSITION_SITES: readonly PatchSite[] = ['resid_pre', 'attn_out', 'mlp_out'];
 export const PATCH_SITES: readonly PatchSite[] = [...POSITION_SITES, 'z'];
 
+export function isPatchSite(v: unknown): v is PatchSite {
+  return (PATCH_SITES as readonly unknown[]).includes(v);
+}
+
 /** The heatmap's columns: the base run's positions, or the heads (site z). */
 export function patchColumns(r: Pick<PatchingResult, 'site' | 'pos' | 'n_heads'>): number {
   return r.site === 'z' ? r.n_heads : r.pos;

@@ -11,7 +11,7 @@ import type { Analysis, ClustersResult, DiffResult, HeadStatsResult, ModelInfo, 
 import type { Completion, GenStep, Strategy } from './generation';
 import {
   ABLATION_MODES,
-  PATCH_SITES,
+  isPatchSite,
   type HeadAblation,
   type InterventionRecord,
   type PatchDirection,
@@ -206,7 +206,7 @@ function isParams(method: unknown, p: unknown): boolean {
         isNonNegInt(p.cleanRunId) &&
         isNonNegInt(p.corruptedRunId) &&
         (p.direction === 'denoise' || p.direction === 'noise') &&
-        (p.site === undefined || (PATCH_SITES as readonly unknown[]).includes(p.site)) &&
+        (p.site === undefined || isPatchSite(p.site)) &&
         (p.target === undefined || isNonNegInt(p.target)) &&
         (p.contrast === undefined || p.contrast === null || isNonNegInt(p.contrast))
       );

@@ -199,64 +199,42 @@ describe('CLI what-if options', () => {
     const dir = tmpDir();
     const other = path.join(dir, 'other.txt');
     fs.writeFileSync(other, 'the dog sat on the mat');
-    const r = cli([
-      'analyze',
-      '--model',
-      TINY,
-      '--text',
-      'the cat sat on the mat',
-      '--patch-from',
-      other,
-      '--contrast',
-      'none',
-      '--json',
-      path.join(dir, 'h.json'),
-    ]);
+    // the analysed text against other.txt, the JSON written to `json` in dir
+    const withOther = (extra: string[], json: string) =>
+      cli([
+        'analyze',
+        '--model',
+        TINY,
+        '--text',
+        'the cat sat on the mat',
+        '--patch-from',
+        other,
+        ...extra,
+        '--json',
+        path.join(dir, json),
+      ]);
+    const written = <T>(json: string) => JSON.parse(fs.readFileSync(path.join(dir, json), 'utf8')) as T;
+    const r = withOther(['--contrast', 'none'], 'h.json');
     assert.equal(r.status, 0, r.stderr);
-    const p = (JSON.parse(fs.readFileSync(path.join(dir, 'h.json'), 'utf8')) as { patching: Record<string, unknown> }).patching;
+    const p = written<{ patching: Record<string, unknown> }>('h.json').patching;
     assert.equal(p.direction, 'denoise');
     assert.equal(p.site, 'resid_pre');
     assert.equal(p.metric, 'logprob');
     assert.equal(p.contrast, null);
     assert.equal((p.normalized as unknown[][]).length, 3);
     // each layer's MLP output instead, and a site that does not exist
-    const m = cli([
-      'analyze',
-      '--model',
-      TINY,
-      '--text',
-      'the cat sat on the mat',
-      '--patch-from',
-      other,
-      '--patch-site',
-      'mlp_out',
-      '--json',
-      path.join(dir, 'm.json'),
-    ]);
+    const m = withOther(['--patch-site', 'mlp_out'], 'm.json');
     assert.equal(m.status, 0, m.stderr);
     assert.match(m.stdout + m.stderr, /activation patching \(mlp_out, denoise/);
-    const pm = (JSON.parse(fs.readFileSync(path.join(dir, 'm.json'), 'utf8')) as { patching: Record<string, unknown> }).patching;
+    const pm = written<{ patching: Record<string, unknown> }>('m.json').patching;
     assert.equal(pm.site, 'mlp_out');
     assert.notDeepEqual(pm.ld, p.ld);
     const site = cli(['analyze', '--model', TINY, '--text', 'x', '--patch-from', other, '--patch-site', 'hook_z']);
     assert.notEqual(site.status, 0);
     assert.match(site.stderr, /--patch-site must be resid_pre, attn_out, mlp_out, z; got "hook_z"/);
-    const c = cli([
-      'analyze',
-      '--model',
-      TINY,
-      '--text',
-      'the cat sat on the mat',
-      '--patch-from',
-      other,
-      '--patch-cells',
-      '1:*',
-      '--json',
-      path.join(dir, 'c.json'),
-    ]);
+    const c = withOther(['--patch-cells', '1:*'], 'c.json');
     assert.equal(c.status, 0, c.stderr);
-    const iv = (JSON.parse(fs.readFileSync(path.join(dir, 'c.json'), 'utf8')) as { interventions: { patch: { cells: unknown[] } } })
-      .interventions;
+    const iv = written<{ interventions: { patch: { cells: unknown[] } } }>('c.json').interventions;
     assert.ok(iv.patch.cells.length > 0);
     const bad = cli(['analyze', '--model', TINY, '--text', 'x', '--target', 'x']);
     assert.notEqual(bad.status, 0);

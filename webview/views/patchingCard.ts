@@ -264,14 +264,16 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       const lds = patchingZ(ri, 'ld');
       const hover = y.map((L) =>
         x.map((p) => {
+          // p: a position, or for heads (z) a head
           const v = z[L]![p];
-          if (byHead)
-            return `L${L}H${p} z, every aligned position<br>${v === null || v === undefined ? 'undefined (LD_clean = LD_corrupted)' : `normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`}`;
+          const value = `normalised ${fmt(v ?? NaN, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
+          const undef = 'undefined (LD_clean = LD_corrupted)';
+          const heading = PATCH_SITE_TEXT[ri.site].cell(L, p);
+          if (byHead) return `${heading}<br>${v === null || v === undefined ? undef : value}`;
           const q = p - ri.offset;
-          const at = `${PATCH_SITE_TEXT[ri.site].cell(L)} · pos ${p} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
-          if (v === null || v === undefined)
-            return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : 'undefined (LD_clean = LD_corrupted)'}`;
-          return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>normalised ${fmt(v, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
+          const at = `${heading} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
+          if (v === null || v === undefined) return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : undef}`;
+          return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>${value}`;
         }),
       );
       return {

@@ -23,7 +23,7 @@ import { interventionName } from '../graph/interventions';
 import { emptyPast } from '../analyze';
 import { alignedPos, checkAblation, cleanZMean, headFeeds, idsTensor, requireInterventions, type Feeds } from './feeds';
 import { argmax, binBias, binRuns, logitDiff, normalizedLd, type BinnedCall } from './metric';
-import { PATCH_SITES, type PatchingRequest, type PatchingResult, type PatchSite } from '../../shared/interventions';
+import { isPatchSite, PATCH_SITES, type PatchingRequest, type PatchingResult, type PatchSite } from '../../shared/interventions';
 
 /** How patched runs are packed into calls: rows = positions recomputed in one call (bench/whatif.ts measures it). */
 export interface PatchBatching {
@@ -84,6 +84,13 @@ async function runOnce(model: LoadedModel, ids: readonly number[], feeds: Feeds,
     values: wantKv ? layers.map((L) => f(hook.presentValue(L))) : [],
     logits: f('logits'),
   };
+}
+
+/** What a sweep did (PatchingResult's counts). */
+type SweepCounts = Pick<PatchingResult, 'skipped' | 'runs' | 'calls' | 'layerPositions' | 'kvOnlyRows'>;
+
+function throwIfCancelled(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
 }
 
 /** The suffix graph's half-block inputs when a call does not use them (graph/suffix.ts). */
@@ -185,7 +192,7 @@ function checkRequest(model: LoadedModel, req: PatchingRequest): void {
   }
   if (req.direction !== 'denoise' && req.direction !== 'noise')
     throw new EngineError('BAD_REQUEST', `Unknown patching direction "${String(req.direction)}": use denoise or noise.`);
-  if (req.site !== undefined && !PATCH_SITES.includes(req.site))
+  if (req.site !== undefined && !isPatchSite(req.site))
     throw new EngineError('BAD_REQUEST', `Unknown patching site "${String(req.site)}": use ${PATCH_SITES.join(', ')}.`);
   for (const [what, t] of [
     ['target', req.target],
@@ -229,7 +236,7 @@ export async function patchingHeatmap(
   const ldClean = Math.fround(ld(clean.logits));
   const ldCorrupted = Math.fround(ld(corrupted.logits));
   const ldBase = denoise ? ldCorrupted : ldClean;
-  const done = (grid: Float32Array, counts: Pick<PatchingResult, 'skipped' | 'runs' | 'calls' | 'layerPositions' | 'kvOnlyRows'>) => ({
+  const done = (grid: Float32Array, counts: SweepCounts) => ({
     direction: req.direction,
     site,
     n_layers: s.nLayers,
@@ -271,9 +278,6 @@ export async function patchingHeatmap(
   };
   const perCall: Feeds = { ...readout, [LOGIT_ROWS]: gateFeed(0) }; // no full logits in the calls
   const row = (a: Float32Array, n: number, L: number, p: number) => a.subarray((L * n + p) * d, (L * n + p + 1) * d);
-  const cancelled = () => {
-    if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
-  };
   for (let L = 0; L < s.nLayers; L++) {
     // a sublayer's output is patched as resid_pre of the next layer (the header)
     const from = site === 'resid_pre' ? L : L + 1;
@@ -299,7 +303,7 @@ export async function patchingHeatmap(
       }
     else {
       // the rest of block L on base resid_pre[L][p] + the source's attn_out, every p in one call
-      cancelled();
+      throwIfCancelled(signal);
       const pre = new Float32Array(todo.length * d);
       const attn = new Float32Array(todo.length * d);
       todo.forEach((p, i) => {
@@ -328,7 +332,7 @@ export async function patchingHeatmap(
       continue;
     }
     for (const call of binRuns(todo, T, batching.rowBudget, batching.maxRuns)) {
-      cancelled();
+      throwIfCancelled(signal);
       const out = await suffix.run({ ...heads, ...callFeeds(model, from, call, base, (p) => patched.get(p)!), ...perCall }, [
         logitDiffOnly ? 'readout' : 'last_resid',
       ]);
@@ -356,7 +360,7 @@ export async function patchingHeatmap(
     }
   }
   for (let i = 0; i < pending.length; i += READOUT_ROWS) {
-    cancelled();
+    throwIfCancelled(signal);
     const chunk = pending.slice(i, i + READOUT_ROWS);
     const out = await suffix.run(
       {
@@ -400,7 +404,7 @@ async function headSweep(
   ablated: Set<number>,
   m: { target: number; contrast: number | null; ldBase: number },
   signal?: AbortSignal,
-): Promise<[Float32Array, Pick<PatchingResult, 'skipped' | 'runs' | 'calls' | 'layerPositions' | 'kvOnlyRows'>]> {
+): Promise<[Float32Array, SweepCounts]> {
   const s = model.spec;
   const H = s.nHeads;
   const dh = s.headDim;
@@ -430,7 +434,7 @@ async function headSweep(
     const scale0 = heads[interventionName.headScale(L)]?.data as Float32Array | undefined;
     const bias0 = heads[interventionName.headBias(L)]?.data as Float32Array | undefined;
     for (let i = 0; i < todo.length; i += HEAD_BATCH) {
-      if (signal?.aborted) throw new EngineError('CANCELLED', 'Activation patching was cancelled.');
+      throwIfCancelled(signal);
       const chunk = todo.slice(i, i + HEAD_BATCH);
       const K = chunk.length;
       // rows p0..T−1 are computed; the base run's cache holds the positions before
