@@ -100,7 +100,7 @@ export async function runWhatIf(engine: Engine, values: WhatIfValues, request: A
       },
       summary:
         `activation patching (${result.site}, ${result.direction}, ${result.metric === 'logprob' ? `log p(${JSON.stringify(text(result.target))})` : `logit ${JSON.stringify(text(result.target))} − ${JSON.stringify(text(result.contrast!))}`}): ` +
-        `${result.n_layers} layers × ${result.pos} positions in ${(result.ms / 1000).toFixed(1)} s (${result.runs} patched runs, ${result.skipped} cells unchanged); ${strongest(result)}\n`,
+        `${result.n_layers} layers × ${result.site === 'z' ? `${result.n_heads} heads` : `${result.pos} positions`} in ${(result.ms / 1000).toFixed(1)} s (${result.runs} patched runs, ${result.skipped} cells unchanged); ${strongest(result)}\n`,
     };
   }
 

@@ -232,6 +232,13 @@ describe('CLI what-if options', () => {
     const site = cli(['analyze', '--model', TINY, '--text', 'x', '--patch-from', other, '--patch-site', 'hook_z']);
     assert.notEqual(site.status, 0);
     assert.match(site.stderr, /--patch-site must be resid_pre, attn_out, mlp_out, z; got "hook_z"/);
+    // heads: the summary counts layers × heads
+    const heads = withOther(['--patch-site', 'z'], 'z.json');
+    assert.equal(heads.status, 0, heads.stderr);
+    const pz = written<{ patching: { site: string; n_heads: number; ld: unknown[][] } }>('z.json').patching;
+    assert.equal(pz.site, 'z');
+    assert.equal(pz.ld[0]!.length, pz.n_heads);
+    assert.match(heads.stdout + heads.stderr, new RegExp(`activation patching \\(z, denoise.*: \\d+ layers × ${pz.n_heads} heads in`));
     const c = withOther(['--patch-cells', '1:*'], 'c.json');
     assert.equal(c.status, 0, c.stderr);
     const iv = written<{ interventions: { patch: { cells: unknown[] } } }>('c.json').interventions;
