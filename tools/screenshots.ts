@@ -4,7 +4,8 @@
 // theme; then Compare Completions with the default presets. A second window takes the what-if
 // pictures: td-mini's three top induction heads ablated on a repetitive text (the Repetition tab,
 // both runs beside each other), then activation patching between two prompts that differ in one
-// name (the Diff tab: the residual stream, then all three sites). Writes docs/screenshots/*.png.
+// name (the Diff tab: the residual stream, then all three sites), and the MLP heatmap's strongest
+// cell opened as a whole run (the logit lens, patched − unpatched). Writes docs/screenshots/*.png.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { buildVsix, e2eSkipReason, repoRoot, withVsCode, type VsCodeSession } from '../test/e2e/harness';
@@ -89,6 +90,15 @@ async function whatIfShots(vsix: string): Promise<void> {
       await frame.locator('.pat-heat').scrollIntoViewIfNeeded();
       await sleep(1200);
       await shot(vs, 'patching-sites-light');
+      // one cell as a whole run: the MLP heatmap's strongest cell, in the logit lens, compared
+      await frame.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'MLP' }).click();
+      await frame.getByRole('button', { name: /Run patching/ }).click();
+      await vs.waitForWebview((f) => f.locator('.pat-summary', { hasText: 'MLP output (mlp_out)' }), { timeoutMs: 120_000 });
+      await frame.getByRole('button', { name: /Open strongest cell/ }).click();
+      await vs.waitForWebview((f) => f.locator('.td-whatif .wi-what', { hasText: 'patched' }), { timeoutMs: 120_000 });
+      await frame.locator('.td-whatif [aria-label="Compare"] .seg', { hasText: 'Difference' }).click();
+      await sleep(1500);
+      await shot(vs, 'patched-run-light');
       await vs.assertNoCspViolations();
     },
   );

@@ -27,6 +27,7 @@ export const REQUEST_TIMEOUT_MS: Record<RequestMethod, number> = {
   // what-if: a re-analysis with heads ablated; the patching heatmap (n_layers × pos patched runs)
   ablate: 5 * 60_000,
   patching: 10 * 60_000,
+  openPatched: 5 * 60_000, // two analyses of the patched prompt
   showRun: 30_000,
   runCommand: 30_000, // answered as soon as the command starts
 };
@@ -66,6 +67,7 @@ export function isResult<M extends RequestMethod>(method: M, v: unknown): v is R
       return v instanceof Float32Array;
     case 'showClusters':
     case 'ablate':
+    case 'openPatched':
     case 'showRun':
     case 'runCommand':
       return v === null;

@@ -3,12 +3,14 @@
 // heads to ablate, and the activation-patching heatmap's data.
 import type { AnalysisPayload } from '../src/shared/protocol';
 import type { HeadStatsResult, LensTable } from '../src/shared/analysis';
+import { tokenDisplay } from './shapeText';
 import {
   headLabelOf,
   patchColumns,
   type AblationMode,
   type HeadAblation,
   type HeadRef,
+  type InterventionRecord,
   type PatchingResult,
   type PatchSite,
 } from '../src/shared/interventions';
@@ -50,17 +52,39 @@ export function comparison(w: WhatIfState | null, shown: AnalysisPayload | null)
   return { mode: w.compare, shown, other: shown === w.clean ? w.intervened : w.clean, clean: w.clean, intervened: w.intervened };
 }
 
+/** "mlp_out L0 at pos 5 “ Mary” · from “When Mary and John…”": what a patched run had. */
+export function patchText(p: NonNullable<InterventionRecord['patch']>, base: AnalysisPayload): string {
+  const src = p.sourceText.length > 40 ? `${p.sourceText.slice(0, 39)}…` : p.sourceText;
+  const from = ` · from “${src.replace(/\s+/g, ' ').trim()}”`;
+  if (p.site === 'z') return `z of ${p.heads.map(headLabelOf).join(', ')} patched${from}`;
+  if (p.cells.length !== 1) return `${p.site}: ${p.cells.length} cells patched${from}`;
+  const c = p.cells[0]!;
+  const tok = base.tokens[c.pos];
+  return `${p.site} L${c.layer} at pos ${c.pos}${tok ? ` “${tokenDisplay(tok).text}”` : ''} patched${from}`;
+}
+
 /** "L5H1, L6H9 · zero ablation" */
 export function ablationText(a: HeadAblation): string {
   return `${a.heads.map(headLabelOf).join(', ')} · ${a.mode} ablation`;
 }
 
-/** What a run is, for labels: "clean" or "ablated". */
+/** What a run is, for labels: "clean", "ablated" or "patched". */
 export function runRole(p: AnalysisPayload): string {
-  if (p.interventions?.ablation) return 'ablated';
   if (p.interventions?.patch) return 'patched';
+  if (p.interventions?.ablation) return 'ablated';
   return 'clean';
 }
+
+/**
+ * What the two runs of a pair are called in labels: clean and ablated, or (a run patched from
+ * the Diff tab, whose base may be the corrupted prompt) unpatched and patched.
+ */
+export function pairNames(p: { intervened: AnalysisPayload }): { base: string; twin: string } {
+  return p.intervened.interventions?.patch ? { base: 'unpatched', twin: 'patched' } : { base: 'clean', twin: 'ablated' };
+}
+
+/** "ablated − clean", "patched − unpatched". */
+export const pairDelta = (p: { intervened: AnalysisPayload }) => `${pairNames(p).twin} − ${pairNames(p).base}`;
 
 // ---- differences -------------------------------------------------------------------------
 
@@ -85,6 +109,13 @@ export function lensDeltaScale(intervened: LensTable, clean: LensTable): number 
     if (Number.isFinite(d) && d > m) m = d;
   }
   return Math.max(0.5, m);
+}
+
+/** The model's top-1 prediction after the last token (the final lens row, last position). */
+export function finalTop1(p: AnalysisPayload): { id: number; prob: number } {
+  const lens = p.lens;
+  const i = ((lens.rows - 1) * lens.pos + lens.pos - 1) * lens.k;
+  return { id: lens.topIds[i]!, prob: lens.topProbs[i]! };
 }
 
 /** Surprisal (bits) of seeing token i+1 after position i, from the final lens row; NaN at the last position. */

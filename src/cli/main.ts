@@ -65,11 +65,12 @@ What-if (interventions; README "Metrics"):
                        as the clean prompt and FILE as the corrupted one (into the JSON's
                        "patching" and the report's Diff tab). Prompts of different lengths are
                        aligned from the end.
-  --patch-cells CELLS  Instead, analyse this text with resid_pre replaced by FILE's values at
-                       these cells: L:P, L:A-B or L:* (every position), comma-separated.
+  --patch-cells CELLS  Instead, analyse this text with the site (--patch-site) replaced by
+                       FILE's values at these cells: L:P, L:A-B or L:* (every position),
+                       comma-separated; for site z, heads L.H[,L.H…] (each at every position).
   --patch-direction denoise|noise  Heatmap (default denoise): patch the clean run's values
                        into the corrupted run (how much does a cell restore?) or the reverse.
-  --patch-site resid_pre|attn_out|mlp_out|z  Heatmap (default resid_pre): patch the residual
+  --patch-site resid_pre|attn_out|mlp_out|z  What is patched (default resid_pre): the residual
                        stream entering each layer, or each layer's attention or MLP output
                        (layer × position); z: each attention head's output at every position
                        at once (layer × head).

@@ -18,13 +18,13 @@ import {
 const bad = (why: string) => new EngineError('BAD_REQUEST', why);
 
 /** "5.1,6.9" → heads (layer.head, 0-based). */
-export function parseHeads(v: string): HeadRef[] {
+export function parseHeads(v: string, flag = '--ablate'): HeadRef[] {
   const heads = v.split(',').map((part) => {
     const m = /^\s*(\d+)\.(\d+)\s*$/.exec(part);
-    if (!m) throw bad(`--ablate takes heads as layer.head (0-based), comma-separated, e.g. 5.1,6.9; got "${part}".`);
+    if (!m) throw bad(`${flag} takes heads as layer.head (0-based), comma-separated, e.g. 5.1,6.9; got "${part}".`);
     return { layer: Number(m[1]), head: Number(m[2]) };
   });
-  if (heads.length === 0) throw bad('--ablate needs at least one head.');
+  if (heads.length === 0) throw bad(`${flag} needs at least one head.`);
   return heads;
 }
 

@@ -5,7 +5,7 @@ import type { AnalyzeRequest } from '../engine/analyze';
 import { EngineError } from '../engine/errors';
 import type { Analysis } from '../shared/analysis';
 import type { JsonExtras } from '../shared/export';
-import { describeAblation, patchColumns, type HeadAblation, type Interventions, type PatchingResult } from '../shared/interventions';
+import { describeAblation, strongestCell, type HeadAblation, type Interventions, type PatchingResult } from '../shared/interventions';
 import { parseAblationMode, parseCells, parseDirection, parseHeads, parseSite, parseToken, readPatchSource } from './whatif';
 import type { ReportWhatIf } from './report';
 
@@ -37,26 +37,20 @@ function refuseStray(values: WhatIfValues, heatmap: boolean): void {
   if (values.ablation !== undefined && values.ablate === undefined) throw new EngineError('BAD_REQUEST', '--ablation needs --ablate.');
   if (values['patch-cells'] !== undefined && values['patch-from'] === undefined)
     throw new EngineError('BAD_REQUEST', '--patch-cells needs --patch-from (the run the values come from).');
+  if (values['patch-site'] !== undefined && values['patch-from'] === undefined)
+    throw new EngineError('BAD_REQUEST', '--patch-site needs --patch-from (the run the values come from).');
   if (!heatmap)
-    for (const k of ['patch-direction', 'patch-site', 'target', 'contrast'] as const)
+    for (const k of ['patch-direction', 'target', 'contrast'] as const)
       if (values[k] !== undefined)
         throw new EngineError('BAD_REQUEST', `--${k} applies to the patching heatmap: --patch-from without --patch-cells.`);
 }
 
 /** The strongest cell of a heatmap, for the terminal summary. */
 function strongest(r: PatchingResult): string {
-  let best = -1;
-  for (let i = 0; i < r.normalized.length; i++) {
-    const v = r.normalized[i]!;
-    if (!Number.isFinite(v)) continue;
-    const score = r.direction === 'denoise' ? v : 1 - v;
-    if (best < 0 || score > (r.direction === 'denoise' ? r.normalized[best]! : 1 - r.normalized[best]!)) best = i;
-  }
-  if (best < 0) return 'no cell has a defined normalised value';
-  const n = patchColumns(r);
-  const at =
-    r.site === 'z' ? `head ${Math.floor(best / n)}.${best % n} (z)` : `${r.site} of layer ${Math.floor(best / n)} at position ${best % n}`;
-  return `strongest cell: ${at} (normalised ${r.normalized[best]!.toFixed(3)})`;
+  const best = strongestCell(r);
+  if (!best) return 'no cell has a defined normalised value';
+  const at = r.site === 'z' ? `head ${best.layer}.${best.col} (z)` : `${r.site} of layer ${best.layer} at position ${best.col}`;
+  return `strongest cell: ${at} (normalised ${best.value.toFixed(3)})`;
 }
 
 export async function runWhatIf(engine: Engine, values: WhatIfValues, request: AnalyzeRequest): Promise<WhatIfOutcome> {
@@ -106,15 +100,19 @@ export async function runWhatIf(engine: Engine, values: WhatIfValues, request: A
 
   const interventions: Interventions = { ablation };
   if (source) {
-    const T = clean.tokens.length;
-    interventions.patch = { sourceIds: source.ids, cells: parseCells(values['patch-cells']!, T) };
+    const site = parseSite(values['patch-site']);
+    const cells = values['patch-cells']!;
+    interventions.patch =
+      site === 'z'
+        ? { sourceIds: source.ids, site, cells: [], heads: parseHeads(cells, '--patch-cells (site z)') }
+        : { sourceIds: source.ids, site, cells: parseCells(cells, clean.tokens.length) };
   }
   const analysis = await engine.analyze({ ...request, interventions }, undefined, OTHER);
   const rec = analysis.cache.interventions;
   const lines = [
     rec?.ablation ? `intervention: ${describeAblation(rec.ablation)}` : null,
     rec?.patch
-      ? `intervention: ${rec.patch.cells.length} cells of resid_pre patched from ${source!.label} (${rec.patch.sourceTokens} tokens, aligned from the end)`
+      ? `intervention: ${rec.patch.site === 'z' ? `z of ${rec.patch.heads.length} heads (every position)` : `${rec.patch.cells.length} cells of ${rec.patch.site}`} patched from ${source!.label} (${rec.patch.sourceTokens} tokens, aligned from the end)`
       : null,
   ].filter((l) => l !== null);
   return { analysis, runId: OTHER, patching: null, report: { twinRunId: CLEAN }, summary: lines.map((l) => `${l}\n`).join('') };

@@ -145,9 +145,10 @@ export class TextTokenizer {
     return bytesLabel(this.tokenBytes(id));
   }
 
-  decode(ids: number[]): string {
+  /** The text of `ids`; `skipSpecial`: without the special tokens (BOS…) the tokenizer added. */
+  decode(ids: number[], skipSpecial = false): string {
     if (ids.length === 0) return '';
-    return this.tok.decode(ids, { skip_special_tokens: false });
+    return this.tok.decode(ids, { skip_special_tokens: skipSpecial });
   }
 
   /**

@@ -21,6 +21,7 @@ import { LatestOnly } from '../shared/latest';
 import { runsOn } from '../shared/runs-on';
 import { formatLag, LagProbe } from './lag';
 import { WhatIf, type KeptRun } from './whatif';
+import type { AnalyzeRequest } from '../engine/analyze';
 import { noteOtherSelections, selectionSource } from './source';
 import { targetEditor, trackEditors } from './editors';
 
@@ -103,6 +104,14 @@ export class Ctx implements vscode.Disposable {
       },
       get diffRuns() {
         return self.diffRuns;
+      },
+      diffRun: (runId) => this.diffKept.find((r) => r.payload.runId === runId) ?? null,
+      analysisRequest: (text) => this.analysisRequest(text),
+      adopt: (run) => {
+        this.last = run;
+        this.panel.post({ type: 'analysis', payload: run.payload });
+        this.overlay.show(run.payload);
+        this.status.setLastRun(run.payload.tokens.length, run.analysis.timings.totalMs);
       },
       nextRunId: () => this.nextRunId(),
       retainRuns: () => this.retainRuns(),
@@ -220,12 +229,7 @@ export class Ctx implements vscode.Disposable {
           const { choice } = await this.ensureModel((message) => step(`loading ${name}: ${message}…`), ctl.signal);
           if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'cancelled');
           step(`analysing with ${choice.name}…`);
-          const request = {
-            text,
-            topK: this.config.lensTopK,
-            maxTokens: this.config.maxTokens,
-            patterns: this.config.attentionPatterns ? ('auto' as const) : false,
-          };
+          const request = this.analysisRequest(text);
           const analysis = await this.engine.analyze(request, ctl.signal, false, id);
           if (!ticket.isCurrent()) throw new EngineError('CANCELLED', 'superseded');
           const payload = analysisToPayload({ ...analysis, model: { ...analysis.model, name: choice.name } }, id, input.source);
@@ -288,6 +292,16 @@ export class Ctx implements vscode.Disposable {
     } else {
       void vscode.window.showErrorMessage(text);
     }
+  }
+
+  /** What Analyze Selection asks the engine for a text (the settings' top-k, token limit and patterns). */
+  analysisRequest(text: string): AnalyzeRequest {
+    return {
+      text,
+      topK: this.config.lensTopK,
+      maxTokens: this.config.maxTokens,
+      patterns: this.config.attentionPatterns ? 'auto' : false,
+    };
   }
 
   rerunLast(): Promise<AnalysisPayload | null> {
@@ -353,6 +367,7 @@ export class Ctx implements vscode.Disposable {
     ablate: (q) => this.whatIf.ablate(q.runId, q.ablation),
     patching: (q) => this.whatIf.patching(q),
     showRun: async (q) => this.whatIf.show(q.runId, q.compareTo),
+    openPatched: (q) => this.whatIf.openPatched(q),
   };
 
   /** The run id of a request, if the engine still keeps that analysis. */
@@ -364,6 +379,8 @@ export class Ctx implements vscode.Disposable {
 
   /** Run ids of the current prompt diff (kept by the engine next to the main run). */
   diffRuns: number[] = [];
+  /** The prompt diff's two runs, as the host keeps them (a heatmap cell opens one of them patched). */
+  diffKept: KeptRun[] = [];
 
   /**
    * Tells the engine which analyses the panel still uses (the shown run and the prompt diff's

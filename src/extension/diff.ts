@@ -97,10 +97,16 @@ export async function comparePrompts(ctx: Ctx): Promise<void> {
         ctx.retainRuns();
         const diff = await ctx.engine.query({ type: 'diff', runId: idA, otherRunId: idB });
         const named = (x: typeof a) => ({ ...x, model: { ...x.model, name: choice.name } });
+        const payloadA = analysisToPayload(named(a), idA, null);
+        const payloadB = analysisToPayload(named(b), idB, null);
+        ctx.diffKept = [
+          { analysis: a, payload: payloadA, request: req(sides[0].text) },
+          { analysis: b, payload: payloadB, request: req(sides[1].text) },
+        ];
         ctx.panel.post({
           type: 'promptDiff',
-          a: analysisToPayload(named(a), idA, null),
-          b: analysisToPayload(named(b), idB, null),
+          a: payloadA,
+          b: payloadB,
           diff,
           labels: [sides[0].label, sides[1].label],
         });

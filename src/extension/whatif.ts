@@ -1,14 +1,15 @@
 // What-if experiments in the extension host: the shown text re-run with heads ablated (its
 // "intervened twin", kept by the engine next to the clean run), which of the two the panel
-// shows (the editor tint and Export Analysis follow), and activation patching between the two
-// prompts of Compare Prompts.
+// shows (the editor tint and Export Analysis follow), activation patching between the two
+// prompts of Compare Prompts, and one cell of its heatmap opened as a whole patched run (the
+// patched prompt becomes the shown analysis, the patched run its twin).
 import { EngineError } from '../engine/errors';
 import type { AnalyzeRequest } from '../engine/analyze';
 import type { Analysis } from '../shared/analysis';
-import type { HeadAblation, PatchingResult } from '../shared/interventions';
-import { describeAblation } from '../shared/interventions';
+import type { ActivationPatch, HeadAblation, PatchingResult } from '../shared/interventions';
+import { describeAblation, describePatch } from '../shared/interventions';
 import { analysisToPayload } from '../shared/payload';
-import type { AnalysisPayload, PatchingParams } from '../shared/protocol';
+import type { AnalysisPayload, OpenPatchedParams, PatchingParams } from '../shared/protocol';
 
 /** A run as the host keeps it: the analysis (no activations), what the panel got, and how it was asked for. */
 export interface KeptRun {
@@ -21,6 +22,12 @@ export interface KeptRun {
 export interface WhatIfHost {
   readonly last: KeptRun | null;
   readonly diffRuns: number[];
+  /** A run of the prompt comparison, as the host keeps it. */
+  diffRun(runId: number): KeptRun | null;
+  /** The request Analyze Selection would make for this text (the settings' top-k, limit, patterns). */
+  analysisRequest(text: string): AnalyzeRequest;
+  /** Makes `run` the shown analysis (the panel and the editor show it; its twin comes next). */
+  adopt(run: KeptRun): void;
   nextRunId(): number;
   retainRuns(): void;
   analyzeRun(req: AnalyzeRequest, runId: number, signal: AbortSignal): Promise<Analysis>;
@@ -88,6 +95,47 @@ export class WhatIf {
     return null;
   }
 
+  /**
+   * One heatmap cell as a whole run: the patched prompt (the corrupted one when denoising, the
+   * clean one when noising) analysed as Analyze Selection would, then again with that cell
+   * patched from the other prompt; the panel shows them as a what-if pair.
+   */
+  async openPatched(p: OpenPatchedParams): Promise<null> {
+    const clean = this.host.diffRun(p.cleanRunId);
+    const corrupted = this.host.diffRun(p.corruptedRunId);
+    if (!clean || !corrupted || !this.host.diffRuns.includes(p.cleanRunId) || !this.host.diffRuns.includes(p.corruptedRunId))
+      throw new Error('Those prompts are no longer compared; run Compare Prompts again.');
+    const [base, source] = p.direction === 'denoise' ? [corrupted, clean] : [clean, corrupted];
+    const patch: ActivationPatch =
+      p.site === 'z'
+        ? { sourceIds: idsOf(source), site: 'z', cells: [], heads: [{ layer: p.layer, head: p.col }] }
+        : { sourceIds: idsOf(source), site: p.site, cells: [{ layer: p.layer, pos: p.col }] };
+    this.running?.abort();
+    const ctl = new AbortController();
+    this.running = ctl;
+    const request = this.host.analysisRequest(base.analysis.text);
+    const baseId = this.host.nextRunId();
+    const unpatched = await this.host.analyzeRun(request, baseId, ctl.signal);
+    const twinId = this.host.nextRunId();
+    const patched = await this.host.analyzeRun({ ...request, interventions: { patch } }, twinId, ctl.signal);
+    if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'superseded');
+    const same = (a: Analysis) =>
+      a.tokens.length === base.payload.tokens.length && a.tokens.every((t, i) => t.id === base.payload.tokens[i]!.id);
+    if (!same(unpatched) || !same(patched))
+      throw new Error('The prompt tokenized differently when analysed again; run Compare Prompts again.');
+    const model = base.payload.model;
+    const basePayload = analysisToPayload({ ...unpatched, model }, baseId, null);
+    const payload = analysisToPayload({ ...patched, model }, twinId, null);
+    this.host.adopt({ analysis: unpatched, payload: basePayload, request });
+    this.twin = { analysis: patched, payload, request: { ...request, interventions: { patch } } };
+    this.shownId = twinId;
+    this.host.retainRuns();
+    this.host.postPair({ clean: basePayload, intervened: payload });
+    const rec = patched.cache.interventions?.patch;
+    this.host.log(`what-if run ${twinId}: ${rec ? describePatch(rec) : 'patched'} in ${patched.timings.totalMs.toFixed(0)} ms`);
+    return null;
+  }
+
   /** The panel shows `runId` (clean or twin), compared with `compareTo` or not. */
   show(runId: number, compareTo: number | null): null {
     const runs = [this.host.last, this.twin].filter((r): r is KeptRun => r !== null);
@@ -114,3 +162,5 @@ export class WhatIf {
     }
   }
 }
+
+const idsOf = (r: KeptRun) => r.payload.tokens.map((t) => t.id);

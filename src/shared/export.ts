@@ -6,7 +6,7 @@ import { headStats } from '../engine/analysis/attention';
 import { averageLinkage, cosineDistance } from '../engine/analysis/clusters';
 import { similarityMatrix } from '../engine/analysis/walk';
 
-export const JSON_SCHEMA_VERSION = 5;
+export const JSON_SCHEMA_VERSION = 6;
 
 /**
  * Results of on-demand queries to include (the CLI asks the engine for them). Left out:
@@ -98,7 +98,9 @@ function interventionsJson(r: InterventionRecord | null) {
           source_text: r.patch.sourceText,
           source_tokens: r.patch.sourceTokens,
           alignment: r.patch.alignment,
+          site: r.patch.site,
           cells: r.patch.cells.map((c) => ({ layer: c.layer, pos: c.pos })),
+          heads: r.patch.heads.map((h) => ({ layer: h.layer, head: h.head })),
         }
       : null,
   };

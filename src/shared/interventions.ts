@@ -20,36 +20,56 @@ export interface HeadAblation {
   mode: AblationMode;
 }
 
-/** A cell of the residual stream: resid_pre[layer] at a position of the run. */
+/** A (layer, position) cell of a position site: resid_pre[layer], attn_out[layer] or mlp_out[layer] at a position of the run. */
 export interface ResidCell {
   layer: number;
   pos: number;
 }
 
 /**
- * Residual-stream patching: at each cell, resid_pre[layer][pos] of this run is replaced by the
- * source run's resid_pre[layer] at the aligned position. Runs of different lengths are aligned
- * from the end: position p of this run ↔ p − (pos_this − pos_source) of the source.
+ * Activation patching of one run: at each cell, the site's value in this run is replaced by the
+ * source run's value at the aligned position (resid_pre: the residual stream entering the layer;
+ * attn_out / mlp_out: what that layer's attention or MLP adds to it); site z replaces each of
+ * `heads`' output z at every aligned position. Runs of different lengths are aligned from the
+ * end: position p of this run ↔ p − (pos_this − pos_source) of the source.
  */
-export interface ResidPatch {
-  /** The source run's token ids (the engine runs it clean to read its residual stream). */
+export interface ActivationPatch {
+  /** The source run's token ids (the engine runs it, with the same head ablation, to read its values). */
   sourceIds: number[];
+  /** What is patched; default resid_pre. */
+  site?: PatchSite;
+  /** Position sites: the cells patched (none for site z). */
   cells: ResidCell[];
+  /** Site z: the heads patched at every aligned position (none for the position sites). */
+  heads?: HeadRef[];
 }
 
 export interface Interventions {
   ablation?: HeadAblation;
-  patch?: ResidPatch;
+  patch?: ActivationPatch;
 }
 
 /** What a run records about the interventions it had (null fields: none of that kind). */
 export interface InterventionRecord {
   ablation: HeadAblation | null;
-  patch: { sourceText: string; sourceTokens: number; cells: ResidCell[]; alignment: 'end' } | null;
+  patch: {
+    sourceText: string;
+    sourceTokens: number;
+    site: PatchSite;
+    /** Sorted by layer, then position ([] for site z). */
+    cells: ResidCell[];
+    /** Sorted by layer, then head ([] for the position sites). */
+    heads: HeadRef[];
+    alignment: 'end';
+  } | null;
 }
 
+/** The patch changes something: it has cells, or heads (site z). */
+export const patchesAnything = (p: ActivationPatch | undefined | null): boolean =>
+  !!p && (p.cells.length > 0 || (p.heads?.length ?? 0) > 0);
+
 export function hasInterventions(i: Interventions | undefined | null): boolean {
-  return !!i && ((i.ablation?.heads.length ?? 0) > 0 || (i.patch?.cells.length ?? 0) > 0);
+  return !!i && ((i.ablation?.heads.length ?? 0) > 0 || patchesAnything(i.patch));
 }
 
 export const headLabelOf = (h: HeadRef) => `L${h.layer}H${h.head}`;
@@ -57,6 +77,13 @@ export const headLabelOf = (h: HeadRef) => `L${h.layer}H${h.head}`;
 /** "L3H1, L4H0 (mean)" */
 export function describeAblation(a: HeadAblation): string {
   return `${a.heads.map(headLabelOf).join(', ')} (${a.mode} ablation)`;
+}
+
+/** "mlp_out L2 at position 5", "resid_pre: 3 cells", "z of L1H0" — what a recorded patch replaced. */
+export function describePatch(p: NonNullable<InterventionRecord['patch']>): string {
+  if (p.site === 'z') return `z of ${p.heads.map(headLabelOf).join(', ')}`;
+  if (p.cells.length === 1) return `${p.site} L${p.cells[0]!.layer} at position ${p.cells[0]!.pos}`;
+  return `${p.site}: ${p.cells.length} cells`;
 }
 
 /**
@@ -75,7 +102,8 @@ export type PatchDirection = 'denoise' | 'noise';
  */
 export type PatchSite = 'resid_pre' | 'attn_out' | 'mlp_out' | 'z';
 /** The sites patched one (layer, position) cell at a time. */
-export const POSITION_SITES: readonly PatchSite[] = ['resid_pre', 'attn_out', 'mlp_out'];
+export type PositionSite = Exclude<PatchSite, 'z'>;
+export const POSITION_SITES: readonly PositionSite[] = ['resid_pre', 'attn_out', 'mlp_out'];
 export const PATCH_SITES: readonly PatchSite[] = [...POSITION_SITES, 'z'];
 
 export function isPatchSite(v: unknown): v is PatchSite {
@@ -85,6 +113,23 @@ export function isPatchSite(v: unknown): v is PatchSite {
 /** The heatmap's columns: the base run's positions, or the heads (site z). */
 export function patchColumns(r: Pick<PatchingResult, 'site' | 'pos' | 'n_heads'>): number {
   return r.site === 'z' ? r.n_heads : r.pos;
+}
+
+/**
+ * The heatmap cell that matters most: denoising, the one that restores the clean prediction
+ * most (highest normalised value); noising, the one that breaks it most (lowest). Null when no
+ * cell has a defined value.
+ */
+export function strongestCell(r: PatchingResult): { layer: number; col: number; value: number } | null {
+  const score = (v: number) => (r.direction === 'denoise' ? v : -v);
+  let best = -1;
+  for (let i = 0; i < r.normalized.length; i++) {
+    const v = r.normalized[i]!;
+    if (Number.isFinite(v) && (best < 0 || score(v) > score(r.normalized[best]!))) best = i;
+  }
+  if (best < 0) return null;
+  const n = patchColumns(r);
+  return { layer: Math.floor(best / n), col: best % n, value: r.normalized[best]! };
 }
 
 export interface PatchingRequest {

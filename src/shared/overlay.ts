@@ -2,6 +2,7 @@
 // Surprisal (METRICS.md): surprisal[i] = −log2 p(token[i+1] | tokens[..i]). A token is tinted
 // by how surprising it was to the model, i.e. token j by surprisal[j−1].
 import type { AnalysisPayload } from './protocol';
+import { describePatch } from './interventions';
 
 /** Upper bounds (bits) of the tint buckets; the last bucket is open-ended. */
 export const SURPRISAL_BUCKETS = [1, 2, 4, 6, 9] as const;
@@ -122,7 +123,8 @@ function code(s: string): string {
 function runName(p: AnalysisPayload): string {
   const a = p.interventions?.ablation;
   if (a) return `ablated (${a.heads.map((h) => `L${h.layer}H${h.head}`).join(', ')}, ${a.mode})`;
-  return p.interventions?.patch ? 'patched' : 'clean';
+  const patch = p.interventions?.patch;
+  return patch ? `patched (${describePatch(patch)})` : 'clean';
 }
 
 /** The hover for token j: how surprising it was, and what the model predicts next (against `base`: both runs). */

@@ -68,6 +68,11 @@ export interface RequestMap {
   /** Activation patching between the prompt comparison's two runs (Diff tab). */
   patching: { params: PatchingParams; result: PatchingResult };
   /**
+   * One cell of the patching heatmap as a whole run: the patched prompt analysed with that cell
+   * patched. It arrives as an `analysis` (the patched prompt unpatched) and a `whatIf` pair.
+   */
+  openPatched: { params: OpenPatchedParams; result: null };
+  /**
    * The run the panel shows (what-if: clean or intervened), compared with another or not: the
    * editor's surprisal tint (the difference when compared) and Export Analysis follow it.
    */
@@ -92,7 +97,18 @@ export interface PatchingParams {
   contrast?: number | null;
 }
 
-/** A clean run and the same text with interventions (head ablation), shown beside each other. */
+/** A heatmap cell: (layer, position), or for site z (layer, head). */
+export interface OpenPatchedParams {
+  cleanRunId: number;
+  corruptedRunId: number;
+  direction: PatchDirection;
+  site: PatchSite;
+  layer: number;
+  /** A position of the patched run, or a head (site z). */
+  col: number;
+}
+
+/** A clean run and the same text with interventions (head ablation, a patch), shown beside each other. */
 export interface WhatIfPair {
   clean: AnalysisPayload;
   intervened: AnalysisPayload;
@@ -209,6 +225,15 @@ function isParams(method: unknown, p: unknown): boolean {
         (p.site === undefined || isPatchSite(p.site)) &&
         (p.target === undefined || isNonNegInt(p.target)) &&
         (p.contrast === undefined || p.contrast === null || isNonNegInt(p.contrast))
+      );
+    case 'openPatched':
+      return (
+        isNonNegInt(p.cleanRunId) &&
+        isNonNegInt(p.corruptedRunId) &&
+        (p.direction === 'denoise' || p.direction === 'noise') &&
+        isPatchSite(p.site) &&
+        isNonNegInt(p.layer) &&
+        isNonNegInt(p.col)
       );
     case 'showRun':
       return isNonNegInt(p.runId) && (p.compareTo === null || isNonNegInt(p.compareTo));

@@ -7,10 +7,13 @@ import type { Completion } from '../../src/shared/generation';
 import { tokenPieces } from '../../webview/shapeCompletions';
 import { tokenDisplay } from '../../webview/shapeText';
 
-/** Every painted lens cell shows the top-1 token the engine computes for its layer and position. */
+/**
+ * Every painted lens cell shows the top-1 token the engine computes for its layer and position
+ * (the virtualised table keeps unused cells, hidden, from the run it showed before).
+ */
 export async function assertLensCells(frame: FrameLocator, expected: Analysis, minCells = 20): Promise<number> {
   const cells = await frame
-    .locator('.lens-body .lc')
+    .locator('.lens-body .lc:not([hidden])')
     .evaluateAll((els) =>
       els.map((e) => ({ r: Number(e.getAttribute('data-r')), p: Number(e.getAttribute('data-p')), text: e.textContent ?? '' })),
     );

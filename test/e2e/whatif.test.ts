@@ -5,12 +5,12 @@
 import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { assertNothingCut } from './checks';
+import { assertLensCells, assertNothingCut } from './checks';
 import { buildVsix, e2eSkipReason, repoRoot, startVsCode, type VsCodeSession } from './harness';
 import { CLEAN, CORRUPTED, REPEATS, WHATIF_FILES, patchPrompts } from './whatif-flow';
 import { Engine } from '../../src/engine/engine';
-import type { HeadStatsResult } from '../../src/shared/analysis';
-import type { HeadRef } from '../../src/shared/interventions';
+import type { Analysis, HeadStatsResult } from '../../src/shared/analysis';
+import { strongestCell, type HeadRef } from '../../src/shared/interventions';
 import { percent } from '../../webview/shapeCompletions';
 import { repeatRuns } from '../../webview/shapeRepetition';
 import { patchingZ, repeatCopyMass, topInductionHeads } from '../../webview/shapeWhatIf';
@@ -30,6 +30,10 @@ interface Expected {
   mlpPatching: (number | null)[][];
   /** The same with each head's z patched at every position: layer × head. */
   headPatching: (number | null)[][];
+  /** The heads heatmap's strongest cell, and corrupted.md analysed with that head patched from clean.md. */
+  strongestHead: HeadRef;
+  patchedRun: Analysis;
+  unpatchedRun: Analysis;
 }
 
 /** The same experiment in this process: the heads, the copy mass of the longest repeat, greedy repetition. */
@@ -55,11 +59,18 @@ async function expectedNumbers(): Promise<Expected> {
       ablation: { heads, mode: 'zero' },
     });
     const pat = { topK: 5, maxTokens: 1024, patterns: false as const };
-    await engine.analyze({ ...pat, text: CLEAN }, undefined, 3);
-    await engine.analyze({ ...pat, text: CORRUPTED }, undefined, 4);
+    const cleanRun = await engine.analyze({ ...pat, text: CLEAN }, undefined, 3);
+    const unpatchedRun = await engine.analyze({ ...pat, text: CORRUPTED }, undefined, 4);
     const mlp = await engine.patching({ type: 'patching', cleanRunId: 3, corruptedRunId: 4, direction: 'denoise', site: 'mlp_out' });
     const z = await engine.patching({ type: 'patching', cleanRunId: 3, corruptedRunId: 4, direction: 'denoise', site: 'z' });
+    const best = strongestCell(z)!;
+    const strongestHead = { layer: best.layer, head: best.col };
+    const patch = { sourceIds: cleanRun.tokens.map((t) => t.id), site: 'z' as const, cells: [], heads: [strongestHead] };
+    const patchedRun = await engine.analyze({ ...pat, text: CORRUPTED, interventions: { patch } }, undefined, 5);
     return {
+      strongestHead,
+      patchedRun,
+      unpatchedRun,
       mlpPatching: patchingZ(mlp, 'normalized'),
       headPatching: patchingZ(z, 'normalized'),
       heads,
@@ -221,6 +232,21 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       await frame.locator('.pat-card').scrollIntoViewIfNeeded();
       await vs.setTheme('dark');
       await vs.screenshot('patching-dark');
+      // the heads heatmap's strongest cell as a whole run: corrupted.md with that head patched,
+      // in the logit lens beside corrupted.md unpatched
+      const h = want.strongestHead;
+      await frame.getByRole('button', { name: /Open strongest cell/ }).click();
+      await vs.waitForWebview((f) => f.locator('.td-whatif .wi-what', { hasText: `z of L${h.layer}H${h.head} patched` }), {
+        timeoutMs: 120_000,
+      });
+      await frame.locator('.lens-body .lc:not([hidden])').first().waitFor({ state: 'visible', timeout: 10_000 }); // the panel went to the lens
+      await assertLensCells(frame, want.patchedRun, 10);
+      const changed = want.patchedRun.lens.topIds.some((id, i) => id !== want.unpatchedRun.lens.topIds[i]);
+      if (changed) await frame.locator('.lens-body .lc.chg:not([hidden])').first().waitFor({ timeout: 10_000 }); // outlined: top-1 changed
+      await frame.locator('.td-whatif .seg', { hasText: 'Unpatched' }).click();
+      await assertLensCells(frame, want.unpatchedRun, 10);
+      await frame.locator('.td-whatif .seg', { hasText: /^Patched$/ }).click();
+      await vs.screenshot('patched-run-dark');
       await vs.assertNoCspViolations();
     } catch (e) {
       failed = true;

@@ -13,10 +13,18 @@ import { openCheckpoint } from '../../src/engine/checkpoint/hf';
 import { weightReader } from '../../src/engine/arch/weights';
 import { createSession } from '../../src/engine/runtime/ort';
 import { interventionName } from '../../src/engine/graph/interventions';
-import { cleanResidPre, feedsOf, headFeeds, idsTensor } from '../../src/engine/interventions/feeds';
+import {
+  cellFeeds,
+  cleanResidPre,
+  feedsOf,
+  headFeeds,
+  idsTensor,
+  interventionFeeds,
+  prefixFeeds,
+} from '../../src/engine/interventions/feeds';
 import { patchingHeatmap } from '../../src/engine/interventions/patching';
 import type { Analysis } from '../../src/shared/analysis';
-import { PATCH_SITES, type AblationMode, type HeadAblation } from '../../src/shared/interventions';
+import { PATCH_SITES, type AblationMode, type HeadAblation, type PatchSite } from '../../src/shared/interventions';
 import { FIXTURES, ROOT, assertClose, flat, readJson, rejectsWith, tmpDir } from '../helpers';
 import { gateFeed, PATTERN_ROWS, withGateDefaults } from '../../src/engine/graph/gates';
 
@@ -63,6 +71,15 @@ interface Golden {
   ablation: AblationGolden[];
   patching: PatchingGolden[];
   patch_layer: { layer: number; source_ids: number[]; resid_pre: number[][][]; logits_last: number[] };
+  /** Whole runs with sublayer outputs or heads patched, several cells at once. */
+  patch_sites: {
+    site: PatchSite;
+    source_ids: number[];
+    cells: { layer: number; pos: number }[];
+    heads: { layer: number; head: number }[];
+    resid_post_last: number[][];
+    logits_last: number[];
+  }[];
 }
 
 /** Every family and variant: the tiny models and transformers' own small models of the newer families. */
@@ -191,6 +208,62 @@ for (const name of MODELS) {
       assert.equal(a.cache.interventions?.patch?.sourceTokens, pl.source_ids.length);
     });
 
+    test('whole runs with attention outputs, MLP outputs or heads patched, several layers at once, aligned from the end', async () => {
+      assert.deepEqual(
+        g.patch_sites.map((c) => c.site),
+        ['attn_out', 'mlp_out', 'z'],
+      );
+      for (const c of g.patch_sites) {
+        const patch = { sourceIds: c.source_ids, site: c.site, cells: c.cells, heads: c.heads };
+        const a = await analyze(model, req(g.ids, { interventions: { patch } }));
+        assertNear(lastRow(a), flat(c.resid_post_last), `${c.site}: patched resid_post of the last layer`);
+        assertNear(await lastLogits(model, g.ids, feedsOf(a.cache)), c.logits_last, `${c.site}: patched logits`);
+        const rec = a.cache.interventions?.patch;
+        assert.equal(rec?.site, c.site);
+        const order = (x: { layer: number }, y: { layer: number }) => x.layer - y.layer;
+        assert.deepEqual(
+          rec?.cells,
+          [...c.cells].sort((x, y) => order(x, y) || x.pos - y.pos),
+          'recorded sorted',
+        );
+        assert.deepEqual(
+          rec?.heads,
+          [...c.heads].sort((x, y) => order(x, y) || x.head - y.head),
+          'recorded sorted',
+        );
+      }
+    });
+
+    test('each heatmap cell equals the whole run patched at that cell alone (every site, prompts of different lengths)', async () => {
+      const pg = g.patching.find((x) => x.clean_ids.length !== x.corrupted_ids.length)!;
+      const [clean, corrupted] = [pg.clean_ids, pg.corrupted_ids];
+      const s = model.spec;
+      for (const direction of ['denoise', 'noise'] as const) {
+        const [base, source] = direction === 'denoise' ? [corrupted, clean] : [clean, corrupted];
+        for (const site of PATCH_SITES) {
+          const r = await patchingHeatmap(model, { cleanIds: clean, corruptedIds: corrupted, direction, site });
+          const cols = site === 'z' ? s.nHeads : base.length;
+          // a cell of the first layer, one of the last, one between: the aligned positions, or heads
+          const picks: [number, number][] = [
+            [0, cols - 1],
+            [s.nLayers - 1, site === 'z' ? 0 : cols - 1],
+            [Math.floor(s.nLayers / 2), site === 'z' ? Math.floor(cols / 2) : Math.max(0, base.length - source.length) + 1],
+          ];
+          for (const [L, col] of picks) {
+            const patch =
+              site === 'z'
+                ? { sourceIds: source, site, cells: [], heads: [{ layer: L, head: col }] }
+                : { sourceIds: source, site, cells: [{ layer: L, pos: col }] };
+            const { feeds } = await interventionFeeds(model, base, { patch });
+            const logits = await lastLogits(model, base, feeds);
+            const lse = Math.log(logits.reduce((t, v) => t + Math.exp(v), 0));
+            const ld = r.contrast === null ? logits[r.target]! - lse : logits[r.target]! - logits[r.contrast]!;
+            assertClose([r.ld[L * cols + col]!], [ld], TOL, `${site} ${direction} cell ${L},${col}`);
+          }
+        }
+      }
+    });
+
     test('given a contrast token, the heatmap reads two logits per run: equal to single patched runs of the forward graph', async () => {
       const pg = g.patching.find((x) => x.clean_ids.length === x.corrupted_ids.length) ?? g.patching[0]!;
       const [ids, source] = [pg.corrupted_ids, pg.clean_ids]; // denoise: clean values into the corrupted run
@@ -205,12 +278,8 @@ for (const name of MODELS) {
       for (let L = 0; L < model.spec.nLayers; L++) {
         for (const p of new Set([Math.max(0, T - S), Math.floor((T + Math.max(0, T - S)) / 2), T - 1])) {
           const q = p - (T - S); // aligned from the end
-          const value = new Float32Array(T * d);
-          value.set(src.subarray((L * S + q) * d, (L * S + q + 1) * d), p * d);
-          const logits = await lastLogits(model, ids, {
-            [interventionName.patchMask(L)]: { data: Float32Array.from({ length: T }, (_, i) => (i === p ? 1 : 0)), dims: [1, T, 1] },
-            [interventionName.patchValue(L)]: { data: value, dims: [1, T, d] },
-          });
+          const row = src.subarray((L * S + q) * d, (L * S + q + 1) * d);
+          const logits = await lastLogits(model, ids, cellFeeds(model.spec, L, 'resid_pre', [{ pos: p, row }]));
           assertClose([r.ld[L * T + p]!], [logits[target]! - logits[contrast]!], TOL, `cell ${L},${p}`);
         }
       }
@@ -248,6 +317,35 @@ describe('interventions: identities', () => {
     model = await loadModel(path.join(FIXTURES, 'models', 'tiny-llama'), { threads: 2, executionProvider: 'cpu' });
   });
   after(async () => model?.release());
+
+  test('a patched run cut to its first positions (views that run a prefix again) computes the same prefix', async () => {
+    const source = ids.slice(3); // aligned from the end: the first 3 positions have no counterpart
+    const n = 8;
+    const s = model.spec;
+    const fetch = hook.residPost(s.nLayers - 1);
+    for (const patch of [
+      {
+        sourceIds: source,
+        site: 'mlp_out' as const,
+        cells: [
+          { layer: 0, pos: 5 },
+          { layer: 1, pos: 12 },
+        ],
+      },
+      { sourceIds: source, site: 'z' as const, cells: [], heads: [{ layer: 0, head: 1 }] },
+    ]) {
+      const { feeds } = await interventionFeeds(model, ids, { patch, ablation: { heads: [{ layer: 1, head: 0 }], mode: 'zero' } });
+      const run = (x: number[], f: typeof feeds) => model.forward.run({ input_ids: idsTensor(x), ...emptyPast(model), ...f }, [fetch]);
+      const whole = (await run(ids, feeds))[fetch]!.data as Float32Array;
+      const prefix = (await run(ids.slice(0, n), prefixFeeds(feeds, n)))[fetch]!.data as Float32Array;
+      assertClose(prefix, whole.subarray(0, n * s.dModel), 1e-5, `${patch.site}: the first ${n} positions`);
+      const clean = (await run(ids.slice(0, n), {}))[fetch]!.data as Float32Array;
+      assert.ok(
+        clean.some((v, i) => Math.abs(v - prefix[i]!) > 1e-3),
+        `${patch.site}: the prefix is patched (and ablated)`,
+      );
+    }
+  });
 
   test('ablating nothing equals the clean run exactly', async () => {
     const s = model.spec;
@@ -315,12 +413,8 @@ describe('interventions: identities', () => {
     const source = await cleanResidPre(model, corrupted);
     for (let L = 0; L < model.spec.nLayers; L++) {
       for (const p of [0, 5, 6, 7, T - 1]) {
-        const value = new Float32Array(T * d);
-        value.set(source.subarray((L * T + p) * d, (L * T + p + 1) * d), p * d);
-        const logits = await lastLogits(model, ids, {
-          [interventionName.patchMask(L)]: { data: Float32Array.from({ length: T }, (_, i) => (i === p ? 1 : 0)), dims: [1, T, 1] },
-          [interventionName.patchValue(L)]: { data: value, dims: [1, T, d] },
-        });
+        const row = source.subarray((L * T + p) * d, (L * T + p + 1) * d);
+        const logits = await lastLogits(model, ids, cellFeeds(model.spec, L, 'resid_pre', [{ pos: p, row }]));
         assertClose([r.ld[L * T + p]!], [logits[7]! - logits[9]!], TOL, `cell ${L},${p}`);
       }
     }
@@ -404,12 +498,9 @@ describe('interventions: identities', () => {
     });
     for (const L of layers.slice(0, -1))
       for (const p of [6, 9, T - 1]) {
-        const value = new Float32Array(T * d);
-        for (let i = 0; i < d; i++) value[p * d + i] = base(hook.residMid(L))[p * d + i]! + src(hook.mlpOut(L))[p * d + i]!;
-        const logits = await lastLogits(model, ids, {
-          [interventionName.patchMask(L + 1)]: { data: Float32Array.from({ length: T }, (_, i) => (i === p ? 1 : 0)), dims: [1, T, 1] },
-          [interventionName.patchValue(L + 1)]: { data: value, dims: [1, T, d] },
-        });
+        const row = new Float32Array(d);
+        for (let i = 0; i < d; i++) row[i] = base(hook.residMid(L))[p * d + i]! + src(hook.mlpOut(L))[p * d + i]!;
+        const logits = await lastLogits(model, ids, cellFeeds(model.spec, L + 1, 'resid_pre', [{ pos: p, row }]));
         assertClose([r.ld[L * T + p]!], [logits[7]! - logits[9]!], TOL, `mlp_out cell ${L},${p}`);
       }
     // the last block's outputs reach the last position only there: every other cell is skipped

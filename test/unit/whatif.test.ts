@@ -1,7 +1,7 @@
 // What-if around the engine: the patching metric and batching, the CLI's options and runs (JSON
 // version 3 and the report), the protocol's new messages, the editor's difference tint, and the
 // panel's what-if data shaping.
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -18,7 +18,12 @@ import {
   comparison,
   copyMassDelta,
   divergingIndex,
+  finalTop1,
   lensDelta,
+  pairDelta,
+  pairNames,
+  patchText,
+  runRole,
   patchingZ,
   repeatCopyMass,
   toggleHead,
@@ -26,10 +31,13 @@ import {
   whatIfFromPair,
 } from '../../webview/shapeWhatIf';
 import { EMPTY_COMPLETIONS, sameStrategy, strategyFromForm, formValues, withAblatedCopies } from '../../webview/shapeCompletions';
-import { PATCH_SITES, type PatchingResult } from '../../src/shared/interventions';
+import { PATCH_SITES, strongestCell, type PatchingResult } from '../../src/shared/interventions';
 import { JSON_SCHEMA_VERSION } from '../../src/shared/export';
 import type { Strategy } from '../../src/shared/generation';
 import { FIXTURES, ROOT, tmpDir } from '../helpers';
+import { Engine } from '../../src/engine/engine';
+import { analysisToPayload } from '../../src/shared/payload';
+import { WhatIf, type KeptRun, type WhatIfHost } from '../../src/extension/whatif';
 
 const CLI = path.join(ROOT, 'dist', 'cli.js');
 const TINY = path.join(FIXTURES, 'models', 'tiny-llama');
@@ -241,8 +249,28 @@ describe('CLI what-if options', () => {
     assert.match(heads.stdout + heads.stderr, new RegExp(`activation patching \\(z, denoise.*: \\d+ layers × ${pz.n_heads} heads in`));
     const c = withOther(['--patch-cells', '1:*'], 'c.json');
     assert.equal(c.status, 0, c.stderr);
-    const iv = written<{ interventions: { patch: { cells: unknown[] } } }>('c.json').interventions;
+    type PatchJson = { interventions: { patch: { site: string; cells: unknown[]; heads: unknown[] } }; surprisal_bits: unknown[] };
+    const iv = written<PatchJson>('c.json').interventions;
+    assert.equal(iv.patch.site, 'resid_pre');
     assert.ok(iv.patch.cells.length > 0);
+    // the same cells of the MLP outputs, and two heads (site z): other runs, recorded as such
+    const cm = withOther(['--patch-site', 'mlp_out', '--patch-cells', '1:*'], 'cm.json');
+    assert.equal(cm.status, 0, cm.stderr);
+    assert.match(cm.stdout + cm.stderr, /intervention: \d+ cells of mlp_out patched from/);
+    assert.equal(written<PatchJson>('cm.json').interventions.patch.site, 'mlp_out');
+    assert.notDeepEqual(written<PatchJson>('cm.json').surprisal_bits, written<PatchJson>('c.json').surprisal_bits);
+    const cz = withOther(['--patch-site', 'z', '--patch-cells', '0.1,1.0'], 'cz.json');
+    assert.equal(cz.status, 0, cz.stderr);
+    assert.match(cz.stdout + cz.stderr, /intervention: z of 2 heads \(every position\) patched from/);
+    assert.deepEqual(written<PatchJson>('cz.json').interventions.patch.heads, [
+      { layer: 0, head: 1 },
+      { layer: 1, head: 0 },
+    ]);
+    const czBad = withOther(['--patch-site', 'z', '--patch-cells', '1:*'], 'x.json');
+    assert.notEqual(czBad.status, 0);
+    assert.match(czBad.stderr, /--patch-cells \(site z\) takes heads as layer\.head/);
+    const noFrom = cli(['analyze', '--model', TINY, '--text', 'x', '--patch-site', 'z']);
+    assert.match(noFrom.stderr, /--patch-site needs --patch-from/);
     const bad = cli(['analyze', '--model', TINY, '--text', 'x', '--target', 'x']);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--target applies to the patching heatmap/);
@@ -264,6 +292,12 @@ describe('what-if protocol', () => {
         params: { cleanRunId: 1, corruptedRunId: 2, direction: 'denoise', site },
       })),
       { type: 'request', id: 4, method: 'showRun', params: { runId: 1, compareTo: 2 } },
+      ...PATCH_SITES.map((site) => ({
+        type: 'request',
+        id: 6,
+        method: 'openPatched',
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site, layer: 0, col: 3 },
+      })),
     ];
     for (const m of ok) assert.ok(isWebviewToHost(m), JSON.stringify(m));
     const bad = [
@@ -272,6 +306,24 @@ describe('what-if protocol', () => {
       { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'up' } },
       { type: 'request', id: 3, method: 'patching', params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'hook_z' } },
       { type: 'request', id: 4, method: 'showRun', params: { runId: 1 } },
+      {
+        type: 'request',
+        id: 6,
+        method: 'openPatched',
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'hook_z', layer: 0, col: 3 },
+      },
+      {
+        type: 'request',
+        id: 6,
+        method: 'openPatched',
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 0, col: -1 },
+      },
+      {
+        type: 'request',
+        id: 6,
+        method: 'openPatched',
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 0 },
+      },
     ];
     for (const m of bad) assert.ok(!isWebviewToHost(m), JSON.stringify(m));
     assert.ok(isHostToWebview({ type: 'whatIf', pair: null }));
@@ -370,6 +422,51 @@ describe('what-if shaping', () => {
     assert.deepEqual(toggleHead(a, { layer: 1, head: 0 }), [{ layer: 0, head: 2 }]);
   });
 
+  test('a patched pair: its runs’ names, what the bar says, the top prediction after the last token', () => {
+    const rec = { sourceText: 'When  Mary\nand John', sourceTokens: 5, alignment: 'end' as const };
+    const patched = payload(
+      3,
+      lens(4, 2, (r, p) => ({ top: p, lp: -1, copy: 0 })),
+      { ablation: null, patch: { ...rec, site: 'mlp_out', cells: [{ layer: 1, pos: 2 }], heads: [] } },
+    );
+    patched.lens.topProbs.set([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]);
+    assert.deepEqual(pairNames({ intervened: patched }), { base: 'unpatched', twin: 'patched' });
+    assert.deepEqual(pairNames({ intervened: abl }), { base: 'clean', twin: 'ablated' });
+    assert.equal(pairDelta({ intervened: patched }), 'patched − unpatched');
+    assert.equal(runRole(patched), 'patched');
+    assert.equal(patchText(patched.interventions!.patch!, clean), 'mlp_out L1 at pos 2 “t2” patched · from “When Mary and John”');
+    const heads = {
+      ...rec,
+      site: 'z' as const,
+      cells: [],
+      heads: [
+        { layer: 0, head: 3 },
+        { layer: 2, head: 1 },
+      ],
+    };
+    assert.equal(patchText(heads, clean), 'z of L0H3, L2H1 patched · from “When Mary and John”');
+    const long = { ...heads, sourceText: 'x'.repeat(80) };
+    assert.match(patchText(long, clean), /from “x{39}…”$/);
+    // the final lens row's last position: row 1, position 3
+    assert.deepEqual(finalTop1(patched), { id: 3, prob: Math.fround(0.8) });
+  });
+
+  test('the strongest cell: denoising the highest, noising the lowest, never an undefined one', () => {
+    const r = {
+      direction: 'denoise',
+      site: 'resid_pre',
+      n_layers: 2,
+      pos: 3,
+      n_heads: 4,
+      normalized: Float32Array.of(NaN, 0.5, 0.9, 0.1, NaN, -0.2),
+    } as PatchingResult;
+    assert.deepEqual(strongestCell(r), { layer: 0, col: 2, value: Math.fround(0.9) });
+    assert.deepEqual(strongestCell({ ...r, direction: 'noise' }), { layer: 1, col: 2, value: Math.fround(-0.2) });
+    // heads: the columns are heads
+    assert.deepEqual(strongestCell({ ...r, site: 'z', n_heads: 3 }), { layer: 0, col: 2, value: Math.fround(0.9) });
+    assert.equal(strongestCell({ ...r, normalized: Float32Array.of(NaN, NaN, NaN, NaN, NaN, NaN) }), null);
+  });
+
   test('the heatmap grid and the alignment sentence', () => {
     const r = {
       n_layers: 2,
@@ -407,5 +504,103 @@ describe('what-if shaping', () => {
     // editing an ablated column keeps it ablated
     const edited = strategyFromForm('greedy', formValues(t.columns[1]!.strategy), t.columns[1]!.strategy).strategy!;
     assert.deepEqual(edited.ablation, ablation);
+  });
+});
+
+describe('the host’s what-if: a heatmap cell opened as a whole run', () => {
+  const A = 'the cat sat on the mat and the dog';
+  const B = 'the dog sat on the mat and the cat';
+  const req = (text: string) => ({ text, topK: 5, maxTokens: 1024, patterns: false as const });
+  let engine: Engine;
+  let ids = 0;
+  let kept: KeptRun[];
+  let adopted: KeptRun[];
+  let pairs: { clean: AnalysisPayload; intervened: AnalysisPayload }[];
+  let whatIf: WhatIf;
+  before(async () => {
+    engine = new Engine();
+    await engine.load({ dir: TINY, threads: 2, executionProvider: 'cpu' });
+    const keep = async (text: string) => {
+      const id = ++ids;
+      const analysis = await engine.analyze(req(text), undefined, id);
+      return { analysis, payload: analysisToPayload(analysis, id, null), request: req(text) };
+    };
+    kept = [await keep(A), await keep(B)];
+    adopted = [];
+    pairs = [];
+    const host: WhatIfHost = {
+      get last() {
+        return adopted.at(-1) ?? null;
+      },
+      diffRuns: [1, 2],
+      diffRun: (runId) => kept.find((r) => r.payload.runId === runId) ?? null,
+      analysisRequest: req,
+      adopt: (run) => adopted.push(run),
+      nextRunId: () => ++ids,
+      retainRuns: () => {},
+      analyzeRun: (r, runId, signal) => engine.analyze(r, signal, runId),
+      postPair: (pair) => {
+        if (pair) pairs.push(pair);
+      },
+      showOverlay: () => {},
+      patching: (p, signal) => engine.query({ type: 'patching', ...p }, signal) as Promise<PatchingResult>,
+      log: () => {},
+    };
+    whatIf = new WhatIf(host);
+  });
+  after(async () => engine?.dispose());
+
+  test('denoising: B (corrupted) analysed unpatched, then patched at the cell from A; the pair is shown, the patched run first', async () => {
+    const heat = await whatIf.patching({ cleanRunId: 1, corruptedRunId: 2, direction: 'denoise', site: 'attn_out' });
+    const best = strongestCell(heat)!;
+    assert.equal(
+      await whatIf.openPatched({
+        cleanRunId: 1,
+        corruptedRunId: 2,
+        direction: 'denoise',
+        site: 'attn_out',
+        layer: best.layer,
+        col: best.col,
+      }),
+      null,
+    );
+    const base = adopted.at(-1)!;
+    const pair = pairs.at(-1)!;
+    assert.equal(base.analysis.text, B);
+    assert.equal(pair.clean, base.payload);
+    assert.deepEqual(pair.intervened.interventions?.patch, {
+      sourceText: A,
+      sourceTokens: kept[0]!.payload.tokens.length,
+      site: 'attn_out',
+      cells: [{ layer: best.layer, pos: best.col }],
+      heads: [],
+      alignment: 'end',
+    });
+    assert.equal(whatIf.shown()?.payload, pair.intervened, 'Export Analysis writes the patched run');
+    // the run equals the engine's own patched analysis, and differs from the unpatched one
+    const patch = {
+      sourceIds: kept[0]!.payload.tokens.map((t) => t.id),
+      site: 'attn_out' as const,
+      cells: [{ layer: best.layer, pos: best.col }],
+    };
+    const direct = await engine.analyze({ ...req(B), interventions: { patch } }, undefined, 99);
+    assert.deepEqual(pair.intervened.lens.topProbs, direct.lens.topProbs);
+    assert.notDeepEqual(pair.intervened.lens.topProbs, pair.clean.lens.topProbs);
+  });
+
+  test('noising a head: A (clean) patched with B’s z of that head; a newer request cancels an older one', async () => {
+    const first = whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 0, col: 0 });
+    const second = whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 1, col: 1 });
+    await assert.rejects(first, (e: Error & { code?: string }) => e.code === 'CANCELLED');
+    await second;
+    assert.equal(adopted.at(-1)!.analysis.text, A);
+    assert.deepEqual(pairs.at(-1)!.intervened.interventions?.patch?.heads, [{ layer: 1, head: 1 }]);
+  });
+
+  test('runs that are no longer compared are refused by name', async () => {
+    await assert.rejects(
+      whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 7, direction: 'denoise', site: 'resid_pre', layer: 0, col: 0 }),
+      /no longer compared; run Compare Prompts again/,
+    );
   });
 });

@@ -149,7 +149,49 @@ def golden(name: str, d: str, golden_file: str, n_tokens: int | None = None) -> 
             "resid_pre": fl(whole["resid_pre"]),
             "logits_last": fl(whole["logits"][-1]),
         },
+        "patch_sites": patch_site_cases(m, ids, clean, corrupted),
     }
+
+
+def patch_site_cases(m, ids, clean: dict, corrupted) -> list:
+    """Whole runs with sublayer outputs or heads patched from another run, several cells at once
+    (the first and last layers), the source the same length or two tokens shorter (aligned from
+    the end: the first two positions have no counterpart and keep their own values)."""
+    T = len(ids)
+    last = m.n_layers - 1
+    cases = []
+
+    def case(site, source, cells=None, heads=None):
+        src = R.run_intervened(m, source)
+        off = T - len(source)
+        if site == "z":
+            head_z = {}
+            for L, h in heads:
+                rows = clean["z"][L, h].copy()  # positions without a counterpart keep their own z
+                for p in range(off, T):
+                    rows[p] = src["z"][L, h, p - off]
+                head_z.setdefault(L, {})[h] = rows
+            run = R.run_intervened(m, ids, head_z=head_z)
+        else:
+            sub = {}
+            for L, p in cells:
+                sub.setdefault(L, {})[p] = src[site][L, p - off]
+            run = R.run_intervened(m, ids, sub_patch={site: sub})
+        cases.append(
+            {
+                "site": site,
+                "source_ids": [int(i) for i in source],
+                "cells": [{"layer": L, "pos": p} for L, p in cells or []],
+                "heads": [{"layer": L, "head": h} for L, h in heads or []],
+                "resid_post_last": fl(run["resid_post"][last]),
+                "logits_last": fl(run["logits"][-1]),
+            }
+        )
+
+    case("attn_out", corrupted, cells=[(0, T - 1), (0, T - 3), (last, T - 2)])
+    case("mlp_out", ids[2:], cells=[(0, p) for p in range(2, T)] + [(last, T - 1)])
+    case("z", ids[2:], heads=[(0, m.n_heads - 1), (last, 0)])
+    return cases
 
 
 def main() -> None:

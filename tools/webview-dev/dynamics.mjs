@@ -53,6 +53,28 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
           cleanRunId: 2,
           result: await engine.query({ type: 'patching', cleanRunId: 2, corruptedRunId: 3, direction, site }),
         };
+    // the strongest cell of each site's denoising heatmap as a whole run (Open strongest cell):
+    // B (corrupted) analysed unpatched and patched there from A, as the host's openPatched does
+    const { strongestCell } = require(path.join(ROOT, 'out/src/shared/interventions.js'));
+    const opened = {};
+    let nextId = 10;
+    for (const site of ['resid_pre', 'attn_out', 'mlp_out', 'z']) {
+      const best = strongestCell(patching[`${site}.denoise`].result);
+      if (!best) continue;
+      const sourceIds = da.tokens.map((t) => t.id);
+      const patch =
+        site === 'z'
+          ? { sourceIds, site, cells: [], heads: [{ layer: best.layer, head: best.col }] }
+          : { sourceIds, site, cells: [{ layer: best.layer, pos: best.col }] };
+      const req = { text: tb, topK: 10, maxTokens, patterns: true };
+      const [cleanId, patchedId] = [nextId++, nextId++];
+      const unpatched = await engine.analyze(req, undefined, cleanId);
+      const patched = await engine.analyze({ ...req, interventions: { patch } }, undefined, patchedId);
+      opened[`${site}.denoise.${best.layer}.${best.col}`] = {
+        clean: analysisToPayload(unpatched, cleanId, null),
+        patched: analysisToPayload(patched, patchedId, null),
+      };
+    }
     const promptDiff = {
       type: 'promptDiff',
       a: analysisToPayload(da, 2, null),
@@ -69,6 +91,7 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
       clusters: data.clusters,
       promptDiff,
       patching,
+      opened,
     };
     writeBundle(path.join(PAYLOAD_DIR, 'dynamics.json'), { payload, similarity: data.similarity, dynamics });
     writeBundle(path.join(PAYLOAD_DIR, 'dynamics-nopat.json'), {
@@ -416,6 +439,68 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
         'and the truncation notice and the export buttons',
       );
       check(await page.locator('.tok.sel').isVisible(), 'with the selected token in view');
+      // a heatmap cell as a whole run: Open strongest cell (MLP) → B patched there, in every view
+      await tab(page, 'Diff');
+      await page.locator('.pat-bar [aria-label="Direction"] .seg', { hasText: 'denoise' }).click();
+      await page.locator('.pat-bar [aria-label="Patched activation"] .seg', { hasText: 'MLP' }).click();
+      check(await page.getByRole('button', { name: /Open strongest cell/ }).isHidden(), 'open: no button before a heatmap');
+      await page.getByRole('button', { name: /Run patching/ }).click();
+      await page.waitForSelector('.pat-heat:not([hidden]) .heatmaplayer', { timeout: 30000 });
+      check(
+        /Click a cell to analyse that patched run/.test(await page.locator('.pat-summary').textContent()),
+        'open: the summary says a click opens a cell',
+      );
+      await page.getByRole('button', { name: /Open strongest cell/ }).click();
+      await page.waitForSelector('.td-whatif .wi-what', { timeout: 30000 }).catch(async (e) => {
+        const why = await page.evaluate(() => ({
+          asked: window.__TD_RECORD__.openPatched,
+          note: document.querySelector('.pat-card .dyn-note')?.textContent,
+          keys: Object.keys(window.__TD_HOST__.dynamics.opened ?? {}),
+        }));
+        throw new Error(`${e.message}\n${JSON.stringify(why)}`);
+      });
+      const asked = await page.evaluate(() => window.__TD_RECORD__.openPatched.at(-1));
+      const best = await page.evaluate(() => {
+        const r = window.__TD_HOST__.dynamics.patching['mlp_out.denoise'].result;
+        let i = 0;
+        for (let j = 0; j < r.normalized.length; j++) if (r.normalized[j] > r.normalized[i] || Number.isNaN(r.normalized[i])) i = j;
+        return { layer: Math.floor(i / r.pos), col: i % r.pos };
+      });
+      check(
+        asked.site === 'mlp_out' && asked.direction === 'denoise' && asked.layer === best.layer && asked.col === best.col,
+        `open: the request names the strongest cell (${JSON.stringify({ asked, best })})`,
+      );
+      const activeTab = await page.locator('vscode-tab-header[active]').textContent();
+      check(activeTab === 'Logit lens', `open: the panel goes to the logit lens (${activeTab})`);
+      const what = await page.locator('.td-whatif .wi-what').textContent();
+      check(
+        new RegExp(`^mlp_out L${best.layer} at pos ${best.col} “.+” patched · from “Once upon a time`).test(what),
+        `open: the bar says what was patched ("${what}")`,
+      );
+      const want = await page.evaluate((key) => {
+        const o = window.__TD_HOST__.dynamics.opened[key];
+        const top = (p) => {
+          const L = p.lens;
+          const i = ((L.rows - 1) * L.pos + L.pos - 1) * L.k;
+          return [L.topIds[i], L.topProbs[i]];
+        };
+        return [top(o.clean), top(o.patched)];
+      }, `mlp_out.denoise.${best.layer}.${best.col}`);
+      const next = await page.locator('.td-whatif .wi-next').textContent();
+      const pctOf = (v) => (v >= 0.1 ? `${(v * 100).toFixed(0)}%` : v >= 0.01 ? `${(v * 100).toFixed(1)}%` : `${(v * 100).toFixed(2)}%`);
+      check(
+        next.includes(pctOf(want[0][1])) && next.includes(pctOf(want[1][1])) && /^next: .+ → .+/.test(next),
+        `open: the bar gives the top prediction after the last token, both runs ("${next}", ${JSON.stringify(want)})`,
+      );
+      const segs = await page.locator('.td-whatif [aria-label="Show"] .seg').allTextContents();
+      check(JSON.stringify(segs) === JSON.stringify(['Unpatched', 'Patched']), `open: the bar names the runs (${JSON.stringify(segs)})`);
+      await page.locator('.td-whatif [aria-label="Compare"] .seg', { hasText: 'Difference' }).click();
+      await settle(page, 400);
+      const legend = await page.locator('.legend', { hasText: 'Δ log p(next)' }).first().getAttribute('title');
+      check(/patched − unpatched/.test(legend ?? ''), `open: the lens difference is patched − unpatched ("${legend}")`);
+      await shot(page, 'dark-dyn-patched-run');
+      await tab(page, 'Diff');
+      check(await page.locator('.pat-heat:not([hidden]) .heatmaplayer').isVisible(), 'open: the Diff tab keeps its heatmap');
     }
     await finish(`dynamics/${theme}`, ctx);
   }

@@ -23,7 +23,7 @@
 
   const params = new URLSearchParams(location.search);
   const data = window.__TD_DEV_DATA__ ? revive(window.__TD_DEV_DATA__) : {};
-  const payload = data.payload || null;
+  let payload = data.payload || null;
   const similarity = data.similarity || {};
   // Dynamics tabs: precomputed engine answers (tools/webview-dev/dynamics.mjs), absent in older payloads
   const dynamics = data.dynamics || null;
@@ -142,6 +142,17 @@
         if (!r || p.cleanRunId !== r.cleanRunId || !same(p.target, r.result.target) || !same(p.contrast, r.result.contrast))
           return fail('This heatmap is not precomputed (tools/webview-dev/dynamics.mjs: A clean, default target and contrast).');
         return reply(r.result);
+      }
+      // a heatmap cell as a whole run: the host sends the patched prompt and the pair, then answers
+      case 'openPatched': {
+        (record.openPatched = record.openPatched || []).push(req.params);
+        const p = req.params;
+        const o = dynamics && dynamics.opened && dynamics.opened[[p.site, p.direction, p.layer, p.col].join('.')];
+        if (!o) return fail('This patched run is not precomputed (tools/webview-dev/dynamics.mjs: the strongest cell of each site, denoise).');
+        payload = o.clean;
+        toWebview({ type: 'analysis', payload: o.clean });
+        toWebview({ type: 'whatIf', pair: { clean: o.clean, intervened: o.patched } });
+        return reply(null);
       }
       default:
         return fail('Unknown method ' + req.method);

@@ -127,7 +127,7 @@ export function segmented<V extends string>(
   label: string,
   options: readonly { value: V; text: string; title?: string }[],
   onPick: (v: V) => void,
-): { el: HTMLElement; set(v: V): void } {
+): { el: HTMLElement; set(v: V): void; relabel(texts: Partial<Record<V, string>>): void } {
   const buttons = options.map((o) => {
     const b = el('button', { class: 'seg', text: o.text, title: o.title, attrs: { type: 'button', 'data-value': o.value } });
     b.addEventListener('click', () => onPick(o.value));
@@ -141,6 +141,13 @@ export function segmented<V extends string>(
         const on = options[i]!.value === v;
         b.classList.toggle('on', on);
         b.setAttribute('aria-pressed', String(on));
+      });
+    },
+    /** New button texts (what the options stand for changed, e.g. ablated → patched). */
+    relabel(texts: Partial<Record<V, string>>) {
+      buttons.forEach((b, i) => {
+        const t = texts[options[i]!.value];
+        if (t !== undefined && b.textContent !== t) b.textContent = t;
       });
     },
   };

@@ -25,7 +25,7 @@ import { fmt, pct, rowLabel, tokenDisplay } from '../shapeText';
 import type { Palette } from '../theme';
 import type { TabFactory, ViewContext } from './context';
 import type { AppState } from '../store';
-import { comparison, divergingIndex, lensDelta, lensDeltaScale, runRole, top1Changed, type Comparison } from '../shapeWhatIf';
+import { comparison, divergingIndex, lensDelta, lensDeltaScale, pairDelta, runRole, top1Changed, type Comparison } from '../shapeWhatIf';
 
 const COL_W = 68;
 const ROW_H = 20;
@@ -294,8 +294,8 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
         tick.style.left = `${t * 100}%`;
         ticks.append(tick);
       }
-      legend.title =
-        'log p(actual next token): ablated − clean, in nats. Orange: the ablation makes the next token less likely; blue: more likely. Outlined cells: the top-1 token changed.';
+      const what = cmp.intervened.interventions?.patch ? 'the patch' : 'the ablation';
+      legend.title = `log p(actual next token): ${pairDelta(cmp)}, in nats. Orange: ${what} makes the next token less likely; blue: more likely. Outlined cells: the top-1 token changed.`;
       legend.append(el('span', { class: 'legend-title', text: 'Δ log p(next)' }), el('div', { class: 'legend-scale' }, [g, ticks]));
       return;
     }
@@ -387,7 +387,7 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
           el('span', { text: `${runRole(cmp.other)}: top-1 ${o.top[0]?.text.text ?? ''} ${pct(o.top[0]?.prob ?? NaN)}` }),
           el('span', {
             text: Number.isFinite(d)
-              ? `Δ log p(next) ablated − clean ${d >= 0 ? '+' : ''}${fmt(d, 3)} nats`
+              ? `Δ log p(next) ${pairDelta(cmp)} ${d >= 0 ? '+' : ''}${fmt(d, 3)} nats`
               : 'last position: no next token',
           }),
         ]),

@@ -3,12 +3,21 @@
 // (the residual stream, or each layer's attention or MLP output, or all three, one heatmap above
 // the other), the target and contrast tokens, and the layer × position heatmap of the normalised
 // logit difference (README "Metrics"). Runs of different lengths are aligned from the end.
+// Clicking a cell (or Open strongest cell) analyses that patched run: every view then shows it
+// beside the unpatched prompt.
 import { el, toolButton } from '../dom';
 import { imageName } from '../shapeExport';
 import { alignmentText, PATCH_SITE_TEXT, patchingZ, targetChoices } from '../shapeWhatIf';
 import { fmt, plotlyToken, tokenDisplay } from '../shapeText';
 import type { PromptDiff } from '../store';
-import { POSITION_SITES, type PatchDirection, type PatchingResult, type PatchSite } from '../../src/shared/interventions';
+import {
+  patchColumns,
+  POSITION_SITES,
+  strongestCell,
+  type PatchDirection,
+  type PatchingResult,
+  type PatchSite,
+} from '../../src/shared/interventions';
 import type { AnalysisPayload } from '../../src/shared/protocol';
 import { ChartCard, axisStyle, baseLayout, c, type Data } from './chart';
 import type { ViewContext } from './context';
@@ -38,6 +47,8 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   /** Which prompt was clean when `results` were computed. */
   let resultSide: CleanSide = 'a';
   let running = false;
+  /** A cell being opened as a whole run (its label), or null. */
+  let opening: string | null = null;
 
   const sideCtl = segmented<CleanSide>(
     'Clean prompt',
@@ -99,6 +110,12 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     () => void run(),
   );
   runBtn.classList.add('primary');
+  const openBtn = toolButton(
+    'Open strongest cell',
+    'go-to-file',
+    'Analyse the run patched at the cell that restores (denoise) or breaks (noise) the prediction most: every view then shows it beside the unpatched prompt',
+    () => void openStrongest(),
+  );
   const status = el('span', { class: 'chart-status', attrs: { 'aria-live': 'polite' } });
   // each label wraps with its control in a narrow panel
   const group = (label: string, ...ctl: HTMLElement[]) =>
@@ -110,6 +127,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     group('Target', targetSel),
     group('vs', contrastSel),
     runBtn,
+    openBtn,
     status,
   ]);
   const note = el('div', { class: 'dyn-note' });
@@ -173,6 +191,12 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
 
   const paintStatus = (progress = '') => {
     runBtn.disabled = running || !diff;
+    openBtn.hidden = results.length === 0;
+    openBtn.disabled = running || opening !== null;
+    if (opening !== null) {
+      status.textContent = `Analysing the run patched at ${opening}…`;
+      return;
+    }
     const sum = (k: 'runs' | 'skipped' | 'ms') => results.reduce((t, r) => t + r[k], 0);
     status.textContent = running
       ? `Patching${progress}…`
@@ -220,6 +244,63 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     }
   };
 
+  /** Analyses the run patched at one cell; the host answers with it as the shown analysis and its unpatched twin. */
+  const open = async (r: PatchingResult, L: number, col: number) => {
+    const s = sides();
+    if (!s || running || opening !== null) return;
+    const n = patchColumns(r);
+    if (L < 0 || L >= r.n_layers || col < 0 || col >= n) return;
+    const label = PATCH_SITE_TEXT[r.site].cell(L, col);
+    if (!Number.isFinite(r.ld[L * n + col]!)) {
+      fillNote(
+        note,
+        'info',
+        `Nothing to open at ${label}.`,
+        'That position has no aligned token in the other prompt: nothing was patched there.',
+      );
+      return;
+    }
+    note.hidden = true;
+    opening = label;
+    paintStatus();
+    try {
+      await ctx.host.request('openPatched', {
+        cleanRunId: s.clean.runId,
+        corruptedRunId: s.corrupted.runId,
+        direction: r.direction,
+        site: r.site,
+        layer: L,
+        col,
+      });
+    } catch (e) {
+      // (a newer run, of this cell or an analysis, took its place: nothing went wrong)
+      const msg = (e as Error).message;
+      if (!/superseded|cancelled/i.test(msg)) fillNote(note, 'warning', `Could not analyse the run patched at ${label}.`, msg);
+    } finally {
+      opening = null;
+      paintStatus();
+    }
+  };
+
+  const openStrongest = async () => {
+    // over every heatmap on show (all three: the strongest of the three sites)
+    const best = results
+      .map((r) => ({ r, c: strongestCell(r) }))
+      .filter((x) => x.c !== null)
+      .sort((x, y) => (x.r.direction === 'denoise' ? y.c!.value - x.c!.value : x.c!.value - y.c!.value))[0];
+    if (!best) {
+      fillNote(note, 'info', 'No cell to open.', 'No cell of the heatmap has a defined value (LD_clean = LD_corrupted).');
+      return;
+    }
+    await open(best.r, best.c!.layer, best.c!.col);
+  };
+
+  chart.on('plotly_click', (ev) => {
+    const pt = ev.points[0];
+    const r = pt ? results[pt.curveNumber] : undefined;
+    if (pt && r) void open(r, Number(pt.y), Number(pt.x));
+  });
+
   const draw = async () => {
     const s = sides();
     const r = results[0];
@@ -243,6 +324,10 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       el('div', {
         class: 'muted',
         text: `Patching ${what} of ${baseName} with ${sourceName}'s values, one ${byHead ? 'head at a time, at all its positions at once' : 'cell at a time'}. ${alignmentText(r, baseName, sourceName)}`,
+      }),
+      el('div', {
+        class: 'muted',
+        text: `Click a cell to analyse that patched run: every view then shows ${baseName} patched there, beside ${baseName} unpatched (the what-if bar compares them).`,
       }),
     );
     // columns: the base run's positions, or the heads (z: each head patched at every position)
@@ -269,11 +354,11 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
           const value = `normalised ${fmt(v ?? NaN, 3)} · LD ${fmt(lds[L]![p] ?? NaN, 3)}`;
           const undef = 'undefined (LD_clean = LD_corrupted)';
           const heading = PATCH_SITE_TEXT[ri.site].cell(L, p);
-          if (byHead) return `${heading}<br>${v === null || v === undefined ? undef : value}`;
+          if (byHead) return `${heading}<br>${v === null || v === undefined ? undef : value}<br><i>click: open this patched run</i>`;
           const q = p - ri.offset;
           const at = `${heading} <b>${plotlyToken(base.tokens[p]?.text ?? '')}</b>`;
           if (v === null || v === undefined) return `${at}<br>${q < 0 ? `no aligned token in ${sourceName}` : undef}`;
-          return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>${value}`;
+          return `${at} ← ${plotlyToken(source.tokens[q]?.text ?? '')}<br>${value}<br><i>click: open this patched run</i>`;
         }),
       );
       return {

@@ -23,7 +23,7 @@ import { fmt, pct, plotlyToken, rowLabel, rowTitle, tokenDisplay, clip } from '.
 import type { AppState } from '../store';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
 import type { TabFactory, ViewContext } from './context';
-import { comparison, copyMassDelta, copyMassRow, repeatCopyMass, type Comparison } from '../shapeWhatIf';
+import { comparison, copyMassDelta, copyMassRow, pairDelta, pairNames, repeatCopyMass, type Comparison } from '../shapeWhatIf';
 
 type Shape = NonNullable<Layout['shapes']>[number];
 
@@ -351,10 +351,10 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
           {
             type: 'scatter',
             mode: p.lens.pos <= 200 ? 'lines+markers' : 'lines',
-            name: 'ablated − clean',
+            name: pairDelta(cmp),
             x,
             y: delta,
-            hovertext: delta.map((v, i) => `pos ${i} <b>${tok(i)}</b><br>copy mass ablated − clean ${v >= 0 ? '+' : ''}${pct(v)}`),
+            hovertext: delta.map((v, i) => `pos ${i} <b>${tok(i)}</b><br>copy mass ${pairDelta(cmp)} ${v >= 0 ? '+' : ''}${pct(v)}`),
             hoverinfo: 'text',
             line: { color: c(pal.purple), width: 1.5 },
             marker: { color: c(pal.purple), size: 3 },
@@ -362,7 +362,10 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
             fillcolor: c(pal.purple, 0.12),
           } as Data,
         ]
-      : [series(cmp.clean.lens, 'clean', c(pal.muted), 'dot'), series(cmp.intervened.lens, 'ablated', c(pal.orange), 'solid')];
+      : [
+          series(cmp.clean.lens, pairNames(cmp).base, c(pal.muted), 'dot'),
+          series(cmp.intervened.lens, pairNames(cmp).twin, c(pal.orange), 'solid'),
+        ];
     let lo = 0;
     let hi = 0;
     for (const v of delta) if (Number.isFinite(v)) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
@@ -419,7 +422,7 @@ export const repetitionTab: TabFactory = (ctx: ViewContext) => {
     return el('span', {
       class: `rep-cmp${b < a ? ' down' : ''}`,
       text,
-      title: `mean copy mass inside the repeat at ${rowTitle(s.similarityRow, cmp.clean.lens.rows)}: clean ${pct(a)}, ablated ${pct(b)}`,
+      title: `mean copy mass inside the repeat at ${rowTitle(s.similarityRow, cmp.clean.lens.rows)}: ${pairNames(cmp).base} ${pct(a)}, ${pairNames(cmp).twin} ${pct(b)}`,
     });
   };
 

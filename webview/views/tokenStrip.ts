@@ -7,7 +7,7 @@ import { surprisalBits } from '../shapeLens';
 import { fmt, pct, splitCharacter, tokenDisplay } from '../shapeText';
 import type { AppState } from '../store';
 import type { ViewContext } from './context';
-import { comparison, divergingIndex, surprisalAt, type Comparison } from '../shapeWhatIf';
+import { comparison, divergingIndex, pairDelta, pairNames, surprisalAt, type Comparison } from '../shapeWhatIf';
 import { tabShowsAnalysis } from '../shapeState';
 
 const STEPS = 32;
@@ -79,7 +79,7 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
 
   /** What-if difference: each token tinted by its surprisal ablated − clean (red: more surprising). */
   const paintDelta = (s: Readonly<AppState>, cmp: Comparison) => {
-    legend.textContent = s.surprisalTint ? 'surprisal ablated − clean: less ← → more' : '';
+    legend.textContent = s.surprisalTint ? `surprisal ${pairDelta(cmp)}: less ← → more` : '';
     const pal = ctx.palette();
     const half = STEPS / 2;
     const fills = Array.from({ length: STEPS + 1 }, (_, i) => {
@@ -136,7 +136,8 @@ export function createTokenStrip(ctx: ViewContext): HTMLElement {
     if (cmp && i > 0) {
       const a = surprisalAt(cmp.clean, i - 1);
       const b = surprisalAt(cmp.intervened, i - 1);
-      rows.push(el('div', { text: `clean ${fmt(a)} bits → ablated ${fmt(b)} bits (Δ ${b - a >= 0 ? '+' : ''}${fmt(b - a)})` }));
+      const n = pairNames(cmp);
+      rows.push(el('div', { text: `${n.base} ${fmt(a)} bits → ${n.twin} ${fmt(b)} bits (Δ ${b - a >= 0 ? '+' : ''}${fmt(b - a)})` }));
     }
     if (tok.special) rows.push(el('div', { class: 'muted', text: 'special token (not in the text)' }));
     const r = t.getBoundingClientRect();

@@ -1,9 +1,21 @@
 // The what-if bar: while the shown text also has an intervened twin (heads ablated from the
-// Attention tab), it says what was done and lets every view show the clean run, the intervened
-// one, or compare them (beside each other, or as a difference); the editor's tint follows.
+// Attention tab, or a cell patched from the Diff tab's heatmap), it says what was done and lets
+// every view show the clean (unpatched) run, the intervened one, or compare them (beside each
+// other, or as a difference); the editor's tint follows.
 import { el, icon, toolButton } from '../dom';
-import { ablationText, comparison, shownPayload, whatIfFromPair, type WhatIfCompare, type WhatIfShow } from '../shapeWhatIf';
+import {
+  ablationText,
+  comparison,
+  finalTop1,
+  pairNames,
+  patchText,
+  shownPayload,
+  whatIfFromPair,
+  type WhatIfCompare,
+  type WhatIfShow,
+} from '../shapeWhatIf';
 import type { AppState } from '../store';
+import { pct, tokenDisplay } from '../shapeText';
 import type { AnalysisPayload, WhatIfPair } from '../../src/shared/protocol';
 import type { ViewContext } from './context';
 import { segmented } from './dynamicsCard';
@@ -18,6 +30,7 @@ export function pairPatch(s: Readonly<AppState>, pair: WhatIfPair | null): Parti
 
 export function createWhatIfBar(ctx: ViewContext): HTMLElement {
   const what = el('span', { class: 'wi-what' });
+  const next = el('span', { class: 'wi-next' });
   const showCtl = segmented<WhatIfShow>(
     'Show',
     [
@@ -57,6 +70,7 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
     icon('beaker'),
     el('span', { class: 'wi-title', text: 'What-if' }),
     what,
+    next,
     status,
     controls,
   ]);
@@ -101,14 +115,25 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
     status.textContent = st.kind === 'running' ? 'Re-running with the heads ablated…' : st.kind === 'error' ? st.message : '';
     status.classList.toggle('error', st.kind === 'error');
     controls.hidden = !w;
+    next.hidden = !w;
     if (!w) {
       what.textContent = '';
       told = '';
       return;
     }
     const a = w.intervened.interventions?.ablation;
-    what.textContent = a ? ablationText(a) : 'intervened run';
-    what.title = `Run ${w.intervened.runId}: the same ${w.clean.tokens.length} tokens as run ${w.clean.runId}, with these heads' outputs replaced.`;
+    const patch = w.intervened.interventions?.patch;
+    what.textContent = patch ? patchText(patch, w.clean) : a ? ablationText(a) : 'intervened run';
+    what.title = patch
+      ? `Run ${w.intervened.runId}: the same ${w.clean.tokens.length} tokens as run ${w.clean.runId}, with ${patch.site === 'z' ? "these heads' outputs" : 'this activation'} replaced by the values of “${patch.sourceText}” (${patch.sourceTokens} tokens, aligned from the end).`
+      : `Run ${w.intervened.runId}: the same ${w.clean.tokens.length} tokens as run ${w.clean.runId}, with these heads' outputs replaced.`;
+    // the buttons name the pair's runs: clean and ablated, or unpatched and patched
+    const names = pairNames(w);
+    const [a0, b0] = [finalTop1(w.clean), finalTop1(w.intervened)];
+    const tok = (p: AnalysisPayload, id: number) => tokenDisplay({ text: p.vocab[id] ?? String(id) }).text;
+    next.textContent = `next: ${tok(w.clean, a0.id)} ${pct(a0.prob)} → ${tok(w.intervened, b0.id)} ${pct(b0.prob)}`;
+    next.title = `The model's top prediction after the last token: ${names.base} ${tok(w.clean, a0.id)} (${pct(a0.prob)}), ${names.twin} ${tok(w.intervened, b0.id)} (${pct(b0.prob)}).`;
+    showCtl.relabel({ clean: cap(names.base), intervened: cap(names.twin) });
     showCtl.set(w.show);
     compareCtl.set(w.compare);
     tellHost(s);
@@ -119,3 +144,5 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
   render(ctx.store.state);
   return root;
 }
+
+const cap = (s: string) => s.charAt(0).toUpperCase() + s.slice(1);

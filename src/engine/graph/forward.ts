@@ -16,7 +16,8 @@
 //   blocks.{L}.hook_attn_out|hook_mlp_out  [batch, seq, d_model] each sublayer's output as it is
 //                                  added to the residual stream (after Gemma 2/3's and OLMo 2's
 //                                  post-norms): resid_mid = resid_pre + attn_out,
-//                                  resid_post = resid_mid + mlp_out
+//                                  resid_post = resid_mid + mlp_out (patched values when
+//                                  fed, graph/interventions.ts)
 //   blocks.{L}.attn.hook_pattern   [batch, n_heads, pattern_rows, past+seq]
 //   blocks.{L}.attn.stats.*        head statistics (graph/attnstats.ts)
 // One graph serves analysis (past = 0) and generation (past = KV cache).
@@ -36,7 +37,7 @@ import {
   type StatsShared,
 } from './attnstats';
 import { gated, gateInput, KV_ROWS, LOGIT_ROWS, PATTERN_ROWS } from './gates';
-import { headHook, residPatchHook } from './interventions';
+import { headHook, patchHook, type HookOptions } from './interventions';
 
 export const hook = {
   residPre: (L: number) => `blocks.${L}.hook_resid_pre`,
@@ -74,6 +75,8 @@ export interface ForwardGraphOptions {
   logits?: 'last' | 'all';
   /** Intervention inputs and the z-mean outputs (graph/interventions.ts); default on. */
   interventions?: boolean;
+  /** attn_out / mlp_out patch inputs (graph/interventions.ts); default on with `interventions`. */
+  sublayerPatches?: boolean;
   /**
    * Attention of long inputs in causal query blocks (blockedAttention below); default off.
    * On for the CPU only (model.ts): WebGPU's node placement was measured and tuned on the
@@ -278,13 +281,13 @@ export function* forwardGraphLayers(
     x = g.op('Add', [x, gatherRows(g, wPos, posIds)]);
   }
   const residDims = ['batch', 'seq', spec.dModel];
-  x = residPatchHook(g, 0, x, opts); // interventions.ts: patched resid_pre cells
+  x = patchHook(g, spec, 0, x, opts); // interventions.ts: patched resid_pre cells
   g.output(hook.residPre(0), x, 'float32', residDims);
 
   for (let L = 0; L < spec.nLayers; L++) {
     const w = reader.block(L);
     x = block(g, spec, shared, { w, L, layer: spec.layers[L]! }, x, opts);
-    if (L + 1 < spec.nLayers) x = residPatchHook(g, L + 1, x, opts); // interventions.ts
+    if (L + 1 < spec.nLayers) x = patchHook(g, spec, L + 1, x, opts); // interventions.ts
     g.output(hook.residPost(L), x, 'float32', residDims);
     yield L;
   }
@@ -764,34 +767,44 @@ function optNorm(g: GraphBuilder, spec: ModelSpec, x: string, n: Norm | null, na
 export function block(g: GraphBuilder, spec: ModelSpec, sh: Shared, b: BlockInput, x: string, opts: ForwardGraphOptions): string {
   const { w, L } = b;
   const residDims = ['batch', 'seq', spec.dModel];
-  const attnOut = optNorm(
+  const attnOut = patchHook(
     g,
     spec,
-    attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts),
-    w.lnAttnOut,
-    `blocks.${L}.ln1_post`,
+    L,
+    optNorm(g, spec, attention(g, spec, sh, b, optNorm(g, spec, x, w.ln1, `blocks.${L}.ln1`), opts), w.lnAttnOut, `blocks.${L}.ln1_post`),
+    opts,
+    'attn_out',
   );
   g.output(hook.attnOut(L), attnOut, 'float32', residDims);
   const xOut = b.only ? b.only.pick(g, x) : x; // the rows this block outputs
-  return blockAfterAttention(g, spec, w, L, xOut, attnOut);
+  return blockAfterAttention(g, spec, w, L, xOut, attnOut, opts);
 }
 
 /**
  * The rest of a block once its attention output is known: resid_mid = x + attn_out, then the
  * MLP and resid_post (the suffix graph runs it alone to patch attn_out, graph/suffix.ts).
  */
-export function blockAfterAttention(g: GraphBuilder, spec: ModelSpec, w: BlockWeights, L: number, x: string, attnOut: string): string {
+export function blockAfterAttention(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  w: BlockWeights,
+  L: number,
+  x: string,
+  attnOut: string,
+  opts: HookOptions,
+): string {
   const residDims = ['batch', 'seq', spec.dModel];
   const mid = g.op('Add', [x, attnOut]);
   g.output(hook.residMid(L), mid, 'float32', residDims);
   // Parallel blocks (GPT-NeoX): the MLP reads the block input, not resid_mid.
   const mlpIn = spec.parallelResidual ? x : mid;
-  const mlpOut = optNorm(
+  const mlpOut = patchHook(
     g,
     spec,
-    mlp(g, spec, w, L, optNorm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`)),
-    w.lnMlpOut,
-    `blocks.${L}.ln2_post`,
+    L,
+    optNorm(g, spec, mlp(g, spec, w, L, optNorm(g, spec, mlpIn, w.ln2, `blocks.${L}.ln2`)), w.lnMlpOut, `blocks.${L}.ln2_post`),
+    opts,
+    'mlp_out',
   );
   g.output(hook.mlpOut(L), mlpOut, 'float32', residDims);
   return g.op('Add', [mid, mlpOut]);

@@ -146,7 +146,12 @@ export class SuffixGraphBuilder {
     const run = new BranchBuilder(g, `block_${L}`);
     const only = last ? { pick: (bg: GraphBuilder, t: string) => this.pickLast(bg, t), sh: this.lastRowsShared() } : undefined;
     const b = { w, L, layer: spec.layers[L]!, ...(only ? { only } : {}) };
-    run.branchOutput(`resid_post_${L}`, block(run, spec, this.shared, b, this.x, { patterns: false }), 'float32', dims);
+    run.branchOutput(
+      `resid_post_${L}`,
+      block(run, spec, this.shared, b, this.x, { patterns: false, sublayerPatches: false }),
+      'float32',
+      dims,
+    );
     const skip = new BranchBuilder(g, `skip_${L}`);
     skip.branchOutput(`resid_skip_${L}`, last ? this.pickLast(skip, this.x) : this.x, 'float32', dims);
     const taken = g.op('GreaterOrEqual', [g.ints([L], true), SUFFIX_INPUT.startLayer]);
@@ -156,7 +161,7 @@ export class SuffixGraphBuilder {
     const rest = new BranchBuilder(g, `half_${L}`);
     rest.branchOutput(
       `half_post_${L}`,
-      blockAfterAttention(rest, spec, w, L, SUFFIX_INPUT.halfPre, SUFFIX_INPUT.halfAttn),
+      blockAfterAttention(rest, spec, w, L, SUFFIX_INPUT.halfPre, SUFFIX_INPUT.halfAttn, { sublayerPatches: false }),
       'float32',
       halfDims,
     );
