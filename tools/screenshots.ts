@@ -99,6 +99,14 @@ async function whatIfShots(vsix: string): Promise<void> {
       await frame.locator('.td-whatif [aria-label="Compare"] .seg', { hasText: 'Difference' }).click();
       await sleep(1500);
       await shot(vs, 'patched-run-light');
+      // the same pair in the Trajectories tab: both walks of the patched token (the second name), in
+      // the unpatched run's axes
+      await frame.locator('.td-whatif [aria-label="Compare"] .seg', { hasText: 'Beside' }).click();
+      await tab(vs, 'trajectories');
+      await frame.locator('.strip-tokens .tok[data-pos="9"]').click();
+      await vs.page.mouse.move(5, 400); // (the token's hover card away from the tabs)
+      await sleep(1500);
+      await shot(vs, 'patched-trajectories-light');
       await vs.assertNoCspViolations();
     },
   );

@@ -57,9 +57,11 @@ export function allPaths(coords: Float32Array, rows: number, T: number, except =
 }
 
 /** Axis title with explained variance: "PC1 (41.3%)". `explained` holds fractions. */
-export function pcAxisTitle(i: number, explained: number[]): string {
+/** "PC1 (12.3%)"; in another run's axes (`of`: what that run is), "PC1 of the clean run (11.8%)". */
+export function pcAxisTitle(i: number, explained: number[], of?: string): string {
   const e = explained[i];
-  return e === undefined || !Number.isFinite(e) ? `PC${i + 1}` : `PC${i + 1} (${(e * 100).toFixed(1)}%)`;
+  const name = of ? `PC${i + 1} of the ${of} run` : `PC${i + 1}`;
+  return e === undefined || !Number.isFinite(e) ? name : `${name} (${(e * 100).toFixed(1)}%)`;
 }
 
 /** Plotly hover text for each point of a series (escaped; '' at separators). */

@@ -52,6 +52,17 @@ export function comparison(w: WhatIfState | null, shown: AnalysisPayload | null)
   return { mode: w.compare, shown, other: shown === w.clean ? w.intervened : w.clean, clean: w.clean, intervened: w.intervened };
 }
 
+/** The two runs' walks are drawn in the same PCA axes (a twin in its unintervened run's). */
+export function sameAxes(a: AnalysisPayload, b: AnalysisPayload): boolean {
+  return a.walk.pca.axesOf === b.runId || b.walk.pca.axesOf === a.runId;
+}
+
+/** What a run of the pair is called: "clean" / "ablated", "unpatched" / "patched". */
+export function roleIn(w: { clean: AnalysisPayload; intervened: AnalysisPayload }, p: AnalysisPayload): string {
+  const n = pairNames(w);
+  return p === w.clean ? n.base : n.twin;
+}
+
 /** "mlp_out L0 at pos 5 “ Mary” · from “When Mary and John…”": what a patched run had. */
 export function patchText(p: NonNullable<InterventionRecord['patch']>, base: AnalysisPayload): string {
   const src = p.sourceText.length > 40 ? `${p.sourceText.slice(0, 39)}…` : p.sourceText;

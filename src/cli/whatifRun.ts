@@ -79,7 +79,7 @@ export async function runWhatIf(engine: Engine, values: WhatIfValues, request: A
     let analysis = clean;
     let runId = CLEAN;
     if (ablation) {
-      analysis = await engine.analyze({ ...request, interventions: { ablation } }, undefined, 3);
+      analysis = await engine.analyze({ ...request, interventions: { ablation }, pcaAxesOf: CLEAN }, undefined, 3);
       runId = 3;
     }
     const text = (id: number) => tk.tokenText(id);
@@ -107,7 +107,8 @@ export async function runWhatIf(engine: Engine, values: WhatIfValues, request: A
         ? { sourceIds: source.ids, site, cells: [], heads: parseHeads(cells, '--patch-cells (site z)') }
         : { sourceIds: source.ids, site, cells: parseCells(cells, clean.tokens.length) };
   }
-  const analysis = await engine.analyze({ ...request, interventions }, undefined, OTHER);
+  // in the clean run's PCA axes: the report draws the two walks in one picture
+  const analysis = await engine.analyze({ ...request, interventions, pcaAxesOf: CLEAN }, undefined, OTHER);
   const rec = analysis.cache.interventions;
   const lines = [
     rec?.ablation ? `intervention: ${describeAblation(rec.ablation)}` : null,

@@ -12,7 +12,7 @@ import { emptyLensTable } from '../shared/analysis';
 import { ATTN_STATS_MAX_OFFSET, statsHook } from './graph/attnstats';
 import { gateFeed, LOGIT_ROWS, PATTERN_ROWS } from './graph/gates';
 import { similarityMatrix } from './analysis/walk';
-import { pca, pcaFromCovarianceWith, project, type Pca } from './analysis/pca';
+import { explainedAlong, pca, pcaFromCovarianceWith, project, type Pca } from './analysis/pca';
 import type { LinAlg } from './linalg';
 import { repeatedNgrams } from './analysis/repetition';
 import type { BufferPool } from './pool';
@@ -43,6 +43,12 @@ export interface AnalyzeRequest {
   /** Head ablation and/or residual patching for this run (interventions/feeds.ts). */
   interventions?: Interventions;
   /**
+   * Draw the walk in the principal axes of this kept run instead of its own (a what-if twin in
+   * its unintervened run's axes, so the two walks share the picture). Refused when that run is
+   * no longer kept.
+   */
+  pcaAxesOf?: number;
+  /**
    * resid_mid stays with the analysis (default true: tests, goldens, the CLI's cache). No view
    * reads it, so the extension's worker says false: the forward pass then does not fetch it at
    * all, which saves its buffer and onnxruntime-node's copy of it (L·T·d floats each: 38 MB at
@@ -55,6 +61,8 @@ export interface AnalyzeRequest {
 export interface AnalyzeContext {
   /** The clean z means of these ids, when a kept analysis has them (mean ablation without an extra pass). */
   zMeanOf?: (ids: readonly number[]) => Float32Array | null;
+  /** The PCA axes of a kept run (AnalyzeRequest.pcaAxesOf), or null when it is not kept. */
+  pcaAxesOf?: (runId: number) => Pca | null;
 }
 
 /**
@@ -169,6 +177,12 @@ export async function analyze(
   const r0 = runtimeClock();
   if (!Number.isInteger(req.topK) || req.topK < 1 || req.topK > 100)
     throw new EngineError('BAD_REQUEST', 'topK must be an integer between 1 and 100.');
+  const axes = req.pcaAxesOf === undefined ? null : (context.pcaAxesOf?.(req.pcaAxesOf) ?? null);
+  if (req.pcaAxesOf !== undefined && (!axes || axes.d !== model.spec.dModel))
+    throw new EngineError(
+      'BAD_REQUEST',
+      `Run ${req.pcaAxesOf}, whose PCA axes this run was to be drawn in, is no longer kept; analyse it again.`,
+    );
   const { text, tokens, truncation } = tokenize(model, req);
   const intervened = await interventionFeeds(
     model,
@@ -217,6 +231,7 @@ export async function analyze(
     cache.n_layers,
     perPosition,
     model.linalg,
+    axes ? { runId: req.pcaAxesOf!, pca: axes } : undefined,
   );
   const vocab: Record<number, string> = {};
   for (const t of tokens) vocab[t.id] = t.text;
@@ -497,12 +512,25 @@ export async function walkMetrics(
   row: number,
   perPosition: PerPosition,
   linalg?: LinAlg,
+  axes?: { runId: number; pca: Pca },
 ): Promise<WalkMetrics> {
   const d = cache.d_model;
   const n = (cache.n_layers + 1) * cache.pos;
   const k = Math.min(3, d);
   let basis: Pca;
   let coords: Float32Array;
+  if (axes) {
+    // another run's axes: this run's coordinates on them, and how much of its spread they show
+    basis = axes.pca;
+    coords = linalg ? await linalg.project(cache.resid, n, d, basis.mean, basis.components, basis.k) : project(cache.resid, n, basis);
+    cache.pcaAxes = basis;
+    return {
+      ...perPosition,
+      pca: { coords, explained: explainedAlong(cache.resid, n, d, coords, basis.k), axesOf: axes.runId },
+      similarity: { row, matrix: await similarityAt(cache, row, linalg) },
+      ngrams: repeatedNgrams(ids, 1, 8),
+    };
+  }
   if (linalg) {
     const { mean, cov } = await linalg.covariance(cache.resid, n, d);
     // the products C·Q of the subspace iteration in onnxruntime (float32, like the covariance)
@@ -514,6 +542,7 @@ export async function walkMetrics(
     basis = pca(cache.resid, n, d, k);
     coords = project(cache.resid, n, basis);
   }
+  cache.pcaAxes = basis;
   return {
     ...perPosition,
     pca: { coords, explained: basis.explained },

@@ -156,6 +156,10 @@ export class Engine {
         }
         return null;
       },
+      pcaAxesOf: (runId) => {
+        const axes = this.kept.get(runId)?.cache.pcaAxes;
+        return axes ? { ...axes, explained: [...axes.explained] } : null;
+      },
     };
   }
 

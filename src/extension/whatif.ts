@@ -80,7 +80,8 @@ export class WhatIf {
     const ctl = new AbortController();
     this.running = ctl;
     const id = this.host.nextRunId();
-    const request: AnalyzeRequest = { ...clean.request, interventions: { ablation } };
+    // drawn in the clean run's PCA axes, so the Trajectories tab can put the two walks side by side
+    const request: AnalyzeRequest = { ...clean.request, interventions: { ablation }, pcaAxesOf: runId };
     const analysis = await this.host.analyzeRun(request, id, ctl.signal);
     if (ctl.signal.aborted || this.host.last !== clean) throw new EngineError('CANCELLED', 'superseded');
     if (analysis.tokens.length !== clean.payload.tokens.length || analysis.tokens.some((t, i) => t.id !== clean.payload.tokens[i]!.id))
@@ -117,7 +118,7 @@ export class WhatIf {
     const baseId = this.host.nextRunId();
     const unpatched = await this.host.analyzeRun(request, baseId, ctl.signal);
     const twinId = this.host.nextRunId();
-    const patched = await this.host.analyzeRun({ ...request, interventions: { patch } }, twinId, ctl.signal);
+    const patched = await this.host.analyzeRun({ ...request, interventions: { patch }, pcaAxesOf: baseId }, twinId, ctl.signal);
     if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'superseded');
     const same = (a: Analysis) =>
       a.tokens.length === base.payload.tokens.length && a.tokens.every((t, i) => t.id === base.payload.tokens[i]!.id);

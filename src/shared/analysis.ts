@@ -99,6 +99,8 @@ export interface ActivationCache {
   zMean?: Float32Array | null;
   /** The interventions this run had (head ablation, residual patching); null or absent: a clean run. */
   interventions?: InterventionRecord | null;
+  /** The principal axes of the walk's PCA (engine side: a twin run is drawn in them). */
+  pcaAxes?: { mean: Float32Array; components: Float32Array; k: number; d: number; explained: number[] } | null;
 }
 
 export interface RepeatedNgram {
@@ -115,8 +117,13 @@ export interface WalkMetrics {
   stepSize: Float32Array; // [n_layers, pos] ||resid_post[L] − resid_pre[L]||
   stepCos: Float32Array; // [n_layers, pos] cos(resid_pre[L], resid_post[L])
   cosToFinal: Float32Array; // [rows, pos]
-  /** PCA of all rows × positions, 3 components: coords [rows, pos, 3]. */
-  pca: { coords: Float32Array; explained: number[] };
+  /**
+   * PCA of all rows × positions, 3 components: coords [rows, pos, 3]; explained: the fraction of
+   * this run's variance along each axis. `axesOf`: the run whose principal axes these are, when
+   * not this run's own (a what-if twin is drawn in its unintervened run's axes, so the two walks
+   * can be compared).
+   */
+  pca: { coords: Float32Array; explained: number[]; axesOf?: number };
   /** Token × token cosine similarity at one row (default: the last). [pos, pos] */
   similarity: { row: number; matrix: Float32Array };
   ngrams: RepeatedNgram[];

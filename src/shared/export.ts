@@ -72,6 +72,8 @@ export function analysisToJson(a: Analysis, extras: JsonExtras = {}): Record<str
     step_size: grid(walk.stepSize, rows - 1),
     step_cos: grid(walk.stepCos, rows - 1),
     pca: {
+      // an intervened run is drawn in its unintervened run's axes (the panel's what-if pair)
+      axes: walk.pca.axesOf === undefined ? 'own' : 'unintervened',
       explained_variance: walk.pca.explained.map((v) => round(v)),
       coords: Array.from({ length: rows }, (_, r) =>
         Array.from({ length: T }, (_, p) => Array.from(walk.pca.coords.subarray((r * T + p) * 3, (r * T + p) * 3 + 3), (v) => round(v))),

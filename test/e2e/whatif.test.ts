@@ -247,6 +247,13 @@ describe('real VS Code: what-if', { skip: e2eSkipReason() }, () => {
       await assertLensCells(frame, want.unpatchedRun, 10);
       await frame.locator('.td-whatif .seg', { hasText: /^Patched$/ }).click();
       await vs.screenshot('patched-run-dark');
+      // the Trajectories tab draws both runs' walks of the selected token in the unpatched run's axes
+      await frame.locator('vscode-tab-header[data-tab="trajectories"]').click();
+      await vs.waitForWebview((f) => f.locator('.traj-main .js-plotly-plot .scatterlayer .trace:nth-child(3)'), { timeoutMs: 60_000 });
+      const names = await frame
+        .locator('.traj-main .js-plotly-plot')
+        .evaluate((p) => (p as unknown as { data: { name: string }[] }).data.map((t) => t.name));
+      assert.deepEqual(names, ['other tokens', 'selected token, patched run', 'selected token, unpatched run']);
       await vs.assertNoCspViolations();
     } catch (e) {
       failed = true;

@@ -34,7 +34,8 @@ import { EMPTY_COMPLETIONS, sameStrategy, strategyFromForm, formValues, withAbla
 import { PATCH_SITES, strongestCell, type PatchingResult } from '../../src/shared/interventions';
 import { JSON_SCHEMA_VERSION } from '../../src/shared/export';
 import type { Strategy } from '../../src/shared/generation';
-import { FIXTURES, ROOT, tmpDir } from '../helpers';
+import { FIXTURES, ROOT, assertClose, tmpDir } from '../helpers';
+import { explainedAlong, pca, project } from '../../src/engine/analysis/pca';
 import { Engine } from '../../src/engine/engine';
 import { analysisToPayload } from '../../src/shared/payload';
 import { WhatIf, type KeptRun, type WhatIfHost } from '../../src/extension/whatif';
@@ -253,6 +254,9 @@ describe('CLI what-if options', () => {
     const iv = written<PatchJson>('c.json').interventions;
     assert.equal(iv.patch.site, 'resid_pre');
     assert.ok(iv.patch.cells.length > 0);
+    // the patched run is drawn in the clean run's PCA axes; a plain run in its own
+    assert.equal(written<{ pca: { axes: string } }>('c.json').pca.axes, 'unintervened');
+    assert.equal(written<{ pca: { axes: string } }>('h.json').pca.axes, 'own');
     // the same cells of the MLP outputs, and two heads (site z): other runs, recorded as such
     const cm = withOther(['--patch-site', 'mlp_out', '--patch-cells', '1:*'], 'cm.json');
     assert.equal(cm.status, 0, cm.stderr);
@@ -352,6 +356,28 @@ function payload(runId: number, l: LensTable, interventions: AnalysisPayload['in
   const tokens = Array.from({ length: l.pos }, (_, i) => ({ id: i, text: `t${i}`, start: i * 2, end: i * 2 + 2, special: false }));
   return { runId, lens: l, tokens, interventions, source: { uri: 'file:///x', fileName: 'x', offset: 0 } } as unknown as AnalysisPayload;
 }
+
+describe('PCA axes of another run', () => {
+  test('the variance explained along a run’s own principal axes is what its PCA says; along other axes, less', () => {
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) * 2 - 1;
+    const n = 200;
+    const d = 6;
+    const points = Float32Array.from({ length: n * d }, (_, i) => rnd() * (i % d === 0 ? 5 : i % d === 1 ? 2 : 0.5));
+    const own = pca(points, n, d, 3);
+    const coords = project(points, n, own);
+    const along = explainedAlong(points, n, d, coords, 3);
+    assertClose(along, own.explained, 1e-5, 'own axes');
+    const other = pca(
+      Float32Array.from({ length: n * d }, () => rnd()),
+      n,
+      d,
+      3,
+    );
+    const off = explainedAlong(points, n, d, project(points, n, other), 3);
+    assert.ok(off.reduce((a, b) => a + b) < own.explained.reduce((a, b) => a + b), 'other axes show less of its spread');
+  });
+});
 
 describe('what-if shaping', () => {
   const clean = payload(
@@ -586,6 +612,23 @@ describe('the host’s what-if: a heatmap cell opened as a whole run', () => {
     const direct = await engine.analyze({ ...req(B), interventions: { patch } }, undefined, 99);
     assert.deepEqual(pair.intervened.lens.topProbs, direct.lens.topProbs);
     assert.notDeepEqual(pair.intervened.lens.topProbs, pair.clean.lens.topProbs);
+    // its walk is drawn in the unpatched run's PCA axes: the rows before the patched layer's
+    // output are the same points, so they land on the same coordinates
+    const pca = pair.intervened.walk.pca;
+    assert.equal(pca.axesOf, base.payload.runId);
+    assert.equal(pair.clean.walk.pca.axesOf, undefined);
+    const T = base.payload.tokens.length;
+    const same = (best.layer + 1) * T * 3; // rows 0..layer: resid_pre[0..layer]
+    assertClose(pca.coords.subarray(0, same), pair.clean.walk.pca.coords.subarray(0, same), 1e-4, 'coordinates before the patch');
+    assert.ok(
+      pca.coords.subarray(same).some((v, i) => Math.abs(v - pair.clean.walk.pca.coords[same + i]!) > 1e-3),
+      'and apart after it',
+    );
+    for (const e of pca.explained) assert.ok(e > 0 && e < 1, `explained ${e}`);
+  });
+
+  test('a run asked to be drawn in the axes of a run no longer kept is refused by name', async () => {
+    await assert.rejects(engine.analyze({ ...req(A), pcaAxesOf: 12345 }, undefined, 98), /Run 12345, whose PCA axes .* is no longer kept/);
   });
 
   test('noising a head: A (clean) patched with B’s z of that head; a newer request cancels an older one', async () => {

@@ -69,7 +69,7 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
       const req = { text: tb, topK: 10, maxTokens, patterns: true };
       const [cleanId, patchedId] = [nextId++, nextId++];
       const unpatched = await engine.analyze(req, undefined, cleanId);
-      const patched = await engine.analyze({ ...req, interventions: { patch } }, undefined, patchedId);
+      const patched = await engine.analyze({ ...req, interventions: { patch }, pcaAxesOf: cleanId }, undefined, patchedId);
       opened[`${site}.denoise.${best.layer}.${best.col}`] = {
         clean: analysisToPayload(unpatched, cleanId, null),
         patched: analysisToPayload(patched, patchedId, null),
@@ -499,6 +499,35 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       const legend = await page.locator('.legend', { hasText: 'Δ log p(next)' }).first().getAttribute('title');
       check(/patched − unpatched/.test(legend ?? ''), `open: the lens difference is patched − unpatched ("${legend}")`);
       await shot(page, 'dark-dyn-patched-run');
+      // Trajectories: the unpatched run's path of the selected token beside the patched one, in one picture
+      await page.locator('.td-whatif [aria-label="Compare"] .seg', { hasText: 'Beside' }).click();
+      await tab(page, 'Trajectories');
+      await page.waitForSelector('.traj-main .js-plotly-plot .scatterlayer .trace:nth-child(3)', { timeout: 30000 });
+      const traj = await page.locator('.traj-main .js-plotly-plot').evaluate((p) => ({
+        names: p.data.map((t) => t.name),
+        x: p.layout.xaxis.title.text,
+      }));
+      check(
+        JSON.stringify(traj.names) === JSON.stringify(['other tokens', 'selected token, patched run', 'selected token, unpatched run']) &&
+          /^PC1 of the unpatched run \(\d+\.\d%\)$/.test(traj.x),
+        `open: Trajectories draws both runs' paths in the unpatched run's axes (${JSON.stringify(traj)})`,
+      );
+      const sideNames = await page
+        .locator('.traj-side .js-plotly-plot')
+        .first()
+        .evaluate((p) => p.data.map((t) => t.name));
+      check(
+        sideNames.includes('‖x‖ unpatched') && sideNames.includes('‖x‖ patched'),
+        `open: the norms of both runs (${JSON.stringify(sideNames)})`,
+      );
+      await settle(page, 600);
+      await shot(page, 'dark-dyn-patched-trajectories');
+      await page.locator('.td-whatif [aria-label="Compare"] .seg', { hasText: 'Off' }).click();
+      await settle(page, 300);
+      check(
+        (await page.locator('.traj-main .js-plotly-plot').evaluate((p) => p.data.length)) === 2,
+        'open: Compare off draws the shown run alone',
+      );
       await tab(page, 'Diff');
       check(await page.locator('.pat-heat:not([hidden]) .heatmaplayer').isVisible(), 'open: the Diff tab keeps its heatmap');
     }

@@ -1,5 +1,7 @@
 // Layer trajectories: every token's path through the PCA of the residual stream (rows 0..n_layers,
 // one basis for all tokens), the selected token highlighted, and its per-layer measures beside it.
+// With a what-if pair compared, the other run's path of the selected token and its measures are
+// drawn too (the intervened run's walk is in its clean run's axes: where does it leave it?).
 import type { AnalysisPayload } from '../../src/shared/protocol';
 import { el, lazyDraw, serial } from '../dom';
 import { mix, toCss } from '../shapeColor';
@@ -7,6 +9,7 @@ import { imageName } from '../shapeExport';
 import { allPaths, layerSeries, manyPoints, pathHover, pcAxisTitle, tokenPath, type PathSeries } from '../shapeTrajectory';
 import { rowLabel, tokenDisplay } from '../shapeText';
 import type { AppState } from '../store';
+import { comparison, roleIn, sameAxes } from '../shapeWhatIf';
 import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
 import type { TabFactory, ViewContext } from './context';
 
@@ -58,14 +61,32 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
     const path = tokenPath(p.walk.pca.coords, rows, T, sel);
     const pathText = pathHover(path, p.tokens, p.lens, p.vocab);
     const three = s.trajectoryDims === 3;
+    // a what-if pair compared, both walks in one run's axes: the other run's path of this token
+    const cmp = comparison(s.whatIf, p);
+    const pair = cmp && sameAxes(cmp.shown, cmp.other) ? cmp : null;
+    const otherName = pair ? `${roleIn(pair, pair.other)} run` : '';
+    const otherPath = pair ? tokenPath(pair.other.walk.pca.coords, rows, T, sel) : null;
+    const otherText = pair
+      ? pathHover(otherPath!, pair.other.tokens, pair.other.lens, pair.other.vocab).map((t) => (t ? `${otherName}<br>${t}` : t))
+      : [];
     const faded = c(mix(pal.bg, pal.fg, 0.35, pal.bg));
     // label every layer of a shallow model; a deep one gets emb, the middle and the output
     const mid = Math.round((rows - 1) / 2);
     const selText = path.row.map((r) => (rows <= 9 || r === 0 || r === rows - 1 || r === mid ? rowLabel(r) : ''));
     const markerColors = path.row.map((r) => toCss(mix(pal.bg, pal.blue, 0.3 + (0.7 * r) / Math.max(1, rows - 1), pal.bg)));
     const symbols = path.row.map((r) => (r === 0 ? 'circle-open' : r === rows - 1 ? 'diamond' : 'circle'));
-    const drawKey = `${p.runId}:${s.trajectoryDims}:${s.themeVersion}`;
+    const drawKey = `${p.runId}:${s.trajectoryDims}:${s.themeVersion}:${pair?.other.runId ?? ''}`;
     if (mainKey === drawKey && main.isDrawn) {
+      if (otherPath) {
+        const moved: Record<string, unknown[]> = {
+          x: [otherPath.x],
+          y: [otherPath.y],
+          customdata: [otherPath.pos],
+          hovertext: [otherText],
+        };
+        if (three) moved.z = [otherPath.z];
+        await main.restyle(moved, [2]);
+      }
       // only the selection moved: replace the selected trace's points, leave the cloud alone
       const update: Record<string, unknown[]> = {
         x: [path.x],
@@ -114,6 +135,25 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
       // drawn after the faded cloud instead of disappearing behind it
       opacity: three ? 0.99 : 1,
     };
+    const traces = [others as Data, selected as Data];
+    if (otherPath) {
+      const compared: Record<string, unknown> = {
+        type: three ? 'scatter3d' : 'scatter',
+        mode: 'lines+markers',
+        x: otherPath.x,
+        y: otherPath.y,
+        customdata: otherPath.pos,
+        hovertext: otherText,
+        hoverinfo: 'text',
+        line: { color: c(pal.orange), width: three ? 4 : 2, dash: 'dash' },
+        marker: three ? { color: c(pal.orange), size: 3 } : { color: c(pal.orange), size: 6, symbol: symbols },
+        name: `selected token, ${otherName}`,
+        opacity: three ? 0.99 : 1,
+      };
+      if (three) compared.z = otherPath.z;
+      traces.push(compared as Data);
+    }
+    selected.name = pair ? `selected token, ${roleIn(pair, pair.shown)} run` : 'selected token';
     if (three) {
       others.z = cloud.series.z;
       selected.z = path.z;
@@ -121,26 +161,39 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
     const base = baseLayout(pal);
     const ax = axisStyle(pal);
     const ex = p.walk.pca.explained;
+    // a twin's walk is in its clean run's axes
+    const axesOf =
+      p.walk.pca.axesOf === undefined
+        ? undefined
+        : s.whatIf && s.whatIf.clean.runId === p.walk.pca.axesOf
+          ? roleIn(s.whatIf, s.whatIf.clean)
+          : 'unintervened';
+    const legend = {
+      showlegend: !!pair,
+      legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 10, color: c(pal.fg) }, bgcolor: 'rgba(0,0,0,0)' },
+    } as const;
     const layout: Partial<Layout> = three
       ? ({
           ...base,
           margin: { l: 0, r: 0, t: 0, b: 0 },
+          ...legend,
           uirevision: `${p.runId}-3d`,
           scene: {
             bgcolor: c(pal.bg),
-            xaxis: { ...ax, title: { text: pcAxisTitle(0, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
-            yaxis: { ...ax, title: { text: pcAxisTitle(1, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
-            zaxis: { ...ax, title: { text: pcAxisTitle(2, ex), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
+            xaxis: { ...ax, title: { text: pcAxisTitle(0, ex, axesOf), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
+            yaxis: { ...ax, title: { text: pcAxisTitle(1, ex, axesOf), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
+            zaxis: { ...ax, title: { text: pcAxisTitle(2, ex, axesOf), font: { size: 11, color: c(pal.fg) } }, showspikes: false },
             aspectmode: 'cube',
           },
         } as Partial<Layout>)
       : {
           ...base,
+          ...legend,
           uirevision: `${p.runId}-2d`,
-          xaxis: { ...ax, title: { text: pcAxisTitle(0, ex), font: { size: 11, color: c(pal.fg) } } },
-          yaxis: { ...ax, title: { text: pcAxisTitle(1, ex), font: { size: 11, color: c(pal.fg) } } },
+          xaxis: { ...ax, title: { text: pcAxisTitle(0, ex, axesOf), font: { size: 11, color: c(pal.fg) } } },
+          yaxis: { ...ax, title: { text: pcAxisTitle(1, ex, axesOf), font: { size: 11, color: c(pal.fg) } } },
         };
-    await main.draw([others as Data, selected as Data], layout);
+    await main.draw(traces, layout);
   };
 
   const drawSide = async (p: AnalysisPayload, s: Readonly<AppState>) => {
@@ -163,12 +216,17 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
     const every = Math.max(1, Math.ceil(ls.x.length / 10));
     const ticks = ls.x.filter((_, i) => i % every === 0 || i === ls.x.length - 1);
     const xaxis = { ...ax, type: 'category' as const, tickangle: 0, tickmode: 'array' as const, tickvals: ticks, ticktext: ticks };
-    const normTraces = [line(ls.norm, c(pal.blue), '‖x‖')];
+    // a what-if pair compared: the other run's ‖x‖ and cosine to the final layer, dashed
+    const cmp = comparison(s.whatIf, p);
+    const other = cmp ? layerSeries(cmp.other.walk, cmp.other.lens, sel) : null;
+    const otherName = cmp ? roleIn(cmp, cmp.other) : '';
+    const normTraces = [line(ls.norm, c(pal.blue), cmp ? `‖x‖ ${roleIn(cmp, cmp.shown)}` : '‖x‖')];
     if (ls.normFinal) normTraces.push(line(ls.normFinal, c(pal.purple), '‖ln_final(x)‖', 'dot'));
+    if (other) normTraces.push(line(other.norm, c(pal.orange), `‖x‖ ${otherName}`, 'dash'));
     await norms.draw(normTraces, {
       ...base,
       margin: { l: 44, r: 10, t: 6, b: 28 },
-      showlegend: !!ls.normFinal,
+      showlegend: !!ls.normFinal || !!other,
       legend: { orientation: 'h', x: 0, y: 1.02, yanchor: 'bottom', font: { size: 10, color: c(pal.fg) }, bgcolor: 'rgba(0,0,0,0)' },
       xaxis,
       yaxis: { ...ax, rangemode: 'tozero' },
@@ -178,6 +236,7 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
         line(ls.cosToFinal, c(pal.blue), 'cos to final layer'),
         line(ls.cosNext, c(pal.green), 'cos to next token'),
         line(ls.cosPred, c(pal.orange), 'cos to prediction', 'dot'),
+        ...(other ? [line(other.cosNext, c(pal.green), `cos to next token, ${otherName}`, 'dash')] : []),
       ],
       {
         ...base,
@@ -212,7 +271,7 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
   });
 
   ctx.store.subscribe((_s, changed) => {
-    const relevant = ['payload', 'selectedPos', 'trajectoryDims', 'themeVersion'] as const;
+    const relevant = ['payload', 'selectedPos', 'trajectoryDims', 'themeVersion', 'whatIf'] as const;
     if (!relevant.some((k) => changed.has(k))) return;
     lazy.invalidate();
   });

@@ -244,6 +244,30 @@ export function project(points: Float32Array, n: number, pca: Pca): Float32Array
   return out;
 }
 
+/**
+ * The fraction of the points' total variance along each of k axes, given the points' coordinates
+ * on them [n, k] (axes of another set of points: how much of *these* points' spread they show).
+ */
+export function explainedAlong(points: Float32Array, n: number, d: number, coords: Float32Array, k: number): number[] {
+  const mean = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j]! += points[i * d + j]!;
+  for (let j = 0; j < d; j++) mean[j]! /= n;
+  let total = 0;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < d; j++) {
+      const v = points[i * d + j]! - mean[j]!;
+      total += v * v;
+    }
+  return Array.from({ length: k }, (_, c) => {
+    let m = 0;
+    for (let i = 0; i < n; i++) m += coords[i * k + c]!;
+    m /= n;
+    let s = 0;
+    for (let i = 0; i < n; i++) s += (coords[i * k + c]! - m) ** 2;
+    return total > 0 ? s / total : NaN;
+  });
+}
+
 /** PCA of points [n, d] in one call (reference path; the engine computes the covariance in onnxruntime). */
 export function pca(points: Float32Array, n: number, d: number, k: number): Pca {
   const { mean, cov } = covariance(points, n, d);
