@@ -196,6 +196,10 @@ export class Ctx implements vscode.Disposable {
     );
     if (info.provider_note) void vscode.window.showWarningMessage(`Transformer Dynamics: ${info.provider_note}`);
     this.loaded = { key, info };
+    // the engine forgot every run of the old model: the prompt comparison's too (its heatmap
+    // cells can no longer be opened against the model that computed them)
+    this.diffRuns = [];
+    this.diffKept = [];
     if (!choice.bundled) await this.models.remember(choice.dir);
     // "cuda fp16", "webgpu · NVIDIA H200": the provider, the precision and the GPU adapter that ran
     this.status.setModel(choice.name, runsOn(info));

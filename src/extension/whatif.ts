@@ -97,9 +97,10 @@ export class WhatIf {
   }
 
   /**
-   * One heatmap cell as a whole run: the patched prompt (the corrupted one when denoising, the
-   * clean one when noising) analysed as Analyze Selection would, then again with that cell
-   * patched from the other prompt; the panel shows them as a what-if pair.
+   * Heatmap cells as a whole run: the patched prompt (the corrupted one when denoising, the
+   * clean one when noising) analysed as Analyze Selection would, then again with those cells
+   * (one, or several of one site) patched from the other prompt; the panel shows them as a
+   * what-if pair.
    */
   async openPatched(p: OpenPatchedParams): Promise<null> {
     const clean = this.host.diffRun(p.cleanRunId);
@@ -109,8 +110,8 @@ export class WhatIf {
     const [base, source] = p.direction === 'denoise' ? [corrupted, clean] : [clean, corrupted];
     const patch: ActivationPatch =
       p.site === 'z'
-        ? { sourceIds: idsOf(source), site: 'z', cells: [], heads: [{ layer: p.layer, head: p.col }] }
-        : { sourceIds: idsOf(source), site: p.site, cells: [{ layer: p.layer, pos: p.col }] };
+        ? { sourceIds: idsOf(source), site: 'z', cells: [], heads: p.cells.map((c) => ({ layer: c.layer, head: c.col })) }
+        : { sourceIds: idsOf(source), site: p.site, cells: p.cells.map((c) => ({ layer: c.layer, pos: c.col })) };
     this.running?.abort();
     const ctl = new AbortController();
     this.running = ctl;

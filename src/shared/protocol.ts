@@ -97,15 +97,14 @@ export interface PatchingParams {
   contrast?: number | null;
 }
 
-/** A heatmap cell: (layer, position), or for site z (layer, head). */
+/** Heatmap cells of one site, patched together: (layer, position), or for site z (layer, head). */
 export interface OpenPatchedParams {
   cleanRunId: number;
   corruptedRunId: number;
   direction: PatchDirection;
   site: PatchSite;
-  layer: number;
-  /** A position of the patched run, or a head (site z). */
-  col: number;
+  /** col: a position of the patched run, or a head (site z). */
+  cells: { layer: number; col: number }[];
 }
 
 /** A clean run and the same text with interventions (head ablation, a patch), shown beside each other. */
@@ -232,8 +231,10 @@ function isParams(method: unknown, p: unknown): boolean {
         isNonNegInt(p.corruptedRunId) &&
         (p.direction === 'denoise' || p.direction === 'noise') &&
         isPatchSite(p.site) &&
-        isNonNegInt(p.layer) &&
-        isNonNegInt(p.col)
+        Array.isArray(p.cells) &&
+        p.cells.length > 0 &&
+        p.cells.length <= 1 << 16 &&
+        p.cells.every((c) => isObj(c) && isNonNegInt(c.layer) && isNonNegInt(c.col))
       );
     case 'showRun':
       return isNonNegInt(p.runId) && (p.compareTo === null || isNonNegInt(p.compareTo));

@@ -300,7 +300,16 @@ describe('what-if protocol', () => {
         type: 'request',
         id: 6,
         method: 'openPatched',
-        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site, layer: 0, col: 3 },
+        params: {
+          cleanRunId: 1,
+          corruptedRunId: 2,
+          direction: 'noise',
+          site,
+          cells: [
+            { layer: 0, col: 3 },
+            { layer: 1, col: 0 },
+          ],
+        },
       })),
     ];
     for (const m of ok) assert.ok(isWebviewToHost(m), JSON.stringify(m));
@@ -314,19 +323,19 @@ describe('what-if protocol', () => {
         type: 'request',
         id: 6,
         method: 'openPatched',
-        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'hook_z', layer: 0, col: 3 },
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'hook_z', cells: [{ layer: 0, col: 3 }] },
       },
       {
         type: 'request',
         id: 6,
         method: 'openPatched',
-        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 0, col: -1 },
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', cells: [{ layer: 0, col: -1 }] },
       },
       {
         type: 'request',
         id: 6,
         method: 'openPatched',
-        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 0 },
+        params: { cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', cells: [] },
       },
     ];
     for (const m of bad) assert.ok(!isWebviewToHost(m), JSON.stringify(m));
@@ -585,8 +594,7 @@ describe('the host’s what-if: a heatmap cell opened as a whole run', () => {
         corruptedRunId: 2,
         direction: 'denoise',
         site: 'attn_out',
-        layer: best.layer,
-        col: best.col,
+        cells: [{ layer: best.layer, col: best.col }],
       }),
       null,
     );
@@ -631,18 +639,43 @@ describe('the host’s what-if: a heatmap cell opened as a whole run', () => {
     await assert.rejects(engine.analyze({ ...req(A), pcaAxesOf: 12345 }, undefined, 98), /Run 12345, whose PCA axes .* is no longer kept/);
   });
 
-  test('noising a head: A (clean) patched with B’s z of that head; a newer request cancels an older one', async () => {
-    const first = whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 0, col: 0 });
-    const second = whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', layer: 1, col: 1 });
+  test('noising heads: A (clean) patched with B’s z of those heads together; a newer request cancels an older one', async () => {
+    const first = whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', cells: [{ layer: 0, col: 0 }] });
+    const heads = [
+      { layer: 1, col: 1 },
+      { layer: 0, col: 1 },
+    ];
+    const second = whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'noise', site: 'z', cells: heads });
     await assert.rejects(first, (e: Error & { code?: string }) => e.code === 'CANCELLED');
     await second;
     assert.equal(adopted.at(-1)!.analysis.text, A);
-    assert.deepEqual(pairs.at(-1)!.intervened.interventions?.patch?.heads, [{ layer: 1, head: 1 }]);
+    assert.deepEqual(pairs.at(-1)!.intervened.interventions?.patch?.heads, [
+      { layer: 0, head: 1 },
+      { layer: 1, head: 1 },
+    ]);
+  });
+
+  test('several cells of one site patched together: the run the engine computes with all of them', async () => {
+    const cells = [
+      { layer: 0, col: 2 },
+      { layer: 1, col: 5 },
+    ];
+    await whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 2, direction: 'denoise', site: 'mlp_out', cells });
+    const got = pairs.at(-1)!.intervened;
+    const patch = {
+      sourceIds: kept[0]!.payload.tokens.map((t) => t.id),
+      site: 'mlp_out' as const,
+      cells: cells.map((c) => ({ layer: c.layer, pos: c.col })),
+    };
+    const both = await engine.analyze({ ...req(B), interventions: { patch } }, undefined, 97);
+    const one = await engine.analyze({ ...req(B), interventions: { patch: { ...patch, cells: patch.cells.slice(0, 1) } } }, undefined, 96);
+    assert.deepEqual(got.lens.topProbs, both.lens.topProbs);
+    assert.notDeepEqual(got.lens.topProbs, one.lens.topProbs, 'both cells count');
   });
 
   test('runs that are no longer compared are refused by name', async () => {
     await assert.rejects(
-      whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 7, direction: 'denoise', site: 'resid_pre', layer: 0, col: 0 }),
+      whatIf.openPatched({ cleanRunId: 1, corruptedRunId: 7, direction: 'denoise', site: 'resid_pre', cells: [{ layer: 0, col: 0 }] }),
       /no longer compared; run Compare Prompts again/,
     );
   });

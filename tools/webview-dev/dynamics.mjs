@@ -58,19 +58,29 @@ export async function makeDynamicsPayloads({ maxTokens = 120 } = {}) {
     const { strongestCell } = require(path.join(ROOT, 'out/src/shared/interventions.js'));
     const opened = {};
     let nextId = 10;
-    for (const site of ['resid_pre', 'attn_out', 'mlp_out', 'z']) {
+    // (and two cells of mlp_out picked together: the strongest one and the same position a layer below)
+    const cases = ['resid_pre', 'attn_out', 'mlp_out', 'z'].flatMap((site) => {
       const best = strongestCell(patching[`${site}.denoise`].result);
-      if (!best) continue;
+      if (!best) return [];
+      const one = [{ layer: best.layer, col: best.col }];
+      return site === 'mlp_out' && best.layer > 0
+        ? [
+            [site, one],
+            [site, [...one, { layer: best.layer - 1, col: best.col }]],
+          ]
+        : [[site, one]];
+    });
+    for (const [site, cells] of cases) {
       const sourceIds = da.tokens.map((t) => t.id);
       const patch =
         site === 'z'
-          ? { sourceIds, site, cells: [], heads: [{ layer: best.layer, head: best.col }] }
-          : { sourceIds, site, cells: [{ layer: best.layer, pos: best.col }] };
+          ? { sourceIds, site, cells: [], heads: cells.map((c) => ({ layer: c.layer, head: c.col })) }
+          : { sourceIds, site, cells: cells.map((c) => ({ layer: c.layer, pos: c.col })) };
       const req = { text: tb, topK: 10, maxTokens, patterns: true };
       const [cleanId, patchedId] = [nextId++, nextId++];
       const unpatched = await engine.analyze(req, undefined, cleanId);
       const patched = await engine.analyze({ ...req, interventions: { patch }, pcaAxesOf: cleanId }, undefined, patchedId);
-      opened[`${site}.denoise.${best.layer}.${best.col}`] = {
+      opened[`${site}.denoise.${cells.map((c) => `${c.layer}.${c.col}`).join('+')}`] = {
         clean: analysisToPayload(unpatched, cleanId, null),
         patched: analysisToPayload(patched, patchedId, null),
       };
@@ -467,7 +477,9 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
         return { layer: Math.floor(i / r.pos), col: i % r.pos };
       });
       check(
-        asked.site === 'mlp_out' && asked.direction === 'denoise' && asked.layer === best.layer && asked.col === best.col,
+        asked.site === 'mlp_out' &&
+          asked.direction === 'denoise' &&
+          JSON.stringify(asked.cells) === JSON.stringify([{ layer: best.layer, col: best.col }]),
         `open: the request names the strongest cell (${JSON.stringify({ asked, best })})`,
       );
       const activeTab = await page.locator('vscode-tab-header[active]').textContent();
@@ -530,6 +542,46 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
       );
       await tab(page, 'Diff');
       check(await page.locator('.pat-heat:not([hidden]) .heatmaplayer').isVisible(), 'open: the Diff tab keeps its heatmap');
+      // Shift+click picks cells (outlined), Open opens them patched together, Unpick forgets them
+      const shiftClick = (cell) =>
+        page.locator('.pat-heat .js-plotly-plot').evaluate((p, c) => {
+          p.emit('plotly_click', { points: [{ curveNumber: 0, x: c.col, y: c.layer }], event: { shiftKey: true } });
+        }, cell);
+      const two = [
+        { layer: best.layer, col: best.col },
+        { layer: best.layer - 1, col: best.col },
+      ];
+      for (const cell of two) await shiftClick(cell);
+      await settle(page, 400);
+      await page.locator('.pat-heat').scrollIntoViewIfNeeded();
+      await shot(page, 'dark-dyn-patching-picked');
+      const outlines = await page.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p.layout.shapes ?? []).length);
+      const pickLabel = await page.getByRole('button', { name: /^Open 2 cells of mlp_out/ }).textContent();
+      check(
+        outlines === 2 && /Open 2 cells of mlp_out/.test(pickLabel),
+        `pick: two cells outlined, one button opens them (${outlines}, "${pickLabel}")`,
+      );
+      await page.getByRole('button', { name: /^Open 2 cells of mlp_out/ }).click();
+      await page.waitForFunction(() => /2 cells patched/.test(document.querySelector('.td-whatif .wi-what')?.textContent ?? ''), null, {
+        timeout: 30000,
+      });
+      const askedTwo = await page.evaluate(() => window.__TD_RECORD__.openPatched.at(-1).cells);
+      check(JSON.stringify(askedTwo) === JSON.stringify(two), `pick: the request names both cells (${JSON.stringify(askedTwo)})`);
+      await tab(page, 'Diff');
+      await shiftClick(two[0]); // picked again: out
+      await settle(page, 300);
+      check(
+        (await page.getByRole('button', { name: /^Open .* cells? of mlp_out|^Open L\d+ mlp_out/ }).isVisible()) &&
+          (await page.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p.layout.shapes ?? []).length)) === 1,
+        'pick: Shift+click on a picked cell takes it out',
+      );
+      await page.getByRole('button', { name: 'Unpick' }).click();
+      await settle(page, 300);
+      check(
+        (await page.getByRole('button', { name: 'Unpick' }).isHidden()) &&
+          (await page.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p.layout.shapes ?? []).length)) === 0,
+        'pick: Unpick forgets them',
+      );
     }
     await finish(`dynamics/${theme}`, ctx);
   }

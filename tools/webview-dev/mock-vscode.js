@@ -147,8 +147,12 @@
       case 'openPatched': {
         (record.openPatched = record.openPatched || []).push(req.params);
         const p = req.params;
-        const o = dynamics && dynamics.opened && dynamics.opened[[p.site, p.direction, p.layer, p.col].join('.')];
-        if (!o) return fail('This patched run is not precomputed (tools/webview-dev/dynamics.mjs: the strongest cell of each site, denoise).');
+        const key = [p.site, p.direction, p.cells.map((c) => c.layer + '.' + c.col).join('+')].join('.');
+        const o = dynamics && dynamics.opened && dynamics.opened[key];
+        if (!o)
+          return fail(
+            'This patched run is not precomputed (tools/webview-dev/dynamics.mjs: the strongest cell of each site, denoise, and two of mlp_out).',
+          );
         payload = o.clean;
         toWebview({ type: 'analysis', payload: o.clean });
         toWebview({ type: 'whatIf', pair: { clean: o.clean, intervened: o.patched } });

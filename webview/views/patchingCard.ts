@@ -24,6 +24,8 @@ import type { ViewContext } from './context';
 import { fillNote, segmented } from './dynamicsCard';
 
 type CleanSide = 'a' | 'b';
+/** A heatmap cell: (layer, position), or for site z (layer, head). */
+type Cell = { layer: number; col: number };
 /** A site, or all three position sites (one heatmap per site, in POSITION_SITES order). */
 type SiteChoice = PatchSite | 'all';
 const sitesOf = (c: SiteChoice): readonly PatchSite[] => (c === 'all' ? POSITION_SITES : [c]);
@@ -49,6 +51,8 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
   let running = false;
   /** A cell being opened as a whole run (its label), or null. */
   let opening: string | null = null;
+  /** The cells picked with Shift+click (one site), to be opened patched together. */
+  let picked: { site: PatchSite; cells: Cell[] } | null = null;
 
   const sideCtl = segmented<CleanSide>(
     'Clean prompt',
@@ -110,6 +114,13 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     () => void run(),
   );
   runBtn.classList.add('primary');
+  const pickedBtn = toolButton(
+    'Open picked cells',
+    'layers',
+    'Analyse the run with the cells picked with Shift+click patched together',
+    () => void openPicked(),
+  );
+  const unpickBtn = toolButton('Unpick', 'close', 'Forget the cells picked with Shift+click', () => void clearPicked());
   const openBtn = toolButton(
     'Open strongest cell',
     'go-to-file',
@@ -128,6 +139,8 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     group('vs', contrastSel),
     runBtn,
     openBtn,
+    pickedBtn,
+    unpickBtn,
     status,
   ]);
   const note = el('div', { class: 'dyn-note' });
@@ -183,6 +196,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     fillTokens();
     if (results.length > 0 && !(matches(results) && resultSide === cleanSide)) {
       results = [];
+      picked = null;
       chart.el.hidden = true;
       summary.textContent = '';
     }
@@ -193,6 +207,12 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     runBtn.disabled = running || !diff;
     openBtn.hidden = results.length === 0;
     openBtn.disabled = running || opening !== null;
+    if (picked && !results.some((r) => r.site === picked!.site)) picked = null; // (its heatmap is gone)
+    pickedBtn.hidden = unpickBtn.hidden = !picked;
+    pickedBtn.disabled = running || opening !== null;
+    if (picked) {
+      pickedBtn.lastElementChild!.textContent = `Open ${cellsLabel(picked.site, picked.cells)}`;
+    }
     if (opening !== null) {
       status.textContent = `Analysing the run patched at ${opening}…`;
       return;
@@ -233,6 +253,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         );
       }
       results = done;
+      picked = null;
       resultSide = side;
       await invalidate(); // settings changed while it ran: not on show
       if (results.length > 0) await draw();
@@ -244,14 +265,28 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     }
   };
 
-  /** Analyses the run patched at one cell; the host answers with it as the shown analysis and its unpatched twin. */
-  const open = async (r: PatchingResult, L: number, col: number) => {
+  /** "L0 mlp_out · pos 9", "3 cells of mlp_out", "2 heads (z)". */
+  const cellsLabel = (site: PatchSite, cells: readonly Cell[]) =>
+    cells.length === 1
+      ? PATCH_SITE_TEXT[site].cell(cells[0]!.layer, cells[0]!.col)
+      : site === 'z'
+        ? `${cells.length} heads (z)`
+        : `${cells.length} cells of ${site}`;
+
+  /** The cell has nothing patched in it (no aligned token): its label, else null. */
+  const emptyCell = (r: PatchingResult, c: Cell): boolean => !Number.isFinite(r.ld[c.layer * patchColumns(r) + c.col]!);
+
+  /**
+   * Analyses the run patched at these cells (one site); the host answers with it as the shown
+   * analysis and the unpatched run as its twin.
+   */
+  const open = async (r: PatchingResult, cells: Cell[]) => {
     const s = sides();
-    if (!s || running || opening !== null) return;
+    if (!s || running || opening !== null || cells.length === 0) return;
     const n = patchColumns(r);
-    if (L < 0 || L >= r.n_layers || col < 0 || col >= n) return;
-    const label = PATCH_SITE_TEXT[r.site].cell(L, col);
-    if (!Number.isFinite(r.ld[L * n + col]!)) {
+    if (cells.some((c) => c.layer < 0 || c.layer >= r.n_layers || c.col < 0 || c.col >= n)) return;
+    const label = cellsLabel(r.site, cells);
+    if (cells.every((c) => emptyCell(r, c))) {
       fillNote(
         note,
         'info',
@@ -269,8 +304,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         corruptedRunId: s.corrupted.runId,
         direction: r.direction,
         site: r.site,
-        layer: L,
-        col,
+        cells: cells.filter((c) => !emptyCell(r, c)),
       });
     } catch (e) {
       // (a newer run, of this cell or an analysis, took its place: nothing went wrong)
@@ -292,13 +326,40 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       fillNote(note, 'info', 'No cell to open.', 'No cell of the heatmap has a defined value (LD_clean = LD_corrupted).');
       return;
     }
-    await open(best.r, best.c!.layer, best.c!.col);
+    await open(best.r, [{ layer: best.c!.layer, col: best.c!.col }]);
+  };
+
+  /** Shift+click: adds the cell to the picked ones, or takes it out (a cell of another site starts over). */
+  const togglePick = async (r: PatchingResult, c: Cell) => {
+    if (emptyCell(r, c)) return;
+    if (!picked || picked.site !== r.site) picked = { site: r.site, cells: [] };
+    const i = picked.cells.findIndex((x) => x.layer === c.layer && x.col === c.col);
+    if (i >= 0) picked.cells.splice(i, 1);
+    else picked.cells.push(c);
+    if (picked.cells.length === 0) picked = null;
+    paintStatus();
+    await draw();
+  };
+
+  const openPicked = async () => {
+    const r = picked && results.find((x) => x.site === picked!.site);
+    if (r && picked) await open(r, [...picked.cells]);
+  };
+
+  const clearPicked = async () => {
+    picked = null;
+    paintStatus();
+    await draw();
   };
 
   chart.on('plotly_click', (ev) => {
     const pt = ev.points[0];
     const r = pt ? results[pt.curveNumber] : undefined;
-    if (pt && r) void open(r, Number(pt.y), Number(pt.x));
+    if (!pt || !r) return;
+    const c = { layer: Number(pt.y), col: Number(pt.x) };
+    const mouse = (ev as unknown as { event?: MouseEvent }).event;
+    if (mouse?.shiftKey) void togglePick(r, c);
+    else void open(r, [c]);
   });
 
   const draw = async () => {
@@ -327,7 +388,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
       }),
       el('div', {
         class: 'muted',
-        text: `Click a cell to analyse that patched run: every view then shows ${baseName} patched there, beside ${baseName} unpatched (the what-if bar compares them).`,
+        text: `Click a cell to analyse that patched run: every view then shows ${baseName} patched there, beside ${baseName} unpatched (the what-if bar compares them). Shift+click picks several cells of one heatmap to patch together.`,
       }),
     );
     // columns: the base run's positions, or the heads (z: each head patched at every position)
@@ -406,8 +467,25 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     );
     chart.el.hidden = false;
     chart.el.classList.toggle('pat-all', n > 1);
+    // the cells picked with Shift+click, outlined in their heatmap
+    const pickedAt = picked ? results.findIndex((ri) => ri.site === picked!.site) : -1;
+    const outlines =
+      picked && pickedAt >= 0
+        ? picked.cells.map((cell) => ({
+            type: 'rect' as const,
+            xref: 'x' as const,
+            yref: yName(pickedAt) as 'y',
+            x0: cell.col - 0.5,
+            x1: cell.col + 0.5,
+            y0: cell.layer - 0.5,
+            y1: cell.layer + 0.5,
+            line: { color: c(pal.fg), width: 2 },
+            fillcolor: 'rgba(0,0,0,0)',
+          }))
+        : [];
     await chart.draw(traces, {
       ...baseLayout(pal),
+      shapes: outlines,
       margin: { l: 44, r: 8, t: 8, b: 40 },
       xaxis: {
         ...ax,
@@ -426,6 +504,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     async show(d: PromptDiff) {
       if (d !== diff) {
         diff = d;
+        picked = null;
         const r = d.patching ? { ...d.patching, site: d.patching.site ?? 'resid_pre' } : null; // (saved before sites existed)
         results = r ? [r] : [];
         if (r) {
