@@ -195,6 +195,14 @@ export function staticAnswer<M extends RequestMethod>(
         );
       return result(have);
     }
+    case 'openPatched': {
+      // a report cannot run the model: say how the CLI makes the report of that patched run
+      const q = params as RequestMap['openPatched']['params'];
+      const cells = q.cells.map((c) => (q.site === 'z' ? `${c.layer}.${c.col}` : `${c.layer}:${c.col}`)).join(',');
+      throw new StaticAnswerError(
+        `A report cannot run the model. The CLI makes the report of this patched run: analyse the ${q.direction === 'denoise' ? 'corrupted' : 'clean'} text with --patch-from <the other text> --patch-site ${q.site} --patch-cells ${cells}.`,
+      );
+    }
     default:
       throw new StaticAnswerError('Not available in a static report — open the text in VS Code with Transformer Dynamics for this.');
   }

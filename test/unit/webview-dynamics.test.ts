@@ -601,5 +601,17 @@ describe('static report data', () => {
     assert.throws(() => staticAnswer(d, 'clusters', { runId: 4, row: 0 }), /last layer only/);
     assert.equal(staticAnswer(d, 'showClusters', { runId: 4, labels: [0] }), null);
     assert.throws(() => staticAnswer(d, 'generate', { prompt: 'x', strategies: [], maxNewTokens: 1 }), /static report/);
+    // a heatmap cell opened in a report: the CLI command that makes that patched run's report
+    const cells = [
+      { layer: 1, col: 2 },
+      { layer: 0, col: 3 },
+    ];
+    const open = (site: 'mlp_out' | 'z') => () =>
+      staticAnswer(d, 'openPatched', { cleanRunId: 1, corruptedRunId: 2, direction: 'denoise', site, cells });
+    assert.throws(
+      open('mlp_out'),
+      /cannot run the model.*corrupted text with --patch-from <the other text> --patch-site mlp_out --patch-cells 1:2,0:3\./,
+    );
+    assert.throws(open('z'), /--patch-site z --patch-cells 1\.2,0\.3\./);
   });
 });

@@ -582,6 +582,37 @@ export async function runDynamics({ browser, origin, only = ['light', 'dark', 'h
           (await page.locator('.pat-heat .js-plotly-plot').evaluate((p) => (p.layout.shapes ?? []).length)) === 0,
         'pick: Unpick forgets them',
       );
+      // the keyboard: focus the heatmap, arrows move the cell, Space picks, Enter opens
+      await page.locator('.pat-heat .chart-plot').focus();
+      await settle(page, 300);
+      const said = () => page.locator('.pat-bar .chart-status').textContent();
+      check(/^L3 mlp_out · pos 33: normalised /.test(await said()), `keys: focus starts at the strongest cell ("${await said()}")`);
+      await page.keyboard.press('ArrowLeft');
+      await page.keyboard.press('ArrowDown');
+      await settle(page, 300);
+      check(/^L2 mlp_out · pos 32: /.test(await said()), `keys: ← and ↓ move a position left and a layer down ("${await said()}")`);
+      const dashed = await page
+        .locator('.pat-heat .js-plotly-plot')
+        .evaluate((p) => (p.layout.shapes ?? []).filter((x) => x.line.dash === 'dot').length);
+      check(dashed === 1, 'keys: the cell is outlined, dotted');
+      await page.keyboard.press(' ');
+      await settle(page, 300);
+      check(await page.getByRole('button', { name: /^Open L2 mlp_out · pos 32/ }).isVisible(), 'keys: Space picks the cell');
+      await page.getByRole('button', { name: 'Unpick' }).click();
+      await page.locator('.pat-heat .chart-plot').focus();
+      await page.keyboard.press('ArrowRight');
+      await page.keyboard.press('ArrowUp');
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => window.__TD_RECORD__.openPatched.length >= 3, null, { timeout: 10000 });
+      const byKey = await page.evaluate(() => window.__TD_RECORD__.openPatched.at(-1).cells);
+      check(JSON.stringify(byKey) === JSON.stringify([{ layer: 3, col: 33 }]), `keys: Enter opens the cell (${JSON.stringify(byKey)})`);
+      await page.waitForFunction(
+        () => /mlp_out L3 at pos 33/.test(document.querySelector('.td-whatif .wi-what')?.textContent ?? ''),
+        null,
+        {
+          timeout: 30000,
+        },
+      );
     }
     await finish(`dynamics/${theme}`, ctx);
   }

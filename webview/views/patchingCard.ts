@@ -19,13 +19,14 @@ import {
   type PatchSite,
 } from '../../src/shared/interventions';
 import type { AnalysisPayload } from '../../src/shared/protocol';
-import { ChartCard, axisStyle, baseLayout, c, type Data } from './chart';
+import { ChartCard, axisStyle, baseLayout, c, type Data, type Layout } from './chart';
 import type { ViewContext } from './context';
 import { fillNote, segmented } from './dynamicsCard';
 
 type CleanSide = 'a' | 'b';
 /** A heatmap cell: (layer, position), or for site z (layer, head). */
 type Cell = { layer: number; col: number };
+type Shape = NonNullable<Layout['shapes']>[number];
 /** A site, or all three position sites (one heatmap per site, in POSITION_SITES order). */
 type SiteChoice = PatchSite | 'all';
 const sitesOf = (c: SiteChoice): readonly PatchSite[] => (c === 'all' ? POSITION_SITES : [c]);
@@ -196,7 +197,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     fillTokens();
     if (results.length > 0 && !(matches(results) && resultSide === cleanSide)) {
       results = [];
-      picked = null;
+      picked = cursor = null;
       chart.el.hidden = true;
       summary.textContent = '';
     }
@@ -253,7 +254,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         );
       }
       results = done;
-      picked = null;
+      picked = cursor = null;
       resultSide = side;
       await invalidate(); // settings changed while it ran: not on show
       if (results.length > 0) await draw();
@@ -351,6 +352,67 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     paintStatus();
     await draw();
   };
+
+  // Keyboard: the heatmap takes focus; the arrows move a cursor cell (↑ a layer up; past the
+  // top or bottom of one of the three heatmaps, into the next), Enter opens it, Space picks it.
+  /** The keyboard's cell: which heatmap, and where. */
+  let cursor: { heat: number; layer: number; col: number } | null = null;
+  chart.plot.tabIndex = 0;
+  chart.plot.setAttribute('role', 'grid');
+  chart.plot.setAttribute(
+    'aria-label',
+    'Activation patching heatmap: the arrow keys move between cells, Enter opens the patched run, Space picks a cell to patch with others',
+  );
+  const cellText = (r: PatchingResult, L: number, col: number) => {
+    const v = r.normalized[L * patchColumns(r) + col]!;
+    return `${PATCH_SITE_TEXT[r.site].cell(L, col)}: ${Number.isFinite(v) ? `normalised ${fmt(v, 3)}` : 'nothing patched'}`;
+  };
+  const moveCursor = async (to: { heat: number; layer: number; col: number }) => {
+    cursor = to;
+    const r = results[to.heat]!;
+    status.textContent = cellText(r, to.layer, to.col);
+    await draw();
+  };
+  chart.plot.addEventListener('focus', () => {
+    if (cursor || results.length === 0) return;
+    const best = strongestCell(results[0]!);
+    void moveCursor({ heat: 0, layer: best?.layer ?? 0, col: best?.col ?? 0 });
+  });
+  chart.plot.addEventListener('keydown', (e) => {
+    if (!cursor || results.length === 0) return;
+    const r = results[cursor.heat];
+    if (!r) return;
+    const cols = patchColumns(r);
+    let { heat, layer, col } = cursor;
+    switch (e.key) {
+      case 'ArrowLeft':
+        col = Math.max(0, col - 1);
+        break;
+      case 'ArrowRight':
+        col = Math.min(cols - 1, col + 1);
+        break;
+      case 'ArrowUp': // a layer up; from the top layer, into the heatmap above
+        if (layer + 1 < r.n_layers) layer++;
+        else if (heat > 0) [heat, layer] = [heat - 1, 0];
+        break;
+      case 'ArrowDown':
+        if (layer > 0) layer--;
+        else if (heat + 1 < results.length) [heat, layer] = [heat + 1, results[heat + 1]!.n_layers - 1];
+        break;
+      case 'Enter':
+        e.preventDefault();
+        void open(r, [{ layer, col }]);
+        return;
+      case ' ':
+        e.preventDefault();
+        void togglePick(r, { layer, col });
+        return;
+      default:
+        return;
+    }
+    e.preventDefault();
+    void moveCursor({ heat, layer, col: Math.min(col, patchColumns(results[heat]!) - 1) });
+  });
 
   chart.on('plotly_click', (ev) => {
     const pt = ev.points[0];
@@ -469,7 +531,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     chart.el.classList.toggle('pat-all', n > 1);
     // the cells picked with Shift+click, outlined in their heatmap
     const pickedAt = picked ? results.findIndex((ri) => ri.site === picked!.site) : -1;
-    const outlines =
+    const outlines: Shape[] =
       picked && pickedAt >= 0
         ? picked.cells.map((cell) => ({
             type: 'rect' as const,
@@ -483,6 +545,19 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
             fillcolor: 'rgba(0,0,0,0)',
           }))
         : [];
+    // the keyboard's cell, dashed
+    if (cursor && results[cursor.heat])
+      outlines.push({
+        type: 'rect' as const,
+        xref: 'x' as const,
+        yref: yName(cursor.heat) as 'y',
+        x0: cursor.col - 0.5,
+        x1: cursor.col + 0.5,
+        y0: cursor.layer - 0.5,
+        y1: cursor.layer + 0.5,
+        line: { color: c(pal.fg), width: 2, dash: 'dot' },
+        fillcolor: 'rgba(0,0,0,0)',
+      });
     await chart.draw(traces, {
       ...baseLayout(pal),
       shapes: outlines,
@@ -504,7 +579,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
     async show(d: PromptDiff) {
       if (d !== diff) {
         diff = d;
-        picked = null;
+        picked = cursor = null;
         const r = d.patching ? { ...d.patching, site: d.patching.site ?? 'resid_pre' } : null; // (saved before sites existed)
         results = r ? [r] : [];
         if (r) {
