@@ -15,9 +15,9 @@
 //                                          cell                            default [0, 2]
 //   blocks.{L}.hook_resid_pre.patch_value  [n, d_model] the cells' values    default [0, d_model]
 //        resid_pre[L]' = resid_pre[L] with those rows replaced (ScatterND: patched values are
-//        exact, and onnxruntime scatters in place, so no patch costs nothing — a select over
-//        the whole stream cost 3% of a forward pass per site at 256 tokens). Layer 0 patches the
-//        embeddings; resid_post[L−1] is reported as the patched value.
+//        exact, and onnxruntime scatters in place, so no patch costs nothing, where a select
+//        copies the whole stream: docs/performance.md). Layer 0 patches the embeddings;
+//        resid_post[L−1] is reported as the patched value.
 //   blocks.{L}.hook_attn_out.patch_index|patch_value, blocks.{L}.hook_mlp_out.patch_index|patch_value
 //        the same for what block L's attention or MLP adds to the residual stream (after any
 //        post-norm); hook_attn_out / hook_mlp_out and what follows report the patched value.
