@@ -34,8 +34,8 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
   const showCtl = segmented<WhatIfShow>(
     'Show',
     [
-      { value: 'clean', text: 'Clean', title: 'Every view shows the clean run' },
-      { value: 'intervened', text: 'Ablated', title: 'Every view shows the run with the heads ablated' },
+      { value: 'clean', text: 'Clean', title: 'Every view shows the clean (unpatched) run' },
+      { value: 'intervened', text: 'Ablated', title: 'Every view shows the intervened run: heads ablated, or cells patched' },
     ],
     (v) => update({ show: v }),
   );
@@ -46,13 +46,14 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
       {
         value: 'beside',
         text: 'Beside',
-        title: 'Both runs where a view can draw two: copy mass, repeats, lens and token hovers, changed lens cells outlined',
+        title:
+          'Both runs where a view can draw two: the selected token’s walks, copy mass, repeats, lens and token hovers, changed lens cells outlined',
       },
       {
         value: 'difference',
         text: 'Difference',
         title:
-          'Ablated − clean: lens cells by the change of log p(next token), surprisal change in the tokens and the editor, copy mass change',
+          'Intervened − clean (ablated − clean, patched − unpatched): lens cells by the change of log p(next token), surprisal change in the tokens and the editor, copy mass change',
       },
     ],
     (v) => update({ compare: v }),
@@ -125,7 +126,7 @@ export function createWhatIfBar(ctx: ViewContext): HTMLElement {
     const patch = w.intervened.interventions?.patch;
     what.textContent = patch ? patchText(patch, w.clean) : a ? ablationText(a) : 'intervened run';
     what.title = patch
-      ? `Run ${w.intervened.runId}: the same ${w.clean.tokens.length} tokens as run ${w.clean.runId}, with ${patch.site === 'z' ? "these heads' outputs" : 'this activation'} replaced by the values of “${patch.sourceText}” (${patch.sourceTokens} tokens, aligned from the end).`
+      ? `Run ${w.intervened.runId}: the same ${w.clean.tokens.length} tokens as run ${w.clean.runId}, with ${patch.site === 'z' ? "these heads' outputs" : patch.cells.length > 1 ? 'these activations' : 'this activation'} replaced by the values of “${patch.sourceText}” (${patch.sourceTokens} tokens, aligned from the end).`
       : `Run ${w.intervened.runId}: the same ${w.clean.tokens.length} tokens as run ${w.clean.runId}, with these heads' outputs replaced.`;
     // the buttons name the pair's runs: clean and ablated, or unpatched and patched
     const names = pairNames(w);
