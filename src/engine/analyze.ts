@@ -517,35 +517,24 @@ export async function walkMetrics(
   const d = cache.d_model;
   const n = (cache.n_layers + 1) * cache.pos;
   const k = Math.min(3, d);
+  // the run's own principal axes, or another run's (a twin drawn in its clean run's axes)
   let basis: Pca;
-  let coords: Float32Array;
-  if (axes) {
-    // another run's axes: this run's coordinates on them, and how much of its spread they show
-    basis = axes.pca;
-    coords = linalg ? await linalg.project(cache.resid, n, d, basis.mean, basis.components, basis.k) : project(cache.resid, n, basis);
-    cache.pcaAxes = basis;
-    return {
-      ...perPosition,
-      pca: { coords, explained: explainedAlong(cache.resid, n, d, coords, basis.k), axesOf: axes.runId },
-      similarity: { row, matrix: await similarityAt(cache, row, linalg) },
-      ngrams: repeatedNgrams(ids, 1, 8),
-    };
-  }
-  if (linalg) {
+  if (axes) basis = axes.pca;
+  else if (linalg) {
     const { mean, cov } = await linalg.covariance(cache.resid, n, d);
     // the products C·Q of the subspace iteration in onnxruntime (float32, like the covariance)
     basis = await pcaFromCovarianceWith(Float64Array.from(cov), mean, d, k, async (Q, W, m) => {
       W.set(await linalg.symmetricProduct(Float32Array.from(Q), m, cov, d));
     });
-    coords = await linalg.project(cache.resid, n, d, basis.mean, basis.components, basis.k);
-  } else {
-    basis = pca(cache.resid, n, d, k);
-    coords = project(cache.resid, n, basis);
-  }
+  } else basis = pca(cache.resid, n, d, k);
+  const coords = linalg ? await linalg.project(cache.resid, n, d, basis.mean, basis.components, basis.k) : project(cache.resid, n, basis);
   cache.pcaAxes = basis;
   return {
     ...perPosition,
-    pca: { coords, explained: basis.explained },
+    // on another run's axes: how much of this run's own spread each one shows
+    pca: axes
+      ? { coords, explained: explainedAlong(cache.resid, n, d, coords, basis.k), axesOf: axes.runId }
+      : { coords, explained: basis.explained },
     similarity: { row, matrix: await similarityAt(cache, row, linalg) },
     ngrams: repeatedNgrams(ids, 1, 8),
   };

@@ -156,10 +156,7 @@ export class Engine {
         }
         return null;
       },
-      pcaAxesOf: (runId) => {
-        const axes = this.kept.get(runId)?.cache.pcaAxes;
-        return axes ? { ...axes, explained: [...axes.explained] } : null;
-      },
+      pcaAxesOf: (runId) => this.kept.get(runId)?.cache.pcaAxes ?? null,
     };
   }
 

@@ -84,8 +84,7 @@ export class WhatIf {
     const request: AnalyzeRequest = { ...clean.request, interventions: { ablation }, pcaAxesOf: runId };
     const analysis = await this.host.analyzeRun(request, id, ctl.signal);
     if (ctl.signal.aborted || this.host.last !== clean) throw new EngineError('CANCELLED', 'superseded');
-    if (analysis.tokens.length !== clean.payload.tokens.length || analysis.tokens.some((t, i) => t.id !== clean.payload.tokens[i]!.id))
-      throw new Error('The re-run tokenized the text differently; analyse it again.');
+    if (!sameTokens(analysis, clean)) throw new Error('The re-run tokenized the text differently; analyse it again.');
     const payload = analysisToPayload({ ...analysis, model: clean.payload.model }, id, clean.payload.source);
     payload.truncation = clean.payload.truncation;
     this.twin = { analysis, payload, request };
@@ -121,9 +120,7 @@ export class WhatIf {
     const twinId = this.host.nextRunId();
     const patched = await this.host.analyzeRun({ ...request, interventions: { patch }, pcaAxesOf: baseId }, twinId, ctl.signal);
     if (ctl.signal.aborted) throw new EngineError('CANCELLED', 'superseded');
-    const same = (a: Analysis) =>
-      a.tokens.length === base.payload.tokens.length && a.tokens.every((t, i) => t.id === base.payload.tokens[i]!.id);
-    if (!same(unpatched) || !same(patched))
+    if (!sameTokens(unpatched, base) || !sameTokens(patched, base))
       throw new Error('The prompt tokenized differently when analysed again; run Compare Prompts again.');
     const model = base.payload.model;
     const basePayload = analysisToPayload({ ...unpatched, model }, baseId, null);
@@ -166,3 +163,7 @@ export class WhatIf {
 }
 
 const idsOf = (r: KeptRun) => r.payload.tokens.map((t) => t.id);
+
+/** A re-run of a kept run's text tokenized it the same way. */
+const sameTokens = (a: Analysis, r: KeptRun) =>
+  a.tokens.length === r.payload.tokens.length && a.tokens.every((t, i) => t.id === r.payload.tokens[i]!.id);

@@ -274,7 +274,7 @@ export function createPatchingCard(ctx: ViewContext): PatchingCard {
         ? `${cells.length} heads (z)`
         : `${cells.length} cells of ${site}`;
 
-  /** The cell has nothing patched in it (no aligned token): its label, else null. */
+  /** Nothing was patched in the cell (its position has no aligned token in the other prompt). */
   const emptyCell = (r: PatchingResult, c: Cell): boolean => !Number.isFinite(r.ld[c.layer * patchColumns(r) + c.col]!);
 
   /**

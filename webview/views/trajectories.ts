@@ -75,54 +75,39 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
     const selText = path.row.map((r) => (rows <= 9 || r === 0 || r === rows - 1 || r === mid ? rowLabel(r) : ''));
     const markerColors = path.row.map((r) => toCss(mix(pal.bg, pal.blue, 0.3 + (0.7 * r) / Math.max(1, rows - 1), pal.bg)));
     const symbols = path.row.map((r) => (r === 0 ? 'circle-open' : r === rows - 1 ? 'diamond' : 'circle'));
+    /** A series' points, positions and hovers as trace attributes (z in 3D). */
+    const points = (series: PathSeries, hover: string[]): Record<string, unknown> => ({
+      x: series.x,
+      y: series.y,
+      ...(three ? { z: series.z } : {}),
+      customdata: series.pos,
+      hovertext: hover,
+      hoverinfo: 'text',
+    });
+    /** Trace attributes as Plotly.restyle takes them: each value wrapped for one trace. */
+    const restyleOf = (attrs: Record<string, unknown>) => Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, [v]]));
     const drawKey = `${p.runId}:${s.trajectoryDims}:${s.themeVersion}:${pair?.other.runId ?? ''}`;
     if (mainKey === drawKey && main.isDrawn) {
-      if (otherPath) {
-        const moved: Record<string, unknown[]> = {
-          x: [otherPath.x],
-          y: [otherPath.y],
-          customdata: [otherPath.pos],
-          hovertext: [otherText],
-        };
-        if (three) moved.z = [otherPath.z];
-        await main.restyle(moved, [2]);
-      }
+      if (otherPath) await main.restyle(restyleOf(points(otherPath, otherText)), [2]);
       // only the selection moved: replace the selected trace's points, leave the cloud alone
-      const update: Record<string, unknown[]> = {
-        x: [path.x],
-        y: [path.y],
-        customdata: [path.pos],
-        hovertext: [pathText],
-        text: [selText],
-        'marker.color': [markerColors],
-      };
-      if (three) update.z = [path.z];
-      return main.restyle(update, [1]);
+      return main.restyle(restyleOf({ ...points(path, pathText), text: selText, 'marker.color': markerColors }), [1]);
     }
     mainKey = drawKey;
-    const others: Record<string, unknown> = {
+    const others = {
       type: three ? 'scatter3d' : 'scatter',
       // SVG markers for tens of thousands of points are slow; WebGL 2D (scattergl) needs eval,
       // which the webview's CSP forbids. So many points = one SVG path without markers.
       mode: manyPoints(rows, T) ? 'lines' : 'lines+markers',
-      x: cloud.series.x,
-      y: cloud.series.y,
-      customdata: cloud.series.pos,
-      hovertext: cloud.hover,
-      hoverinfo: 'text',
+      ...points(cloud.series, cloud.hover),
       line: { color: faded, width: 1 },
       marker: { color: faded, size: three ? 1.5 : 3 },
       opacity: (three ? 0.45 : 0.55) * (T > 200 ? 0.5 : 1), // many paths: fade more so the selected one stands out
       name: 'other tokens',
     };
-    const selected: Record<string, unknown> = {
+    const selected = {
       type: three ? 'scatter3d' : 'scatter',
       mode: 'lines+markers+text',
-      x: path.x,
-      y: path.y,
-      customdata: path.pos,
-      hovertext: pathText,
-      hoverinfo: 'text',
+      ...points(path, pathText),
       text: selText,
       textposition: 'top center',
       textfont: { size: 10, color: c(pal.fg) },
@@ -130,33 +115,23 @@ export const trajectoriesTab: TabFactory = (ctx: ViewContext) => {
       marker: three
         ? { color: markerColors, size: 4 }
         : { color: markerColors, size: 8, symbol: symbols, line: { color: c(pal.blue), width: 1.5 } },
-      name: 'selected token',
+      name: pair ? `selected token, ${roleIn(pair, pair.shown)} run` : 'selected token',
       // gl3d draws translucent traces after opaque ones; a (barely) translucent selected path is
       // drawn after the faded cloud instead of disappearing behind it
       opacity: three ? 0.99 : 1,
     };
     const traces = [others as Data, selected as Data];
     if (otherPath) {
-      const compared: Record<string, unknown> = {
+      const compared = {
         type: three ? 'scatter3d' : 'scatter',
         mode: 'lines+markers',
-        x: otherPath.x,
-        y: otherPath.y,
-        customdata: otherPath.pos,
-        hovertext: otherText,
-        hoverinfo: 'text',
+        ...points(otherPath, otherText),
         line: { color: c(pal.orange), width: three ? 4 : 2, dash: 'dash' },
         marker: three ? { color: c(pal.orange), size: 3 } : { color: c(pal.orange), size: 6, symbol: symbols },
         name: `selected token, ${otherName}`,
         opacity: three ? 0.99 : 1,
       };
-      if (three) compared.z = otherPath.z;
       traces.push(compared as Data);
-    }
-    selected.name = pair ? `selected token, ${roleIn(pair, pair.shown)} run` : 'selected token';
-    if (three) {
-      others.z = cloud.series.z;
-      selected.z = path.z;
     }
     const base = baseLayout(pal);
     const ax = axisStyle(pal);
