@@ -25,7 +25,7 @@ import { fmt, pct, rowLabel, tokenDisplay } from '../shapeText';
 import type { Palette } from '../theme';
 import type { TabFactory, ViewContext } from './context';
 import type { AppState } from '../store';
-import { comparison, divergingIndex, lensDelta, lensDeltaScale, pairDelta, runRole, top1Changed, type Comparison } from '../shapeWhatIf';
+import { comparison, divergingIndex, lensDelta, lensDeltaScale, pairDelta, roleIn, top1Changed, type Comparison } from '../shapeWhatIf';
 
 const COL_W = 68;
 const ROW_H = 20;
@@ -384,7 +384,7 @@ export const lensTab: TabFactory = (ctx: ViewContext) => {
       const d = lensDelta(cmp.intervened.lens, cmp.clean.lens, r, p);
       rows.push(
         el('div', { class: 'tt-stats' }, [
-          el('span', { text: `${runRole(cmp.other)}: top-1 ${o.top[0]?.text.text ?? ''} ${pct(o.top[0]?.prob ?? NaN)}` }),
+          el('span', { text: `${roleIn(cmp, cmp.other)}: top-1 ${o.top[0]?.text.text ?? ''} ${pct(o.top[0]?.prob ?? NaN)}` }),
           el('span', {
             text: Number.isFinite(d)
               ? `Δ log p(next) ${pairDelta(cmp)} ${d >= 0 ? '+' : ''}${fmt(d, 3)} nats`
